@@ -1,0 +1,95 @@
+// Device buffers: allocation with size checks against the device limits,
+// transfers and copies whose failures name the buffer, the sizes and the device.
+#include "host/buffer.hpp"
+
+#include <fmt/format.h>
+
+#include <utility>
+
+namespace ttt::host {
+
+Buffer::Buffer(Context& ctx, size_t bytes, const char* what) : ctx_(&ctx), bytes_(bytes), what_(what) {
+  const auto& dev = ctx.device();
+  if (bytes == 0) bytes = 1;  // OpenCL rejects empty buffers; callers may legitimately ask for none
+  if (bytes > dev.max_alloc)
+    throw Error(fmt::format("{} of {:.1f} MiB exceeds the largest allocation of '{}' "
+                            "(CL_DEVICE_MAX_MEM_ALLOC_SIZE = {:.1f} MiB)",
+                            what, bytes / 1048576.0, dev.name, dev.max_alloc / 1048576.0));
+  cl_int err = CL_SUCCESS;
+  mem_ = clCreateBuffer(ctx.context(), CL_MEM_READ_WRITE, bytes, nullptr, &err);
+  check(err, "clCreateBuffer",
+        fmt::format("{} of {} bytes on '{}'", what, bytes, dev.name));
+}
+
+Buffer::~Buffer() {
+  if (mem_) clReleaseMemObject(mem_);
+}
+
+Buffer::Buffer(Buffer&& o) noexcept
+    : ctx_(o.ctx_), mem_(std::exchange(o.mem_, nullptr)), bytes_(std::exchange(o.bytes_, 0)), what_(o.what_) {}
+
+Buffer& Buffer::operator=(Buffer&& o) noexcept {
+  if (this != &o) {
+    if (mem_) clReleaseMemObject(mem_);
+    ctx_ = o.ctx_;
+    mem_ = std::exchange(o.mem_, nullptr);
+    bytes_ = std::exchange(o.bytes_, 0);
+    what_ = o.what_;
+  }
+  return *this;
+}
+
+void Buffer::check_range(size_t bytes, size_t offset, const char* op) const {
+  if (!mem_) throw Error(fmt::format("{} on an empty {}", op, what_));
+  if (offset > bytes_ || bytes > bytes_ - offset)
+    throw Error(fmt::format("{} of {} bytes at offset {} overruns {} of {} bytes", op, bytes, offset,
+                            what_, bytes_));
+}
+
+void Buffer::write(const void* src, size_t bytes, size_t offset, bool blocking) {
+  if (bytes == 0) return;
+  check_range(bytes, offset, "write");
+  check(clEnqueueWriteBuffer(ctx_->queue(), mem_, blocking ? CL_TRUE : CL_FALSE, offset, bytes, src, 0,
+                             nullptr, nullptr),
+        "clEnqueueWriteBuffer", fmt::format("{} ({} bytes at {}) on '{}'", what_, bytes, offset, ctx_->device().name));
+}
+
+void Buffer::read(void* dst, size_t bytes, size_t offset) const {
+  if (bytes == 0) return;
+  check_range(bytes, offset, "read");
+  check(clEnqueueReadBuffer(ctx_->queue(), mem_, CL_TRUE, offset, bytes, dst, 0, nullptr, nullptr),
+        "clEnqueueReadBuffer", fmt::format("{} ({} bytes at {}) on '{}'", what_, bytes, offset, ctx_->device().name));
+}
+
+void Buffer::copy_from(const Buffer& src, size_t bytes, size_t src_offset, size_t dst_offset) {
+  if (bytes == 0) return;
+  src.check_range(bytes, src_offset, "copy");
+  check_range(bytes, dst_offset, "copy");
+  check(clEnqueueCopyBuffer(ctx_->queue(), src.mem_, mem_, src_offset, dst_offset, bytes, 0, nullptr, nullptr),
+        "clEnqueueCopyBuffer", fmt::format("{} -> {} ({} bytes) on '{}'", src.what_, what_, bytes, ctx_->device().name));
+}
+
+void Buffer::zero(size_t bytes, size_t offset) {
+  if (bytes == 0) return;
+  check_range(bytes, offset, "zero");
+  const cl_uchar pattern = 0;
+  check(clEnqueueFillBuffer(ctx_->queue(), mem_, &pattern, 1, offset, bytes, 0, nullptr, nullptr),
+        "clEnqueueFillBuffer", fmt::format("{} ({} bytes) on '{}'", what_, bytes, ctx_->device().name));
+}
+
+void copy_rows(Context& ctx, const Buffer& src, size_t src_offset, size_t src_pitch, Buffer& dst,
+               size_t dst_offset, size_t dst_pitch, size_t row_bytes, size_t rows) {
+  if (rows == 0 || row_bytes == 0) return;
+  const size_t src_end = src_offset + (rows - 1) * src_pitch + row_bytes;
+  const size_t dst_end = dst_offset + (rows - 1) * dst_pitch + row_bytes;
+  if (src_end > src.bytes() || dst_end > dst.bytes())
+    throw Error(fmt::format("copy_rows of {} rows x {} bytes overruns a buffer ({} > {} or {} > {})", rows,
+                            row_bytes, src_end, src.bytes(), dst_end, dst.bytes()));
+  const size_t so[3] = {src_offset, 0, 0}, dso[3] = {dst_offset, 0, 0}, region[3] = {row_bytes, rows, 1};
+  check(clEnqueueCopyBufferRect(ctx.queue(), src.get(), dst.get(), so, dso, region, src_pitch, 0, dst_pitch, 0,
+                                0, nullptr, nullptr),
+        "clEnqueueCopyBufferRect",
+        fmt::format("{} rows x {} bytes on '{}'", rows, row_bytes, ctx.device().name));
+}
+
+}  // namespace ttt::host

@@ -1,0 +1,197 @@
+// Device discovery and selection, the Context and the Profiler.
+#include "host/device.hpp"
+
+#include "host/program.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+
+namespace ttt::host {
+namespace {
+
+std::string platform_str(cl_platform_id p, cl_platform_info what) {
+  size_t n = 0;
+  if (clGetPlatformInfo(p, what, 0, nullptr, &n) != CL_SUCCESS || n == 0) return {};
+  std::string s(n, '\0');
+  clGetPlatformInfo(p, what, n, s.data(), nullptr);
+  while (!s.empty() && (s.back() == '\0' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+std::string device_str(cl_device_id d, cl_device_info what) {
+  size_t n = 0;
+  if (clGetDeviceInfo(d, what, 0, nullptr, &n) != CL_SUCCESS || n == 0) return {};
+  std::string s(n, '\0');
+  clGetDeviceInfo(d, what, n, s.data(), nullptr);
+  while (!s.empty() && (s.back() == '\0' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+template <typename T>
+T device_val(cl_device_id d, cl_device_info what) {
+  T v{};
+  clGetDeviceInfo(d, what, sizeof(T), &v, nullptr);
+  return v;
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+
+}  // namespace
+
+std::string DeviceInfo::type_name() const {
+  if (type & CL_DEVICE_TYPE_GPU) return "GPU";
+  if (type & CL_DEVICE_TYPE_CPU) return "CPU";
+  if (type & CL_DEVICE_TYPE_ACCELERATOR) return "accelerator";
+  return "other";
+}
+
+std::string DeviceInfo::spec() const { return fmt::format("{}:{}", platform_index, device_index); }
+
+std::string DeviceInfo::label() const {
+  return fmt::format("{} '{}' ({})", spec(), name, platform_name);
+}
+
+std::vector<DeviceInfo> list_devices() {
+  std::vector<DeviceInfo> out;
+  cl_uint np = 0;
+  // No ICD at all answers CL_PLATFORM_NOT_FOUND_KHR: that is "no devices", not an error.
+  if (clGetPlatformIDs(0, nullptr, &np) != CL_SUCCESS || np == 0) return out;
+  std::vector<cl_platform_id> platforms(np);
+  check(clGetPlatformIDs(np, platforms.data(), nullptr), "clGetPlatformIDs");
+  for (cl_uint p = 0; p < np; ++p) {
+    cl_uint nd = 0;
+    if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 0, nullptr, &nd) != CL_SUCCESS) continue;
+    std::vector<cl_device_id> devs(nd);
+    check(clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, nd, devs.data(), nullptr), "clGetDeviceIDs");
+    for (cl_uint d = 0; d < nd; ++d) {
+      DeviceInfo info;
+      info.platform = platforms[p];
+      info.id = devs[d];
+      info.platform_index = int(p);
+      info.device_index = int(d);
+      info.platform_name = platform_str(platforms[p], CL_PLATFORM_NAME);
+      info.platform_version = platform_str(platforms[p], CL_PLATFORM_VERSION);
+      info.name = device_str(devs[d], CL_DEVICE_NAME);
+      info.vendor = device_str(devs[d], CL_DEVICE_VENDOR);
+      info.driver_version = device_str(devs[d], CL_DRIVER_VERSION);
+      info.device_version = device_str(devs[d], CL_DEVICE_VERSION);
+      info.opencl_c_version = device_str(devs[d], CL_DEVICE_OPENCL_C_VERSION);
+      info.type = device_val<cl_device_type>(devs[d], CL_DEVICE_TYPE);
+      info.compute_units = device_val<cl_uint>(devs[d], CL_DEVICE_MAX_COMPUTE_UNITS);
+      info.clock_mhz = device_val<cl_uint>(devs[d], CL_DEVICE_MAX_CLOCK_FREQUENCY);
+      info.global_mem = device_val<cl_ulong>(devs[d], CL_DEVICE_GLOBAL_MEM_SIZE);
+      info.local_mem = device_val<cl_ulong>(devs[d], CL_DEVICE_LOCAL_MEM_SIZE);
+      info.max_alloc = device_val<cl_ulong>(devs[d], CL_DEVICE_MAX_MEM_ALLOC_SIZE);
+      info.max_work_group = device_val<size_t>(devs[d], CL_DEVICE_MAX_WORK_GROUP_SIZE);
+      clGetDeviceInfo(devs[d], CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof(info.max_work_item),
+                      info.max_work_item, nullptr);
+      const std::string ext = device_str(devs[d], CL_DEVICE_EXTENSIONS);
+      info.fp16 = ext.find("cl_khr_fp16") != std::string::npos;
+      info.fp64 = ext.find("cl_khr_fp64") != std::string::npos;
+      out.push_back(std::move(info));
+    }
+  }
+  return out;
+}
+
+std::string describe_devices(const std::vector<DeviceInfo>& devices) {
+  if (devices.empty()) return "  (no OpenCL devices: is an ICD such as pocl-opencl-icd installed?)\n";
+  std::string s;
+  for (const auto& d : devices) s += fmt::format("  {}  [{}]\n", d.label(), d.type_name());
+  return s;
+}
+
+DeviceInfo select_device(const std::string& spec_in) {
+  std::string spec = spec_in;
+  std::string source = "--device";
+  if (spec.empty()) {
+    if (const char* env = std::getenv("TTT_DEVICE"); env && *env) {
+      spec = env;
+      source = "TTT_DEVICE";
+    }
+  }
+  const auto devices = list_devices();
+  if (devices.empty())
+    throw Error("no OpenCL device found: install an OpenCL driver (ICD), e.g. pocl-opencl-icd for the CPU");
+  if (spec.empty()) {
+    for (const auto& d : devices)
+      if (d.type & CL_DEVICE_TYPE_GPU) return d;
+    return devices.front();
+  }
+  // "P:D" indices.
+  int p = -1, d = -1;
+  char tail = 0;
+  if (std::sscanf(spec.c_str(), "%d:%d%c", &p, &d, &tail) == 2) {
+    for (const auto& dev : devices)
+      if (dev.platform_index == p && dev.device_index == d) return dev;
+  } else {
+    const std::string want = lower(spec);
+    for (const auto& dev : devices)
+      if (lower(dev.name).find(want) != std::string::npos) return dev;
+  }
+  throw Error(fmt::format("{} '{}' matches no OpenCL device; available devices:\n{}", source, spec,
+                          describe_devices(devices)));
+}
+
+// ---------------------------------------------------------------------------
+
+void Profiler::record(const std::string& name, cl_event ev) {
+  pending_.emplace_back(name, ev);
+  if (pending_.size() > 4096) collect();  // bound the number of live events
+}
+
+void Profiler::collect() {
+  for (auto& [name, ev] : pending_) {
+    cl_ulong t0 = 0, t1 = 0;
+    if (clWaitForEvents(1, &ev) == CL_SUCCESS &&
+        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof(t0), &t0, nullptr) == CL_SUCCESS &&
+        clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof(t1), &t1, nullptr) == CL_SUCCESS &&
+        t1 >= t0)
+      totals_ms_[name] += double(t1 - t0) * 1e-6;
+    clReleaseEvent(ev);
+  }
+  pending_.clear();
+}
+
+void Profiler::reset() {
+  collect();
+  totals_ms_.clear();
+}
+
+Profiler::~Profiler() {
+  for (auto& p : pending_) clReleaseEvent(p.second);
+}
+
+// ---------------------------------------------------------------------------
+
+Context::Context(const DeviceInfo& device) : device_(device) {
+  cl_int err = CL_SUCCESS;
+  cl_context_properties props[] = {CL_CONTEXT_PLATFORM, cl_context_properties(device.platform), 0};
+  context_ = clCreateContext(props, 1, &device_.id, nullptr, nullptr, &err);
+  check(err, "clCreateContext", fmt::format("on '{}'", device_.name));
+  queue_ = clCreateCommandQueue(context_, device_.id, CL_QUEUE_PROFILING_ENABLE, &err);
+  if (err != CL_SUCCESS) {
+    clReleaseContext(context_);
+    check(err, "clCreateCommandQueue", fmt::format("on '{}'", device_.name));
+  }
+  programs_ = std::make_unique<ProgramCache>(*this);
+}
+
+Context::~Context() {
+  if (queue_) clFinish(queue_);
+  programs_.reset();
+  profiler_.reset();
+  if (queue_) clReleaseCommandQueue(queue_);
+  if (context_) clReleaseContext(context_);
+}
+
+void Context::finish() { check(clFinish(queue_), "clFinish", fmt::format("on '{}'", device_.name)); }
+void Context::flush() { check(clFlush(queue_), "clFlush", fmt::format("on '{}'", device_.name)); }
+
+}  // namespace ttt::host

@@ -1,0 +1,87 @@
+// Platform and device discovery, device selection (--device / TTT_DEVICE) and
+// the Context that owns the OpenCL context, the profiling queue, the program
+// cache and the profiler. Nothing here knows about models.
+#pragma once
+
+#include "host/error.hpp"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ttt::host {
+
+struct DeviceInfo {
+  cl_platform_id platform = nullptr;
+  cl_device_id id = nullptr;
+  int platform_index = 0, device_index = 0;
+  std::string platform_name, platform_version;
+  std::string name, vendor, driver_version, device_version, opencl_c_version;
+  cl_device_type type = 0;
+  cl_uint compute_units = 0, clock_mhz = 0;
+  cl_ulong global_mem = 0, local_mem = 0, max_alloc = 0;
+  size_t max_work_group = 0;
+  size_t max_work_item[3] = {0, 0, 0};
+  bool fp16 = false, fp64 = false;
+
+  std::string type_name() const;  // "GPU", "CPU", "accelerator", ...
+  std::string spec() const;       // "P:D", accepted by select_device
+  std::string label() const;      // "P:D 'name' (platform)"
+};
+
+// Every device of every platform, in platform order. Empty when no ICD is installed.
+std::vector<DeviceInfo> list_devices();
+
+// spec: "P:D" indices or a case-insensitive substring of the device name. An
+// empty spec falls back to $TTT_DEVICE, then the first GPU, then the first
+// device. Throws an Error that lists the available devices when nothing matches.
+DeviceInfo select_device(const std::string& spec = {});
+
+// One line per device, for error messages and ttt-info.
+std::string describe_devices(const std::vector<DeviceInfo>& devices);
+
+class ProgramCache;
+
+// Kernel execution times gathered from profiling events, by kernel name.
+class Profiler {
+ public:
+  bool enabled() const { return enabled_; }
+  void enable(bool on) { enabled_ = on; }
+  void record(const std::string& name, cl_event ev);  // takes ownership of ev
+  void collect();                                     // waits for and sums pending events
+  const std::map<std::string, double>& totals_ms() const { return totals_ms_; }
+  void reset();
+  ~Profiler();
+
+ private:
+  bool enabled_ = false;
+  std::vector<std::pair<std::string, cl_event>> pending_;
+  std::map<std::string, double> totals_ms_;
+};
+
+// OpenCL context + in-order profiling queue on one device.
+class Context {
+ public:
+  explicit Context(const DeviceInfo& device);
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  const DeviceInfo& device() const { return device_; }
+  cl_context context() const { return context_; }
+  cl_command_queue queue() const { return queue_; }
+  ProgramCache& programs() { return *programs_; }
+  Profiler& profiler() { return profiler_; }
+  void finish();  // clFinish, with the device named on failure
+  void flush();   // clFlush: start queued work without waiting for it
+
+ private:
+  DeviceInfo device_;
+  cl_context context_ = nullptr;
+  cl_command_queue queue_ = nullptr;
+  std::unique_ptr<ProgramCache> programs_;
+  Profiler profiler_;
+};
+
+}  // namespace ttt::host

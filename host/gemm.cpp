@@ -1,0 +1,98 @@
+// CLBlast wrappers: argument checks that name the operands, status codes
+// turned into ttt errors, and profiling events recorded under a label.
+#include "host/gemm.hpp"
+
+#include <clblast.h>
+#include <fmt/format.h>
+
+namespace ttt::host {
+
+const char* clblast_status_name(int s) {
+  using clblast::StatusCode;
+  switch (StatusCode(s)) {
+    case StatusCode::kNotImplemented: return "kNotImplemented";
+    case StatusCode::kInvalidMatrixA: return "kInvalidMatrixA";
+    case StatusCode::kInvalidMatrixB: return "kInvalidMatrixB";
+    case StatusCode::kInvalidMatrixC: return "kInvalidMatrixC";
+    case StatusCode::kInvalidVectorX: return "kInvalidVectorX";
+    case StatusCode::kInvalidVectorY: return "kInvalidVectorY";
+    case StatusCode::kInvalidDimension: return "kInvalidDimension";
+    case StatusCode::kInvalidLeadDimA: return "kInvalidLeadDimA";
+    case StatusCode::kInvalidLeadDimB: return "kInvalidLeadDimB";
+    case StatusCode::kInvalidLeadDimC: return "kInvalidLeadDimC";
+    case StatusCode::kInsufficientMemoryA: return "kInsufficientMemoryA";
+    case StatusCode::kInsufficientMemoryB: return "kInsufficientMemoryB";
+    case StatusCode::kInsufficientMemoryC: return "kInsufficientMemoryC";
+    case StatusCode::kInvalidBatchCount: return "kInvalidBatchCount";
+    case StatusCode::kInvalidOverrideKernel: return "kInvalidOverrideKernel";
+    case StatusCode::kMissingOverrideParameter: return "kMissingOverrideParameter";
+    case StatusCode::kInvalidLocalMemUsage: return "kInvalidLocalMemUsage";
+    case StatusCode::kNoHalfPrecision: return "kNoHalfPrecision";
+    case StatusCode::kNoDoublePrecision: return "kNoDoublePrecision";
+    case StatusCode::kUnknownError: return "kUnknownError";
+    default: return s <= 0 && s > -1000 ? cl_error_name(s) : "CLBLAST_UNKNOWN_STATUS";
+  }
+}
+
+namespace {
+
+clblast::Transpose tr(Trans t) { return t == Trans::N ? clblast::Transpose::kNo : clblast::Transpose::kYes; }
+
+// Elements a row-major op(X) of rows x cols with leading dimension ld spans.
+size_t span(Trans t, size_t rows, size_t cols, size_t ld) {
+  const size_t r = t == Trans::N ? rows : cols, c = t == Trans::N ? cols : rows;
+  return r == 0 || c == 0 ? 0 : (r - 1) * ld + c;
+}
+
+void check_operand(const char* which, const Buffer& buf, size_t off, size_t need, const std::string& where) {
+  if ((off + need) * sizeof(float) > buf.bytes())
+    throw Error(fmt::format("{}: matrix {} needs {} floats from offset {} but its buffer holds {}", where, which,
+                            need, off, buf.bytes() / sizeof(float)));
+}
+
+void finish_call(Context& ctx, clblast::StatusCode st, cl_event ev, const char* label, const std::string& where) {
+  if (st != clblast::StatusCode::kSuccess)
+    throw ClError(int(st), fmt::format("{} ({}) in {}", clblast_status_name(int(st)), int(st), where));
+  if (ev) ctx.profiler().record(label, ev);
+}
+
+}  // namespace
+
+void gemm(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, size_t K, float alpha, const Buffer& A,
+          size_t a_off, size_t lda, const Buffer& B, size_t b_off, size_t ldb, float beta, Buffer& C, size_t c_off,
+          size_t ldc, const char* label) {
+  if (M == 0 || N == 0) return;
+  const std::string where = fmt::format("clblast::Gemm '{}' M={} N={} K={} ta={} tb={} on '{}'", label, M, N, K,
+                                        ta == Trans::T ? "T" : "N", tb == Trans::T ? "T" : "N", ctx.device().name);
+  check_operand("A", A, a_off, span(ta, M, K, lda), where);
+  check_operand("B", B, b_off, span(tb, K, N, ldb), where);
+  check_operand("C", C, c_off, span(Trans::N, M, N, ldc), where);
+  cl_command_queue q = ctx.queue();
+  cl_event ev = nullptr;
+  auto st = clblast::Gemm<float>(clblast::Layout::kRowMajor, tr(ta), tr(tb), M, N, K, alpha, A.get(), a_off, lda,
+                                 B.get(), b_off, ldb, beta, C.get(), c_off, ldc, &q,
+                                 ctx.profiler().enabled() ? &ev : nullptr);
+  finish_call(ctx, st, ev, label, where);
+}
+
+void gemm_strided_batched(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, size_t K, float alpha,
+                          const Buffer& A, size_t a_off, size_t lda, size_t a_stride, const Buffer& B, size_t b_off,
+                          size_t ldb, size_t b_stride, float beta, Buffer& C, size_t c_off, size_t ldc,
+                          size_t c_stride, size_t batch, const char* label) {
+  if (M == 0 || N == 0 || batch == 0) return;
+  const std::string where =
+      fmt::format("clblast::GemmStridedBatched '{}' M={} N={} K={} batch={} on '{}'", label, M, N, K, batch,
+                  ctx.device().name);
+  check_operand("A", A, a_off + (batch - 1) * a_stride, span(ta, M, K, lda), where);
+  check_operand("B", B, b_off + (batch - 1) * b_stride, span(tb, K, N, ldb), where);
+  check_operand("C", C, c_off + (batch - 1) * c_stride, span(Trans::N, M, N, ldc), where);
+  cl_command_queue q = ctx.queue();
+  cl_event ev = nullptr;
+  auto st = clblast::GemmStridedBatched<float>(clblast::Layout::kRowMajor, tr(ta), tr(tb), M, N, K, alpha, A.get(),
+                                               a_off, lda, a_stride, B.get(), b_off, ldb, b_stride, beta, C.get(),
+                                               c_off, ldc, c_stride, batch, &q,
+                                               ctx.profiler().enabled() ? &ev : nullptr);
+  finish_call(ctx, st, ev, label, where);
+}
+
+}  // namespace ttt::host

@@ -1,0 +1,83 @@
+// Kernel argument setting and checked launches.
+#include "host/kernel.hpp"
+
+#include <fmt/format.h>
+
+namespace ttt::host {
+
+std::string Range::str() const {
+  if (dims == 1) return fmt::format("[{}]", v[0]);
+  if (dims == 2) return fmt::format("[{},{}]", v[0], v[1]);
+  return fmt::format("[{},{},{}]", v[0], v[1], v[2]);
+}
+
+Kernel::Kernel(Context& ctx, const std::string& family, const std::string& name, const std::string& options)
+    : ctx_(ctx), k_(ctx.programs().kernel(family, name, options)), name_(name) {}
+
+void Kernel::set_raw(cl_uint i, size_t size, const void* value) {
+  check(clSetKernelArg(k_, i, size, value), "clSetKernelArg",
+        fmt::format("kernel '{}' argument {} on '{}'", name_, i, ctx_.device().name));
+}
+
+void Kernel::set(cl_uint i, const Buffer& b) {
+  if (!b) throw Error(fmt::format("kernel '{}' argument {}: empty buffer", name_, i));
+  cl_mem m = b.get();
+  set_raw(i, sizeof(cl_mem), &m);
+}
+
+void Kernel::set(cl_uint i, const Local& l) {
+  local_args_bytes_ += l.bytes;
+  set_raw(i, l.bytes, nullptr);
+}
+
+size_t Kernel::max_work_group() const {
+  size_t wg = 0;
+  check(clGetKernelWorkGroupInfo(k_, ctx_.device().id, CL_KERNEL_WORK_GROUP_SIZE, sizeof(wg), &wg, nullptr),
+        "clGetKernelWorkGroupInfo", fmt::format("kernel '{}' on '{}'", name_, ctx_.device().name));
+  return wg;
+}
+
+void Kernel::launch(const Range& global, const Range& local) {
+  const DeviceInfo& dev = ctx_.device();
+  auto where = [&] {
+    return fmt::format("kernel '{}' global={} local={} on '{}'", name_, global.str(), local.str(), dev.name);
+  };
+  const size_t local_args = local_args_bytes_;
+  if (global.dims != local.dims)
+    throw ClError(CL_INVALID_WORK_DIMENSION, "CL_INVALID_WORK_DIMENSION (-53) before clEnqueueNDRangeKernel: " + where());
+  for (size_t d = 0; d < global.dims; ++d) {
+    if (local.v[d] == 0 || global.v[d] % local.v[d] != 0)
+      throw ClError(CL_INVALID_WORK_GROUP_SIZE,
+                    "CL_INVALID_WORK_GROUP_SIZE (-54) before clEnqueueNDRangeKernel (global not a multiple of local): " +
+                        where());
+    if (local.v[d] > dev.max_work_item[d])
+      throw ClError(CL_INVALID_WORK_ITEM_SIZE,
+                    fmt::format("CL_INVALID_WORK_ITEM_SIZE (-55) before clEnqueueNDRangeKernel (device allows {} in "
+                                "dimension {}): {}",
+                                dev.max_work_item[d], d, where()));
+  }
+  if (global.product() == 0) return;  // nothing to do
+  const size_t wg_limit = std::min(max_work_group(), dev.max_work_group);
+  if (local.product() > wg_limit)
+    throw ClError(CL_INVALID_WORK_GROUP_SIZE,
+                  fmt::format("CL_INVALID_WORK_GROUP_SIZE (-54) before clEnqueueNDRangeKernel (at most {} work-items "
+                              "per group): {}",
+                              wg_limit, where()));
+  cl_ulong static_local = 0;
+  clGetKernelWorkGroupInfo(k_, dev.id, CL_KERNEL_LOCAL_MEM_SIZE, sizeof(static_local), &static_local, nullptr);
+  // CL_KERNEL_LOCAL_MEM_SIZE usually includes __local arguments already; take the larger estimate.
+  const cl_ulong need = std::max<cl_ulong>(static_local, local_args);
+  if (need > dev.local_mem)
+    throw ClError(CL_OUT_OF_RESOURCES,
+                  fmt::format("CL_OUT_OF_RESOURCES (-5) before clEnqueueNDRangeKernel ({} bytes of local memory, "
+                              "device has {}): {}",
+                              need, dev.local_mem, where()));
+  cl_event ev = nullptr;
+  Profiler& prof = ctx_.profiler();
+  check(clEnqueueNDRangeKernel(ctx_.queue(), k_, cl_uint(global.dims), nullptr, global.v.data(), local.v.data(), 0,
+                               nullptr, prof.enabled() ? &ev : nullptr),
+        "clEnqueueNDRangeKernel", where());
+  if (ev) prof.record(name_, ev);
+}
+
+}  // namespace ttt::host

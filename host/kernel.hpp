@@ -1,0 +1,73 @@
+// Kernel handle with variadic argument setting and a launch that checks the
+// work sizes and local memory against the device before enqueueing.
+#pragma once
+
+#include "host/buffer.hpp"
+#include "host/program.hpp"
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+
+namespace ttt::host {
+
+// A __local argument of `bytes` bytes.
+struct Local {
+  size_t bytes;
+};
+
+struct Range {
+  size_t dims = 1;
+  std::array<size_t, 3> v{1, 1, 1};
+  Range(size_t x) : dims(1), v{x, 1, 1} {}
+  Range(size_t x, size_t y) : dims(2), v{x, y, 1} {}
+  Range(size_t x, size_t y, size_t z) : dims(3), v{x, y, z} {}
+  size_t product() const { return v[0] * v[1] * v[2]; }
+  std::string str() const;
+};
+
+// Rounds n up to a multiple of m (m > 0).
+inline size_t round_up(size_t n, size_t m) { return (n + m - 1) / m * m; }
+
+class Kernel {
+ public:
+  // Looks up (and builds on first use) kernel `name` of `family` with `options`.
+  Kernel(Context& ctx, const std::string& family, const std::string& name, const std::string& options = {});
+
+  // Sets every argument in order. Scalars must be exactly int32_t, uint32_t,
+  // int64_t or float, so that a size_t never reaches an `int` parameter.
+  template <typename... A>
+  Kernel& args(const A&... a) {
+    local_args_bytes_ = 0;
+    cl_uint i = 0;
+    (set(i++, a), ...);
+    return *this;
+  }
+
+  // Enqueues without waiting. global must be a multiple of local in every dimension.
+  void launch(const Range& global, const Range& local);
+
+  const std::string& name() const { return name_; }
+  // Largest work-group size this kernel can run with on this device.
+  size_t max_work_group() const;
+
+ private:
+  void set(cl_uint i, const Buffer& b);
+  void set(cl_uint i, const Local& l);
+  template <typename T>
+  void set(cl_uint i, const T& v) {
+    static_assert(std::is_same_v<T, int32_t> || std::is_same_v<T, uint32_t> || std::is_same_v<T, int64_t> ||
+                      std::is_same_v<T, float>,
+                  "kernel scalars must be int32_t, uint32_t, int64_t or float");
+    set_raw(i, sizeof(T), &v);
+  }
+  void set_raw(cl_uint i, size_t size, const void* value);
+
+  Context& ctx_;
+  cl_kernel k_;
+  std::string name_;
+  size_t local_args_bytes_ = 0;
+};
+
+}  // namespace ttt::host

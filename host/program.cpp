@@ -1,0 +1,166 @@
+// Kernel sources (embedded or from $TTT_CL_DIR) and the program cache: build
+// from source or load a cached binary, and report build failures in full.
+#include "host/program.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string_view>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+namespace ttt::host {
+namespace embedded {
+extern const std::pair<std::string_view, std::string_view> kSources[];
+extern const int kSourceCount;
+}  // namespace embedded
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) throw Error(fmt::format("cannot read kernel source '{}' (TTT_CL_DIR is set)", p.string()));
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string raw_source(const std::string& family) {
+  if (const char* dir = std::getenv("TTT_CL_DIR"); dir && *dir) return read_text(fs::path(dir) / (family + ".cl"));
+  for (int i = 0; i < embedded::kSourceCount; ++i)
+    if (embedded::kSources[i].first == family) return std::string(embedded::kSources[i].second);
+  throw Error(fmt::format("no kernel family '{}' is embedded in this build", family));
+}
+
+// 64-bit FNV-1a over the fields that decide a binary; fields are separated so
+// that ("ab","c") and ("a","bc") differ.
+uint64_t fnv1a(std::initializer_list<std::string_view> fields) {
+  uint64_t h = 1469598103934665603ull;
+  for (auto f : fields) {
+    for (unsigned char c : f) h = (h ^ c) * 1099511628211ull;
+    h = (h ^ 0xffu) * 1099511628211ull;
+  }
+  return h;
+}
+
+std::string build_log(cl_program prog, cl_device_id dev) {
+  size_t n = 0;
+  clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, 0, nullptr, &n);
+  std::string log(n, '\0');
+  if (n) clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, n, log.data(), nullptr);
+  while (!log.empty() && (log.back() == '\0' || log.back() == '\n')) log.pop_back();
+  return log;
+}
+
+}  // namespace
+
+std::string kernel_source(const std::string& family) {
+  // common.cl holds shared helpers; #line keeps compiler messages pointing at the family file.
+  return raw_source("common") + "\n#line 1\n" + raw_source(family);
+}
+
+std::string program_cache_dir() {
+  if (const char* d = std::getenv("TTT_CACHE_DIR"); d && *d) return std::string(d) == "off" ? std::string() : d;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return (fs::path(x) / "ttt-cl").string();
+  if (const char* h = std::getenv("HOME"); h && *h) return (fs::path(h) / ".cache" / "ttt-cl").string();
+  return {};
+}
+
+ProgramCache::~ProgramCache() {
+  for (auto& [k, kern] : kernels_) clReleaseKernel(kern);
+  for (auto& [k, prog] : programs_) clReleaseProgram(prog);
+}
+
+cl_kernel ProgramCache::kernel(const std::string& family, const std::string& name, const std::string& options) {
+  const std::string key = family + '\n' + options + '\n' + name;
+  if (auto it = kernels_.find(key); it != kernels_.end()) return it->second;
+  cl_program prog = program(family, options);
+  cl_int err = CL_SUCCESS;
+  cl_kernel k = clCreateKernel(prog, name.c_str(), &err);
+  check(err, "clCreateKernel",
+        fmt::format("kernel '{}' of family '{}' on '{}'", name, family, ctx_.device().name));
+  kernels_.emplace(key, k);
+  return k;
+}
+
+cl_program ProgramCache::program(const std::string& family, const std::string& options) {
+  auto key = std::make_pair(family, options);
+  if (auto it = programs_.find(key); it != programs_.end()) return it->second;
+  cl_program p = build(family, options);
+  programs_.emplace(std::move(key), p);
+  return p;
+}
+
+cl_program ProgramCache::build(const std::string& family, const std::string& options) {
+  const DeviceInfo& dev = ctx_.device();
+  const std::string src = kernel_source(family);
+  const std::string full_options = "-cl-std=CL1.2 " + options;
+  const uint64_t h = fnv1a({src, full_options, dev.name, dev.vendor, dev.driver_version, dev.device_version,
+                            dev.platform_name, dev.platform_version});
+  const std::string dir = program_cache_dir();
+  const fs::path file = dir.empty() ? fs::path() : fs::path(dir) / fmt::format("{}-{:016x}.bin", family, h);
+  cl_int err = CL_SUCCESS;
+
+  // 1. A cached binary, if one loads and builds; anything wrong with it falls through to source.
+  if (!file.empty()) {
+    std::ifstream f(file, std::ios::binary);
+    if (f) {
+      std::vector<unsigned char> bin((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      const unsigned char* ptr = bin.data();
+      const size_t len = bin.size();
+      cl_int status = CL_SUCCESS;
+      cl_program p = len ? clCreateProgramWithBinary(ctx_.context(), 1, &dev.id, &len, &ptr, &status, &err) : nullptr;
+      if (p && err == CL_SUCCESS && status == CL_SUCCESS &&
+          clBuildProgram(p, 1, &dev.id, full_options.c_str(), nullptr, nullptr) == CL_SUCCESS) {
+        ++loaded_;
+        return p;
+      }
+      if (p) clReleaseProgram(p);
+    }
+  }
+
+  // 2. From source.
+  const char* s = src.c_str();
+  const size_t n = src.size();
+  cl_program p = clCreateProgramWithSource(ctx_.context(), 1, &s, &n, &err);
+  check(err, "clCreateProgramWithSource", fmt::format("family '{}' on '{}'", family, dev.name));
+  err = clBuildProgram(p, 1, &dev.id, full_options.c_str(), nullptr, nullptr);
+  if (err != CL_SUCCESS) {
+    const std::string log = build_log(p, dev.id);
+    clReleaseProgram(p);
+    check(err, "clBuildProgram",
+          fmt::format("family '{}' with options '{}' on '{}' ({}, driver {}); build log:\n{}", family, full_options,
+                      dev.name, dev.platform_name, dev.driver_version, log));
+  }
+  ++built_;
+
+  // 3. Store the binary; the cache is an optimisation, so failures to write it are ignored.
+  if (!file.empty()) {
+    size_t len = 0;
+    if (clGetProgramInfo(p, CL_PROGRAM_BINARY_SIZES, sizeof(len), &len, nullptr) == CL_SUCCESS && len > 0) {
+      std::vector<unsigned char> bin(len);
+      unsigned char* ptr = bin.data();
+      if (clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof(ptr), &ptr, nullptr) == CL_SUCCESS) {
+        std::error_code ec;
+        fs::create_directories(file.parent_path(), ec);
+        const fs::path tmp = file.string() + fmt::format(".tmp{}", ::getpid());
+        {
+          std::ofstream out(tmp, std::ios::binary);
+          out.write(reinterpret_cast<const char*>(bin.data()), std::streamsize(len));
+        }
+        fs::rename(tmp, file, ec);  // atomic: readers see the old file or the whole new one
+        if (ec) fs::remove(tmp, ec);
+      }
+    }
+  }
+  return p;
+}
+
+}  // namespace ttt::host

@@ -1,0 +1,49 @@
+// Program build with an on-disk binary cache. A program is one kernel family
+// (cl/<family>.cl, prefixed by cl/common.cl) built with one option string; it
+// is built lazily, once per Context, and its binary is cached on disk keyed by
+// source, options, device, driver and platform.
+#pragma once
+
+#include "host/device.hpp"
+
+#include <map>
+#include <string>
+#include <utility>
+
+namespace ttt::host {
+
+// Source of cl/<family>.cl: from $TTT_CL_DIR when set (kernel work without
+// relinking), otherwise from the copy embedded at build time.
+std::string kernel_source(const std::string& family);
+
+// Directory of the on-disk program cache: $TTT_CACHE_DIR, else
+// $XDG_CACHE_HOME/ttt-cl, else ~/.cache/ttt-cl. Empty when none can be used
+// (TTT_CACHE_DIR=off disables the cache).
+std::string program_cache_dir();
+
+class ProgramCache {
+ public:
+  explicit ProgramCache(Context& ctx) : ctx_(ctx) {}
+  ~ProgramCache();
+  ProgramCache(const ProgramCache&) = delete;
+  ProgramCache& operator=(const ProgramCache&) = delete;
+
+  // A kernel of family's program built with options. The cl_kernel stays
+  // owned by the cache; one object per (family, options, name).
+  cl_kernel kernel(const std::string& family, const std::string& name, const std::string& options);
+
+  // Counters for tests: programs built from source vs loaded from the disk cache.
+  int built_from_source() const { return built_; }
+  int loaded_from_cache() const { return loaded_; }
+
+ private:
+  cl_program program(const std::string& family, const std::string& options);
+  cl_program build(const std::string& family, const std::string& options);
+
+  Context& ctx_;
+  std::map<std::pair<std::string, std::string>, cl_program> programs_;
+  std::map<std::string, cl_kernel> kernels_;
+  int built_ = 0, loaded_ = 0;
+};
+
+}  // namespace ttt::host

@@ -1,0 +1,42 @@
+// Reference cross-entropy over full logits rows (the device never holds a full
+// row set; see cl/xent.cl for the tiled version of the same math).
+#include "lib/reference/ops.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+namespace ttt::ref {
+
+template <typename F>
+void xent_fwd(F* nll, const F* logits, const int32_t* targets, int T, int V) {
+  for (int t = 0; t < T; ++t) {
+    const F* l = logits + size_t(t) * V;
+    double mx = l[0];
+    for (int v = 1; v < V; ++v) mx = std::max(mx, double(l[v]));
+    double s = 0;
+    for (int v = 0; v < V; ++v) s += std::exp(double(l[v]) - mx);
+    nll[t] = F(mx + std::log(s) - double(l[targets[t]]));
+  }
+}
+
+template <typename F>
+void xent_bwd(F* dlogits, const F* logits, const int32_t* targets, const F* weight, int T, int V) {
+  for (int t = 0; t < T; ++t) {
+    const F* l = logits + size_t(t) * V;
+    double mx = l[0];
+    for (int v = 1; v < V; ++v) mx = std::max(mx, double(l[v]));
+    double s = 0;
+    for (int v = 0; v < V; ++v) s += std::exp(double(l[v]) - mx);
+    for (int v = 0; v < V; ++v) {
+      const double p = std::exp(double(l[v]) - mx) / s;
+      dlogits[size_t(t) * V + v] = F(double(weight[t]) * (p - (v == targets[t] ? 1.0 : 0.0)));
+    }
+  }
+}
+
+template void xent_fwd<float>(float*, const float*, const int32_t*, int, int);
+template void xent_fwd<double>(double*, const double*, const int32_t*, int, int);
+template void xent_bwd<float>(float*, const float*, const int32_t*, const float*, int, int);
+template void xent_bwd<double>(double*, const double*, const int32_t*, const double*, int, int);
+
+}  // namespace ttt::ref

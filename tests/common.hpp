@@ -1,0 +1,106 @@
+// Shared helpers of the test suite: data locations, golden cases, file
+// readers, the OpenCL fixture (skips only when no device exists) and the
+// tolerance comparison that prints the first mismatches.
+#pragma once
+
+#include "host/device.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace ttt::test {
+
+inline std::string data_dir() { return TTT_TEST_DATA_DIR; }
+inline std::string golden_dir(const std::string& name) { return data_dir() + "/golden/" + name; }
+inline const std::vector<std::string>& golden_cases() {
+  static const std::vector<std::string> c = {"tiny", "partial-chunk", "bf16-weights", "medium"};
+  return c;
+}
+
+inline std::vector<int32_t> read_ints(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("cannot open " + path);
+  std::vector<int32_t> v;
+  long long x;
+  while (f >> x) v.push_back(int32_t(x));
+  return v;
+}
+
+inline std::vector<double> read_doubles(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw std::runtime_error("cannot open " + path);
+  std::vector<double> v;
+  double x;
+  while (f >> x) v.push_back(x);
+  return v;
+}
+
+inline std::vector<float> random_vec(size_t n, uint32_t seed, float lo = -1.f, float hi = 1.f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// |a - b| <= atol + rtol * |ref| elementwise; on failure reports the first
+// mismatches and the largest difference.
+template <typename A, typename B>
+::testing::AssertionResult all_close(const std::vector<A>& got, const std::vector<B>& ref, double atol, double rtol) {
+  if (got.size() != ref.size())
+    return ::testing::AssertionFailure() << "size " << got.size() << " != reference size " << ref.size();
+  size_t bad = 0;
+  double max_diff = 0;
+  size_t max_at = 0;
+  std::ostringstream first;
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double a = double(got[i]), b = double(ref[i]), d = std::fabs(a - b);
+    const bool ok = d <= atol + rtol * std::fabs(b);
+    if (!(d <= max_diff) || std::isnan(d)) {
+      max_diff = d;
+      max_at = i;
+    }
+    if (!ok) {
+      if (bad < 5) first << "\n  [" << i << "] got " << a << " want " << b << " (diff " << d << ")";
+      ++bad;
+    }
+  }
+  if (!bad) return ::testing::AssertionSuccess() << "max diff " << max_diff;
+  return ::testing::AssertionFailure() << bad << " of " << got.size() << " elements differ (atol " << atol
+                                       << ", rtol " << rtol << "); max diff " << max_diff << " at [" << max_at
+                                       << "]" << first.str();
+}
+
+inline double max_abs_diff(const std::vector<float>& a, const std::vector<double>& b) {
+  double m = 0;
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) m = std::max(m, std::fabs(double(a[i]) - b[i]));
+  return m;
+}
+
+// One OpenCL context for the whole test binary; tests skip when no device exists.
+class DeviceTest : public ::testing::Test {
+ protected:
+  static host::Context* ctx() {
+    static std::unique_ptr<host::Context> c = [] {
+      std::unique_ptr<host::Context> r;
+      if (!host::list_devices().empty()) r = std::make_unique<host::Context>(host::select_device());
+      return r;
+    }();
+    return c.get();
+  }
+  void SetUp() override {
+    if (!ctx()) GTEST_SKIP() << "no OpenCL device on this machine";
+  }
+  host::Context& dev() { return *ctx(); }
+};
+
+}  // namespace ttt::test
