@@ -3,7 +3,7 @@
 // tolerance comparison that prints the first mismatches.
 #pragma once
 
-#include "host/device.hpp"
+#include "host/buffer.hpp"
 
 #include <gtest/gtest.h>
 
@@ -102,5 +102,60 @@ class DeviceTest : public ::testing::Test {
   }
   host::Context& dev() { return *ctx(); }
 };
+
+}  // namespace ttt::test
+
+namespace ttt::test {
+
+// A device buffer holding n floats followed by canary floats that no kernel may touch.
+struct Canaried {
+  static constexpr size_t kCanary = 37;
+  static constexpr float kValue = -12345.678f;
+  host::Buffer buf;
+  size_t n = 0;
+  Canaried(host::Context& ctx, const std::vector<float>& init) : buf(ctx, (init.size() + kCanary) * 4, "test"), n(init.size()) {
+    std::vector<float> all(init);
+    all.resize(n + kCanary, kValue);
+    buf.write(all.data(), all.size() * 4);
+  }
+  Canaried(host::Context& ctx, size_t count, float fill = 0.f) : Canaried(ctx, std::vector<float>(count, fill)) {}
+  std::vector<float> get() const { return buf.download<float>(n); }
+  ::testing::AssertionResult canary_intact() const {
+    auto c = buf.download<float>(kCanary, n);
+    for (size_t i = 0; i < c.size(); ++i)
+      if (c[i] != kValue) return ::testing::AssertionFailure() << "canary overwritten at element " << n + i;
+    return ::testing::AssertionSuccess();
+  }
+};
+
+inline host::Buffer int_buffer(host::Context& ctx, const std::vector<int32_t>& v) {
+  host::Buffer b(ctx, std::max<size_t>(v.size(), 1) * 4, "test ints");
+  if (!v.empty()) b.write(v.data(), v.size() * 4);
+  return b;
+}
+
+inline std::vector<double> to_double(const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); }
+
+// Central finite difference of f at x along every coordinate (double precision).
+template <typename Fn>
+std::vector<double> numeric_grad(std::vector<double> x, Fn f, double eps = 1e-6) {
+  std::vector<double> g(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double x0 = x[i];
+    x[i] = x0 + eps;
+    const double fp = f(x);
+    x[i] = x0 - eps;
+    const double fm = f(x);
+    x[i] = x0;
+    g[i] = (fp - fm) / (2 * eps);
+  }
+  return g;
+}
+
+inline double dot(const std::vector<double>& a, const std::vector<double>& b) {
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
+  return s;
+}
 
 }  // namespace ttt::test

@@ -1,0 +1,191 @@
+// Sliding-window causal attention over a ring buffer of keys and values.
+// Queries of the current chunk (T, H*E) sit at positions pos0..pos0+T-1; keys
+// and values of position p live in row p % C of kc / vc (C >= W + T - 1, so the
+// chunk's own rows never overwrite a key an earlier query of it still sees).
+// The query at position p sees keys p-W+1..p. Flash-style: keys stream
+// through local memory in tiles of ATT_BK with an online softmax, so memory is
+// O(T) beyond the ring: the forward saves only lse (T, H); the backward
+// recomputes the probabilities from it. One work-item per (query, head) in the
+// forward and dq kernels, per (key, head) in the dk/dv kernel; a work-group of
+// ATT_BQ items shares every tile it loads.
+
+#ifndef ATT_E
+#define ATT_E 64  // head dimension (set by the host)
+#endif
+#ifndef ATT_BQ
+#define ATT_BQ 64  // work-items per group (queries, or keys in bwd_dkv)
+#endif
+#ifndef ATT_BK
+#define ATT_BK 32  // keys (or queries in bwd_dkv) per local-memory tile
+#endif
+
+// Loads rows first..first+n-1 (positions, mapped through the ring of C rows
+// when C > 0, else chunk-relative rows) of head h into dst (n, ATT_E).
+inline void load_tile(__local float* dst, __global const float* src, long first, int n, int C, int ld, int h) {
+  for (int i = get_local_id(0); i < n * ATT_E; i += ATT_BQ) {
+    const int j = i / ATT_E, e = i % ATT_E;
+    const long row = C > 0 ? (first + j) % C : first + j;
+    dst[i] = src[row * ld + h * ATT_E + e];
+  }
+}
+
+__kernel void attention_fwd(__global float* out, __global float* lse, __global const float* q,
+                            __global const float* kc, __global const float* vc,
+                            int T, int H, int C, long pos0, int W, float scale) {
+  __local float ks[ATT_BK * ATT_E], vs[ATT_BK * ATT_E];
+  const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
+  const int t0 = get_group_id(0) * ATT_BQ, t = t0 + lid;
+  const bool active = t < T;
+  const long p = pos0 + t;
+  float qv[ATT_E], acc[ATT_E], sc[ATT_BK];
+  for (int e = 0; e < ATT_E; ++e) {
+    qv[e] = active ? q[(long)t * D + h * ATT_E + e] * scale : 0.0f;
+    acc[e] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  // Keys any query of this group sees (uniform across the group for the barriers).
+  const long t_last = min(t0 + ATT_BQ, T) - 1;
+  const long k_lo = max(0L, pos0 + t0 - W + 1), k_hi = pos0 + t_last;
+  for (long kb = k_lo; kb <= k_hi; kb += ATT_BK) {
+    const int nk = (int)min((long)ATT_BK, k_hi - kb + 1);
+    load_tile(ks, kc, kb, nk, C, D, h);
+    load_tile(vs, vc, kb, nk, C, D, h);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (active) {
+      float mt = -INFINITY;
+      for (int j = 0; j < nk; ++j) {
+        const long kp = kb + j;
+        float s = -INFINITY;
+        if (kp <= p && kp > p - W) {
+          s = 0.0f;
+          for (int e = 0; e < ATT_E; ++e) s += qv[e] * ks[j * ATT_E + e];
+        }
+        sc[j] = s;
+        mt = fmax(mt, s);
+      }
+      if (mt > -INFINITY) {
+        const float m_new = fmax(m, mt), c = exp(m - m_new);
+        l *= c;
+        for (int e = 0; e < ATT_E; ++e) acc[e] *= c;
+        for (int j = 0; j < nk; ++j) {
+          const float pj = exp(sc[j] - m_new);  // 0 for masked keys
+          l += pj;
+          for (int e = 0; e < ATT_E; ++e) acc[e] += pj * vs[j * ATT_E + e];
+        }
+        m = m_new;
+      }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (active) {
+    const float inv = 1.0f / l;
+    for (int e = 0; e < ATT_E; ++e) out[(long)t * D + h * ATT_E + e] = acc[e] * inv;
+    lse[(long)t * H + h] = m + log(l);
+  }
+}
+
+// dq = scale * sum_j P_tj (dout_t . v_j - Dt) k_j with Dt = dout_t . out_t;
+// Dt is saved in dsum (T, H) for attention_bwd_dkv.
+__kernel void attention_bwd_dq(__global float* dq, __global float* dsum, __global const float* dout,
+                               __global const float* out, __global const float* q, __global const float* lse,
+                               __global const float* kc, __global const float* vc,
+                               int T, int H, int C, long pos0, int W, float scale) {
+  __local float ks[ATT_BK * ATT_E], vs[ATT_BK * ATT_E];
+  const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
+  const int t0 = get_group_id(0) * ATT_BQ, t = t0 + lid;
+  const bool active = t < T;
+  const long p = pos0 + t;
+  float qv[ATT_E], dov[ATT_E], acc[ATT_E];
+  float Dt = 0.0f;
+  for (int e = 0; e < ATT_E; ++e) {
+    const long i = (long)t * D + h * ATT_E + e;
+    qv[e] = active ? q[i] * scale : 0.0f;
+    dov[e] = active ? dout[i] : 0.0f;
+    Dt += active ? dov[e] * out[i] : 0.0f;
+    acc[e] = 0.0f;
+  }
+  const float L = active ? lse[(long)t * H + h] : 0.0f;
+  const long t_last = min(t0 + ATT_BQ, T) - 1;
+  const long k_lo = max(0L, pos0 + t0 - W + 1), k_hi = pos0 + t_last;
+  for (long kb = k_lo; kb <= k_hi; kb += ATT_BK) {
+    const int nk = (int)min((long)ATT_BK, k_hi - kb + 1);
+    load_tile(ks, kc, kb, nk, C, D, h);
+    load_tile(vs, vc, kb, nk, C, D, h);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (active) {
+      for (int j = 0; j < nk; ++j) {
+        const long kp = kb + j;
+        if (kp > p || kp <= p - W) continue;
+        float s = 0.0f, dp = 0.0f;
+        for (int e = 0; e < ATT_E; ++e) {
+          s += qv[e] * ks[j * ATT_E + e];
+          dp += dov[e] * vs[j * ATT_E + e];
+        }
+        const float ds = exp(s - L) * (dp - Dt);
+        for (int e = 0; e < ATT_E; ++e) acc[e] += ds * ks[j * ATT_E + e];
+      }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (active) {
+    for (int e = 0; e < ATT_E; ++e) dq[(long)t * D + h * ATT_E + e] = acc[e] * scale;
+    dsum[(long)t * H + h] = Dt;
+  }
+}
+
+// dk_j = scale * sum_t P_tj (dout_t . v_j - Dt) q_t,  dv_j = sum_t P_tj dout_t,
+// for the keys of the current chunk only (carried keys are constants). The
+// work-item of chunk key j loops over the chunk's queries j..j+W-1; dk and dv
+// are written at (d_off + j * d_ld + h * E), so dv can land straight in the
+// v-slice of a fused dq|dk|dv matrix.
+__kernel void attention_bwd_dkv(__global float* dk, int dk_off, int dk_ld, __global float* dv, int dv_off, int dv_ld,
+                                __global const float* dout, __global const float* q, __global const float* lse,
+                                __global const float* dsum, __global const float* kc, __global const float* vc,
+                                int T, int H, int C, long pos0, int W, float scale) {
+  __local float qs[ATT_BK * ATT_E], dos[ATT_BK * ATT_E], ls[ATT_BK], dss[ATT_BK];
+  const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
+  const int j0 = get_group_id(0) * ATT_BQ, j = j0 + lid;
+  const bool active = j < T;
+  float kv[ATT_E], vv[ATT_E], dka[ATT_E], dva[ATT_E];
+  for (int e = 0; e < ATT_E; ++e) {
+    const long row = ((pos0 + j) % C) * D + h * ATT_E + e;
+    kv[e] = active ? kc[row] * scale : 0.0f;
+    vv[e] = active ? vc[row] : 0.0f;
+    dka[e] = 0.0f;
+    dva[e] = 0.0f;
+  }
+  // Queries (chunk rows) any key of this group is seen by.
+  const int q_lo = j0, q_hi = (int)min((long)T - 1, (long)j0 + ATT_BQ - 1 + W - 1);
+  for (int qb = q_lo; qb <= q_hi; qb += ATT_BK) {
+    const int nq = min(ATT_BK, q_hi - qb + 1);
+    load_tile(qs, q, qb, nq, 0, D, h);
+    load_tile(dos, dout, qb, nq, 0, D, h);
+    for (int i = lid; i < nq; i += ATT_BQ) {
+      ls[i] = lse[(long)(qb + i) * H + h];
+      dss[i] = dsum[(long)(qb + i) * H + h];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (active) {
+      for (int i = 0; i < nq; ++i) {
+        const int t = qb + i;
+        if (t < j || t >= j + W) continue;
+        float s = 0.0f, dp = 0.0f;
+        for (int e = 0; e < ATT_E; ++e) {
+          s += kv[e] * qs[i * ATT_E + e];
+          dp += dos[i * ATT_E + e] * vv[e];
+        }
+        const float pt = exp(s - ls[i]), ds = pt * (dp - dss[i]);
+        for (int e = 0; e < ATT_E; ++e) {
+          dva[e] += pt * dos[i * ATT_E + e];
+          dka[e] += ds * qs[i * ATT_E + e];
+        }
+      }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (active)
+    for (int e = 0; e < ATT_E; ++e) {
+      dk[dk_off + (long)j * dk_ld + h * ATT_E + e] = dka[e] * scale;
+      dv[dv_off + (long)j * dv_ld + h * ATT_E + e] = dva[e];
+    }
+}

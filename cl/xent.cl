@@ -1,0 +1,59 @@
+// Fused cross-entropy over vocabulary tiles. The host computes one tile of
+// logits at a time (GEMM), then xent_fwd_tile folds it into running per-row
+// statistics: max m, sum s of exp(logit - m), and the target's logit. For the
+// backward the tile's logits become p = exp(logit - m) in place and the host
+// accumulates U += p @ W_tile (GEMM); U is rescaled here whenever m grows, so
+// at the end U / s = sum_v softmax_v W_v without a second pass over the
+// vocabulary. Rows with no tile ever holding their max keep m = -inf.
+
+// One work-group per row t of the tile (T, nv) whose row stride is ld.
+__kernel void xent_fwd_tile(__global float* logits, int ld, int nv, int v0,
+                            __global float* m_run, __global float* s_run, __global float* tgt_logit,
+                            __global const int* targets,
+                            int write_probs, __global float* U, int D,
+                            __local float* scratch) {
+  const int t = get_group_id(0), lid = get_local_id(0), nl = get_local_size(0);
+  __global float* l = logits + (long)t * ld;
+  const int tg = targets[t] - v0;
+  if (lid == 0 && tg >= 0 && tg < nv) tgt_logit[t] = l[tg];  // read before p overwrites it
+  float mx = -INFINITY;
+  for (int v = lid; v < nv; v += nl) mx = fmax(mx, l[v]);
+  mx = wg_max(mx, scratch);
+  const float m_old = m_run[t];
+  const float m_new = fmax(m_old, mx);
+  const float alpha = exp(m_old - m_new);  // 0 on the first tile (m_old = -inf)
+  float s = 0.0f;
+  for (int v = lid; v < nv; v += nl) {
+    const float e = exp(l[v] - m_new);
+    s += e;
+    if (write_probs) l[v] = e;
+  }
+  s = wg_sum(s, scratch);
+  if (write_probs)
+    for (int d = lid; d < D; d += nl) U[(long)t * D + d] *= alpha;
+  if (lid == 0) {
+    s_run[t] = s_run[t] * alpha + s;
+    m_run[t] = m_new;
+  }
+}
+
+// nll[t] = logsumexp - target logit.
+__kernel void xent_fwd_final(__global float* nll, __global const float* m_run, __global const float* s_run,
+                             __global const float* tgt_logit, int T) {
+  const int t = get_global_id(0);
+  if (t >= T) return;
+  nll[t] = m_run[t] + log(s_run[t]) - tgt_logit[t];
+}
+
+// dh[t] = w_t (U[t] / s[t] - W[target_t]), w_t = inv_count if target_t != bos
+// else 0. Row v of the output embedding is element (v, d) at
+// v * w_vstride + d * w_dstride (tied wte: D, 1; lm_head [D, V]: 1, V).
+__kernel void xent_bwd_final(__global float* dh, __global const float* U, __global const float* s_run,
+                             __global const int* targets, __global const float* w, long w_vstride, long w_dstride,
+                             int T, int D, int bos, float inv_count) {
+  const int d = get_global_id(0), t = get_global_id(1);
+  if (d >= D || t >= T) return;
+  const int tg = targets[t];
+  const float wt = tg == bos ? 0.0f : inv_count;
+  dh[(long)t * D + d] = wt * (U[(long)t * D + d] / s_run[t] - w[(long)tg * w_vstride + (long)d * w_dstride]);
+}

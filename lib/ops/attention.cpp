@@ -1,0 +1,73 @@
+// Launchers of the attention family. The head dimension and tile sizes are
+// compile-time constants of the program (-DATT_E, -DATT_BQ, -DATT_BK); the
+// tile is sized so that two tiles fit comfortably in local memory.
+#include "lib/ops/ops.hpp"
+
+#include "host/error.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+
+namespace ttt::ops {
+namespace {
+
+struct AttnConfig {
+  int bq, bk;
+  std::string options;
+};
+
+// Work-items per group: 64, halved until the compiled kernel accepts it.
+AttnConfig attn_config(Context& ctx, int E) {
+  if (E < 2 || E > 256 || E % 2) throw Error(fmt::format("attention: head_dim {} is outside 2..256 or odd", E));
+  const int bk = E <= 64 ? 32 : E <= 128 ? 16 : 8;
+  int bq = int(std::min<size_t>(64, ctx.device().max_work_group));
+  for (;;) {
+    AttnConfig c{bq, bk, fmt::format("-DATT_E={} -DATT_BQ={} -DATT_BK={}", E, bq, bk)};
+    host::Kernel probe(ctx, "attention", "attention_fwd", c.options);
+    if (probe.max_work_group() >= size_t(bq) || bq == 1) return c;
+    bq /= 2;
+  }
+}
+
+const AttnConfig& cached_config(Context& ctx, int E) {
+  // One config per (context, E); contexts are few and long-lived.
+  static std::vector<std::tuple<const Context*, int, AttnConfig>> cache;
+  for (auto& [c, e, cfg] : cache)
+    if (c == &ctx && e == E) return cfg;
+  cache.emplace_back(&ctx, E, attn_config(ctx, E));
+  return std::get<2>(cache.back());
+}
+
+void check_ring(const AttnShape& s) {
+  if (s.C < s.W + s.T - 1)
+    throw Error(fmt::format("attention: ring of {} rows is too small for window {} + chunk {} - 1", s.C, s.W, s.T));
+}
+
+}  // namespace
+
+void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc, const Buffer& vc,
+                   const AttnShape& s) {
+  check_ring(s);
+  const AttnConfig& c = cached_config(ctx, s.E);
+  host::Kernel k(ctx, "attention", "attention_fwd", c.options);
+  k.args(out, lse, q, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), s.W, float(1.0 / std::sqrt(double(s.E))));
+  k.launch({host::round_up(size_t(s.T), size_t(c.bq)), size_t(s.H)}, {size_t(c.bq), 1});
+}
+
+void attention_bwd(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const Buffer& dout, const Buffer& out,
+                   const Buffer& q, const Buffer& lse, const Buffer& kc, const Buffer& vc, const AttnShape& s) {
+  check_ring(s);
+  const AttnConfig& c = cached_config(ctx, s.E);
+  const float scale = float(1.0 / std::sqrt(double(s.E)));
+  const host::Range global{host::round_up(size_t(s.T), size_t(c.bq)), size_t(s.H)}, local{size_t(c.bq), 1};
+  host::Kernel kq(ctx, "attention", "attention_bwd_dq", c.options);
+  kq.args(dq, dsum, dout, out, q, lse, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), s.W, scale);
+  kq.launch(global, local);
+  host::Kernel kkv(ctx, "attention", "attention_bwd_dkv", c.options);
+  kkv.args(*dk.buf, dk.off, dk.ld, *dv.buf, dv.off, dv.ld, dout, q, lse, dsum, kc, vc, s.T, s.H, s.C,
+           int64_t(s.pos0), s.W, scale);
+  kkv.launch(global, local);
+}
+
+}  // namespace ttt::ops

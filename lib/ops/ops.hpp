@@ -1,0 +1,81 @@
+// Device launchers: one per kernel of cl/*.cl, named like their CPU twins in
+// lib/reference/ops.hpp. They enqueue and return without waiting. Matrices are
+// row-major float32; a Mat is (buffer, element offset, leading dimension).
+#pragma once
+
+#include "host/buffer.hpp"
+#include "host/kernel.hpp"
+
+#include <cstdint>
+#include <vector>
+
+namespace ttt::ops {
+
+using host::Buffer;
+using host::Context;
+
+struct Mat {
+  Buffer* buf = nullptr;
+  int off = 0;
+  int ld = 0;
+};
+inline Mat mat(Buffer& b, int ld, int off = 0) { return {&b, off, ld}; }
+
+// out (T, D) = wte[ids[t]].
+void embedding_fwd(Context& ctx, Buffer& out, const Buffer& ids, const Buffer& wte, int T, int D);
+
+// Rows (t, h), t < T, h < H, of length N: out = [res +] x * rstd * g; rstd (T*H).
+// res == nullptr: no residual. normalize == false: the identity (rstd = 1).
+void rmsnorm_fwd(Context& ctx, Mat out, Buffer& rstd, Mat x, const Buffer& g, const Mat* res, int T, int H, int N,
+                 float eps, bool normalize = true);
+void rmsnorm_bwd(Context& ctx, Mat dx, bool accumulate, Mat dy, Mat x, const Buffer& g, const Buffer& rstd, int T,
+                 int H, int N, bool normalize = true);
+
+// cos/sin table (T, E/2, 2) for positions pos0..pos0+T-1, computed in double.
+std::vector<float> rope_table(int64_t pos0, int T, int E, double theta);
+void rope_fwd(Context& ctx, Mat out, Mat x, const Buffer& cs, int T, int H, int E);
+void rope_bwd(Context& ctx, Mat dx, Mat dy, const Buffer& cs, int T, int H, int E);
+
+// Windowed attention of T queries at positions pos0.. against the ring kc/vc of C rows.
+struct AttnShape {
+  int T, H, E, C, W;
+  int64_t pos0;
+};
+void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc, const Buffer& vc,
+                   const AttnShape& s);
+// dq (T, D); dk, dv for the chunk's own keys (rows 0..T-1 of the Mats); dsum (T, H) is scratch.
+void attention_bwd(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const Buffer& dout, const Buffer& out,
+                   const Buffer& q, const Buffer& lse, const Buffer& kc, const Buffer& vc, const AttnShape& s);
+
+// g (T, I) = silu(h[:, :I]) * h[:, I:]; and its backward into dh (T, 2I).
+void swiglu_fwd(Context& ctx, Buffer& g, const Buffer& h, int T, int I);
+void swiglu_bwd(Context& ctx, Buffer& dh, const Buffer& dg, const Buffer& h, int T, int I);
+
+// Logits + log-softmax NLL in vocabulary tiles of at most `tile` columns, so
+// that no more than (T, tile) logits exist at once. W is the output embedding:
+// tied wte (V, D) or lm_head (D, V). With dh, also dh = d(mean NLL over
+// non-BOS targets)/d(h) (inv_count = 1 / that count).
+struct XentScratch {
+  Buffer logits, m, s, tgt, U;  // (T, tile), (T) x3, (T, D)
+  int T = 0, tile = 0, D = 0;
+  XentScratch() = default;
+  XentScratch(Context& ctx, int T, int D, int tile);
+};
+void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h, const Buffer& W, bool tied,
+          const Buffer& targets, int T, int D, int V, int bos, float inv_count);
+
+// Global-norm clip + SGD over several parameter/gradient pairs, all on the
+// device: stats (3 floats) = {norm, scale, finite}. partial needs
+// sgd_partials(count) floats.
+struct SgdParam {
+  Buffer* w;
+  const Buffer* g;
+  int n;
+};
+int sgd_partials(int count);
+void sgd_step(Context& ctx, const std::vector<SgdParam>& params, Buffer& partial, Buffer& stats, float lr, float clip);
+
+// Work-group size for reductions over rows of n: a power of two <= 256 and <= the device limit.
+size_t reduce_wg(const Context& ctx, int n);
+
+}  // namespace ttt::ops

@@ -1,0 +1,72 @@
+// The vocabulary sweep of the fused cross-entropy: per tile one logits GEMM,
+// one xent_fwd_tile and (for the backward) one U-accumulating GEMM; then the
+// final NLL and gradient kernels. See cl/xent.cl for the math.
+#include "lib/ops/ops.hpp"
+
+#include "host/gemm.hpp"
+
+#include <algorithm>
+#include <limits>
+
+namespace ttt::ops {
+
+using host::Kernel;
+using host::Local;
+using host::Trans;
+using host::round_up;
+
+XentScratch::XentScratch(Context& ctx, int T_, int D_, int tile_)
+    : logits(ctx, size_t(T_) * tile_ * sizeof(float), "xent logits tile"),
+      m(ctx, size_t(T_) * sizeof(float), "xent max"),
+      s(ctx, size_t(T_) * sizeof(float), "xent sum"),
+      tgt(ctx, size_t(T_) * sizeof(float), "xent target logit"),
+      U(ctx, size_t(T_) * D_ * sizeof(float), "xent U"),
+      T(T_),
+      tile(tile_),
+      D(D_) {}
+
+void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h, const Buffer& W, bool tied,
+          const Buffer& targets, int T, int D, int V, int bos, float inv_count) {
+  if (T == 0) return;
+  // m = -inf, s = 0, U = 0.
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  host::check(clEnqueueFillBuffer(ctx.queue(), w.m.get(), &neg_inf, sizeof(float), 0, size_t(T) * sizeof(float), 0,
+                            nullptr, nullptr),
+        "clEnqueueFillBuffer", "xent max");
+  w.s.zero(size_t(T) * sizeof(float));
+  if (dh) w.U.zero(size_t(T) * D * sizeof(float));
+  const size_t wg = reduce_wg(ctx, w.tile);
+  Kernel tile_k(ctx, "xent", "xent_fwd_tile");
+  for (int v0 = 0; v0 < V; v0 += w.tile) {
+    const int nv = std::min(w.tile, V - v0);
+    // logits (T, nv) = h (T, D) @ W[v0:v0+nv]^T
+    if (tied)
+      host::gemm(ctx, Trans::N, Trans::T, T, nv, D, 1.f, h, 0, D, W, size_t(v0) * D, D, 0.f, w.logits, 0, w.tile,
+                 "gemm_logits");
+    else
+      host::gemm(ctx, Trans::N, Trans::N, T, nv, D, 1.f, h, 0, D, W, v0, V, 0.f, w.logits, 0, w.tile, "gemm_logits");
+    tile_k.args(w.logits, w.tile, nv, v0, w.m, w.s, w.tgt, targets, int32_t(dh != nullptr), w.U, D,
+                Local{wg * sizeof(float)});
+    tile_k.launch({size_t(T) * wg}, {wg});
+    if (dh) {
+      // U (T, D) += p (T, nv) @ W[v0:v0+nv]
+      if (tied)
+        host::gemm(ctx, Trans::N, Trans::N, T, D, nv, 1.f, w.logits, 0, w.tile, W, size_t(v0) * D, D, 1.f, w.U, 0, D,
+                   "gemm_xent_bwd");
+      else
+        host::gemm(ctx, Trans::N, Trans::T, T, D, nv, 1.f, w.logits, 0, w.tile, W, v0, V, 1.f, w.U, 0, D,
+                   "gemm_xent_bwd");
+    }
+  }
+  Kernel fin(ctx, "xent", "xent_fwd_final");
+  fin.args(nll, w.m, w.s, w.tgt, T);
+  fin.launch({round_up(size_t(T), 64)}, {64});
+  if (dh) {
+    Kernel bwd(ctx, "xent", "xent_bwd_final");
+    const int64_t vstride = tied ? D : 1, dstride = tied ? 1 : V;
+    bwd.args(*dh, w.U, w.s, targets, W, vstride, dstride, T, D, bos, inv_count);
+    bwd.launch({round_up(size_t(D), 64), size_t(T)}, {64, 1});
+  }
+}
+
+}  // namespace ttt::ops

@@ -1,0 +1,77 @@
+// Fused tiled cross-entropy: NLL and the gradient w.r.t. the final hidden
+// states, device vs reference (full logits) for tied and untied output
+// embeddings, tiles that do and do not divide V, BOS targets excluded; the
+// reference backward against finite differences.
+#include "lib/ops/ops.hpp"
+#include "lib/reference/ops.hpp"
+#include "tests/common.hpp"
+
+namespace ttt::test {
+namespace {
+
+struct Case {
+  int T, D, V, tile;
+  bool tied;
+};
+const Case kCases[] = {{1, 1, 2, 1024, true},   {7, 16, 93, 10, true},   {5, 33, 1000, 93, false},
+                       {93, 64, 300, 300, true}, {17, 80, 1025, 1024, false}, {3, 8, 7, 1, true}};
+
+class Xent : public DeviceTest, public ::testing::WithParamInterface<Case> {};
+
+TEST_P(Xent, NllAndGradientMatchReference) {
+  const auto c = GetParam();
+  const int bos = 3 % c.V;
+  auto h = random_vec(size_t(c.T) * c.D, 1, -2, 2), W = random_vec(size_t(c.V) * c.D, 2, -1, 1);
+  std::vector<int32_t> targets(static_cast<size_t>(c.T));
+  for (int t = 0; t < c.T; ++t) targets[size_t(t)] = (t * 31 + 5) % c.V;
+  if (c.T > 2) targets[1] = bos;  // excluded from the loss
+  int count = 0;
+  for (auto t : targets) count += t != bos;
+  const float inv = count ? 1.f / float(count) : 0.f;
+  // Reference: logits = h @ Wv^T where Wv (V, D) is the embedding view.
+  std::vector<float> Wv = W;  // (V, D)
+  if (!c.tied)                // W is stored (D, V): Wv[v][d] = W[d][v]
+    for (int v = 0; v < c.V; ++v)
+      for (int d = 0; d < c.D; ++d) Wv[size_t(v) * c.D + d] = W[size_t(d) * c.V + v];
+  std::vector<float> logits(size_t(c.T) * c.V), nll(size_t(c.T)), dl(logits.size()), w(size_t(c.T)),
+      dh(size_t(c.T) * c.D);
+  ref::matmul(logits.data(), h.data(), Wv.data(), c.T, c.V, c.D, false, true, false);
+  ref::xent_fwd(nll.data(), logits.data(), targets.data(), c.T, c.V);
+  for (int t = 0; t < c.T; ++t) w[size_t(t)] = targets[size_t(t)] == bos ? 0.f : inv;
+  ref::xent_bwd(dl.data(), logits.data(), targets.data(), w.data(), c.T, c.V);
+  ref::matmul(dh.data(), dl.data(), Wv.data(), c.T, c.D, c.V, false, false, false);
+
+  ops::XentScratch scratch(dev(), c.T, c.D, c.tile);
+  auto dtargets = int_buffer(dev(), targets);
+  Canaried dhid(dev(), h), dW(dev(), W), dnll(dev(), size_t(c.T)), ddh(dev(), h.size()), dnll2(dev(), size_t(c.T));
+  ops::xent(dev(), scratch, dnll.buf, &ddh.buf, dhid.buf, dW.buf, c.tied, dtargets, c.T, c.D, c.V, bos, inv);
+  ops::xent(dev(), scratch, dnll2.buf, nullptr, dhid.buf, dW.buf, c.tied, dtargets, c.T, c.D, c.V, bos, inv);
+  EXPECT_TRUE(all_close(dnll.get(), nll, 1e-5, 1e-5));
+  EXPECT_TRUE(all_close(dnll2.get(), nll, 1e-5, 1e-5)) << "forward-only sweep";
+  EXPECT_TRUE(all_close(ddh.get(), dh, 1e-6, 1e-4));
+  for (auto* b : {&dhid, &dW, &dnll, &ddh, &dnll2}) EXPECT_TRUE(b->canary_intact());
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, Xent, ::testing::ValuesIn(kCases), [](const auto& i) {
+  const auto& c = i.param;
+  return "T" + std::to_string(c.T) + "_D" + std::to_string(c.D) + "_V" + std::to_string(c.V) + "_tile" +
+         std::to_string(c.tile) + (c.tied ? "_tied" : "_untied");
+});
+
+TEST(XentReference, BackwardMatchesFiniteDifferences) {
+  const int T = 3, V = 6;
+  auto l = to_double(random_vec(T * V, 3, -3, 3));
+  const std::vector<int32_t> targets = {1, 5, 0};
+  const std::vector<double> w = {0.5, 0.25, 0.0};
+  auto f = [&](const std::vector<double>& ll) {
+    std::vector<double> nll(T);
+    ref::xent_fwd(nll.data(), ll.data(), targets.data(), T, V);
+    return dot(nll, w);
+  };
+  std::vector<double> dl(T * V);
+  ref::xent_bwd(dl.data(), l.data(), targets.data(), w.data(), T, V);
+  EXPECT_TRUE(all_close(dl, numeric_grad(l, f), 1e-8, 1e-6));
+}
+
+}  // namespace
+}  // namespace ttt::test
