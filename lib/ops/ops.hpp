@@ -65,14 +65,19 @@ void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h
           const Buffer& targets, int T, int D, int V, int bos, float inv_count);
 
 // Global-norm clip + SGD over several parameter/gradient pairs, all on the
-// device: stats (3 floats) = {norm, scale, finite}. partial needs
-// sgd_partials(count) floats.
+// device. stats (3 floats) = {norm, scale, finite}; partial needs
+// sgd_partials(count) floats. global_norm alone measures any set of buffers
+// (clip = 0 gives scale 1); sgd_update applies w -= lr * scale * g and skips
+// the update when the norm was not finite.
 struct SgdParam {
   Buffer* w;
   const Buffer* g;
   int n;
 };
 int sgd_partials(int count);
+void global_norm(Context& ctx, const std::vector<std::pair<const Buffer*, int>>& bufs, Buffer& partial, Buffer& stats,
+                 float clip);
+void sgd_update(Context& ctx, const std::vector<SgdParam>& params, const Buffer& stats, float lr);
 void sgd_step(Context& ctx, const std::vector<SgdParam>& params, Buffer& partial, Buffer& stats, float lr, float clip);
 
 // Work-group size for reductions over rows of n: a power of two <= 256 and <= the device limit.

@@ -13,22 +13,33 @@ constexpr int kGroupsPerParam = 64;  // fixed, so the reduction order never chan
 
 int sgd_partials(int count) { return count * kGroupsPerParam; }
 
-void sgd_step(Context& ctx, const std::vector<SgdParam>& params, Buffer& partial, Buffer& stats, float lr,
-              float clip) {
+void global_norm(Context& ctx, const std::vector<std::pair<const Buffer*, int>>& bufs, Buffer& partial, Buffer& stats,
+                 float clip) {
   const size_t wg = reduce_wg(ctx, 256);
   Kernel sumsq(ctx, "sgd", "sgd_sumsq");
-  for (size_t i = 0; i < params.size(); ++i) {
-    sumsq.args(partial, int32_t(i * kGroupsPerParam), *params[i].g, params[i].n, Local{wg * sizeof(float)});
+  for (size_t i = 0; i < bufs.size(); ++i) {
+    sumsq.args(partial, int32_t(i * kGroupsPerParam), *bufs[i].first, bufs[i].second, Local{wg * sizeof(float)});
     sumsq.launch({kGroupsPerParam * wg}, {wg});
   }
   Kernel norm(ctx, "sgd", "sgd_norm");
-  norm.args(stats, partial, int32_t(sgd_partials(int(params.size()))), clip, Local{wg * sizeof(float)});
+  norm.args(stats, partial, int32_t(sgd_partials(int(bufs.size()))), clip, Local{wg * sizeof(float)});
   norm.launch({wg}, {wg});
+}
+
+void sgd_update(Context& ctx, const std::vector<SgdParam>& params, const Buffer& stats, float lr) {
   Kernel update(ctx, "sgd", "sgd_update");
   for (const auto& p : params) {
     update.args(*p.w, *p.g, stats, lr, p.n);
     update.launch({round_up(size_t(p.n), 64)}, {64});
   }
+}
+
+void sgd_step(Context& ctx, const std::vector<SgdParam>& params, Buffer& partial, Buffer& stats, float lr,
+              float clip) {
+  std::vector<std::pair<const Buffer*, int>> grads;
+  for (const auto& p : params) grads.emplace_back(p.g, p.n);
+  global_norm(ctx, grads, partial, stats, clip);
+  sgd_update(ctx, params, stats, lr);
 }
 
 }  // namespace ttt::ops
