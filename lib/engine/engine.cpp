@@ -158,6 +158,7 @@ Engine::Impl::Impl(host::Context& ctx_, const Model& m, EngineOptions o) : ctx(c
 
 Engine::Engine(host::Context& ctx, const Model& model, EngineOptions opts)
     : impl_(std::make_unique<Impl>(ctx, model, opts)) {
+  ops::prepare_kernels(ctx, impl_->c.head_dim());
   reset();
 }
 

@@ -31,11 +31,11 @@ AttnConfig attn_config(Context& ctx, int E) {
 }
 
 const AttnConfig& cached_config(Context& ctx, int E) {
-  // One config per (context, E); contexts are few and long-lived.
-  static std::vector<std::tuple<const Context*, int, AttnConfig>> cache;
-  for (auto& [c, e, cfg] : cache)
-    if (c == &ctx && e == E) return cfg;
-  cache.emplace_back(&ctx, E, attn_config(ctx, E));
+  // One config per (device, E): it depends on nothing else.
+  static std::vector<std::tuple<cl_device_id, int, AttnConfig>> cache;
+  for (auto& [d, e, cfg] : cache)
+    if (d == ctx.device().id && e == E) return cfg;
+  cache.emplace_back(ctx.device().id, E, attn_config(ctx, E));
   return std::get<2>(cache.back());
 }
 
@@ -45,6 +45,8 @@ void check_ring(const AttnShape& s) {
 }
 
 }  // namespace
+
+void attention_prepare(Context& ctx, int E) { cached_config(ctx, E); }
 
 void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc, const Buffer& vc,
                    const AttnShape& s) {

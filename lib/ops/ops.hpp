@@ -80,6 +80,12 @@ void global_norm(Context& ctx, const std::vector<std::pair<const Buffer*, int>>&
 void sgd_update(Context& ctx, const std::vector<SgdParam>& params, const Buffer& stats, float lr);
 void sgd_step(Context& ctx, const std::vector<SgdParam>& params, Buffer& partial, Buffer& stats, float lr, float clip);
 
+// Builds (or loads from the program cache) every kernel the engine uses, and
+// runs one tiny GEMM so that CLBlast compiles its kernels too: the first
+// mini-batch then measures compute, not compilation.
+void prepare_kernels(Context& ctx, int head_dim);
+void attention_prepare(Context& ctx, int E);
+
 // Work-group size for reductions over rows of n: a power of two <= 256 and <= the device limit.
 size_t reduce_wg(const Context& ctx, int n);
 

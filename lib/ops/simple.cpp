@@ -2,6 +2,8 @@
 // rope, swiglu.
 #include "lib/ops/ops.hpp"
 
+#include "host/gemm.hpp"
+
 #include <cmath>
 
 namespace ttt::ops {
@@ -15,6 +17,19 @@ size_t reduce_wg(const Context& ctx, int n) {
   size_t wg = 1;
   while (wg < size_t(n) && wg * 2 <= limit) wg *= 2;
   return wg;
+}
+
+void prepare_kernels(Context& ctx, int head_dim) {
+  const std::pair<const char*, const char*> kernels[] = {
+      {"embedding", "embedding_fwd"}, {"rmsnorm", "rmsnorm_fwd"}, {"rope", "rope_fwd"}, {"swiglu", "swiglu_fwd"},
+      {"xent", "xent_fwd_tile"},      {"sgd", "sgd_update"}};
+  for (auto [family, name] : kernels) Kernel(ctx, family, name);
+  attention_prepare(ctx, head_dim);
+  Buffer a(ctx, 4, "warm-up"), b(ctx, 4, "warm-up"), c(ctx, 4, "warm-up");
+  a.zero();
+  b.zero();
+  host::gemm(ctx, host::Trans::N, host::Trans::N, 1, 1, 1, 1.f, a, 0, 1, b, 0, 1, 0.f, c, 0, 1, "warm-up");
+  ctx.finish();
 }
 
 void embedding_fwd(Context& ctx, Buffer& out, const Buffer& ids, const Buffer& wte, int T, int D) {

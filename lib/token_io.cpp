@@ -1,0 +1,136 @@
+// Token-id files: text ids with line/column diagnostics, and a strict .npy
+// parser (little- or big-endian integer dtypes, 1-D or a single row/column).
+#include "lib/token_io.hpp"
+
+#include "host/error.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <climits>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+namespace ttt {
+
+namespace {
+
+std::string slurp(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(fmt::format("{}: cannot open token file: {}", path, std::strerror(errno)));
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+std::vector<int32_t> read_token_text(const std::string& text, const std::string& origin) {
+  std::vector<int32_t> ids;
+  size_t i = 0, line = 1, line_start = 0;
+  while (i < text.size()) {
+    const unsigned char ch = static_cast<unsigned char>(text[i]);
+    if (std::isspace(ch)) {
+      if (ch == '\n') {
+        ++line;
+        line_start = i + 1;
+      }
+      ++i;
+      continue;
+    }
+    size_t j = i;
+    while (j < text.size() && !std::isspace(static_cast<unsigned char>(text[j]))) ++j;
+    const std::string word = text.substr(i, j - i);
+    const bool neg = word[0] == '-';
+    const std::string digits = neg ? word.substr(1) : word;
+    const bool numeric = !digits.empty() && digits.size() <= 11 &&
+                         std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!numeric)
+      throw Error(fmt::format("{}:{}:{}: '{}' is not a decimal token id (expected whitespace-separated integers)",
+                              origin, line, i - line_start + 1, word.substr(0, 40)));
+    const long long v = std::stoll(word);
+    if (v < INT32_MIN || v > INT32_MAX)
+      throw Error(fmt::format("{}:{}:{}: token id {} is out of range", origin, line, i - line_start + 1, word));
+    ids.push_back(int32_t(v));  // negative ids are reported against the vocabulary by the caller
+    i = j;
+  }
+  if (ids.empty()) throw Error(fmt::format("{}: holds no token ids", origin));
+  return ids;
+}
+
+std::vector<int32_t> read_token_npy(const std::string& b, const std::string& origin) {
+  auto bad = [&](const std::string& why) { return Error(fmt::format("{}: not a readable .npy token array: {}", origin, why)); };
+  if (b.size() < 10 || b.compare(0, 6, "\x93NUMPY") != 0) throw bad("missing the \\x93NUMPY magic");
+  const int major = static_cast<unsigned char>(b[6]);
+  size_t hlen, hstart;
+  if (major == 1) {
+    hlen = size_t(static_cast<unsigned char>(b[8])) | size_t(static_cast<unsigned char>(b[9])) << 8;
+    hstart = 10;
+  } else if (major == 2 || major == 3) {
+    if (b.size() < 12) throw bad("truncated header");
+    hlen = 0;
+    for (int k = 3; k >= 0; --k) hlen = hlen << 8 | static_cast<unsigned char>(b[size_t(8 + k)]);
+    hstart = 12;
+  } else {
+    throw bad(fmt::format("unsupported format version {}", major));
+  }
+  if (hstart + hlen > b.size()) throw bad("header runs past the end of the file");
+  const std::string h = b.substr(hstart, hlen);
+  std::smatch m;
+  if (!std::regex_search(h, m, std::regex(R"('descr'\s*:\s*'([<>|=])([iu])(\d)')")))
+    throw bad(fmt::format("dtype in header {} is not an integer type", h));
+  const char order = m[1].str()[0], kind = m[2].str()[0];
+  const int size = std::stoi(m[3].str());
+  const bool ok_type = (kind == 'i' && (size == 4 || size == 8)) || (kind == 'u' && (size == 2 || size == 4));
+  if (!ok_type)
+    throw bad(fmt::format("dtype {}{} is not supported (int32, uint32, int64 or uint16)", kind, size));
+  if (std::regex_search(h, std::regex(R"('fortran_order'\s*:\s*True)")) &&
+      !std::regex_search(h, std::regex(R"('shape'\s*:\s*\(\s*\d+\s*,?\s*\))")))
+    throw bad("fortran_order arrays of more than one dimension are not supported");
+  if (!std::regex_search(h, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))"))) throw bad("no shape in header");
+  std::vector<long long> dims;
+  std::string s = m[1].str();
+  const std::regex number(R"(\d+)");
+  for (std::sregex_iterator it(s.begin(), s.end(), number), end; it != end; ++it)
+    dims.push_back(std::stoll(it->str()));
+  long long n = 1;
+  int big = 0;
+  for (auto d : dims) {
+    n *= d;
+    big += d > 1;
+  }
+  if (big > 1) throw bad(fmt::format("shape ({}) has more than one dimension above 1", s));
+  const size_t data = hstart + hlen;
+  if (b.size() - data < size_t(n) * size)
+    throw bad(fmt::format("{} elements of {} bytes need {} bytes of data, the file has {}", n, size, size_t(n) * size,
+                          b.size() - data));
+  if (n == 0) throw Error(fmt::format("{}: holds no token ids", origin));
+  const bool swap = order == '>';
+  std::vector<int32_t> ids(static_cast<size_t>(n));
+  for (long long i = 0; i < n; ++i) {
+    unsigned char bytes[8];
+    std::memcpy(bytes, b.data() + data + size_t(i) * size, size_t(size));
+    uint64_t u = 0;
+    for (int k = 0; k < size; ++k) u |= uint64_t(bytes[swap ? size - 1 - k : k]) << (8 * k);
+    long long v;
+    if (kind == 'u') v = (long long)u;
+    else if (size == 4) v = int32_t(uint32_t(u));
+    else v = (long long)u;  // int64: two's complement
+    if (v < INT32_MIN || v > INT32_MAX)
+      throw Error(fmt::format("{}: element {} = {} does not fit a token id", origin, i, v));
+    ids[size_t(i)] = int32_t(v);
+  }
+  return ids;
+}
+
+std::vector<int32_t> read_token_file(const std::string& path) {
+  const std::string bytes = slurp(path);
+  if (bytes.compare(0, 6, "\x93NUMPY") == 0) return read_token_npy(bytes, path);
+  return read_token_text(bytes, path);
+}
+
+}  // namespace ttt
