@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""End-to-end tests of the command-line tools (stdlib only).
+
+Every bad input must give a clear one-line error naming the file, tensor, key
+or device at fault and a non-zero exit status, never a crash or a signal.
+Good inputs must reproduce the golden cases through the CLI.
+
+usage: test_cli.py BIN_DIR DATA_DIR
+"""
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+
+BIN, DATA = sys.argv[1], sys.argv[2]
+GOLDEN = os.path.join(DATA, "golden")
+results = {"passed": 0, "failed": 0}
+
+
+def run(tool, *args, stdin=None):
+    exe = os.path.join(BIN, tool)
+    p = subprocess.run([exe, *args], input=stdin, capture_output=True, text=True, timeout=600)
+    return p.returncode, p.stdout, p.stderr
+
+
+def check(name, cond, detail=""):
+    if cond:
+        results["passed"] += 1
+        print(f"ok    {name}")
+    else:
+        results["failed"] += 1
+        print(f"FAIL  {name}\n      {detail}")
+
+
+def expect_error(name, tool, args, *fragments, code=None):
+    rc, out, err = run(tool, *args)
+    lines = [l for l in err.splitlines() if l.strip()]
+    ok = rc > 0 and (code is None or rc == code)
+    ok = ok and lines and lines[0].startswith(f"{tool}: error: ")
+    ok = ok and all(f in err for f in fragments)
+    check(name, ok, f"exit {rc}, stderr: {err.strip()[:600]!r}, wanted {fragments}")
+
+
+def copy_model(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def read_st(path):
+    with open(path, "rb") as f:
+        b = f.read()
+    n = struct.unpack("<Q", b[:8])[0]
+    return json.loads(b[8:8 + n]), b[8 + n:]
+
+
+def write_st(path, header, data):
+    h = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + data)
+
+
+def tensor(header, data, name):
+    e = header[name]
+    a, b = e["data_offsets"]
+    assert e["dtype"] == "F32"
+    return struct.unpack(f"<{(b - a) // 4}f", data[a:b])
+
+
+def floats(path):
+    with open(path) as f:
+        return [float(x) for x in f.read().split()]
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="ttt_cli_")
+    tiny = os.path.join(GOLDEN, "tiny")
+    tokens = os.path.join(tiny, "tokens.txt")
+    try:
+        # --help of every tool explains every flag.
+        for tool, flags in [("ttt-perplexity", ["--model", "--tokens", "--no-ttt", "--inner-lr", "--nll-out", "--json",
+                                                "--device", "--max-tokens", "--save-weights"]),
+                            ("ttt-make-model", ["--preset", "--out", "--seed", "--dtype"]),
+                            ("ttt-info", ["--help"])]:
+            rc, out, _ = run(tool, "--help")
+            check(f"{tool} --help", rc == 0 and all(f in out for f in flags), out[:300])
+
+        # Usage errors exit 2.
+        expect_error("unknown flag", "ttt-perplexity", ["--bogus"], "bogus", code=2)
+        expect_error("missing --model", "ttt-perplexity", ["--tokens", tokens], "model", code=2)
+        expect_error("missing model dir", "ttt-perplexity", ["-m", os.path.join(tmp, "nope"), "--tokens", tokens],
+                     "nope", "not a model directory")
+
+        # Corrupted model files.
+        def corrupt(name, edit, *fragments):
+            d = copy_model(tiny, os.path.join(tmp, name))
+            st = os.path.join(d, "model.safetensors")
+            edit(d, st)
+            expect_error(name, "ttt-perplexity", ["-m", d, "--tokens", tokens], *fragments)
+
+        def truncate(d, st):
+            with open(st, "r+b") as f:
+                f.truncate(5)
+
+        def truncate_data(d, st):
+            size = os.path.getsize(st)
+            with open(st, "r+b") as f:
+                f.truncate(size - 1000)
+
+        def header_past_eof(d, st):
+            with open(st, "r+b") as f:
+                f.write(struct.pack("<Q", 10 ** 9))
+
+        def bad_json(d, st):
+            with open(st, "r+b") as f:
+                f.seek(8)
+                f.write(b"{{{{")
+
+        def edit_header(fn):
+            def go(d, st):
+                h, data = read_st(st)
+                fn(h, len(data))
+                write_st(st, h, data)
+            return go
+
+        corrupt("truncated file", truncate, "model.safetensors", "truncated")
+        corrupt("truncated data", truncate_data, "model.safetensors", "outside")
+        corrupt("header length past end", header_past_eof, "model.safetensors", "header length")
+        corrupt("bad header JSON", bad_json, "model.safetensors", "not valid JSON")
+        corrupt("wrong shape", edit_header(lambda h, n: h["blocks.0.mlp.w1"].update(shape=[48, 32])),
+                "blocks.0.mlp.w1", "[48, 32]", "[32, 48]")
+        corrupt("missing tensor", edit_header(lambda h, n: h.pop("blocks.1.prime_norm")), "blocks.1.prime_norm",
+                "missing tensor")
+        corrupt("unknown dtype", edit_header(lambda h, n: h["wte"].update(dtype="Q4_K")), "wte", "unknown dtype")
+        corrupt("overlapping offsets",
+                edit_header(lambda h, n: h["blocks.0.seq_norm"].update(data_offsets=h["blocks.0.ffn_norm"]["data_offsets"])),
+                "overlapping")
+        corrupt("out-of-file offsets", edit_header(lambda h, n: h["ln_f"].update(data_offsets=[n, n + 128])), "ln_f",
+                "outside")
+
+        def edit_config(fn):
+            def go(d, st):
+                p = os.path.join(d, "config.json")
+                with open(p) as f:
+                    c = json.load(f)
+                fn(c)
+                with open(p, "w") as f:
+                    json.dump(c, f)
+            return go
+
+        corrupt("config key missing", edit_config(lambda c: c.pop("rope_theta")), "config.json", "rope_theta")
+        corrupt("config impossible", edit_config(lambda c: c.update(suffix_len=9)), "config.json", "suffix_len")
+        corrupt("config heads", edit_config(lambda c: c.update(num_attention_heads=5)), "num_attention_heads")
+        corrupt("config not JSON", lambda d, st: open(os.path.join(d, "config.json"), "w").write("{oops"),
+                "config.json", "invalid JSON")
+
+        # Bad token files.
+        def token_file(name, text):
+            p = os.path.join(tmp, name)
+            with open(p, "w") as f:
+                f.write(text)
+            return p
+
+        expect_error("token id >= vocab", "ttt-perplexity", ["-m", tiny, "--tokens", token_file("big.txt", "1 2 97 3")],
+                     "big.txt", "97", "position 2", "0..96")
+        expect_error("negative token id", "ttt-perplexity", ["-m", tiny, "--tokens", token_file("neg.txt", "1 -4 2")],
+                     "neg.txt", "-4")
+        expect_error("empty token file", "ttt-perplexity", ["-m", tiny, "--tokens", token_file("empty.txt", "\n \n")],
+                     "empty.txt", "no token ids")
+        expect_error("non-numeric token file", "ttt-perplexity",
+                     ["-m", tiny, "--tokens", token_file("words.txt", "1 2\nthree 4")], "words.txt:2:1", "'three'")
+        expect_error("one token", "ttt-perplexity", ["-m", tiny, "--tokens", token_file("one.txt", "5")], "at least 2")
+        expect_error("missing token file", "ttt-perplexity", ["-m", tiny, "--tokens", os.path.join(tmp, "nope.txt")],
+                     "nope.txt")
+        expect_error("device matches nothing", "ttt-perplexity",
+                     ["-m", tiny, "--tokens", tokens, "--device", "no-such-gpu"], "no-such-gpu",
+                     "matches no OpenCL device", "0:0")
+        expect_error("device index matches nothing", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--device", "7:3"],
+                     "7:3", "available devices")
+        expect_error("save weights without ttt", "ttt-perplexity",
+                     ["-m", tiny, "--tokens", tokens, "--no-ttt", "--save-weights", os.path.join(tmp, "w")],
+                     "--save-weights")
+        expect_error("negative inner lr", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--inner-lr", "-1"],
+                     "inner learning rate")
+        expect_error("unknown preset", "ttt-make-model", ["--preset", "7b", "--out", os.path.join(tmp, "x")], "7b",
+                     "125m")
+        expect_error("unknown dtype flag", "ttt-make-model",
+                     ["--preset", "tiny", "--out", os.path.join(tmp, "x"), "--dtype", "f8"], "f8")
+
+        # The golden cases through the CLI.
+        for case in ["tiny", "partial-chunk", "bf16-weights", "medium"]:
+            d = os.path.join(GOLDEN, case)
+            toks = os.path.join(d, "tokens.txt")
+            for mode, ref in [("ttt", "nll_ttt.txt"), ("no-ttt", "nll_no_ttt.txt")]:
+                out = os.path.join(tmp, f"{case}-{mode}.txt")
+                args = ["-m", d, "--tokens", toks, "--nll-out", out] + (["--no-ttt"] if mode == "no-ttt" else [])
+                rc, so, se = run("ttt-perplexity", *args)
+                got, want = (floats(out) if rc == 0 else []), floats(os.path.join(d, ref))
+                diff = max((abs(a - b) for a, b in zip(got, want)), default=1e9)
+                check(f"golden {case} {mode} via CLI (max diff {diff:.2e})",
+                      rc == 0 and len(got) == len(want) and diff <= 1e-3, se[-400:])
+
+        med = os.path.join(GOLDEN, "medium")
+        mtoks = os.path.join(med, "tokens.txt")
+        outs = []
+        for i in range(2):
+            p = os.path.join(tmp, f"det{i}.txt")
+            run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--nll-out", p)
+            outs.append(open(p, "rb").read())
+        check("two runs give byte-identical --nll-out", outs[0] == outs[1] and len(outs[0]) > 0)
+        a, b = os.path.join(tmp, "lr0.txt"), os.path.join(tmp, "nottt.txt")
+        run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--inner-lr", "0", "--nll-out", a)
+        run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--no-ttt", "--nll-out", b)
+        check("--inner-lr 0 equals --no-ttt byte for byte", open(a, "rb").read() == open(b, "rb").read())
+
+        saved = os.path.join(tmp, "adapted")
+        rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--save-weights", saved)
+        ok = rc == 0
+        worst = 1.0
+        if ok:
+            h, data = read_st(os.path.join(saved, "model.safetensors"))
+            gh, gdata = read_st(os.path.join(med, "prime_after.safetensors"))
+            worst = 0.0
+            for name in gh:
+                if name == "__metadata__":
+                    continue
+                x, y = tensor(h, data, name), tensor(gh, gdata, name)
+                num = sum((p - q) ** 2 for p, q in zip(x, y))
+                den = sum(q * q for q in y)
+                worst = max(worst, (num / den) ** 0.5)
+        check(f"--save-weights equals prime_after (rel L2 {worst:.1e})", ok and worst < 1e-4, se[-400:])
+        rc, _, se = run("ttt-perplexity", "-m", saved, "--tokens", mtoks, "--no-ttt")
+        check("the saved model directory loads and runs", rc == 0, se[-400:])
+
+        jpath = os.path.join(tmp, "r.json")
+        rc, so, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--json", jpath)
+        ok = rc == 0 and "PPL = " in so
+        if ok:
+            j = json.load(open(jpath))
+            ok = isinstance(j, dict) and len(json.dumps(j)) > 50
+        check("--json writes JSON and stdout shows PPL", ok, se[-400:])
+
+        # ttt-make-model: every dtype loads and runs; ttt-info lists the device.
+        for dt in ["f32", "f16", "bf16"]:
+            d = os.path.join(tmp, f"made-{dt}")
+            rc1, _, e1 = run("ttt-make-model", "--preset", "tiny", "--seed", "3", "--out", d, "--dtype", dt)
+            toks = token_file(f"made-{dt}.txt", " ".join(str((i * 7) % 256) for i in range(300)))
+            rc2, so, e2 = run("ttt-perplexity", "-m", d, "--tokens", toks)
+            check(f"ttt-make-model tiny --dtype {dt} runs", rc1 == 0 and rc2 == 0 and "PPL = " in so, (e1 + e2)[-400:])
+        rc, so, _ = run("ttt-info")
+        check("ttt-info lists a device", rc == 0 and "Device 0:0" in so, so[:300])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"{results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
