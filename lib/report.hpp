@@ -110,8 +110,8 @@ std::string bucket_label(size_t lo, size_t hi);           // "0-1K", "1K-2K", "5
 std::vector<Bucket> position_buckets(const std::vector<DocResult>& docs, bool compare);
 std::vector<Bucket> position_buckets(const DocResult& doc, bool compare);
 
-// The plain-text report: settings, one line per document when there are
-// several, the total, the bucket table, and last the line "PPL = x ± err"
+// The plain-text report: settings, one line per document (and the total
+// when there are several), the bucket table, and last the line "PPL = x ± err"
 // (llama.cpp's final estimate, so a harness can read the last line).
 std::string format_report(const ReportInput& in);
 
