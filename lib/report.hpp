@@ -1,0 +1,136 @@
+// The perplexity report of ttt-perplexity: statistics (PPL with llama.cpp's
+// standard error), per-position buckets, and three renderings of one
+// ReportInput: plain text for people, JSON for programs, an SVG plot of loss
+// against token position. report.cpp holds the statistics and the text,
+// report_json.cpp and report_svg.cpp the other two.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace ttt {
+
+// Perplexity of a set of per-token NLLs (natural log).
+// N = 0 gives {0, 0, 1, 0, 0} (exp of an empty mean of 0, no error), and
+// N = 1 gives an error of 0: a standard error needs two samples, and NaN in a
+// report helps nobody. Renderers print "-" (text) or null (JSON) for count 0.
+struct PplStats {
+  size_t count = 0;
+  double mean_nll = 0;
+  double ppl = 1;      // exp(mean_nll)
+  double ppl_err = 0;  // ppl * nll_err (llama.cpp's "PPL = x +/- err")
+  double nll_err = 0;  // standard error of mean_nll
+};
+PplStats ppl_stats(const std::vector<float>& nll);
+
+// Running sums behind PplStats, so documents, buckets and totals merge without
+// keeping the values. Sums are double, as in llama.cpp, whose formula this is:
+//   m = sum/N, m2 = sum_sq/N - m^2, nll_err = sqrt(m2/(N-1)), ppl_err = exp(m) * nll_err.
+// m2 <= 0 (rounding on constant data) gives an error of 0 where llama.cpp
+// prints "Unexpected negative standard deviation".
+struct NllSum {
+  size_t n = 0;
+  double sum = 0, sum_sq = 0;
+  void add(double x) {
+    ++n;
+    sum += x;
+    sum_sq += x * x;
+  }
+  void add(const NllSum& o) {
+    n += o.n;
+    sum += o.sum;
+    sum_sq += o.sum_sq;
+  }
+  PplStats stats() const;
+};
+
+// One evaluated document. nll[i] is the NLL of token i+1 given tokens 0..i
+// ("position i"); nll_base is the same document without test-time training,
+// filled only with --compare (then it has nll's length), empty otherwise.
+struct DocResult {
+  std::string name;
+  std::vector<float> nll;
+  std::vector<float> nll_base;
+  double seconds = 0, seconds_base = 0;  // evaluation time of each run
+};
+
+// What the run was: printed in the text header, emitted under "settings".
+struct ReportSettings {
+  std::string model_dir;
+  std::string device;
+  std::string tokenizer;
+  bool ttt = true;     // the main run (DocResult::nll) used test-time training
+  float inner_lr = 0;
+  int mini_batch = 0;  // B
+  int window = 0;      // W (sliding window)
+  // Anything else the app wants on record (e.g. {"dtype", "f32"}), in order.
+  std::vector<std::pair<std::string, std::string>> extra;
+};
+
+struct ReportInput {
+  std::vector<DocResult> docs;
+  ReportSettings settings;
+  double seconds = 0;    // wall time of the whole evaluation (all runs)
+  bool compare = false;  // docs carry nll_base: report both runs and their difference
+};
+
+// Throws ttt::Error when compare is on and a document's nll_base does not
+// match its nll in length. Every function below that takes compare calls it.
+void validate_report_input(const ReportInput& in);
+
+// Both runs of one document or of all together, plus their paired per-token
+// difference nll - nll_base (delta: mean_nll is the mean difference, nll_err
+// its standard error, and ppl = exp(mean) = ppl / ppl_base, the PPL ratio).
+// base and delta are empty (count 0) unless compare.
+struct Summary {
+  PplStats run, base, delta;
+  double seconds = 0, seconds_base = 0;
+  double tokens_per_s() const { return seconds > 0 ? double(run.count) / seconds : 0; }
+  double tokens_per_s_base() const { return seconds_base > 0 ? double(base.count) / seconds_base : 0; }
+};
+Summary summarize(const DocResult& doc, bool compare);
+Summary summarize(const std::vector<DocResult>& docs, bool compare);
+
+// Position buckets [lo, hi): [0, 1024), [1024, 2048), [2048, 4096), ... each
+// twice the last. Only buckets holding tokens are returned, in order.
+struct Bucket {
+  size_t lo = 0, hi = 0;
+  size_t count = 0;           // tokens in the bucket over the documents
+  double mean_nll = 0;        // == stats.mean_nll
+  double mean_nll_base = 0;   // == stats_base.mean_nll; 0 unless compare
+  PplStats stats, stats_base, delta;  // as in Summary
+};
+size_t bucket_index(size_t pos);                          // 1023 -> 0, 1024 -> 1, 2048 -> 2
+std::pair<size_t, size_t> bucket_range(size_t index);     // 0 -> [0, 1024), 1 -> [1024, 2048)
+std::string bucket_label(size_t lo, size_t hi);           // "0-1K", "1K-2K", "512K-1M"
+std::vector<Bucket> position_buckets(const std::vector<DocResult>& docs, bool compare);
+std::vector<Bucket> position_buckets(const DocResult& doc, bool compare);
+
+// The plain-text report: settings, one line per document (and the total
+// when there are several), the bucket table, and last the line "PPL = x ± err"
+// (llama.cpp's final estimate, so a harness can read the last line).
+std::string format_report(const ReportInput& in);
+
+// Everything in the report as JSON; the key names are listed in report_json.cpp.
+nlohmann::json report_json(const ReportInput& in);
+
+// A standalone SVG of mean NLL against token position (log axis); with
+// compare both runs and a panel of their difference.
+struct SvgOptions {
+  int width = 880;
+  int height = 0;       // 0: 500, or 680 with compare (room for the difference panel)
+  bool log_x = true;    // log-spaced position axis, where the early drop is visible
+  std::string title;    // default: "Loss by token position" plus the model directory's name
+};
+std::string render_svg(const ReportInput& in, const SvgOptions& opt = {});
+
+// Text safe for JSON and XML: invalid UTF-8 becomes U+FFFD, control
+// characters (other than tab) become spaces. Document names come from file
+// names, which need not be either.
+std::string clean_text(const std::string& s);
+
+}  // namespace ttt

@@ -1,0 +1,135 @@
+// The machine-readable report (ttt-perplexity --json): one JSON object whose
+// key names are a promise to the harnesses that read it; the schema below is
+// version 1, and a change that renames or removes a key must bump it.
+#include "lib/report.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <string>
+
+// Schema ("format": "ttt-perplexity-report", "version": 1). A "stats" object is
+//   { "tokens":   number of NLL values (scored tokens: a document of n tokens has n-1),
+//     "mean_nll": mean natural-log NLL (nats),
+//     "ppl":      exp(mean_nll),
+//     "ppl_err":  llama.cpp's standard error of ppl,
+//     "nll_err":  standard error of mean_nll }
+// mean_nll, ppl, ppl_err and nll_err are null when tokens is 0 (and any
+// non-finite value is null). A "run" object is a stats object plus
+//   { "seconds": evaluation time, "tokens_per_s": tokens / seconds (null when seconds is 0) }.
+//
+// {
+//   "format": "ttt-perplexity-report", "version": 1,
+//   "settings": { "model": str, "device": str, "tokenizer": str, "ttt": bool,
+//                 "inner_lr": num, "mini_batch": int (B), "window": int (W),
+//                 "compare": bool, "extra": { str: str, ... } },
+//   "timing":   { "seconds": wall time of the evaluation, "tokens_per_s": main run,
+//                 "tokens_per_s_base": run without TTT (compare only) },
+//   "total":     run object over all documents (+ compare fields),
+//   "documents": [ run object + { "name": str, "buckets": [bucket, ...] } (+ compare fields) ],
+//   "buckets":   [ bucket, ... ]   over all documents, only buckets holding tokens
+// }
+// A bucket is a stats object plus { "lo": first position, "hi": one past the
+// last, "label": "0-1K" } (+ compare fields without timing). Position i is the
+// prediction of token i+1 from tokens 0..i.
+// Compare fields, present only when settings.compare is true:
+//   "base":  run (or stats) object of the same tokens without test-time training,
+//   "delta": stats object of the per-token difference nll - nll_base; its
+//            mean_nll is the mean difference (negative: TTT helped), nll_err
+//            its paired standard error, ppl the ratio ppl / base.ppl.
+
+namespace ttt {
+namespace {
+
+using json = nlohmann::json;
+
+json num(double x) { return std::isfinite(x) ? json(x) : json(nullptr); }
+
+// A float setting as its shortest decimal (0.01f as 0.01, not 0.009999999776).
+json setting(float x) {
+  if (!std::isfinite(x)) return nullptr;
+  return std::stod(fmt::format("{}", x));
+}
+
+json stats_json(const PplStats& s) {
+  const bool any = s.count > 0;
+  return {{"tokens", s.count},
+          {"mean_nll", any ? num(s.mean_nll) : json(nullptr)},
+          {"ppl", any ? num(s.ppl) : json(nullptr)},
+          {"ppl_err", any ? num(s.ppl_err) : json(nullptr)},
+          {"nll_err", any ? num(s.nll_err) : json(nullptr)}};
+}
+
+json run_json(const PplStats& s, double seconds) {
+  json j = stats_json(s);
+  j["seconds"] = num(seconds);
+  j["tokens_per_s"] = seconds > 0 ? num(double(s.count) / seconds) : json(nullptr);
+  return j;
+}
+
+json summary_json(const Summary& s, bool compare) {
+  json j = run_json(s.run, s.seconds);
+  if (compare) {
+    j["base"] = run_json(s.base, s.seconds_base);
+    j["delta"] = stats_json(s.delta);
+  }
+  return j;
+}
+
+json buckets_json(const std::vector<Bucket>& buckets, bool compare) {
+  json a = json::array();
+  for (const Bucket& b : buckets) {
+    json j = {{"lo", b.lo}, {"hi", b.hi}, {"label", bucket_label(b.lo, b.hi)}};
+    j.update(stats_json(b.stats));
+    if (compare) {
+      j["base"] = stats_json(b.stats_base);
+      j["delta"] = stats_json(b.delta);
+    }
+    a.push_back(std::move(j));
+  }
+  return a;
+}
+
+}  // namespace
+
+nlohmann::json report_json(const ReportInput& in) {
+  validate_report_input(in);
+  const bool cmp = in.compare;
+  const ReportSettings& st = in.settings;
+
+  json extra = json::object();
+  for (const auto& [k, v] : st.extra) extra[clean_text(k)] = clean_text(v);
+  json settings = {{"model", clean_text(st.model_dir)},
+                   {"device", clean_text(st.device)},
+                   {"tokenizer", clean_text(st.tokenizer)},
+                   {"ttt", st.ttt},
+                   {"inner_lr", setting(st.inner_lr)},
+                   {"mini_batch", st.mini_batch},
+                   {"window", st.window},
+                   {"compare", cmp},
+                   {"extra", std::move(extra)}};
+
+  const Summary total = summarize(in.docs, cmp);
+  json timing = {{"seconds", num(in.seconds)},
+                 {"tokens_per_s", total.seconds > 0 ? num(total.tokens_per_s()) : json(nullptr)}};
+  if (cmp) timing["tokens_per_s_base"] = total.seconds_base > 0 ? num(total.tokens_per_s_base()) : json(nullptr);
+
+  json docs = json::array();
+  for (const DocResult& d : in.docs) {
+    json j = {{"name", clean_text(d.name)}};
+    j.update(summary_json(summarize(d, cmp), cmp));
+    j["buckets"] = buckets_json(position_buckets(d, cmp), cmp);
+    docs.push_back(std::move(j));
+  }
+
+  return {{"format", "ttt-perplexity-report"},
+          {"version", 1},
+          {"settings", std::move(settings)},
+          {"timing", std::move(timing)},
+          {"total", summary_json(total, cmp)},
+          {"documents", std::move(docs)},
+          {"buckets", buckets_json(position_buckets(in.docs, cmp), cmp)}};
+}
+
+}  // namespace ttt

@@ -1,0 +1,617 @@
+// The perplexity report: statistics against hand-computed values (llama.cpp's
+// error formula), bucket edges, text, JSON and SVG renderings with and without
+// compare, and the progress display in each mode with an injected clock.
+#include "lib/progress.hpp"
+#include "lib/report.hpp"
+
+#include "host/error.hpp"
+#include "tests/xml_check.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace ttt {
+namespace {
+
+// Suites are named report* so that `ctest -R report` selects them: ctest
+// knows the tests by their gtest names only.
+using json = nlohmann::json;
+
+// ---- statistics ----
+
+TEST(reportStats, EmptyHasNoNaN) {
+  const PplStats s = ppl_stats({});
+  EXPECT_EQ(s.count, 0u);
+  EXPECT_EQ(s.mean_nll, 0.0);
+  EXPECT_EQ(s.ppl, 1.0);
+  EXPECT_EQ(s.ppl_err, 0.0);
+  EXPECT_EQ(s.nll_err, 0.0);
+}
+
+TEST(reportStats, OneValueHasNoError) {
+  const PplStats s = ppl_stats({2.0f});
+  EXPECT_EQ(s.count, 1u);
+  EXPECT_DOUBLE_EQ(s.mean_nll, 2.0);
+  EXPECT_DOUBLE_EQ(s.ppl, std::exp(2.0));
+  EXPECT_EQ(s.ppl_err, 0.0);
+}
+
+// By hand: sum 10, sum_sq 30, m = 2.5, m2 = 30/4 - 6.25 = 1.25,
+// nll_err = sqrt(1.25 / 3), ppl = e^2.5, ppl_err = ppl * nll_err.
+TEST(reportStats, LlamaCppErrorFormula) {
+  const PplStats s = ppl_stats({1, 2, 3, 4});
+  EXPECT_EQ(s.count, 4u);
+  EXPECT_DOUBLE_EQ(s.mean_nll, 2.5);
+  EXPECT_NEAR(s.ppl, 12.182493960703473, 1e-12);
+  EXPECT_NEAR(s.nll_err, 0.6454972243679028, 1e-12);
+  EXPECT_NEAR(s.ppl_err, 7.863766037512831, 1e-11);
+
+  // sum 9, sum_sq 24.125: m = 1.8, m2 = 4.825 - 3.24 = 1.585, nll_err = sqrt(1.585 / 4).
+  const PplStats t = ppl_stats({0.5f, 1.5f, 2.25f, 4.0f, 0.75f});
+  EXPECT_NEAR(t.mean_nll, 1.8, 1e-12);
+  EXPECT_NEAR(t.nll_err, 0.6294839156007086, 1e-12);
+  EXPECT_NEAR(t.ppl, 6.0496474644129465, 1e-12);
+  EXPECT_NEAR(t.ppl_err, 3.80815577390256, 1e-11);
+}
+
+TEST(reportStats, ConstantValuesGiveZeroError) {
+  // sum_sq/N - m^2 can round below zero; llama.cpp reports that as an
+  // error, we as a zero standard error.
+  const PplStats s = ppl_stats(std::vector<float>(1000, 3.1f));
+  EXPECT_EQ(s.nll_err, 0.0);
+  EXPECT_EQ(s.ppl_err, 0.0);
+  EXPECT_NEAR(s.mean_nll, 3.1, 1e-6);
+}
+
+TEST(reportStats, MatchesTwoPassStandardError) {
+  std::mt19937 rng(7);
+  std::gamma_distribution<float> g(0.8f, 3.0f);
+  std::vector<float> v(93);
+  for (float& x : v) x = g(rng);
+  double m = 0;
+  for (float x : v) m += x;
+  m /= double(v.size());
+  double ss = 0;
+  for (float x : v) ss += (x - m) * (x - m);
+  const double err = std::sqrt(ss / double(v.size()) / double(v.size() - 1));
+  const PplStats s = ppl_stats(v);
+  EXPECT_NEAR(s.mean_nll, m, 1e-12);
+  EXPECT_NEAR(s.nll_err, err, 1e-10);
+  EXPECT_NEAR(s.ppl_err, std::exp(m) * err, 1e-9);
+}
+
+TEST(reportStats, SumsMerge) {
+  NllSum a, b, all;
+  for (int i = 0; i < 7; ++i) a.add(0.25 * i), all.add(0.25 * i);
+  for (int i = 0; i < 5; ++i) b.add(1.0 + i), all.add(1.0 + i);
+  a.add(b);
+  const PplStats x = a.stats(), y = all.stats();
+  EXPECT_EQ(x.count, 12u);
+  EXPECT_DOUBLE_EQ(x.mean_nll, y.mean_nll);
+  EXPECT_DOUBLE_EQ(x.ppl_err, y.ppl_err);
+}
+
+// ---- buckets ----
+
+// A document whose NLL at position i is f(i), and without TTT f(i) + 0.5.
+DocResult doc(const std::string& name, size_t n, bool compare = false, float (*f)(size_t) = nullptr) {
+  DocResult d;
+  d.name = name;
+  for (size_t i = 0; i < n; ++i) {
+    const float v = f ? f(i) : 2.0f + float(i % 7) * 0.25f;
+    d.nll.push_back(v);
+    if (compare) d.nll_base.push_back(v + 0.5f);
+  }
+  d.seconds = double(n) / 100.0;
+  d.seconds_base = compare ? double(n) / 400.0 : 0;
+  return d;
+}
+
+TEST(reportBuckets, IndexRangeAndLabel) {
+  EXPECT_EQ(bucket_index(0), 0u);
+  EXPECT_EQ(bucket_index(1023), 0u);
+  EXPECT_EQ(bucket_index(1024), 1u);
+  EXPECT_EQ(bucket_index(1025), 1u);
+  EXPECT_EQ(bucket_index(2047), 1u);
+  EXPECT_EQ(bucket_index(2048), 2u);
+  EXPECT_EQ(bucket_index(4095), 2u);
+  EXPECT_EQ(bucket_index(4096), 3u);
+  EXPECT_EQ(bucket_index(131071), 7u);
+  EXPECT_EQ(bucket_range(0), std::make_pair(size_t(0), size_t(1024)));
+  EXPECT_EQ(bucket_range(1), std::make_pair(size_t(1024), size_t(2048)));
+  EXPECT_EQ(bucket_range(3), std::make_pair(size_t(4096), size_t(8192)));
+  EXPECT_EQ(bucket_label(0, 1024), "0-1K");
+  EXPECT_EQ(bucket_label(1024, 2048), "1K-2K");
+  EXPECT_EQ(bucket_label(8192, 16384), "8K-16K");
+  const auto [lo, hi] = bucket_range(10);
+  EXPECT_EQ(bucket_label(lo, hi), "512K-1M");
+  for (size_t p : {0, 1, 1023, 1024, 1025, 2048, 5000, 100000}) {
+    const auto [a, b] = bucket_range(bucket_index(p));
+    EXPECT_LE(a, p);
+    EXPECT_LT(p, b);
+  }
+}
+
+TEST(reportBuckets, EdgesAt1024) {
+  auto f = [](size_t i) { return i < 1024 ? 1.0f : 3.0f; };
+  // 1024 values: positions 0..1023, one bucket.
+  auto b = position_buckets(doc("a", 1024, false, f), false);
+  ASSERT_EQ(b.size(), 1u);
+  EXPECT_EQ(b[0].count, 1024u);
+  // 1025 values: position 1024 opens the second bucket.
+  b = position_buckets(doc("a", 1025, false, f), false);
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_EQ(b[0].lo, 0u);
+  EXPECT_EQ(b[0].hi, 1024u);
+  EXPECT_EQ(b[0].count, 1024u);
+  EXPECT_DOUBLE_EQ(b[0].mean_nll, 1.0);
+  EXPECT_EQ(b[1].lo, 1024u);
+  EXPECT_EQ(b[1].hi, 2048u);
+  EXPECT_EQ(b[1].count, 1u);
+  EXPECT_DOUBLE_EQ(b[1].mean_nll, 3.0);
+  EXPECT_EQ(b[1].stats.ppl_err, 0.0);  // one token
+  // 2049 values: position 2048 is the first of 2K-4K.
+  b = position_buckets(doc("a", 2049, false, f), false);
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(b[1].count, 1024u);
+  EXPECT_EQ(b[2].lo, 2048u);
+  EXPECT_EQ(b[2].count, 1u);
+}
+
+TEST(reportBuckets, EmptyOnesOmittedAndDocumentsPooled) {
+  EXPECT_TRUE(position_buckets(std::vector<DocResult>{}, false).empty());
+  EXPECT_TRUE(position_buckets(doc("empty", 0), false).empty());
+  // 1500 positions: 0-1K and 1K-2K, nothing beyond.
+  EXPECT_EQ(position_buckets(doc("a", 1500), false).size(), 2u);
+
+  auto two = [](size_t) { return 2.0f; };
+  auto four = [](size_t) { return 4.0f; };
+  const std::vector<DocResult> docs = {doc("long", 3000, false, two), doc("short", 500, false, four),
+                                       doc("empty", 0)};
+  const auto b = position_buckets(docs, false);
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(b[0].count, 1524u);  // 1024 + 500
+  EXPECT_NEAR(b[0].mean_nll, (1024 * 2.0 + 500 * 4.0) / 1524, 1e-12);
+  EXPECT_EQ(b[1].count, 1024u);
+  EXPECT_DOUBLE_EQ(b[1].mean_nll, 2.0);
+  EXPECT_EQ(b[2].lo, 2048u);
+  EXPECT_EQ(b[2].count, 952u);
+  size_t total = 0;
+  for (const Bucket& x : b) total += x.count;
+  EXPECT_EQ(total, 3500u);
+  EXPECT_EQ(summarize(docs, false).run.count, 3500u);
+}
+
+TEST(reportBuckets, CompareCarriesBothRunsAndDifference) {
+  const auto b = position_buckets(doc("a", 1500, true), true);
+  ASSERT_EQ(b.size(), 2u);
+  for (const Bucket& x : b) {
+    EXPECT_NEAR(x.mean_nll_base - x.mean_nll, 0.5, 1e-6);
+    EXPECT_NEAR(x.delta.mean_nll, -0.5, 1e-6);
+    EXPECT_NEAR(x.delta.ppl, std::exp(-0.5), 1e-6);  // the PPL ratio
+    EXPECT_EQ(x.stats_base.count, x.count);
+  }
+  // Without compare the base fields stay empty, even if nll_base is filled.
+  const auto c = position_buckets(doc("a", 1500, true), false);
+  EXPECT_EQ(c[0].mean_nll_base, 0.0);
+  EXPECT_EQ(c[0].stats_base.count, 0u);
+}
+
+TEST(reportBuckets, CompareNeedsMatchingLengths) {
+  DocResult d = doc("broken", 100, true);
+  d.nll_base.pop_back();
+  EXPECT_THROW(position_buckets(d, true), Error);
+  EXPECT_NO_THROW(position_buckets(d, false));
+  ReportInput in;
+  in.docs = {d};
+  in.compare = true;
+  EXPECT_THROW(format_report(in), Error);
+  EXPECT_THROW(report_json(in), Error);
+  EXPECT_THROW(render_svg(in), Error);
+}
+
+// ---- text report ----
+
+ReportInput sample(bool compare, size_t ndocs = 3) {
+  ReportInput in;
+  in.compare = compare;
+  in.settings.model_dir = "/models/tiny";
+  in.settings.device = "pocl cpu";
+  in.settings.tokenizer = "bytes";
+  in.settings.inner_lr = 0.01f;
+  in.settings.mini_batch = 16;
+  in.settings.window = 64;
+  in.settings.extra = {{"dtype", "f32"}};
+  const size_t lens[] = {3000, 1025, 200};
+  const char* names[] = {"alpha.txt", "beta <&> \"q\".txt", "gamma.txt"};
+  for (size_t i = 0; i < ndocs; ++i) in.docs.push_back(doc(names[i % 3], lens[i % 3], compare));
+  in.seconds = 50;
+  return in;
+}
+
+std::vector<std::string> lines(const std::string& s) {
+  std::vector<std::string> v;
+  size_t a = 0;
+  while (a < s.size()) {
+    size_t b = s.find('\n', a);
+    if (b == std::string::npos) b = s.size();
+    v.push_back(s.substr(a, b - a));
+    a = b + 1;
+  }
+  return v;
+}
+
+bool has_line_starting(const std::string& text, const std::string& prefix) {
+  for (const auto& l : lines(text))
+    if (l.rfind(prefix, 0) == 0) return true;
+  return false;
+}
+
+TEST(reportText, SeveralDocumentsTotalsBucketsAndFinalLine) {
+  const ReportInput in = sample(false);
+  const std::string r = format_report(in);
+  std::vector<float> all;
+  for (const auto& d : in.docs) all.insert(all.end(), d.nll.begin(), d.nll.end());
+  const PplStats s = ppl_stats(all);
+  const auto ls = lines(r);
+  ASSERT_FALSE(ls.empty());
+  char want[64];
+  std::snprintf(want, sizeof want, "PPL = %.4f \xc2\xb1 %.5f", s.ppl, s.ppl_err);
+  EXPECT_EQ(ls.back(), want);
+  EXPECT_TRUE(has_line_starting(r, "alpha.txt"));
+  EXPECT_TRUE(has_line_starting(r, "beta <&> \"q\".txt"));
+  EXPECT_TRUE(has_line_starting(r, "gamma.txt"));
+  EXPECT_TRUE(has_line_starting(r, "total"));
+  EXPECT_TRUE(has_line_starting(r, "0-1K"));
+  EXPECT_TRUE(has_line_starting(r, "1K-2K"));
+  EXPECT_TRUE(has_line_starting(r, "2K-4K"));
+  EXPECT_FALSE(has_line_starting(r, "4K-8K"));
+  EXPECT_NE(r.find("/models/tiny"), std::string::npos);
+  EXPECT_NE(r.find("inner_lr 0.01"), std::string::npos);
+  EXPECT_NE(r.find("dtype"), std::string::npos);
+  EXPECT_EQ(r.find("no TTT"), std::string::npos);
+  EXPECT_NE(r.find("100.0"), std::string::npos);  // tok/s: n / (n / 100)
+}
+
+TEST(reportText, OneDocumentHasNoTotalRow) {
+  const std::string r = format_report(sample(false, 1));
+  EXPECT_TRUE(has_line_starting(r, "alpha.txt"));
+  EXPECT_FALSE(has_line_starting(r, "total"));
+  EXPECT_EQ(lines(r).back().rfind("PPL = ", 0), 0u);
+}
+
+TEST(reportText, CompareShowsBothRunsAndDifference) {
+  const std::string r = format_report(sample(true));
+  const auto ls = lines(r);
+  ASSERT_GE(ls.size(), 2u);
+  EXPECT_EQ(ls.back().rfind("PPL = ", 0), 0u);
+  EXPECT_EQ(ls[ls.size() - 2].rfind("PPL (no TTT) = ", 0), 0u);
+  EXPECT_NE(r.find("mean NLL"), std::string::npos);
+  EXPECT_NE(r.find("-0.5000"), std::string::npos);  // Δ NLL of every row
+  EXPECT_NE(r.find("-39.35%"), std::string::npos);  // ΔPPL: exp(-0.5) - 1
+}
+
+TEST(reportText, EmptyInputStillRenders) {
+  ReportInput in;
+  const std::string r = format_report(in);
+  EXPECT_EQ(lines(r).back(), "PPL = - (no tokens)");
+}
+
+// ---- JSON ----
+
+TEST(reportJson, KeysAndValues) {
+  const ReportInput in = sample(false);
+  const json j = report_json(in);
+  EXPECT_EQ(j.at("format"), "ttt-perplexity-report");
+  EXPECT_EQ(j.at("version"), 1);
+  const json& st = j.at("settings");
+  EXPECT_EQ(st.at("model"), "/models/tiny");
+  EXPECT_EQ(st.at("device"), "pocl cpu");
+  EXPECT_EQ(st.at("tokenizer"), "bytes");
+  EXPECT_EQ(st.at("ttt"), true);
+  EXPECT_DOUBLE_EQ(st.at("inner_lr").get<double>(), 0.01);  // shortest decimal of 0.01f
+  EXPECT_EQ(st.at("mini_batch"), 16);
+  EXPECT_EQ(st.at("window"), 64);
+  EXPECT_EQ(st.at("compare"), false);
+  EXPECT_EQ(st.at("extra").at("dtype"), "f32");
+  EXPECT_DOUBLE_EQ(j.at("timing").at("seconds").get<double>(), 50.0);
+  EXPECT_NEAR(j.at("timing").at("tokens_per_s").get<double>(), 100.0, 1e-9);
+  EXPECT_FALSE(j.at("timing").contains("tokens_per_s_base"));
+
+  ASSERT_EQ(j.at("documents").size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    const json& d = j["documents"][i];
+    const PplStats s = ppl_stats(in.docs[i].nll);
+    EXPECT_EQ(d.at("name"), in.docs[i].name);
+    EXPECT_EQ(d.at("tokens"), s.count);
+    EXPECT_DOUBLE_EQ(d.at("mean_nll").get<double>(), s.mean_nll);
+    EXPECT_DOUBLE_EQ(d.at("ppl").get<double>(), s.ppl);
+    EXPECT_DOUBLE_EQ(d.at("ppl_err").get<double>(), s.ppl_err);
+    EXPECT_DOUBLE_EQ(d.at("nll_err").get<double>(), s.nll_err);
+    EXPECT_NEAR(d.at("tokens_per_s").get<double>(), 100.0, 1e-9);
+    EXPECT_NEAR(d.at("seconds").get<double>(), in.docs[i].seconds, 1e-12);
+    EXPECT_EQ(d.at("buckets").size(), position_buckets(in.docs[i], false).size());
+    EXPECT_FALSE(d.contains("base"));
+    EXPECT_FALSE(d.contains("delta"));
+  }
+  const auto buckets = position_buckets(in.docs, false);
+  ASSERT_EQ(j.at("buckets").size(), buckets.size());
+  for (size_t k = 0; k < buckets.size(); ++k) {
+    const json& b = j["buckets"][k];
+    EXPECT_EQ(b.at("lo"), buckets[k].lo);
+    EXPECT_EQ(b.at("hi"), buckets[k].hi);
+    EXPECT_EQ(b.at("label"), bucket_label(buckets[k].lo, buckets[k].hi));
+    EXPECT_EQ(b.at("tokens"), buckets[k].count);
+    EXPECT_DOUBLE_EQ(b.at("mean_nll").get<double>(), buckets[k].mean_nll);
+    EXPECT_TRUE(b.contains("ppl") && b.contains("ppl_err") && b.contains("nll_err"));
+  }
+  EXPECT_EQ(j["buckets"][0]["label"], "0-1K");
+  EXPECT_EQ(j.at("total").at("tokens"), 3000u + 1025u + 200u);
+  // Round trip through text, as a harness would read it.
+  EXPECT_EQ(json::parse(j.dump()), j);
+}
+
+TEST(reportJson, CompareAddsBaseAndDelta) {
+  const ReportInput in = sample(true);
+  const json j = report_json(in);
+  EXPECT_EQ(j["settings"]["compare"], true);
+  EXPECT_NEAR(j["timing"]["tokens_per_s_base"].get<double>(), 400.0, 1e-9);
+  for (const json* o : {&j["total"], &j["documents"][0], &j["buckets"][0], &j["documents"][1]["buckets"][1]}) {
+    ASSERT_TRUE(o->contains("base")) << o->dump();
+    ASSERT_TRUE(o->contains("delta"));
+    EXPECT_NEAR((*o)["base"]["mean_nll"].get<double>() - (*o)["mean_nll"].get<double>(), 0.5, 1e-6);
+    EXPECT_NEAR((*o)["delta"]["mean_nll"].get<double>(), -0.5, 1e-6);
+    EXPECT_NEAR((*o)["delta"]["ppl"].get<double>(), (*o)["ppl"].get<double>() / (*o)["base"]["ppl"].get<double>(),
+                1e-6);
+    EXPECT_EQ((*o)["base"]["tokens"], (*o)["tokens"]);
+  }
+  EXPECT_NEAR(j["documents"][0]["base"]["tokens_per_s"].get<double>(), 400.0, 1e-9);
+  EXPECT_FALSE(j["buckets"][0]["base"].contains("tokens_per_s"));  // buckets carry no timing
+}
+
+TEST(reportJson, EmptyDocumentGivesNulls) {
+  ReportInput in;
+  in.docs.push_back(doc("one-token-document", 0));
+  const json j = report_json(in);
+  const json& d = j["documents"][0];
+  EXPECT_EQ(d["tokens"], 0);
+  EXPECT_TRUE(d["mean_nll"].is_null());
+  EXPECT_TRUE(d["ppl"].is_null());
+  EXPECT_TRUE(d["ppl_err"].is_null());
+  EXPECT_TRUE(d["tokens_per_s"].is_null());
+  EXPECT_TRUE(j["buckets"].empty());
+  EXPECT_TRUE(j["total"]["ppl"].is_null());
+}
+
+TEST(reportJson, BadUtf8NamesStillDump) {
+  ReportInput in;
+  in.docs.push_back(doc(std::string("caf\xc3\xa9-\xff\xfe-\x01.txt"), 10));
+  in.settings.device = "\xc3";
+  const json j = report_json(in);
+  std::string s;
+  ASSERT_NO_THROW(s = j.dump());
+  EXPECT_EQ(j["documents"][0]["name"], "caf\xc3\xa9-\xef\xbf\xbd\xef\xbf\xbd- .txt");
+  EXPECT_EQ(clean_text("ok \xe2\x82\xac"), "ok \xe2\x82\xac");              // a 3-byte sequence passes
+  EXPECT_EQ(clean_text("\xe2\x82"), "\xef\xbf\xbd\xef\xbf\xbd");              // cut short
+  EXPECT_EQ(clean_text("\xc0\xaf"), "\xef\xbf\xbd\xef\xbf\xbd");              // overlong '/'
+  EXPECT_EQ(clean_text("\xed\xa0\x80"), "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");  // surrogate
+}
+
+// ---- SVG ----
+
+size_t count(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(reportSvg, CheckerCatchesBrokenXml) {
+  EXPECT_TRUE(test::well_formed("<svg><g a=\"1\"><text>x &amp; y</text></g><path d=\"M0 0\"/></svg>"));
+  EXPECT_FALSE(test::well_formed("<svg><g></svg>"));
+  EXPECT_FALSE(test::well_formed("<svg><text>a & b</text></svg>"));
+  EXPECT_FALSE(test::well_formed("<svg a=1></svg>"));
+  EXPECT_FALSE(test::well_formed("<svg></svg><svg></svg>"));
+}
+
+TEST(reportSvg, WellFormedWithOneCurve) {
+  ReportInput in = sample(false);
+  in.settings.model_dir = "/models/<R&D> \"x\"";
+  const std::string svg = render_svg(in);
+  EXPECT_TRUE(test::well_formed(svg));
+  EXPECT_EQ(svg.rfind("<?xml", 0), 0u);
+  EXPECT_NE(svg.find("xmlns=\"http://www.w3.org/2000/svg\""), std::string::npos);
+  EXPECT_NE(svg.find("&lt;R&amp;D&gt; &quot;x&quot;"), std::string::npos);
+  EXPECT_EQ(count(svg, "<path "), 1u);
+  EXPECT_EQ(count(svg, "<circle "), position_buckets(in.docs, false).size() + 1);  // + legend
+  EXPECT_EQ(svg.find("no TTT"), std::string::npos);
+  EXPECT_EQ(svg.find("<script"), std::string::npos);
+  EXPECT_EQ(svg.find("@import"), std::string::npos);
+  EXPECT_EQ(svg.find("nan"), std::string::npos);
+}
+
+TEST(reportSvg, CompareDrawsBothCurvesAndTheDifference) {
+  const ReportInput in = sample(true);
+  const std::string svg = render_svg(in);
+  EXPECT_TRUE(test::well_formed(svg));
+  EXPECT_EQ(count(svg, "<path "), 3u);  // TTT, no TTT, difference
+  EXPECT_NE(svg.find(">TTT: PPL"), std::string::npos);
+  EXPECT_NE(svg.find(">no TTT: PPL"), std::string::npos);
+  // the two runs in distinct colours
+  const size_t p1 = svg.find("<path "), p2 = svg.find("<path ", p1 + 1);
+  auto stroke = [&](size_t at) {
+    const size_t a = svg.find("stroke=\"", at) + 8;
+    return svg.substr(a, svg.find('"', a) - a);
+  };
+  EXPECT_NE(stroke(p1), stroke(p2));
+  EXPECT_EQ(svg.find("nan"), std::string::npos);
+}
+
+TEST(reportSvg, EdgeCasesStayValid) {
+  ReportInput empty;
+  const std::string e = render_svg(empty);
+  EXPECT_TRUE(test::well_formed(e));
+  EXPECT_NE(e.find("no tokens"), std::string::npos);
+  ReportInput one;
+  one.docs.push_back(doc("one", 1));
+  EXPECT_TRUE(test::well_formed(render_svg(one)));
+  ReportInput flat;
+  flat.docs.push_back(doc("flat", 5000, true, [](size_t) { return 2.0f; }));
+  flat.compare = true;
+  EXPECT_TRUE(test::well_formed(render_svg(flat)));
+  SvgOptions lin;
+  lin.log_x = false;
+  lin.title = "linear & small";
+  lin.width = 400;
+  const std::string l = render_svg(sample(true), lin);
+  EXPECT_TRUE(test::well_formed(l));
+  EXPECT_NE(l.find("linear &amp; small"), std::string::npos);
+  if (const char* dir = std::getenv("TTT_REPORT_SAMPLE_DIR")) {  // for looking at, e.g. with rsvg-convert
+    std::FILE* f = std::fopen((std::string(dir) + "/sample-report.svg").c_str(), "w");
+    if (f) {
+      const std::string s = render_svg(sample(true));
+      std::fwrite(s.data(), 1, s.size(), f);
+      std::fclose(f);
+    }
+  }
+}
+
+// ---- progress ----
+
+// Captures what a FILE* receives.
+struct Capture {
+  char* buf = nullptr;
+  size_t len = 0;
+  std::FILE* f = open_memstream(&buf, &len);
+  std::string str() {
+    std::fflush(f);
+    return std::string(buf, len);
+  }
+  ~Capture() {
+    std::fclose(f);
+    std::free(buf);
+  }
+};
+
+TEST(reportProgress, FormatDuration) {
+  EXPECT_EQ(format_duration(0), "0s");
+  EXPECT_EQ(format_duration(15.2), "15s");
+  EXPECT_EQ(format_duration(125), "2m05s");
+  EXPECT_EQ(format_duration(3720), "1h02m");
+  EXPECT_EQ(format_duration(-1), "--");
+  EXPECT_EQ(format_duration(INFINITY), "--");
+}
+
+TEST(reportProgress, PlainLinesAreFewAndHaveNoCarriageReturn) {
+  Capture cap;
+  double t = 0;
+  {
+    Progress p(16384, "eval", Progress::Mode::Plain, cap.f, [&] { return t; });
+    EXPECT_EQ(p.mode(), Progress::Mode::Plain);
+    for (size_t done = 64; done <= 16384; done += 64) {  // 256 updates, 0.25 s apart: 64 s in all
+      t = double(done) / 256;
+      p.update(done);
+    }
+    p.finish();
+  }
+  const std::string out = cap.str();
+  EXPECT_EQ(out.find('\r'), std::string::npos);
+  const auto ls = lines(out);
+  // One per 10% at most (the 2 s gap merges none here: 10% takes 6.4 s), plus the final line.
+  EXPECT_GE(ls.size(), 5u);
+  EXPECT_LE(ls.size(), 11u);
+  for (const auto& l : ls) EXPECT_EQ(l.rfind("eval: ", 0), 0u) << l;
+  EXPECT_NE(ls[0].find("/16384 tokens ("), std::string::npos) << ls[0];
+  EXPECT_NE(ls[0].find(" tok/s, ETA "), std::string::npos) << ls[0];
+  EXPECT_EQ(ls.back().rfind("eval: done, 16384/16384 tokens (100.0%) in ", 0), 0u) << ls.back();
+  EXPECT_NE(ls.back().find("256.0 tok/s"), std::string::npos) << ls.back();  // 16384 tokens / 64 s
+}
+
+TEST(reportProgress, PlainExampleLine) {
+  Capture cap;
+  double t = 0;
+  Progress p(16384, "progress", Progress::Mode::Plain, cap.f, [&] { return t; });
+  t = 4096 / 812.3;  // past the 2 s gap, at 25%
+  p.update(4096);
+  EXPECT_EQ(cap.str(), "progress: 4096/16384 tokens (25.0%), 812.3 tok/s, ETA 15s\n");
+}
+
+TEST(reportProgress, PlainHeartbeatOnSlowRuns) {
+  Capture cap;
+  double t = 0;
+  Progress p(1000000, "slow", Progress::Mode::Plain, cap.f, [&] { return t; });
+  for (int k = 1; k <= 60; ++k) {  // 10 minutes, 0.6% of the work
+    t = 10.0 * k;
+    p.update(size_t(k) * 100);
+  }
+  // No 10% step was reached: one line a minute.
+  EXPECT_EQ(lines(cap.str()).size(), 10u);
+}
+
+TEST(reportProgress, TtyRedrawsInPlaceAtMostTenTimesASecond) {
+  Capture cap;
+  double t = 0;
+  {
+    Progress p(1000, "eval", Progress::Mode::Tty, cap.f, [&] { return t; });
+    for (size_t done = 1; done <= 1000; ++done) {  // 1000 updates within 1 s
+      t += 0.001;
+      p.update(done);
+    }
+    p.finish();
+  }
+  const std::string out = cap.str();
+  const size_t draws = count(out, "\r");
+  EXPECT_GE(draws, 9u);
+  EXPECT_LE(draws, 12u);  // ~10 in the second, plus the final one
+  EXPECT_EQ(count(out, "\n"), 1u);  // only finish() ends the line
+  EXPECT_EQ(out.back(), '\n');
+  EXPECT_NE(out.find("eval ["), std::string::npos);
+  EXPECT_NE(out.find("1000/1000 tokens (100.0%) in "), std::string::npos);
+  EXPECT_NE(out.find("ETA "), std::string::npos);
+}
+
+TEST(reportProgress, TtyLeftOpenEndsItsLine) {
+  Capture cap;
+  double t = 0;
+  {
+    Progress p(100, "x", Progress::Mode::Tty, cap.f, [&] { return t; });
+    p.update(10);
+  }
+  const std::string out = cap.str();
+  EXPECT_EQ(out.front(), '\r');
+  EXPECT_EQ(out.back(), '\n');
+  EXPECT_EQ(out.find("in "), std::string::npos);  // no claim of completion
+}
+
+TEST(reportProgress, QuietAndAutoAndZeroTotal) {
+  Capture cap;
+  double t = 0;
+  {
+    Progress q(100, "q", Progress::Mode::Quiet, cap.f, [&] { return t; });
+    q.update(50);
+    q.finish();
+  }
+  EXPECT_EQ(cap.str(), "");
+  Progress a(100, "a", Progress::Mode::Auto, cap.f);
+  EXPECT_EQ(a.mode(), Progress::Mode::Plain);  // a memory stream is no terminal
+  {
+    Progress z(0, "z", Progress::Mode::Plain, cap.f, [&] { return t; });
+    t = 5;
+    z.update(0);
+    z.finish();
+    z.finish();  // twice: one line
+  }
+  const auto ls = lines(cap.str());
+  ASSERT_EQ(ls.size(), 2u);
+  EXPECT_NE(ls[0].find("0/0 tokens (100.0%)"), std::string::npos) << ls[0];
+  EXPECT_EQ(ls[1].rfind("z: done", 0), 0u) << ls[1];
+}
+
+}  // namespace
+}  // namespace ttt
