@@ -1,0 +1,196 @@
+// The OpenCL host layer: device selection and its errors, launch checks and
+// their messages, the on-disk program cache, build failures with the log,
+// $TTT_CL_DIR, and the CLBlast GEMM wrapper against the reference matmul.
+#include "host/gemm.hpp"
+#include "host/kernel.hpp"
+#include "lib/reference/ops.hpp"
+#include "tests/common.hpp"
+
+#include <cstdlib>
+
+namespace ttt::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Sets an environment variable for the scope of one test.
+struct ScopedEnv {
+  std::string name, old;
+  bool had;
+  ScopedEnv(const char* n, const std::string& v) : name(n) {
+    const char* o = std::getenv(n);
+    had = o != nullptr;
+    if (had) old = o;
+    ::setenv(n, v.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (had)
+      ::setenv(name.c_str(), old.c_str(), 1);
+    else
+      ::unsetenv(name.c_str());
+  }
+};
+
+class Host : public DeviceTest {};
+
+TEST_F(Host, DeviceSelectionBySpecSubstringAndEnvironment) {
+  const auto all = host::list_devices();
+  ASSERT_FALSE(all.empty());
+  const auto& d = all.front();
+  EXPECT_EQ(host::select_device(d.spec()).id, d.id);
+  std::string upper = d.name.substr(0, 4);
+  for (auto& ch : upper) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+  EXPECT_EQ(host::select_device(upper).id, host::select_device(d.name.substr(0, 4)).id);
+  {
+    ScopedEnv env("TTT_DEVICE", d.spec());
+    EXPECT_EQ(host::select_device().id, d.id);
+  }
+  const std::string err = error_of([] { host::select_device("no-such-device-xyz"); });
+  EXPECT_NE(err.find("'no-such-device-xyz' matches no OpenCL device"), std::string::npos) << err;
+  EXPECT_NE(err.find(d.spec()), std::string::npos) << "the message lists the devices: " << err;
+  ScopedEnv env("TTT_DEVICE", "99:99");
+  const std::string env_err = error_of([] { host::select_device(); });
+  EXPECT_NE(env_err.find("TTT_DEVICE '99:99'"), std::string::npos) << env_err;
+}
+
+TEST(HostErrors, SymbolicNames) {
+  EXPECT_STREQ(host::cl_error_name(CL_INVALID_WORK_GROUP_SIZE), "CL_INVALID_WORK_GROUP_SIZE");
+  EXPECT_STREQ(host::cl_error_name(-5), "CL_OUT_OF_RESOURCES");
+  EXPECT_STREQ(host::cl_error_name(-9999), "CL_UNKNOWN_ERROR");
+  const std::string e = error_of([] { host::check(CL_INVALID_VALUE, "clFoo", "kernel 'bar'"); });
+  EXPECT_EQ(e, "CL_INVALID_VALUE (-30) in clFoo: kernel 'bar'");
+}
+
+TEST_F(Host, LaunchChecksNameKernelSizesAndDevice) {
+  host::Buffer out(dev(), 64 * 4, "out"), ids(dev(), 64 * 4, "ids"), wte(dev(), 64 * 4, "wte");
+  host::Kernel k(dev(), "embedding", "embedding_fwd");
+  k.args(out, ids, wte, int32_t(1), int32_t(8));
+  std::string e = error_of([&] { k.launch({65, 1}, {64, 1}); });
+  EXPECT_NE(e.find("CL_INVALID_WORK_GROUP_SIZE"), std::string::npos) << e;
+  EXPECT_NE(e.find("kernel 'embedding_fwd' global=[65,1] local=[64,1]"), std::string::npos) << e;
+  EXPECT_NE(e.find(dev().device().name), std::string::npos) << e;
+  const size_t too_big = dev().device().max_work_group * 2;
+  e = error_of([&] { k.launch({too_big, 1}, {too_big, 1}); });
+  EXPECT_NE(e.find("CL_INVALID_"), std::string::npos) << e;
+  e = error_of([&] { host::Kernel(dev(), "embedding", "no_such_kernel"); });
+  EXPECT_NE(e.find("CL_INVALID_KERNEL_NAME"), std::string::npos) << e;
+  EXPECT_NE(e.find("no_such_kernel"), std::string::npos) << e;
+}
+
+TEST_F(Host, BufferErrorsNameTheBuffer) {
+  host::Buffer b(dev(), 16, "my buffer");
+  float x[8] = {};
+  const std::string e = error_of([&] { b.write(x, 32); });
+  EXPECT_NE(e.find("overruns my buffer of 16 bytes"), std::string::npos) << e;
+  const std::string big = error_of([&] { host::Buffer(dev(), dev().device().max_alloc + 1, "huge"); });
+  EXPECT_NE(big.find("huge"), std::string::npos) << big;
+  EXPECT_NE(big.find("CL_DEVICE_MAX_MEM_ALLOC_SIZE"), std::string::npos) << big;
+}
+
+TEST_F(Host, ProgramCacheStoresAndReloadsBinaries) {
+  const fs::path dir = fs::temp_directory_path() / ("ttt_cache_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  ScopedEnv env("TTT_CACHE_DIR", dir.string());
+  {
+    host::Context c(dev().device());
+    host::Kernel(c, "swiglu", "swiglu_fwd", "-DTEST_CACHE=1");
+    EXPECT_EQ(c.programs().built_from_source(), 1);
+    EXPECT_EQ(c.programs().loaded_from_cache(), 0);
+  }
+  ASSERT_TRUE(fs::exists(dir));
+  EXPECT_FALSE(fs::is_empty(dir));
+  host::Context c2(dev().device());
+  host::Kernel(c2, "swiglu", "swiglu_fwd", "-DTEST_CACHE=1");
+  EXPECT_EQ(c2.programs().built_from_source(), 0);
+  EXPECT_EQ(c2.programs().loaded_from_cache(), 1);
+  // A corrupt cache entry falls back to the source.
+  for (const auto& f : fs::directory_iterator(dir)) std::ofstream(f.path(), std::ios::binary) << "garbage";
+  host::Context c3(dev().device());
+  host::Kernel(c3, "swiglu", "swiglu_fwd", "-DTEST_CACHE=1");
+  EXPECT_EQ(c3.programs().built_from_source(), 1);
+  fs::remove_all(dir);
+}
+
+TEST_F(Host, ClDirOverridesEmbeddedSourcesAndBuildErrorsCarryTheLog) {
+  const fs::path dir = fs::temp_directory_path() / ("ttt_cl_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "common.cl") << "// empty\n";
+  std::ofstream(dir / "broken.cl") << "__kernel void broken_fwd(__global float* x) { x[0] = undefined_name; }\n";
+  ScopedEnv env("TTT_CL_DIR", dir.string());
+  ScopedEnv cache("TTT_CACHE_DIR", "off");
+  EXPECT_EQ(host::kernel_source("broken").find("// empty"), 0u);
+  host::Context c(dev().device());
+  const std::string e = error_of([&] { host::Kernel(c, "broken", "broken_fwd", "-DFOO=1"); });
+  EXPECT_NE(e.find("CL_BUILD_PROGRAM_FAILURE"), std::string::npos) << e;
+  EXPECT_NE(e.find("family 'broken'"), std::string::npos) << e;
+  EXPECT_NE(e.find("-DFOO=1"), std::string::npos) << e;
+  EXPECT_NE(e.find("undefined_name"), std::string::npos) << "the build log is included: " << e;
+  fs::remove_all(dir);
+}
+
+struct GemmCase {
+  int M, N, K;
+  bool ta, tb;
+};
+
+TEST_F(Host, GemmMatchesReferenceWithOffsetsAndTransposes) {
+  for (const GemmCase c : {GemmCase{1, 1, 1, false, false}, {7, 93, 13, false, true}, {93, 7, 1024, true, false},
+                           {64, 33, 5, true, true}, {1025, 3, 7, false, false}}) {
+    const int lda = (c.ta ? c.M : c.K) + 3, ldb = (c.tb ? c.K : c.N) + 1, ldc = c.N + 2, off = 5;
+    const int arows = c.ta ? c.K : c.M, brows = c.tb ? c.N : c.K;
+    auto A = random_vec(size_t(arows) * lda + off, 1), B = random_vec(size_t(brows) * ldb + off, 2),
+         C = random_vec(size_t(c.M) * ldc + off, 3);
+    // Reference on packed copies.
+    std::vector<float> pa(size_t(arows) * (c.ta ? c.M : c.K)), pb(size_t(brows) * (c.tb ? c.K : c.N)),
+        want(size_t(c.M) * c.N);
+    for (int r = 0; r < arows; ++r)
+      for (int q = 0; q < (c.ta ? c.M : c.K); ++q) pa[size_t(r) * (c.ta ? c.M : c.K) + q] = A[off + size_t(r) * lda + q];
+    for (int r = 0; r < brows; ++r)
+      for (int q = 0; q < (c.tb ? c.K : c.N); ++q) pb[size_t(r) * (c.tb ? c.K : c.N) + q] = B[off + size_t(r) * ldb + q];
+    for (int r = 0; r < c.M; ++r)
+      for (int q = 0; q < c.N; ++q) want[size_t(r) * c.N + q] = 0.5f * C[off + size_t(r) * ldc + q];
+    ref::matmul(want.data(), pa.data(), pb.data(), c.M, c.N, c.K, c.ta, c.tb, true);
+    Canaried dA(dev(), A), dB(dev(), B), dC(dev(), C);
+    // C = 1 * op(A) op(B) + 0.5 * C
+    host::gemm(dev(), c.ta ? host::Trans::T : host::Trans::N, c.tb ? host::Trans::T : host::Trans::N, c.M, c.N, c.K,
+               1.f, dA.buf, off, lda, dB.buf, off, ldb, 0.5f, dC.buf, off, ldc);
+    auto got = dC.get();
+    std::vector<float> g(want.size());
+    for (int r = 0; r < c.M; ++r)
+      for (int q = 0; q < c.N; ++q) g[size_t(r) * c.N + q] = got[off + size_t(r) * ldc + q];
+    EXPECT_TRUE(all_close(g, want, 1e-4, 1e-4)) << c.M << "x" << c.N << "x" << c.K;
+    EXPECT_TRUE(dC.canary_intact());
+  }
+}
+
+TEST_F(Host, GemmStridedBatchedAndOperandChecks) {
+  const int M = 5, N = 3, K = 4, batch = 3;
+  auto A = random_vec(size_t(batch) * M * K, 4), B = random_vec(size_t(batch) * K * N, 5);
+  Canaried dA(dev(), A), dB(dev(), B), dC(dev(), size_t(batch) * M * N);
+  host::gemm_strided_batched(dev(), host::Trans::N, host::Trans::N, M, N, K, 1.f, dA.buf, 0, K, M * K, dB.buf, 0, N,
+                             K * N, 0.f, dC.buf, 0, N, M * N, batch);
+  auto got = dC.get();
+  for (int b = 0; b < batch; ++b) {
+    std::vector<float> want(size_t(M) * N), g(got.begin() + b * M * N, got.begin() + (b + 1) * M * N);
+    ref::matmul(want.data(), A.data() + b * M * K, B.data() + b * K * N, M, N, K, false, false, false);
+    EXPECT_TRUE(all_close(g, want, 1e-5, 1e-5)) << "batch " << b;
+  }
+  const std::string e = error_of([&] {
+    host::gemm(dev(), host::Trans::N, host::Trans::N, 100, 100, 100, 1.f, dA.buf, 0, 100, dB.buf, 0, 100, 0.f, dC.buf,
+               0, 100, "gemm_test");
+  });
+  EXPECT_NE(e.find("matrix A needs"), std::string::npos) << e;
+  EXPECT_NE(e.find("gemm_test"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace ttt::test
