@@ -6,16 +6,25 @@
 #include <cmath>
 
 namespace ttt::ref {
+namespace {
+
+// log(sum_v exp(l[v])) of one row, computed stably.
+template <typename F>
+double logsumexp(const F* l, int V) {
+  double mx = l[0];
+  for (int v = 1; v < V; ++v) mx = std::max(mx, double(l[v]));
+  double s = 0;
+  for (int v = 0; v < V; ++v) s += std::exp(double(l[v]) - mx);
+  return mx + std::log(s);
+}
+
+}  // namespace
 
 template <typename F>
 void xent_fwd(F* nll, const F* logits, const int32_t* targets, int T, int V) {
   for (int t = 0; t < T; ++t) {
     const F* l = logits + size_t(t) * V;
-    double mx = l[0];
-    for (int v = 1; v < V; ++v) mx = std::max(mx, double(l[v]));
-    double s = 0;
-    for (int v = 0; v < V; ++v) s += std::exp(double(l[v]) - mx);
-    nll[t] = F(mx + std::log(s) - double(l[targets[t]]));
+    nll[t] = F(logsumexp(l, V) - double(l[targets[t]]));
   }
 }
 
@@ -23,12 +32,9 @@ template <typename F>
 void xent_bwd(F* dlogits, const F* logits, const int32_t* targets, const F* weight, int T, int V) {
   for (int t = 0; t < T; ++t) {
     const F* l = logits + size_t(t) * V;
-    double mx = l[0];
-    for (int v = 1; v < V; ++v) mx = std::max(mx, double(l[v]));
-    double s = 0;
-    for (int v = 0; v < V; ++v) s += std::exp(double(l[v]) - mx);
+    const double lse = logsumexp(l, V);
     for (int v = 0; v < V; ++v) {
-      const double p = std::exp(double(l[v]) - mx) / s;
+      const double p = std::exp(double(l[v]) - lse);
       dlogits[size_t(t) * V + v] = F(double(weight[t]) * (p - (v == targets[t] ? 1.0 : 0.0)));
     }
   }
