@@ -1,0 +1,362 @@
+// Parsing, validation and serialisation of config.json, and the presets.
+#include "lib/config.hpp"
+
+#include "host/error.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+
+namespace ttt {
+namespace {
+
+using json = nlohmann::json;
+
+const json& require(const json& j, const char* key, const std::string& origin) {
+  auto it = j.find(key);
+  if (it == j.end()) throw Error(fmt::format("{}: missing key '{}'", origin, key));
+  return *it;
+}
+
+int get_int(const json& j, const char* key, const std::string& origin) {
+  const json& v = require(j, key, origin);
+  if (!v.is_number_integer()) throw Error(fmt::format("{}: key '{}' must be an integer, got {}", origin, key, v.dump()));
+  const auto x = v.get<long long>();
+  if (x < -(1ll << 31) || x >= (1ll << 31)) throw Error(fmt::format("{}: key '{}' = {} is out of range", origin, key, x));
+  return int(x);
+}
+
+float get_float(const json& j, const char* key, const std::string& origin) {
+  const json& v = require(j, key, origin);
+  if (!v.is_number()) throw Error(fmt::format("{}: key '{}' must be a number, got {}", origin, key, v.dump()));
+  return v.get<float>();
+}
+
+bool get_bool(const json& j, const char* key, const std::string& origin) {
+  const json& v = require(j, key, origin);
+  if (!v.is_boolean()) throw Error(fmt::format("{}: key '{}' must be true or false, got {}", origin, key, v.dump()));
+  return v.get<bool>();
+}
+
+}  // namespace
+
+Config Config::from_json(const json& j, const std::string& origin) {
+  if (!j.is_object()) throw Error(fmt::format("{}: expected a JSON object", origin));
+  const json& fmt_key = require(j, "format", origin);
+  if (!fmt_key.is_string() || fmt_key.get<std::string>() != "ttt-e2e")
+    throw Error(fmt::format("{}: key 'format' must be \"ttt-e2e\", got {}", origin, fmt_key.dump()));
+  const int version = get_int(j, "format_version", origin);
+  if (version != 1)
+    throw Error(fmt::format("{}: key 'format_version' = {} is not supported (this build reads version 1)", origin,
+                            version));
+  Config c;
+  c.vocab_size = get_int(j, "vocab_size", origin);
+  c.hidden_size = get_int(j, "hidden_size", origin);
+  c.num_hidden_layers = get_int(j, "num_hidden_layers", origin);
+  c.num_attention_heads = get_int(j, "num_attention_heads", origin);
+  c.intermediate_size = get_int(j, "intermediate_size", origin);
+  c.rms_norm_eps = get_float(j, "rms_norm_eps", origin);
+  c.rope_theta = get_float(j, "rope_theta", origin);
+  c.tie_word_embeddings = get_bool(j, "tie_word_embeddings", origin);
+  c.qk_norm = get_bool(j, "qk_norm", origin);
+  c.pre_norm = get_bool(j, "pre_norm", origin);
+  c.post_norm = get_bool(j, "post_norm", origin);
+  c.sliding_window_size = get_int(j, "sliding_window_size", origin);
+  c.mini_batch_size = get_int(j, "mini_batch_size", origin);
+  c.suffix_len = get_int(j, "suffix_len", origin);
+  c.prime = get_bool(j, "prime", origin);
+  c.inner_lr = get_float(j, "inner_lr", origin);
+  c.inner_clip_gradient = get_float(j, "inner_clip_gradient", origin);
+  c.bos_token_id = get_int(j, "bos_token_id", origin);
+  c.eos_token_id = get_int(j, "eos_token_id", origin);
+  if (auto it = j.find("tokenizer"); it != j.end()) {
+    if (!it->is_string()) throw Error(fmt::format("{}: key 'tokenizer' must be a string, got {}", origin, it->dump()));
+    c.tokenizer = it->get<std::string>();
+  }
+  c.validate(origin);
+  return c;
+}
+
+void Config::validate(const std::string& origin) const {
+  auto bad = [&](const char* key, const std::string& why) {
+    throw Error(fmt::format("{}: key '{}' is impossible: {}", origin, key, why));
+  };
+  if (vocab_size < 1) bad("vocab_size", fmt::format("{} < 1", vocab_size));
+  if (hidden_size < 1) bad("hidden_size", fmt::format("{} < 1", hidden_size));
+  if (num_hidden_layers < 1) bad("num_hidden_layers", fmt::format("{} < 1", num_hidden_layers));
+  if (num_attention_heads < 1) bad("num_attention_heads", fmt::format("{} < 1", num_attention_heads));
+  if (hidden_size % num_attention_heads != 0)
+    bad("num_attention_heads", fmt::format("hidden_size {} is not divisible by {}", hidden_size, num_attention_heads));
+  if (head_dim() % 2 != 0) bad("num_attention_heads", fmt::format("head_dim {} is odd (RoPE rotates pairs)", head_dim()));
+  if (head_dim() > 256) bad("num_attention_heads", fmt::format("head_dim {} exceeds 256", head_dim()));
+  if (intermediate_size < 1) bad("intermediate_size", fmt::format("{} < 1", intermediate_size));
+  if (!(rms_norm_eps > 0.f) || !std::isfinite(rms_norm_eps)) bad("rms_norm_eps", "must be a positive finite number");
+  if (!(rope_theta > 1.f) || !std::isfinite(rope_theta)) bad("rope_theta", "must be a finite number > 1");
+  if (sliding_window_size < 1) bad("sliding_window_size", fmt::format("{} < 1", sliding_window_size));
+  if (mini_batch_size < 1) bad("mini_batch_size", fmt::format("{} < 1", mini_batch_size));
+  if (suffix_len < 0 || suffix_len > num_hidden_layers)
+    bad("suffix_len", fmt::format("{} is outside 0..num_hidden_layers ({})", suffix_len, num_hidden_layers));
+  if (prime && suffix_len == 0) bad("suffix_len", "prime is true but suffix_len is 0");
+  if (!std::isfinite(inner_lr) || inner_lr < 0.f) bad("inner_lr", "must be a finite number >= 0");
+  if (!std::isfinite(inner_clip_gradient) || inner_clip_gradient < 0.f)
+    bad("inner_clip_gradient", "must be a finite number >= 0");
+  if (bos_token_id < -1 || bos_token_id >= vocab_size)
+    bad("bos_token_id", fmt::format("{} is outside -1..vocab_size-1", bos_token_id));
+  if (eos_token_id < -1 || eos_token_id >= vocab_size)
+    bad("eos_token_id", fmt::format("{} is outside -1..vocab_size-1", eos_token_id));
+}
+
+Config Config::load(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw Error(fmt::format("{}: cannot open (does the model directory hold a config.json?)", path));
+  json j;
+  try {
+    j = json::parse(f);
+  } catch (const json::parse_error& e) {
+    throw Error(fmt::format("{}: invalid JSON: {}", path, e.what()));
+  }
+  return from_json(j, path);
+}
+
+json Config::to_json() const {
+  json j = {
+      {"format", "ttt-e2e"},
+      {"format_version", 1},
+      {"vocab_size", vocab_size},
+      {"hidden_size", hidden_size},
+      {"num_hidden_layers", num_hidden_layers},
+      {"num_attention_heads", num_attention_heads},
+      {"intermediate_size", intermediate_size},
+      {"rms_norm_eps", rms_norm_eps},
+      {"rope_theta", rope_theta},
+      {"tie_word_embeddings", tie_word_embeddings},
+      {"qk_norm", qk_norm},
+      {"pre_norm", pre_norm},
+      {"post_norm", post_norm},
+      {"sliding_window_size", sliding_window_size},
+      {"mini_batch_size", mini_batch_size},
+      {"suffix_len", suffix_len},
+      {"prime", prime},
+      {"inner_lr", inner_lr},
+      {"inner_clip_gradient", inner_clip_gradient},
+      {"bos_token_id", bos_token_id},
+      {"eos_token_id", eos_token_id},
+  };
+  if (!tokenizer.empty()) j["tokenizer"] = tokenizer;
+  return j;
+}
+
+const std::vector<std::string>& preset_names() {
+  static const std::vector<std::string> names = {"tiny", "125m", "350m", "760m", "1b", "3b"};
+  return names;
+}
+
+Config preset(const std::string& name) {
+  Config c;
+  // Shared by every official size: Llama-3 vocabulary, RoPE base, SWA window
+  // 8192, mini-batch 1024, SGD inner loop with lr 1 and clip 1.
+  c.vocab_size = 128256;
+  c.bos_token_id = 128000;
+  c.eos_token_id = 128001;
+  c.sliding_window_size = 8192;
+  c.mini_batch_size = 1024;
+  c.prime = true;
+  auto set = [&](int L, int D, int H, int I, int suffix) {
+    c.num_hidden_layers = L;
+    c.hidden_size = D;
+    c.num_attention_heads = H;
+    c.intermediate_size = I;
+    c.suffix_len = suffix;
+  };
+  if (name == "125m") set(12, 768, 12, 1664, 3);
+  else if (name == "350m") set(24, 1024, 16, 2304, 6);
+  else if (name == "760m") set(24, 1536, 16, 3328, 6);
+  else if (name == "1b") set(24, 2048, 32, 4352, 6);
+  else if (name == "3b") set(32, 2560, 32, 5632, 8);  // head_dim 80
+  else if (name == "tiny") {
+    // Byte-level demo model: small enough to run a book on a CPU.
+    set(4, 64, 4, 128, 1);
+    c.vocab_size = 256;
+    c.bos_token_id = -1;
+    c.eos_token_id = -1;
+    c.sliding_window_size = 256;
+    c.mini_batch_size = 64;
+    c.tokenizer = "bytes";
+  } else {
+    std::string list;
+    for (const auto& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
+    throw Error(fmt::format("unknown preset '{}'; presets: {}", name, list));
+  }
+  c.validate("preset " + name);
+  return c;
+}
+
+}  // namespace ttt
+// Kernel sources (embedded or from $TTT_CL_DIR) and the program cache: build
+// from source or load a cached binary, and report build failures in full.
+#include "host/program.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string_view>
+#include <unistd.h>
+#include <utility>
+#include <vector>
+
+namespace ttt::host {
+namespace embedded {
+extern const std::pair<std::string_view, std::string_view> kSources[];
+extern const int kSourceCount;
+}  // namespace embedded
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string read_text(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  if (!f) throw Error(fmt::format("cannot read kernel source '{}' (TTT_CL_DIR is set)", p.string()));
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string raw_source(const std::string& family) {
+  if (const char* dir = std::getenv("TTT_CL_DIR"); dir && *dir) return read_text(fs::path(dir) / (family + ".cl"));
+  for (int i = 0; i < embedded::kSourceCount; ++i)
+    if (embedded::kSources[i].first == family) return std::string(embedded::kSources[i].second);
+  throw Error(fmt::format("no kernel family '{}' is embedded in this build", family));
+}
+
+// 64-bit FNV-1a over the fields that decide a binary; fields are separated so
+// that ("ab","c") and ("a","bc") differ.
+uint64_t fnv1a(std::initializer_list<std::string_view> fields) {
+  uint64_t h = 1469598103934665603ull;
+  for (auto f : fields) {
+    for (unsigned char c : f) h = (h ^ c) * 1099511628211ull;
+    h = (h ^ 0xffu) * 1099511628211ull;
+  }
+  return h;
+}
+
+std::string build_log(cl_program prog, cl_device_id dev) {
+  size_t n = 0;
+  clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, 0, nullptr, &n);
+  std::string log(n, '\0');
+  if (n) clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, n, log.data(), nullptr);
+  while (!log.empty() && (log.back() == '\0' || log.back() == '\n')) log.pop_back();
+  return log;
+}
+
+}  // namespace
+
+std::string kernel_source(const std::string& family) {
+  // common.cl holds shared helpers; #line keeps compiler messages pointing at the family file.
+  return raw_source("common") + "\n#line 1\n" + raw_source(family);
+}
+
+std::string program_cache_dir() {
+  if (const char* d = std::getenv("TTT_CACHE_DIR"); d && *d) return std::string(d) == "off" ? std::string() : d;
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return (fs::path(x) / "ttt-cl").string();
+  if (const char* h = std::getenv("HOME"); h && *h) return (fs::path(h) / ".cache" / "ttt-cl").string();
+  return {};
+}
+
+ProgramCache::~ProgramCache() {
+  for (auto& [k, kern] : kernels_) clReleaseKernel(kern);
+  for (auto& [k, prog] : programs_) clReleaseProgram(prog);
+}
+
+cl_kernel ProgramCache::kernel(const std::string& family, const std::string& name, const std::string& options) {
+  const std::string key = family + '\n' + options + '\n' + name;
+  if (auto it = kernels_.find(key); it != kernels_.end()) return it->second;
+  cl_program prog = program(family, options);
+  cl_int err = CL_SUCCESS;
+  cl_kernel k = clCreateKernel(prog, name.c_str(), &err);
+  check(err, "clCreateKernel",
+        fmt::format("kernel '{}' of family '{}' on '{}'", name, family, ctx_.device().name));
+  kernels_.emplace(key, k);
+  return k;
+}
+
+cl_program ProgramCache::program(const std::string& family, const std::string& options) {
+  auto key = std::make_pair(family, options);
+  if (auto it = programs_.find(key); it != programs_.end()) return it->second;
+  cl_program p = build(family, options);
+  programs_.emplace(std::move(key), p);
+  return p;
+}
+
+cl_program ProgramCache::build(const std::string& family, const std::string& options) {
+  const DeviceInfo& dev = ctx_.device();
+  const std::string src = kernel_source(family);
+  const std::string full_options = "-cl-std=CL1.2 " + options;
+  const uint64_t h = fnv1a({src, full_options, dev.name, dev.vendor, dev.driver_version, dev.device_version,
+                            dev.platform_name, dev.platform_version});
+  const std::string dir = program_cache_dir();
+  const fs::path file = dir.empty() ? fs::path() : fs::path(dir) / fmt::format("{}-{:016x}.bin", family, h);
+  cl_int err = CL_SUCCESS;
+
+  // 1. A cached binary, if one loads and builds; anything wrong with it falls through to source.
+  if (!file.empty()) {
+    std::ifstream f(file, std::ios::binary);
+    if (f) {
+      std::vector<unsigned char> bin((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+      const unsigned char* ptr = bin.data();
+      const size_t len = bin.size();
+      cl_int status = CL_SUCCESS;
+      cl_program p = len ? clCreateProgramWithBinary(ctx_.context(), 1, &dev.id, &len, &ptr, &status, &err) : nullptr;
+      if (p && err == CL_SUCCESS && status == CL_SUCCESS &&
+          clBuildProgram(p, 1, &dev.id, full_options.c_str(), nullptr, nullptr) == CL_SUCCESS) {
+        ++loaded_;
+        return p;
+      }
+      if (p) clReleaseProgram(p);
+    }
+  }
+
+  // 2. From source.
+  const char* s = src.c_str();
+  const size_t n = src.size();
+  cl_program p = clCreateProgramWithSource(ctx_.context(), 1, &s, &n, &err);
+  check(err, "clCreateProgramWithSource", fmt::format("family '{}' on '{}'", family, dev.name));
+  err = clBuildProgram(p, 1, &dev.id, full_options.c_str(), nullptr, nullptr);
+  if (err != CL_SUCCESS) {
+    const std::string log = build_log(p, dev.id);
+    clReleaseProgram(p);
+    check(err, "clBuildProgram",
+          fmt::format("family '{}' with options '{}' on '{}' ({}, driver {}); build log:\n{}", family, full_options,
+                      dev.name, dev.platform_name, dev.driver_version, log));
+  }
+  ++built_;
+
+  // 3. Store the binary; the cache is an optimisation, so failures to write it are ignored.
+  if (!file.empty()) {
+    size_t len = 0;
+    if (clGetProgramInfo(p, CL_PROGRAM_BINARY_SIZES, sizeof(len), &len, nullptr) == CL_SUCCESS && len > 0) {
+      std::vector<unsigned char> bin(len);
+      unsigned char* ptr = bin.data();
+      if (clGetProgramInfo(p, CL_PROGRAM_BINARIES, sizeof(ptr), &ptr, nullptr) == CL_SUCCESS) {
+        std::error_code ec;
+        fs::create_directories(file.parent_path(), ec);
+        const fs::path tmp = file.string() + fmt::format(".tmp{}", ::getpid());
+        {
+          std::ofstream out(tmp, std::ios::binary);
+          out.write(reinterpret_cast<const char*>(bin.data()), std::streamsize(len));
+        }
+        fs::rename(tmp, file, ec);  // atomic: readers see the old file or the whole new one
+        if (ec) fs::remove(tmp, ec);
+      }
+    }
+  }
+  return p;
+}
+
+}  // namespace ttt::host
