@@ -9,6 +9,7 @@ usage: test_cli.py BIN_DIR DATA_DIR
 """
 import json
 import os
+import xml.etree.ElementTree as ET
 import shutil
 import struct
 import subprocess
@@ -80,8 +81,10 @@ def main():
     tokens = os.path.join(tiny, "tokens.txt")
     try:
         # --help of every tool explains every flag.
-        for tool, flags in [("ttt-perplexity", ["--model", "--tokens", "--no-ttt", "--inner-lr", "--nll-out", "--json",
-                                                "--device", "--max-tokens", "--save-weights"]),
+        for tool, flags in [("ttt-perplexity", ["--model", "--file", "--tokens", "--no-ttt", "--inner-lr", "--compare",
+                                                "--nll-out", "--json", "--plot", "--device", "--max-tokens",
+                                                "--save-weights", "--parse-special"]),
+                            ("ttt-tokenize", ["--tokenizer", "--decode", "--parse-special"]),
                             ("ttt-make-model", ["--preset", "--out", "--seed", "--dtype"]),
                             ("ttt-info", ["--help"])]:
             rc, out, _ = run(tool, "--help")
@@ -251,6 +254,67 @@ def main():
             check(f"ttt-make-model tiny --dtype {dt} runs", rc1 == 0 and rc2 == 0 and "PPL = " in so, (e1 + e2)[-400:])
         rc, so, _ = run("ttt-info")
         check("ttt-info lists a device", rc == 0 and "Device 0:0" in so, so[:300])
+
+        # Text documents through the model's tokenizer (the tiny preset is byte-level).
+        made = os.path.join(tmp, "made-f32")
+        docs = os.path.join(tmp, "docs")
+        os.makedirs(docs)
+        texts = {"a.txt": "In the beginning was the word, and the word was with the model. " * 12,
+                 "b.txt": "Zwei Dokumente, jedes von vorn: \u00e4\u00f6\u00fc \u2603 " * 9}
+        for name, text in texts.items():
+            with open(os.path.join(docs, name), "w", encoding="utf-8") as f:
+                f.write(text)
+        nll_path, jpath, svg = (os.path.join(tmp, x) for x in ("docs-nll.txt", "docs.json", "docs.svg"))
+        rc, so, se = run("ttt-perplexity", "-m", made, "-f", docs, "--compare", "--json", jpath, "--plot", svg,
+                         "--nll-out", nll_path)
+        ok = rc == 0 and "a.txt" in so and "b.txt" in so and "total" in so and "no TTT" in so
+        ok = ok and so.rstrip().splitlines()[-1].startswith("PPL = ")
+        check("-f DIR: two documents, compare, text report", ok, (so + se)[-800:])
+        n_bytes = sum(len(t.encode("utf-8")) for t in texts.values())  # byte tokenizer, no BOS: T-1 per document
+        check("--nll-out holds T-1 lines per document", rc == 0 and len(floats(nll_path)) == n_bytes - 2)
+        ok = False
+        if rc == 0:
+            j = json.load(open(jpath))
+            ok = (len(j["documents"]) == 2 and j["documents"][0]["tokens"] == len(texts["a.txt"]) - 1
+                  and j["settings"]["device"] and j["settings"]["compare"] and "base" in j["total"]
+                  and j["buckets"] and j["buckets"][0]["label"] == "0-1K")
+        check("--json has documents, buckets, settings, both runs", ok)
+        ok = False
+        if rc == 0:
+            root = ET.parse(svg).getroot()
+            ok = root.tag.endswith("svg") and "no TTT" in open(svg).read()
+        check("--plot writes a well-formed SVG with both curves", ok)
+
+        a_only = os.path.join(docs, "a.txt")
+        rc1, so1, _ = run("ttt-perplexity", "-m", made, "-f", a_only, "--nll-out", os.path.join(tmp, "fa.txt"))
+        ids = os.path.join(tmp, "a-ids.txt")
+        with open(ids, "w") as f:
+            f.write(" ".join(str(b) for b in texts["a.txt"].encode()))
+        rc2, so2, _ = run("ttt-perplexity", "-m", made, "--tokens", ids, "--nll-out", os.path.join(tmp, "ta.txt"))
+        npy = os.path.join(tmp, "a.npy")
+        data = texts["a.txt"].encode()
+        hdr = "{'descr': '<u2', 'fortran_order': False, 'shape': (%d,), }" % len(data)
+        hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
+        with open(npy, "wb") as f:
+            f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + struct.pack(f"<{len(data)}H", *data))
+        rc3, so3, se3 = run("ttt-perplexity", "-m", made, "--tokens", npy, "--nll-out", os.path.join(tmp, "na.txt"))
+        same = rc1 == rc2 == rc3 == 0 and (open(os.path.join(tmp, "fa.txt")).read() == open(os.path.join(tmp, "ta.txt")).read()
+                                            == open(os.path.join(tmp, "na.txt")).read())
+        check("text, id and .npy forms of one document give identical NLLs", same, se3[-400:])
+
+        empty_dir = os.path.join(tmp, "emptydoc")
+        os.makedirs(empty_dir)
+        open(os.path.join(empty_dir, "blank.txt"), "w").close()
+        expect_error("empty text document", "ttt-perplexity", ["-m", made, "-f", os.path.join(empty_dir, "blank.txt")],
+                     "blank.txt", "empty document")
+        notok = copy_model(tiny, os.path.join(tmp, "no-tokenizer"))
+        expect_error("text without a tokenizer", "ttt-perplexity", ["-m", notok, "-f", a_only], "tokenizer.json",
+                     "tokenizer.model")
+        expect_error("both -f and --tokens", "ttt-perplexity", ["-m", made, "-f", a_only, "--tokens", ids], "one of")
+        expect_error("missing text file", "ttt-perplexity", ["-m", made, "-f", os.path.join(tmp, "gone.txt")],
+                     "gone.txt", "no such file")
+        expect_error("compare with no-ttt", "ttt-perplexity", ["-m", made, "-f", a_only, "--compare", "--no-ttt"],
+                     "--compare")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{results['passed']} passed, {results['failed']} failed")

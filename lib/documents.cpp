@@ -1,0 +1,63 @@
+// Collecting and tokenising the documents of an evaluation.
+#include "lib/documents.hpp"
+
+#include "host/error.hpp"
+#include "lib/token_io.hpp"
+#include "lib/tokenizer.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace ttt {
+namespace fs = std::filesystem;
+
+std::vector<std::string> expand_paths(const std::vector<std::string>& paths) {
+  std::vector<std::string> out;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      std::vector<std::string> files;
+      for (const auto& e : fs::directory_iterator(p, ec))
+        if (e.is_regular_file() && e.path().filename().string()[0] != '.') files.push_back(e.path().string());
+      if (files.empty()) throw Error(fmt::format("{}: directory holds no files to evaluate", p));
+      std::sort(files.begin(), files.end());
+      out.insert(out.end(), files.begin(), files.end());
+    } else if (fs::exists(p, ec)) {
+      out.push_back(p);
+    } else {
+      throw Error(fmt::format("{}: no such file or directory", p));
+    }
+  }
+  return out;
+}
+
+std::vector<Document> load_text_documents(const std::vector<std::string>& files, const Tokenizer& tok,
+                                          bool parse_special, int bos) {
+  std::vector<Document> docs;
+  for (const auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    if (!in) throw Error(fmt::format("{}: cannot open", f));
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    const std::string text = ss.str();
+    if (text.empty()) throw Error(fmt::format("{}: empty document (0 bytes)", f));
+    Document d{f, {}};
+    if (bos >= 0) d.tokens.push_back(bos);
+    const auto ids = tok.encode(text, parse_special);
+    d.tokens.insert(d.tokens.end(), ids.begin(), ids.end());
+    docs.push_back(std::move(d));
+  }
+  return docs;
+}
+
+std::vector<Document> load_token_documents(const std::vector<std::string>& files) {
+  std::vector<Document> docs;
+  for (const auto& f : files) docs.push_back({f, read_token_file(f)});
+  return docs;
+}
+
+}  // namespace ttt

@@ -1,0 +1,30 @@
+// Documents for evaluation: text files (or every file of a directory)
+// tokenised with the model's tokenizer, or token-id files. Each document is
+// evaluated from a fresh state.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ttt {
+
+class Tokenizer;
+
+struct Document {
+  std::string name;  // the file it came from
+  std::vector<int32_t> tokens;
+};
+
+// Expands directories into their regular files (sorted by name, hidden files
+// skipped); errors name a path that does not exist or a directory with no files.
+std::vector<std::string> expand_paths(const std::vector<std::string>& paths);
+
+// Each file's text encoded by tok, with bos prepended when bos >= 0. An empty
+// file (or one that encodes to nothing) is an error naming it.
+std::vector<Document> load_text_documents(const std::vector<std::string>& files, const Tokenizer& tok,
+                                          bool parse_special, int bos);
+// Token-id files (text ids or .npy), see lib/token_io.hpp.
+std::vector<Document> load_token_documents(const std::vector<std::string>& files);
+
+}  // namespace ttt
