@@ -146,6 +146,8 @@ void Profiler::record(const std::string& name, cl_event ev) {
   if (pending_.size() > 4096) collect();  // bound the number of live events
 }
 
+void Profiler::add(const std::string& name, double ms) { totals_ms_[name] += ms; }
+
 void Profiler::collect() {
   for (auto& [name, ev] : pending_) {
     cl_ulong t0 = 0, t1 = 0;

@@ -49,6 +49,7 @@ class Profiler {
   bool enabled() const { return enabled_; }
   void enable(bool on) { enabled_ = on; }
   void record(const std::string& name, cl_event ev);  // takes ownership of ev
+  void add(const std::string& name, double ms);      // a time measured some other way
   void collect();                                     // waits for and sums pending events
   const std::map<std::string, double>& totals_ms() const { return totals_ms_; }
   void reset();

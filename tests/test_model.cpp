@@ -34,7 +34,7 @@ class GoldenModel : public DeviceTest, public ::testing::WithParamInterface<std:
 TEST_P(GoldenModel, NllWithoutTttMatches) {
   const std::string dir = golden_dir(GetParam());
   Model m = Model::load(dir);
-  Engine e(dev(), m, {.ttt = false});
+  Engine e(dev(), m, {.ttt = false, .inner_lr = std::nullopt});
   auto nll = e.evaluate(read_ints(dir + "/tokens.txt"));
   auto want = read_doubles(dir + "/nll_no_ttt.txt");
   EXPECT_TRUE(all_close(nll, want, 1e-3, 0));
@@ -71,7 +71,7 @@ TEST_P(GoldenModel, ZeroInnerLrEqualsNoTttExactly) {
   const std::string dir = golden_dir(GetParam());
   Model m = Model::load(dir);
   auto tokens = read_ints(dir + "/tokens.txt");
-  Engine off(dev(), m, {.ttt = false}), zero(dev(), m, {.ttt = true, .inner_lr = 0.f});
+  Engine off(dev(), m, {.ttt = false, .inner_lr = std::nullopt}), zero(dev(), m, {.ttt = true, .inner_lr = 0.f});
   auto a = off.evaluate(tokens), b = zero.evaluate(tokens);
   ASSERT_EQ(a.size(), b.size());
   EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
