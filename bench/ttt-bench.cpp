@@ -5,6 +5,7 @@
 #include "host/device.hpp"
 #include "host/error.hpp"
 #include "lib/engine/engine.hpp"
+#include "lib/ops/ops.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -124,15 +125,76 @@ int prefill(int argc, char** argv) {
   return 0;
 }
 
+// Windowed attention alone: forward and backward time and GFLOP/s for one chunk.
+int attention(int argc, char** argv) {
+  namespace po = ttt::app::po;
+  po::options_description opts("Options");
+  opts.add_options()
+      ("T", po::value<int>()->default_value(1024), "queries in the chunk (mini-batch)")
+      ("W", po::value<int>()->default_value(8192), "window")
+      ("H", po::value<int>()->default_value(12), "heads")
+      ("E", po::value<int>()->default_value(64), "head dimension")
+      ("pos", po::value<int64_t>()->default_value(8192), "position of the chunk's first query")
+      ("repeat", po::value<int>()->default_value(3), "timed repetitions (after one warm-up)")
+      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
+  po::variables_map vm;
+  if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench attention [--T N --W N --H N --E N --pos P]",
+                       "Times attention_fwd and attention_bwd (dq + dk/dv) on random data, as JSON."))
+    return 0;
+  const int T = vm["T"].as<int>(), W = vm["W"].as<int>(), H = vm["H"].as<int>(), E = vm["E"].as<int>();
+  const int64_t pos = vm["pos"].as<int64_t>();
+  const int reps = std::max(1, vm["repeat"].as<int>());
+  const auto device = ttt::host::select_device(vm["device"].as<std::string>());
+  ttt::host::Context ctx(device);
+  const int D = H * E, C = W + T - 1;
+  std::mt19937 rng(1);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  auto buf = [&](size_t n, const char* what) {
+    std::vector<float> v(n);
+    for (auto& x : v) x = u(rng);
+    ttt::host::Buffer b(ctx, n * 4, what);
+    b.write(v.data(), n * 4);
+    return b;
+  };
+  auto q = buf(size_t(T) * D, "q"), kc = buf(size_t(C) * D, "k"), vc = buf(size_t(C) * D, "v"),
+       out = buf(size_t(T) * D, "out"), lse = buf(size_t(T) * H, "lse"), dout = buf(size_t(T) * D, "dout"),
+       dq = buf(size_t(T) * D, "dq"), dk = buf(size_t(T) * D, "dk"), dv = buf(size_t(T) * D, "dv"),
+       dsum = buf(size_t(T) * H, "dsum");
+  const ttt::ops::AttnShape s{T, H, E, C, W, pos};
+  auto time = [&](auto&& f) {
+    f();
+    ctx.finish();
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) f();
+    ctx.finish();
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
+  };
+  const double fwd = time([&] { ttt::ops::attention_fwd(ctx, out, lse, q, kc, vc, s); });
+  const double bwd = time([&] {
+    ttt::ops::attention_bwd(ctx, dq, ttt::ops::mat(dk, D), ttt::ops::mat(dv, D), dsum, dout, out, q, lse, kc, vc, s);
+  });
+  // Score pairs: query t at position pos+t sees min(W, pos+t+1) keys.
+  double pairs = 0;
+  for (int t = 0; t < T; ++t) pairs += double(std::min<int64_t>(W, pos + t + 1));
+  const double fwd_flop = 4.0 * pairs * D, bwd_flop = 10.0 * pairs * D;  // bwd recomputes QK^T twice, 3 more products
+  json j = {{"bench", "attention"}, {"device", device.name}, {"T", T}, {"W", W}, {"H", H}, {"E", E}, {"pos", pos},
+            {"fwd_ms", fwd * 1e3}, {"bwd_ms", bwd * 1e3}, {"fwd_gflops", fwd_flop / fwd * 1e-9},
+            {"bwd_gflops", bwd_flop / bwd * 1e-9}};
+  std::cout << j.dump(2) << "\n";
+  return 0;
+}
+
 int body(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << "usage: ttt-bench COMMAND [options]\n\ncommands:\n"
-                 "  prefill   prefill throughput with and without test-time training (JSON)\n\n"
+                 "  prefill   prefill throughput with and without test-time training (JSON)\n"
+                 "  attention windowed attention forward/backward time and GFLOP/s (JSON)\n\n"
                  "ttt-bench COMMAND --help explains each command's options.\n";
     return argc < 2 ? 2 : 0;
   }
   const std::string cmd = argv[1];
   if (cmd == "prefill") return prefill(argc - 1, argv + 1);
+  if (cmd == "attention") return attention(argc - 1, argv + 1);
   throw ttt::Error(fmt::format("unknown command '{}' (try ttt-bench --help)", cmd));
 }
 

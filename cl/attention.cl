@@ -19,27 +19,52 @@
 #define ATT_BK 32  // keys (or queries in bwd_dkv) per local-memory tile
 #endif
 
+// Head vectors are processed VW floats at a time: explicit vectors make the
+// dot products SIMD on CPUs (a scalar float reduction may not be reordered, so
+// compilers leave it scalar). head_dim is even, so float2 always fits.
+#if ATT_E % 4 == 0
+#define VW 4
+typedef float4 floatv;
+#define vloadv vload4
+#define vstorev(x, p) vstore4((x), 0, (p))
+#define hsum(x) ((x).s0 + (x).s1 + (x).s2 + (x).s3)
+#else
+#define VW 2
+typedef float2 floatv;
+#define vloadv vload2
+#define vstorev(x, p) vstore2((x), 0, (p))
+#define hsum(x) ((x).s0 + (x).s1)
+#endif
+#define EV (ATT_E / VW)
+
 // Loads rows first..first+n-1 (positions, mapped through the ring of C rows
-// when C > 0, else chunk-relative rows) of head h into dst (n, ATT_E).
-inline void load_tile(__local float* dst, __global const float* src, long first, int n, int C, int ld, int h) {
-  for (int i = get_local_id(0); i < n * ATT_E; i += ATT_BQ) {
-    const int j = i / ATT_E, e = i % ATT_E;
+// when C > 0, else chunk-relative rows) of head h into dst (n, EV).
+inline void load_tile(__local floatv* dst, __global const float* src, long first, int n, int C, int ld, int h) {
+  for (int i = get_local_id(0); i < n * EV; i += ATT_BQ) {
+    const int j = i / EV, e = i % EV;
     const long row = C > 0 ? (first + j) % C : first + j;
-    dst[i] = src[row * ld + h * ATT_E + e];
+    dst[i] = vloadv(0, src + row * ld + h * ATT_E + e * VW);
   }
+}
+
+inline float dotv(const floatv* a, __local const floatv* b) {
+  floatv s = 0.0f;
+  for (int e = 0; e < EV; ++e) s = mad(a[e], b[e], s);
+  return hsum(s);
 }
 
 __kernel void attention_fwd(__global float* out, __global float* lse, __global const float* q,
                             __global const float* kc, __global const float* vc,
                             int T, int H, int C, long pos0, int W, float scale) {
-  __local float ks[ATT_BK * ATT_E], vs[ATT_BK * ATT_E];
+  __local floatv ks[ATT_BK * EV], vs[ATT_BK * EV];
   const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
   const int t0 = get_group_id(0) * ATT_BQ, t = t0 + lid;
   const bool active = t < T;
   const long p = pos0 + t;
-  float qv[ATT_E], acc[ATT_E], sc[ATT_BK];
-  for (int e = 0; e < ATT_E; ++e) {
-    qv[e] = active ? q[(long)t * D + h * ATT_E + e] * scale : 0.0f;
+  floatv qv[EV], acc[EV];
+  float sc[ATT_BK];
+  for (int e = 0; e < EV; ++e) {
+    qv[e] = active ? vloadv(0, q + (long)t * D + h * ATT_E + e * VW) * scale : (floatv)0.0f;
     acc[e] = 0.0f;
   }
   float m = -INFINITY, l = 0.0f;
@@ -52,25 +77,21 @@ __kernel void attention_fwd(__global float* out, __global float* lse, __global c
     load_tile(vs, vc, kb, nk, C, D, h);
     barrier(CLK_LOCAL_MEM_FENCE);
     if (active) {
+      // Keys kb+j visible to position p: p-W < kb+j <= p.
+      const int j_lo = (int)max(0L, p - W + 1 - kb), j_hi = (int)min((long)nk, p - kb + 1);
       float mt = -INFINITY;
-      for (int j = 0; j < nk; ++j) {
-        const long kp = kb + j;
-        float s = -INFINITY;
-        if (kp <= p && kp > p - W) {
-          s = 0.0f;
-          for (int e = 0; e < ATT_E; ++e) s += qv[e] * ks[j * ATT_E + e];
-        }
-        sc[j] = s;
-        mt = fmax(mt, s);
+      for (int j = j_lo; j < j_hi; ++j) {
+        sc[j] = dotv(qv, ks + j * EV);
+        mt = fmax(mt, sc[j]);
       }
-      if (mt > -INFINITY) {
+      if (j_lo < j_hi) {
         const float m_new = fmax(m, mt), c = exp(m - m_new);
         l *= c;
-        for (int e = 0; e < ATT_E; ++e) acc[e] *= c;
-        for (int j = 0; j < nk; ++j) {
-          const float pj = exp(sc[j] - m_new);  // 0 for masked keys
+        for (int e = 0; e < EV; ++e) acc[e] *= c;
+        for (int j = j_lo; j < j_hi; ++j) {
+          const float pj = exp(sc[j] - m_new);
           l += pj;
-          for (int e = 0; e < ATT_E; ++e) acc[e] += pj * vs[j * ATT_E + e];
+          for (int e = 0; e < EV; ++e) acc[e] = mad(pj, vs[j * EV + e], acc[e]);
         }
         m = m_new;
       }
@@ -79,7 +100,7 @@ __kernel void attention_fwd(__global float* out, __global float* lse, __global c
   }
   if (active) {
     const float inv = 1.0f / l;
-    for (int e = 0; e < ATT_E; ++e) out[(long)t * D + h * ATT_E + e] = acc[e] * inv;
+    for (int e = 0; e < EV; ++e) vstorev(acc[e] * inv, out + (long)t * D + h * ATT_E + e * VW);
     lse[(long)t * H + h] = m + log(l);
   }
 }
@@ -90,20 +111,21 @@ __kernel void attention_bwd_dq(__global float* dq, __global float* dsum, __globa
                                __global const float* out, __global const float* q, __global const float* lse,
                                __global const float* kc, __global const float* vc,
                                int T, int H, int C, long pos0, int W, float scale) {
-  __local float ks[ATT_BK * ATT_E], vs[ATT_BK * ATT_E];
+  __local floatv ks[ATT_BK * EV], vs[ATT_BK * EV];
   const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
   const int t0 = get_group_id(0) * ATT_BQ, t = t0 + lid;
   const bool active = t < T;
   const long p = pos0 + t;
-  float qv[ATT_E], dov[ATT_E], acc[ATT_E];
-  float Dt = 0.0f;
-  for (int e = 0; e < ATT_E; ++e) {
-    const long i = (long)t * D + h * ATT_E + e;
-    qv[e] = active ? q[i] * scale : 0.0f;
-    dov[e] = active ? dout[i] : 0.0f;
-    Dt += active ? dov[e] * out[i] : 0.0f;
+  floatv qv[EV], dov[EV], acc[EV];
+  floatv dt4 = 0.0f;
+  for (int e = 0; e < EV; ++e) {
+    const long i = (long)t * D + h * ATT_E + e * VW;
+    qv[e] = active ? vloadv(0, q + i) * scale : (floatv)0.0f;
+    dov[e] = active ? vloadv(0, dout + i) : (floatv)0.0f;
+    dt4 = active ? mad(dov[e], vloadv(0, out + i), dt4) : dt4;
     acc[e] = 0.0f;
   }
+  const float Dt = hsum(dt4);
   const float L = active ? lse[(long)t * H + h] : 0.0f;
   const long t_last = min(t0 + ATT_BQ, T) - 1;
   const long k_lo = max(0L, pos0 + t0 - W + 1), k_hi = pos0 + t_last;
@@ -113,22 +135,17 @@ __kernel void attention_bwd_dq(__global float* dq, __global float* dsum, __globa
     load_tile(vs, vc, kb, nk, C, D, h);
     barrier(CLK_LOCAL_MEM_FENCE);
     if (active) {
-      for (int j = 0; j < nk; ++j) {
-        const long kp = kb + j;
-        if (kp > p || kp <= p - W) continue;
-        float s = 0.0f, dp = 0.0f;
-        for (int e = 0; e < ATT_E; ++e) {
-          s += qv[e] * ks[j * ATT_E + e];
-          dp += dov[e] * vs[j * ATT_E + e];
-        }
+      const int j_lo = (int)max(0L, p - W + 1 - kb), j_hi = (int)min((long)nk, p - kb + 1);
+      for (int j = j_lo; j < j_hi; ++j) {
+        const float s = dotv(qv, ks + j * EV), dp = dotv(dov, vs + j * EV);
         const float ds = exp(s - L) * (dp - Dt);
-        for (int e = 0; e < ATT_E; ++e) acc[e] += ds * ks[j * ATT_E + e];
+        for (int e = 0; e < EV; ++e) acc[e] = mad(ds, ks[j * EV + e], acc[e]);
       }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   if (active) {
-    for (int e = 0; e < ATT_E; ++e) dq[(long)t * D + h * ATT_E + e] = acc[e] * scale;
+    for (int e = 0; e < EV; ++e) vstorev(acc[e] * scale, dq + (long)t * D + h * ATT_E + e * VW);
     dsum[(long)t * H + h] = Dt;
   }
 }
@@ -142,15 +159,16 @@ __kernel void attention_bwd_dkv(__global float* dk, int dk_off, int dk_ld, __glo
                                 __global const float* dout, __global const float* q, __global const float* lse,
                                 __global const float* dsum, __global const float* kc, __global const float* vc,
                                 int T, int H, int C, long pos0, int W, float scale) {
-  __local float qs[ATT_BK * ATT_E], dos[ATT_BK * ATT_E], ls[ATT_BK], dss[ATT_BK];
+  __local floatv qs[ATT_BK * EV], dos[ATT_BK * EV];
+  __local float ls[ATT_BK], dss[ATT_BK];
   const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
   const int j0 = get_group_id(0) * ATT_BQ, j = j0 + lid;
   const bool active = j < T;
-  float kv[ATT_E], vv[ATT_E], dka[ATT_E], dva[ATT_E];
-  for (int e = 0; e < ATT_E; ++e) {
-    const long row = ((pos0 + j) % C) * D + h * ATT_E + e;
-    kv[e] = active ? kc[row] * scale : 0.0f;
-    vv[e] = active ? vc[row] : 0.0f;
+  floatv kv[EV], vv[EV], dka[EV], dva[EV];
+  for (int e = 0; e < EV; ++e) {
+    const long row = ((pos0 + j) % C) * D + h * ATT_E + e * VW;
+    kv[e] = active ? vloadv(0, kc + row) * scale : (floatv)0.0f;
+    vv[e] = active ? vloadv(0, vc + row) : (floatv)0.0f;
     dka[e] = 0.0f;
     dva[e] = 0.0f;
   }
@@ -166,26 +184,22 @@ __kernel void attention_bwd_dkv(__global float* dk, int dk_off, int dk_ld, __glo
     }
     barrier(CLK_LOCAL_MEM_FENCE);
     if (active) {
-      for (int i = 0; i < nq; ++i) {
-        const int t = qb + i;
-        if (t < j || t >= j + W) continue;
-        float s = 0.0f, dp = 0.0f;
-        for (int e = 0; e < ATT_E; ++e) {
-          s += kv[e] * qs[i * ATT_E + e];
-          dp += dos[i * ATT_E + e] * vv[e];
-        }
+      // Queries qb+i that see key j: j <= qb+i < j+W.
+      const int i_lo = max(0, j - qb), i_hi = min(nq, j + W - qb);
+      for (int i = i_lo; i < i_hi; ++i) {
+        const float s = dotv(kv, qs + i * EV), dp = dotv(vv, dos + i * EV);
         const float pt = exp(s - ls[i]), ds = pt * (dp - dss[i]);
-        for (int e = 0; e < ATT_E; ++e) {
-          dva[e] += pt * dos[i * ATT_E + e];
-          dka[e] += ds * qs[i * ATT_E + e];
+        for (int e = 0; e < EV; ++e) {
+          dva[e] = mad(pt, dos[i * EV + e], dva[e]);
+          dka[e] = mad(ds, qs[i * EV + e], dka[e]);
         }
       }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }
   if (active)
-    for (int e = 0; e < ATT_E; ++e) {
-      dk[dk_off + (long)j * dk_ld + h * ATT_E + e] = dka[e] * scale;
-      dv[dv_off + (long)j * dv_ld + h * ATT_E + e] = dva[e];
+    for (int e = 0; e < EV; ++e) {
+      vstorev(dka[e] * scale, dk + dk_off + (long)j * dk_ld + h * ATT_E + e * VW);
+      vstorev(dva[e], dv + dv_off + (long)j * dv_ld + h * ATT_E + e * VW);
     }
 }
