@@ -1,10 +1,10 @@
 // The perplexity report: statistics against hand-computed values (llama.cpp's
 // error formula), bucket edges, text, JSON and SVG renderings with and without
-// compare, and the progress display in each mode with an injected clock.
-#include "lib/progress.hpp"
+// compare (the progress display is in test_progress.cpp).
 #include "lib/report.hpp"
 
 #include "host/error.hpp"
+#include "tests/text_util.hpp"
 #include "tests/xml_check.hpp"
 
 #include <gtest/gtest.h>
@@ -236,17 +236,6 @@ ReportInput sample(bool compare, size_t ndocs = 3) {
   return in;
 }
 
-std::vector<std::string> lines(const std::string& s) {
-  std::vector<std::string> v;
-  size_t a = 0;
-  while (a < s.size()) {
-    size_t b = s.find('\n', a);
-    if (b == std::string::npos) b = s.size();
-    v.push_back(s.substr(a, b - a));
-    a = b + 1;
-  }
-  return v;
-}
 
 bool has_line_starting(const std::string& text, const std::string& prefix) {
   for (const auto& l : lines(text))
@@ -406,11 +395,6 @@ TEST(reportJson, BadUtf8NamesStillDump) {
 
 // ---- SVG ----
 
-size_t count(const std::string& s, const std::string& what) {
-  size_t n = 0;
-  for (size_t at = s.find(what); at != std::string::npos; at = s.find(what, at + 1)) ++n;
-  return n;
-}
 
 TEST(reportSvg, CheckerCatchesBrokenXml) {
   EXPECT_TRUE(test::well_formed("<svg><g a=\"1\"><text>x &amp; y</text></g><path d=\"M0 0\"/></svg>"));
@@ -480,137 +464,6 @@ TEST(reportSvg, EdgeCasesStayValid) {
       std::fclose(f);
     }
   }
-}
-
-// ---- progress ----
-
-// Captures what a FILE* receives.
-struct Capture {
-  char* buf = nullptr;
-  size_t len = 0;
-  std::FILE* f = open_memstream(&buf, &len);
-  std::string str() {
-    std::fflush(f);
-    return std::string(buf, len);
-  }
-  ~Capture() {
-    std::fclose(f);
-    std::free(buf);
-  }
-};
-
-TEST(reportProgress, FormatDuration) {
-  EXPECT_EQ(format_duration(0), "0s");
-  EXPECT_EQ(format_duration(15.2), "15s");
-  EXPECT_EQ(format_duration(125), "2m05s");
-  EXPECT_EQ(format_duration(3720), "1h02m");
-  EXPECT_EQ(format_duration(-1), "--");
-  EXPECT_EQ(format_duration(INFINITY), "--");
-}
-
-TEST(reportProgress, PlainLinesAreFewAndHaveNoCarriageReturn) {
-  Capture cap;
-  double t = 0;
-  {
-    Progress p(16384, "eval", Progress::Mode::Plain, cap.f, [&] { return t; });
-    EXPECT_EQ(p.mode(), Progress::Mode::Plain);
-    for (size_t done = 64; done <= 16384; done += 64) {  // 256 updates, 0.25 s apart: 64 s in all
-      t = double(done) / 256;
-      p.update(done);
-    }
-    p.finish();
-  }
-  const std::string out = cap.str();
-  EXPECT_EQ(out.find('\r'), std::string::npos);
-  const auto ls = lines(out);
-  // One per 10% at most (the 2 s gap merges none here: 10% takes 6.4 s), plus the final line.
-  EXPECT_GE(ls.size(), 5u);
-  EXPECT_LE(ls.size(), 11u);
-  for (const auto& l : ls) EXPECT_EQ(l.rfind("eval: ", 0), 0u) << l;
-  EXPECT_NE(ls[0].find("/16384 tokens ("), std::string::npos) << ls[0];
-  EXPECT_NE(ls[0].find(" tok/s, ETA "), std::string::npos) << ls[0];
-  EXPECT_EQ(ls.back().rfind("eval: done, 16384/16384 tokens (100.0%) in ", 0), 0u) << ls.back();
-  EXPECT_NE(ls.back().find("256.0 tok/s"), std::string::npos) << ls.back();  // 16384 tokens / 64 s
-}
-
-TEST(reportProgress, PlainExampleLine) {
-  Capture cap;
-  double t = 0;
-  Progress p(16384, "progress", Progress::Mode::Plain, cap.f, [&] { return t; });
-  t = 4096 / 812.3;  // past the 2 s gap, at 25%
-  p.update(4096);
-  EXPECT_EQ(cap.str(), "progress: 4096/16384 tokens (25.0%), 812.3 tok/s, ETA 15s\n");
-}
-
-TEST(reportProgress, PlainHeartbeatOnSlowRuns) {
-  Capture cap;
-  double t = 0;
-  Progress p(1000000, "slow", Progress::Mode::Plain, cap.f, [&] { return t; });
-  for (int k = 1; k <= 60; ++k) {  // 10 minutes, 0.6% of the work
-    t = 10.0 * k;
-    p.update(size_t(k) * 100);
-  }
-  // No 10% step was reached: one line a minute.
-  EXPECT_EQ(lines(cap.str()).size(), 10u);
-}
-
-TEST(reportProgress, TtyRedrawsInPlaceAtMostTenTimesASecond) {
-  Capture cap;
-  double t = 0;
-  {
-    Progress p(1000, "eval", Progress::Mode::Tty, cap.f, [&] { return t; });
-    for (size_t done = 1; done <= 1000; ++done) {  // 1000 updates within 1 s
-      t += 0.001;
-      p.update(done);
-    }
-    p.finish();
-  }
-  const std::string out = cap.str();
-  const size_t draws = count(out, "\r");
-  EXPECT_GE(draws, 9u);
-  EXPECT_LE(draws, 12u);  // ~10 in the second, plus the final one
-  EXPECT_EQ(count(out, "\n"), 1u);  // only finish() ends the line
-  EXPECT_EQ(out.back(), '\n');
-  EXPECT_NE(out.find("eval ["), std::string::npos);
-  EXPECT_NE(out.find("1000/1000 tokens (100.0%) in "), std::string::npos);
-  EXPECT_NE(out.find("ETA "), std::string::npos);
-}
-
-TEST(reportProgress, TtyLeftOpenEndsItsLine) {
-  Capture cap;
-  double t = 0;
-  {
-    Progress p(100, "x", Progress::Mode::Tty, cap.f, [&] { return t; });
-    p.update(10);
-  }
-  const std::string out = cap.str();
-  EXPECT_EQ(out.front(), '\r');
-  EXPECT_EQ(out.back(), '\n');
-  EXPECT_EQ(out.find("in "), std::string::npos);  // no claim of completion
-}
-
-TEST(reportProgress, QuietAndAutoAndZeroTotal) {
-  Capture cap;
-  double t = 0;
-  {
-    Progress q(100, "q", Progress::Mode::Quiet, cap.f, [&] { return t; });
-    q.update(50);
-    q.finish();
-  }
-  EXPECT_EQ(cap.str(), "");
-  Progress a(100, "a", Progress::Mode::Auto, cap.f);
-  EXPECT_EQ(a.mode(), Progress::Mode::Plain);  // a memory stream is no terminal
-  {
-    Progress z(0, "z", Progress::Mode::Plain, cap.f, [&] { return t; });
-    t = 5;
-    z.update(0);
-    z.finish();
-    z.finish();  // twice: one line
-  }
-  const auto ls = lines(cap.str());
-  ASSERT_EQ(ls.size(), 2u);
-  EXPECT_NE(ls[0].find("0/0 tokens (100.0%)"), std::string::npos) << ls[0];
-  EXPECT_EQ(ls[1].rfind("z: done", 0), 0u) << ls[1];
 }
 
 }  // namespace
