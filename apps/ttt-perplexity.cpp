@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 
@@ -151,8 +152,14 @@ int body(int argc, char** argv) {
   if (vm.count("json")) write_file(vm["json"].as<std::string>(), ttt::report_json(rep).dump(2) + "\n");
   if (vm.count("plot")) write_file(vm["plot"].as<std::string>(), ttt::render_svg(rep));
   if (vm.count("save-weights")) {
-    model.save(vm["save-weights"].as<std::string>());
-    fmt::print("adapted weights written to {}\n", vm["save-weights"].as<std::string>());
+    const std::string out = vm["save-weights"].as<std::string>();
+    model.save(out);
+    // The adapted model reads text like the original: take its tokenizer along.
+    namespace fs = std::filesystem;
+    for (const char* name : {"tokenizer.json", "tokenizer.model"})
+      if (fs::exists(fs::path(model_dir) / name))
+        fs::copy_file(fs::path(model_dir) / name, fs::path(out) / name, fs::copy_options::overwrite_existing);
+    fmt::print("adapted weights written to {}\n", out);
   }
   return 0;
 }

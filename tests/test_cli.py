@@ -236,6 +236,13 @@ def main():
         check(f"--save-weights equals prime_after (rel L2 {worst:.1e})", ok and worst < 1e-4, se[-400:])
         rc, _, se = run("ttt-perplexity", "-m", saved, "--tokens", mtoks, "--no-ttt")
         check("the saved model directory loads and runs", rc == 0, se[-400:])
+        with_tok = copy_model(med, os.path.join(tmp, "with-tokenizer"))
+        with open(os.path.join(with_tok, "tokenizer.model"), "w") as f:
+            f.write("placeholder: only copied, never read here\n")
+        saved2 = os.path.join(tmp, "adapted2")
+        rc, _, se = run("ttt-perplexity", "-m", with_tok, "--tokens", mtoks, "--save-weights", saved2)
+        check("--save-weights takes the tokenizer along", rc == 0 and
+              open(os.path.join(saved2, "tokenizer.model")).read().startswith("placeholder"), se[-400:])
 
         jpath = os.path.join(tmp, "r.json")
         rc, so, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--json", jpath)
