@@ -47,6 +47,20 @@ inline void load_tile(__local floatv* dst, __global const float* src, long first
   }
 }
 
+// The window rule in one place. Keys any query of the group starting at
+// chunk row t0 sees (uniform across the group, as its barriers need):
+// positions [*k_lo, *k_hi].
+inline void group_keys(long pos0, int t0, int T, int W, long* k_lo, long* k_hi) {
+  *k_lo = max(0L, pos0 + t0 - W + 1);
+  *k_hi = pos0 + min(t0 + ATT_BQ, T) - 1;
+}
+// Of the tile of nk keys from position kb, those the query at position p
+// sees (p-W < key <= p): indices [*j_lo, *j_hi).
+inline void visible_keys(long p, long kb, int nk, int W, int* j_lo, int* j_hi) {
+  *j_lo = (int)max(0L, p - W + 1 - kb);
+  *j_hi = (int)min((long)nk, p - kb + 1);
+}
+
 inline float dotv(const floatv* a, __local const floatv* b) {
   floatv s = 0.0f;
   for (int e = 0; e < EV; ++e) s = mad(a[e], b[e], s);
@@ -68,17 +82,16 @@ __kernel void attention_fwd(__global float* out, __global float* lse, __global c
     acc[e] = 0.0f;
   }
   float m = -INFINITY, l = 0.0f;
-  // Keys any query of this group sees (uniform across the group for the barriers).
-  const long t_last = min(t0 + ATT_BQ, T) - 1;
-  const long k_lo = max(0L, pos0 + t0 - W + 1), k_hi = pos0 + t_last;
+  long k_lo, k_hi;
+  group_keys(pos0, t0, T, W, &k_lo, &k_hi);
   for (long kb = k_lo; kb <= k_hi; kb += ATT_BK) {
     const int nk = (int)min((long)ATT_BK, k_hi - kb + 1);
     load_tile(ks, kc, kb, nk, C, D, h);
     load_tile(vs, vc, kb, nk, C, D, h);
     barrier(CLK_LOCAL_MEM_FENCE);
     if (active) {
-      // Keys kb+j visible to position p: p-W < kb+j <= p.
-      const int j_lo = (int)max(0L, p - W + 1 - kb), j_hi = (int)min((long)nk, p - kb + 1);
+      int j_lo, j_hi;
+      visible_keys(p, kb, nk, W, &j_lo, &j_hi);
       float mt = -INFINITY;
       for (int j = j_lo; j < j_hi; ++j) {
         sc[j] = dotv(qv, ks + j * EV);
@@ -127,15 +140,16 @@ __kernel void attention_bwd_dq(__global float* dq, __global float* dsum, __globa
   }
   const float Dt = hsum(dt4);
   const float L = active ? lse[(long)t * H + h] : 0.0f;
-  const long t_last = min(t0 + ATT_BQ, T) - 1;
-  const long k_lo = max(0L, pos0 + t0 - W + 1), k_hi = pos0 + t_last;
+  long k_lo, k_hi;
+  group_keys(pos0, t0, T, W, &k_lo, &k_hi);
   for (long kb = k_lo; kb <= k_hi; kb += ATT_BK) {
     const int nk = (int)min((long)ATT_BK, k_hi - kb + 1);
     load_tile(ks, kc, kb, nk, C, D, h);
     load_tile(vs, vc, kb, nk, C, D, h);
     barrier(CLK_LOCAL_MEM_FENCE);
     if (active) {
-      const int j_lo = (int)max(0L, p - W + 1 - kb), j_hi = (int)min((long)nk, p - kb + 1);
+      int j_lo, j_hi;
+      visible_keys(p, kb, nk, W, &j_lo, &j_hi);
       for (int j = j_lo; j < j_hi; ++j) {
         const float s = dotv(qv, ks + j * EV), dp = dotv(dov, vs + j * EV);
         const float ds = exp(s - L) * (dp - Dt);
