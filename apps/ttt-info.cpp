@@ -1,7 +1,7 @@
 // ttt-info: the OpenCL platforms and devices of this machine, with what
 // matters for running a model, and which one ttt-cl picks by default.
 #include "apps/app.hpp"
-#include "host/device.hpp"
+#include "ttt/device.hpp"
 #include "host/program.hpp"
 
 #include <fmt/format.h>

@@ -1,8 +1,8 @@
 // ttt-make-model: a randomly initialised model directory (format v1) with an
 // official configuration, for benchmarks, tests and trying the tools out.
 #include "apps/app.hpp"
-#include "host/error.hpp"
-#include "lib/model.hpp"
+#include "ttt/error.hpp"
+#include "ttt/model.hpp"
 
 #include <fmt/format.h>
 

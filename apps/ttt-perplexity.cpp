@@ -2,13 +2,13 @@
 // test-time training on (the default) or off, on any OpenCL device; a report
 // for people (stdout), JSON and SVG for programs.
 #include "apps/app.hpp"
-#include "host/device.hpp"
-#include "host/error.hpp"
-#include "lib/documents.hpp"
-#include "lib/engine/engine.hpp"
-#include "lib/progress.hpp"
-#include "lib/report.hpp"
-#include "lib/tokenizer.hpp"
+#include "ttt/device.hpp"
+#include "ttt/error.hpp"
+#include "apps/documents.hpp"
+#include "ttt/engine.hpp"
+#include "lib/report/progress.hpp"
+#include "ttt/report.hpp"
+#include "ttt/tokenizer.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

@@ -1,9 +1,9 @@
 // ttt-tokenize: text on stdin -> token ids on stdout (one line, separated by
 // spaces), or with --decode token ids on stdin -> the text, byte for byte.
 // The tokenizer comes from a model directory (-m) or a tokenizer file.
-#include "host/error.hpp"
-#include "lib/config.hpp"
-#include "lib/tokenizer.hpp"
+#include "ttt/error.hpp"
+#include "ttt/config.hpp"
+#include "ttt/tokenizer.hpp"
 
 #include <boost/program_options.hpp>
 

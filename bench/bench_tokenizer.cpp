@@ -2,8 +2,8 @@
 // test corpus (or given files). Prints a JSON array, one object per tokenizer;
 // "seconds"/"mb_per_s" are a first pass on a fresh tokenizer (empty word
 // cache), "warm_*" the best later pass, MB = 10^6 bytes.
-#include "host/error.hpp"
-#include "lib/tokenizer.hpp"
+#include "ttt/error.hpp"
+#include "ttt/tokenizer.hpp"
 
 #include <boost/program_options.hpp>
 #include <fmt/format.h>

@@ -2,9 +2,9 @@
 // document through the engine with and without test-time training and sums
 // per-kernel device time from profiling events.
 #include "apps/app.hpp"
-#include "host/device.hpp"
-#include "host/error.hpp"
-#include "lib/engine/engine.hpp"
+#include "ttt/device.hpp"
+#include "ttt/error.hpp"
+#include "ttt/engine.hpp"
 #include "lib/ops/ops.hpp"
 
 #include <fmt/format.h>

@@ -1,6 +1,7 @@
 // Device buffers: allocation with size checks against the device limits,
 // transfers and copies whose failures name the buffer, the sizes and the device.
 #include "host/buffer.hpp"
+#include "host/error.hpp"
 
 #include <fmt/format.h>
 

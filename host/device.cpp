@@ -1,5 +1,6 @@
 // Device discovery and selection, the Context and the Profiler.
-#include "host/device.hpp"
+#include "ttt/device.hpp"
+#include "host/error.hpp"
 
 #include "host/program.hpp"
 

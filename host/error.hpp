@@ -1,22 +1,18 @@
-// The one error type of ttt-cl and the helpers that raise it. Messages name the
+// ClError (a ttt::Error for failed OpenCL calls) and the helpers that raise it. Messages name the
 // symbolic OpenCL code, the call and whatever context the caller has (kernel,
 // device, sizes), e.g. "CL_INVALID_WORK_GROUP_SIZE (-54) in clEnqueueNDRangeKernel: ...".
 #pragma once
 
+#ifndef CL_TARGET_OPENCL_VERSION
 #define CL_TARGET_OPENCL_VERSION 120
+#endif
 #include <CL/cl.h>
 
-#include <stdexcept>
+#include "ttt/error.hpp"
+
 #include <string>
 
 namespace ttt {
-
-// Every failure the library reports is a ttt::Error (or derives from it).
-class Error : public std::runtime_error {
- public:
-  explicit Error(const std::string& what) : std::runtime_error(what) {}
-};
-
 namespace host {
 
 // An OpenCL call failed; code() keeps the raw status.

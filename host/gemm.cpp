@@ -1,6 +1,7 @@
 // CLBlast wrappers: argument checks that name the operands, status codes
 // turned into ttt errors, and profiling events recorded under a label.
 #include "host/gemm.hpp"
+#include "host/error.hpp"
 
 #include <clblast.h>
 #include <fmt/format.h>

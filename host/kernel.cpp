@@ -1,5 +1,6 @@
 // Kernel argument setting and checked launches.
 #include "host/kernel.hpp"
+#include "host/error.hpp"
 
 #include <fmt/format.h>
 

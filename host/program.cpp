@@ -1,6 +1,7 @@
 // Kernel sources (embedded or from $TTT_CL_DIR) and the program cache: build
 // from source or load a cached binary, and report build failures in full.
 #include "host/program.hpp"
+#include "host/error.hpp"
 
 #include <fmt/format.h>
 

@@ -1,9 +1,9 @@
 // The model format contract: config.json validation, safetensors validation
 // (every malformed file is an Error naming the file and the tensor or key,
 // never a crash), dtype conversions, save/load round trips, token files.
-#include "host/error.hpp"
-#include "lib/model.hpp"
-#include "lib/token_io.hpp"
+#include "ttt/error.hpp"
+#include "ttt/model.hpp"
+#include "ttt/token_io.hpp"
 #include "tests/common.hpp"
 
 #include <nlohmann/json.hpp>

@@ -1,6 +1,7 @@
 // The OpenCL host layer: device selection and its errors, launch checks and
 // their messages, the on-disk program cache, build failures with the log,
 // $TTT_CL_DIR, and the CLBlast GEMM wrapper against the reference matmul.
+#include "host/error.hpp"
 #include "host/gemm.hpp"
 #include "host/kernel.hpp"
 #include "lib/reference/ops.hpp"

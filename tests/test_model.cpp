@@ -4,7 +4,7 @@
 // properties the engine promises: inner_lr 0 equals no-TTT exactly, two runs
 // are bit-identical, a reset document reproduces itself, and the device
 // matches the CPU reference model step by step on other shapes.
-#include "lib/engine/engine.hpp"
+#include "ttt/engine.hpp"
 #include "lib/reference/model.hpp"
 #include "tests/common.hpp"
 

@@ -1,6 +1,6 @@
 // The progress display in each mode (plain lines, a redrawn terminal bar,
 // quiet), driven by an injected clock and captured output.
-#include "lib/progress.hpp"
+#include "lib/report/progress.hpp"
 #include "tests/text_util.hpp"
 
 #include <gtest/gtest.h>

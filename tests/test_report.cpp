@@ -1,9 +1,9 @@
 // The perplexity report: statistics against hand-computed values (llama.cpp's
 // error formula), bucket edges, text, JSON and SVG renderings with and without
 // compare (the progress display is in test_progress.cpp).
-#include "lib/report.hpp"
+#include "ttt/report.hpp"
 
-#include "host/error.hpp"
+#include "ttt/error.hpp"
 #include "tests/text_util.hpp"
 #include "tests/xml_check.hpp"
 

@@ -3,9 +3,9 @@
 // Llama-3 / GPT-2 fixtures of ../shared (skipped where a clone lacks them):
 // hand-checked ids, special tokens, and lossless round trips on random bytes.
 // Exact agreement with the reference tokenizers is tokenizer_oracle.py's job.
-#include "host/error.hpp"
-#include "lib/config.hpp"
-#include "lib/tokenizer.hpp"
+#include "ttt/error.hpp"
+#include "ttt/config.hpp"
+#include "ttt/tokenizer.hpp"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>

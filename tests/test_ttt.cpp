@@ -3,8 +3,8 @@
 // values held constant) against finite differences in double precision; the
 // device step against the reference (gradient norm, clipped update); and the
 // run stopping, with the mini-batch named, on a non-finite loss or weight.
-#include "host/error.hpp"
-#include "lib/engine/engine.hpp"
+#include "ttt/error.hpp"
+#include "ttt/engine.hpp"
 #include "lib/reference/model.hpp"
 #include "tests/common.hpp"
 

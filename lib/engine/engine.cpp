@@ -2,7 +2,7 @@
 // with its checks, whole-document evaluation and prime weight download.
 #include "lib/engine/impl.hpp"
 
-#include "host/error.hpp"
+#include "ttt/error.hpp"
 
 #include <fmt/format.h>
 

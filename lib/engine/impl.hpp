@@ -4,7 +4,7 @@
 // forward.cpp and backward.cpp; not part of the public API.
 #pragma once
 
-#include "lib/engine/engine.hpp"
+#include "ttt/engine.hpp"
 #include "lib/ops/ops.hpp"
 
 namespace ttt {

@@ -3,7 +3,7 @@
 // tile is sized so that two tiles fit comfortably in local memory.
 #include "lib/ops/ops.hpp"
 
-#include "host/error.hpp"
+#include "ttt/error.hpp"
 
 #include <fmt/format.h>
 

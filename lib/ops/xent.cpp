@@ -2,6 +2,7 @@
 // one xent_fwd_tile and (for the backward) one U-accumulating GEMM; then the
 // final NLL and gradient kernels. See cl/xent.cl for the math.
 #include "lib/ops/ops.hpp"
+#include "host/error.hpp"
 
 #include "host/gemm.hpp"
 

@@ -3,7 +3,7 @@
 // first block that carries a prime MLP.
 #include "lib/reference/model.hpp"
 
-#include "host/error.hpp"
+#include "ttt/error.hpp"
 #include "lib/reference/ops.hpp"
 
 #include <fmt/format.h>

@@ -4,7 +4,7 @@
 // the device engine and for finite-difference checks (instantiate with double).
 #pragma once
 
-#include "lib/model.hpp"
+#include "ttt/model.hpp"
 
 #include <cstdint>
 #include <deque>

@@ -1,8 +1,8 @@
 // safetensors: mmap-based reader with header validation, dtype conversion,
 // and an atomic writer.
-#include "lib/safetensors.hpp"
+#include "ttt/safetensors.hpp"
 
-#include "host/error.hpp"
+#include "ttt/error.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

@@ -1,7 +1,7 @@
 // The byte-level BPE merge: a doubly linked list of symbols and a min-heap of
 // candidate pairs keyed by (rank, position), so a piece of n bytes merges in
 // O(n log n); the pair table; and the cache of merged words.
-#include "lib/tokenizer_internal.hpp"
+#include "lib/tokenizer/tokenizer_internal.hpp"
 
 #include <algorithm>
 #include <bit>

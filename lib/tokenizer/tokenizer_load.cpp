@@ -1,9 +1,9 @@
 // Loaders for tiktoken rank files (with the Llama-3 or GPT-2 regex and the
 // special tokens that such files leave out) and the built-in byte tokenizer,
 // and the vocabulary indexing that every loader ends with.
-#include "lib/tokenizer_internal.hpp"
+#include "lib/tokenizer/tokenizer_internal.hpp"
 
-#include "host/error.hpp"
+#include "ttt/error.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

@@ -1,9 +1,9 @@
 // The pre-tokenisation regex on PCRE2: the rewrite that makes PCRE2's \s mean
 // what it means to the reference engines, compilation (JIT when the platform
 // has it) and the split into pieces.
-#include "lib/tokenizer_internal.hpp"
+#include "lib/tokenizer/tokenizer_internal.hpp"
 
-#include "host/error.hpp"
+#include "ttt/error.hpp"
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <fmt/format.h>

@@ -2,8 +2,8 @@
 // from (and saved to) a format-v1 model directory. Linear weights are [in, out].
 #pragma once
 
-#include "lib/config.hpp"
-#include "lib/safetensors.hpp"
+#include "ttt/config.hpp"
+#include "ttt/safetensors.hpp"
 
 #include <cstdint>
 #include <string>

@@ -1,9 +1,9 @@
 // HF tokenizer.json loader for byte-level BPE: a one-pass SAX read that puts
 // model.vocab and model.merges (nearly all of the file) straight into flat
 // vectors, then the checks that the rest describes what we implement.
-#include "lib/tokenizer_internal.hpp"
+#include "lib/tokenizer/tokenizer_internal.hpp"
 
-#include "host/error.hpp"
+#include "ttt/error.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

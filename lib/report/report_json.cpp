@@ -1,7 +1,7 @@
 // The machine-readable report (ttt-perplexity --json): one JSON object whose
 // key names are a promise to the harnesses that read it; the schema below is
 // version 1, and a change that renames or removes a key must bump it.
-#include "lib/report.hpp"
+#include "ttt/report.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

@@ -5,8 +5,8 @@
 // step on the prime MLPs of the suffix blocks.
 #pragma once
 
-#include "host/device.hpp"
-#include "lib/model.hpp"
+#include "ttt/device.hpp"
+#include "ttt/model.hpp"
 
 #include <cstdint>
 #include <functional>

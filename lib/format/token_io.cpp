@@ -1,8 +1,8 @@
 // Token-id files: text ids with line/column diagnostics, and a strict .npy
 // parser (little- or big-endian integer dtypes, 1-D or a single row/column).
-#include "lib/token_io.hpp"
+#include "ttt/token_io.hpp"
 
-#include "host/error.hpp"
+#include "ttt/error.hpp"
 
 #include <fmt/format.h>
 

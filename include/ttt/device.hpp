@@ -3,7 +3,12 @@
 // cache and the profiler. Nothing here knows about models.
 #pragma once
 
-#include "host/error.hpp"
+#include "ttt/error.hpp"
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
 
 #include <map>
 #include <memory>

@@ -7,10 +7,10 @@
 // invalid byte acts like the end of the text to the regex) and each stretch
 // of invalid bytes is one piece for BPE. Every byte has a token, so decode
 // gives back the input byte for byte.
-#include "lib/tokenizer_internal.hpp"
+#include "lib/tokenizer/tokenizer_internal.hpp"
 
-#include "host/error.hpp"
-#include "lib/config.hpp"
+#include "ttt/error.hpp"
+#include "ttt/config.hpp"
 
 #include <fmt/format.h>
 

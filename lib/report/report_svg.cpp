@@ -2,7 +2,7 @@
 // per run (a moving average whose window grows with position) over the
 // doubling-bucket means; with compare, a second panel of the difference.
 // Standalone: no scripts, no external fonts (generic sans-serif), valid XML.
-#include "lib/report.hpp"
+#include "ttt/report.hpp"
 
 #include <fmt/format.h>
 

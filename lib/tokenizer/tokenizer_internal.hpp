@@ -3,7 +3,7 @@
 // matcher, and the loaders that fill them.
 #pragma once
 
-#include "lib/tokenizer.hpp"
+#include "ttt/tokenizer.hpp"
 
 #include <array>
 #include <cstdint>

@@ -1,7 +1,7 @@
 // Parsing, validation and serialisation of config.json, and the presets.
-#include "lib/config.hpp"
+#include "ttt/config.hpp"
 
-#include "host/error.hpp"
+#include "ttt/error.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

@@ -1,5 +1,5 @@
 // Progress: the terminal bar and the plain log lines, with their rate limits.
-#include "lib/progress.hpp"
+#include "lib/report/progress.hpp"
 
 #include <fmt/format.h>
 

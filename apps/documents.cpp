@@ -1,9 +1,9 @@
 // Collecting and tokenising the documents of an evaluation.
-#include "lib/documents.hpp"
+#include "apps/documents.hpp"
 
-#include "host/error.hpp"
-#include "lib/token_io.hpp"
-#include "lib/tokenizer.hpp"
+#include "ttt/error.hpp"
+#include "ttt/token_io.hpp"
+#include "ttt/tokenizer.hpp"
 
 #include <fmt/format.h>
 

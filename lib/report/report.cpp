@@ -1,9 +1,9 @@
 // Perplexity statistics, position buckets and the plain-text report.
 // The numbers every rendering shows come from here (summarize, position_buckets),
 // so text, JSON and SVG cannot disagree.
-#include "lib/report.hpp"
+#include "ttt/report.hpp"
 
-#include "host/error.hpp"
+#include "ttt/error.hpp"
 
 #include <fmt/format.h>
 

@@ -1,7 +1,7 @@
 // Loading, saving and random initialisation of Model.
-#include "lib/model.hpp"
+#include "ttt/model.hpp"
 
-#include "host/error.hpp"
+#include "ttt/error.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>

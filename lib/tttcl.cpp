@@ -1,0 +1,8 @@
+// libtttcl.so: the library's layers (format, tokenizer, report, reference,
+// host, ops, engine) linked whole into one shared object for installation.
+// This file only gives the target a source; the code lives in the layers.
+#include "ttt/engine.hpp"
+
+namespace ttt {
+const char* tttcl_version() { return TTT_VERSION; }
+}  // namespace ttt
