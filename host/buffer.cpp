@@ -55,10 +55,10 @@ void Buffer::write(const void* src, size_t bytes, size_t offset, bool blocking) 
         "clEnqueueWriteBuffer", fmt::format("{} ({} bytes at {}) on '{}'", what_, bytes, offset, ctx_->device().name));
 }
 
-void Buffer::read(void* dst, size_t bytes, size_t offset) const {
+void Buffer::read(void* dst, size_t bytes, size_t offset, bool blocking) const {
   if (bytes == 0) return;
   check_range(bytes, offset, "read");
-  check(clEnqueueReadBuffer(ctx_->queue(), mem_, CL_TRUE, offset, bytes, dst, 0, nullptr, nullptr),
+  check(clEnqueueReadBuffer(ctx_->queue(), mem_, blocking ? CL_TRUE : CL_FALSE, offset, bytes, dst, 0, nullptr, nullptr),
         "clEnqueueReadBuffer", fmt::format("{} ({} bytes at {}) on '{}'", what_, bytes, offset, ctx_->device().name));
 }
 
@@ -71,10 +71,21 @@ void Buffer::copy_from(const Buffer& src, size_t bytes, size_t src_offset, size_
 }
 
 void Buffer::zero(size_t bytes, size_t offset) {
-  if (bytes == 0) return;
-  check_range(bytes, offset, "zero");
   const cl_uchar pattern = 0;
-  check(clEnqueueFillBuffer(ctx_->queue(), mem_, &pattern, 1, offset, bytes, 0, nullptr, nullptr),
+  fill_pattern(&pattern, 1, bytes, offset);
+}
+
+void Buffer::fill(float value, size_t count, size_t first) {
+  fill_pattern(&value, sizeof value, count * sizeof(float), first * sizeof(float));
+}
+
+void Buffer::fill_pattern(const void* pattern, size_t pattern_bytes, size_t bytes, size_t offset) {
+  if (bytes == 0) return;
+  check_range(bytes, offset, "fill");
+  if (bytes % pattern_bytes || offset % pattern_bytes)
+    throw Error(fmt::format("fill of {}: {} bytes at {} is not a whole number of {}-byte patterns", what_, bytes,
+                            offset, pattern_bytes));
+  check(clEnqueueFillBuffer(ctx_->queue(), mem_, pattern, pattern_bytes, offset, bytes, 0, nullptr, nullptr),
         "clEnqueueFillBuffer", fmt::format("{} ({} bytes) on '{}'", what_, bytes, ctx_->device().name));
 }
 

@@ -26,13 +26,15 @@ class Buffer {
 
   // Host -> device. Non-blocking writes require `src` to stay alive until the queue drains.
   void write(const void* src, size_t bytes, size_t offset = 0, bool blocking = true);
-  // Device -> host, blocking.
-  void read(void* dst, size_t bytes, size_t offset = 0) const;
+  // Device -> host. Non-blocking reads require `dst` to stay alive until the queue drains.
+  void read(void* dst, size_t bytes, size_t offset = 0, bool blocking = true) const;
   // Device -> device.
   void copy_from(const Buffer& src, size_t bytes, size_t src_offset = 0, size_t dst_offset = 0);
   // Fills `bytes` from `offset` with zero bytes.
   void zero(size_t bytes, size_t offset = 0);
   void zero() { zero(bytes_); }
+  // Sets `count` floats from float index `first` to `value`.
+  void fill(float value, size_t count, size_t first = 0);
 
   // Typed conveniences (counts in elements of T).
   template <typename T>
@@ -46,6 +48,7 @@ class Buffer {
 
  private:
   void check_range(size_t bytes, size_t offset, const char* op) const;
+  void fill_pattern(const void* pattern, size_t pattern_bytes, size_t bytes, size_t offset);
   Context* ctx_ = nullptr;
   cl_mem mem_ = nullptr;
   size_t bytes_ = 0;

@@ -36,6 +36,10 @@ struct Config {
   int first_prime_block() const { return prime ? num_hidden_layers - suffix_len : num_hidden_layers; }
   bool has_prime(int block) const { return prime && block >= first_prime_block(); }
   int num_prime_blocks() const { return prime ? suffix_len : 0; }
+  // Whether a mini-batch of n tokens takes a test-time step: training on, a
+  // prime MLP to train and a full mini-batch (a document's partial last one
+  // only scores). The engine and the reference both ask this.
+  bool takes_update(int n, bool ttt) const { return ttt && num_prime_blocks() > 0 && n == mini_batch_size; }
 
   // Throws ttt::Error naming `origin` and the key for any missing key,
   // wrong type or impossible value.

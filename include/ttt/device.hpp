@@ -82,12 +82,23 @@ class Context {
   void finish();  // clFinish, with the device named on failure
   void flush();   // clFlush: start queued work without waiting for it
 
+  // Launch choices that depend only on this device (a kernel's work-group size,
+  // say), computed once per context under `key`. A Context is used by one
+  // thread at a time, like its queue; the memo lives and dies with it.
+  template <typename T, typename Make>
+  const T& memo(const std::string& key, Make make) {
+    auto it = memo_.find(key);
+    if (it == memo_.end()) it = memo_.emplace(key, std::make_shared<T>(make())).first;
+    return *static_cast<const T*>(it->second.get());
+  }
+
  private:
   DeviceInfo device_;
   cl_context context_ = nullptr;
   cl_command_queue queue_ = nullptr;
   std::unique_ptr<ProgramCache> programs_;
   Profiler profiler_;
+  std::map<std::string, std::shared_ptr<void>> memo_;
 };
 
 }  // namespace ttt::host

@@ -1,8 +1,15 @@
-// The TTT-E2E engine: streams a document through the model in mini-batches
-// of B tokens on one OpenCL device. Every block keeps a ring of the last
-// W + B - 1 keys/values, so memory does not grow with the document. With
-// test-time training on, every full mini-batch is followed by one clipped SGD
-// step on the prime MLPs of the suffix blocks.
+// The TTT-E2E engine on one OpenCL device, in two parts:
+//  - Engine: what documents share: the model's device weights (laid out by the
+//    parameter table), the kernels and the scratch of one mini-batch;
+//  - Session: one document's state: its position, the key/value rings of every
+//    block (the last W + B - 1 keys/values, so memory does not grow with the
+//    document), its live prime weights and their gradients.
+// A mini-batch of n <= B tokens runs as phases on a session:
+//   forward(ids) -> score(targets) -> train() -> sync()
+// and generation uses forward + logits. Several sessions may live on one
+// engine; each costs only its own state. They share the engine's scratch, so a
+// session's score/train/logits must follow its own forward with no other
+// session's forward in between (checked).
 #pragma once
 
 #include "ttt/device.hpp"
@@ -18,9 +25,14 @@
 namespace ttt {
 
 struct EngineOptions {
-  bool ttt = true;                // test-time training; false = plain sliding-window Transformer
-  std::optional<float> inner_lr;  // overrides config.inner_lr
+  bool ttt = true;                // sessions' default; false also skips the training scratch
+  std::optional<float> inner_lr;  // overrides config.inner_lr (sessions' default)
   int vocab_tile = 8192;          // columns of logits held at once
+};
+
+struct SessionOptions {
+  std::optional<bool> ttt;        // test-time training; default: the engine's
+  std::optional<float> inner_lr;  // default: the engine's
 };
 
 // Figures of the last mini-batch, for progress displays and diagnostics.
@@ -31,6 +43,8 @@ struct StepInfo {
   float weight_norm = 0;    // global norm of the prime weights after the update
 };
 
+class Session;
+
 class Engine {
  public:
   Engine(host::Context& ctx, const Model& model, EngineOptions opts = {});
@@ -39,28 +53,76 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   const Config& config() const;
+  host::Context& context() const;
   bool ttt() const;
   float inner_lr() const;
+  // Device bytes in all (shared part plus the engine's own session), and of one
+  // more session with the engine's default options (key/value rings, live prime
+  // weights and their gradients when it trains).
+  size_t device_bytes() const;
+  size_t session_bytes() const;
 
-  // Fresh document: position 0, empty key/value windows, prime weights as loaded.
+  // The engine's own session, for one document at a time; the calls below use it.
+  Session& session();
   void reset();
   int64_t position() const;
-
-  // Scores the next n <= B tokens: inputs[i] predicts targets[i]; writes n
-  // NLLs. A full mini-batch with test-time training on then takes its update.
-  // Throws ttt::Error naming the mini-batch on a non-finite loss, gradient or
-  // weight (the weights are then left as they were before the step).
   void step(const int32_t* inputs, const int32_t* targets, int n, float* nll);
+  std::vector<float> evaluate(std::span<const int32_t> tokens,
+                              const std::function<void(size_t, size_t)>& progress = {});
+  const StepInfo& last_step() const;
+  void download_prime(Model& m) const;
 
+  struct Impl;
+  Impl& impl() const { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  std::unique_ptr<Session> own_;
+};
+
+class Session {
+ public:
+  explicit Session(Engine& engine, SessionOptions opts = {});
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  bool ttt() const;
+  float inner_lr() const;
+  // Tokens forwarded so far (the position of the next token).
+  int64_t position() const;
+  // Fresh document: position 0, empty key/value windows, prime weights as loaded.
+  void reset();
+
+  // Runs n = ids.size() (1..B) tokens through every block at the next
+  // positions, appending their keys and values, up to the final norm. Enqueued.
+  void forward(std::span<const int32_t> ids);
+  // NLL of each row of the last forward against targets (same length), and,
+  // when that forward was a full mini-batch with test-time training on, the
+  // gradient train() needs. Enqueued; sync() returns the NLLs.
+  void score(std::span<const int32_t> targets);
+  // Logits of one row of the last forward over the whole vocabulary. Blocks.
+  std::vector<float> logits(int row);
+  // The test-time step on the last forward's mini-batch if it takes one
+  // (Config::takes_update: training on and a full mini-batch); needs score()
+  // first. Enqueued; returns whether it was taken.
+  bool train();
+  // Waits for everything enqueued and checks it: throws ttt::Error naming the
+  // mini-batch on a non-finite loss, gradient or weight (the weights are then
+  // left as they were before the step). Returns the last score's NLLs.
+  const std::vector<float>& sync();
+
+  // forward + score + train + sync: scores the next n <= B tokens
+  // (inputs[i] predicts targets[i]) and writes n NLLs.
+  void step(const int32_t* inputs, const int32_t* targets, int n, float* nll);
   // A whole document from a fresh state: T tokens give T-1 NLLs. progress is
   // called after each mini-batch with (tokens scored, total).
   std::vector<float> evaluate(std::span<const int32_t> tokens,
                               const std::function<void(size_t, size_t)>& progress = {});
 
   const StepInfo& last_step() const;
-  // Writes the current (adapted) prime weights into m's prime MLPs.
+  // Writes the current (adapted) trainable weights into m.
   void download_prime(Model& m) const;
-  // Bytes of device memory this engine holds.
   size_t device_bytes() const;
 
   struct Impl;

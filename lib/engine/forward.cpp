@@ -1,5 +1,5 @@
-// Forward pass of one mini-batch through every block, following
-// ../shared/docs/model-format.md step by step:
+// Forward pass of one mini-batch through every block, following the model
+// format document (docs/model-format.md) step by step:
 //   a = attn(RMSNorm(x, seq_norm));            x += RMSNorm(a, seq_post_norm)
 //   m = SwiGLU_prime(RMSNorm(x, prime_norm));  x += RMSNorm(m, prime_post_norm)   (suffix blocks)
 //   m = SwiGLU_mlp(RMSNorm(x, ffn_norm));      x += RMSNorm(m, ffn_post_norm)
@@ -12,47 +12,52 @@ namespace ttt {
 using host::Trans;
 using ops::mat;
 
-void Engine::Impl::mlp_forward(const DevMlp& w, const Buffer& pre, const Buffer& post, MlpActs& a, Buffer& xin,
-                               Buffer& xout, int T) {
+void Session::Impl::mlp_forward(const MlpIdx& wi, int pre, int post, MlpActs& a, Buffer& xin, Buffer& xout, int T) {
+  const Config& c = e.c;
+  host::Context& ctx = e.ctx;
   const int D = c.hidden_size, I = c.intermediate_size;
   const float eps = c.rms_norm_eps;
-  ops::rmsnorm_fwd(ctx, mat(a.hn, D), a.rs_pre, mat(xin, D), pre, nullptr, T, 1, D, eps, c.pre_norm);
-  host::gemm(ctx, Trans::N, Trans::N, T, 2 * I, D, 1.f, a.hn, 0, D, w.w13, 0, 2 * I, 0.f, a.h13, 0, 2 * I, "gemm_w13");
+  ops::rmsnorm_fwd(ctx, mat(a.hn, D), a.rs_pre, mat(xin, D), w(pre), nullptr, T, 1, D, eps, c.pre_norm);
+  host::gemm(ctx, Trans::N, Trans::N, T, 2 * I, D, 1.f, a.hn, 0, D, w(wi.w13), 0, 2 * I, 0.f, a.h13, 0, 2 * I,
+             "gemm_w13");
   ops::swiglu_fwd(ctx, a.g, a.h13, T, I);
-  host::gemm(ctx, Trans::N, Trans::N, T, D, I, 1.f, a.g, 0, I, w.w2, 0, D, 0.f, a.m, 0, D, "gemm_w2");
+  host::gemm(ctx, Trans::N, Trans::N, T, D, I, 1.f, a.g, 0, I, w(wi.w2), 0, D, 0.f, a.m, 0, D, "gemm_w2");
   const ops::Mat res = mat(xin, D);
-  ops::rmsnorm_fwd(ctx, mat(xout, D), a.rs_post, mat(a.m, D), post, &res, T, 1, D, eps, c.post_norm);
+  ops::rmsnorm_fwd(ctx, mat(xout, D), a.rs_post, mat(a.m, D), w(post), &res, T, 1, D, eps, c.post_norm);
 }
 
 // x0 -> x1 (after attention) -> x2 (after the prime MLP) -> x3. Blocks whose
 // activations are not kept pass one buffer for all four: the residual adds
 // are element-wise, so they run in place.
-void Engine::Impl::block_forward(int l, BlockActs& a, Buffer& x0, Buffer& x1, Buffer& x2, Buffer& x3, int T) {
-  DevBlock& b = blocks[size_t(l)];
-  const int D = c.hidden_size, H = c.num_attention_heads, E = c.head_dim();
+void Session::Impl::block_forward(int l, BlockActs& a, Buffer& x0, Buffer& x1, Buffer& x2, Buffer& x3, int T) {
+  const Config& c = e.c;
+  host::Context& ctx = e.ctx;
+  const BlockIdx& b = e.blocks[size_t(l)];
+  const int D = c.hidden_size, H = c.num_attention_heads, E = c.head_dim(), C = e.C;
   const float eps = c.rms_norm_eps;
-  ops::rmsnorm_fwd(ctx, mat(a.hn1, D), a.rs1, mat(x0, D), b.seq_norm, nullptr, T, 1, D, eps, c.pre_norm);
-  host::gemm(ctx, Trans::N, Trans::N, T, 3 * D, D, 1.f, a.hn1, 0, D, b.wqkv, 0, 3 * D, 0.f, a.qkv, 0, 3 * D,
+  ops::rmsnorm_fwd(ctx, mat(a.hn1, D), a.rs1, mat(x0, D), w(b.seq_norm), nullptr, T, 1, D, eps, c.pre_norm);
+  host::gemm(ctx, Trans::N, Trans::N, T, 3 * D, D, 1.f, a.hn1, 0, D, w(b.wqkv), 0, 3 * D, 0.f, a.qkv, 0, 3 * D,
              "gemm_qkv");
   // qk-norm per head (the identity when off), then RoPE, for q and k.
-  ops::rmsnorm_fwd(ctx, mat(a.qr, D), a.rq, mat(a.qkv, 3 * D, 0), b.q_norm, nullptr, T, H, E, eps, c.qk_norm);
-  ops::rmsnorm_fwd(ctx, mat(a.kr, D), a.rk, mat(a.qkv, 3 * D, D), b.k_norm, nullptr, T, H, E, eps, c.qk_norm);
-  ops::rope_fwd(ctx, mat(a.qr, D), mat(a.qr, D), cs, T, H, E);
-  ops::rope_fwd(ctx, mat(a.kr, D), mat(a.kr, D), cs, T, H, E);
+  ops::rmsnorm_fwd(ctx, mat(a.qr, D), a.rq, mat(a.qkv, 3 * D, 0), w(b.q_norm), nullptr, T, H, E, eps, c.qk_norm);
+  ops::rmsnorm_fwd(ctx, mat(a.kr, D), a.rk, mat(a.qkv, 3 * D, D), w(b.k_norm), nullptr, T, H, E, eps, c.qk_norm);
+  ops::rope_fwd(ctx, mat(a.qr, D), mat(a.qr, D), e.cs, T, H, E);
+  ops::rope_fwd(ctx, mat(a.kr, D), mat(a.kr, D), e.cs, T, H, E);
   // The chunk's keys and values enter the ring at rows (pos + t) % C, in at most two runs.
+  Buffer &kring = kc[size_t(l)], &vring = vc[size_t(l)];
   const size_t row_bytes = size_t(D) * sizeof(float);
   for (int t = 0; t < T;) {
-    const int row = int((pos + t) % C), run = std::min(T - t, C - row);
-    b.kc.copy_from(a.kr, size_t(run) * row_bytes, size_t(t) * row_bytes, size_t(row) * row_bytes);
-    host::copy_rows(ctx, a.qkv, (size_t(t) * 3 * D + 2 * D) * sizeof(float), 3 * row_bytes, b.vc,
+    const int row = int((fwd_pos + t) % C), run = std::min(T - t, C - row);
+    kring.copy_from(a.kr, size_t(run) * row_bytes, size_t(t) * row_bytes, size_t(row) * row_bytes);
+    host::copy_rows(ctx, a.qkv, (size_t(t) * 3 * D + 2 * D) * sizeof(float), 3 * row_bytes, vring,
                     size_t(row) * row_bytes, row_bytes, row_bytes, size_t(run));
     t += run;
   }
-  const ops::AttnShape shape{T, H, E, C, c.sliding_window_size, pos};
-  ops::attention_fwd(ctx, a.o, a.lse, a.qr, b.kc, b.vc, shape);
-  host::gemm(ctx, Trans::N, Trans::N, T, D, D, 1.f, a.o, 0, D, b.wo, 0, D, 0.f, a.a, 0, D, "gemm_wo");
+  const ops::AttnShape shape{T, H, E, C, c.sliding_window_size, fwd_pos};
+  ops::attention_fwd(ctx, a.o, a.lse, a.qr, kring, vring, shape);
+  host::gemm(ctx, Trans::N, Trans::N, T, D, D, 1.f, a.o, 0, D, w(b.wo), 0, D, 0.f, a.a, 0, D, "gemm_wo");
   const ops::Mat res = mat(x0, D);
-  ops::rmsnorm_fwd(ctx, mat(x1, D), a.rs2, mat(a.a, D), b.seq_post_norm, &res, T, 1, D, eps, c.post_norm);
+  ops::rmsnorm_fwd(ctx, mat(x1, D), a.rs2, mat(a.a, D), w(b.seq_post_norm), &res, T, 1, D, eps, c.post_norm);
   if (b.has_prime)
     mlp_forward(b.prime, b.prime_norm, b.prime_post_norm, a.prime, x1, x2, T);
   else if (&x2 != &x1)
@@ -60,18 +65,19 @@ void Engine::Impl::block_forward(int l, BlockActs& a, Buffer& x0, Buffer& x1, Bu
   mlp_forward(b.mlp, b.ffn_norm, b.ffn_post_norm, a.ffn, x2, x3, T);
 }
 
-Buffer& Engine::Impl::forward(int T, bool keep) {
-  const int L = c.num_hidden_layers, first = c.first_prime_block();
-  ops::embedding_fwd(ctx, stream[0], ids, wte, T, c.hidden_size);
+Buffer& Session::Impl::forward_blocks(int T, bool keep) {
+  const int L = e.c.num_hidden_layers, first = e.c.first_prime_block();
+  Residual& x = e.stream;
+  ops::embedding_fwd(e.ctx, x.shared(), e.ids, w(e.wte), T, e.c.hidden_size);
   for (int l = 0; l < L; ++l) {
     if (keep && l >= first) {
       const size_t j = size_t(l - first);
-      block_forward(l, suffix[j], stream[3 * j], stream[3 * j + 1], stream[3 * j + 2], stream[3 * j + 3], T);
+      block_forward(l, e.suffix[j], x.in(j), x.after_attn(j), x.after_prime(j), x.out(j), T);
     } else {
-      block_forward(l, shared, stream[0], stream[0], stream[0], stream[0], T);
+      block_forward(l, e.shared, x.shared(), x.shared(), x.shared(), x.shared(), T);
     }
   }
-  return keep ? stream.back() : stream[0];
+  return keep ? x.last() : x.shared();
 }
 
 }  // namespace ttt

@@ -1,31 +1,32 @@
-// Internal state of the Engine: device weights (q|k|v and W1|W3 fused so each
-// is one GEMM), the key/value rings, per-block activations of the current
-// mini-batch, backward scratch and gradients. Shared by engine.cpp,
-// forward.cpp and backward.cpp; not part of the public API.
+// Internals of Engine and Session, shared by engine.cpp, session.cpp,
+// forward.cpp and backward.cpp; not part of the public API. Device weights are
+// the parameter table's device tensors (q|k|v and W1|W3 fused, so each is one
+// GEMM), addressed by their index in the table.
 #pragma once
 
-#include "ttt/engine.hpp"
 #include "lib/ops/ops.hpp"
+#include "ttt/engine.hpp"
+#include "ttt/params.hpp"
 
 namespace ttt {
 
 using host::Buffer;
 
-struct DevMlp {
-  Buffer w13;  // (D, 2I): [W1 | W3]
-  Buffer w2;   // (I, D)
+// Device-tensor indices of one MLP and of one block.
+struct MlpIdx {
+  int w13 = -1;  // (D, 2I): [W1 | W3]
+  int w2 = -1;   // (I, D)
 };
 
-struct DevBlock {
-  Buffer seq_norm, seq_post_norm, ffn_norm, ffn_post_norm;  // (D)
-  Buffer q_norm, k_norm;                                    // (E)
-  Buffer wqkv;                                              // (D, 3D): [Wq | Wk | Wv]
-  Buffer wo;                                                // (D, D)
-  DevMlp mlp;
+struct BlockIdx {
+  int seq_norm = -1, seq_post_norm = -1, ffn_norm = -1, ffn_post_norm = -1;  // (D)
+  int q_norm = -1, k_norm = -1;                                              // (E)
+  int wqkv = -1;                                                             // (D, 3D): [Wq | Wk | Wv]
+  int wo = -1;                                                               // (D, D)
+  MlpIdx mlp;
   bool has_prime = false;
-  Buffer prime_norm, prime_post_norm;  // (D)
-  DevMlp prime, prime_init;            // live and as-loaded prime weights
-  Buffer kc, vc;                       // key/value ring (C, D); position p at row p % C
+  int prime_norm = -1, prime_post_norm = -1;  // (D)
+  MlpIdx prime;
 };
 
 // Activations of one MLP sub-layer for the current mini-batch.
@@ -47,49 +48,89 @@ struct BlockActs {
   MlpActs prime, ffn;
 };
 
+// The residual stream of one mini-batch, (T, D) per buffer. Blocks whose
+// activations are not kept run in place in shared(); suffix block j reads
+// in(j) and writes after_attn(j), after_prime(j) and out(j) == in(j + 1).
+struct Residual {
+  std::vector<Buffer> b;
+  Buffer& shared() { return b[0]; }
+  Buffer& in(size_t j) { return b[3 * j]; }
+  Buffer& after_attn(size_t j) { return b[3 * j + 1]; }
+  Buffer& after_prime(size_t j) { return b[3 * j + 2]; }
+  Buffer& out(size_t j) { return b[3 * j + 3]; }
+  Buffer& last() { return b.back(); }
+};
+
 struct Engine::Impl {
   host::Context& ctx;
   Config c;
   EngineOptions opts;
   float lr = 0;
   int B = 0, C = 0;  // mini-batch, ring rows
-  int64_t pos = 0, chunk = 0;
-  StepInfo info;
-  size_t bytes = 0;
+  ParamTable table;
+  std::vector<Buffer> weights;  // one per device tensor; trainable ones hold the values as loaded
+  std::vector<BlockIdx> blocks;
+  int wte = -1, ln_f = -1, head = -1;  // head: lm_head, or wte when tied
+  size_t bytes = 0, per_session = 0;
 
-  Buffer wte, ln_f, lm_head;
-  std::vector<DevBlock> blocks;
-  BlockActs shared;                   // prefix blocks (and all blocks without TTT)
-  std::vector<BlockActs> suffix;      // one per prime block when training
-  std::vector<Buffer> stream;         // residual stream: [0] in-place for shared blocks, suffix chain after
-  Buffer ids, targets, cs, nll, hf, rsf;
+  // Scratch of one mini-batch, shared by the sessions.
+  BlockActs shared;               // prefix blocks (and all blocks of sessions that do not train)
+  std::vector<BlockActs> suffix;  // one per prime block, kept for the backward
+  Residual stream;
+  Buffer ids, targets, cs, nll, hf, rsf, logits;
   ops::XentScratch xent;
-
-  // Backward scratch and gradients.
-  Buffer dx, dhf, dm, dg, dh13, dhn, dqkv, dqr, dkr, dsum;
-  std::vector<DevMlp> grads;  // per prime block: dW13, dW2
-  Buffer partial, gstats, wstats;
-
-  // Host staging kept alive until the end-of-step read drains the queue.
-  std::vector<int32_t> h_ids, h_targets;
-  std::vector<float> h_cs;
+  Buffer dx, dhf, dm, dg, dh13, dhn, dqkv, dqr, dkr, dsum;  // backward scratch
+  // Which session's forward the scratch holds: its Impl and the forward's serial number.
+  const void* owner = nullptr;
+  uint64_t forwards = 0;
 
   Impl(host::Context& ctx, const Model& m, EngineOptions o);
   Buffer alloc(size_t floats, const char* what);
   void upload(const Model& m);
-  void alloc_acts(BlockActs& a, bool full);
-  bool trains() const { return opts.ttt && c.num_prime_blocks() > 0; }
+  void alloc_acts(BlockActs& a, bool prime);
+  bool can_train() const { return opts.ttt && c.num_prime_blocks() > 0; }
+};
+
+struct Session::Impl {
+  Engine::Impl& e;
+  bool ttt = true;
+  float lr = 0;
+  int64_t pos = 0, chunk = 0;
+  StepInfo info;
+  size_t bytes = 0;
+
+  std::vector<Buffer> kc, vc;      // per block: key/value ring (C, D), position p at row p % C
+  std::vector<Buffer> live, grad;  // per device tensor: trainable ones only (others empty)
+  Buffer partial, gstats, wstats;
+
+  // The last forward and what followed it.
+  int64_t fwd_pos = 0;
+  int fwd_n = 0;
+  bool fwd_keep = false;  // kept the suffix activations (a step-taking mini-batch)
+  uint64_t fwd_serial = 0;
+  bool scored = false, trained = false;
+
+  // Host staging of enqueued transfers, alive until sync() drains the queue.
+  std::vector<int32_t> h_ids, h_targets;
+  std::vector<float> h_cs, h_nll;
+  float h_g[3] = {0, 0, 0}, h_w[3] = {0, 0, 0};
+
+  Impl(Engine::Impl& e, SessionOptions o);
+  Buffer alloc(size_t floats, const char* what);
+  bool trains() const { return ttt && e.c.num_prime_blocks() > 0; }
+  // The buffer of a device tensor: this session's live copy if trainable, else the engine's.
+  Buffer& w(int idx) { return live[size_t(idx)] ? live[size_t(idx)] : e.weights[size_t(idx)]; }
+  void require_own_forward(const char* phase) const;
 
   // forward.cpp
   void block_forward(int l, BlockActs& a, Buffer& x0, Buffer& x1, Buffer& x2, Buffer& x3, int T);
-  void mlp_forward(const DevMlp& w, const Buffer& pre, const Buffer& post, MlpActs& a, Buffer& xin, Buffer& xout,
-                   int T);
-  Buffer& forward(int T, bool keep);  // returns the final residual stream buffer
+  void mlp_forward(const MlpIdx& w, int pre, int post, MlpActs& a, Buffer& xin, Buffer& xout, int T);
+  Buffer& forward_blocks(int T, bool keep);  // returns the final residual stream buffer
 
   // backward.cpp
-  void backward(Buffer& xL, int T);
-  void mlp_backward(const DevMlp& w, const Buffer& pre, const Buffer& post, MlpActs& a, Buffer& xin, Buffer& dxio,
-                    DevMlp* g, bool need_dx, int T);
+  void backward(int T);
+  void mlp_backward(const MlpIdx& w, int pre, int post, MlpActs& a, Buffer& xin, Buffer& dxio, const MlpIdx* g,
+                    bool need_dx, int T);
   void block_backward(int l, BlockActs& a, Buffer& x0, Buffer& x1, Buffer& x2, Buffer& dx, bool first, int T);
   void update();
 };

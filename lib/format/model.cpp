@@ -2,6 +2,7 @@
 #include "ttt/model.hpp"
 
 #include "ttt/error.hpp"
+#include "ttt/params.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -16,51 +17,6 @@ namespace ttt {
 namespace fs = std::filesystem;
 
 namespace {
-
-// Every tensor of the model with a pointer to its storage and expected shape;
-// loading, saving and initialisation all walk this one list.
-struct Slot {
-  std::string name;
-  std::vector<int64_t> shape;
-  std::vector<float>* data;
-  bool is_norm;
-};
-
-// Slots hand out pointers into the model; callers holding a const Model only read through them.
-std::vector<Slot> slots(const Model& m) {
-  const Config& c = m.config;
-  const int64_t V = c.vocab_size, D = c.hidden_size, E = c.head_dim(), I = c.intermediate_size;
-  auto* mm = const_cast<Model*>(&m);
-  std::vector<Slot> s;
-  s.push_back({"wte", {V, D}, &mm->wte, false});
-  s.push_back({"ln_f", {D}, &mm->ln_f, true});
-  if (!c.tie_word_embeddings) s.push_back({"lm_head", {D, V}, &mm->lm_head, false});
-  for (int i = 0; i < c.num_hidden_layers; ++i) {
-    BlockWeights& b = mm->blocks[size_t(i)];
-    const std::string p = fmt::format("blocks.{}.", i);
-    for (auto [n, v] : {std::pair{"seq_norm", &b.seq_norm}, {"seq_post_norm", &b.seq_post_norm},
-                        {"ffn_norm", &b.ffn_norm}, {"ffn_post_norm", &b.ffn_post_norm}})
-      s.push_back({p + n, {D}, v, true});
-    for (auto [n, v] : {std::pair{"attn.wq", &b.wq}, {"attn.wk", &b.wk}, {"attn.wv", &b.wv}, {"attn.wo", &b.wo}})
-      s.push_back({p + n, {D, D}, v, false});
-    if (c.qk_norm) {
-      s.push_back({p + "attn.q_norm", {E}, &b.q_norm, true});
-      s.push_back({p + "attn.k_norm", {E}, &b.k_norm, true});
-    }
-    auto mlp = [&](const std::string& q, MlpWeights& w) {
-      s.push_back({p + q + ".w1", {D, I}, &w.w1, false});
-      s.push_back({p + q + ".w3", {D, I}, &w.w3, false});
-      s.push_back({p + q + ".w2", {I, D}, &w.w2, false});
-    };
-    mlp("mlp", b.mlp);
-    if (b.has_prime) {
-      s.push_back({p + "prime_norm", {D}, &b.prime_norm, true});
-      s.push_back({p + "prime_post_norm", {D}, &b.prime_post_norm, true});
-      mlp("prime", b.prime);
-    }
-  }
-  return s;
-}
 
 void init_blocks(Model& m) {
   m.blocks.assign(size_t(m.config.num_hidden_layers), BlockWeights{});
@@ -80,17 +36,18 @@ Model Model::load(const std::string& dir) {
   if (!fs::exists(st_path)) throw Error(fmt::format("{}: missing (every model directory holds its weights there)", st_path));
   SafeTensors st(st_path);
   std::set<std::string> used;
-  for (const Slot& s : slots(m)) {
+  for (const ParamSpec& s : param_table(m.config).params) {
     const TensorView* t = st.find(s.name);
     if (!t) throw Error(fmt::format("{}: missing tensor '{}' (expected shape {})", st_path, s.name, shape_str(s.shape)));
     if (t->shape != s.shape)
       throw Error(fmt::format("{}: tensor '{}' has shape {}, expected {}", st_path, s.name, t->shape_str(),
                               shape_str(s.shape)));
-    *s.data = SafeTensors::to_f32(*t);
-    for (size_t i = 0; i < s.data->size(); ++i)
-      if (!std::isfinite((*s.data)[i]))
+    std::vector<float>& data = s.host(m);
+    data = SafeTensors::to_f32(*t);
+    for (size_t i = 0; i < data.size(); ++i)
+      if (!std::isfinite(data[i]))
         throw Error(fmt::format("{}: tensor '{}' holds a non-finite value ({}) at flat index {}", st_path, s.name,
-                                (*s.data)[i], i));
+                                data[i], i));
     used.insert(s.name);
   }
   for (const auto& t : st.tensors())
@@ -105,11 +62,10 @@ Model Model::random(const Config& c, uint64_t seed, float init_std) {
   init_blocks(m);
   std::mt19937_64 rng(seed);
   std::normal_distribution<float> normal(0.f, init_std);
-  for (const Slot& s : slots(m)) {
-    int64_t n = 1;
-    for (auto d : s.shape) n *= d;
-    s.data->resize(size_t(n));
-    for (auto& v : *s.data) v = s.is_norm ? 1.f : normal(rng);
+  for (const ParamSpec& s : param_table(c).params) {
+    std::vector<float>& data = s.host(m);
+    data.resize(size_t(s.size()));
+    for (auto& v : data) v = s.role == ParamRole::Norm ? 1.f : normal(rng);
   }
   return m;
 }
@@ -119,7 +75,8 @@ void Model::save(const std::string& dir, DType dtype) const {
   fs::create_directories(dir, ec);
   if (ec) throw Error(fmt::format("{}: cannot create directory: {}", dir, ec.message()));
   std::vector<TensorOut> out;
-  for (const Slot& s : slots(*this)) out.push_back({s.name, s.shape, s.data->data()});
+  auto& self = const_cast<Model&>(*this);  // host() hands out mutable storage; only read here
+  for (const ParamSpec& s : param_table(config).params) out.push_back({s.name, s.shape, s.host(self).data()});
   write_safetensors((fs::path(dir) / "model.safetensors").string(), out, dtype);
   const std::string cfg = (fs::path(dir) / "config.json").string();
   std::ofstream f(cfg);
@@ -129,27 +86,26 @@ void Model::save(const std::string& dir, DType dtype) const {
 
 std::vector<TensorOut> Model::prime_tensors() const {
   std::vector<TensorOut> out;
-  for (const Slot& s : slots(*this))
-    if (s.name.find(".prime.") != std::string::npos) out.push_back({s.name, s.shape, s.data->data()});
+  auto& self = const_cast<Model&>(*this);
+  for (const ParamSpec& s : param_table(config).params)
+    if (s.trainable) out.push_back({s.name, s.shape, s.host(self).data()});
   return out;
 }
 
 size_t Model::num_parameters() const {
-  size_t n = 0;
-  for (const Slot& s : slots(*this)) n += s.data->size();
-  return n;
+  return param_table(config).num_parameters();
 }
 
 void load_prime_weights(Model& m, const std::string& path) {
   SafeTensors st(path);
-  for (const Slot& s : slots(m)) {
-    if (s.name.find(".prime.") == std::string::npos) continue;
+  for (const ParamSpec& s : param_table(m.config).params) {
+    if (!s.trainable) continue;
     const TensorView* t = st.find(s.name);
     if (!t) throw Error(fmt::format("{}: missing tensor '{}'", path, s.name));
     if (t->shape != s.shape)
       throw Error(fmt::format("{}: tensor '{}' has shape {}, expected {}", path, s.name, t->shape_str(),
                               shape_str(s.shape)));
-    *s.data = SafeTensors::to_f32(*t);
+    s.host(m) = SafeTensors::to_f32(*t);
   }
 }
 

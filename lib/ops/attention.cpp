@@ -30,13 +30,9 @@ AttnConfig attn_config(Context& ctx, int E) {
   }
 }
 
+// One config per (context, E): it depends on nothing else.
 const AttnConfig& cached_config(Context& ctx, int E) {
-  // One config per (device, E): it depends on nothing else.
-  static std::vector<std::tuple<cl_device_id, int, AttnConfig>> cache;
-  for (auto& [d, e, cfg] : cache)
-    if (d == ctx.device().id && e == E) return cfg;
-  cache.emplace_back(ctx.device().id, E, attn_config(ctx, E));
-  return std::get<2>(cache.back());
+  return ctx.memo<AttnConfig>(fmt::format("attention E={}", E), [&] { return attn_config(ctx, E); });
 }
 
 void check_ring(const AttnShape& s) {

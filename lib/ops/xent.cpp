@@ -2,7 +2,6 @@
 // one xent_fwd_tile and (for the backward) one U-accumulating GEMM; then the
 // final NLL and gradient kernels. See cl/xent.cl for the math.
 #include "lib/ops/ops.hpp"
-#include "host/error.hpp"
 
 #include "host/gemm.hpp"
 
@@ -31,9 +30,7 @@ void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h
   if (T == 0) return;
   // m = -inf, s = 0, U = 0.
   const float neg_inf = -std::numeric_limits<float>::infinity();
-  host::check(clEnqueueFillBuffer(ctx.queue(), w.m.get(), &neg_inf, sizeof(float), 0, size_t(T) * sizeof(float), 0,
-                            nullptr, nullptr),
-        "clEnqueueFillBuffer", "xent max");
+  w.m.fill(neg_inf, size_t(T));
   w.s.zero(size_t(T) * sizeof(float));
   if (dh) w.U.zero(size_t(T) * D * sizeof(float));
   const size_t wg = reduce_wg(ctx, w.tile);

@@ -322,7 +322,7 @@ void RefModel<F>::reset() {
 template <typename F>
 std::vector<F> RefModel<F>::step(const int32_t* inputs, const int32_t* targets, int n, bool ttt, F lr) {
   Impl& s = *impl_;
-  const bool update = ttt && n == s.c.mini_batch_size && s.c.num_prime_blocks() > 0;
+  const bool update = s.c.takes_update(n, ttt);
   std::vector<BlockActs<F>> acts;
   std::vector<Mlp<F>> grads;
   auto nll = s.chunk(acts, inputs, targets, n, pos_, update ? &grads : nullptr, nullptr);

@@ -1,0 +1,64 @@
+// The one parameter table: every tensor of a model, described once. Load, save
+// and random initialisation (format), upload, gradients, the test-time SGD list
+// and download (engine) all walk it. Adding a tensor means one line in
+// param_table() (lib/format/params.cpp).
+#pragma once
+
+#include "ttt/config.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace ttt {
+
+struct Model;
+
+enum class ParamRole {
+  Embedding,  // wte (V, D)
+  Head,       // lm_head (D, V), untied models only
+  Norm,       // RMSNorm gains: initialised to ones, no weight decay
+  Linear,     // [in, out] matrices: normal(0, init_std)
+};
+
+// One tensor of the file format (model.safetensors).
+struct ParamSpec {
+  std::string name;            // "blocks.3.attn.wq"
+  std::vector<int64_t> shape;  // as stored
+  ParamRole role = ParamRole::Linear;
+  int block = -1;              // block index, -1 outside the blocks
+  bool trainable = false;      // taken by the test-time step (today: the prime MLPs)
+  bool decays = false;         // weight decay applies (linears and embeddings)
+  int device = -1;             // index into ParamTable::device
+  int64_t col = 0;             // first column of this tensor inside its device tensor
+  std::function<std::vector<float>&(Model&)> host;  // its storage in a Model
+  int64_t size() const;
+};
+
+// One buffer on the device: a file tensor, or several concatenated column-wise
+// ([Wq | Wk | Wv] (D, 3D), [W1 | W3] (D, 2I)) so that each is one GEMM.
+struct DeviceTensor {
+  std::string name;        // "blocks.3.attn.wqkv"
+  int64_t rows = 0, cols = 0;
+  bool trainable = false;  // every part is trainable (parts never mix)
+  std::vector<int> parts;  // ParamTable::params indices, left to right; empty: ones (qk-norm off)
+  int64_t size() const { return rows * cols; }
+};
+
+struct ParamTable {
+  std::vector<ParamSpec> params;       // file order
+  std::vector<DeviceTensor> device;    // upload order
+  // Index of the device tensor with this name; throws ttt::Error naming it when absent.
+  int device_index(const std::string& name) const;
+  bool has_device(const std::string& name) const;
+  // A device tensor's contents gathered from the model (row-major rows x cols).
+  std::vector<float> pack(int device, const Model& m) const;
+  // The inverse: scatters a device tensor's contents into the model's tensors.
+  void unpack(int device, const std::vector<float>& data, Model& m) const;
+  size_t num_parameters() const;
+};
+
+ParamTable param_table(const Config& c);
+
+}  // namespace ttt

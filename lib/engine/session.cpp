@@ -1,0 +1,216 @@
+// A Session: one document's state on an engine (position, key/value rings,
+// live prime weights and gradients) and the phases of a mini-batch: forward,
+// score, logits, train and sync; step and evaluate are built from them.
+#include "lib/engine/impl.hpp"
+
+#include "host/gemm.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+namespace ttt {
+
+Session::Impl::Impl(Engine::Impl& eng, SessionOptions o) : e(eng) {
+  ttt = o.ttt.value_or(e.opts.ttt);
+  lr = o.inner_lr.value_or(e.lr);
+  if (!std::isfinite(lr) || lr < 0) throw Error(fmt::format("inner learning rate {} must be a finite number >= 0", lr));
+  if (trains() && !e.can_train())
+    throw Error("a session with test-time training needs an engine created with test-time training on");
+  const size_t D = size_t(e.c.hidden_size);
+  for (int l = 0; l < e.c.num_hidden_layers; ++l) {
+    kc.push_back(alloc(size_t(e.C) * D, "key ring"));
+    vc.push_back(alloc(size_t(e.C) * D, "value ring"));
+  }
+  live.resize(e.table.device.size());
+  grad.resize(e.table.device.size());
+  int trainable = 0;
+  for (size_t i = 0; i < e.table.device.size(); ++i) {
+    const DeviceTensor& d = e.table.device[i];
+    if (!d.trainable) continue;
+    ++trainable;
+    live[i] = alloc(size_t(d.size()), d.name.c_str());
+    if (trains()) grad[i] = alloc(size_t(d.size()), "gradient");
+  }
+  if (trains()) {
+    partial = alloc(size_t(ops::sgd_partials(trainable)), "norm partials");
+    gstats = alloc(3, "grad stats");
+    wstats = alloc(3, "weight stats");
+  }
+}
+
+Buffer Session::Impl::alloc(size_t floats, const char* what) {
+  bytes += floats * sizeof(float);
+  return Buffer(e.ctx, std::max<size_t>(floats, 1) * sizeof(float), what);
+}
+
+void Session::Impl::require_own_forward(const char* phase) const {
+  if (fwd_n == 0) throw Error(fmt::format("Session::{}: no forward to follow (call forward first)", phase));
+  if (e.owner != this || e.forwards != fwd_serial)
+    throw Error(fmt::format("Session::{}: another session ran a forward on this engine since this session's last "
+                            "one; run forward again",
+                            phase));
+}
+
+Session::Session(Engine& engine, SessionOptions opts) : impl_(std::make_unique<Impl>(engine.impl(), opts)) { reset(); }
+Session::~Session() = default;
+
+bool Session::ttt() const { return impl_->ttt; }
+float Session::inner_lr() const { return impl_->lr; }
+int64_t Session::position() const { return impl_->pos; }
+const StepInfo& Session::last_step() const { return impl_->info; }
+size_t Session::device_bytes() const { return impl_->bytes; }
+
+void Session::reset() {
+  Impl& s = *impl_;
+  s.pos = 0;
+  s.chunk = 0;
+  s.info = {};
+  s.fwd_n = 0;
+  s.scored = s.trained = false;
+  // Ring rows are always written before any query can see them; zeroing
+  // just keeps stale numbers of an earlier document out of reach.
+  for (auto& b : s.kc) b.zero();
+  for (auto& b : s.vc) b.zero();
+  for (size_t i = 0; i < s.live.size(); ++i)
+    if (s.live[i]) s.live[i].copy_from(s.e.weights[i], s.live[i].bytes());
+  s.e.ctx.finish();
+}
+
+void Session::forward(std::span<const int32_t> ids) {
+  Impl& s = *impl_;
+  Engine::Impl& e = s.e;
+  const int n = int(ids.size());
+  if (n < 1 || n > e.B) throw Error(fmt::format("Session::forward: {} tokens, expected 1..{} (the mini-batch size)", n, e.B));
+  check_token_ids(ids, e.c.vocab_size, fmt::format("mini-batch {} inputs", s.chunk));
+  s.h_ids.assign(ids.begin(), ids.end());
+  s.h_cs = ops::rope_table(s.pos, n, e.c.head_dim(), double(e.c.rope_theta));
+  e.ids.write(s.h_ids.data(), size_t(n) * 4, 0, false);
+  e.cs.write(s.h_cs.data(), s.h_cs.size() * 4, 0, false);
+  s.fwd_pos = s.pos;
+  s.fwd_n = n;
+  s.fwd_keep = e.c.takes_update(n, s.trains());
+  s.fwd_serial = ++e.forwards;
+  e.owner = &s;
+  s.scored = s.trained = false;
+  Buffer& xL = s.forward_blocks(n, s.fwd_keep);
+  ops::rmsnorm_fwd(e.ctx, ops::mat(e.hf, e.c.hidden_size), e.rsf, ops::mat(xL, e.c.hidden_size), s.w(e.ln_f), nullptr,
+                   n, 1, e.c.hidden_size, e.c.rms_norm_eps);
+  s.info = {s.chunk, false, 0.f, 0.f};
+  s.pos += n;
+  ++s.chunk;
+}
+
+void Session::score(std::span<const int32_t> targets) {
+  Impl& s = *impl_;
+  Engine::Impl& e = s.e;
+  s.require_own_forward("score");
+  const int n = s.fwd_n;
+  if (int(targets.size()) != n)
+    throw Error(fmt::format("Session::score: {} targets for a forward of {} tokens", targets.size(), n));
+  check_token_ids(targets, e.c.vocab_size, fmt::format("mini-batch {} targets", s.info.chunk));
+  s.h_targets.assign(targets.begin(), targets.end());
+  e.targets.write(s.h_targets.data(), size_t(n) * 4, 0, false);
+  int count = 0;
+  for (int32_t t : targets) count += t != e.c.bos_token_id;
+  const float inv_count = count ? 1.f / float(count) : 0.f;
+  ops::xent(e.ctx, e.xent, e.nll, s.fwd_keep ? &e.dhf : nullptr, e.hf, s.w(e.head), e.c.tie_word_embeddings, e.targets,
+            n, e.c.hidden_size, e.c.vocab_size, e.c.bos_token_id, inv_count);
+  s.h_nll.resize(size_t(n));
+  e.nll.read(s.h_nll.data(), size_t(n) * sizeof(float), 0, false);
+  s.scored = true;
+}
+
+std::vector<float> Session::logits(int row) {
+  Impl& s = *impl_;
+  Engine::Impl& e = s.e;
+  s.require_own_forward("logits");
+  if (row < 0 || row >= s.fwd_n)
+    throw Error(fmt::format("Session::logits: row {} outside the last forward's 0..{}", row, s.fwd_n - 1));
+  const int D = e.c.hidden_size, V = e.c.vocab_size;
+  if (!e.logits) e.logits = e.alloc(size_t(V), "logits row");
+  // (1, V) = hf[row] (1, D) @ W^T: wte is (V, D); an untied lm_head is (D, V).
+  const bool tied = e.c.tie_word_embeddings;
+  host::gemm(e.ctx, host::Trans::N, tied ? host::Trans::T : host::Trans::N, 1, V, D, 1.f, e.hf, size_t(row) * D, D,
+             s.w(e.head), 0, tied ? D : V, 0.f, e.logits, 0, V, "gemm_logits_row");
+  return e.logits.download<float>(size_t(V));
+}
+
+bool Session::train() {
+  Impl& s = *impl_;
+  s.require_own_forward("train");
+  if (!s.fwd_keep) return false;
+  if (!s.scored) throw Error("Session::train: score the mini-batch first (its loss is what the step descends)");
+  if (s.trained) throw Error("Session::train: this mini-batch already took its step");
+  s.backward(s.fwd_n);
+  s.update();
+  s.gstats.read(s.h_g, sizeof s.h_g, 0, false);
+  s.wstats.read(s.h_w, sizeof s.h_w, 0, false);
+  s.trained = true;
+  return true;
+}
+
+const std::vector<float>& Session::sync() {
+  Impl& s = *impl_;
+  s.e.ctx.finish();
+  const int64_t c0 = s.fwd_pos, c1 = s.fwd_pos + s.fwd_n - 1;
+  if (s.scored)
+    for (size_t i = 0; i < s.h_nll.size(); ++i)
+      if (!std::isfinite(s.h_nll[i]))
+        throw Error(fmt::format("mini-batch {} (positions {}..{}): non-finite loss ({}) at position {}; stopping",
+                                s.info.chunk, c0, c1, s.h_nll[i], c0 + int64_t(i)));
+  if (s.trained && !s.info.updated) {
+    if (s.h_g[2] == 0.f)
+      throw Error(fmt::format("mini-batch {} (positions {}..{}): non-finite gradient norm ({}); the prime weights were "
+                              "left as they were; stopping",
+                              s.info.chunk, c0, c1, s.h_g[0]));
+    if (s.h_w[2] == 0.f)
+      throw Error(fmt::format("mini-batch {} (positions {}..{}): the update made a prime weight non-finite; stopping",
+                              s.info.chunk, c0, c1));
+    s.info.updated = true;
+    s.info.grad_norm = s.h_g[0];
+    s.info.weight_norm = s.h_w[0];
+  }
+  if (!s.scored) s.h_nll.clear();
+  return s.h_nll;
+}
+
+void Session::step(const int32_t* inputs, const int32_t* targets, int n, float* nll_out) {
+  if (n < 1 || n > impl_->e.B)
+    throw Error(fmt::format("Session::step: {} tokens, expected 1..{} (the mini-batch size)", n, impl_->e.B));
+  forward({inputs, size_t(n)});
+  score({targets, size_t(n)});
+  train();
+  const std::vector<float>& nll = sync();
+  std::copy(nll.begin(), nll.end(), nll_out);
+}
+
+std::vector<float> Session::evaluate(std::span<const int32_t> tokens,
+                                     const std::function<void(size_t, size_t)>& progress) {
+  if (tokens.size() < 2) throw Error(fmt::format("a document needs at least 2 tokens to score, got {}", tokens.size()));
+  check_token_ids(tokens, impl_->e.c.vocab_size, "document");
+  reset();
+  const size_t n_pred = tokens.size() - 1, B = size_t(impl_->e.B);
+  std::vector<float> out(n_pred);
+  for (size_t s = 0; s < n_pred; s += B) {
+    const size_t n = std::min(B, n_pred - s);
+    step(tokens.data() + s, tokens.data() + s + 1, int(n), out.data() + s);
+    if (progress) progress(s + n, n_pred);
+  }
+  return out;
+}
+
+void Session::download_prime(Model& m) const {
+  const Impl& s = *impl_;
+  for (size_t i = 0; i < s.live.size(); ++i) {
+    if (!s.live[i]) continue;
+    const DeviceTensor& d = s.e.table.device[i];
+    const auto data = s.live[i].download<float>(size_t(d.size()));
+    for (float x : data)
+      if (!std::isfinite(x)) throw Error(fmt::format("{}: adapted weights hold a non-finite value", d.name));
+    s.e.table.unpack(int(i), data, m);
+  }
+}
+
+}  // namespace ttt
