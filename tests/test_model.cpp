@@ -7,27 +7,12 @@
 #include "ttt/engine.hpp"
 #include "lib/reference/model.hpp"
 #include "tests/common.hpp"
+#include "tests/model_fixtures.hpp"
 
 #include <cstring>
 
 namespace ttt::test {
 namespace {
-
-std::string case_name(const ::testing::TestParamInfo<std::string>& info) {
-  std::string s = info.param;
-  for (auto& ch : s)
-    if (ch == '-') ch = '_';
-  return s;
-}
-
-double rel_l2(const std::vector<float>& got, const float* want) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    num += (double(got[i]) - want[i]) * (double(got[i]) - want[i]);
-    den += double(want[i]) * want[i];
-  }
-  return std::sqrt(num / den);
-}
 
 class GoldenModel : public DeviceTest, public ::testing::WithParamInterface<std::string> {};
 
@@ -87,7 +72,7 @@ TEST_P(GoldenModel, RunsAreBitIdenticalAndResetRestoresTheStart) {
   EXPECT_EQ(0, std::memcmp(a.data(), c.data(), a.size() * sizeof(float)));
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, GoldenModel, ::testing::ValuesIn(golden_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Golden, GoldenModel, ::testing::ValuesIn(golden_cases()), golden_case_name);
 
 // Shapes the golden cases do not cover: untied lm_head, BOS targets in the
 // loss mask, qk_norm/post_norm off, no clipping, several suffix blocks with
@@ -107,18 +92,7 @@ const Variant kVariants[] = {
 class ModelVariant : public DeviceTest, public ::testing::WithParamInterface<Variant> {};
 
 TEST_P(ModelVariant, DeviceMatchesReference) {
-  Config c;
-  c.vocab_size = 61;
-  c.hidden_size = 32;
-  c.num_hidden_layers = 3;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 40;
-  c.sliding_window_size = 12;
-  c.mini_batch_size = 8;
-  c.suffix_len = 2;
-  c.prime = true;
-  c.inner_lr = 0.5f;
-  c.inner_clip_gradient = 0.05f;
+  Config c = small_config();
   GetParam().edit(c);
   Model m = Model::random(c, 7, 0.2f);
   std::vector<int32_t> tokens(45);

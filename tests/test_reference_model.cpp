@@ -4,6 +4,7 @@
 // every device test then compares against.
 #include "lib/reference/model.hpp"
 #include "tests/common.hpp"
+#include "tests/model_fixtures.hpp"
 
 namespace ttt::test {
 namespace {
@@ -30,24 +31,11 @@ TEST_P(ReferenceGolden, NllWithTttAndPrimeAfter) {
   auto want = after.prime_tensors();
   ASSERT_EQ(params.size(), want.size());
   for (size_t i = 0; i < params.size(); ++i) {
-    const size_t n = params[i]->size();
-    double num = 0, den = 0;
-    for (size_t j = 0; j < n; ++j) {
-      const double d = (*params[i])[j] - double(want[i].data[j]);
-      num += d * d;
-      den += double(want[i].data[j]) * want[i].data[j];
-    }
-    EXPECT_LT(std::sqrt(num / den), 1e-5) << want[i].name;
+    EXPECT_LT(rel_l2(*params[i], want[i].data), 1e-5) << want[i].name;
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, ReferenceGolden, ::testing::ValuesIn(golden_cases()),
-                         [](const auto& info) {
-                           std::string s = info.param;
-                           for (auto& ch : s)
-                             if (ch == '-') ch = '_';
-                           return s;
-                         });
+INSTANTIATE_TEST_SUITE_P(Golden, ReferenceGolden, ::testing::ValuesIn(golden_cases()), golden_case_name);
 
 }  // namespace
 }  // namespace ttt::test

@@ -7,32 +7,12 @@
 #include "ttt/engine.hpp"
 #include "lib/reference/model.hpp"
 #include "tests/common.hpp"
+#include "tests/model_fixtures.hpp"
 
 namespace ttt::test {
 namespace {
 
-Config tiny_config() {
-  Config c;
-  c.vocab_size = 23;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 3;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 12;
-  c.sliding_window_size = 6;
-  c.mini_batch_size = 5;
-  c.suffix_len = 2;
-  c.prime = true;
-  c.inner_lr = 0.3f;
-  c.inner_clip_gradient = 0.5f;
-  c.bos_token_id = 2;
-  return c;
-}
-
-std::vector<int32_t> tokens(size_t n, int vocab) {
-  std::vector<int32_t> t(n);
-  for (size_t i = 0; i < n; ++i) t[i] = int32_t((i * 7 + 3) % size_t(vocab));
-  return t;
-}
+std::vector<int32_t> tokens(size_t n, int vocab) { return pattern_tokens(n, vocab); }
 
 // Gradient of the second mini-batch's loss (the first was taken with its
 // update, so the window carries keys/values computed with older weights).

@@ -116,6 +116,7 @@ struct Session::Impl {
   float h_g[3] = {0, 0, 0}, h_w[3] = {0, 0, 0};
 
   Impl(Engine::Impl& e, SessionOptions o);
+  ~Impl();  // drains the queue: enqueued transfers still point into the staging above
   Buffer alloc(size_t floats, const char* what);
   bool trains() const { return ttt && e.c.num_prime_blocks() > 0; }
   // The buffer of a device tensor: this session's live copy if trainable, else the engine's.

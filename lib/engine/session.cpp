@@ -40,6 +40,14 @@ Session::Impl::Impl(Engine::Impl& eng, SessionOptions o) : e(eng) {
   }
 }
 
+Session::Impl::~Impl() {
+  try {
+    e.ctx.finish();
+  } catch (...) {
+    // A destructor never throws; a failing queue has already reported itself to whoever synced last.
+  }
+}
+
 Buffer Session::Impl::alloc(size_t floats, const char* what) {
   bytes += floats * sizeof(float);
   return Buffer(e.ctx, std::max<size_t>(floats, 1) * sizeof(float), what);

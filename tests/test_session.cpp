@@ -1,0 +1,162 @@
+// Sessions on one engine: documents interleaved mini-batch by mini-batch give
+// exactly what each gives alone; TTT and no-TTT sessions share one engine's
+// weights; the phases (forward, score, logits, train, sync) agree with step();
+// misuse is an error naming the phase; each session costs only its own state.
+#include "ttt/engine.hpp"
+#include "ttt/error.hpp"
+#include "ttt/params.hpp"
+#include "lib/ops/ops.hpp"
+#include "tests/common.hpp"
+#include "tests/model_fixtures.hpp"
+
+#include <cstring>
+
+namespace ttt::test {
+namespace {
+
+class SessionTest : public DeviceTest {};
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+std::vector<float> prime_values(const Model& m) {
+  std::vector<float> v;
+  int64_t n = 0;
+  for (const TensorOut& t : m.prime_tensors()) {
+    n = 1;
+    for (auto d : t.shape) n *= d;
+    v.insert(v.end(), t.data, t.data + n);
+  }
+  return v;
+}
+
+TEST_F(SessionTest, InterleavedDocumentsEqualEachAlone) {
+  const Model m = Model::random(tiny_config(), 21, 0.3f);
+  const int B = m.config.mini_batch_size;
+  const auto doc_a = pattern_tokens(23, 23, 7, 3), doc_b = pattern_tokens(17, 23, 5, 1);
+  Engine e(dev(), m);
+  const auto alone_a = e.evaluate(doc_a);
+  Model adapted_a = m;
+  e.download_prime(adapted_a);
+  const auto alone_b = e.evaluate(doc_b);
+
+  Session a(e), b(e);
+  std::vector<float> got_a, got_b;
+  auto chunk = [&](Session& s, const std::vector<int32_t>& doc, std::vector<float>& out) {
+    const size_t at = out.size(), n = std::min<size_t>(size_t(B), doc.size() - 1 - at);
+    if (n == 0) return;
+    s.forward({doc.data() + at, n});
+    s.score({doc.data() + at + 1, n});
+    s.train();
+    const auto& nll = s.sync();
+    out.insert(out.end(), nll.begin(), nll.end());
+  };
+  while (got_a.size() < doc_a.size() - 1 || got_b.size() < doc_b.size() - 1) {
+    chunk(a, doc_a, got_a);
+    chunk(b, doc_b, got_b);
+  }
+  EXPECT_TRUE(same_bits(got_a, alone_a));
+  EXPECT_TRUE(same_bits(got_b, alone_b));
+  EXPECT_EQ(a.position(), int64_t(doc_a.size() - 1));
+  Model from_session = m;
+  a.download_prime(from_session);
+  EXPECT_TRUE(same_bits(prime_values(from_session), prime_values(adapted_a)));
+}
+
+TEST_F(SessionTest, NoTttSessionSharesTheEngine) {
+  const Model m = Model::random(tiny_config(), 22, 0.3f);
+  const auto doc = pattern_tokens(19, 23);
+  Engine plain(dev(), m, {.ttt = false, .inner_lr = std::nullopt});
+  const auto want = plain.evaluate(doc);
+  Engine e(dev(), m);
+  Session off(e, {.ttt = false, .inner_lr = std::nullopt});
+  EXPECT_FALSE(off.ttt());
+  EXPECT_TRUE(same_bits(off.evaluate(doc), want));
+  EXPECT_FALSE(same_bits(e.evaluate(doc), want)) << "the TTT session must differ once an update was taken";
+  EXPECT_THROW(Session(plain, {.ttt = true, .inner_lr = std::nullopt}), Error);
+}
+
+TEST_F(SessionTest, LogitsAgreeWithScore) {
+  Config c = tiny_config();
+  c.tie_word_embeddings = false;  // the untied head takes the other GEMM layout
+  for (bool tied : {true, false}) {
+    c.tie_word_embeddings = tied;
+    const Model m = Model::random(c, 23, 0.3f);
+    Engine e(dev(), m);
+    Session s(e);
+    const auto doc = pattern_tokens(5, 23, 3, 4);
+    s.forward({doc.data(), 4});
+    s.score({doc.data() + 1, 4});
+    const std::vector<float> nll = s.sync();
+    for (int row = 0; row < 4; ++row) {
+      const auto z = s.logits(row);
+      ASSERT_EQ(z.size(), size_t(c.vocab_size));
+      double mx = z[0], sum = 0;
+      for (float v : z) mx = std::max(mx, double(v));
+      for (float v : z) sum += std::exp(double(v) - mx);
+      const double want = mx + std::log(sum) - z[size_t(doc[size_t(row) + 1])];
+      EXPECT_NEAR(nll[size_t(row)], want, 1e-4) << "row " << row << (tied ? " tied" : " untied");
+    }
+  }
+}
+
+TEST_F(SessionTest, PhasesCheckTheirOrder) {
+  const Model m = Model::random(tiny_config(), 24, 0.3f);
+  Engine e(dev(), m);
+  Session a(e), b(e);
+  const auto doc = pattern_tokens(12, 23);
+  auto error_of = [](auto f) {
+    try {
+      f();
+    } catch (const Error& x) {
+      return std::string(x.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error_of([&] { a.score({doc.data(), 3}); }).find("no forward"), std::string::npos);
+  a.forward({doc.data(), 5});
+  EXPECT_NE(error_of([&] { a.train(); }).find("score the mini-batch first"), std::string::npos);
+  b.forward({doc.data(), 5});
+  EXPECT_NE(error_of([&] { a.score({doc.data() + 1, 5}); }).find("another session"), std::string::npos);
+  EXPECT_NE(error_of([&] { b.score({doc.data() + 1, 4}); }).find("4 targets for a forward of 5"), std::string::npos);
+  EXPECT_NE(error_of([&] { b.forward({doc.data(), 6}); }).find("expected 1..5"), std::string::npos);
+  b.score({doc.data() + 1, 5});
+  EXPECT_TRUE(b.train());
+  EXPECT_NE(error_of([&] { b.train(); }).find("already took its step"), std::string::npos);
+  b.sync();
+  EXPECT_TRUE(b.last_step().updated);
+  EXPECT_GT(b.last_step().grad_norm, 0.f);
+  b.forward({doc.data() + 5, 3});  // a partial mini-batch only scores
+  b.score({doc.data() + 6, 3});
+  EXPECT_FALSE(b.train());
+}
+
+// A session holds its rings (2 L C D floats), live prime weights and, when it
+// trains, their gradients: nothing that depends on the document's length or
+// on the number of other sessions.
+TEST_F(SessionTest, EachSessionCostsOnlyItsOwnState) {
+  const Model m = Model::random(tiny_config(), 25, 0.3f);
+  const Config& c = m.config;
+  Engine e(dev(), m);
+  const size_t C = size_t(c.sliding_window_size + c.mini_batch_size - 1);
+  size_t prime = 0;
+  int trainable = 0;
+  for (const DeviceTensor& d : param_table(c).device)
+    if (d.trainable) prime += size_t(d.size()), ++trainable;
+  ASSERT_EQ(trainable, 2 * c.num_prime_blocks());  // W13 and W2 of each prime MLP
+  const size_t rings = 2 * size_t(c.num_hidden_layers) * C * size_t(c.hidden_size);
+  Session s(e), off(e, {.ttt = false, .inner_lr = std::nullopt});
+  // + the norm partials and the gradient and weight statistics (3 floats each)
+  EXPECT_EQ(s.device_bytes(), (rings + 2 * prime + size_t(ops::sgd_partials(trainable)) + 6) * sizeof(float));
+  EXPECT_EQ(off.device_bytes(), (rings + prime) * sizeof(float));
+  EXPECT_EQ(e.session_bytes(), s.device_bytes());
+  const size_t before = e.device_bytes();
+  {
+    Session extra(e);
+    EXPECT_EQ(e.device_bytes(), before);  // the engine's own bytes do not grow
+  }
+}
+
+}  // namespace
+}  // namespace ttt::test
