@@ -158,6 +158,8 @@ def find_step(ckpt, step):
     """CKPT_DIR is a manager root (integer-named step folders) or one step folder -> (step folder, model_weights)."""
     if not os.path.isdir(ckpt):
         raise Fail(f"{ckpt}: not a directory")
+    if os.path.basename(os.path.normpath(ckpt)) == "model_weights" and os.path.isfile(os.path.join(ckpt, "_METADATA")):
+        ckpt = os.path.dirname(os.path.normpath(ckpt)) or "."  # the item folder itself: take its step folder
     if os.path.isdir(os.path.join(ckpt, "model_weights")):
         if step is not None and os.path.basename(os.path.normpath(ckpt)) != str(step):
             raise Fail(f"{ckpt}: is the step folder {os.path.basename(os.path.normpath(ckpt))}, but --step {step} was asked")
