@@ -320,13 +320,33 @@ def body(tmp):
     expect_error("a missing dependency says how to install it", [ckpt, "--out", fresh(), "--config", run_cfg],
                  "tensorstore", "pip install", env=env)
 
-    # --tokenizer: copied along, and ttt-perplexity --tokenizer reads text with it.
-    tok = os.path.join(tmp, "tokenizer.json")
+    # --tokenizer: copied along by the converter; ttt-perplexity --tokenizer reads text with it. A byte-level BPE
+    # of the 256 single bytes (GPT-2's byte alphabet, no merges) encodes text as the built-in byte tokenizer does.
+    keep = [*range(33, 127), *range(161, 173), *range(174, 256)]
+    alphabet, extra = {}, 0
+    for b in range(256):
+        alphabet[b] = chr(b) if b in keep else chr(256 + extra)
+        extra += b not in keep
+    tok = os.path.join(tmp, "bytes.json")
     with open(tok, "w") as f:
-        json.dump({"model": {"type": "BPE", "vocab": {chr(c): c - 97 for c in range(97, 123)}, "merges": []},
-                   "pre_tokenizer": None, "added_tokens": []}, f)
+        json.dump({"model": {"type": "BPE", "vocab": {alphabet[b]: b for b in range(256)}, "merges": []},
+                   "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True},
+                   "added_tokens": []}, f)
     rc, out, err = convert(ckpt, "--out", os.path.join(tmp, "mtok"), "--config", run_cfg, "--tokenizer", tok)
     check("--tokenizer copies the file", rc == 0 and os.path.isfile(os.path.join(tmp, "mtok", "tokenizer.json")), err)
+    tiny = os.path.join(tmp, "tiny")
+    rc, _, err = run(os.path.join(BIN, "ttt-make-model"), "--preset", "tiny", "--seed", "3", "--out", tiny)
+    text = os.path.join(tmp, "doc.txt")
+    with open(text, "w") as f:
+        f.write("In the beginning the converter read the checkpoint, and the model read the text. " * 3)
+    nll = []
+    for extra in ([], ["--tokenizer", tok]):
+        out_file = os.path.join(tmp, f"nll_text{len(extra)}.txt")
+        rc2, _, err2 = run(os.path.join(BIN, "ttt-perplexity"), "-m", tiny, "-f", text, "-q", "--nll-out", out_file,
+                           *extra)
+        nll.append(open(out_file).read() if rc2 == 0 else err2)
+    check("ttt-perplexity --tokenizer FILE", rc == 0 and nll[0] == nll[1] and len(nll[0].split()) > 200,
+          err + nll[1][-300:])
 
 
 if __name__ == "__main__":
