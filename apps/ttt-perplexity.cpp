@@ -63,6 +63,7 @@ int body(int argc, char** argv) {
       ("inner-lr", po::value<float>(), "test-time SGD step size, overriding the model's inner_lr; 0 gives exactly the --no-ttt numbers")
       ("compare", po::bool_switch(), "evaluate every document with and without test-time training and report both side by side")
       ("max-tokens", po::value<size_t>(), "use only the first N tokens of each document")
+      ("tokenizer", po::value<std::string>(), "tokenizer.json or tokenizer.model for -f, instead of the one in the model directory")
       ("parse-special", po::bool_switch(), "turn special-token strings in text (e.g. <|eot_id|>) into their ids; by default they are plain text")
       ("nll-out", po::value<std::string>(), "write one natural-log NLL per predicted token, one per line, documents in order (T-1 lines for T tokens)")
       ("json", po::value<std::string>(), "write the whole report as JSON: settings, device, timing, per document, per position bucket")
@@ -85,6 +86,8 @@ int body(int argc, char** argv) {
     throw ttt::Error("--save-weights needs test-time training on (without it the prime weights never change)");
   if (vm.count("file") == vm.count("tokens"))
     throw ttt::Error("give the documents with -f TEXT_FILE or with --tokens IDS_FILE (one of the two)");
+  if (vm.count("tokenizer") && !vm.count("file"))
+    throw ttt::Error("--tokenizer reads text documents (-f); --tokens are ids already");
 
   const std::string model_dir = vm["model"].as<std::string>();
   ttt::Model model = ttt::Model::load(model_dir);
@@ -94,7 +97,11 @@ int body(int argc, char** argv) {
   std::vector<ttt::Document> docs;
   std::string tokenizer_name = "(token ids)";
   if (vm.count("file")) {
-    const ttt::Tokenizer tok = ttt::Tokenizer::for_model(model_dir, cfg);
+    const ttt::Tokenizer tok = vm.count("tokenizer") ? ttt::Tokenizer::from_file(vm["tokenizer"].as<std::string>())
+                                                     : ttt::Tokenizer::for_model(model_dir, cfg);
+    if (tok.vocab_size() > cfg.vocab_size)
+      throw ttt::Error(fmt::format("tokenizer {} has {} ids but the model's vocab_size is {}", tok.name(),
+                                   tok.vocab_size(), cfg.vocab_size));
     tokenizer_name = tok.name();
     docs = ttt::load_text_documents(ttt::expand_paths(vm["file"].as<std::vector<std::string>>()), tok,
                                     vm["parse-special"].as<bool>(), cfg.bos_token_id);
@@ -154,11 +161,17 @@ int body(int argc, char** argv) {
   if (vm.count("save-weights")) {
     const std::string out = vm["save-weights"].as<std::string>();
     model.save(out);
-    // The adapted model reads text like the original: take its tokenizer along.
+    // The adapted model reads text like the original: take its tokenizer along (the --tokenizer one if given).
     namespace fs = std::filesystem;
-    for (const char* name : {"tokenizer.json", "tokenizer.model"})
-      if (fs::exists(fs::path(model_dir) / name))
-        fs::copy_file(fs::path(model_dir) / name, fs::path(out) / name, fs::copy_options::overwrite_existing);
+    if (vm.count("tokenizer")) {
+      const fs::path tok = vm["tokenizer"].as<std::string>();
+      fs::copy_file(tok, fs::path(out) / (tok.extension() == ".json" ? "tokenizer.json" : "tokenizer.model"),
+                    fs::copy_options::overwrite_existing);
+    } else {
+      for (const char* name : {"tokenizer.json", "tokenizer.model"})
+        if (fs::exists(fs::path(model_dir) / name))
+          fs::copy_file(fs::path(model_dir) / name, fs::path(out) / name, fs::copy_options::overwrite_existing);
+    }
     fmt::print("adapted weights written to {}\n", out);
   }
   return 0;

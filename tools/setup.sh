@@ -24,7 +24,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Python is for the tests' reference encoders only, in a venv inside the build tree.
+# Python is for the tests' reference encoders and the checkpoint converter, in a venv inside the build tree.
 py=python3
 if [ "$mode" = test ]; then
   venv=$build/venv
@@ -35,6 +35,9 @@ if [ "$mode" = test ]; then
   fi
   "$venv/bin/python" -c "import tokenizers, tiktoken" 2>/dev/null ||
     "$venv/bin/python" -m pip install -q --disable-pip-version-check tokenizers tiktoken
+  # tools/convert_official.py and its test: the orbax checkpoint layout through tensorstore (no JAX needed).
+  "$venv/bin/python" -c "import numpy, tensorstore, yaml" 2>/dev/null ||
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check numpy tensorstore PyYAML
   py=$venv/bin/python
 fi
 
