@@ -10,5 +10,7 @@ configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/tttclConfig.cmake.in
 write_basic_package_version_file(${PROJECT_BINARY_DIR}/tttclConfigVersion.cmake COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/tttclConfig.cmake ${PROJECT_BINARY_DIR}/tttclConfigVersion.cmake
   DESTINATION ${TTT_CMAKE_DIR})
+# ${pcfiledir} up to the prefix: one ".." per component of LIBDIR/pkgconfig.
+file(RELATIVE_PATH TTT_PC_UP /x/${CMAKE_INSTALL_LIBDIR}/pkgconfig /x)
 configure_file(${PROJECT_SOURCE_DIR}/cmake/tttcl.pc.in ${PROJECT_BINARY_DIR}/tttcl.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/tttcl.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
