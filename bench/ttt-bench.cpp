@@ -117,6 +117,7 @@ int prefill(int argc, char** argv) {
     o.ttt = only != "no-ttt";
     ttt::Engine e(ctx, m, o);
     j["device_mb"] = double(e.device_bytes()) / 1048576.0;
+    j["session_mb"] = double(e.session_bytes()) / 1048576.0;  // what one more document costs
   }
   j["peak_rss_mb"] = peak_rss_mb();
   const std::string out = j.dump(2);
