@@ -4,21 +4,13 @@
 // fused matrix; the reference backward against finite differences.
 #include "lib/ops/ops.hpp"
 #include "lib/reference/ops.hpp"
+#include "tests/cases.hpp"
 #include "tests/common.hpp"
 
 namespace ttt::test {
 namespace {
 
-struct Case {
-  int T, W, H, E;
-  int64_t pos0;
-  int extra_ring;  // ring rows beyond the minimum W + T - 1
-};
-const Case kCases[] = {
-    {1, 1, 1, 16, 0, 0},     {7, 16, 2, 16, 0, 0},      {16, 16, 2, 64, 21, 0}, {93, 32, 1, 64, 50, 3},
-    {33, 40, 2, 80, 100, 0}, {130, 64, 2, 64, 1000, 7}, {9, 12, 1, 256, 5, 0},  {17, 5, 3, 16, 3, 0},
-    {20, 24, 2, 16, 1000003, 1}, {64, 1024, 1, 64, 64, 0}, {11, 9, 2, 6, 3, 0}, {5, 4, 3, 2, 7, 2},
-};
+using Case = cases::Attention;
 
 class Attention : public DeviceTest, public ::testing::WithParamInterface<Case> {};
 
@@ -75,11 +67,8 @@ TEST_P(Attention, DeterministicAcrossRuns) {
   EXPECT_EQ(o1.get(), o2.get());
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, Attention, ::testing::ValuesIn(kCases), [](const auto& i) {
-  const auto& c = i.param;
-  return "T" + std::to_string(c.T) + "_W" + std::to_string(c.W) + "_H" + std::to_string(c.H) + "_E" +
-         std::to_string(c.E) + "_pos" + std::to_string(c.pos0);
-});
+INSTANTIATE_TEST_SUITE_P(Shapes, Attention, ::testing::ValuesIn(cases::attention()),
+                         [](const auto& i) { return i.param.name(); });
 
 TEST(AttentionReference, BackwardMatchesFiniteDifferences) {
   const int T = 5, W = 3, H = 2, E = 4, D = H * E;

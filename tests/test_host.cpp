@@ -5,6 +5,7 @@
 #include "host/gemm.hpp"
 #include "host/kernel.hpp"
 #include "lib/reference/ops.hpp"
+#include "tests/cases.hpp"
 #include "tests/common.hpp"
 
 #include <cstdlib>
@@ -138,14 +139,8 @@ TEST_F(Host, ClDirOverridesEmbeddedSourcesAndBuildErrorsCarryTheLog) {
   fs::remove_all(dir);
 }
 
-struct GemmCase {
-  int M, N, K;
-  bool ta, tb;
-};
-
 TEST_F(Host, GemmMatchesReferenceWithOffsetsAndTransposes) {
-  for (const GemmCase c : {GemmCase{1, 1, 1, false, false}, {7, 93, 13, false, true}, {93, 7, 1024, true, false},
-                           {64, 33, 5, true, true}, {1025, 3, 7, false, false}}) {
+  for (const cases::Gemm& c : cases::gemm()) {
     const int lda = (c.ta ? c.M : c.K) + 3, ldb = (c.tb ? c.K : c.N) + 1, ldc = c.N + 2, off = 5;
     const int arows = c.ta ? c.K : c.M, brows = c.tb ? c.N : c.K;
     auto A = random_vec(size_t(arows) * lda + off, 1), B = random_vec(size_t(brows) * ldb + off, 2),

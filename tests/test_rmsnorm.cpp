@@ -3,16 +3,13 @@
 // reference backward against finite differences.
 #include "lib/ops/ops.hpp"
 #include "lib/reference/ops.hpp"
+#include "tests/cases.hpp"
 #include "tests/common.hpp"
 
 namespace ttt::test {
 namespace {
 
-struct Case {
-  int T, H, N;
-};
-const Case kCases[] = {{1, 1, 1}, {7, 1, 93}, {93, 1, 7}, {3, 1, 1023}, {2, 1, 1024}, {2, 1, 1025},
-                       {5, 3, 16},  {4, 12, 64}, {3, 2, 80}};
+using Case = cases::RmsNorm;
 
 class RmsNorm : public DeviceTest, public ::testing::WithParamInterface<Case> {};
 
@@ -68,9 +65,8 @@ TEST_P(RmsNorm, IdentityWhenDisabledAndOverwriteWithoutAccumulate) {
   EXPECT_TRUE(ddx.canary_intact());
 }
 
-INSTANTIATE_TEST_SUITE_P(Sizes, RmsNorm, ::testing::ValuesIn(kCases), [](const auto& i) {
-  return "T" + std::to_string(i.param.T) + "_H" + std::to_string(i.param.H) + "_N" + std::to_string(i.param.N);
-});
+INSTANTIATE_TEST_SUITE_P(Sizes, RmsNorm, ::testing::ValuesIn(cases::rmsnorm()),
+                         [](const auto& i) { return i.param.name(); });
 
 TEST(RmsNormReference, BackwardMatchesFiniteDifferences) {
   const int R = 3, N = 7;

@@ -4,17 +4,13 @@
 // reference backward against finite differences.
 #include "lib/ops/ops.hpp"
 #include "lib/reference/ops.hpp"
+#include "tests/cases.hpp"
 #include "tests/common.hpp"
 
 namespace ttt::test {
 namespace {
 
-struct Case {
-  int T, D, V, tile;
-  bool tied;
-};
-const Case kCases[] = {{1, 1, 2, 1024, true},   {7, 16, 93, 10, true},   {5, 33, 1000, 93, false},
-                       {93, 64, 300, 300, true}, {17, 80, 1025, 1024, false}, {3, 8, 7, 1, true}};
+using Case = cases::Xent;
 
 class Xent : public DeviceTest, public ::testing::WithParamInterface<Case> {};
 
@@ -52,11 +48,7 @@ TEST_P(Xent, NllAndGradientMatchReference) {
   for (auto* b : {&dhid, &dW, &dnll, &ddh, &dnll2}) EXPECT_TRUE(b->canary_intact());
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, Xent, ::testing::ValuesIn(kCases), [](const auto& i) {
-  const auto& c = i.param;
-  return "T" + std::to_string(c.T) + "_D" + std::to_string(c.D) + "_V" + std::to_string(c.V) + "_tile" +
-         std::to_string(c.tile) + (c.tied ? "_tied" : "_untied");
-});
+INSTANTIATE_TEST_SUITE_P(Shapes, Xent, ::testing::ValuesIn(cases::xent()), [](const auto& i) { return i.param.name(); });
 
 TEST(XentReference, BackwardMatchesFiniteDifferences) {
   const int T = 3, V = 6;
