@@ -10,6 +10,7 @@
 #endif
 #include <CL/cl.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -82,12 +83,19 @@ class Context {
   void finish();  // clFinish, with the device named on failure
   void flush();   // clFlush: start queued work without waiting for it
 
+  // Called with the family name before a kernel program is compiled from
+  // source (a program-cache miss: slow, so a tool can say why it waits).
+  using CompileHook = std::function<void(const std::string& family)>;
+  void on_compile(CompileHook hook) { compile_hook_ = std::move(hook); }
+  const CompileHook& compile_hook() const { return compile_hook_; }
+
  private:
   DeviceInfo device_;
   cl_context context_ = nullptr;
   cl_command_queue queue_ = nullptr;
   std::unique_ptr<ProgramCache> programs_;
   Profiler profiler_;
+  CompileHook compile_hook_;
 };
 
 }  // namespace ttt::host
