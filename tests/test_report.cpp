@@ -293,7 +293,34 @@ TEST(reportText, EmptyInputStillRenders) {
   EXPECT_EQ(lines(r).back(), "PPL = - (no tokens)");
 }
 
+TEST(reportText, PartialRunIsMarked) {
+  ReportInput in = sample(false);
+  EXPECT_EQ(format_report(in).find("INTERRUPTED"), std::string::npos);
+  in.partial = true;
+  in.documents_planned = 5;
+  in.tokens_planned = 9999;
+  const std::string r = format_report(in);
+  EXPECT_NE(r.find("INTERRUPTED: partial results, 4225 of 9999 tokens scored in 3 of 5 documents"), std::string::npos)
+      << r;
+  EXPECT_EQ(lines(r).back().rfind("PPL = ", 0), 0u);  // still last, for harnesses
+}
+
 // ---- JSON ----
+
+TEST(reportJson, PartialRunIsMarked) {
+  ReportInput in = sample(false);
+  json j = report_json(in);
+  EXPECT_EQ(j["partial"], false);
+  EXPECT_FALSE(j.contains("planned"));
+  in.partial = true;
+  in.documents_planned = 5;
+  in.tokens_planned = 9999;
+  j = report_json(in);
+  EXPECT_EQ(j["partial"], true);
+  EXPECT_EQ(j["planned"]["documents"], 5);
+  EXPECT_EQ(j["planned"]["tokens"], 9999);
+  EXPECT_EQ(j["total"]["tokens"], 4225);
+}
 
 TEST(reportJson, KeysAndValues) {
   const ReportInput in = sample(false);

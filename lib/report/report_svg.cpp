@@ -348,6 +348,7 @@ std::string render_svg(const ReportInput& in, const SvgOptions& opt) {
   part(fmt::format("{} document{}, {} tokens", in.docs.size(), in.docs.size() == 1 ? "" : "s", total.run.count));
   if (st.ttt) part(fmt::format("inner_lr {}, B {}", st.inner_lr, st.mini_batch));
   if (st.window > 0) part(fmt::format("W {}", st.window));
+  if (in.partial) part(fmt::format("INTERRUPTED: {} of {} tokens", total.run.count, in.tokens_planned));
   svg.text(left, 50, sub, "start", R"~( font-size="12" fill="#555")~");
 
   const double ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
