@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 
 BIN, DATA = sys.argv[1], sys.argv[2]
 GOLDEN = os.path.join(DATA, "golden")
@@ -83,6 +84,77 @@ def tensor(header, data, name):
 def floats(path):
     with open(path) as f:
         return [float(x) for x in f.read().split()]
+
+
+def png_pixels(path):
+    """(width, height, bytes per pixel, rows) of an 8-bit RGB or RGBA non-interlaced PNG (rsvg-convert's)."""
+    b = open(path, "rb").read()
+    assert b[:8] == b"\x89PNG\r\n\x1a\n", path
+    i, idat, hdr = 8, b"", None
+    while i < len(b):
+        n, kind = struct.unpack(">I4s", b[i:i + 8])
+        data = b[i + 8:i + 8 + n]
+        i += 12 + n
+        if kind == b"IHDR":
+            hdr = struct.unpack(">IIBBBBB", data)
+        elif kind == b"IDAT":
+            idat += data
+    w, h, depth, ctype, _, _, interlace = hdr
+    assert depth == 8 and ctype in (2, 6) and interlace == 0, hdr
+    bpp = 3 if ctype == 2 else 4
+    raw, stride = zlib.decompress(idat), w * bpp
+    rows, prev = [], bytearray(stride)
+    for r in range(h):
+        f, line = raw[r * (stride + 1)], bytearray(raw[r * (stride + 1) + 1:(r + 1) * (stride + 1)])
+        for x in range(stride):
+            a = line[x - bpp] if x >= bpp else 0
+            c = prev[x - bpp] if x >= bpp else 0
+            if f == 1:
+                line[x] = (line[x] + a) & 255
+            elif f == 2:
+                line[x] = (line[x] + prev[x]) & 255
+            elif f == 3:
+                line[x] = (line[x] + (a + prev[x]) // 2) & 255
+            elif f == 4:
+                p_ = a + prev[x] - c
+                pa, pb, pc = abs(p_ - a), abs(p_ - prev[x]), abs(p_ - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else prev[x] if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return w, h, bpp, rows
+
+
+def check_plot_legend(name, svg_path, tmp):
+    """No curve point under the legend: geometrically on the SVG, and in pixels (rsvg-convert): the legend's
+    box looks the same whether or not the curves are drawn."""
+    text = open(svg_path).read()
+    box = re.search(r'id="legend-box" x="([0-9.]+)" y="([0-9.]+)" width="([0-9.]+)" height="([0-9.]+)"', text)
+    if not box:
+        check(f"{name}: the plot has a legend box", False, text[:300])
+        return
+    x0, y0, bw, bh = map(float, box.groups())
+    points = [(float(x), float(y)) for d in re.findall(r'class="curve" d="([^"]*)"', text)
+              for x, y in re.findall(r"[ML]([0-9.]+) ([0-9.]+)", d)]
+    points += [(float(x), float(y)) for x, y in re.findall(r'class="dot" cx="([0-9.]+)" cy="([0-9.]+)"', text)]
+    under = [p for p in points if x0 <= p[0] <= x0 + bw and y0 <= p[1] <= y0 + bh]
+    check(f"{name}: no curve point lies under the legend ({len(points)} points)", points and not under, under[:5])
+    rsvg = shutil.which("rsvg-convert")
+    if not rsvg:
+        check(f"{name}: rsvg-convert renders the plot", False, "rsvg-convert not found (Debian package librsvg2-bin)")
+        return
+    bare = os.path.join(tmp, "bare.svg")
+    with open(bare, "w") as f:
+        f.write("\n".join(l for l in text.splitlines() if 'class="curve"' not in l and 'class="dot"' not in l))
+    pngs = [os.path.join(tmp, "full.png"), os.path.join(tmp, "bare.png")]
+    for src, dst in zip([svg_path, bare], pngs):
+        subprocess.run([rsvg, src, "-o", dst], check=True, timeout=120)
+    (w, h, bpp, full), (_, _, _, no_curves) = png_pixels(pngs[0]), png_pixels(pngs[1])
+    xs = slice(max(0, int(x0) - 1) * bpp, min(w, int(x0 + bw) + 2) * bpp)
+    ys = range(max(0, int(y0) - 1), min(h, int(y0 + bh) + 2))
+    covered = [y for y in ys if full[y][xs] != no_curves[y][xs]]
+    drawn = sum(a != b for a, b in zip(full, no_curves))
+    check(f"{name}: in the PNG the curves touch no pixel of the legend box ({drawn} rows hold curves)",
+          drawn > 0 and not covered, f"rows {covered[:5]} differ under the legend")
 
 
 def main():
@@ -358,6 +430,8 @@ def main():
             root = ET.parse(svg).getroot()
             ok = root.tag.endswith("svg") and "no TTT" in open(svg).read()
         check("--plot writes a well-formed SVG with both curves", ok)
+        if rc == 0:
+            check_plot_legend("--compare --plot", svg, tmp)
 
         a_only = os.path.join(docs, "a.txt")
         check("stdout holds the report alone; the header and progress go to stderr",
