@@ -216,7 +216,8 @@ int body(int argc, char** argv) {
     complete = run_pass(base, docs, rep.docs, true, progress, done, clock);
   }
   rep.seconds = clock.seconds();
-  progress.finish();
+  complete = complete && (!compare || base_started);
+  if (complete) progress.finish();  // an interrupted run ends with its own line below, not with "done"
 
   // The NLL file holds every NLL of the main run that was scored; an
   // interrupted run says so in a last comment line (numpy.loadtxt skips it).
@@ -226,7 +227,6 @@ int body(int argc, char** argv) {
     scored += d.nll.size();
     for (float v : d.nll) nll_text += fmt::format("{:.9g}\n", v);
   }
-  complete = complete && (!compare || base_started);
   if (!complete) {
     nll_text += fmt::format("# partial: {} of {} tokens scored (interrupted)\n", scored, total);
     rep.partial = true;
