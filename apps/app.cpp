@@ -2,10 +2,17 @@
 #include "apps/app.hpp"
 
 #include "host/error.hpp"
+#include "host/program.hpp"
 
+#include <fmt/format.h>
+
+#include <atomic>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <new>
+#include <unistd.h>
 
 namespace ttt::app {
 
@@ -42,5 +49,63 @@ bool parse(int argc, char** argv, const po::options_description& opts, po::varia
   po::notify(vm);
   return true;
 }
+
+int64_t int_option(const po::variables_map& vm, const char* name, int64_t min, int64_t max) {
+  const int64_t v = vm[name].as<int64_t>();
+  if (v < min || v > max) {
+    if (max == std::numeric_limits<int64_t>::max())
+      throw UsageError(fmt::format("--{} {}: must be at least {}", name, v, min));
+    throw UsageError(fmt::format("--{} {}: must be between {} and {}", name, v, min, max));
+  }
+  return v;
+}
+
+float nonneg_float_option(const po::variables_map& vm, const char* name) {
+  const float v = vm[name].as<float>();
+  if (!std::isfinite(v) || v < 0) throw UsageError(fmt::format("--{} {}: must be a finite number >= 0", name, v));
+  return v;
+}
+
+void announce_compiles(host::Context& ctx, const char* tool) {
+  std::string dir = host::program_cache_dir();
+  if (dir.empty()) dir = "nowhere: TTT_CACHE_DIR=off";
+  ctx.on_compile([tool = std::string(tool), dir, device = ctx.device().name, said = false](const std::string&) mutable {
+    if (said) return;
+    said = true;
+    std::fprintf(stderr, "%s: compiling kernels for %s (first run only, cached in %s)\n", tool.c_str(),
+                 device.c_str(), dir.c_str());
+    std::fflush(stderr);
+  });
+}
+
+namespace {
+
+std::atomic<int> g_signal{0};
+char g_notice[256];
+size_t g_notice_len = 0;
+
+extern "C" void on_signal(int sig) {
+  g_signal.store(sig);
+  // write() is async-signal-safe; the message was formatted in advance.
+  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, g_notice, g_notice_len);
+}
+
+}  // namespace
+
+void catch_interrupts(const char* tool) {
+  const int n = std::snprintf(g_notice, sizeof g_notice,
+                              "\n%s: interrupted: finishing the current mini-batch, then writing partial results "
+                              "(interrupt again to quit at once)\n",
+                              tool);
+  g_notice_len = n > 0 ? std::min(size_t(n), sizeof g_notice - 1) : 0;
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESETHAND | SA_RESTART;  // a second signal takes the default action: the process ends
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+int interrupted() { return g_signal.load(); }
 
 }  // namespace ttt::app

@@ -3,8 +3,12 @@
 #include "apps/app.hpp"
 #include "ttt/error.hpp"
 #include "ttt/model.hpp"
+#include "ttt/output.hpp"
 
 #include <fmt/format.h>
+
+#include <cmath>
+#include <cstdio>
 
 namespace {
 
@@ -15,8 +19,10 @@ int body(int argc, char** argv) {
   po::options_description opts("Options");
   opts.add_options()
       ("preset", po::value<std::string>()->required(), ("configuration: " + names).c_str())
-      ("out,o", po::value<std::string>()->required(), "model directory to write (created if needed)")
-      ("seed", po::value<uint64_t>()->default_value(0), "random seed of the initialisation")
+      ("out,o", po::value<std::string>()->required(),
+       "model directory to write (created if needed; an existing one must be empty unless --force)")
+      ("force", po::bool_switch(), "write into a non-empty --out directory, replacing its config.json and model.safetensors")
+      ("seed", po::value<int64_t>()->default_value(0), "random seed of the initialisation (>= 0)")
       ("dtype", po::value<std::string>()->default_value("f32"), "weight type on disk: f32, f16 or bf16")
       ("init-std", po::value<float>()->default_value(0.02f),
        "standard deviation of the normal initialisation of linears and the embedding (norms are ones)");
@@ -27,12 +33,16 @@ int body(int argc, char** argv) {
                        "lengths and prime widths); 'tiny' is a byte-level model small enough for a CPU."))
     return 0;
   const float std_dev = vm["init-std"].as<float>();
-  if (!(std_dev > 0.f)) throw ttt::Error(fmt::format("--init-std {} must be > 0", std_dev));
+  if (!(std_dev > 0.f) || !std::isfinite(std_dev))
+    throw ttt::app::UsageError(fmt::format("--init-std {}: must be a finite number > 0", std_dev));
+  const uint64_t seed = uint64_t(ttt::app::int_option(vm, "seed", 0));
   const ttt::DType dtype = ttt::parse_dtype(vm["dtype"].as<std::string>(), "--dtype");
   const ttt::Config c = ttt::preset(vm["preset"].as<std::string>());
   const std::string out = vm["out"].as<std::string>();
-  fmt::print("initialising preset {} (seed {}) ...\n", vm["preset"].as<std::string>(), vm["seed"].as<uint64_t>());
-  const ttt::Model m = ttt::Model::random(c, vm["seed"].as<uint64_t>(), std_dev);
+  ttt::check_output_dir(out, "--out", vm["force"].as<bool>());
+  std::fprintf(stderr, "initialising preset %s (seed %llu) ...\n", vm["preset"].as<std::string>().c_str(),
+               static_cast<unsigned long long>(seed));
+  const ttt::Model m = ttt::Model::random(c, seed, std_dev);
   m.save(out, dtype);
   fmt::print("wrote {} : {} parameters ({:.1f} M), {} layers, width {}, {} heads, vocabulary {}, {} on disk\n", out,
              m.num_parameters(), m.num_parameters() / 1e6, c.num_hidden_layers, c.hidden_size, c.num_attention_heads,

@@ -8,7 +8,9 @@
 #include "ttt/engine.hpp"
 #include "lib/report/progress.hpp"
 #include "ttt/report.hpp"
+#include "ttt/output.hpp"
 #include "ttt/tokenizer.hpp"
+#include "host/program.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -17,27 +19,74 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <optional>
+#include <span>
+#include <sstream>
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary);
-  f << text;
-  if (!f) throw ttt::Error(fmt::format("{}: cannot write", path));
+// Time spent scoring only: model loading, kernel compilation and warm-up stay
+// outside, so the progress display and the report show one and the same rate.
+class Stopwatch {
+ public:
+  void start() { since_ = Clock::now(); }
+  void stop() {
+    total_ += std::chrono::duration<double>(Clock::now() - *since_).count();
+    since_.reset();
+  }
+  double seconds() const {
+    return total_ + (since_ ? std::chrono::duration<double>(Clock::now() - *since_).count() : 0.0);
+  }
+
+ private:
+  double total_ = 0;
+  std::optional<Clock::time_point> since_;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  if (!f) throw ttt::Error(fmt::format("{}: cannot read", path));
+  return ss.str();
 }
 
-// Evaluates every document with one engine; fills nll (or nll_base) and seconds.
-void run_pass(ttt::Engine& engine, const std::vector<ttt::Document>& docs, std::vector<ttt::DocResult>& out,
-              bool base, ttt::Progress& progress, size_t& done) {
+// One document, mini-batch by mini-batch as Session::evaluate runs it, but
+// able to stop: after an interrupt it ends with the current mini-batch and
+// returns the NLLs scored so far (the prefix counts in a partial report).
+std::vector<float> score(ttt::Session& session, int B, std::span<const int32_t> tokens,
+                         const std::function<void(size_t)>& on_batch) {
+  session.reset();
+  const size_t n_pred = tokens.size() - 1;
+  std::vector<float> nll(n_pred);
+  for (size_t s = 0; s < n_pred; s += size_t(B)) {
+    const size_t n = std::min(size_t(B), n_pred - s);
+    session.step(tokens.data() + s, tokens.data() + s + 1, int(n), nll.data() + s);
+    on_batch(s + n);
+    if (ttt::app::interrupted()) {
+      nll.resize(s + n);
+      break;
+    }
+  }
+  return nll;
+}
+
+// Evaluates every document with one session, each from a fresh state; fills
+// nll (or nll_base) and seconds. Returns false when an interrupt cut the pass
+// short (the document it came in keeps its scored prefix; later ones stay empty).
+bool run_pass(ttt::Session& session, int B, const std::vector<ttt::Document>& docs, std::vector<ttt::DocResult>& out,
+              bool base, ttt::Progress& progress, size_t& done, Stopwatch& clock) {
   for (size_t i = 0; i < docs.size(); ++i) {
-    const auto t0 = Clock::now();
+    const double t0 = clock.seconds();
     const size_t before = done;
-    auto nll = engine.evaluate(docs[i].tokens, [&](size_t d, size_t) { progress.update(before + d); });
+    clock.start();
+    std::vector<float> nll = score(session, B, docs[i].tokens, [&](size_t d) { progress.update(before + d); });
+    clock.stop();
     done = before + nll.size();
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double s = clock.seconds() - t0;
     if (base) {
       out[i].nll_base = std::move(nll);
       out[i].seconds_base = s;
@@ -45,7 +94,19 @@ void run_pass(ttt::Engine& engine, const std::vector<ttt::Document>& docs, std::
       out[i].nll = std::move(nll);
       out[i].seconds = s;
     }
+    const size_t got = base ? out[i].nll_base.size() : out[i].nll.size();
+    if (got < docs[i].tokens.size() - 1 || (ttt::app::interrupted() && i + 1 < docs.size())) return false;
   }
+  return true;
+}
+
+// After a cold kernel cache, one short untimed document: some drivers (PoCL)
+// finish compiling each kernel at its first launch, which would otherwise be
+// counted in the throughput of the first real document.
+void warm_up(ttt::Engine& engine, int vocab) {
+  std::vector<int32_t> t(size_t(2 * engine.config().mini_batch_size + 2));
+  for (size_t i = 0; i < t.size(); ++i) t[i] = int32_t(i % size_t(vocab));
+  engine.evaluate(t);
 }
 
 int body(int argc, char** argv) {
@@ -62,13 +123,14 @@ int body(int argc, char** argv) {
       ("no-ttt", po::bool_switch(), "turn test-time training off (a plain sliding-window Transformer)")
       ("inner-lr", po::value<float>(), "test-time SGD step size, overriding the model's inner_lr; 0 gives exactly the --no-ttt numbers")
       ("compare", po::bool_switch(), "evaluate every document with and without test-time training and report both side by side")
-      ("max-tokens", po::value<size_t>(), "use only the first N tokens of each document")
+      ("max-tokens", po::value<int64_t>(), "use only the first N tokens of each document (N >= 2)")
       ("tokenizer", po::value<std::string>(), "tokenizer.json or tokenizer.model for -f, instead of the one in the model directory")
       ("parse-special", po::bool_switch(), "turn special-token strings in text (e.g. <|eot_id|>) into their ids; by default they are plain text")
       ("nll-out", po::value<std::string>(), "write one natural-log NLL per predicted token, one per line, documents in order (T-1 lines for T tokens)")
       ("json", po::value<std::string>(), "write the whole report as JSON: settings, device, timing, per document, per position bucket")
       ("plot", po::value<std::string>(), "draw mean loss against token position as an SVG (both curves with --compare)")
-      ("save-weights", po::value<std::string>(), "write a model directory whose prime MLP weights are those adapted at the end of the (last) document")
+      ("save-weights", po::value<std::string>(), "write a model directory whose prime MLP weights are those adapted at the end of the (last) document; never the input model's directory, nor a non-empty one without --force")
+      ("force", po::bool_switch(), "let --save-weights write into a non-empty directory")
       ("quiet,q", po::bool_switch(), "no progress display")
       ("device,d", po::value<std::string>()->default_value(""), "OpenCL device: P:D indices or part of its name (default: $TTT_DEVICE, else the first GPU, else the first device; see ttt-info)");
   po::variables_map vm;
@@ -80,6 +142,10 @@ int body(int argc, char** argv) {
                        "are predicted by weights that learned from the earlier ones: the gain grows with position.\n"
                        "The window W and mini-batch B are properties of the trained model and cannot be changed."))
     return 0;
+  // Options and output paths first: a bad one must fail now, not after hours of evaluation.
+  const size_t max_tokens = vm.count("max-tokens") ? size_t(ttt::app::int_option(vm, "max-tokens", 2)) : SIZE_MAX;
+  const std::optional<float> inner_lr =
+      vm.count("inner-lr") ? std::optional(ttt::app::nonneg_float_option(vm, "inner-lr")) : std::nullopt;
   const bool ttt_on = !vm["no-ttt"].as<bool>(), compare = vm["compare"].as<bool>();
   if (compare && !ttt_on) throw ttt::Error("--compare already runs without test-time training; drop --no-ttt");
   if (vm.count("save-weights") && !ttt_on)
@@ -90,6 +156,12 @@ int body(int argc, char** argv) {
     throw ttt::Error("--tokenizer reads text documents (-f); --tokens are ids already");
 
   const std::string model_dir = vm["model"].as<std::string>();
+  for (const char* flag : {"nll-out", "json", "plot"})
+    if (vm.count(flag)) ttt::check_output_file(vm[flag].as<std::string>(), std::string("--") + flag);
+  if (vm.count("save-weights"))
+    ttt::check_output_dir(vm["save-weights"].as<std::string>(), "--save-weights", vm["force"].as<bool>(), {model_dir});
+  ttt::app::catch_interrupts("ttt-perplexity");
+
   ttt::Model model = ttt::Model::load(model_dir);
   for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-perplexity: warning: %s\n", w.c_str());
   const ttt::Config& cfg = model.config;
@@ -110,8 +182,7 @@ int body(int argc, char** argv) {
   }
   size_t total = 0;
   for (auto& d : docs) {
-    if (vm.count("max-tokens") && vm["max-tokens"].as<size_t>() < d.tokens.size())
-      d.tokens.resize(vm["max-tokens"].as<size_t>());
+    if (max_tokens < d.tokens.size()) d.tokens.resize(max_tokens);
     ttt::check_token_ids(d.tokens, cfg.vocab_size, d.name);
     if (d.tokens.size() < 2)
       throw ttt::Error(fmt::format("{}: a document needs at least 2 tokens to score, got {}", d.name, d.tokens.size()));
@@ -120,44 +191,77 @@ int body(int argc, char** argv) {
 
   const auto device = ttt::host::select_device(vm["device"].as<std::string>());
   ttt::host::Context ctx(device);
+  ttt::app::announce_compiles(ctx, "ttt-perplexity");
   ttt::EngineOptions eo;
   eo.ttt = ttt_on;
-  if (vm.count("inner-lr")) eo.inner_lr = vm["inner-lr"].as<float>();
-  fmt::print("ttt-perplexity: {} document{}, {} tokens to score, on {}\n", docs.size(), docs.size() == 1 ? "" : "s",
-             total, device.label());
-  std::fflush(stdout);
+  eo.inner_lr = inner_lr;
+  // Everything but the report goes to stderr, so `> report.txt` holds the report alone.
+  std::fprintf(stderr, "ttt-perplexity: %zu document%s, %zu tokens to score, on %s\n", docs.size(),
+               docs.size() == 1 ? "" : "s", total, device.label().c_str());
 
   ttt::ReportInput rep;
   rep.compare = compare;
   rep.settings = {model_dir, device.name, tokenizer_name, ttt_on, 0.f, cfg.mini_batch_size, cfg.sliding_window_size, {}};
   for (const auto& d : docs) rep.docs.push_back({d.name, {}, {}, 0, 0});
+  Stopwatch clock;
   ttt::Progress progress(total * (compare ? 2 : 1), "progress",
-                         vm["quiet"].as<bool>() ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto);
+                         vm["quiet"].as<bool>() ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto, stderr,
+                         [&] { return clock.seconds(); });
   size_t done = 0;
-  const auto t0 = Clock::now();
-  {
-    ttt::Engine engine(ctx, model, eo);  // compiles or loads the kernels before the clock of each document starts
-    rep.settings.inner_lr = engine.inner_lr();
-    run_pass(engine, docs, rep.docs, false, progress, done);
-    if (vm.count("save-weights")) engine.download_prime(model);
+  bool complete = true, base_started = false;
+  // One engine holds the weights (uploaded once, kernels compiled or loaded
+  // before the clock of the first document starts); the run with test-time
+  // training and the --compare run without it are two sessions on it.
+  ttt::Engine engine(ctx, model, eo);
+  if (ctx.programs().built_from_source() > 0) warm_up(engine, cfg.vocab_size);
+  rep.settings.inner_lr = engine.inner_lr();
+  complete = run_pass(engine.session(), cfg.mini_batch_size, docs, rep.docs, false, progress, done, clock);
+  if (complete && vm.count("save-weights")) engine.download_prime(model);
+  if (compare && complete && !ttt::app::interrupted()) {
+    ttt::Session base(engine, {.ttt = false, .inner_lr = std::nullopt});
+    base_started = true;
+    complete = run_pass(base, cfg.mini_batch_size, docs, rep.docs, true, progress, done, clock);
   }
-  if (compare) {
-    eo.ttt = false;
-    ttt::Engine base(ctx, model, eo);
-    run_pass(base, docs, rep.docs, true, progress, done);
+  rep.seconds = clock.seconds();
+  complete = complete && (!compare || base_started);
+  if (complete) progress.finish();  // an interrupted run ends with its own line below, not with "done"
+
+  // The NLL file holds every NLL of the main run that was scored; an
+  // interrupted run says so in a last comment line (numpy.loadtxt skips it).
+  std::string nll_text;
+  size_t scored = 0;
+  for (const auto& d : rep.docs) {
+    scored += d.nll.size();
+    for (float v : d.nll) nll_text += fmt::format("{:.9g}\n", v);
   }
-  rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  progress.finish();
+  if (!complete) {
+    nll_text += fmt::format("# partial: {} of {} tokens scored (interrupted)\n", scored, total);
+    rep.partial = true;
+    rep.documents_planned = docs.size();
+    rep.tokens_planned = total;
+    // Compare only what both runs scored; without any run without TTT there is nothing to compare.
+    if (compare && !base_started) {
+      rep.compare = false;
+    } else if (compare) {
+      for (auto& d : rep.docs) d.nll.resize(std::min(d.nll.size(), d.nll_base.size()));
+    }
+    std::erase_if(rep.docs, [](const ttt::DocResult& d) { return d.nll.empty(); });
+    for (auto& d : rep.docs)
+      if (!rep.compare) d.nll_base.clear();
+  }
 
   std::fputs(ttt::format_report(rep).c_str(), stdout);
-  if (vm.count("nll-out")) {
-    std::string text;
-    for (const auto& d : rep.docs)
-      for (float v : d.nll) text += fmt::format("{:.9g}\n", v);
-    write_file(vm["nll-out"].as<std::string>(), text);
+  std::fflush(stdout);
+  if (vm.count("nll-out")) ttt::write_file_atomic(vm["nll-out"].as<std::string>(), nll_text);
+  if (vm.count("json")) ttt::write_file_atomic(vm["json"].as<std::string>(), ttt::report_json(rep).dump(2) + "\n");
+  if (vm.count("plot")) ttt::write_file_atomic(vm["plot"].as<std::string>(), ttt::render_svg(rep));
+  if (!complete) {
+    if (vm.count("save-weights"))
+      std::fprintf(stderr, "ttt-perplexity: --save-weights skipped: the documents were not all read\n");
+    std::fprintf(stderr, "ttt-perplexity: interrupted: partial results written (%zu of %zu tokens scored)\n", scored,
+                 total);
+    return 130;  // as for Ctrl-C, whichever of SIGINT or SIGTERM stopped it: "interrupted, results kept"
   }
-  if (vm.count("json")) write_file(vm["json"].as<std::string>(), ttt::report_json(rep).dump(2) + "\n");
-  if (vm.count("plot")) write_file(vm["plot"].as<std::string>(), ttt::render_svg(rep));
   if (vm.count("save-weights")) {
     const std::string out = vm["save-weights"].as<std::string>();
     model.save(out);
@@ -165,14 +269,14 @@ int body(int argc, char** argv) {
     namespace fs = std::filesystem;
     if (vm.count("tokenizer")) {
       const fs::path tok = vm["tokenizer"].as<std::string>();
-      fs::copy_file(tok, fs::path(out) / (tok.extension() == ".json" ? "tokenizer.json" : "tokenizer.model"),
-                    fs::copy_options::overwrite_existing);
+      ttt::write_file_atomic((fs::path(out) / (tok.extension() == ".json" ? "tokenizer.json" : "tokenizer.model")).string(),
+                             read_file(tok.string()));
     } else {
       for (const char* name : {"tokenizer.json", "tokenizer.model"})
         if (fs::exists(fs::path(model_dir) / name))
-          fs::copy_file(fs::path(model_dir) / name, fs::path(out) / name, fs::copy_options::overwrite_existing);
+          ttt::write_file_atomic((fs::path(out) / name).string(), read_file((fs::path(model_dir) / name).string()));
     }
-    fmt::print("adapted weights written to {}\n", out);
+    std::fprintf(stderr, "ttt-perplexity: adapted weights written to %s\n", out.c_str());
   }
   return 0;
 }

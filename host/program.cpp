@@ -128,6 +128,7 @@ cl_program ProgramCache::build(const std::string& family, const std::string& opt
   }
 
   // 2. From source.
+  if (ctx_.compile_hook()) ctx_.compile_hook()(family);
   const char* s = src.c_str();
   const size_t n = src.size();
   cl_program p = clCreateProgramWithSource(ctx_.context(), 1, &s, &n, &err);

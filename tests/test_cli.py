@@ -9,21 +9,32 @@ usage: test_cli.py BIN_DIR DATA_DIR
 """
 import json
 import os
+import re
+import signal
 import xml.etree.ElementTree as ET
 import shutil
 import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 
 BIN, DATA = sys.argv[1], sys.argv[2]
 GOLDEN = os.path.join(DATA, "golden")
 results = {"passed": 0, "failed": 0}
 
 
-def run(tool, *args, stdin=None):
-    exe = os.path.join(BIN, tool)
-    p = subprocess.run([exe, *args], input=stdin, capture_output=True, text=True, timeout=600)
+# Tools outside BIN (the apps directory), relative to it.
+ELSEWHERE = {"ttt-bench": os.path.join("..", "bench", "ttt-bench")}
+
+
+def exe(tool):
+    return os.path.join(BIN, ELSEWHERE.get(tool, tool))
+
+
+def run(tool, *args, stdin=None, env=None):
+    full_env = dict(os.environ, **env) if env else None
+    p = subprocess.run([exe(tool), *args], input=stdin, capture_output=True, text=True, timeout=600, env=full_env)
     return p.returncode, p.stdout, p.stderr
 
 
@@ -36,8 +47,8 @@ def check(name, cond, detail=""):
         print(f"FAIL  {name}\n      {detail}")
 
 
-def expect_error(name, tool, args, *fragments, code=None):
-    rc, out, err = run(tool, *args)
+def expect_error(name, tool, args, *fragments, code=None, env=None):
+    rc, out, err = run(tool, *args, env=env)
     lines = [l for l in err.splitlines() if l.strip()]
     ok = rc > 0 and (code is None or rc == code)
     ok = ok and lines and lines[0].startswith(f"{tool}: error: ")
@@ -73,6 +84,77 @@ def tensor(header, data, name):
 def floats(path):
     with open(path) as f:
         return [float(x) for x in f.read().split()]
+
+
+def png_pixels(path):
+    """(width, height, bytes per pixel, rows) of an 8-bit RGB or RGBA non-interlaced PNG (rsvg-convert's)."""
+    b = open(path, "rb").read()
+    assert b[:8] == b"\x89PNG\r\n\x1a\n", path
+    i, idat, hdr = 8, b"", None
+    while i < len(b):
+        n, kind = struct.unpack(">I4s", b[i:i + 8])
+        data = b[i + 8:i + 8 + n]
+        i += 12 + n
+        if kind == b"IHDR":
+            hdr = struct.unpack(">IIBBBBB", data)
+        elif kind == b"IDAT":
+            idat += data
+    w, h, depth, ctype, _, _, interlace = hdr
+    assert depth == 8 and ctype in (2, 6) and interlace == 0, hdr
+    bpp = 3 if ctype == 2 else 4
+    raw, stride = zlib.decompress(idat), w * bpp
+    rows, prev = [], bytearray(stride)
+    for r in range(h):
+        f, line = raw[r * (stride + 1)], bytearray(raw[r * (stride + 1) + 1:(r + 1) * (stride + 1)])
+        for x in range(stride):
+            a = line[x - bpp] if x >= bpp else 0
+            c = prev[x - bpp] if x >= bpp else 0
+            if f == 1:
+                line[x] = (line[x] + a) & 255
+            elif f == 2:
+                line[x] = (line[x] + prev[x]) & 255
+            elif f == 3:
+                line[x] = (line[x] + (a + prev[x]) // 2) & 255
+            elif f == 4:
+                p_ = a + prev[x] - c
+                pa, pb, pc = abs(p_ - a), abs(p_ - prev[x]), abs(p_ - c)
+                line[x] = (line[x] + (a if pa <= pb and pa <= pc else prev[x] if pb <= pc else c)) & 255
+        rows.append(bytes(line))
+        prev = line
+    return w, h, bpp, rows
+
+
+def check_plot_legend(name, svg_path, tmp):
+    """No curve point under the legend: geometrically on the SVG, and in pixels (rsvg-convert): the legend's
+    box looks the same whether or not the curves are drawn."""
+    text = open(svg_path).read()
+    box = re.search(r'id="legend-box" x="([0-9.]+)" y="([0-9.]+)" width="([0-9.]+)" height="([0-9.]+)"', text)
+    if not box:
+        check(f"{name}: the plot has a legend box", False, text[:300])
+        return
+    x0, y0, bw, bh = map(float, box.groups())
+    points = [(float(x), float(y)) for d in re.findall(r'class="curve" d="([^"]*)"', text)
+              for x, y in re.findall(r"[ML]([0-9.]+) ([0-9.]+)", d)]
+    points += [(float(x), float(y)) for x, y in re.findall(r'class="dot" cx="([0-9.]+)" cy="([0-9.]+)"', text)]
+    under = [p for p in points if x0 <= p[0] <= x0 + bw and y0 <= p[1] <= y0 + bh]
+    check(f"{name}: no curve point lies under the legend ({len(points)} points)", points and not under, under[:5])
+    rsvg = shutil.which("rsvg-convert")
+    if not rsvg:
+        check(f"{name}: rsvg-convert renders the plot", False, "rsvg-convert not found (Debian package librsvg2-bin)")
+        return
+    bare = os.path.join(tmp, "bare.svg")
+    with open(bare, "w") as f:
+        f.write("\n".join(l for l in text.splitlines() if 'class="curve"' not in l and 'class="dot"' not in l))
+    pngs = [os.path.join(tmp, "full.png"), os.path.join(tmp, "bare.png")]
+    for src, dst in zip([svg_path, bare], pngs):
+        subprocess.run([rsvg, src, "-o", dst], check=True, timeout=120)
+    (w, h, bpp, full), (_, _, _, no_curves) = png_pixels(pngs[0]), png_pixels(pngs[1])
+    xs = slice(max(0, int(x0) - 1) * bpp, min(w, int(x0 + bw) + 2) * bpp)
+    ys = range(max(0, int(y0) - 1), min(h, int(y0 + bh) + 2))
+    covered = [y for y in ys if full[y][xs] != no_curves[y][xs]]
+    drawn = sum(a != b for a, b in zip(full, no_curves))
+    check(f"{name}: in the PNG the curves touch no pixel of the legend box ({drawn} rows hold curves)",
+          drawn > 0 and not covered, f"rows {covered[:5]} differ under the legend")
 
 
 def main():
@@ -185,8 +267,37 @@ def main():
         expect_error("save weights without ttt", "ttt-perplexity",
                      ["-m", tiny, "--tokens", tokens, "--no-ttt", "--save-weights", os.path.join(tmp, "w")],
                      "--save-weights")
-        expect_error("negative inner lr", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--inner-lr", "-1"],
-                     "inner learning rate")
+        # Numeric options are range-checked: a usage error (exit 2) naming the flag, never a wrapped value.
+        x = os.path.join(tmp, "x")
+        for flag, tool, args in [
+                ("--max-tokens", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--max-tokens", "-5"]),
+                ("--max-tokens", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--max-tokens", "1"]),
+                ("--inner-lr", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--inner-lr", "-1"]),
+                ("--inner-lr", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--inner-lr", "nan"]),
+                ("--inner-lr", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--inner-lr", "inf"]),
+                ("--seed", "ttt-make-model", ["--preset", "tiny", "--out", x, "--seed", "-1"]),
+                ("--init-std", "ttt-make-model", ["--preset", "tiny", "--out", x, "--init-std", "nan"]),
+                ("--W", "ttt-bench", ["attention", "--W", "0"]),
+                ("--T", "ttt-bench", ["attention", "--T", "-3"]),
+                ("--E", "ttt-bench", ["attention", "--E", "0"]),
+                ("--pos", "ttt-bench", ["attention", "--pos", "-1"]),
+                ("--repeat", "ttt-bench", ["attention", "--repeat", "0"]),
+                ("--tokens", "ttt-bench", ["prefill", "--preset", "tiny", "--tokens", "-1"]),
+                ("--seed", "ttt-bench", ["prefill", "--preset", "tiny", "--seed", "-1"])]:
+            expect_error(f"{tool} {' '.join(args[-2:])} is a usage error", tool, args, flag, code=2)
+        check("a rejected --seed wrote nothing", not os.path.exists(x))
+
+        # Output paths are checked before any work: a missing directory fails at once, naming the flag.
+        for flag in ["--json", "--plot", "--nll-out"]:
+            rc, so, se = run("ttt-perplexity", "-m", tiny, "--tokens", tokens, flag, os.path.join(tmp, "nodir", "f"))
+            check(f"{flag} into a missing directory fails before the evaluation",
+                  rc == 1 and se.startswith(f"ttt-perplexity: error: {flag} ") and "does not exist" in se
+                  and "tokens to score" not in se and so == "", se[-400:])
+        expect_error("bench --json into a missing directory", "ttt-bench",
+                     ["prefill", "--preset", "tiny", "--tokens", "100", "--json", os.path.join(tmp, "nodir", "b.json")],
+                     "--json", "does not exist")
+        rc, _, se = run("ttt-perplexity", "-m", tiny, "--tokens", tokens, "--json", tmp)
+        check("--json naming a directory fails", rc == 1 and "is a directory" in se, se[-300:])
         expect_error("unknown preset", "ttt-make-model", ["--preset", "7b", "--out", os.path.join(tmp, "x")], "7b",
                      "125m")
         expect_error("unknown dtype flag", "ttt-make-model",
@@ -244,6 +355,23 @@ def main():
         check("--save-weights takes the tokenizer along", rc == 0 and
               open(os.path.join(saved2, "tokenizer.model")).read().startswith("placeholder"), se[-400:])
 
+        # --save-weights never writes over its input model (however spelt, --force or not) nor, without
+        # --force, into a non-empty directory; it fails before the evaluation.
+        victim = copy_model(med, os.path.join(tmp, "victim"))
+        before = open(os.path.join(victim, "model.safetensors"), "rb").read()
+        for spelling in [victim, victim + "/", os.path.join(victim, "..", "victim"), os.path.relpath(victim)]:
+            for extra in [[], ["--force"]]:
+                rc, _, se = run("ttt-perplexity", "-m", victim, "--tokens", mtoks, "--save-weights", spelling, *extra)
+                check(f"--save-weights {spelling} {' '.join(extra)} refuses the input model",
+                      rc == 1 and "input model" in se and "tokens to score" not in se, se[-300:])
+        check("the input model is untouched", open(os.path.join(victim, "model.safetensors"), "rb").read() == before)
+        rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--save-weights", saved)
+        check("--save-weights refuses a non-empty directory", rc == 1 and "--force" in se and "not empty" in se,
+              se[-300:])
+        rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--save-weights", saved, "--force")
+        check("--save-weights --force writes into it, leaving no temporary files",
+              rc == 0 and sorted(os.listdir(saved)) == ["config.json", "model.safetensors"], se[-300:])
+
         jpath = os.path.join(tmp, "r.json")
         rc, so, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--json", jpath)
         ok = rc == 0 and "PPL = " in so
@@ -259,6 +387,17 @@ def main():
             toks = token_file(f"made-{dt}.txt", " ".join(str((i * 7) % 256) for i in range(300)))
             rc2, so, e2 = run("ttt-perplexity", "-m", d, "--tokens", toks)
             check(f"ttt-make-model tiny --dtype {dt} runs", rc1 == 0 and rc2 == 0 and "PPL = " in so, (e1 + e2)[-400:])
+        made = os.path.join(tmp, "made-f32")
+        rc, _, se = run("ttt-make-model", "--preset", "tiny", "--out", made)
+        check("ttt-make-model refuses a non-empty --out", rc == 1 and "not empty" in se and "--force" in se, se[-300:])
+        rc, _, se = run("ttt-make-model", "--preset", "tiny", "--seed", "3", "--out", made, "--force")
+        check("ttt-make-model --force writes into it, leaving no temporary files",
+              rc == 0 and sorted(os.listdir(made)) == ["config.json", "model.safetensors"], se[-300:])
+        bj = os.path.join(tmp, "bench.json")
+        rc, so, se = run("ttt-bench", "prefill", "--preset", "tiny", "--tokens", "100", "--json", bj)
+        check("ttt-bench --json writes the JSON it prints",
+              rc == 0 and os.path.exists(bj) and json.load(open(bj)) == json.loads(so), se[-300:])
+
         rc, so, _ = run("ttt-info")
         check("ttt-info lists a device", rc == 0 and "Device 0:0" in so, so[:300])
 
@@ -291,6 +430,69 @@ def main():
             root = ET.parse(svg).getroot()
             ok = root.tag.endswith("svg") and "no TTT" in open(svg).read()
         check("--plot writes a well-formed SVG with both curves", ok)
+        if rc == 0:
+            check_plot_legend("--compare --plot", svg, tmp)
+
+        a_only = os.path.join(docs, "a.txt")
+        check("stdout holds the report alone; the header and progress go to stderr",
+              rc == 0 and so.startswith("ttt-perplexity report\n") and "tokens to score" not in so
+              and "progress" not in so and "tokens to score" in se, so[:300])
+
+        # One run shows one speed: the progress line and the report agree (both count scoring time only).
+        long_doc = os.path.join(tmp, "long.txt")
+        with open(long_doc, "w") as f:
+            f.write("The quick brown fox jumps over the lazy dog; " * 450)  # 20250 bytes
+        rc, so, se = run("ttt-perplexity", "-m", made, "-f", long_doc, "--max-tokens", "6000")
+        prog = re.findall(r"progress: done, .* ([0-9.]+) tok/s", se)
+        rep = re.findall(r"time .* TTT ([0-9.]+) tok/s", so)
+        check(f"progress and report show one tok/s ({prog} vs {rep})",
+              rc == 0 and len(prog) == 1 and len(rep) == 1 and abs(float(prog[0]) / float(rep[0]) - 1) < 0.002,
+              (so + se)[-500:])
+
+        # A cold kernel cache says so, where it caches, and keeps compilation out of the throughput.
+        def scoring_seconds(out):
+            m = re.search(r"time +([0-9.]+) s", out)
+            return float(m.group(1)) if m else 1e9
+        cold = {"TTT_CACHE_DIR": os.path.join(tmp, "kernels"), "POCL_CACHE_DIR": os.path.join(tmp, "pocl")}
+        rc1, so1, se1 = run("ttt-perplexity", "-m", made, "-f", long_doc, "--max-tokens", "3000", env=cold)
+        rc2, so2, se2 = run("ttt-perplexity", "-m", made, "-f", long_doc, "--max-tokens", "3000", env=cold)
+        notice = "ttt-perplexity: compiling kernels for "
+        check("a cold cache prints the compile notice naming the cache, once",
+              rc1 == 0 and se1.count(notice) == 1 and f"cached in {cold['TTT_CACHE_DIR']})" in se1, se1[-500:])
+        check("a warm cache prints no compile notice", rc2 == 0 and notice not in se2, se2[-300:])
+        t1, t2 = scoring_seconds(so1), scoring_seconds(so2)
+        check(f"throughput excludes compilation (cold {t1:.2f} s, warm {t2:.2f} s of scoring)",
+              rc1 == rc2 == 0 and t1 <= 3 * t2 + 0.5, so1[:600])
+        home = os.path.join(tmp, "xdg")
+        rc, _, se = run("ttt-perplexity", "-m", made, "-f", long_doc, "--max-tokens", "200",
+                        env={"TTT_CACHE_DIR": "", "XDG_CACHE_HOME": home})
+        check("the default kernel cache is $XDG_CACHE_HOME/ttt-cl", rc == 0 and os.path.join(home, "ttt-cl") in se
+              and os.listdir(os.path.join(home, "ttt-cl")), se[-300:])
+        setup = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "setup.sh")).read()
+        check("tools/setup.sh leaves the kernel cache at the tools' default",
+              not re.search(r"export\s+(TTT|POCL)_CACHE_DIR", setup))
+
+        # Interrupts: the current mini-batch ends, partial report, JSON, NLLs and plot are written, exit 128+signal.
+        for sig, code in [(signal.SIGINT, 130), (signal.SIGTERM, 130)]:
+            jp, npth, sp = (os.path.join(tmp, f"int-{sig}.{e}") for e in ("json", "txt", "svg"))
+            p = subprocess.Popen([exe("ttt-perplexity"), "-m", made, "-f", long_doc, "-f", a_only, "--compare",
+                                  "--json", jp, "--nll-out", npth, "--plot", sp], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+            head = p.stderr.readline()  # printed once the documents are loaded, before any scoring
+            p.send_signal(sig)
+            so, se = p.communicate(timeout=600)
+            se = head + se
+            ok = p.returncode == code and "INTERRUPTED" in so and so.rstrip().splitlines()[-1].startswith("PPL = ")
+            ok = ok and "partial results written" in se
+            j = json.load(open(jp)) if os.path.exists(jp) else {}
+            lines = open(npth).read().splitlines() if os.path.exists(npth) else []
+            n_scored = j.get("total", {}).get("tokens", 0)
+            ok = ok and j.get("partial") is True and j["planned"]["tokens"] == 20250 - 1 + len(texts["a.txt"]) - 1
+            ok = ok and 0 < n_scored < j["planned"]["tokens"] and n_scored % 64 == 0  # whole mini-batches of B = 64
+            ok = ok and lines[-1].startswith("# partial: ") and len(lines) - 1 == n_scored
+            ok = ok and os.path.exists(sp) and ET.parse(sp).getroot().tag.endswith("svg")
+            check(f"{signal.Signals(sig).name}: partial report, JSON, NLLs and plot, exit {code} "
+                  f"({n_scored} tokens)", ok, f"exit {p.returncode}; {(so + se)[-600:]}")
 
         a_only = os.path.join(docs, "a.txt")
         rc1, so1, _ = run("ttt-perplexity", "-m", made, "-f", a_only, "--nll-out", os.path.join(tmp, "fa.txt"))

@@ -102,16 +102,21 @@ TEST_F(Host, ProgramCacheStoresAndReloadsBinaries) {
   const fs::path dir = fs::temp_directory_path() / ("ttt_cache_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   ScopedEnv env("TTT_CACHE_DIR", dir.string());
+  std::vector<std::string> compiled;  // what the compile hook saw (a tool's "compiling kernels" notice)
   {
     host::Context c(dev().device());
+    c.on_compile([&](const std::string& family) { compiled.push_back(family); });
     host::Kernel(c, "swiglu", "swiglu_fwd", "-DTEST_CACHE=1");
     EXPECT_EQ(c.programs().built_from_source(), 1);
     EXPECT_EQ(c.programs().loaded_from_cache(), 0);
   }
+  EXPECT_EQ(compiled, std::vector<std::string>{"swiglu"});
   ASSERT_TRUE(fs::exists(dir));
   EXPECT_FALSE(fs::is_empty(dir));
   host::Context c2(dev().device());
+  c2.on_compile([&](const std::string& family) { compiled.push_back(family); });
   host::Kernel(c2, "swiglu", "swiglu_fwd", "-DTEST_CACHE=1");
+  EXPECT_EQ(compiled.size(), 1u) << "a cached program is not announced as compiled";
   EXPECT_EQ(c2.programs().built_from_source(), 0);
   EXPECT_EQ(c2.programs().loaded_from_cache(), 1);
   // A corrupt cache entry falls back to the source.

@@ -293,7 +293,34 @@ TEST(reportText, EmptyInputStillRenders) {
   EXPECT_EQ(lines(r).back(), "PPL = - (no tokens)");
 }
 
+TEST(reportText, PartialRunIsMarked) {
+  ReportInput in = sample(false);
+  EXPECT_EQ(format_report(in).find("INTERRUPTED"), std::string::npos);
+  in.partial = true;
+  in.documents_planned = 5;
+  in.tokens_planned = 9999;
+  const std::string r = format_report(in);
+  EXPECT_NE(r.find("INTERRUPTED: partial results, 4225 of 9999 tokens scored in 3 of 5 documents"), std::string::npos)
+      << r;
+  EXPECT_EQ(lines(r).back().rfind("PPL = ", 0), 0u);  // still last, for harnesses
+}
+
 // ---- JSON ----
+
+TEST(reportJson, PartialRunIsMarked) {
+  ReportInput in = sample(false);
+  json j = report_json(in);
+  EXPECT_EQ(j["partial"], false);
+  EXPECT_FALSE(j.contains("planned"));
+  in.partial = true;
+  in.documents_planned = 5;
+  in.tokens_planned = 9999;
+  j = report_json(in);
+  EXPECT_EQ(j["partial"], true);
+  EXPECT_EQ(j["planned"]["documents"], 5);
+  EXPECT_EQ(j["planned"]["tokens"], 9999);
+  EXPECT_EQ(j["total"]["tokens"], 4225);
+}
 
 TEST(reportJson, KeysAndValues) {
   const ReportInput in = sample(false);
@@ -435,6 +462,135 @@ TEST(reportSvg, CompareDrawsBothCurvesAndTheDifference) {
   };
   EXPECT_NE(stroke(p1), stroke(p2));
   EXPECT_EQ(svg.find("nan"), std::string::npos);
+}
+
+// The geometry of a rendered plot, read back from the SVG: curve points
+// (path class="curve"), bucket dots, the plot areas and the legend box.
+struct Box {
+  double x = 0, y = 0, w = 0, h = 0;
+  bool contains(double px, double py) const { return px >= x && px <= x + w && py >= y && py <= y + h; }
+  bool overlaps(const Box& o) const { return x < o.x + o.w && o.x < x + w && y < o.y + o.h && o.y < y + h; }
+};
+struct Plot {
+  std::vector<std::vector<std::pair<double, double>>> paths;  // each curve's points, in path order
+  std::vector<std::vector<size_t>> moves;                     // indices in a path where a subpath starts (M)
+  std::vector<std::pair<double, double>> dots;
+  std::vector<Box> areas;
+  Box legend;
+  std::vector<double> update_x;  // the dotted first-update lines
+};
+
+double attr(const std::string& tag, const std::string& name) {
+  const size_t a = tag.find(" " + name + "=\"");
+  if (a == std::string::npos) return NAN;
+  return std::stod(tag.substr(a + name.size() + 3));
+}
+
+Plot read_plot(const std::string& svg) {
+  Plot p;
+  for (const std::string& l : lines(svg)) {
+    if (l.find("class=\"curve\"") != std::string::npos) {
+      const size_t a = l.find(" d=\"") + 4;
+      const std::string d = l.substr(a, l.find('"', a) - a);
+      p.paths.emplace_back();
+      p.moves.emplace_back();
+      for (size_t i = 0; i < d.size();) {
+        const char op = d[i];
+        size_t used = 0;
+        const double x = std::stod(d.substr(i + 1), &used);
+        i += 1 + used;
+        const double y = std::stod(d.substr(i), &used);
+        i += used;
+        while (i < d.size() && d[i] == ' ') ++i;
+        if (op == 'M') p.moves.back().push_back(p.paths.back().size());
+        p.paths.back().push_back({x, y});
+      }
+    } else if (l.find("<circle class=\"dot\"") != std::string::npos) {
+      p.dots.push_back({attr(l, "cx"), attr(l, "cy")});
+    } else if (l.find("class=\"plot-area\"") != std::string::npos) {
+      p.areas.push_back({attr(l, "x"), attr(l, "y"), attr(l, "width"), attr(l, "height")});
+    } else if (l.find("id=\"legend-box\"") != std::string::npos) {
+      p.legend = {attr(l, "x"), attr(l, "y"), attr(l, "width"), attr(l, "height")};
+    } else if (l.find("class=\"first-update\"") != std::string::npos) {
+      p.update_x.push_back(attr(l, "x1"));
+    }
+  }
+  return p;
+}
+
+// Documents whose loss falls with position, like a model's: a curve from the
+// top left to the bottom right, where a legend used to sit.
+ReportInput falling(bool compare, size_t ndocs) {
+  ReportInput in = sample(compare, 0);
+  for (size_t k = 0; k < ndocs; ++k)
+    in.docs.push_back(doc("d" + std::to_string(k), 3000 + 500 * k, compare,
+                          [](size_t i) { return 5.5f - 0.1f * std::log2(float(i + 1)) + 0.05f * float(i % 3); }));
+  return in;
+}
+
+TEST(reportSvg, LegendNeverCoversData) {
+  for (bool cmp : {false, true})
+    for (const ReportInput& in : {sample(cmp), falling(cmp, 1), falling(cmp, 4)}) {
+      const Plot p = read_plot(render_svg(in));
+      ASSERT_GT(p.legend.w, 0);
+      ASSERT_EQ(p.areas.size(), cmp ? 2u : 1u);
+      for (const Box& a : p.areas) EXPECT_FALSE(p.legend.overlaps(a)) << "the legend lies on a plot area";
+      for (const auto& path : p.paths)
+        for (auto [x, y] : path) EXPECT_FALSE(p.legend.contains(x, y)) << "curve point " << x << "," << y;
+      for (auto [x, y] : p.dots) EXPECT_FALSE(p.legend.contains(x, y)) << "dot " << x << "," << y;
+    }
+}
+
+TEST(reportSvg, AxesFitTheDataWithHeadroom) {
+  for (bool cmp : {false, true}) {
+    const Plot p = read_plot(render_svg(falling(cmp, 4)));
+    ASSERT_FALSE(p.paths.empty());
+    double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY;
+    for (const auto& path : p.paths)
+      for (auto [x, y] : path) xmin = std::min(xmin, x), xmax = std::max(xmax, x);
+    for (auto [x, y] : p.dots) xmin = std::min(xmin, x), xmax = std::max(xmax, x);
+    // The x axis starts at the first plotted position (not at 1) and ends at the last.
+    EXPECT_NEAR(xmin, p.areas[0].x, 0.11);
+    EXPECT_NEAR(xmax, p.areas[0].x + p.areas[0].w, 0.11);
+    // Headroom: the highest point of the NLL panel stays clear of its top edge.
+    for (size_t k = 0; k < (cmp ? 2u : 1u); ++k)
+      for (auto [x, y] : p.paths[k]) ymin = std::min(ymin, y);
+    EXPECT_GE(ymin - p.areas[0].y, 0.05 * p.areas[0].h);
+  }
+}
+
+// Test-time training acts from position B on; a smoothing window that takes
+// in positions on both sides shows a gain before there can be one.
+TEST(reportSvg, NoSmoothingAcrossTheFirstUpdate) {
+  for (bool cmp : {false, true}) {
+    ReportInput in = sample(cmp, 0);
+    in.settings.mini_batch = 64;
+    for (int k = 0; k < 3; ++k)
+      in.docs.push_back(doc("step", 2000, cmp, [](size_t i) { return i < 64 ? 5.0f : 4.0f; }));
+    const Plot p = read_plot(render_svg(in));
+    ASSERT_EQ(p.update_x.size(), cmp ? 2u : 1u);
+    const auto& curve = p.paths[0];
+    ASSERT_GT(curve.size(), 2u);
+    const double before = curve.front().second, after = curve.back().second;
+    ASSERT_GT(after - before, 10);  // 4 is lower than 5: larger y
+    bool crossed = false;
+    for (auto [x, y] : curve) {
+      EXPECT_TRUE(std::fabs(y - before) < 0.06 || std::fabs(y - after) < 0.06) << "a mixed window at x " << x;
+      EXPECT_EQ(x > p.update_x[0], std::fabs(y - after) < 0.06) << x;
+      crossed = crossed || x > p.update_x[0];
+    }
+    EXPECT_TRUE(crossed);
+    EXPECT_EQ(p.moves[0].size(), 2u) << "the curve is two segments, broken at the update";
+  }
+}
+
+TEST(reportSvg, NoRepeatedPathPoints) {
+  for (bool cmp : {false, true})
+    for (const ReportInput& in : {sample(cmp), falling(cmp, 1), falling(cmp, 4)})
+      for (const auto& path : read_plot(render_svg(in)).paths) {
+        ASSERT_GT(path.size(), 2u);
+        for (size_t i = 1; i < path.size(); ++i) EXPECT_NE(path[i], path[i - 1]) << "point " << i;
+      }
 }
 
 TEST(reportSvg, EdgeCasesStayValid) {

@@ -12,7 +12,7 @@ jobs=$(nproc)
 
 packages=(build-essential cmake pkg-config git ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd
           libboost-program-options-dev libfmt-dev nlohmann-json3-dev libpcre2-dev libgtest-dev
-          python3 python3-venv)
+          python3 python3-venv librsvg2-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -45,9 +45,9 @@ echo "== building in $build"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE="$(command -v "$py" || echo "$py")" >/dev/null
 cmake --build "$build" -j "$jobs"
 
-# PoCL compiles each kernel program once (~11 s) and caches it here.
-export POCL_CACHE_DIR=${POCL_CACHE_DIR:-$build/pocl-cache}
-export TTT_CACHE_DIR=${TTT_CACHE_DIR:-$build/kernel-cache}
+# Kernels are compiled once (PoCL: ~11 s a program) and cached where the tools
+# always cache them, ~/.cache/ttt-cl and ~/.cache/pocl, so the demo and later
+# runs by hand share one cache (ctest keeps its own under the build tree).
 
 case "$mode" in
   demo)

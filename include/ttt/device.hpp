@@ -10,6 +10,7 @@
 #endif
 #include <CL/cl.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -92,6 +93,12 @@ class Context {
     return *static_cast<const T*>(it->second.get());
   }
 
+  // Called with the family name before a kernel program is compiled from
+  // source (a program-cache miss: slow, so a tool can say why it waits).
+  using CompileHook = std::function<void(const std::string& family)>;
+  void on_compile(CompileHook hook) { compile_hook_ = std::move(hook); }
+  const CompileHook& compile_hook() const { return compile_hook_; }
+
  private:
   DeviceInfo device_;
   cl_context context_ = nullptr;
@@ -99,6 +106,8 @@ class Context {
   std::unique_ptr<ProgramCache> programs_;
   Profiler profiler_;
   std::map<std::string, std::shared_ptr<void>> memo_;
+
+  CompileHook compile_hook_;
 };
 
 }  // namespace ttt::host

@@ -74,8 +74,12 @@ struct ReportSettings {
 struct ReportInput {
   std::vector<DocResult> docs;
   ReportSettings settings;
-  double seconds = 0;    // wall time of the whole evaluation (all runs)
+  double seconds = 0;    // scoring time of the whole evaluation (all runs; kernel compilation excluded)
   bool compare = false;  // docs carry nll_base: report both runs and their difference
+  // An interrupted run: docs hold only what was scored (a document's scored
+  // prefix counts); the planned counts are what the whole run would have had.
+  bool partial = false;
+  size_t documents_planned = 0, tokens_planned = 0;
 };
 
 // Throws ttt::Error when compare is on and a document's nll_base does not

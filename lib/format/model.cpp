@@ -2,6 +2,7 @@
 #include "ttt/model.hpp"
 
 #include "ttt/error.hpp"
+#include "ttt/output.hpp"
 #include "ttt/params.hpp"
 
 #include <fmt/format.h>
@@ -79,9 +80,7 @@ void Model::save(const std::string& dir, DType dtype) const {
   for (const ParamSpec& s : param_table(config).params) out.push_back({s.name, s.shape, s.host(self).data()});
   write_safetensors((fs::path(dir) / "model.safetensors").string(), out, dtype);
   const std::string cfg = (fs::path(dir) / "config.json").string();
-  std::ofstream f(cfg);
-  f << config.to_json().dump(2) << "\n";
-  if (!f) throw Error(fmt::format("{}: write failed", cfg));
+  write_file_atomic(cfg, config.to_json().dump(2) + "\n");
 }
 
 std::vector<TensorOut> Model::prime_tensors() const {

@@ -1,6 +1,7 @@
 // safetensors: mmap-based reader with header validation, dtype conversion,
 // and an atomic writer.
 #include "ttt/safetensors.hpp"
+#include "ttt/output.hpp"
 
 #include "ttt/error.hpp"
 
@@ -240,34 +241,27 @@ void write_safetensors(const std::string& path, const std::vector<TensorOut>& te
   }
   std::string h = header.dump();
   while (h.size() % 8) h.push_back(' ');  // keep the data 8-byte aligned, as other writers do
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) throw Error(fmt::format("{}: cannot write: {}", tmp, std::strerror(errno)));
-    uint8_t len[8];
-    for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(h.size()) >> (8 * i));
-    f.write(reinterpret_cast<const char*>(len), 8);
-    f.write(h.data(), std::streamsize(h.size()));
-    std::vector<uint8_t> buf;
-    for (const auto& t : tensors) {
-      int64_t n = 1;
-      for (auto d : t.shape) n *= d;
-      if (dtype == DType::F32) {
-        f.write(reinterpret_cast<const char*>(t.data), std::streamsize(n * 4));
-      } else {
-        buf.resize(size_t(n) * 2);
-        for (int64_t i = 0; i < n; ++i) {
-          const uint16_t v = dtype == DType::F16 ? f32_to_f16(t.data[i]) : f32_to_bf16(t.data[i]);
-          std::memcpy(&buf[size_t(i) * 2], &v, 2);
-        }
-        f.write(reinterpret_cast<const char*>(buf.data()), std::streamsize(buf.size()));
+  AtomicFile f(path);  // an interrupted write leaves the old file or none, never half a model
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = uint8_t(uint64_t(h.size()) >> (8 * i));
+  f.write(len, 8);
+  f.write(h);
+  std::vector<uint8_t> buf;
+  for (const auto& t : tensors) {
+    int64_t n = 1;
+    for (auto d : t.shape) n *= d;
+    if (dtype == DType::F32) {
+      f.write(t.data, size_t(n) * 4);
+    } else {
+      buf.resize(size_t(n) * 2);
+      for (int64_t i = 0; i < n; ++i) {
+        const uint16_t v = dtype == DType::F16 ? f32_to_f16(t.data[i]) : f32_to_bf16(t.data[i]);
+        std::memcpy(&buf[size_t(i) * 2], &v, 2);
       }
+      f.write(buf.data(), buf.size());
     }
-    if (!f) throw Error(fmt::format("{}: write failed: {}", tmp, std::strerror(errno)));
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw Error(fmt::format("{}: cannot rename {} over it: {}", path, tmp, ec.message()));
+  f.commit();
 }
 
 }  // namespace ttt

@@ -1,6 +1,7 @@
 // Progress display of long evaluations (ttt-perplexity): a bar redrawn in
 // place with \r on a terminal, and short plain lines in logs, so a harness
-// reading stdout gets a few parseable lines instead of a stream of redraws.
+// reading the log gets a few parseable lines instead of a stream of redraws.
+// The tools draw it on stderr: stdout carries the report alone.
 #pragma once
 
 #include <cstddef>

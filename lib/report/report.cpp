@@ -320,6 +320,9 @@ std::string settings_text(const ReportInput& in, const Summary& total, const Lab
   if (st.window > 0) kv.emplace_back("window", fmt::format("W {}", st.window));
   if (in.compare) kv.emplace_back("compare", fmt::format("{} vs {} on the same tokens", l.run, l.base));
   kv.emplace_back("documents", fmt::format("{}, {} tokens scored", in.docs.size(), total.run.count));
+  if (in.partial)
+    kv.emplace_back("status", fmt::format("INTERRUPTED: partial results, {} of {} tokens scored in {} of {} documents",
+                                          total.run.count, in.tokens_planned, in.docs.size(), in.documents_planned));
   std::string time = fmt::format("{:.2f} s", in.seconds);
   if (total.tokens_per_s() > 0) time += fmt::format(", {} {:.1f} tok/s", l.run, total.tokens_per_s());
   if (in.compare && total.tokens_per_s_base() > 0)

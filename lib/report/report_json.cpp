@@ -29,6 +29,8 @@
 //   "total":     run object over all documents (+ compare fields),
 //   "documents": [ run object + { "name": str, "buckets": [bucket, ...] } (+ compare fields) ],
 //   "buckets":   [ bucket, ... ]   over all documents, only buckets holding tokens
+//   "partial":   bool: the run was interrupted and the figures cover only what was scored,
+//   "planned":   { "documents": int, "tokens": int }  what the whole run would have scored (partial only)
 // }
 // A bucket is a stats object plus { "lo": first position, "hi": one past the
 // last, "label": "0-1K" } (+ compare fields without timing). Position i is the
@@ -123,13 +125,16 @@ nlohmann::json report_json(const ReportInput& in) {
     docs.push_back(std::move(j));
   }
 
-  return {{"format", "ttt-perplexity-report"},
-          {"version", 1},
-          {"settings", std::move(settings)},
-          {"timing", std::move(timing)},
-          {"total", summary_json(total, cmp)},
-          {"documents", std::move(docs)},
-          {"buckets", buckets_json(position_buckets(in.docs, cmp), cmp)}};
+  json out = {{"format", "ttt-perplexity-report"},
+              {"version", 1},
+              {"settings", std::move(settings)},
+              {"timing", std::move(timing)},
+              {"total", summary_json(total, cmp)},
+              {"documents", std::move(docs)},
+              {"buckets", buckets_json(position_buckets(in.docs, cmp), cmp)},
+              {"partial", in.partial}};
+  if (in.partial) out["planned"] = {{"documents", in.documents_planned}, {"tokens", in.tokens_planned}};
+  return out;
 }
 
 }  // namespace ttt

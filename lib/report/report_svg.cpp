@@ -1,7 +1,8 @@
 // The SVG plot of ttt-perplexity: mean NLL against token position, one curve
-// per run (a moving average whose window grows with position) over the
-// doubling-bucket means; with compare, a second panel of the difference.
-// Standalone: no scripts, no external fonts (generic sans-serif), valid XML.
+// per run (a moving average whose window grows with position, never across
+// the first test-time update) over the doubling-bucket means; with compare, a
+// second panel of the difference. The legend sits above the plot areas, so it
+// hides no data. Standalone: no scripts, no external fonts, valid XML.
 #include "ttt/report.hpp"
 
 #include <fmt/format.h>
@@ -68,24 +69,28 @@ struct Point {
 // A window widens until it holds kMinTokens values, so a few documents do not
 // draw single-token noise (the first positions of one document swing by 10
 // nats); the curve then starts where there is data enough to mean something.
+// Windows never straddle `split` (the first test-time update, at position B):
+// the curve is two segments, and no gain shows before TTT can act.
 constexpr double kMinTokens = 64;
 
-std::vector<Point> smooth(const Profile& p, bool log_x) {
+using Segment = std::vector<Point>;
+
+Segment smooth_segment(const Profile& p, bool log_x, size_t lo_pos, size_t hi_pos) {
   const size_t n = p.size();
-  std::vector<Point> out;
-  if (n == 0) return out;
+  Segment out;
   const int G = 200;
   size_t last_a = SIZE_MAX, last_b = 0;
   for (int j = 0; j < G; ++j) {
     const double t = double(j) / (G - 1);
     const double g = log_x ? std::pow(double(n), t) : 1 + (double(n) - 1) * t;  // centre, in x = position + 1
+    if (g < double(lo_pos) + 1 - 1e-9 || g > double(hi_pos) + 1e-9) continue;  // centre outside the segment
     double r = log_x ? std::pow(2.0, 0.125) : std::max(0.5, double(n) / 128);  // half-width: factor or distance
-    size_t a = 0, b = n;
+    size_t a = lo_pos, b = hi_pos;
     for (int grow = 0; grow < 400; ++grow) {
       const double lo = log_x ? g / r : g - r, hi = log_x ? g * r : g + r;
-      a = std::min(size_t(std::max(0.0, std::ceil(lo) - 1)), n - 1);
-      b = std::max(size_t(std::clamp(std::floor(hi), 0.0, double(n))), a + 1);
-      if (p.count[b] - p.count[a] >= kMinTokens || (a == 0 && b == n)) break;
+      a = std::clamp(size_t(std::max(0.0, std::ceil(lo) - 1)), lo_pos, hi_pos - 1);
+      b = std::clamp(size_t(std::clamp(std::floor(hi), 0.0, double(n))), a + 1, hi_pos);
+      if (p.count[b] - p.count[a] >= kMinTokens || (a == lo_pos && b == hi_pos)) break;
       r = log_x ? r * std::pow(2.0, 0.125) : r * 1.25;
     }
     if (a == last_a && b == last_b) continue;
@@ -93,9 +98,23 @@ std::vector<Point> smooth(const Profile& p, bool log_x) {
     const auto [x, y] = p.mean(a, b);
     out.push_back({x, y});
   }
+  // One window for the whole segment (B positions of one document hold
+  // fewer than kMinTokens): its mean, at its mean position like every point,
+  // drawn flat from there to the segment's end so that it shows.
+  if (out.size() <= 1) {
+    const auto [x, y] = p.mean(lo_pos, hi_pos);
+    return {{x, y}, {double(hi_pos), y}};
+  }
   // Widened windows near the start can put a point left of its predecessor.
   std::stable_sort(out.begin(), out.end(), [](const Point& u, const Point& v) { return u.x < v.x; });
   return out;
+}
+
+std::vector<Segment> smooth(const Profile& p, bool log_x, size_t split) {
+  const size_t n = p.size();
+  if (n == 0) return {};
+  if (split == 0 || split >= n) return {smooth_segment(p, log_x, 0, n)};
+  return {smooth_segment(p, log_x, 0, split), smooth_segment(p, log_x, split, n)};
 }
 
 struct XAxis {
@@ -150,23 +169,24 @@ std::string position_tick(double x) {
 
 // x ticks: powers of two on a log axis (the bucket edges fall on them),
 // spaced so about eight show; nice numbers on a linear one.
-std::vector<double> x_ticks(XAxis& ax) {
+std::vector<double> x_ticks(const XAxis& ax) {
   std::vector<double> t;
   if (ax.log) {
-    const int top = int(std::floor(std::log2(ax.hi) + 1e-9));
-    const int step = std::max(1, int(std::ceil((top + 1) / 9.0)));
-    for (int e = 0; e <= top; e += step) t.push_back(std::ldexp(1.0, e));
+    const int bottom = int(std::ceil(std::log2(ax.lo) - 1e-9)), top = int(std::floor(std::log2(ax.hi) + 1e-9));
+    const int step = std::max(1, int(std::ceil((top - bottom + 1) / 9.0)));
+    for (int e = std::max(bottom, 0); e <= top; e += step) t.push_back(std::ldexp(1.0, e));
     return t;
   }
+  // The axis keeps its range (it starts at the first point): ticks inside it only.
   double lo = ax.lo, hi = ax.hi;
-  t = nice_ticks(lo, hi, 8);
-  ax.lo = lo, ax.hi = hi;
+  for (double v : nice_ticks(lo, hi, 8))
+    if (v >= ax.lo - 1e-9 && v <= ax.hi + 1e-9) t.push_back(v);
   return t;
 }
 
 struct Run {
   std::string label, colour;
-  std::vector<Point> curve;
+  std::vector<Segment> curve;  // one or two segments (split at the first update)
   std::vector<Point> dots;  // bucket means at their token-weighted mean x
   std::vector<double> errs;  // one standard error per dot
 };
@@ -187,9 +207,10 @@ class Svg {
 // Axes, grid and curves of one panel; x tick labels only where asked (the
 // lower panel of a pair carries them for both).
 void panel(Svg& svg, const XAxis& xa, const std::vector<double>& xt, YAxis ya, std::vector<double> yt, double ystep,
-           const std::vector<Run>& runs, const std::string& ylabel, bool x_labels, bool zero_line) {
-  svg.add(R"~(<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="#fbfbfd" stroke="none"/>)~", xa.left,
-          ya.top, xa.right - xa.left, ya.bottom - ya.top);
+           const std::vector<Run>& runs, const std::string& ylabel, bool x_labels, bool zero_line,
+           double update_x) {
+  svg.add(R"~(<rect class="plot-area" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" fill="#fbfbfd" stroke="none"/>)~",
+          xa.left, ya.top, xa.right - xa.left, ya.bottom - ya.top);
   svg.add(R"~(<g stroke="#e3e5ea" stroke-width="1">)~");
   for (double v : yt) svg.add(R"~(<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}"/>)~", xa.left, ya(v), xa.right, ya(v));
   for (double v : xt) svg.add(R"~(<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}"/>)~", xa(v), ya.top, xa(v), ya.bottom);
@@ -197,6 +218,9 @@ void panel(Svg& svg, const XAxis& xa, const std::vector<double>& xt, YAxis ya, s
   if (zero_line)
     svg.add(R"~(<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="#555" stroke-width="1" stroke-dasharray="4 3"/>)~",
             xa.left, ya(0), xa.right, ya(0));
+  if (std::isfinite(update_x))
+    svg.add(R"~(<line class="first-update" x1="{0:.1f}" y1="{1:.1f}" x2="{0:.1f}" y2="{2:.1f}" stroke="#8a8f98" stroke-width="1" stroke-dasharray="2 3"/>)~",
+            xa(update_x), ya.top, ya.bottom);
   svg.add(R"~(<g font-size="11" fill="#444">)~");
   for (double v : yt) svg.text(xa.left - 6, ya(v) + 4, tick_text(v, ystep), "end");
   if (x_labels)
@@ -210,19 +234,27 @@ void panel(Svg& svg, const XAxis& xa, const std::vector<double>& xt, YAxis ya, s
   for (const Run& r : runs) {
     if (r.curve.empty()) continue;
     std::string d;
-    for (size_t i = 0; i < r.curve.size(); ++i)
-      d += fmt::format("{}{:.1f} {:.1f}", i ? " L" : "M", xa(r.curve[i].x), ya(r.curve[i].y));
-    svg.add(R"~(<path d="{}" fill="none" stroke="{}" stroke-width="2" stroke-linejoin="round" stroke-opacity="0.9"/>)~", d,
-            r.colour);
+    for (const Segment& seg : r.curve) {
+      std::string last;  // points that round to the same pixel are drawn once
+      for (size_t i = 0; i < seg.size(); ++i) {
+        const std::string xy = fmt::format("{:.1f} {:.1f}", xa(seg[i].x), ya(seg[i].y));
+        if (xy == last) continue;
+        d += (d.empty() ? "M" : i ? " L" : " M") + xy;
+        last = xy;
+      }
+    }
+    svg.add(R"~(<path class="curve" d="{}" fill="none" stroke="{}" stroke-width="2" stroke-linejoin="round" stroke-opacity="0.9"/>)~",
+            d, r.colour);
   }
   // Bucket means over the curves: a bar across each bucket would crowd the
   // log axis, so a dot at the bucket's mean position with its error bar.
   for (const Run& r : runs)
     for (size_t i = 0; i < r.dots.size(); ++i) {
       const double x = xa(r.dots[i].x), y = ya(r.dots[i].y), e = r.errs[i];
-      svg.add(R"~(<circle cx="{:.1f}" cy="{:.1f}" r="4.5" fill="{}" stroke="#fff" stroke-width="1.5"/>)~", x, y, r.colour);
+      svg.add(R"~(<circle class="dot" cx="{:.1f}" cy="{:.1f}" r="4.5" fill="{}" stroke="#fff" stroke-width="1.5"/>)~", x, y,
+              r.colour);
       if (e > 0)
-        svg.add(R"~(<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="{}" stroke-width="1.5"/>)~", x,
+        svg.add(R"~(<line class="dot" x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="{}" stroke-width="1.5"/>)~", x,
                 ya(r.dots[i].y - e), x, ya(r.dots[i].y + e), r.colour);
     }
   svg.add("</g>");
@@ -242,22 +274,24 @@ std::pair<double, double> y_range(const std::vector<Run>& runs, bool zero) {
     if (std::isfinite(v)) lo = std::min(lo, v), hi = std::max(hi, v);
   };
   for (const Run& r : runs) {
-    for (const Point& p : r.curve) take(p.y);
+    for (const Segment& seg : r.curve)
+      for (const Point& p : seg) take(p.y);
     for (size_t i = 0; i < r.dots.size(); ++i) take(r.dots[i].y - r.errs[i]), take(r.dots[i].y + r.errs[i]);
   }
   if (zero) take(0);
   if (!std::isfinite(lo)) lo = 0, hi = 1;
+  // Headroom: 8% above the highest point, 4% below the lowest (ticks then round outwards).
   const double pad = (hi - lo) * 0.04;
   // NLL is never negative: an axis reaching below 0 only wastes room.
-  return {lo >= 0 && !zero ? std::max(0.0, lo - pad) : lo - pad, hi + pad};
+  return {lo >= 0 && !zero ? std::max(0.0, lo - pad) : lo - pad, hi + 2 * pad};
 }
 
-Run make_run(const std::vector<DocResult>& docs, const std::vector<Bucket>& buckets, bool log_x,
+Run make_run(const std::vector<DocResult>& docs, const std::vector<Bucket>& buckets, bool log_x, size_t split,
              const std::function<double(const DocResult&, size_t)>& value,
              const std::function<const PplStats&(const Bucket&)>& stats, std::string label, std::string colour) {
   Run r{std::move(label), std::move(colour), {}, {}, {}};
   const Profile p(docs, value);
-  r.curve = smooth(p, log_x);
+  r.curve = smooth(p, log_x, split);
   for (const Bucket& b : buckets) {
     const auto [x, unused] = p.mean(std::min(b.lo, p.size()), std::min(b.hi, p.size()));
     (void)unused;
@@ -291,32 +325,74 @@ std::string render_svg(const ReportInput& in, const SvgOptions& opt) {
   const Summary total = summarize(in.docs, cmp);
   const std::vector<Bucket> buckets = position_buckets(in.docs, cmp);
 
+  // Test-time training acts from position B on: curves are not smoothed across it.
+  const size_t update_pos = (st.ttt || cmp) && st.mini_batch > 0 && size_t(st.mini_batch) < n ? size_t(st.mini_batch) : 0;
   std::vector<Run> runs;
   runs.push_back(make_run(
-      in.docs, buckets, opt.log_x, [](const DocResult& d, size_t i) { return double(d.nll[i]); },
+      in.docs, buckets, opt.log_x, update_pos, [](const DocResult& d, size_t i) { return double(d.nll[i]); },
       [](const Bucket& b) -> const PplStats& { return b.stats; }, main_label, kMain));
   std::vector<Run> delta;
   if (cmp) {
     runs.push_back(make_run(
-        in.docs, buckets, opt.log_x, [](const DocResult& d, size_t i) { return double(d.nll_base[i]); },
+        in.docs, buckets, opt.log_x, update_pos, [](const DocResult& d, size_t i) { return double(d.nll_base[i]); },
         [](const Bucket& b) -> const PplStats& { return b.stats_base; }, "no TTT", kBase));
     delta.push_back(make_run(
-        in.docs, buckets, opt.log_x,
+        in.docs, buckets, opt.log_x, update_pos,
         [](const DocResult& d, size_t i) { return double(d.nll[i]) - double(d.nll_base[i]); },
         [](const Bucket& b) -> const PplStats& { return b.delta; }, "difference", kDelta));
   }
 
-  // Layout: title and subtitle, the NLL panel, with compare the difference
-  // panel under it, then the shared x axis labels and a note on the marks.
-  const double left = 78, right = W - 24, top = 74;
+  // Legend items: each run with its PPL, and with compare the difference.
+  std::vector<std::pair<const Run*, std::string>> items;
+  items.push_back({&runs[0], fmt::format("{}: PPL {:.3f} \xc2\xb1 {:.3f}", runs[0].label, total.run.ppl, total.run.ppl_err)});
+  if (cmp) {
+    items.push_back({&runs[1], fmt::format("{}: PPL {:.3f} \xc2\xb1 {:.3f}", runs[1].label, total.base.ppl, total.base.ppl_err)});
+    items.push_back({&delta[0], fmt::format("difference: {:+.4f} nats/token ({:+.2f}% PPL)", total.delta.mean_nll,
+                                            (std::exp(total.delta.mean_nll) - 1) * 100)});
+  }
+
+  // Layout: title and subtitle; the legend in rows under them, outside the
+  // plot area so it never hides data; the NLL panel, with compare the
+  // difference panel under it; the shared x axis labels and a note on the marks.
+  const double left = 78, right = W - 24;
+  const double legend_top = 60, row_h = 18;
+  std::vector<std::pair<double, double>> item_at;  // (x, baseline y) of each legend item
+  double legend_right = left;
+  int rows = 1;
+  for (double x = left + 8; const auto& it : items) {
+    const double w = 40 + double(it.second.size()) * 7.0;  // bytes overestimate the width of ± and Δ: safe
+    if (x > left + 8 && x + w > right) x = left + 8, ++rows;
+    item_at.push_back({x, legend_top + 16 + row_h * (rows - 1)});
+    legend_right = std::max(legend_right, x + w);
+    x += w + 16;
+  }
+  const double legend_h = 8 + row_h * rows;
+  const double top = legend_top + legend_h + 10;
   const double bottom_all = H - 74;
   const double split = cmp ? top + (bottom_all - top) * 0.66 : bottom_all;
-  XAxis xa{opt.log_x, opt.log_x ? 1.0 : 0.0, std::max(double(n), 2.0), left, right};
+
+  // The x axis spans what is plotted: from the first curve point, not from 1.
+  double xlo = INFINITY, xhi = -INFINITY;
+  for (const std::vector<Run>* rs : {&runs, &delta})
+    for (const Run& r : *rs) {
+      for (const Segment& seg : r.curve)
+        for (const Point& p : seg) xlo = std::min(xlo, p.x), xhi = std::max(xhi, p.x);
+      for (const Point& p : r.dots) xlo = std::min(xlo, p.x), xhi = std::max(xhi, p.x);
+    }
+  if (!(xhi > xlo)) {  // no data or a single point
+    const double c = std::isfinite(xlo) ? xlo : 1.0;
+    xlo = opt.log_x ? c / 2 : c - 1, xhi = opt.log_x ? c * 2 : c + 1;
+  }
+  XAxis xa{opt.log_x, xlo, xhi, left, right};
   const std::vector<double> xt = x_ticks(xa);
 
   auto [ylo, yhi] = y_range(runs, false);
   const std::vector<double> yt = nice_ticks(ylo, yhi, 6);
   const YAxis ya{ylo, yhi, top, split};
+  // The first test-time update falls between x = B and x = B + 1.
+  const double update_x = update_pos && double(update_pos) + 0.5 > xlo && double(update_pos) + 0.5 < xhi
+                              ? double(update_pos) + 0.5
+                              : NAN;  // none
 
   Svg svg;
   svg.add(R"~(<?xml version="1.0" encoding="UTF-8"?>)~");
@@ -348,47 +424,38 @@ std::string render_svg(const ReportInput& in, const SvgOptions& opt) {
   part(fmt::format("{} document{}, {} tokens", in.docs.size(), in.docs.size() == 1 ? "" : "s", total.run.count));
   if (st.ttt) part(fmt::format("inner_lr {}, B {}", st.inner_lr, st.mini_batch));
   if (st.window > 0) part(fmt::format("W {}", st.window));
+  if (in.partial) part(fmt::format("INTERRUPTED: {} of {} tokens", total.run.count, in.tokens_planned));
   svg.text(left, 50, sub, "start", R"~( font-size="12" fill="#555")~");
 
   const double ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
-  panel(svg, xa, xt, ya, yt, ystep, runs, "mean NLL (nats)", !cmp, false);
+  panel(svg, xa, xt, ya, yt, ystep, runs, "mean NLL (nats)", !cmp, false, update_x);
   if (cmp)
-    panel(svg, xa, xt, *yd, ydt, ydstep, delta, "\xce\x94NLL (TTT \xe2\x88\x92 no TTT)", true, true);
+    panel(svg, xa, xt, *yd, ydt, ydstep, delta, "\xce\x94NLL (TTT \xe2\x88\x92 no TTT)", true, true, update_x);
   if (n == 0)
     svg.text((left + right) / 2, (top + split) / 2, "no tokens", "middle", R"~( font-size="14" fill="#888")~");
 
-  // Legend: top right of the NLL panel, PPL of each run beside its name.
-  std::vector<std::pair<const Run*, std::string>> items;
-  items.push_back({&runs[0], fmt::format("{}: PPL {:.3f} \xc2\xb1 {:.3f}", runs[0].label, total.run.ppl, total.run.ppl_err)});
-  if (cmp) {
-    items.push_back({&runs[1], fmt::format("{}: PPL {:.3f} \xc2\xb1 {:.3f}", runs[1].label, total.base.ppl, total.base.ppl_err)});
-    items.push_back({&delta[0], fmt::format("difference: {:+.4f} nats/token ({:+.2f}% PPL)", total.delta.mean_nll,
-                                            (std::exp(total.delta.mean_nll) - 1) * 100)});
-  }
-  size_t chars = 0;
-  for (const auto& it : items) chars = std::max(chars, it.second.size());
-  const double lw = 44 + double(chars) * 6.6, lh = 10 + 18.0 * items.size();
-  const double lx = right - lw - 10, ly = top + 10;
-  svg.add(R"~(<g font-size="12" fill="#222">)~");
-  svg.add(R"~(<rect x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" rx="4" fill="#ffffff" fill-opacity="0.92" stroke="#c8ccd2"/>)~",
-          lx, ly, lw, lh);
+  svg.add(R"~(<g id="legend" font-size="12" fill="#222">)~");
+  svg.add(R"~(<rect id="legend-box" x="{:.1f}" y="{:.1f}" width="{:.1f}" height="{:.1f}" rx="4" fill="#ffffff" stroke="#c8ccd2"/>)~",
+          left, legend_top, legend_right - left, legend_h);
   for (size_t i = 0; i < items.size(); ++i) {
-    const double y = ly + 16 + 18.0 * i;
+    const auto [x, y] = item_at[i];
     const std::string& c = items[i].first->colour;
-    svg.add(R"~(<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="{}" stroke-width="2.5"/>)~", lx + 8, y - 4,
-            lx + 32, y - 4, c);
-    svg.add(R"~(<circle cx="{:.1f}" cy="{:.1f}" r="3.5" fill="{}" stroke="#fff" stroke-width="1"/>)~", lx + 20, y - 4, c);
-    svg.text(lx + 38, y, items[i].second);
+    svg.add(R"~(<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="{}" stroke-width="2.5"/>)~", x, y - 4,
+            x + 24, y - 4, c);
+    svg.add(R"~(<circle cx="{:.1f}" cy="{:.1f}" r="3.5" fill="{}" stroke="#fff" stroke-width="1"/>)~", x + 12, y - 4, c);
+    svg.text(x + 30, y, items[i].second);
   }
   svg.add("</g>");
 
   svg.text((left + right) / 2, bottom_all + 36, opt.log_x ? "token position (log scale)" : "token position", "middle",
            R"~( font-size="12" fill="#222")~");
-  svg.text(left, H - 12,
-           fmt::format("Lines: mean of all documents, {} (\xe2\x89\xa5 64 tokens). Dots: bucket means "
-                       "(0-1K, 1K-2K, 2K-4K, \xe2\x80\xa6) \xc2\xb1 1 standard error.",
-                       opt.log_x ? "averaged over a quarter octave" : "moving average over 1/64 of the length"),
+  svg.text(left, H - 22,
+           fmt::format("Lines: mean of all documents, {} (\xe2\x89\xa5 64 tokens){}.",
+                       opt.log_x ? "averaged over a quarter octave" : "moving average over 1/64 of the length",
+                       std::isfinite(update_x) ? ", never across the first test-time update (dotted, after B tokens)" : ""),
            "start", R"~( font-size="10.5" fill="#666")~");
+  svg.text(left, H - 8, "Dots: bucket means (0-1K, 1K-2K, 2K-4K, \xe2\x80\xa6) \xc2\xb1 1 standard error.", "start",
+           R"~( font-size="10.5" fill="#666")~");
   svg.add("</svg>");
   return svg.s;
 }

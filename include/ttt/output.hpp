@@ -1,0 +1,48 @@
+// Output files that are never left half written: the tools check every path
+// they will write before any work starts, and every file is written to a
+// temporary in its own directory, flushed, synced and renamed over the target,
+// so an interrupted or failed run leaves the old file or none, never a torso.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ttt {
+
+// Throws ttt::Error naming `flag` and `path` when `path` cannot be written as
+// a file: its directory is missing or not writable, or `path` is a directory.
+void check_output_file(const std::string& path, const std::string& flag);
+
+// For a directory a tool fills (a model directory). Throws ttt::Error naming
+// `flag` when `dir` is an existing non-directory; is one of `protect` (the
+// same directory by canonical path, e.g. the input model: refused even with
+// force); is a non-empty directory and force is off; or cannot be created
+// (its nearest existing ancestor is not a writable directory).
+void check_output_dir(const std::string& dir, const std::string& flag, bool force,
+                      const std::vector<std::string>& protect = {});
+
+// A file written in pieces and published atomically by commit(); the
+// destructor of an uncommitted one removes its temporary. Every write is
+// checked: errors throw ttt::Error naming the target path and the reason.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const void* data, size_t bytes);
+  void write(std::string_view s) { write(s.data(), s.size()); }
+  void commit();  // fsync, close, rename over the target
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+};
+
+// write_file_atomic(p, s): AtomicFile(p), write(s), commit().
+void write_file_atomic(const std::string& path, std::string_view data);
+
+}  // namespace ttt
