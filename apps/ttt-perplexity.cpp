@@ -5,6 +5,10 @@
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
 #include "apps/documents.hpp"
+#include "apps/corpus.hpp"
+#include "apps/evaluate.hpp"
+#include "apps/journal.hpp"
+#include "apps/mpi_shard.hpp"
 #include "ttt/engine.hpp"
 #include "lib/report/progress.hpp"
 #include "ttt/report.hpp"
@@ -29,24 +33,7 @@ void write_file(const std::string& path, const std::string& text) {
   if (!f) throw ttt::Error(fmt::format("{}: cannot write", path));
 }
 
-// Evaluates every document with one engine; fills nll (or nll_base) and seconds.
-void run_pass(ttt::Engine& engine, const std::vector<ttt::Document>& docs, std::vector<ttt::DocResult>& out,
-              bool base, ttt::Progress& progress, size_t& done) {
-  for (size_t i = 0; i < docs.size(); ++i) {
-    const auto t0 = Clock::now();
-    const size_t before = done;
-    auto nll = engine.evaluate(docs[i].tokens, [&](size_t d, size_t) { progress.update(before + d); });
-    done = before + nll.size();
-    const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    if (base) {
-      out[i].nll_base = std::move(nll);
-      out[i].seconds_base = s;
-    } else {
-      out[i].nll = std::move(nll);
-      out[i].seconds = s;
-    }
-  }
-}
+ttt::mpi::World* g_world = nullptr;  // set by main
 
 int body(int argc, char** argv) {
   namespace po = ttt::app::po;
@@ -69,6 +56,11 @@ int body(int argc, char** argv) {
       ("json", po::value<std::string>(), "write the whole report as JSON: settings, device, timing, per document, per position bucket")
       ("plot", po::value<std::string>(), "draw mean loss against token position as an SVG (both curves with --compare)")
       ("save-weights", po::value<std::string>(), "write a model directory whose prime MLP weights are those adapted at the end of the (last) document")
+      ("jsonl", po::value<std::string>(), "JSON Lines corpus: one document per line, its text in --field")
+      ("field", po::value<std::string>()->default_value("text"), "the --jsonl field that holds the text")
+      ("parallel", po::value<int>()->default_value(1), "documents evaluated at once on the device (a batched session; each keeps its own state)")
+      ("journal", po::value<std::string>(), "append each finished document's NLLs to this file as soon as it is scored (fsync'ed)")
+      ("resume", po::bool_switch(), "continue the --journal: skip the documents already in it and report them from it")
       ("quiet,q", po::bool_switch(), "no progress display")
       ("device,d", po::value<std::string>()->default_value(""), "OpenCL device: P:D indices or part of its name (default: $TTT_DEVICE, else the first GPU, else the first device; see ttt-info)");
   po::variables_map vm;
@@ -84,10 +76,16 @@ int body(int argc, char** argv) {
   if (compare && !ttt_on) throw ttt::Error("--compare already runs without test-time training; drop --no-ttt");
   if (vm.count("save-weights") && !ttt_on)
     throw ttt::Error("--save-weights needs test-time training on (without it the prime weights never change)");
-  if (vm.count("file") == vm.count("tokens"))
-    throw ttt::Error("give the documents with -f TEXT_FILE or with --tokens IDS_FILE (one of the two)");
-  if (vm.count("tokenizer") && !vm.count("file"))
-    throw ttt::Error("--tokenizer reads text documents (-f); --tokens are ids already");
+  if (vm.count("file") + vm.count("tokens") + vm.count("jsonl") != 1)
+    throw ttt::Error("give the documents with -f TEXT_FILE, --tokens IDS_FILE or --jsonl FILE (one of the three)");
+  if (vm.count("tokenizer") && vm.count("tokens"))
+    throw ttt::Error("--tokenizer reads text documents (-f, --jsonl); --tokens are ids already");
+  ttt::mpi::World& world = *g_world;
+  const int parallel = vm["parallel"].as<int>();
+  if (parallel < 1 || parallel > 4096) throw ttt::Error("--parallel must be in 1..4096");
+  if (vm.count("save-weights") && (parallel > 1 || world.size() > 1))
+    throw ttt::Error("--save-weights keeps the weights adapted by the last document: use it without --parallel and MPI");
+  if (vm["resume"].as<bool>() && !vm.count("journal")) throw ttt::Error("--resume continues a --journal FILE");
 
   const std::string model_dir = vm["model"].as<std::string>();
   ttt::Model model = ttt::Model::load(model_dir);
@@ -96,15 +94,17 @@ int body(int argc, char** argv) {
 
   std::vector<ttt::Document> docs;
   std::string tokenizer_name = "(token ids)";
-  if (vm.count("file")) {
+  if (vm.count("file") || vm.count("jsonl")) {
     const ttt::Tokenizer tok = vm.count("tokenizer") ? ttt::Tokenizer::from_file(vm["tokenizer"].as<std::string>())
                                                      : ttt::Tokenizer::for_model(model_dir, cfg);
     if (tok.vocab_size() > cfg.vocab_size)
       throw ttt::Error(fmt::format("tokenizer {} has {} ids but the model's vocab_size is {}", tok.name(),
                                    tok.vocab_size(), cfg.vocab_size));
     tokenizer_name = tok.name();
-    docs = ttt::load_text_documents(ttt::expand_paths(vm["file"].as<std::vector<std::string>>()), tok,
-                                    vm["parse-special"].as<bool>(), cfg.bos_token_id);
+    docs = vm.count("jsonl") ? ttt::load_jsonl_documents(vm["jsonl"].as<std::string>(), vm["field"].as<std::string>(),
+                                                         tok, vm["parse-special"].as<bool>(), cfg.bos_token_id)
+                             : ttt::load_text_documents(ttt::expand_paths(vm["file"].as<std::vector<std::string>>()),
+                                                        tok, vm["parse-special"].as<bool>(), cfg.bos_token_id);
   } else {
     docs = ttt::load_token_documents(ttt::expand_paths(vm["tokens"].as<std::vector<std::string>>()));
   }
@@ -118,12 +118,13 @@ int body(int argc, char** argv) {
     total += d.tokens.size() - 1;
   }
 
-  const auto device = ttt::host::select_device(vm["device"].as<std::string>());
+  const auto device = ttt::host::select_device(ttt::mpi::device_spec(world, vm["device"].as<std::string>()));
   ttt::host::Context ctx(device);
   ttt::EngineOptions eo;
   eo.ttt = ttt_on;
   if (vm.count("inner-lr")) eo.inner_lr = vm["inner-lr"].as<float>();
-  fmt::print("ttt-perplexity: {} document{}, {} tokens to score, on {}\n", docs.size(), docs.size() == 1 ? "" : "s",
+  const bool lead = world.rank() == 0;  // rank 0 alone reports
+  if (lead) fmt::print("ttt-perplexity: {} document{}, {} tokens to score, on {}\n", docs.size(), docs.size() == 1 ? "" : "s",
              total, device.label());
   std::fflush(stdout);
 
@@ -132,22 +133,71 @@ int body(int argc, char** argv) {
   rep.settings = {model_dir, device.name, tokenizer_name, ttt_on, 0.f, cfg.mini_batch_size, cfg.sliding_window_size, {}};
   for (const auto& d : docs) rep.docs.push_back({d.name, {}, {}, 0, 0});
   ttt::Progress progress(total * (compare ? 2 : 1), "progress",
-                         vm["quiet"].as<bool>() ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto);
+                         vm["quiet"].as<bool>() || !lead ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto);
   size_t done = 0;
+  // The journal (rank 0's): what it already holds is reported from it and not evaluated again.
+  std::unique_ptr<ttt::Journal> journal;
+  if (lead && vm.count("journal")) {
+    const std::string options = fmt::format("ttt={} inner_lr={} compare={}", ttt_on,
+                                            eo.inner_lr.value_or(cfg.inner_lr), compare);
+    const std::string fp = ttt::hex64(ttt::model_fingerprint(model_dir)) + "-" +
+                           ttt::hex64(ttt::fnv1a(options.data(), options.size()));
+    journal = std::make_unique<ttt::Journal>(vm["journal"].as<std::string>(), fp, vm["resume"].as<bool>());
+    if (journal->had_torn_line())
+      std::fprintf(stderr, "ttt-perplexity: %s: ignored a torn last line (a run was interrupted while writing it)\n",
+                   vm["journal"].as<std::string>().c_str());
+  }
+  std::vector<std::string> hashes;
+  for (const auto& d : docs) hashes.push_back(ttt::tokens_hash(d.tokens));
+  auto record = [&](bool base, size_t i, std::vector<float> nll, double seconds) {
+    if (journal) journal->append({i, base, docs[i].name, hashes[i], seconds, nll});
+    (base ? rep.docs[i].nll_base : rep.docs[i].nll) = std::move(nll);
+    (base ? rep.docs[i].seconds_base : rep.docs[i].seconds) = seconds;
+  };
+  auto pass = [&](ttt::Engine& engine, bool base) {
+    std::vector<size_t> todo;
+    for (size_t i = 0; i < docs.size(); ++i) {
+      const ttt::JournalRecord* rp = nullptr;
+      if (journal) {
+        const auto it = journal->done().find({i, base});
+        if (it != journal->done().end()) rp = &it->second;
+      }
+      if (rp) {
+        const ttt::JournalRecord& r = *rp;
+        if (r.name != docs[i].name || r.tokens_hash != hashes[i] || r.nll.size() + 1 != docs[i].tokens.size())
+          throw ttt::Error(fmt::format("{}: document {} is {} in the journal but {} now (other tokens); use a new "
+                                       "journal",
+                                       vm["journal"].as<std::string>(), i, r.name, docs[i].name));
+        (base ? rep.docs[i].nll_base : rep.docs[i].nll) = r.nll;
+        (base ? rep.docs[i].seconds_base : rep.docs[i].seconds) = r.seconds;
+        progress.update(done += r.nll.size());
+      } else {
+        todo.push_back(i);
+      }
+    }
+    auto sched = ttt::mpi::make_scheduler(world, std::move(todo), [&](size_t i, std::vector<float> nll, double s,
+                                                                      bool remote) {
+      if (remote) progress.update(done += nll.size());
+      record(base, i, std::move(nll), s);
+    });
+    ttt::evaluate_pass(engine, docs, parallel, *sched, [&](size_t n) { progress.update(done += n); });
+    world.barrier();
+  };
   const auto t0 = Clock::now();
   {
     ttt::Engine engine(ctx, model, eo);  // compiles or loads the kernels before the clock of each document starts
     rep.settings.inner_lr = engine.inner_lr();
-    run_pass(engine, docs, rep.docs, false, progress, done);
+    pass(engine, false);
     if (vm.count("save-weights")) engine.download_prime(model);
   }
   if (compare) {
     eo.ttt = false;
     ttt::Engine base(ctx, model, eo);
-    run_pass(base, docs, rep.docs, true, progress, done);
+    pass(base, true);
   }
   rep.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   progress.finish();
+  if (!lead) return 0;
 
   std::fputs(ttt::format_report(rep).c_str(), stdout);
   if (vm.count("nll-out")) {
@@ -179,4 +229,10 @@ int body(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return ttt::app::run("ttt-perplexity", argc, argv, body); }
+int main(int argc, char** argv) {
+  ttt::mpi::World world(argc, argv);
+  g_world = &world;
+  const int rc = ttt::app::run("ttt-perplexity", argc, argv, body);
+  if (rc != 0 && world.size() > 1) world.abort(rc);  // the other ranks would wait for this one forever
+  return rc;
+}

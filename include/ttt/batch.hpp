@@ -39,7 +39,7 @@ class BatchSession {
   // each free slot takes next()'s document; done(index, nll) is called once per
   // document as soon as its last mini-batch is scored (T tokens give T-1 NLLs),
   // in the order documents finish; progress(n) after each step with the tokens
-  // it scored.
+  // it scored, before that step's done() calls.
   void run(const std::function<std::optional<BatchDocument>()>& next,
            const std::function<void(size_t, std::vector<float>)>& done,
            const std::function<void(size_t)>& progress = {});

@@ -277,15 +277,14 @@ void BatchSession::run(const std::function<std::optional<BatchDocument>()>& next
     if (!busy) return;
     b.step();
     size_t scored = 0;
-    for (auto& sl : b.slot) {
-      scored += size_t(sl.n);
+    for (const auto& sl : b.slot) scored += size_t(sl.n);
+    if (progress) progress(scored);
+    for (auto& sl : b.slot)
       if (sl.busy && sl.pos + 1 == int64_t(sl.doc.tokens.size())) {
         sl.busy = false;
         done(sl.doc.index, std::move(sl.nll));
         sl.nll.clear();
       }
-    }
-    if (progress) progress(scored);
   }
 }
 
