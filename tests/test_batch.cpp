@@ -15,7 +15,8 @@ namespace {
 class BatchTest : public DeviceTest, public ::testing::WithParamInterface<int> {};
 
 std::vector<std::vector<int32_t>> documents(int vocab) {
-  // B = 5 in the tiny config: 2 tokens (1 prediction), 4, 6 (= B + 1), 23, 17, 11, 31.
+  // B = 5 in the tiny config: 2 tokens (1 prediction), 4, 6 (= B + 1), 23, 17, 11, 31; pattern tokens
+  // hit BOS as a target now and then, so slots' loss counts differ.
   const size_t lengths[] = {23, 2, 17, 4, 6, 11, 31};
   std::vector<std::vector<int32_t>> docs;
   size_t k = 0;
@@ -23,6 +24,8 @@ std::vector<std::vector<int32_t>> documents(int vocab) {
     docs.push_back(pattern_tokens(n, vocab, 5 + 2 * k, k));
     ++k;
   }
+  // All targets BOS (2 in the tiny config): a full chunk with nothing to learn from, beside slots that learn.
+  docs.push_back(std::vector<int32_t>(12, 2));
   return docs;
 }
 

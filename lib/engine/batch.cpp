@@ -176,16 +176,17 @@ void BatchSession::Impl::step() {
   Buffer& xL = forward_blocks(keep);
   ops::rmsnorm_fwd(e.ctx, ops::mat(hf, D), rsf, ops::mat(xL, D), wt(e.ln_f), nullptr, T, 1, D, c.rms_norm_eps);
   // The loss each slot descends is its own mean over its non-BOS targets:
-  // the sweep scales by the first training slot's 1/count, other slots'
-  // rows are rescaled after it, and rows of slots that do not train get no gradient.
+  // the sweep scales by 1/count of the first training slot with any, other
+  // slots' rows are rescaled after it, and rows of slots that do not train
+  // (or have no target to learn from) get no gradient.
   std::vector<int> count(size_t(N), 0);
   int ref = -1;
   for (int s = 0; s < N; ++s) {
     if (!slot[size_t(s)].trains) continue;
     for (int t = 0; t < B; ++t) count[size_t(s)] += h_targets[size_t(s * B + t)] != c.bos_token_id;
-    if (ref < 0) ref = s;
+    if (ref < 0 && count[size_t(s)] > 0) ref = s;
   }
-  const float inv = ref >= 0 && count[size_t(ref)] ? 1.f / float(count[size_t(ref)]) : 0.f;
+  const float inv = ref >= 0 ? 1.f / float(count[size_t(ref)]) : 0.f;
   ops::xent(e.ctx, xent, nll, keep ? &dhf : nullptr, hf, wt(e.head), c.tie_word_embeddings, targets, T, D,
             c.vocab_size, c.bos_token_id, inv);
   h_nll.resize(size_t(T));
@@ -193,11 +194,11 @@ void BatchSession::Impl::step() {
   if (keep) {
     const size_t rows = size_t(B) * size_t(D);
     for (int s = 0; s < N; ++s) {
-      if (!slot[size_t(s)].trains)
+      const int n = count[size_t(s)];
+      if (!slot[size_t(s)].trains || n == 0)
         dhf.zero(rows * sizeof(float), size_t(s) * rows * sizeof(float));
-      else if (count[size_t(s)] != count[size_t(ref)])
-        host::scal(e.ctx, rows, count[size_t(s)] ? float(count[size_t(ref)]) / float(count[size_t(s)]) : 0.f, dhf,
-                   size_t(s) * rows, "scale_dh");
+      else if (n != count[size_t(ref)])
+        host::scal(e.ctx, rows, float(count[size_t(ref)]) / float(n), dhf, size_t(s) * rows, "scale_dh");
     }
     backward();
     for (int s = 0; s < N; ++s) {
