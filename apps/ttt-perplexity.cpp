@@ -5,6 +5,10 @@
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
 #include "apps/documents.hpp"
+#include "apps/corpus.hpp"
+#include "apps/evaluate.hpp"
+#include "apps/journal.hpp"
+#include "apps/mpi_shard.hpp"
 #include "ttt/engine.hpp"
 #include "lib/report/progress.hpp"
 #include "ttt/report.hpp"
@@ -54,52 +58,6 @@ std::string read_file(const std::string& path) {
   return ss.str();
 }
 
-// One document, mini-batch by mini-batch as Session::evaluate runs it, but
-// able to stop: after an interrupt it ends with the current mini-batch and
-// returns the NLLs scored so far (the prefix counts in a partial report).
-std::vector<float> score(ttt::Session& session, int B, std::span<const int32_t> tokens,
-                         const std::function<void(size_t)>& on_batch) {
-  session.reset();
-  const size_t n_pred = tokens.size() - 1;
-  std::vector<float> nll(n_pred);
-  for (size_t s = 0; s < n_pred; s += size_t(B)) {
-    const size_t n = std::min(size_t(B), n_pred - s);
-    session.step(tokens.data() + s, tokens.data() + s + 1, int(n), nll.data() + s);
-    on_batch(s + n);
-    if (ttt::app::interrupted()) {
-      nll.resize(s + n);
-      break;
-    }
-  }
-  return nll;
-}
-
-// Evaluates every document with one session, each from a fresh state; fills
-// nll (or nll_base) and seconds. Returns false when an interrupt cut the pass
-// short (the document it came in keeps its scored prefix; later ones stay empty).
-bool run_pass(ttt::Session& session, int B, const std::vector<ttt::Document>& docs, std::vector<ttt::DocResult>& out,
-              bool base, ttt::Progress& progress, size_t& done, Stopwatch& clock) {
-  for (size_t i = 0; i < docs.size(); ++i) {
-    const double t0 = clock.seconds();
-    const size_t before = done;
-    clock.start();
-    std::vector<float> nll = score(session, B, docs[i].tokens, [&](size_t d) { progress.update(before + d); });
-    clock.stop();
-    done = before + nll.size();
-    const double s = clock.seconds() - t0;
-    if (base) {
-      out[i].nll_base = std::move(nll);
-      out[i].seconds_base = s;
-    } else {
-      out[i].nll = std::move(nll);
-      out[i].seconds = s;
-    }
-    const size_t got = base ? out[i].nll_base.size() : out[i].nll.size();
-    if (got < docs[i].tokens.size() - 1 || (ttt::app::interrupted() && i + 1 < docs.size())) return false;
-  }
-  return true;
-}
-
 // After a cold kernel cache, one short untimed document: some drivers (PoCL)
 // finish compiling each kernel at its first launch, which would otherwise be
 // counted in the throughput of the first real document.
@@ -108,6 +66,8 @@ void warm_up(ttt::Engine& engine, int vocab) {
   for (size_t i = 0; i < t.size(); ++i) t[i] = int32_t(i % size_t(vocab));
   engine.evaluate(t);
 }
+
+ttt::mpi::World* g_world = nullptr;  // set by main
 
 int body(int argc, char** argv) {
   namespace po = ttt::app::po;
@@ -131,6 +91,11 @@ int body(int argc, char** argv) {
       ("plot", po::value<std::string>(), "draw mean loss against token position as an SVG (both curves with --compare)")
       ("save-weights", po::value<std::string>(), "write a model directory whose prime MLP weights are those adapted at the end of the (last) document; never the input model's directory, nor a non-empty one without --force")
       ("force", po::bool_switch(), "let --save-weights write into a non-empty directory")
+      ("jsonl", po::value<std::string>(), "JSON Lines corpus: one document per line, its text in --field")
+      ("field", po::value<std::string>()->default_value("text"), "the --jsonl field that holds the text")
+      ("parallel", po::value<int>()->default_value(1), "documents evaluated at once on the device (a batched session; each keeps its own state)")
+      ("journal", po::value<std::string>(), "append each finished document's NLLs to this file as soon as it is scored (fsync'ed)")
+      ("resume", po::bool_switch(), "continue the --journal: skip the documents already in it and report them from it")
       ("quiet,q", po::bool_switch(), "no progress display")
       ("device,d", po::value<std::string>()->default_value(""), "OpenCL device: P:D indices or part of its name (default: $TTT_DEVICE, else the first GPU, else the first device; see ttt-info)");
   po::variables_map vm;
@@ -150,17 +115,25 @@ int body(int argc, char** argv) {
   if (compare && !ttt_on) throw ttt::Error("--compare already runs without test-time training; drop --no-ttt");
   if (vm.count("save-weights") && !ttt_on)
     throw ttt::Error("--save-weights needs test-time training on (without it the prime weights never change)");
-  if (vm.count("file") == vm.count("tokens"))
-    throw ttt::Error("give the documents with -f TEXT_FILE or with --tokens IDS_FILE (one of the two)");
-  if (vm.count("tokenizer") && !vm.count("file"))
-    throw ttt::Error("--tokenizer reads text documents (-f); --tokens are ids already");
+  if (vm.count("file") + vm.count("tokens") + vm.count("jsonl") != 1)
+    throw ttt::Error("give the documents with -f TEXT_FILE, --tokens IDS_FILE or --jsonl FILE (one of the three)");
+  if (vm.count("tokenizer") && vm.count("tokens"))
+    throw ttt::Error("--tokenizer reads text documents (-f, --jsonl); --tokens are ids already");
+  ttt::mpi::World& world = *g_world;
+  const int parallel = vm["parallel"].as<int>();
+  if (parallel < 1 || parallel > 4096) throw ttt::Error("--parallel must be in 1..4096");
+  if (vm.count("save-weights") && (parallel > 1 || world.size() > 1))
+    throw ttt::Error("--save-weights keeps the weights adapted by the last document: use it without --parallel and MPI");
+  if (vm["resume"].as<bool>() && !vm.count("journal")) throw ttt::Error("--resume continues a --journal FILE");
 
   const std::string model_dir = vm["model"].as<std::string>();
   for (const char* flag : {"nll-out", "json", "plot"})
     if (vm.count(flag)) ttt::check_output_file(vm[flag].as<std::string>(), std::string("--") + flag);
   if (vm.count("save-weights"))
     ttt::check_output_dir(vm["save-weights"].as<std::string>(), "--save-weights", vm["force"].as<bool>(), {model_dir});
-  ttt::app::catch_interrupts("ttt-perplexity");
+  // One process: Ctrl-C keeps what was scored. Under MPI the default stays (mpirun
+  // ends every rank); the --journal is what keeps an MPI run's work.
+  if (world.size() == 1) ttt::app::catch_interrupts("ttt-perplexity");
 
   ttt::Model model = ttt::Model::load(model_dir);
   for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-perplexity: warning: %s\n", w.c_str());
@@ -168,15 +141,17 @@ int body(int argc, char** argv) {
 
   std::vector<ttt::Document> docs;
   std::string tokenizer_name = "(token ids)";
-  if (vm.count("file")) {
+  if (vm.count("file") || vm.count("jsonl")) {
     const ttt::Tokenizer tok = vm.count("tokenizer") ? ttt::Tokenizer::from_file(vm["tokenizer"].as<std::string>())
                                                      : ttt::Tokenizer::for_model(model_dir, cfg);
     if (tok.vocab_size() > cfg.vocab_size)
       throw ttt::Error(fmt::format("tokenizer {} has {} ids but the model's vocab_size is {}", tok.name(),
                                    tok.vocab_size(), cfg.vocab_size));
     tokenizer_name = tok.name();
-    docs = ttt::load_text_documents(ttt::expand_paths(vm["file"].as<std::vector<std::string>>()), tok,
-                                    vm["parse-special"].as<bool>(), cfg.bos_token_id);
+    docs = vm.count("jsonl") ? ttt::load_jsonl_documents(vm["jsonl"].as<std::string>(), vm["field"].as<std::string>(),
+                                                         tok, vm["parse-special"].as<bool>(), cfg.bos_token_id)
+                             : ttt::load_text_documents(ttt::expand_paths(vm["file"].as<std::vector<std::string>>()),
+                                                        tok, vm["parse-special"].as<bool>(), cfg.bos_token_id);
   } else {
     docs = ttt::load_token_documents(ttt::expand_paths(vm["tokens"].as<std::vector<std::string>>()));
   }
@@ -189,15 +164,17 @@ int body(int argc, char** argv) {
     total += d.tokens.size() - 1;
   }
 
-  const auto device = ttt::host::select_device(vm["device"].as<std::string>());
+  const auto device = ttt::host::select_device(ttt::mpi::device_spec(world, vm["device"].as<std::string>()));
   ttt::host::Context ctx(device);
   ttt::app::announce_compiles(ctx, "ttt-perplexity");
   ttt::EngineOptions eo;
   eo.ttt = ttt_on;
   eo.inner_lr = inner_lr;
+  const bool lead = world.rank() == 0;  // rank 0 alone reports
   // Everything but the report goes to stderr, so `> report.txt` holds the report alone.
-  std::fprintf(stderr, "ttt-perplexity: %zu document%s, %zu tokens to score, on %s\n", docs.size(),
-               docs.size() == 1 ? "" : "s", total, device.label().c_str());
+  if (lead)
+    std::fprintf(stderr, "ttt-perplexity: %zu document%s, %zu tokens to score, on %s\n", docs.size(),
+                 docs.size() == 1 ? "" : "s", total, device.label().c_str());
 
   ttt::ReportInput rep;
   rep.compare = compare;
@@ -205,26 +182,85 @@ int body(int argc, char** argv) {
   for (const auto& d : docs) rep.docs.push_back({d.name, {}, {}, 0, 0});
   Stopwatch clock;
   ttt::Progress progress(total * (compare ? 2 : 1), "progress",
-                         vm["quiet"].as<bool>() ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto, stderr,
-                         [&] { return clock.seconds(); });
+                         vm["quiet"].as<bool>() || !lead ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto,
+                         stderr, [&] { return clock.seconds(); });
   size_t done = 0;
-  bool complete = true, base_started = false;
+  // The journal (rank 0's): what it already holds is reported from it and not evaluated again.
+  std::unique_ptr<ttt::Journal> journal;
+  if (lead && vm.count("journal")) {
+    const std::string options = fmt::format("ttt={} inner_lr={} compare={}", ttt_on,
+                                            eo.inner_lr.value_or(cfg.inner_lr), compare);
+    const std::string fp = ttt::hex64(ttt::model_fingerprint(model_dir)) + "-" +
+                           ttt::hex64(ttt::fnv1a(options.data(), options.size()));
+    journal = std::make_unique<ttt::Journal>(vm["journal"].as<std::string>(), fp, vm["resume"].as<bool>());
+    if (journal->had_torn_line())
+      std::fprintf(stderr, "ttt-perplexity: %s: ignored a torn last line (a run was interrupted while writing it)\n",
+                   vm["journal"].as<std::string>().c_str());
+  }
+  std::vector<std::string> hashes;
+  for (const auto& d : docs) hashes.push_back(ttt::tokens_hash(d.tokens));
+  auto record = [&](bool base, size_t i, std::vector<float> nll, double seconds) {
+    if (journal) journal->append({i, base, docs[i].name, hashes[i], seconds, nll});
+    (base ? rep.docs[i].nll_base : rep.docs[i].nll) = std::move(nll);
+    (base ? rep.docs[i].seconds_base : rep.docs[i].seconds) = seconds;
+  };
+  // One pass over the documents, with (base = false) or without test-time
+  // training. Returns false when an interrupt cut it short.
+  auto pass = [&](ttt::Engine& engine, bool base) {
+    std::vector<size_t> todo;
+    for (size_t i = 0; i < docs.size(); ++i) {
+      const ttt::JournalRecord* rp = nullptr;
+      if (journal) {
+        const auto it = journal->done().find({i, base});
+        if (it != journal->done().end()) rp = &it->second;
+      }
+      if (rp) {
+        const ttt::JournalRecord& r = *rp;
+        if (r.name != docs[i].name || r.tokens_hash != hashes[i] || r.nll.size() + 1 != docs[i].tokens.size())
+          throw ttt::Error(fmt::format("{}: document {} is {} in the journal but {} now (other tokens); use a new "
+                                       "journal",
+                                       vm["journal"].as<std::string>(), i, r.name, docs[i].name));
+        (base ? rep.docs[i].nll_base : rep.docs[i].nll) = r.nll;
+        (base ? rep.docs[i].seconds_base : rep.docs[i].seconds) = r.seconds;
+        progress.update(done += r.nll.size());
+      } else {
+        todo.push_back(i);
+      }
+    }
+    auto sched = ttt::mpi::make_scheduler(world, std::move(todo), [&](size_t i, std::vector<float> nll, double s,
+                                                                      bool remote) {
+      if (remote) progress.update(done += nll.size());
+      record(base, i, std::move(nll), s);
+    });
+    clock.start();
+    ttt::PassEnd end = ttt::evaluate_pass(
+        engine, {.ttt = !base && ttt_on, .inner_lr = std::nullopt}, docs, parallel, *sched,
+        [&](size_t n) { progress.update(done += n); }, [] { return ttt::app::interrupted() != 0; });
+    clock.stop();
+    world.barrier();
+    if (end.doc) {  // the scored prefix of the document the interrupt came in: reported, never journaled
+      (base ? rep.docs[*end.doc].nll_base : rep.docs[*end.doc].nll) = std::move(end.nll);
+      (base ? rep.docs[*end.doc].seconds_base : rep.docs[*end.doc].seconds) = end.seconds;
+    }
+    return !end.interrupted;
+  };
   // One engine holds the weights (uploaded once, kernels compiled or loaded
   // before the clock of the first document starts); the run with test-time
   // training and the --compare run without it are two sessions on it.
+  bool complete = true, base_started = false;
   ttt::Engine engine(ctx, model, eo);
   if (ctx.programs().built_from_source() > 0) warm_up(engine, cfg.vocab_size);
   rep.settings.inner_lr = engine.inner_lr();
-  complete = run_pass(engine.session(), cfg.mini_batch_size, docs, rep.docs, false, progress, done, clock);
+  complete = pass(engine, false);
   if (complete && vm.count("save-weights")) engine.download_prime(model);
   if (compare && complete && !ttt::app::interrupted()) {
-    ttt::Session base(engine, {.ttt = false, .inner_lr = std::nullopt});
     base_started = true;
-    complete = run_pass(base, cfg.mini_batch_size, docs, rep.docs, true, progress, done, clock);
+    complete = pass(engine, true);
   }
   rep.seconds = clock.seconds();
   complete = complete && (!compare || base_started);
   if (complete) progress.finish();  // an interrupted run ends with its own line below, not with "done"
+  if (!lead) return 0;
 
   // The NLL file holds every NLL of the main run that was scored; an
   // interrupted run says so in a last comment line (numpy.loadtxt skips it).
@@ -249,6 +285,7 @@ int body(int argc, char** argv) {
     for (auto& d : rep.docs)
       if (!rep.compare) d.nll_base.clear();
   }
+
 
   std::fputs(ttt::format_report(rep).c_str(), stdout);
   std::fflush(stdout);
@@ -283,4 +320,10 @@ int body(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) { return ttt::app::run("ttt-perplexity", argc, argv, body); }
+int main(int argc, char** argv) {
+  ttt::mpi::World world(argc, argv);
+  g_world = &world;
+  const int rc = ttt::app::run("ttt-perplexity", argc, argv, body);
+  if (rc != 0 && world.size() > 1) world.abort(rc);  // the other ranks would wait for this one forever
+  return rc;
+}

@@ -9,6 +9,7 @@
 #include "ttt/output.hpp"
 #include "host/program.hpp"
 #include "lib/ops/ops.hpp"
+#include "bench/parallel.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -73,6 +74,8 @@ int prefill(int argc, char** argv) {
       ("json", po::value<std::string>(), "also write the JSON to this file")
       ("no-profile", po::bool_switch(), "do not collect per-kernel times (profiling events cost a little)")
       ("only", po::value<std::string>()->default_value("both"), "ttt, no-ttt or both")
+      ("parallel", po::value<std::string>(), "N or N,N,...: also score --docs documents N at a time (batched sessions) against one at a time")
+      ("docs", po::value<size_t>()->default_value(4), "documents of --tokens each for --parallel")
       ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench prefill (-m DIR | --preset NAME) [--tokens N] [--json FILE]",
@@ -120,6 +123,13 @@ int prefill(int argc, char** argv) {
     if (profile) j["kernel_ms"] = yes.kernel_ms;
   }
   if (only == "both") j["ttt_over_no_ttt"] = no.seconds / yes.seconds;
+  if (vm.count("parallel")) {
+    const auto list = ttt::bench::parse_list(vm["parallel"].as<std::string>());
+    const size_t docs = vm["docs"].as<size_t>();
+    if (docs < 1) throw ttt::Error("--docs must be at least 1");
+    if (only != "ttt") j["parallel_no_ttt"] = ttt::bench::prefill_parallel(ctx, m, n, docs, list, false, seed, profile);
+    if (only != "no-ttt") j["parallel_ttt"] = ttt::bench::prefill_parallel(ctx, m, n, docs, list, true, seed, profile);
+  }
   {
     ttt::EngineOptions o;
     o.ttt = only != "no-ttt";

@@ -67,10 +67,9 @@ inline float dotv(const floatv* a, __local const floatv* b) {
   return hsum(s);
 }
 
-__kernel void attention_fwd(__global float* out, __global float* lse, __global const float* q,
-                            __global const float* kc, __global const float* vc,
-                            int T, int H, int C, long pos0, int W, float scale) {
-  __local floatv ks[ATT_BK * EV], vs[ATT_BK * EV];
+inline void attention_fwd_body(__global float* out, __global float* lse, __global const float* q,
+                               __global const float* kc, __global const float* vc, int T, int H, int C, long pos0,
+                               int W, float scale, __local floatv* ks, __local floatv* vs) {
   const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
   const int t0 = get_group_id(0) * ATT_BQ, t = t0 + lid;
   const bool active = t < T;
@@ -118,13 +117,19 @@ __kernel void attention_fwd(__global float* out, __global float* lse, __global c
   }
 }
 
+__kernel void attention_fwd(__global float* out, __global float* lse, __global const float* q,
+                            __global const float* kc, __global const float* vc,
+                            int T, int H, int C, long pos0, int W, float scale) {
+  __local floatv ks[ATT_BK * EV], vs[ATT_BK * EV];
+  attention_fwd_body(out, lse, q, kc, vc, T, H, C, pos0, W, scale, ks, vs);
+}
+
 // dq = scale * sum_j P_tj (dout_t . v_j - Dt) k_j with Dt = dout_t . out_t;
 // Dt is saved in dsum (T, H) for attention_bwd_dkv.
-__kernel void attention_bwd_dq(__global float* dq, __global float* dsum, __global const float* dout,
-                               __global const float* out, __global const float* q, __global const float* lse,
-                               __global const float* kc, __global const float* vc,
-                               int T, int H, int C, long pos0, int W, float scale) {
-  __local floatv ks[ATT_BK * EV], vs[ATT_BK * EV];
+inline void attention_bwd_dq_body(__global float* dq, __global float* dsum, __global const float* dout,
+                                  __global const float* out, __global const float* q, __global const float* lse,
+                                  __global const float* kc, __global const float* vc, int T, int H, int C, long pos0,
+                                  int W, float scale, __local floatv* ks, __local floatv* vs) {
   const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
   const int t0 = get_group_id(0) * ATT_BQ, t = t0 + lid;
   const bool active = t < T;
@@ -164,17 +169,24 @@ __kernel void attention_bwd_dq(__global float* dq, __global float* dsum, __globa
   }
 }
 
+__kernel void attention_bwd_dq(__global float* dq, __global float* dsum, __global const float* dout,
+                               __global const float* out, __global const float* q, __global const float* lse,
+                               __global const float* kc, __global const float* vc,
+                               int T, int H, int C, long pos0, int W, float scale) {
+  __local floatv ks[ATT_BK * EV], vs[ATT_BK * EV];
+  attention_bwd_dq_body(dq, dsum, dout, out, q, lse, kc, vc, T, H, C, pos0, W, scale, ks, vs);
+}
+
 // dk_j = scale * sum_t P_tj (dout_t . v_j - Dt) q_t,  dv_j = sum_t P_tj dout_t,
 // for the keys of the current chunk only (carried keys are constants). The
 // work-item of chunk key j loops over the chunk's queries j..j+W-1; dk and dv
 // are written at (d_off + j * d_ld + h * E), so dv can land straight in the
 // v-slice of a fused dq|dk|dv matrix.
-__kernel void attention_bwd_dkv(__global float* dk, int dk_off, int dk_ld, __global float* dv, int dv_off, int dv_ld,
-                                __global const float* dout, __global const float* q, __global const float* lse,
-                                __global const float* dsum, __global const float* kc, __global const float* vc,
-                                int T, int H, int C, long pos0, int W, float scale) {
-  __local floatv qs[ATT_BK * EV], dos[ATT_BK * EV];
-  __local float ls[ATT_BK], dss[ATT_BK];
+inline void attention_bwd_dkv_body(__global float* dk, long dk_off, int dk_ld, __global float* dv, long dv_off,
+                                   int dv_ld, __global const float* dout, __global const float* q,
+                                   __global const float* lse, __global const float* dsum, __global const float* kc,
+                                   __global const float* vc, int T, int H, int C, long pos0, int W, float scale,
+                                   __local floatv* qs, __local floatv* dos, __local float* ls, __local float* dss) {
   const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
   const int j0 = get_group_id(0) * ATT_BQ, j = j0 + lid;
   const bool active = j < T;
@@ -216,4 +228,59 @@ __kernel void attention_bwd_dkv(__global float* dk, int dk_off, int dk_ld, __glo
       vstorev(dka[e] * scale, dk + dk_off + (long)j * dk_ld + h * ATT_E + e * VW);
       vstorev(dva[e], dv + dv_off + (long)j * dv_ld + h * ATT_E + e * VW);
     }
+}
+
+__kernel void attention_bwd_dkv(__global float* dk, int dk_off, int dk_ld, __global float* dv, int dv_off, int dv_ld,
+                                __global const float* dout, __global const float* q, __global const float* lse,
+                                __global const float* dsum, __global const float* kc, __global const float* vc,
+                                int T, int H, int C, long pos0, int W, float scale) {
+  __local floatv qs[ATT_BK * EV], dos[ATT_BK * EV];
+  __local float ls[ATT_BK], dss[ATT_BK];
+  attention_bwd_dkv_body(dk, dk_off, dk_ld, dv, dv_off, dv_ld, dout, q, lse, dsum, kc, vc, T, H, C, pos0, W, scale, qs,
+                         dos, ls, dss);
+}
+
+// Batched variants: S segments (documents) of one mini-batch, segment s in
+// chunk rows s*R .. s*R + n_s - 1 (R rows per segment; rows past n_s are
+// padding nobody reads), its queries at positions pos_s.., its keys and values
+// in its own ring of C rows at kc/vc + s*C*D. seg holds {pos_s, n_s} per
+// segment; the segment is the third dimension of the launch. A group past its
+// segment's n_s returns at once (uniform across the group, so no barrier is split).
+#define SEGMENT_SETUP                                            \
+  const int s = get_group_id(2), D = H * ATT_E;                  \
+  const long pos0 = seg[2 * s], row0 = (long)s * R;              \
+  const int T = (int)seg[2 * s + 1];                             \
+  const long ring = (long)s * C * D;                             \
+  if ((int)get_group_id(0) * ATT_BQ >= T) return;
+
+__kernel void attention_fwd_batched(__global float* out, __global float* lse, __global const float* q,
+                                    __global const float* kc, __global const float* vc, __global const long* seg,
+                                    int R, int H, int C, int W, float scale) {
+  __local floatv ks[ATT_BK * EV], vs[ATT_BK * EV];
+  SEGMENT_SETUP
+  attention_fwd_body(out + row0 * D, lse + row0 * H, q + row0 * D, kc + ring, vc + ring, T, H, C, pos0, W, scale, ks,
+                     vs);
+}
+
+__kernel void attention_bwd_dq_batched(__global float* dq, __global float* dsum, __global const float* dout,
+                                       __global const float* out, __global const float* q, __global const float* lse,
+                                       __global const float* kc, __global const float* vc, __global const long* seg,
+                                       int R, int H, int C, int W, float scale) {
+  __local floatv ks[ATT_BK * EV], vs[ATT_BK * EV];
+  SEGMENT_SETUP
+  attention_bwd_dq_body(dq + row0 * D, dsum + row0 * H, dout + row0 * D, out + row0 * D, q + row0 * D, lse + row0 * H,
+                        kc + ring, vc + ring, T, H, C, pos0, W, scale, ks, vs);
+}
+
+__kernel void attention_bwd_dkv_batched(__global float* dk, int dk_off, int dk_ld, __global float* dv, int dv_off,
+                                        int dv_ld, __global const float* dout, __global const float* q,
+                                        __global const float* lse, __global const float* dsum,
+                                        __global const float* kc, __global const float* vc, __global const long* seg,
+                                        int R, int H, int C, int W, float scale) {
+  __local floatv qs[ATT_BK * EV], dos[ATT_BK * EV];
+  __local float ls[ATT_BK], dss[ATT_BK];
+  SEGMENT_SETUP
+  attention_bwd_dkv_body(dk, dk_off + row0 * dk_ld, dk_ld, dv, dv_off + row0 * dv_ld, dv_ld, dout + row0 * D,
+                         q + row0 * D, lse + row0 * H, dsum + row0 * H, kc + ring, vc + ring, T, H, C, pos0, W, scale,
+                         qs, dos, ls, dss);
 }

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <utility>
 
 namespace ttt::host {
@@ -20,6 +21,30 @@ Buffer::Buffer(Context& ctx, size_t bytes, const char* what) : ctx_(&ctx), bytes
   mem_ = clCreateBuffer(ctx.context(), CL_MEM_READ_WRITE, bytes, nullptr, &err);
   check(err, "clCreateBuffer",
         fmt::format("{} of {} bytes on '{}'", what, bytes, dev.name));
+}
+
+size_t Buffer::view_align(const Context& ctx) {
+  cl_uint bits = 0;
+  check(clGetDeviceInfo(ctx.device().id, CL_DEVICE_MEM_BASE_ADDR_ALIGN, sizeof bits, &bits, nullptr),
+        "clGetDeviceInfo", "CL_DEVICE_MEM_BASE_ADDR_ALIGN");
+  return std::max<size_t>(bits / 8, 1);
+}
+
+Buffer Buffer::view(size_t offset, size_t bytes, const char* what) const {
+  check_range(bytes, offset, "view");
+  const size_t align = view_align(*ctx_);
+  if (offset % align)
+    throw Error(fmt::format("view of {} at byte {}: not a multiple of the device's base address alignment ({} bytes)",
+                            what_, offset, align));
+  cl_buffer_region region{offset, std::max<size_t>(bytes, 1)};
+  cl_int err = CL_SUCCESS;
+  Buffer b;
+  b.ctx_ = ctx_;
+  b.bytes_ = bytes;
+  b.what_ = what;
+  b.mem_ = clCreateSubBuffer(mem_, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region, &err);
+  check(err, "clCreateSubBuffer", fmt::format("{} of {} bytes at {} in {}", what, bytes, offset, what_));
+  return b;
 }
 
 Buffer::~Buffer() {

@@ -24,6 +24,13 @@ class Buffer {
   size_t bytes() const { return bytes_; }
   explicit operator bool() const { return mem_ != nullptr; }
 
+  // A view of bytes [offset, offset + bytes) as a buffer of its own (an OpenCL
+  // sub-buffer sharing this one's memory), for kernels that take no offset.
+  // offset must be a multiple of view_align(); the view must not outlive this buffer.
+  Buffer view(size_t offset, size_t bytes, const char* what = "view") const;
+  // CL_DEVICE_MEM_BASE_ADDR_ALIGN in bytes: what a view's offset must be a multiple of.
+  static size_t view_align(const Context& ctx);
+
   // Host -> device. Non-blocking writes require `src` to stay alive until the queue drains.
   void write(const void* src, size_t bytes, size_t offset = 0, bool blocking = true);
   // Device -> host. Non-blocking reads require `dst` to stay alive until the queue drains.

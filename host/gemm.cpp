@@ -107,4 +107,12 @@ void gemm_strided_batched(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, 
   });
 }
 
+void scal(Context& ctx, size_t n, float alpha, Buffer& x, size_t off, const char* label) {
+  if (n == 0) return;
+  const std::string where = fmt::format("clblast::Scal '{}' n={} on '{}'", label, n, ctx.device().name);
+  check_operand("x", x, off, n, where);
+  cl_command_queue q = ctx.queue();
+  timed_call(ctx, label, where, [&] { return clblast::Scal<float>(n, alpha, x.get(), off, 1, &q); });
+}
+
 }  // namespace ttt::host

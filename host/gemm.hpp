@@ -20,6 +20,9 @@ void gemm_strided_batched(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, 
                           size_t ldb, size_t b_stride, float beta, Buffer& C, size_t c_off, size_t ldc,
                           size_t c_stride, size_t batch, const char* label = "gemm_batched");
 
+// x[off .. off + n) *= alpha.
+void scal(Context& ctx, size_t n, float alpha, Buffer& x, size_t off, const char* label = "scal");
+
 // Symbolic name of a CLBlast status code (which extends OpenCL's).
 const char* clblast_status_name(int status);
 

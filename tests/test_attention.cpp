@@ -1,7 +1,8 @@
 // Sliding-window attention over the key/value ring: device forward and
 // backward vs the reference for T < W, T = W, T > W, ring wrap-around, large
 // positions and head_dim 16/64/80/256; dk/dv written into strided slices of a
-// fused matrix; the reference backward against finite differences.
+// fused matrix; the batched (several documents) kernels per segment; the
+// reference backward against finite differences.
 #include "lib/ops/ops.hpp"
 #include "lib/reference/ops.hpp"
 #include "tests/cases.hpp"
@@ -69,6 +70,91 @@ TEST_P(Attention, DeterministicAcrossRuns) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, Attention, ::testing::ValuesIn(cases::attention()),
                          [](const auto& i) { return i.param.name(); });
+
+class AttentionBatched : public DeviceTest {};
+
+// The batched kernels: segments of different lengths (including 0 and 1) at
+// different positions, each against its own ring, vs the reference per
+// segment; padding rows are never written; one segment gives exactly what the
+// plain kernels give.
+TEST_F(AttentionBatched, SegmentsMatchReferenceEach) {
+  const int R = 20, W = 12, H = 2, E = 16, D = H * E, C = W + R - 1;
+  struct Seg { int64_t pos; int n; };
+  const Seg segs[] = {{0, 20}, {37, 7}, {5, 1}, {100, 0}, {1000003, 20}};
+  const int S = int(std::size(segs));
+  auto q = random_vec(size_t(S) * R * D, 31), dout = random_vec(size_t(S) * R * D, 32);
+  auto kring = random_vec(size_t(S) * C * D, 33, 50, 60), vring = random_vec(size_t(S) * C * D, 34, 50, 60);
+  std::vector<int64_t> seg;
+  std::vector<std::vector<float>> want_o(S), want_l(S), want_dq(S), want_dk(S), want_dv(S);
+  for (int s = 0; s < S; ++s) {
+    const auto [pos0, n] = segs[s];
+    seg.push_back(pos0);
+    seg.push_back(n);
+    if (n == 0) continue;
+    const int64_t kpos0 = std::max<int64_t>(0, pos0 - (W - 1));
+    const int Tk = int(pos0 + n - kpos0);
+    auto k = random_vec(size_t(Tk) * D, 40 + s), v = random_vec(size_t(Tk) * D, 50 + s);
+    for (int j = 0; j < Tk; ++j)
+      for (int d = 0; d < D; ++d) {
+        kring[(size_t(s) * C + size_t((kpos0 + j) % C)) * D + d] = k[size_t(j) * D + d];
+        vring[(size_t(s) * C + size_t((kpos0 + j) % C)) * D + d] = v[size_t(j) * D + d];
+      }
+    const float* qs = q.data() + size_t(s) * R * D;
+    const float* ds = dout.data() + size_t(s) * R * D;
+    want_o[s].resize(size_t(n) * D);
+    want_l[s].resize(size_t(n) * H);
+    want_dq[s].resize(size_t(n) * D);
+    std::vector<float> dk(k.size()), dv(v.size());
+    ref::attention_fwd(want_o[s].data(), want_l[s].data(), qs, k.data(), v.data(), n, Tk, pos0, kpos0, H, E, W);
+    ref::attention_bwd(want_dq[s].data(), dk.data(), dv.data(), ds, qs, k.data(), v.data(), want_l[s].data(), n, Tk,
+                       pos0, kpos0, H, E, W);
+    want_dk[s].assign(dk.end() - long(n) * D, dk.end());
+    want_dv[s].assign(dv.end() - long(n) * D, dv.end());
+  }
+  host::Buffer dseg(dev(), seg.size() * 8, "segments");
+  dseg.write(seg.data(), seg.size() * 8);
+  const size_t rows = size_t(S) * R;
+  Canaried dq_(dev(), q), dk_ring(dev(), kring), dv_ring(dev(), vring), ddout(dev(), dout),
+      dout_(dev(), rows * D, 9.f), dlse(dev(), rows * H, 9.f), ddq(dev(), rows * D, 9.f), dsum(dev(), rows * H),
+      dkv(dev(), rows * 3 * D, 7.f);
+  const ops::AttnBatch b{S, R, H, E, C, W};
+  ops::attention_fwd_batched(dev(), dout_.buf, dlse.buf, dq_.buf, dk_ring.buf, dv_ring.buf, dseg, b);
+  ops::attention_bwd_batched(dev(), ddq.buf, ops::mat(dkv.buf, 3 * D, D), ops::mat(dkv.buf, 3 * D, 2 * D), dsum.buf,
+                             ddout.buf, dout_.buf, dq_.buf, dlse.buf, dk_ring.buf, dv_ring.buf, dseg, b);
+  const auto o = dout_.get(), l = dlse.get(), dq = ddq.get(), kv = dkv.get();
+  for (int s = 0; s < S; ++s) {
+    const int n = segs[s].n;
+    auto rows_of = [&](const std::vector<float>& x, int width, int ld, int off, int first, int count) {
+      std::vector<float> r;
+      for (int t = first; t < first + count; ++t)
+        for (int d = 0; d < width; ++d) r.push_back(x[(size_t(s) * R + size_t(t)) * size_t(ld) + size_t(off + d)]);
+      return r;
+    };
+    EXPECT_TRUE(all_close(rows_of(o, D, D, 0, 0, n), want_o[s], 1e-5, 1e-4)) << "segment " << s;
+    EXPECT_TRUE(all_close(rows_of(l, H, H, 0, 0, n), want_l[s], 1e-5, 1e-5)) << "segment " << s;
+    EXPECT_TRUE(all_close(rows_of(dq, D, D, 0, 0, n), want_dq[s], 1e-5, 1e-4)) << "segment " << s;
+    EXPECT_TRUE(all_close(rows_of(kv, D, 3 * D, D, 0, n), want_dk[s], 1e-5, 1e-4)) << "segment " << s;
+    EXPECT_TRUE(all_close(rows_of(kv, D, 3 * D, 2 * D, 0, n), want_dv[s], 1e-5, 1e-4)) << "segment " << s;
+    for (float x : rows_of(o, D, D, 0, n, R - n)) ASSERT_EQ(x, 9.f) << "padding row written, segment " << s;
+    for (float x : rows_of(kv, D, 3 * D, D, n, R - n)) ASSERT_EQ(x, 7.f) << "padding dk written, segment " << s;
+  }
+  for (auto* c : {&dq_, &dk_ring, &dv_ring, &ddout, &dout_, &dlse, &ddq, &dsum, &dkv}) EXPECT_TRUE(c->canary_intact());
+}
+
+TEST_F(AttentionBatched, OneSegmentEqualsThePlainKernels) {
+  const int T = 13, W = 9, H = 2, E = 16, D = H * E, C = W + T - 1;
+  const int64_t pos0 = 29;
+  Canaried q(dev(), random_vec(size_t(T) * D, 60)), kr(dev(), random_vec(size_t(C) * D, 61)),
+      vr(dev(), random_vec(size_t(C) * D, 62)), o1(dev(), size_t(T) * D), o2(dev(), size_t(T) * D),
+      l1(dev(), size_t(T) * H), l2(dev(), size_t(T) * H);
+  const std::vector<int64_t> seg = {pos0, T};
+  host::Buffer dseg(dev(), 16, "segments");
+  dseg.write(seg.data(), 16);
+  ops::attention_fwd(dev(), o1.buf, l1.buf, q.buf, kr.buf, vr.buf, {T, H, E, C, W, pos0});
+  ops::attention_fwd_batched(dev(), o2.buf, l2.buf, q.buf, kr.buf, vr.buf, dseg, {1, T, H, E, C, W});
+  EXPECT_EQ(o1.get(), o2.get());
+  EXPECT_EQ(l1.get(), l2.get());
+}
 
 TEST(AttentionReference, BackwardMatchesFiniteDifferences) {
   const int T = 5, W = 3, H = 2, E = 4, D = H * E;

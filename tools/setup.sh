@@ -12,7 +12,7 @@ jobs=$(nproc)
 
 packages=(build-essential cmake pkg-config git ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd
           libboost-program-options-dev libfmt-dev nlohmann-json3-dev libpcre2-dev libgtest-dev
-          python3 python3-venv librsvg2-bin)
+          libopenmpi-dev openmpi-bin python3 python3-venv librsvg2-bin)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

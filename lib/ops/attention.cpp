@@ -68,4 +68,29 @@ void attention_bwd(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const
   kkv.launch(global, local);
 }
 
+void attention_fwd_batched(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc,
+                           const Buffer& vc, const Buffer& seg, const AttnBatch& b) {
+  check_ring({b.R, b.H, b.E, b.C, b.W, 0});
+  const AttnConfig& c = cached_config(ctx, b.E);
+  host::Kernel k(ctx, "attention", "attention_fwd_batched", c.options);
+  k.args(out, lse, q, kc, vc, seg, b.R, b.H, b.C, b.W, float(1.0 / std::sqrt(double(b.E))));
+  k.launch({host::round_up(size_t(b.R), size_t(c.bq)), size_t(b.H), size_t(b.S)}, {size_t(c.bq), 1, 1});
+}
+
+void attention_bwd_batched(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const Buffer& dout,
+                           const Buffer& out, const Buffer& q, const Buffer& lse, const Buffer& kc, const Buffer& vc,
+                           const Buffer& seg, const AttnBatch& b) {
+  check_ring({b.R, b.H, b.E, b.C, b.W, 0});
+  const AttnConfig& c = cached_config(ctx, b.E);
+  const float scale = float(1.0 / std::sqrt(double(b.E)));
+  const host::Range global{host::round_up(size_t(b.R), size_t(c.bq)), size_t(b.H), size_t(b.S)},
+      local{size_t(c.bq), 1, 1};
+  host::Kernel kq(ctx, "attention", "attention_bwd_dq_batched", c.options);
+  kq.args(dq, dsum, dout, out, q, lse, kc, vc, seg, b.R, b.H, b.C, b.W, scale);
+  kq.launch(global, local);
+  host::Kernel kkv(ctx, "attention", "attention_bwd_dkv_batched", c.options);
+  kkv.args(*dk.buf, dk.off, dk.ld, *dv.buf, dv.off, dv.ld, dout, q, lse, dsum, kc, vc, seg, b.R, b.H, b.C, b.W, scale);
+  kkv.launch(global, local);
+}
+
 }  // namespace ttt::ops

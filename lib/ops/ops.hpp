@@ -47,6 +47,19 @@ void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, cons
 void attention_bwd(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const Buffer& dout, const Buffer& out,
                    const Buffer& q, const Buffer& lse, const Buffer& kc, const Buffer& vc, const AttnShape& s);
 
+// Batched: S documents' segments of one mini-batch, segment s in rows s*R ..
+// s*R + n_s - 1 of q/out/lse/dout (and of dk/dv), its queries at positions
+// pos_s.., its ring in rows s*C .. s*C + C - 1 of kc/vc. seg holds {pos_s, n_s}
+// per segment (2S int64). With S = 1 it computes what the plain kernels do.
+struct AttnBatch {
+  int S, R, H, E, C, W;
+};
+void attention_fwd_batched(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc,
+                           const Buffer& vc, const Buffer& seg, const AttnBatch& b);
+void attention_bwd_batched(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const Buffer& dout,
+                           const Buffer& out, const Buffer& q, const Buffer& lse, const Buffer& kc, const Buffer& vc,
+                           const Buffer& seg, const AttnBatch& b);
+
 // g (T, I) = silu(h[:, :I]) * h[:, I:]; and its backward into dh (T, 2I).
 void swiglu_fwd(Context& ctx, Buffer& g, const Buffer& h, int T, int I);
 void swiglu_bwd(Context& ctx, Buffer& dh, const Buffer& dg, const Buffer& h, int T, int I);

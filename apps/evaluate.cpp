@@ -1,0 +1,98 @@
+// A pass over the documents a Scheduler hands out: sequential on the engine's
+// session, or batched (BatchSession, `parallel` slots).
+#include "apps/evaluate.hpp"
+
+#include "ttt/batch.hpp"
+
+#include <chrono>
+#include <map>
+
+namespace ttt {
+
+using Clock = std::chrono::steady_clock;
+
+std::optional<size_t> LocalScheduler::next() {
+  if (todo_.empty()) return std::nullopt;
+  const size_t i = todo_.front();
+  todo_.pop_front();
+  return i;
+}
+
+PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Document>& docs, int parallel,
+                      Scheduler& sched, const std::function<void(size_t)>& progress, const std::function<bool()>& stop) {
+  PassEnd end;
+  if (parallel <= 1) {
+    const bool own = (!opts.ttt || *opts.ttt == engine.ttt()) && !opts.inner_lr;
+    std::optional<Session> mine;
+    if (!own) mine.emplace(engine, opts);
+    Session& session = own ? engine.session() : *mine;
+    const size_t B = size_t(engine.config().mini_batch_size);
+    while (!end.interrupted) {
+      const auto i = sched.next();
+      if (!i) break;
+      const auto t0 = Clock::now();
+      const std::vector<int32_t>& tokens = docs[*i].tokens;
+      const size_t n_pred = tokens.size() - 1;
+      std::vector<float> nll(n_pred);
+      session.reset();
+      for (size_t s = 0; s < n_pred; s += B) {
+        const size_t n = std::min(B, n_pred - s);
+        session.step(tokens.data() + s, tokens.data() + s + 1, int(n), nll.data() + s);
+        progress(n);
+        sched.poll();
+        if (s + n < n_pred && stop()) {
+          nll.resize(s + n);
+          end = {true, *i, std::move(nll), std::chrono::duration<double>(Clock::now() - t0).count()};
+          break;
+        }
+      }
+      if (end.interrupted) break;
+      sched.finished(*i, std::move(nll), std::chrono::duration<double>(Clock::now() - t0).count());
+      end.interrupted = stop();
+    }
+  } else {
+    // A step's wall time is shared among the documents in it by their tokens,
+    // so the documents' seconds add up to the pass's time as they do one at a time.
+    BatchSession batch(engine, parallel, opts);
+    struct InFlight {
+      size_t scored = 0;
+      double seconds = 0;
+    };
+    std::map<size_t, InFlight> live;
+    const size_t B = size_t(engine.config().mini_batch_size);
+    auto t_step = Clock::now();
+    batch.run(
+        [&]() -> std::optional<BatchDocument> {
+          if (stop()) {
+            end.interrupted = true;
+            return std::nullopt;
+          }
+          const auto i = sched.next();
+          if (!i) return std::nullopt;
+          live[*i] = {};
+          return BatchDocument{*i, docs[*i].tokens};
+        },
+        [&](size_t i, std::vector<float> nll) {
+          // Called after the step's time was shared out (progress runs first for the step).
+          const double s = live[i].seconds;
+          live.erase(i);
+          sched.finished(i, std::move(nll), s);
+        },
+        [&](size_t n) {
+          const auto now = Clock::now();
+          const double dt = std::chrono::duration<double>(now - t_step).count();
+          for (auto& [i, f] : live) {
+            const size_t k = std::min(B, docs[i].tokens.size() - 1 - f.scored);
+            f.scored += k;
+            f.seconds += n ? dt * double(k) / double(n) : 0.0;
+          }
+          progress(n);
+          sched.poll();
+          t_step = Clock::now();
+        });
+  }
+  sched.drain();
+  return end;
+}
+
+}  // namespace ttt

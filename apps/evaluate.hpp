@@ -1,0 +1,66 @@
+// One pass of ttt-perplexity over its documents: a Scheduler hands out the
+// next document and takes each finished one (in one process, or one rank of
+// an MPI job: see mpi_shard.hpp); evaluate_pass scores them one at a time on
+// the engine's own session, or `parallel` at a time on a BatchSession.
+#pragma once
+
+#include "apps/documents.hpp"
+#include "ttt/engine.hpp"
+
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <optional>
+#include <vector>
+
+namespace ttt {
+
+class Scheduler {
+ public:
+  virtual ~Scheduler() = default;
+  // The next document to evaluate here, or nothing when the pass has no more.
+  virtual std::optional<size_t> next() = 0;
+  // A document evaluated here: its NLLs and its wall time.
+  virtual void finished(size_t doc, std::vector<float> nll, double seconds) = 0;
+  // Called after every mini-batch (rank 0 of an MPI job answers the others there).
+  virtual void poll() {}
+  // After this process's last document: returns once the whole pass is done.
+  virtual void drain() {}
+};
+
+// Documents from a list, results to a callback: a single process.
+class LocalScheduler : public Scheduler {
+ public:
+  // (document, NLLs, seconds, evaluated by another MPI rank)
+  using Done = std::function<void(size_t, std::vector<float>, double, bool)>;
+  LocalScheduler(std::vector<size_t> todo, Done done) : todo_(todo.begin(), todo.end()), done_(std::move(done)) {}
+  std::optional<size_t> next() override;
+  void finished(size_t doc, std::vector<float> nll, double seconds) override {
+    done_(doc, std::move(nll), seconds, false);
+  }
+
+ private:
+  std::deque<size_t> todo_;
+  Done done_;
+};
+
+// How a pass ended: whole, or stopped by an interrupt. One at a time, the
+// document the interrupt came in ends with its current mini-batch and its
+// scored prefix comes back here (it is not handed to the scheduler, which
+// takes finished documents only); batched, no new document starts and the
+// ones in flight finish.
+struct PassEnd {
+  bool interrupted = false;
+  std::optional<size_t> doc;  // the document cut short, if any
+  std::vector<float> nll;     // its scored prefix
+  double seconds = 0;
+};
+
+// Scores the documents sched hands out with a session of `opts` on engine
+// (the engine's own session when opts are its defaults). progress(n): n more
+// tokens scored here; stop() is asked after every mini-batch.
+PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Document>& docs, int parallel,
+                      Scheduler& sched, const std::function<void(size_t)>& progress,
+                      const std::function<bool()>& stop = [] { return false; });
+
+}  // namespace ttt
