@@ -1,6 +1,7 @@
 // Sliding-window attention over the key/value ring: device forward and
 // backward vs the reference for T < W, T = W, T > W, ring wrap-around, large
-// positions and head_dim 16/64/80/256; dk/dv written into strided slices of a
+// positions and head_dim 16/64/80/256, single queries (the split decode
+// kernels); dk/dv written into strided slices of a
 // fused matrix; the reference backward against finite differences.
 #include "lib/ops/ops.hpp"
 #include "lib/reference/ops.hpp"
@@ -18,6 +19,9 @@ const Case kCases[] = {
     {1, 1, 1, 16, 0, 0},     {7, 16, 2, 16, 0, 0},      {16, 16, 2, 64, 21, 0}, {93, 32, 1, 64, 50, 3},
     {33, 40, 2, 80, 100, 0}, {130, 64, 2, 64, 1000, 7}, {9, 12, 1, 256, 5, 0},  {17, 5, 3, 16, 3, 0},
     {20, 24, 2, 16, 1000003, 1}, {64, 1024, 1, 64, 64, 0}, {11, 9, 2, 6, 3, 0}, {5, 4, 3, 2, 7, 2},
+    // T = 1 (decode): keys split across work-groups, wrapped rings, partly filled windows.
+    {1, 2048, 1, 64, 5000, 0}, {1, 1000, 2, 80, 999, 3}, {1, 600, 1, 16, 100, 0}, {1, 1500, 1, 256, 4096, 1},
+    {1, 7, 3, 6, 1000003, 2},
 };
 
 class Attention : public DeviceTest, public ::testing::WithParamInterface<Case> {};
