@@ -2,6 +2,7 @@
 // document through the engine with and without test-time training and sums
 // per-kernel device time from profiling events.
 #include "apps/app.hpp"
+#include "bench/decode.hpp"
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
 #include "ttt/engine.hpp"
@@ -188,13 +189,15 @@ int body(int argc, char** argv) {
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << "usage: ttt-bench COMMAND [options]\n\ncommands:\n"
                  "  prefill   prefill throughput with and without test-time training (JSON)\n"
-                 "  attention windowed attention forward/backward time and GFLOP/s (JSON)\n\n"
+                 "  attention windowed attention forward/backward time and GFLOP/s (JSON)\n"
+                 "  decode    per-token decode latency against context: ttt, swa, full attention (JSON, SVG)\n\n"
                  "ttt-bench COMMAND --help explains each command's options.\n";
     return argc < 2 ? 2 : 0;
   }
   const std::string cmd = argv[1];
   if (cmd == "prefill") return prefill(argc - 1, argv + 1);
   if (cmd == "attention") return attention(argc - 1, argv + 1);
+  if (cmd == "decode") return ttt::bench::decode(argc - 1, argv + 1);
   throw ttt::Error(fmt::format("unknown command '{}' (try ttt-bench --help)", cmd));
 }
 
