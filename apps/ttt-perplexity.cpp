@@ -60,6 +60,7 @@ int body(int argc, char** argv) {
        "token-id document instead of text: whitespace-separated decimal ids, or a .npy array of int32, uint32, int64 "
        "or uint16; repeatable")
       ("no-ttt", po::bool_switch(), "turn test-time training off (a plain sliding-window Transformer)")
+      ("full-attention", po::bool_switch(), "full attention over each whole document (the key/value cache grows with it), no test-time training: the prefill baseline")
       ("inner-lr", po::value<float>(), "test-time SGD step size, overriding the model's inner_lr; 0 gives exactly the --no-ttt numbers")
       ("compare", po::bool_switch(), "evaluate every document with and without test-time training and report both side by side")
       ("max-tokens", po::value<size_t>(), "use only the first N tokens of each document")
@@ -79,7 +80,10 @@ int body(int argc, char** argv) {
                        "are predicted by weights that learned from the earlier ones: the gain grows with position.\n"
                        "The window W and mini-batch B are properties of the trained model and cannot be changed."))
     return 0;
-  const bool ttt_on = !vm["no-ttt"].as<bool>(), compare = vm["compare"].as<bool>();
+  const bool full = vm["full-attention"].as<bool>();
+  const bool ttt_on = !vm["no-ttt"].as<bool>() && !full, compare = vm["compare"].as<bool>();
+  if (full && (compare || vm.count("save-weights") || vm.count("inner-lr")))
+    throw ttt::Error("--full-attention turns test-time training off; it does not combine with --compare, --save-weights or --inner-lr");
   if (compare && !ttt_on) throw ttt::Error("--compare already runs without test-time training; drop --no-ttt");
   if (vm.count("save-weights") && !ttt_on)
     throw ttt::Error("--save-weights needs test-time training on (without it the prime weights never change)");
@@ -116,13 +120,20 @@ int body(int argc, char** argv) {
   ttt::EngineOptions eo;
   eo.ttt = ttt_on;
   if (vm.count("inner-lr")) eo.inner_lr = vm["inner-lr"].as<float>();
+  if (full) {
+    size_t longest = 0;
+    for (const auto& d : docs) longest = std::max(longest, d.tokens.size());
+    if (longest > size_t(INT32_MAX / 2)) throw ttt::Error("--full-attention: a document is too long");
+    eo.window = std::max(int(longest), cfg.sliding_window_size);
+  }
   fmt::print("ttt-perplexity: {} document{}, {} tokens to score, on {}\n", docs.size(), docs.size() == 1 ? "" : "s",
              total, device.label());
   std::fflush(stdout);
 
   ttt::ReportInput rep;
   rep.compare = compare;
-  rep.settings = {model_dir, device.name, tokenizer_name, ttt_on, 0.f, cfg.mini_batch_size, cfg.sliding_window_size, {}};
+  rep.settings = {model_dir, device.name, tokenizer_name, ttt_on, 0.f, cfg.mini_batch_size,
+                  eo.window ? eo.window : cfg.sliding_window_size, {}};
   for (const auto& d : docs) rep.docs.push_back({d.name, {}, {}, 0, 0});
   ttt::Progress progress(total * (compare ? 2 : 1), "progress",
                          vm["quiet"].as<bool>() ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto);
