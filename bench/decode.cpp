@@ -14,6 +14,8 @@
 #include "ttt/engine.hpp"
 #include "ttt/error.hpp"
 #include "host/buffer.hpp"
+#include "host/gemm.hpp"
+#include "lib/ops/ops.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -80,6 +82,64 @@ double device_copy_gbs(host::Context& ctx) {
     best = std::max(best, 2.0 * double(n) / (ms_since(t0) * 1e-3) * 1e-9);
   }
   return best;
+}
+
+// One-row products of the model's shapes three ways: CLBlast 1-row GEMM,
+// CLBlast GEMV and the matvec kernels; median of 7 after a warm-up, in ms.
+json time_matvec(host::Context& ctx, const Config& c) {
+  const int D = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  json out = json::array();
+  auto median_ms = [&](auto&& f) {
+    f();
+    ctx.finish();
+    std::vector<double> ms;
+    for (int r = 0; r < 7; ++r) {
+      const auto t0 = Clock::now();
+      f();
+      ctx.finish();
+      ms.push_back(ms_since(t0));
+    }
+    return quantile(ms, 0.5);
+  };
+  struct Shape {
+    const char* name;
+    int K, N;
+    bool rows;  // y = A x with A (N, K) (tied logits), else y = x A with A (K, N)
+  };
+  for (const Shape& sh : {Shape{"qkv", D, 3 * D, false}, Shape{"w13", D, 2 * I, false}, Shape{"w2", I, D, false},
+                          Shape{"logits (tied)", D, V, true}}) {
+    host::Buffer A(ctx, size_t(sh.K) * size_t(sh.N) * 4, "matvec A"), x(ctx, size_t(sh.K) * 4, "matvec x"),
+        y(ctx, size_t(sh.N) * 4, "matvec y");
+    A.fill(0.01f, size_t(sh.K) * size_t(sh.N));
+    x.fill(0.5f, size_t(sh.K));
+    using host::Trans;
+    const double gemm = median_ms([&] {
+      if (sh.rows)
+        host::gemm(ctx, Trans::N, Trans::T, 1, size_t(sh.N), size_t(sh.K), 1.f, x, 0, size_t(sh.K), A, 0, size_t(sh.K),
+                   0.f, y, 0, size_t(sh.N));
+      else
+        host::gemm(ctx, Trans::N, Trans::N, 1, size_t(sh.N), size_t(sh.K), 1.f, x, 0, size_t(sh.K), A, 0, size_t(sh.N),
+                   0.f, y, 0, size_t(sh.N));
+    });
+    const double gemv = median_ms([&] {
+      if (sh.rows)
+        host::gemv(ctx, Trans::N, size_t(sh.N), size_t(sh.K), 1.f, A, 0, size_t(sh.K), x, 0, 0.f, y, 0);
+      else
+        host::gemv(ctx, Trans::T, size_t(sh.K), size_t(sh.N), 1.f, A, 0, size_t(sh.N), x, 0, 0.f, y, 0);
+    });
+    const double kern = median_ms([&] {
+      if (sh.rows)
+        ops::matvec_rows(ctx, y, A, x, 0, sh.N, sh.K, sh.K);
+      else
+        ops::matvec_cols(ctx, y, x, 0, A, sh.K, sh.N, sh.N);
+    });
+    const double mb = double(sh.K) * sh.N * 4 / 1e6;
+    std::fprintf(stderr, "  %-14s %5d x %6d (%6.1f MB): gemm %8.2f ms, gemv %8.2f ms, kernels %8.2f ms\n", sh.name,
+                 sh.K, sh.N, mb, gemm, gemv, kern);
+    out.push_back({{"shape", sh.name}, {"K", sh.K}, {"N", sh.N}, {"megabytes", mb}, {"gemm_ms", gemm},
+                   {"gemv_ms", gemv}, {"kernels_ms", kern}});
+  }
+  return out;
 }
 
 struct Point {
@@ -219,8 +279,12 @@ int decode(int argc, char** argv) {
        "random: pseudo-random keys/values in the window (fast); prefill: prefill synthetic tokens (slow on a CPU)")
       ("tokens", po::value<int>()->default_value(16), "timed tokens per point (after 2 untimed)")
       ("no-step", po::bool_switch(), "do not time the test-time step")
-      ("no-gemv", po::bool_switch(), "use a 1-row GEMM instead of GEMV at one token (to compare)")
+      ("step-repeat", po::value<int>()->default_value(1), "timed test-time steps (median)")
+      ("matvec", po::value<std::string>()->default_value("kernels"),
+       "single-token products: kernels (cl/matvec.cl), gemv (CLBlast) or gemm (CLBlast, 1 row), to compare")
       ("no-bandwidth", po::bool_switch(), "do not measure the memory bandwidth")
+      ("profile", po::bool_switch(), "also print device time per kernel and token, at the first context of each mode")
+      ("matvec-only", po::bool_switch(), "only time the one-row products of the model's shapes (GEMM, GEMV, kernels)")
       ("seed", po::value<uint64_t>()->default_value(0), "seed of the tokens, keys/values and a preset's weights")
       ("json", po::value<std::string>(), "also write the JSON to this file")
       ("plot", po::value<std::string>(), "write an SVG of latency against context, one line per mode")
@@ -261,23 +325,47 @@ int decode(int argc, char** argv) {
   const Config& c = m.config;
   const auto device = host::select_device(vm["device"].as<std::string>());
   host::Context ctx(device);
-  const bool gemv = !vm["no-gemv"].as<bool>();
+  const std::string matvec = vm["matvec"].as<std::string>();
+  if (matvec != "kernels" && matvec != "gemv" && matvec != "gemm") throw Error("--matvec takes kernels, gemv or gemm");
 
+  if (vm["matvec-only"].as<bool>()) {
+    json j = {{"bench", "decode-matvec"}, {"device", device.name}, {"model", name}, {"products", time_matvec(ctx, c)}};
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
   json j = {{"bench", "decode"}, {"device", device.name},  {"model", name}, {"parameters", m.num_parameters()},
             {"window", c.sliding_window_size}, {"mini_batch", c.mini_batch_size}, {"fill", fill},
-            {"gemv", gemv}, {"tokens_per_point", tokens}};
+            {"matvec", matvec}, {"tokens_per_point", tokens}};
   std::vector<Point> pts;
   for (const std::string& mode : modes) {
     EngineOptions o;
     o.ttt = mode == "ttt";
-    o.gemv = gemv;
+    o.matvec = matvec == "kernels" ? EngineOptions::MatVec::Kernels
+               : matvec == "gemv"  ? EngineOptions::MatVec::ClblastGemv
+                                   : EngineOptions::MatVec::Gemm;
     if (mode == "full") o.window = int(std::max<int64_t>(contexts.back() + tokens + 2, c.sliding_window_size));
     Engine e(ctx, m, o);
     Session& s = e.session();
     std::fprintf(stderr, "%s: window %d, %.0f MB on the device\n", mode.c_str(), e.window(), e.device_bytes() / 1048576.0);
     for (int64_t context : contexts) {
       fill_context(s, context, fill, c.vocab_size, seed + uint64_t(context));
-      const auto ms = time_tokens(s, tokens, 2, c.vocab_size, seed + 7);
+      const bool profile = vm["profile"].as<bool>() && context == contexts.front();
+      std::vector<double> ms;
+      if (profile) {
+        // Untimed: profiling events and the GEMMs' host timing add waits.
+        ctx.profiler().reset();
+        ctx.profiler().enable(true);
+        time_tokens(s, tokens, 0, c.vocab_size, seed + 7);
+        ctx.profiler().collect();
+        ctx.profiler().enable(false);
+        double total = 0;
+        for (const auto& [k, v] : ctx.profiler().totals_ms()) total += v;
+        std::fprintf(stderr, "  %s device time per token: %.2f ms\n", mode.c_str(), total / tokens);
+        for (const auto& [k, v] : ctx.profiler().totals_ms())
+          std::fprintf(stderr, "    %-28s %8.3f ms\n", k.c_str(), v / tokens);
+        fill_context(s, context, fill, c.vocab_size, seed + uint64_t(context));
+      }
+      ms = time_tokens(s, tokens, 2, c.vocab_size, seed + 7);
       pts.push_back({mode, context, quantile(ms, 0.5), quantile(ms, 0.9)});
       std::fprintf(stderr, "  %-4s context %7lld: %8.2f ms/token median, %8.2f p90\n", mode.c_str(),
                    (long long)context, pts.back().median, pts.back().p90);
@@ -286,14 +374,14 @@ int decode(int argc, char** argv) {
     }
     if (mode == "ttt" && !vm["no-step"].as<bool>() && c.num_prime_blocks() > 0) {
       // The step of one mini-batch as generation takes it: replay (forward with
-      // activations kept), score, backward, SGD, sync. Median of 3.
+      // activations kept), score, backward, SGD, sync. Median of --step-repeat.
       const int B = c.mini_batch_size;
       const int64_t at = (contexts.back() + B - 1) / B * B;
       std::mt19937_64 rng(seed + 3);
       std::vector<int32_t> ids(size_t(B) + 1);
       for (auto& t : ids) t = int32_t(rng() % uint64_t(c.vocab_size));
       std::vector<double> ms;
-      for (int r = 0; r < 3; ++r) {
+      for (int r = 0; r < std::max(1, vm["step-repeat"].as<int>()); ++r) {
         s.fill_random(at, seed);
         const auto t0 = Clock::now();
         s.replay({ids.data(), size_t(B)}, {ids.data() + 1, size_t(B)});

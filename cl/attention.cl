@@ -218,73 +218,63 @@ __kernel void attention_bwd_dkv(__global float* dk, int dk_off, int dk_ld, __glo
     }
 }
 
-#ifndef ATT_DQ
-#define ATT_DQ 64  // work-items per group of the decode kernels (local memory: ATT_DQ * (ATT_E + 2) floats)
-#endif
-
-// Decode: one query (T = 1) at position pos0 against its window, split across
-// work-groups (flash-decoding), since a lone query would leave all but one
-// work-item of attention_fwd idle. Group (s, h) takes keys k_lo + s*split ..
-// (at most split of them); its work-items take every ATT_DQ-th key, each with
-// its own online softmax, and then merge in local memory into one partial
-// {m, l, acc[E]} (unnormalised) per (head, split). attention_decode_merge
-// folds the splits of a head in order: deterministic, no atomics.
+// Decode: one query (T = 1) at position pos0 against its window, split into
+// nparts contiguous runs of `per` keys (flash-decoding), since a lone query
+// leaves all but one work-item of attention_fwd idle. Work-item i takes run i
+// for every head in turn, so it streams whole key/value rows (all heads)
+// through its cache once, and writes one partial {m, l, acc[E]} (unnormalised)
+// per (head, run); attention_decode_merge folds the runs of a head in order:
+// deterministic, no atomics, no local memory.
 __kernel void attention_decode_split(__global float* part, __global const float* q, __global const float* kc,
-                                     __global const float* vc, int H, int C, long pos0, int W, int split, int nsplit,
+                                     __global const float* vc, int H, int C, long pos0, int W, int per, int nparts,
                                      float scale) {
-  __local float lm[ATT_DQ], ll[ATT_DQ];
-  __local floatv lacc[ATT_DQ * EV];
-  const int D = H * ATT_E, s = get_group_id(0), h = get_group_id(1), lid = get_local_id(0);
+  const int i = get_global_id(0);
+  if (i >= nparts) return;
+  const int D = H * ATT_E;
   const long k_lo = max(0L, pos0 - W + 1);
-  const long b0 = k_lo + (long)s * split, b1 = min(pos0 + 1, b0 + split);
-  floatv qv[EV], acc[EV];
-  for (int e = 0; e < EV; ++e) {
-    qv[e] = vloadv(0, q + h * ATT_E + e * VW) * scale;
-    acc[e] = 0.0f;
-  }
-  float m = -INFINITY, l = 0.0f;
-  for (long j = b0 + lid; j < b1; j += ATT_DQ) {
-    const long row = (j % C) * D + h * ATT_E;
-    floatv sv = 0.0f;
-    for (int e = 0; e < EV; ++e) sv = mad(qv[e], vloadv(0, kc + row + e * VW), sv);
-    const float sc = hsum(sv), m_new = fmax(m, sc), c = exp(m - m_new), p = exp(sc - m_new);
-    l = mad(l, c, p);
-    for (int e = 0; e < EV; ++e) acc[e] = mad(p, vloadv(0, vc + row + e * VW), acc[e] * c);
-    m = m_new;
-  }
-  lm[lid] = m;
-  ll[lid] = l;
-  for (int e = 0; e < EV; ++e) lacc[lid * EV + e] = acc[e];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  // Work-item e < EV folds column e over the items in order; item 0 also m and l.
-  float M = -INFINITY;
-  for (int i = 0; i < ATT_DQ; ++i) M = fmax(M, lm[i]);
-  __global float* out = part + ((long)h * nsplit + s) * (ATT_E + 2);
-  for (int e = lid; e < EV; e += ATT_DQ) {
-    floatv a = 0.0f;
-    if (M > -INFINITY)
-      for (int i = 0; i < ATT_DQ; ++i) a = mad(exp(lm[i] - M), lacc[i * EV + e], a);
-    vstorev(a, out + 2 + e * VW);
-  }
-  if (lid == 0) {
-    float L = 0.0f;
-    if (M > -INFINITY)
-      for (int i = 0; i < ATT_DQ; ++i) L = mad(exp(lm[i] - M), ll[i], L);
-    out[0] = M;
-    out[1] = L;
+  const long b0 = k_lo + (long)i * per, b1 = min(pos0 + 1, b0 + per);
+  for (int h = 0; h < H; ++h) {
+    floatv qv[EV], acc[EV];
+    for (int e = 0; e < EV; ++e) {
+      qv[e] = vloadv(0, q + h * ATT_E + e * VW) * scale;
+      acc[e] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+    long r = b0 % C;  // ring row of key j, advanced with j
+    for (long j = b0; j < b1; ++j) {
+      __global const float* kr = kc + r * D + h * ATT_E;
+      __global const float* vr = vc + r * D + h * ATT_E;
+      floatv sv = 0.0f;
+      for (int e = 0; e < EV; ++e) sv = mad(qv[e], vloadv(0, kr + e * VW), sv);
+      const float sc = hsum(sv);
+      if (sc > m) {  // rescale only when the maximum grows
+        const float c = exp(m - sc);
+        l *= c;
+        for (int e = 0; e < EV; ++e) acc[e] *= c;
+        m = sc;
+      }
+      const float p = exp(sc - m);
+      l += p;
+      for (int e = 0; e < EV; ++e) acc[e] = mad(p, vloadv(0, vr + e * VW), acc[e]);
+      if (++r == C) r = 0;
+    }
+    __global float* out = part + ((long)h * nparts + i) * (ATT_E + 2);
+    out[0] = m;
+    out[1] = l;
+    for (int e = 0; e < EV; ++e) vstorev(acc[e], out + 2 + e * VW);
   }
 }
 
-// out (1, H*E) and lse (1, H) of the decode query from nsplit partials per head.
+// out (1, H*E) and lse (1, H) of the decode query from the nparts partials of each head.
 __kernel void attention_decode_merge(__global float* out, __global float* lse, __global const float* part, int H,
-                                     int nsplit) {
+                                     int nparts) {
   const int e = get_global_id(0), h = get_global_id(1);
   if (e >= ATT_E) return;
-  __global const float* p = part + (long)h * nsplit * (ATT_E + 2);
+  __global const float* p = part + (long)h * nparts * (ATT_E + 2);
   float M = -INFINITY;
-  for (int s = 0; s < nsplit; ++s) M = fmax(M, p[s * (ATT_E + 2)]);
+  for (int s = 0; s < nparts; ++s) M = fmax(M, p[s * (ATT_E + 2)]);
   float L = 0.0f, a = 0.0f;
-  for (int s = 0; s < nsplit; ++s) {
+  for (int s = 0; s < nparts; ++s) {
     const float c = p[s * (ATT_E + 2)] > -INFINITY ? exp(p[s * (ATT_E + 2)] - M) : 0.0f;
     L = mad(c, p[s * (ATT_E + 2) + 1], L);
     a = mad(c, p[s * (ATT_E + 2) + 2 + e], a);

@@ -32,9 +32,11 @@ struct EngineOptions {
   // at least as long as every document is full attention (the key/value rings
   // then hold window + B - 1 rows: they grow with the context, not the model).
   int window = 0;
-  // Single-token forwards and logits use GEMV instead of a 1-row GEMM (see
-  // host/gemm.hpp for the measured difference); off only to measure it.
-  bool gemv = true;
+  // How single-token forwards and the logits of one row multiply by a weight
+  // matrix: the matvec kernels (cl/matvec.cl), CLBlast's GEMV, or a 1-row
+  // GEMM. Measured in docs/design.md ("Decode"); the others are kept to measure.
+  enum class MatVec { Kernels, ClblastGemv, Gemm };
+  MatVec matvec = MatVec::Kernels;
 };
 
 struct SessionOptions {

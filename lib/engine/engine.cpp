@@ -126,7 +126,9 @@ Engine::Impl::Impl(host::Context& ctx_, const Model& m, EngineOptions o)
 }
 
 void Engine::Impl::linear(Buffer& y, const Buffer& x, const Buffer& w, int T, int K, int N, const char* label) {
-  if (T == 1 && opts.gemv)
+  if (T == 1 && opts.matvec == EngineOptions::MatVec::Kernels)
+    ops::matvec_cols(ctx, y, x, 0, w, K, N, N);
+  else if (T == 1 && opts.matvec == EngineOptions::MatVec::ClblastGemv)
     host::gemv(ctx, host::Trans::T, size_t(K), size_t(N), 1.f, w, 0, size_t(N), x, 0, 0.f, y, 0, label);
   else
     host::gemm(ctx, host::Trans::N, host::Trans::N, size_t(T), size_t(N), size_t(K), 1.f, x, 0, size_t(K), w, 0,

@@ -89,7 +89,7 @@ struct Engine::Impl {
   void upload(const Model& m);
   void alloc_acts(BlockActs& a, bool prime);
   bool can_train() const { return opts.ttt && c.num_prime_blocks() > 0; }
-  // y (T, N) = x (T, K) @ W (K, N); a GEMV when T = 1 and opts.gemv.
+  // y (T, N) = x (T, K) @ W (K, N); at T = 1 as opts.matvec says.
   void linear(Buffer& y, const Buffer& x, const Buffer& w, int T, int K, int N, const char* label);
 };
 

@@ -139,7 +139,12 @@ std::vector<float> Session::logits(int row) {
   if (!e.logits) e.logits = e.alloc(size_t(V), "logits row");
   // (1, V) = hf[row] (1, D) @ W^T: wte is (V, D); an untied lm_head is (D, V).
   const bool tied = e.c.tie_word_embeddings;
-  if (e.opts.gemv)
+  if (e.opts.matvec == EngineOptions::MatVec::Kernels) {
+    if (tied)
+      ops::matvec_rows(e.ctx, e.logits, s.w(e.head), e.hf, size_t(row) * D, V, D, D);
+    else
+      ops::matvec_cols(e.ctx, e.logits, e.hf, size_t(row) * D, s.w(e.head), D, V, V);
+  } else if (e.opts.matvec == EngineOptions::MatVec::ClblastGemv)
     host::gemv(e.ctx, tied ? host::Trans::N : host::Trans::T, tied ? V : D, tied ? D : V, 1.f, s.w(e.head), 0,
                tied ? D : V, e.hf, size_t(row) * D, 0.f, e.logits, 0, "gemv_logits_row");
   else

@@ -7,13 +7,14 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace ttt::ops {
 namespace {
 
 struct AttnConfig {
-  int bq, bk, dq;  // dq: work-items per group of the decode kernels
+  int bq, bk;
   std::string options;
 };
 
@@ -23,13 +24,9 @@ AttnConfig attn_config(Context& ctx, int E) {
   const int bk = E <= 64 ? 32 : E <= 128 ? 16 : 8;
   int bq = int(std::min<size_t>(64, ctx.device().max_work_group));
   for (;;) {
-    // The decode group keeps one partial {m, l, acc[E]} per item in local memory: at most half of it.
-    int dq = bq;
-    while (dq > 1 && size_t(dq) * size_t(E + 2) * sizeof(float) > ctx.device().local_mem / 2) dq /= 2;
-    AttnConfig c{bq, bk, dq, fmt::format("-DATT_E={} -DATT_BQ={} -DATT_BK={} -DATT_DQ={}", E, bq, bk, dq)};
+    AttnConfig c{bq, bk, fmt::format("-DATT_E={} -DATT_BQ={} -DATT_BK={}", E, bq, bk)};
     host::Kernel probe(ctx, "attention", "attention_fwd", c.options);
-    host::Kernel probe_decode(ctx, "attention", "attention_decode_split", c.options);
-    if ((probe.max_work_group() >= size_t(bq) && probe_decode.max_work_group() >= size_t(dq)) || bq == 1) return c;
+    if (probe.max_work_group() >= size_t(bq) || bq == 1) return c;
     bq /= 2;
   }
 }
@@ -48,25 +45,24 @@ void check_ring(const AttnShape& s) {
 
 void attention_prepare(Context& ctx, int E) { cached_config(ctx, E); }
 
-// A single query (decode) splits its keys across work-groups: about four
-// groups per compute unit over all heads, at least 4 * dq keys per group.
+// A single query (decode) splits its keys into runs of at least 32, and
+// 256 runs per compute unit at most (a GPU wants many, a CPU's cores few).
 // The partials live in a scratch buffer of the context, one per size.
 static void attention_decode(Context& ctx, const AttnConfig& c, Buffer& out, Buffer& lse, const Buffer& q,
                              const Buffer& kc, const Buffer& vc, const AttnShape& s) {
   const int64_t keys = std::min<int64_t>(s.W, s.pos0 + 1);
-  const int64_t want = std::max<int64_t>(1, (4 * int64_t(ctx.device().compute_units) + s.H - 1) / s.H);
-  const int64_t most = std::max<int64_t>(1, keys / (4 * c.dq));
-  const int nsplit = int(std::min(want, most));
-  const int split = int((keys + nsplit - 1) / nsplit);
+  const int64_t most = std::max<int64_t>(1, 256 * int64_t(ctx.device().compute_units));
+  const int nparts = int(std::clamp<int64_t>(keys / 32, 1, most));
+  const int per = int((keys + nparts - 1) / nparts);
   size_t floats = 1024;
-  while (floats < size_t(s.H) * size_t(nsplit) * size_t(s.E + 2)) floats *= 2;
+  while (floats < size_t(s.H) * size_t(nparts) * size_t(s.E + 2)) floats *= 2;
   const Buffer& part = ctx.memo<Buffer>(fmt::format("attention decode partials {}", floats),
                                         [&] { return Buffer(ctx, floats * sizeof(float), "attention decode partials"); });
   host::Kernel k(ctx, "attention", "attention_decode_split", c.options);
-  k.args(part, q, kc, vc, s.H, s.C, int64_t(s.pos0), s.W, split, nsplit, float(1.0 / std::sqrt(double(s.E))));
-  k.launch({size_t(nsplit) * size_t(c.dq), size_t(s.H)}, {size_t(c.dq), 1});
+  k.args(part, q, kc, vc, s.H, s.C, int64_t(s.pos0), s.W, per, nparts, float(1.0 / std::sqrt(double(s.E))));
+  k.launch({host::round_up(size_t(nparts), 8)}, {8});
   host::Kernel m(ctx, "attention", "attention_decode_merge", c.options);
-  m.args(out, lse, part, s.H, nsplit);
+  m.args(out, lse, part, s.H, nparts);
   m.launch({host::round_up(size_t(s.E), 16), size_t(s.H)}, {16, 1});
 }
 
