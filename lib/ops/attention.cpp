@@ -58,8 +58,9 @@ static void attention_decode(Context& ctx, const AttnConfig& c, Buffer& out, Buf
   while (floats < size_t(s.H) * size_t(nparts) * size_t(s.E + 2)) floats *= 2;
   const Buffer& part = ctx.memo<Buffer>(fmt::format("attention decode partials {}", floats),
                                         [&] { return Buffer(ctx, floats * sizeof(float), "attention decode partials"); });
-  host::Kernel k(ctx, "attention", "attention_decode_split", c.options);
-  k.args(part, q, kc, vc, s.H, s.C, int64_t(s.pos0), s.W, per, nparts, float(1.0 / std::sqrt(double(s.E))));
+  // The heads are a compile-time constant of this kernel (its per-head state is private).
+  host::Kernel k(ctx, "attention", "attention_decode_split", fmt::format("{} -DATT_DH={}", c.options, s.H));
+  k.args(part, q, kc, vc, s.C, int64_t(s.pos0), s.W, per, nparts, float(1.0 / std::sqrt(double(s.E))));
   k.launch({host::round_up(size_t(nparts), 8)}, {8});
   host::Kernel m(ctx, "attention", "attention_decode_merge", c.options);
   m.args(out, lse, part, s.H, nparts);
