@@ -8,7 +8,7 @@
 // The CPU twin is ref::matmul with M = 1 (cols) or tb = true (rows).
 
 #ifndef MV_NC
-#define MV_NC 4  // columns per work-item of matvec_cols (1, 2, 4, 8 or 16)
+#define MV_NC 16  // columns per work-item of matvec_cols (1, 2, 4, 8 or 16; the host sets it)
 #endif
 
 #if MV_NC == 16
