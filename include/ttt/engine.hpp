@@ -97,7 +97,7 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  bool ttt() const;
+  bool ttt() const;  // whether it takes test-time steps (training on and a prime MLP to train)
   float inner_lr() const;
   // Tokens forwarded so far (the position of the next token).
   int64_t position() const;

@@ -56,7 +56,7 @@ void Session::Impl::require_own_forward(const char* phase) const {
 Session::Session(Engine& engine, SessionOptions opts) : impl_(std::make_unique<Impl>(engine.impl(), opts)) { reset(); }
 Session::~Session() = default;
 
-bool Session::ttt() const { return impl_->ttt; }
+bool Session::ttt() const { return impl_->trains(); }
 float Session::inner_lr() const { return impl_->lr; }
 int64_t Session::position() const { return impl_->pos; }
 int Session::mini_batch() const { return impl_->e.B; }
