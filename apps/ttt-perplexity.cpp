@@ -81,6 +81,7 @@ int body(int argc, char** argv) {
        "token-id document instead of text: whitespace-separated decimal ids, or a .npy array of int32, uint32, int64 "
        "or uint16; repeatable")
       ("no-ttt", po::bool_switch(), "turn test-time training off (a plain sliding-window Transformer)")
+      ("full-attention", po::bool_switch(), "full attention over each whole document (the key/value cache grows with it), no test-time training: the prefill baseline")
       ("inner-lr", po::value<float>(), "test-time SGD step size, overriding the model's inner_lr; 0 gives exactly the --no-ttt numbers")
       ("compare", po::bool_switch(), "evaluate every document with and without test-time training and report both side by side")
       ("max-tokens", po::value<int64_t>(), "use only the first N tokens of each document (N >= 2)")
@@ -111,7 +112,10 @@ int body(int argc, char** argv) {
   const size_t max_tokens = vm.count("max-tokens") ? size_t(ttt::app::int_option(vm, "max-tokens", 2)) : SIZE_MAX;
   const std::optional<float> inner_lr =
       vm.count("inner-lr") ? std::optional(ttt::app::nonneg_float_option(vm, "inner-lr")) : std::nullopt;
-  const bool ttt_on = !vm["no-ttt"].as<bool>(), compare = vm["compare"].as<bool>();
+  const bool full = vm["full-attention"].as<bool>();
+  const bool ttt_on = !vm["no-ttt"].as<bool>() && !full, compare = vm["compare"].as<bool>();
+  if (full && (compare || vm.count("save-weights") || vm.count("inner-lr")))
+    throw ttt::Error("--full-attention turns test-time training off; it does not combine with --compare, --save-weights or --inner-lr");
   if (compare && !ttt_on) throw ttt::Error("--compare already runs without test-time training; drop --no-ttt");
   if (vm.count("save-weights") && !ttt_on)
     throw ttt::Error("--save-weights needs test-time training on (without it the prime weights never change)");
@@ -170,6 +174,12 @@ int body(int argc, char** argv) {
   ttt::EngineOptions eo;
   eo.ttt = ttt_on;
   eo.inner_lr = inner_lr;
+  if (full) {
+    size_t longest = 0;
+    for (const auto& d : docs) longest = std::max(longest, d.tokens.size());
+    if (longest > size_t(INT32_MAX / 2)) throw ttt::Error("--full-attention: a document is too long");
+    eo.window = std::max(int(longest), cfg.sliding_window_size);
+  }
   const bool lead = world.rank() == 0;  // rank 0 alone reports
   // Everything but the report goes to stderr, so `> report.txt` holds the report alone.
   if (lead)
@@ -178,7 +188,8 @@ int body(int argc, char** argv) {
 
   ttt::ReportInput rep;
   rep.compare = compare;
-  rep.settings = {model_dir, device.name, tokenizer_name, ttt_on, 0.f, cfg.mini_batch_size, cfg.sliding_window_size, {}};
+  rep.settings = {model_dir, device.name, tokenizer_name, ttt_on, 0.f, cfg.mini_batch_size,
+                  eo.window ? eo.window : cfg.sliding_window_size, {}};
   for (const auto& d : docs) rep.docs.push_back({d.name, {}, {}, 0, 0});
   Stopwatch clock;
   ttt::Progress progress(total * (compare ? 2 : 1), "progress",

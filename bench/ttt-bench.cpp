@@ -3,6 +3,7 @@
 // per-kernel device time from profiling events.
 #include "apps/app.hpp"
 #include "bench/kernels.hpp"
+#include "bench/decode.hpp"
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
 #include "ttt/engine.hpp"
@@ -212,7 +213,8 @@ int body(int argc, char** argv) {
     std::cout << "usage: ttt-bench COMMAND [options]\n\ncommands:\n"
                  "  prefill   prefill throughput with and without test-time training (JSON)\n"
                  "  attention windowed attention forward/backward time and GFLOP/s (JSON)\n"
-                 "  kernels   every kernel test case (tests/cases.hpp) timed (JSON)\n\n"
+                 "  kernels   every kernel test case (tests/cases.hpp) timed (JSON)\n"
+                 "  decode    per-token decode latency against context: ttt, swa, full attention (JSON, SVG)\n\n"
                  "ttt-bench COMMAND --help explains each command's options.\n";
     return argc < 2 ? 2 : 0;
   }
@@ -220,6 +222,7 @@ int body(int argc, char** argv) {
   if (cmd == "prefill") return prefill(argc - 1, argv + 1);
   if (cmd == "attention") return attention(argc - 1, argv + 1);
   if (cmd == "kernels") return ttt::bench::kernels(argc - 1, argv + 1);
+  if (cmd == "decode") return ttt::bench::decode(argc - 1, argv + 1);
   throw ttt::Error(fmt::format("unknown command '{}' (try ttt-bench --help)", cmd));
 }
 

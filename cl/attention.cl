@@ -284,3 +284,75 @@ __kernel void attention_bwd_dkv_batched(__global float* dk, int dk_off, int dk_l
                          q + row0 * D, lse + row0 * H, dsum + row0 * H, kc + ring, vc + ring, T, H, C, pos0, W, scale,
                          qs, dos, ls, dss);
 }
+
+#ifndef ATT_DH
+#define ATT_DH 1  // heads, for the decode kernel (set by the host)
+#endif
+
+// Decode: one query (T = 1) at position pos0 against its window, split into
+// nparts contiguous runs of `per` keys (flash-decoding), since a lone query
+// leaves all but one work-item of attention_fwd idle. Work-item i takes run i
+// for all ATT_DH heads at once, so it streams whole key and value rows,
+// contiguously, and keeps one online softmax per head; it writes one partial
+// {m, l, acc[E]} (unnormalised) per (head, run). attention_decode_merge folds
+// the runs of a head in order: deterministic, no atomics, no local memory.
+__kernel void attention_decode_split(__global float* part, __global const float* q, __global const float* kc,
+                                     __global const float* vc, int C, long pos0, int W, int per, int nparts,
+                                     float scale) {
+  const int i = get_global_id(0);
+  if (i >= nparts) return;
+  const int D = ATT_DH * ATT_E;
+  const long k_lo = max(0L, pos0 - W + 1);
+  const long b0 = k_lo + (long)i * per, b1 = min(pos0 + 1, b0 + per);
+  floatv acc[ATT_DH * EV];
+  float m[ATT_DH], l[ATT_DH];
+  for (int h = 0; h < ATT_DH; ++h) {
+    m[h] = -INFINITY;
+    l[h] = 0.0f;
+    for (int e = 0; e < EV; ++e) acc[h * EV + e] = 0.0f;
+  }
+  long r = b0 % C;  // ring row of key j, advanced with j
+  for (long j = b0; j < b1; ++j) {
+    __global const float* kr = kc + r * D;
+    __global const float* vr = vc + r * D;
+    for (int h = 0; h < ATT_DH; ++h) {
+      floatv sv = 0.0f;
+      for (int e = 0; e < EV; ++e) sv = mad(vloadv(0, q + h * ATT_E + e * VW), vloadv(0, kr + h * ATT_E + e * VW), sv);
+      const float sc = hsum(sv) * scale;
+      if (sc > m[h]) {  // rescale only when the maximum grows
+        const float c = exp(m[h] - sc);
+        l[h] *= c;
+        for (int e = 0; e < EV; ++e) acc[h * EV + e] *= c;
+        m[h] = sc;
+      }
+      const float p = exp(sc - m[h]);
+      l[h] += p;
+      for (int e = 0; e < EV; ++e) acc[h * EV + e] = mad(p, vloadv(0, vr + h * ATT_E + e * VW), acc[h * EV + e]);
+    }
+    if (++r == C) r = 0;
+  }
+  for (int h = 0; h < ATT_DH; ++h) {
+    __global float* out = part + ((long)h * nparts + i) * (ATT_E + 2);
+    out[0] = m[h];
+    out[1] = l[h];
+    for (int e = 0; e < EV; ++e) vstorev(acc[h * EV + e], out + 2 + e * VW);
+  }
+}
+
+// out (1, H*E) and lse (1, H) of the decode query from the nparts partials of each head.
+__kernel void attention_decode_merge(__global float* out, __global float* lse, __global const float* part, int H,
+                                     int nparts) {
+  const int e = get_global_id(0), h = get_global_id(1);
+  if (e >= ATT_E) return;
+  __global const float* p = part + (long)h * nparts * (ATT_E + 2);
+  float M = -INFINITY;
+  for (int s = 0; s < nparts; ++s) M = fmax(M, p[s * (ATT_E + 2)]);
+  float L = 0.0f, a = 0.0f;
+  for (int s = 0; s < nparts; ++s) {
+    const float c = p[s * (ATT_E + 2)] > -INFINITY ? exp(p[s * (ATT_E + 2)] - M) : 0.0f;
+    L = mad(c, p[s * (ATT_E + 2) + 1], L);
+    a = mad(c, p[s * (ATT_E + 2) + 2 + e], a);
+  }
+  out[h * ATT_E + e] = a / L;
+  if (e == 0) lse[h] = M + log(L);
+}

@@ -115,4 +115,23 @@ void scal(Context& ctx, size_t n, float alpha, Buffer& x, size_t off, const char
   timed_call(ctx, label, where, [&] { return clblast::Scal<float>(n, alpha, x.get(), off, 1, &q); });
 }
 
+void gemv(Context& ctx, Trans ta, size_t M, size_t N, float alpha, const Buffer& A, size_t a_off, size_t lda,
+          const Buffer& x, size_t x_off, float beta, Buffer& y, size_t y_off, const char* label) {
+  if (M == 0 || N == 0) return;
+  const std::string where = fmt::format("clblast::Gemv '{}' M={} N={} ta={} on '{}'", label, M, N,
+                                        ta == Trans::T ? "T" : "N", ctx.device().name);
+  const size_t nx = ta == Trans::N ? N : M, ny = ta == Trans::N ? M : N;
+  check_operand("A", A, a_off, span(Trans::N, M, N, lda), where);
+  check_operand("x", x, x_off, nx, where);
+  check_operand("y", y, y_off, ny, where);
+  // CLBlast computes alpha * A x + beta * y even when beta is 0, so a NaN left
+  // in y (fresh buffers hold anything) would survive: clear it first.
+  if (beta == 0.f) y.fill(0.f, ny, y_off);
+  cl_command_queue q = ctx.queue();
+  timed_call(ctx, label, where, [&] {
+    return clblast::Gemv<float>(clblast::Layout::kRowMajor, tr(ta), M, N, alpha, A.get(), a_off, lda, x.get(), x_off,
+                                1, beta, y.get(), y_off, 1, &q);
+  });
+}
+
 }  // namespace ttt::host

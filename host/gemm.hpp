@@ -1,6 +1,6 @@
 // Row-major single-precision GEMM through CLBlast: the only place in ttt-cl
 // that includes clblast.h. C = alpha * op(A) @ op(B) + beta * C, with element
-// offsets and leading dimensions, plus the strided-batched form.
+// offsets and leading dimensions, plus the strided-batched form and GEMV.
 #pragma once
 
 #include "host/buffer.hpp"
@@ -22,6 +22,13 @@ void gemm_strided_batched(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, 
 
 // x[off .. off + n) *= alpha.
 void scal(Context& ctx, size_t n, float alpha, Buffer& x, size_t off, const char* label = "scal");
+
+// y (M or N) = alpha * op(A) @ x + beta * y for a row-major A of M x N
+// (op = T: y has N elements, x has M). At one row (decode) a product
+// x (1, K) @ W (K, N) is gemv(T, K, N, W, x): CLBlast's GEMV streams W once
+// without the padding and transposition passes of its GEMM.
+void gemv(Context& ctx, Trans ta, size_t M, size_t N, float alpha, const Buffer& A, size_t a_off, size_t lda,
+          const Buffer& x, size_t x_off, float beta, Buffer& y, size_t y_off, const char* label = "gemv");
 
 // Symbolic name of a CLBlast status code (which extends OpenCL's).
 const char* clblast_status_name(int status);

@@ -1,8 +1,9 @@
 // Sliding-window attention over the key/value ring: device forward and
 // backward vs the reference for T < W, T = W, T > W, ring wrap-around, large
-// positions and head_dim 16/64/80/256; dk/dv written into strided slices of a
-// fused matrix; the batched (several documents) kernels per segment; the
-// reference backward against finite differences.
+// positions and head_dim 16/64/80/256, single queries (the split decode
+// kernels); dk/dv written into strided slices of a fused matrix; the batched
+// (several documents) kernels per segment; the reference backward against
+// finite differences.
 #include "lib/ops/ops.hpp"
 #include "lib/reference/ops.hpp"
 #include "tests/cases.hpp"

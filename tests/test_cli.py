@@ -157,6 +157,130 @@ def check_plot_legend(name, svg_path, tmp):
           drawn > 0 and not covered, f"rows {covered[:5]} differ under the legend")
 
 
+def make_markov_byte_model(src, dst, chain):
+    """A byte-level model whose greedy output follows `chain` (byte -> next
+    byte): attention and MLP outputs are zeroed, so the last residual is the
+    input's embedding e_k, and an untied lm_head maps slot k to the next byte."""
+    shutil.copytree(src, dst)
+    with open(os.path.join(dst, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["tie_word_embeddings"] = False
+    with open(os.path.join(dst, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    st = os.path.join(dst, "model.safetensors")
+    header, data = read_st(st)
+    data = bytearray(data)
+    V, D = cfg["vocab_size"], cfg["hidden_size"]
+    for name, e in header.items():
+        if name != "__metadata__" and name.endswith(("attn.wo", ".w2")):
+            a, b = e["data_offsets"]
+            data[a:b] = bytes(b - a)
+    slot = {byte: i for i, byte in enumerate(chain)}
+    wte = [0.0] * (V * D)
+    for v in range(V):
+        wte[v * D + slot.get(v, D - 1)] = 1.0
+    head = [0.0] * (D * V)
+    for byte, nxt in chain.items():
+        head[slot[byte] * V + nxt] = 5.0
+    a, b = header["wte"]["data_offsets"]
+    data[a:b] = struct.pack(f"<{V * D}f", *wte)
+    header["lm_head"] = {"dtype": "F32", "shape": [D, V], "data_offsets": [len(data), len(data) + 4 * D * V]}
+    data += struct.pack(f"<{D * V}f", *head)
+    write_st(st, header, bytes(data))
+    return dst
+
+
+def generate_tests(tmp):
+    """ttt-generate: whole UTF-8 characters, stop strings, eos, JSON, usage."""
+    rc, out, _ = run("ttt-generate", "--help")
+    flags = ["--model", "--prompt", "--file", "--n-predict", "--temperature", "--top-k", "--top-p", "--repeat-penalty",
+             "--seed", "--stop", "--no-ttt", "--full-attention", "--json", "--device"]
+    check("ttt-generate --help", rc == 0 and all(f in out for f in flags), out[:300])
+    base = os.path.join(tmp, "gen-base")
+    rc, _, err = run("ttt-make-model", "--preset", "tiny", "--out", base)
+    if rc != 0:
+        check("make tiny model for ttt-generate", False, err[-300:])
+        return
+    # 'A' -> 0xC3 -> 0xA9 -> 'A': the 2-byte character é comes as two tokens.
+    model = make_markov_byte_model(base, os.path.join(tmp, "gen-markov"), {0x41: 0xC3, 0xC3: 0xA9, 0xA9: 0x41})
+    exe = os.path.join(BIN, "ttt-generate")
+    js = os.path.join(tmp, "gen.json")
+    p = subprocess.run([exe, "-m", model, "-p", "A", "-n", "6", "--json", js], capture_output=True, timeout=600)
+    check("ttt-generate prints a character split across two tokens whole",
+          p.returncode == 0 and p.stdout == "\u00e9A\u00e9A".encode(), f"exit {p.returncode}, stdout {p.stdout!r}, "
+          f"stderr {p.stderr.decode(errors='replace')[-400:]!r}")
+    try:
+        with open(js) as f:
+            j = json.load(f)
+        ok = j["text"] == "\u00e9A\u00e9A" and j["generated_tokens"] == 6 and j["stopped"] == "length"
+        ok = ok and j["ids"] == [0xC3, 0xA9, 0x41, 0xC3, 0xA9, 0x41] and "decode_tokens_per_s" in j
+    except (OSError, ValueError, KeyError) as e:
+        ok, j = False, str(e)
+    check("ttt-generate --json", ok, str(j)[:400])
+    err = p.stderr.decode(errors="replace")
+    check("ttt-generate reports prefill and decode tok/s and steps on stderr",
+          "tok/s" in err and "test-time steps" in err, err[-400:])
+    p = subprocess.run([exe, "-m", model, "-p", "A", "-n", "20", "--stop", "\u00e9A\u00e9"], capture_output=True, timeout=600)
+    check("ttt-generate stops at a stop string without printing it", p.returncode == 0 and p.stdout == b"", repr(p.stdout))
+    p = subprocess.run([exe, "-m", model, "-p", "A", "-n", "20", "--stop", "A\u00e9"], capture_output=True, timeout=600)
+    check("ttt-generate prints the text before a stop string", p.returncode == 0 and p.stdout == "\u00e9".encode(),
+          repr(p.stdout))
+    for mode in (["--no-ttt"], ["--full-attention"]):
+        p = subprocess.run([exe, "-m", model, "-p", "A", "-n", "5", *mode], capture_output=True, timeout=600)
+        check(f"ttt-generate {mode[0]}", p.returncode == 0 and p.stdout == "\u00e9A\u00e9".encode(), repr(p.stdout))
+    with open(os.path.join(model, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["eos_token_id"] = 0x41
+    eos_model = copy_model(model, os.path.join(tmp, "gen-eos"))
+    with open(os.path.join(eos_model, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    p = subprocess.run([exe, "-m", eos_model, "-p", "A", "-n", "20", "--json", js], capture_output=True, timeout=600)
+    with open(js) as f:
+        j = json.load(f)
+    check("ttt-generate stops at eos", p.returncode == 0 and p.stdout == "\u00e9".encode() and j["stopped"] == "eos",
+          repr(p.stdout))
+    # Ctrl-C: stops cleanly (exit 130) with what was generated so far, whole characters, and the JSON.
+    import signal
+    proc = subprocess.Popen([exe, "-m", model, "-p", "A", "-n", "1000000", "--no-ttt", "--json", js],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.read(2)  # the first character has been generated
+    proc.send_signal(signal.SIGINT)
+    rest, err = proc.communicate(timeout=120)
+    text = first + rest
+    try:
+        with open(js) as f:
+            j = json.load(f)
+    except (OSError, ValueError) as e:
+        j = {"error": str(e)}
+    ok = proc.returncode == 130 and j.get("stopped") == "interrupt" and j.get("text", "").encode() == text
+    ok = ok and text.decode("utf-8", errors="strict").replace("\u00e9A", "") in ("", "\u00e9")
+    check("ttt-generate stops cleanly on Ctrl-C", ok, f"exit {proc.returncode}, {len(text)} bytes, json {str(j)[:200]}")
+    expect_error("ttt-generate without a prompt", "ttt-generate", ["-m", model], "-p")
+    expect_error("ttt-generate bad top-p", "ttt-generate", ["-m", model, "-p", "A", "--top-p", "0"], "top-p")
+    expect_error("ttt-generate --no-ttt with --full-attention", "ttt-generate",
+                 ["-m", model, "-p", "A", "--no-ttt", "--full-attention"], "--full-attention")
+    expect_error("ttt-generate unknown flag", "ttt-generate", ["--bogus"], "bogus", code=2)
+
+    # ttt-perplexity --full-attention: the sliding window when it covers the document, not otherwise.
+    tiny = os.path.join(GOLDEN, "tiny")
+    toks = os.path.join(tiny, "tokens.txt")
+    wide = copy_model(tiny, os.path.join(tmp, "wide-window"))
+    with open(os.path.join(wide, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["sliding_window_size"] = 4096
+    with open(os.path.join(wide, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    outs = {}
+    for name, m, flag in [("full", tiny, "--full-attention"), ("swa", tiny, "--no-ttt"), ("wide", wide, "--no-ttt")]:
+        path = os.path.join(tmp, f"pp-{name}.txt")
+        rc, _, err = run("ttt-perplexity", "-m", m, "--tokens", toks, flag, "-q", "--nll-out", path)
+        outs[name] = floats(path) if rc == 0 else err
+    ok = all(isinstance(v, list) for v in outs.values())
+    ok = ok and max(abs(a - b) for a, b in zip(outs["full"], outs["wide"])) < 1e-5
+    ok = ok and max(abs(a - b) for a, b in zip(outs["full"], outs["swa"])) > 1e-3
+    check("ttt-perplexity --full-attention equals a window covering the document", ok, str(outs)[:400])
+
+
 def main():
     tmp = tempfile.mkdtemp(prefix="ttt_cli_")
     tiny = os.path.join(GOLDEN, "tiny")
@@ -524,6 +648,7 @@ def main():
                      "gone.txt", "no such file")
         expect_error("compare with no-ttt", "ttt-perplexity", ["-m", made, "-f", a_only, "--compare", "--no-ttt"],
                      "--compare")
+        generate_tests(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{results['passed']} passed, {results['failed']} failed")

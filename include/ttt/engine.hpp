@@ -28,6 +28,15 @@ struct EngineOptions {
   bool ttt = true;                // sessions' default; false also skips the training scratch
   std::optional<float> inner_lr;  // overrides config.inner_lr (sessions' default)
   int vocab_tile = 8192;          // columns of logits held at once
+  // Attention window in tokens; 0: the model's sliding_window_size. A window
+  // at least as long as every document is full attention (the key/value rings
+  // then hold window + B - 1 rows: they grow with the context, not the model).
+  int window = 0;
+  // How single-token forwards and the logits of one row multiply by a weight
+  // matrix: the matvec kernels (cl/matvec.cl), CLBlast's GEMV, or a 1-row
+  // GEMM. Measured in docs/design.md ("Decode"); the others are kept to measure.
+  enum class MatVec { Kernels, ClblastGemv, Gemm };
+  MatVec matvec = MatVec::Kernels;
 };
 
 struct SessionOptions {
@@ -56,6 +65,7 @@ class Engine {
   host::Context& context() const;
   bool ttt() const;
   float inner_lr() const;
+  int window() const;  // the attention window in effect
   // Device bytes in all (shared part plus the engine's own session), and of one
   // more session with the engine's default options (key/value rings, live prime
   // weights and their gradients when it trains).
@@ -87,10 +97,12 @@ class Session {
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
-  bool ttt() const;
+  bool ttt() const;  // whether it takes test-time steps (training on and a prime MLP to train)
   float inner_lr() const;
   // Tokens forwarded so far (the position of the next token).
   int64_t position() const;
+  int mini_batch() const;      // B
+  int forward_tokens() const;  // tokens of the last forward (0: none yet)
   // Fresh document: position 0, empty key/value windows, prime weights as loaded.
   void reset();
 
@@ -101,8 +113,21 @@ class Session {
   // when that forward was a full mini-batch with test-time training on, the
   // gradient train() needs. Enqueued; sync() returns the NLLs.
   void score(std::span<const int32_t> targets);
-  // Logits of one row of the last forward over the whole vocabulary. Blocks.
+  // Logits of one row of the last forward over the whole vocabulary. Blocks:
+  // the host's one wait per generated token.
   std::vector<float> logits(int row);
+  // Generation: the mini-batch that ends at the current position (a multiple
+  // of B) was forwarded in pieces (a prompt's tail, then one token at a time),
+  // which keep no activations. This runs it again with them kept, scores it
+  // against targets and takes its test-time step, exactly as a prefill of the
+  // same tokens would: the weights have not changed since those pieces ran, so
+  // it rewrites the same ring rows with the same keys and values. Enqueued;
+  // sync() returns the NLLs. ids and targets hold B tokens each.
+  bool replay(std::span<const int32_t> ids, std::span<const int32_t> targets);
+  // Benchmarks: jumps to `position` with pseudo-random keys and values in the
+  // window (per-token latency does not depend on their values), instead of
+  // prefilling position tokens.
+  void fill_random(int64_t position, uint64_t seed);
   // The test-time step on the last forward's mini-batch if it takes one
   // (Config::takes_update: training on and a full mini-batch); needs score()
   // first. Enqueued; returns whether it was taken.

@@ -48,7 +48,7 @@ void Session::Impl::block_backward(int l, BlockActs& a, Buffer& x0, Buffer& x1, 
                    c.post_norm);
   host::gemm(ctx, Trans::N, Trans::T, T, D, D, 1.f, e.dm, 0, D, w(b.wo), 0, D, 0.f, e.dhn, 0, D,
              "gemm_do");  // dhn = d(o)
-  const ops::AttnShape shape{T, H, E, e.C, c.sliding_window_size, fwd_pos};
+  const ops::AttnShape shape{T, H, E, e.C, e.W, fwd_pos};
   ops::attention_bwd(ctx, e.dqr, mat(e.dkr, D), mat(e.dqkv, 3 * D, 2 * D), e.dsum, e.dhn, a.o, a.qr, a.lse,
                      kc[size_t(l)], vc[size_t(l)], shape);
   ops::rope_bwd(ctx, mat(e.dqr, D), mat(e.dqr, D), e.cs, T, H, E);

@@ -2,9 +2,12 @@
 // of one mini-batch shared by every session, and the engine's own session.
 #include "lib/engine/impl.hpp"
 
+#include "host/gemm.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 
 namespace ttt {
@@ -85,8 +88,11 @@ Engine::Impl::Impl(host::Context& ctx_, const Model& m, EngineOptions o)
   lr = opts.inner_lr.value_or(c.inner_lr);
   if (!std::isfinite(lr) || lr < 0) throw Error(fmt::format("inner learning rate {} must be a finite number >= 0", lr));
   if (opts.vocab_tile < 1) throw Error("vocab_tile must be >= 1");
+  if (opts.window < 0) throw Error(fmt::format("attention window {} must be >= 0 (0: the model's)", opts.window));
   B = c.mini_batch_size;
-  C = c.sliding_window_size + B - 1;
+  W = opts.window ? opts.window : c.sliding_window_size;
+  if (int64_t(W) + B - 1 > INT32_MAX) throw Error(fmt::format("attention window {} is too long", W));
+  C = W + B - 1;
   const size_t D = size_t(c.hidden_size), H = size_t(c.num_attention_heads), I = size_t(c.intermediate_size),
                E = size_t(c.head_dim());
   upload(m);
@@ -119,6 +125,16 @@ Engine::Impl::Impl(host::Context& ctx_, const Model& m, EngineOptions o)
   }
 }
 
+void Engine::Impl::linear(Buffer& y, const Buffer& x, const Buffer& w, int T, int K, int N, const char* label) {
+  if (T == 1 && opts.matvec == EngineOptions::MatVec::Kernels)
+    ops::matvec_cols(ctx, y, x, 0, w, K, N, N);
+  else if (T == 1 && opts.matvec == EngineOptions::MatVec::ClblastGemv)
+    host::gemv(ctx, host::Trans::T, size_t(K), size_t(N), 1.f, w, 0, size_t(N), x, 0, 0.f, y, 0, label);
+  else
+    host::gemm(ctx, host::Trans::N, host::Trans::N, size_t(T), size_t(N), size_t(K), 1.f, x, 0, size_t(K), w, 0,
+               size_t(N), 0.f, y, 0, size_t(N), label);
+}
+
 Engine::Engine(host::Context& ctx, const Model& model, EngineOptions opts)
     : impl_(std::make_unique<Impl>(ctx, model, opts)) {
   ops::prepare_kernels(ctx, impl_->c.head_dim());
@@ -132,6 +148,7 @@ const Config& Engine::config() const { return impl_->c; }
 host::Context& Engine::context() const { return impl_->ctx; }
 bool Engine::ttt() const { return impl_->opts.ttt; }
 float Engine::inner_lr() const { return impl_->lr; }
+int Engine::window() const { return impl_->W; }
 size_t Engine::device_bytes() const { return impl_->bytes + own_->device_bytes(); }
 size_t Engine::session_bytes() const { return impl_->per_session; }
 

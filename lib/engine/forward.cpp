@@ -9,7 +9,6 @@
 
 namespace ttt {
 
-using host::Trans;
 using ops::mat;
 
 void Session::Impl::mlp_forward(const MlpIdx& wi, int pre, int post, MlpActs& a, Buffer& xin, Buffer& xout, int T) {
@@ -18,10 +17,9 @@ void Session::Impl::mlp_forward(const MlpIdx& wi, int pre, int post, MlpActs& a,
   const int D = c.hidden_size, I = c.intermediate_size;
   const float eps = c.rms_norm_eps;
   ops::rmsnorm_fwd(ctx, mat(a.hn, D), a.rs_pre, mat(xin, D), w(pre), nullptr, T, 1, D, eps, c.pre_norm);
-  host::gemm(ctx, Trans::N, Trans::N, T, 2 * I, D, 1.f, a.hn, 0, D, w(wi.w13), 0, 2 * I, 0.f, a.h13, 0, 2 * I,
-             "gemm_w13");
+  e.linear(a.h13, a.hn, w(wi.w13), T, D, 2 * I, "gemm_w13");
   ops::swiglu_fwd(ctx, a.g, a.h13, T, I);
-  host::gemm(ctx, Trans::N, Trans::N, T, D, I, 1.f, a.g, 0, I, w(wi.w2), 0, D, 0.f, a.m, 0, D, "gemm_w2");
+  e.linear(a.m, a.g, w(wi.w2), T, I, D, "gemm_w2");
   const ops::Mat res = mat(xin, D);
   ops::rmsnorm_fwd(ctx, mat(xout, D), a.rs_post, mat(a.m, D), w(post), &res, T, 1, D, eps, c.post_norm);
 }
@@ -36,8 +34,7 @@ void Session::Impl::block_forward(int l, BlockActs& a, Buffer& x0, Buffer& x1, B
   const int D = c.hidden_size, H = c.num_attention_heads, E = c.head_dim(), C = e.C;
   const float eps = c.rms_norm_eps;
   ops::rmsnorm_fwd(ctx, mat(a.hn1, D), a.rs1, mat(x0, D), w(b.seq_norm), nullptr, T, 1, D, eps, c.pre_norm);
-  host::gemm(ctx, Trans::N, Trans::N, T, 3 * D, D, 1.f, a.hn1, 0, D, w(b.wqkv), 0, 3 * D, 0.f, a.qkv, 0, 3 * D,
-             "gemm_qkv");
+  e.linear(a.qkv, a.hn1, w(b.wqkv), T, D, 3 * D, "gemm_qkv");
   // qk-norm per head (the identity when off), then RoPE, for q and k.
   ops::rmsnorm_fwd(ctx, mat(a.qr, D), a.rq, mat(a.qkv, 3 * D, 0), w(b.q_norm), nullptr, T, H, E, eps, c.qk_norm);
   ops::rmsnorm_fwd(ctx, mat(a.kr, D), a.rk, mat(a.qkv, 3 * D, D), w(b.k_norm), nullptr, T, H, E, eps, c.qk_norm);
@@ -53,9 +50,9 @@ void Session::Impl::block_forward(int l, BlockActs& a, Buffer& x0, Buffer& x1, B
                     size_t(row) * row_bytes, row_bytes, row_bytes, size_t(run));
     t += run;
   }
-  const ops::AttnShape shape{T, H, E, C, c.sliding_window_size, fwd_pos};
+  const ops::AttnShape shape{T, H, E, C, e.W, fwd_pos};
   ops::attention_fwd(ctx, a.o, a.lse, a.qr, kring, vring, shape);
-  host::gemm(ctx, Trans::N, Trans::N, T, D, D, 1.f, a.o, 0, D, w(b.wo), 0, D, 0.f, a.a, 0, D, "gemm_wo");
+  e.linear(a.a, a.o, w(b.wo), T, D, D, "gemm_wo");
   const ops::Mat res = mat(x0, D);
   ops::rmsnorm_fwd(ctx, mat(x1, D), a.rs2, mat(a.a, D), w(b.seq_post_norm), &res, T, 1, D, eps, c.post_norm);
   if (b.has_prime)

@@ -66,7 +66,7 @@ struct Engine::Impl {
   Config c;
   EngineOptions opts;
   float lr = 0;
-  int B = 0, C = 0;  // mini-batch, ring rows
+  int B = 0, C = 0, W = 0;  // mini-batch, ring rows, attention window
   ParamTable table;
   std::vector<Buffer> weights;  // one per device tensor; trainable ones hold the values as loaded
   std::vector<BlockIdx> blocks;
@@ -89,13 +89,15 @@ struct Engine::Impl {
   void upload(const Model& m);
   void alloc_acts(BlockActs& a, bool prime);
   bool can_train() const { return opts.ttt && c.num_prime_blocks() > 0; }
+  // y (T, N) = x (T, K) @ W (K, N); at T = 1 as opts.matvec says.
+  void linear(Buffer& y, const Buffer& x, const Buffer& w, int T, int K, int N, const char* label);
 };
 
 struct Session::Impl {
   Engine::Impl& e;
   bool ttt = true;
   float lr = 0;
-  int64_t pos = 0, chunk = 0;
+  int64_t pos = 0;
   StepInfo info;
   size_t bytes = 0;
 
@@ -122,6 +124,8 @@ struct Session::Impl {
   // The buffer of a device tensor: this session's live copy if trainable, else the engine's.
   Buffer& w(int idx) { return live[size_t(idx)] ? live[size_t(idx)] : e.weights[size_t(idx)]; }
   void require_own_forward(const char* phase) const;
+
+  void run_forward(std::span<const int32_t> ids, int64_t pos0, bool keep);
 
   // forward.cpp
   void block_forward(int l, BlockActs& a, Buffer& x0, Buffer& x1, Buffer& x2, Buffer& x3, int T);

@@ -64,16 +64,17 @@ void Session::Impl::require_own_forward(const char* phase) const {
 Session::Session(Engine& engine, SessionOptions opts) : impl_(std::make_unique<Impl>(engine.impl(), opts)) { reset(); }
 Session::~Session() = default;
 
-bool Session::ttt() const { return impl_->ttt; }
+bool Session::ttt() const { return impl_->trains(); }
 float Session::inner_lr() const { return impl_->lr; }
 int64_t Session::position() const { return impl_->pos; }
+int Session::mini_batch() const { return impl_->e.B; }
+int Session::forward_tokens() const { return impl_->fwd_n; }
 const StepInfo& Session::last_step() const { return impl_->info; }
 size_t Session::device_bytes() const { return impl_->bytes; }
 
 void Session::reset() {
   Impl& s = *impl_;
   s.pos = 0;
-  s.chunk = 0;
   s.info = {};
   s.fwd_n = 0;
   s.scored = s.trained = false;
@@ -88,26 +89,32 @@ void Session::reset() {
 
 void Session::forward(std::span<const int32_t> ids) {
   Impl& s = *impl_;
-  Engine::Impl& e = s.e;
   const int n = int(ids.size());
-  if (n < 1 || n > e.B) throw Error(fmt::format("Session::forward: {} tokens, expected 1..{} (the mini-batch size)", n, e.B));
-  check_token_ids(ids, e.c.vocab_size, fmt::format("mini-batch {} inputs", s.chunk));
-  s.h_ids.assign(ids.begin(), ids.end());
-  s.h_cs = ops::rope_table(s.pos, n, e.c.head_dim(), double(e.c.rope_theta));
-  e.ids.write(s.h_ids.data(), size_t(n) * 4, 0, false);
-  e.cs.write(s.h_cs.data(), s.h_cs.size() * 4, 0, false);
-  s.fwd_pos = s.pos;
-  s.fwd_n = n;
-  s.fwd_keep = e.c.takes_update(n, s.trains());
-  s.fwd_serial = ++e.forwards;
-  e.owner = &s;
-  s.scored = s.trained = false;
-  Buffer& xL = s.forward_blocks(n, s.fwd_keep);
-  ops::rmsnorm_fwd(e.ctx, ops::mat(e.hf, e.c.hidden_size), e.rsf, ops::mat(xL, e.c.hidden_size), s.w(e.ln_f), nullptr,
-                   n, 1, e.c.hidden_size, e.c.rms_norm_eps);
-  s.info = {s.chunk, false, 0.f, 0.f};
+  if (n < 1 || n > s.e.B)
+    throw Error(fmt::format("Session::forward: {} tokens, expected 1..{} (the mini-batch size)", n, s.e.B));
+  check_token_ids(ids, s.e.c.vocab_size, fmt::format("mini-batch {} inputs", s.pos / s.e.B));
+  s.run_forward(ids, s.pos, s.e.c.takes_update(n, s.trains()));
   s.pos += n;
-  ++s.chunk;
+}
+
+// Uploads ids and the RoPE table of positions pos0.., runs the blocks (keeping
+// the suffix activations when keep) and the final norm. Enqueued.
+void Session::Impl::run_forward(std::span<const int32_t> ids, int64_t pos0, bool keep) {
+  const int n = int(ids.size());
+  h_ids.assign(ids.begin(), ids.end());
+  h_cs = ops::rope_table(pos0, n, e.c.head_dim(), double(e.c.rope_theta));
+  e.ids.write(h_ids.data(), size_t(n) * 4, 0, false);
+  e.cs.write(h_cs.data(), h_cs.size() * 4, 0, false);
+  fwd_pos = pos0;
+  fwd_n = n;
+  fwd_keep = keep;
+  fwd_serial = ++e.forwards;
+  e.owner = this;
+  scored = trained = false;
+  Buffer& xL = forward_blocks(n, fwd_keep);
+  ops::rmsnorm_fwd(e.ctx, ops::mat(e.hf, e.c.hidden_size), e.rsf, ops::mat(xL, e.c.hidden_size), w(e.ln_f), nullptr,
+                   n, 1, e.c.hidden_size, e.c.rms_norm_eps);
+  info = {pos0 / e.B, false, 0.f, 0.f};
 }
 
 void Session::score(std::span<const int32_t> targets) {
@@ -140,9 +147,53 @@ std::vector<float> Session::logits(int row) {
   if (!e.logits) e.logits = e.alloc(size_t(V), "logits row");
   // (1, V) = hf[row] (1, D) @ W^T: wte is (V, D); an untied lm_head is (D, V).
   const bool tied = e.c.tie_word_embeddings;
-  host::gemm(e.ctx, host::Trans::N, tied ? host::Trans::T : host::Trans::N, 1, V, D, 1.f, e.hf, size_t(row) * D, D,
-             s.w(e.head), 0, tied ? D : V, 0.f, e.logits, 0, V, "gemm_logits_row");
+  if (e.opts.matvec == EngineOptions::MatVec::Kernels) {
+    if (tied)
+      ops::matvec_rows(e.ctx, e.logits, s.w(e.head), e.hf, size_t(row) * D, V, D, D);
+    else
+      ops::matvec_cols(e.ctx, e.logits, e.hf, size_t(row) * D, s.w(e.head), D, V, V);
+  } else if (e.opts.matvec == EngineOptions::MatVec::ClblastGemv)
+    host::gemv(e.ctx, tied ? host::Trans::N : host::Trans::T, tied ? V : D, tied ? D : V, 1.f, s.w(e.head), 0,
+               tied ? D : V, e.hf, size_t(row) * D, 0.f, e.logits, 0, "gemv_logits_row");
+  else
+    host::gemm(e.ctx, host::Trans::N, tied ? host::Trans::T : host::Trans::N, 1, V, D, 1.f, e.hf, size_t(row) * D, D,
+               s.w(e.head), 0, tied ? D : V, 0.f, e.logits, 0, V, "gemm_logits_row");
   return e.logits.download<float>(size_t(V));
+}
+
+bool Session::replay(std::span<const int32_t> ids, std::span<const int32_t> targets) {
+  Impl& s = *impl_;
+  Engine::Impl& e = s.e;
+  if (int(ids.size()) != e.B || int(targets.size()) != e.B)
+    throw Error(fmt::format("Session::replay: {} ids and {} targets, expected a mini-batch of {}", ids.size(),
+                            targets.size(), e.B));
+  if (s.pos < e.B || s.pos % e.B != 0)
+    throw Error(fmt::format("Session::replay: position {} does not end a mini-batch of {}", s.pos, e.B));
+  check_token_ids(ids, e.c.vocab_size, fmt::format("mini-batch {} inputs", s.pos / e.B - 1));
+  s.run_forward(ids, s.pos - e.B, e.c.takes_update(e.B, s.trains()));
+  score(targets);
+  return train();
+}
+
+void Session::fill_random(int64_t position, uint64_t seed) {
+  Impl& s = *impl_;
+  if (position < 0) throw Error(fmt::format("Session::fill_random: position {} < 0", position));
+  reset();
+  // One block of values, written over every ring row (only rows in a query's window are ever read).
+  const size_t D = size_t(s.e.c.hidden_size), rows = std::min<size_t>(size_t(s.e.C), 4096);
+  std::vector<float> block(rows * D);
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (auto& v : block) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    v = float(int64_t(x >> 40) - (int64_t(1) << 23)) / float(1 << 23);  // in [-1, 1)
+  }
+  for (size_t l = 0; l < s.kc.size(); ++l)
+    for (size_t r = 0; r < size_t(s.e.C); r += rows) {
+      const size_t n = std::min(rows, size_t(s.e.C) - r);
+      s.kc[l].write(block.data(), n * D * sizeof(float), r * D * sizeof(float));
+      s.vc[l].write(block.data(), n * D * sizeof(float), r * D * sizeof(float));
+    }
+  s.pos = position;
 }
 
 bool Session::train() {

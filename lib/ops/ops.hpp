@@ -64,6 +64,12 @@ void attention_bwd_batched(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsu
 void swiglu_fwd(Context& ctx, Buffer& g, const Buffer& h, int T, int I);
 void swiglu_bwd(Context& ctx, Buffer& dh, const Buffer& dg, const Buffer& h, int T, int I);
 
+// Matrix-vector products of decoding (cl/matvec.cl): y (N) = x (K) @ A (K, N)
+// and y (M) = A (M, K) @ x (K); A row-major with leading dimension lda. x and
+// y are element offsets into their buffers.
+void matvec_cols(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N, int lda);
+void matvec_rows(Context& ctx, Buffer& y, const Buffer& A, const Buffer& x, size_t x_off, int M, int K, int lda);
+
 // Logits + log-softmax NLL in vocabulary tiles of at most `tile` columns, so
 // that no more than (T, tile) logits exist at once. W is the output embedding:
 // tied wte (V, D) or lm_head (D, V). With dh, also dh = d(mean NLL over
@@ -98,6 +104,7 @@ void sgd_step(Context& ctx, const std::vector<SgdParam>& params, Buffer& partial
 // mini-batch then measures compute, not compilation.
 void prepare_kernels(Context& ctx, int head_dim);
 void attention_prepare(Context& ctx, int E);
+void matvec_prepare(Context& ctx);
 
 // Work-group size for reductions over rows of n: a power of two <= 256 and <= the device limit.
 size_t reduce_wg(const Context& ctx, int n);

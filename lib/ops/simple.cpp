@@ -25,6 +25,7 @@ void prepare_kernels(Context& ctx, int head_dim) {
       {"xent", "xent_fwd_tile"},      {"sgd", "sgd_update"}};
   for (auto [family, name] : kernels) Kernel(ctx, family, name);
   attention_prepare(ctx, head_dim);
+  matvec_prepare(ctx);
   Buffer a(ctx, 4, "warm-up"), b(ctx, 4, "warm-up"), c(ctx, 4, "warm-up");
   a.zero();
   b.zero();

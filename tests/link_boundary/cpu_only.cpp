@@ -1,10 +1,11 @@
 // The link-boundary check: this program links only the CPU layers (format,
-// tokenizer, reference, report) and is compiled with a poisoned <CL/cl.h> first
+// tokenizer, reference, report, generate) and is compiled with a poisoned <CL/cl.h> first
 // on its include path, so it builds only while none of them needs OpenCL. Run,
 // it scores the golden "tiny" case with the reference model and checks the NLLs.
 #include "lib/reference/model.hpp"
 #include "ttt/model.hpp"
 #include "ttt/report.hpp"
+#include "ttt/sampling.hpp"
 #include "ttt/tokenizer.hpp"
 
 #include <cmath>
@@ -29,7 +30,9 @@ int main(int argc, char** argv) {
   const ttt::PplStats s = ttt::ppl_stats(std::vector<float>(nll.begin(), nll.end()));
   const std::string text = "link boundary";
   const auto bytes = ttt::Tokenizer::bytes();
-  const bool round_trip = bytes.decode(bytes.encode(text)) == text;
+  ttt::TextStream stream;
+  const bool round_trip = bytes.decode(bytes.encode(text)) == text && stream.push(text) == text &&
+                          ttt::Sampler().sample(std::vector<float>{0.f, 1.f}, {}) == 1;
   std::printf("%zu NLLs, max |diff| vs golden %.3g, PPL %.4f, byte tokenizer round trip %s\n", n, max_diff, s.ppl,
               round_trip ? "ok" : "FAILED");
   return n == nll.size() && n > 0 && max_diff < 1e-5 && round_trip ? 0 : 1;

@@ -1,0 +1,220 @@
+// ttt-generate: text generation with a TTT-E2E model on any OpenCL device.
+// The prompt is prefilled with test-time training, then tokens are decoded
+// one at a time against the key/value window while the prime MLPs keep taking
+// their step every B tokens. Text streams to stdout as it is produced (whole
+// UTF-8 characters only); progress and timing go to stderr.
+#include "apps/app.hpp"
+#include "ttt/decode.hpp"
+#include "ttt/device.hpp"
+#include "ttt/engine.hpp"
+#include "ttt/error.hpp"
+#include "ttt/sampling.hpp"
+#include "ttt/tokenizer.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+volatile std::sig_atomic_t g_interrupted = 0;
+
+// The first Ctrl-C asks the loop to stop after the current token; a second
+// one (default action) ends the process at once.
+void on_sigint(int) {
+  g_interrupted = 1;
+  std::signal(SIGINT, SIG_DFL);
+}
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+void write_out(const std::string& s) {
+  if (s.empty()) return;
+  std::fwrite(s.data(), 1, s.size(), stdout);
+  std::fflush(stdout);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw ttt::Error(fmt::format("{}: cannot open the prompt file", path));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+int body(int argc, char** argv) {
+  namespace po = ttt::app::po;
+  po::options_description opts("Options");
+  opts.add_options()
+      ("model,m", po::value<std::string>()->required(), "model directory (config.json + model.safetensors [+ tokenizer])")
+      ("prompt,p", po::value<std::string>(), "the prompt text")
+      ("file,f", po::value<std::string>(), "or: read the prompt from this file")
+      ("n-predict,n", po::value<int>()->default_value(256), "generate at most N tokens")
+      ("temperature", po::value<float>()->default_value(0.f), "sampling temperature; 0 (the default) is greedy decoding")
+      ("top-k", po::value<int>()->default_value(0), "sample among the K most likely tokens only (0: all)")
+      ("top-p", po::value<float>()->default_value(1.f), "sample among the most likely tokens whose probabilities add up to P (1: all)")
+      ("repeat-penalty", po::value<float>()->default_value(1.f), "divide the logits of recently seen tokens by R (> 1 discourages repeats; 1: off)")
+      ("repeat-last-n", po::value<int>()->default_value(64), "how many recent tokens the repeat penalty looks at")
+      ("seed", po::value<uint64_t>()->default_value(0), "random seed of the sampler: the same seed gives the same text")
+      ("stop", po::value<std::vector<std::string>>()->composing(), "stop when the text contains this string (not printed); repeatable")
+      ("no-ttt", po::bool_switch(), "turn test-time training off: a plain sliding-window Transformer")
+      ("full-attention", po::bool_switch(), "full attention over the whole context (the key/value cache grows with it), no test-time training: the baseline")
+      ("inner-lr", po::value<float>(), "test-time SGD step size, overriding the model's inner_lr")
+      ("parse-special", po::bool_switch(), "turn special-token strings in the prompt (e.g. <|eot_id|>) into their ids")
+      ("json", po::value<std::string>(), "write prompt, generated text and ids, timing and settings as JSON (also on Ctrl-C)")
+      ("quiet,q", po::bool_switch(), "no progress and timing on stderr")
+      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device: P:D indices or part of its name (default: $TTT_DEVICE, else the first GPU, else the first device; see ttt-info)");
+  po::variables_map vm;
+  if (!ttt::app::parse(argc, argv, opts, vm,
+                       "ttt-generate -m MODEL_DIR (-p PROMPT | -f PROMPT_FILE) [-n 256] [sampling options] "
+                       "[--no-ttt | --full-attention] [--json FILE]",
+                       "Generates text with a TTT-E2E model. The prompt is prefilled with test-time training (one\n"
+                       "clipped SGD step on the prime MLPs per full mini-batch of B tokens), then tokens are decoded\n"
+                       "one at a time against a window of W keys/values, so the cost per token does not grow with the\n"
+                       "context; every B tokens (counted from the start, generated ones included) the model takes its\n"
+                       "step on them, exactly as scoring the finished text would. Generation stops at the end-of-text\n"
+                       "token, at a --stop string or after -n tokens; Ctrl-C stops it cleanly (exit status 130) with\n"
+                       "what was generated so far, on stdout and in the JSON. The text goes to stdout as it is\n"
+                       "produced, never splitting a UTF-8 character; progress and timing go to stderr."))
+    return 0;
+  if (vm.count("prompt") == vm.count("file")) throw ttt::Error("give the prompt with -p TEXT or -f FILE (one of the two)");
+  const bool full = vm["full-attention"].as<bool>(), no_ttt = vm["no-ttt"].as<bool>() || full;
+  if (full && vm["no-ttt"].as<bool>()) throw ttt::Error("--full-attention already turns test-time training off; drop --no-ttt");
+  if (full && vm.count("inner-lr")) throw ttt::Error("--inner-lr needs test-time training, which --full-attention turns off");
+  const int n_predict = vm["n-predict"].as<int>();
+  if (n_predict < 0) throw ttt::Error(fmt::format("-n {} must be >= 0", n_predict));
+  ttt::SamplingOptions so;
+  so.temperature = vm["temperature"].as<float>();
+  so.top_k = vm["top-k"].as<int>();
+  so.top_p = vm["top-p"].as<float>();
+  so.repeat_penalty = vm["repeat-penalty"].as<float>();
+  so.repeat_last_n = vm["repeat-last-n"].as<int>();
+  so.seed = vm["seed"].as<uint64_t>();
+  so.validate();
+  const bool quiet = vm["quiet"].as<bool>();
+
+  const std::string model_dir = vm["model"].as<std::string>();
+  const ttt::Model model = ttt::Model::load(model_dir);
+  for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-generate: warning: %s\n", w.c_str());
+  const ttt::Config& cfg = model.config;
+  const ttt::Tokenizer tok = ttt::Tokenizer::for_model(model_dir, cfg);
+  const std::string prompt = vm.count("prompt") ? vm["prompt"].as<std::string>() : read_file(vm["file"].as<std::string>());
+  std::vector<int32_t> ids;
+  if (cfg.bos_token_id >= 0) ids.push_back(cfg.bos_token_id);
+  const auto enc = tok.encode(prompt, vm["parse-special"].as<bool>());
+  ids.insert(ids.end(), enc.begin(), enc.end());
+  if (ids.empty()) throw ttt::Error("the prompt is empty and the model has no BOS token to start from");
+  ttt::check_token_ids(ids, cfg.vocab_size, "prompt");
+  const int eos = cfg.eos_token_id >= 0 ? cfg.eos_token_id : tok.eos_id();
+
+  const auto device = ttt::host::select_device(vm["device"].as<std::string>());
+  ttt::host::Context ctx(device);
+  ttt::EngineOptions eo;
+  eo.ttt = !no_ttt;
+  if (vm.count("inner-lr")) eo.inner_lr = vm["inner-lr"].as<float>();
+  if (full) {
+    const int64_t context = int64_t(ids.size()) + n_predict;
+    if (context > INT32_MAX / 2) throw ttt::Error(fmt::format("--full-attention: a context of {} tokens is too long", context));
+    eo.window = std::max<int>(int(context), cfg.sliding_window_size);
+  }
+  ttt::Engine engine(ctx, model, eo);
+  const std::string mode = full ? "full attention" : no_ttt ? "sliding window, no test-time training" : "test-time training";
+  if (!quiet)
+    std::fprintf(stderr, "ttt-generate: %zu prompt tokens, %s (window %d, mini-batch %d), on %s\n", ids.size(),
+                 mode.c_str(), engine.window(), cfg.mini_batch_size, device.label().c_str());
+
+  std::signal(SIGINT, on_sigint);
+  const bool tty = isatty(fileno(stderr)) && !quiet;
+  ttt::Decoder dec(engine.session());
+  ttt::Sampler sampler(so);
+  ttt::TextStream text(vm.count("stop") ? vm["stop"].as<std::vector<std::string>>() : std::vector<std::string>{});
+  std::string stopped = "length";
+
+  // Prefill in mini-batches, so that Ctrl-C is heard during a long prompt.
+  const auto t0 = Clock::now();
+  const size_t B = size_t(cfg.mini_batch_size);
+  for (size_t i = 0; i < ids.size() && !g_interrupted; i += B) {
+    dec.append({ids.data() + i, std::min(B, ids.size() - i)});
+    if (tty) std::fprintf(stderr, "\rprefill: %zu/%zu tokens", std::min(ids.size(), i + B), ids.size());
+  }
+  if (tty) std::fprintf(stderr, "\n");
+  const int64_t prefill_steps = dec.steps();
+  std::vector<int32_t> generated;
+  double prefill_s = 0;
+  Clock::time_point t1;
+  if (!g_interrupted && n_predict > 0) {
+    dec.logits();  // forwards the prompt's tail: part of the prefill
+    prefill_s = seconds_since(t0);
+    t1 = Clock::now();
+    while (!g_interrupted) {
+      const int32_t id = sampler.sample(dec.logits(), dec.tokens());
+      if (id == eos) {
+        stopped = "eos";
+        break;
+      }
+      generated.push_back(id);
+      write_out(text.push(tok.decode({id})));
+      if (text.stopped()) {
+        stopped = "stop";
+        break;
+      }
+      if (int(generated.size()) == n_predict) break;
+      dec.append({&id, 1});
+    }
+  } else {
+    prefill_s = seconds_since(t0);
+    t1 = Clock::now();
+  }
+  if (g_interrupted) stopped = "interrupt";
+  write_out(text.finish());
+  const double decode_s = seconds_since(t1);
+  const int64_t steps = dec.steps();
+  const double prefill_tps = double(ids.size()) / std::max(prefill_s, 1e-9);
+  const double decode_tps = double(generated.size()) / std::max(decode_s, 1e-9);
+  if (!quiet)
+    std::fprintf(stderr,
+                 "\nttt-generate: prompt %zu tokens in %.2f s (%.1f tok/s); generated %zu tokens in %.2f s (%.2f tok/s); "
+                 "test-time steps %lld (%lld in the prefill, %lld while generating); stopped: %s\n",
+                 ids.size(), prefill_s, prefill_tps, generated.size(), decode_s, decode_tps, (long long)steps,
+                 (long long)prefill_steps, (long long)(steps - prefill_steps), stopped.c_str());
+  if (vm.count("json")) {
+    using json = nlohmann::json;
+    json j = {{"model", model_dir},
+              {"device", device.name},
+              {"mode", full ? "full" : no_ttt ? "swa" : "ttt"},
+              {"window", engine.window()},
+              {"mini_batch", cfg.mini_batch_size},
+              {"prompt", prompt},
+              {"prompt_tokens", ids.size()},
+              {"text", text.text()},
+              {"ids", generated},
+              {"generated_tokens", generated.size()},
+              {"stopped", stopped},
+              {"prefill_seconds", prefill_s},
+              {"prefill_tokens_per_s", prefill_tps},
+              {"decode_seconds", decode_s},
+              {"decode_tokens_per_s", decode_tps},
+              {"ttt_steps", steps},
+              {"ttt_steps_prefill", prefill_steps},
+              {"sampling",
+               {{"temperature", so.temperature}, {"top_k", so.top_k}, {"top_p", so.top_p},
+                {"repeat_penalty", so.repeat_penalty}, {"repeat_last_n", so.repeat_last_n}, {"seed", so.seed}}}};
+    const std::string path = vm["json"].as<std::string>();
+    std::ofstream f(path, std::ios::binary);
+    f << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
+    if (!f) throw ttt::Error(fmt::format("{}: cannot write", path));
+  }
+  return g_interrupted ? 130 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return ttt::app::run("ttt-generate", argc, argv, body); }

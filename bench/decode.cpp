@@ -1,0 +1,509 @@
+// ttt-bench decode: per-token latency (median, p90) of single-token decoding
+// at several context lengths for three modes of one model: ttt (window W,
+// test-time training), swa (window W, no training) and full (window = the
+// longest context: the key/value cache grows with the context). The context
+// is prefilled with synthetic tokens or, with --fill random, its keys/values
+// are pseudo-random (latency does not depend on them). Also: the test-time
+// step amortised per token, the cost of reading the logits, GEMV vs 1-row
+// GEMM, and the machine's memory bandwidth against the weights' size.
+#include "bench/decode.hpp"
+
+#include "apps/app.hpp"
+#include "ttt/decode.hpp"
+#include "ttt/device.hpp"
+#include "ttt/engine.hpp"
+#include "ttt/error.hpp"
+#include "host/buffer.hpp"
+#include "host/gemm.hpp"
+#include "lib/ops/ops.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+namespace ttt::bench {
+namespace {
+
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
+
+double quantile(std::vector<double> v, double q) {
+  std::sort(v.begin(), v.end());
+  const double x = q * double(v.size() - 1);
+  const size_t i = size_t(x);
+  return i + 1 < v.size() ? v[i] + (x - double(i)) * (v[i + 1] - v[i]) : v[i];
+}
+
+// Host memory bandwidth, STREAM "copy" convention (bytes read + bytes
+// written): one thread per hardware thread copies its share of a 512 MiB
+// array; the best of 5 runs. On a CPU OpenCL device this is the device's memory.
+double host_copy_gbs() {
+  const size_t n = size_t(512) << 20;
+  std::vector<char> a(n, 1), b(n, 0);
+  const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  double best = 0;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = Clock::now();
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        const size_t lo = n / threads * t, hi = t + 1 == threads ? n : n / threads * (t + 1);
+        std::memcpy(b.data() + lo, a.data() + lo, hi - lo);
+      });
+    for (auto& th : pool) th.join();
+    best = std::max(best, 2.0 * double(n) / (ms_since(t0) * 1e-3) * 1e-9);
+  }
+  return best;
+}
+
+// Read-only bandwidth, what streaming weights needs: one thread per hardware
+// thread sums its share of a 512 MiB array of floats (8 independent sums, so
+// the loop is bound by loads, not by adds); the best of 5 runs.
+double host_read_gbs() {
+  const size_t n = (size_t(512) << 20) / sizeof(float);
+  std::vector<float> a(n, 1.f);
+  const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  double best = 0;
+  std::vector<float> sink(threads);
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = Clock::now();
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < threads; ++t)
+      pool.emplace_back([&, t] {
+        const size_t lo = n / threads * t, hi = t + 1 == threads ? n : n / threads * (t + 1);
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        size_t i = lo;
+        for (; i + 8 <= hi; i += 8)
+          for (int k = 0; k < 8; ++k) acc[k] += a[i + size_t(k)];
+        for (; i < hi; ++i) acc[0] += a[i];
+        sink[t] = acc[0] + acc[1] + acc[2] + acc[3] + acc[4] + acc[5] + acc[6] + acc[7];
+      });
+    for (auto& th : pool) th.join();
+    best = std::max(best, double(n * sizeof(float)) / (ms_since(t0) * 1e-3) * 1e-9);
+  }
+  if (sink[0] < 0) std::fprintf(stderr, " ");  // keep the sums alive
+  return best;
+}
+
+// The same through the device queue: clEnqueueCopyBuffer of 256 MiB.
+double device_copy_gbs(host::Context& ctx) {
+  const size_t n = size_t(256) << 20;
+  host::Buffer a(ctx, n, "bandwidth src"), b(ctx, n, "bandwidth dst");
+  a.zero();
+  b.zero();
+  ctx.finish();
+  double best = 0;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = Clock::now();
+    b.copy_from(a, n);
+    ctx.finish();
+    best = std::max(best, 2.0 * double(n) / (ms_since(t0) * 1e-3) * 1e-9);
+  }
+  return best;
+}
+
+// One-row products of the model's shapes three ways: CLBlast 1-row GEMM,
+// CLBlast GEMV and the matvec kernels; median of 7 after a warm-up, in ms.
+json time_matvec(host::Context& ctx, const Config& c) {
+  const int D = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
+  json out = json::array();
+  auto median_ms = [&](auto&& f) {
+    f();
+    ctx.finish();
+    std::vector<double> ms;
+    for (int r = 0; r < 7; ++r) {
+      const auto t0 = Clock::now();
+      f();
+      ctx.finish();
+      ms.push_back(ms_since(t0));
+    }
+    return quantile(ms, 0.5);
+  };
+  struct Shape {
+    const char* name;
+    int K, N;
+    bool rows;  // y = A x with A (N, K) (tied logits), else y = x A with A (K, N)
+  };
+  for (const Shape& sh : {Shape{"qkv", D, 3 * D, false}, Shape{"w13", D, 2 * I, false}, Shape{"w2", I, D, false},
+                          Shape{"logits (tied)", D, V, true}}) {
+    host::Buffer A(ctx, size_t(sh.K) * size_t(sh.N) * 4, "matvec A"), x(ctx, size_t(sh.K) * 4, "matvec x"),
+        y(ctx, size_t(sh.N) * 4, "matvec y");
+    A.fill(0.01f, size_t(sh.K) * size_t(sh.N));
+    x.fill(0.5f, size_t(sh.K));
+    using host::Trans;
+    const double gemm = median_ms([&] {
+      if (sh.rows)
+        host::gemm(ctx, Trans::N, Trans::T, 1, size_t(sh.N), size_t(sh.K), 1.f, x, 0, size_t(sh.K), A, 0, size_t(sh.K),
+                   0.f, y, 0, size_t(sh.N));
+      else
+        host::gemm(ctx, Trans::N, Trans::N, 1, size_t(sh.N), size_t(sh.K), 1.f, x, 0, size_t(sh.K), A, 0, size_t(sh.N),
+                   0.f, y, 0, size_t(sh.N));
+    });
+    const double gemv = median_ms([&] {
+      if (sh.rows)
+        host::gemv(ctx, Trans::N, size_t(sh.N), size_t(sh.K), 1.f, A, 0, size_t(sh.K), x, 0, 0.f, y, 0);
+      else
+        host::gemv(ctx, Trans::T, size_t(sh.K), size_t(sh.N), 1.f, A, 0, size_t(sh.N), x, 0, 0.f, y, 0);
+    });
+    const double kern = median_ms([&] {
+      if (sh.rows)
+        ops::matvec_rows(ctx, y, A, x, 0, sh.N, sh.K, sh.K);
+      else
+        ops::matvec_cols(ctx, y, x, 0, A, sh.K, sh.N, sh.N);
+    });
+    const double mb = double(sh.K) * sh.N * 4 / 1e6;
+    std::fprintf(stderr, "  %-14s %5d x %6d (%6.1f MB): gemm %8.2f ms, gemv %8.2f ms, kernels %8.2f ms\n", sh.name,
+                 sh.K, sh.N, mb, gemm, gemv, kern);
+    out.push_back({{"shape", sh.name}, {"K", sh.K}, {"N", sh.N}, {"megabytes", mb}, {"gemm_ms", gemm},
+                   {"gemv_ms", gemv}, {"kernels_ms", kern}});
+  }
+  return out;
+}
+
+struct Point {
+  std::string mode;
+  int64_t context;
+  double median, p90, min;  // min: the least disturbed token on a shared machine
+};
+
+// Latency of `tokens` single-token decodes (forward + logits: the host's one
+// wait per token) after `warmup` untimed ones, from position `context`.
+std::vector<double> time_tokens(Session& s, int tokens, int warmup, int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<double> ms;
+  for (int i = 0; i < warmup + tokens; ++i) {
+    const int32_t id = int32_t(rng() % uint64_t(vocab));
+    const auto t0 = Clock::now();
+    s.forward({&id, 1});
+    const auto logits = s.logits(0);
+    if (i >= warmup) ms.push_back(ms_since(t0));
+  }
+  return ms;
+}
+
+void fill_context(Session& s, int64_t context, const std::string& fill, int vocab, uint64_t seed) {
+  if (fill == "random") return s.fill_random(context, seed);
+  // Prefill synthetic tokens through the decoder: with training on, every
+  // full mini-batch takes its step, as in generation.
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> ids(static_cast<size_t>(context));
+  for (auto& t : ids) t = int32_t(rng() % uint64_t(vocab));
+  Decoder d(s);
+  const size_t B = size_t(s.mini_batch());
+  for (size_t i = 0; i < ids.size(); i += B) d.append({ids.data() + i, std::min(B, ids.size() - i)});
+  d.logits();
+}
+
+std::string xml_escape(const std::string& raw) {
+  std::string out;
+  for (char ch : raw) {
+    switch (ch) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += ch;
+    }
+  }
+  return out;
+}
+
+std::string svg_plot(const std::vector<Point>& pts, const std::string& title) {
+  const double W = 640, H = 400, l = 70, r = 110, t = 40, b = 50;
+  std::vector<int64_t> xs;
+  double ymax = 0;
+  for (const auto& p : pts) {
+    xs.push_back(p.context);
+    ymax = std::max(ymax, p.median);
+  }
+  std::sort(xs.begin(), xs.end());
+  xs.erase(std::unique(xs.begin(), xs.end()), xs.end());
+  const double x0 = std::log2(double(xs.front())), x1 = std::max(x0 + 1, std::log2(double(xs.back())));
+  // A round y scale: 1, 2 or 5 times a power of ten per tick, five ticks or so.
+  const double raw = ymax / 5, mag = std::pow(10, std::floor(std::log10(raw)));
+  const double step = raw / mag <= 1 ? mag : raw / mag <= 2 ? 2 * mag : raw / mag <= 5 ? 5 * mag : 10 * mag;
+  const double ytop = std::ceil(ymax / step) * step;
+  auto X = [&](double c) { return l + (std::log2(c) - x0) / (x1 - x0) * (W - l - r); };
+  auto Y = [&](double v) { return H - b - v / ytop * (H - t - b); };
+  std::ostringstream s;
+  s << fmt::format(R"s(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="12">)s", W, H)
+    << "\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
+    << fmt::format(R"s(<text x="{}" y="22" font-size="14" text-anchor="middle">{}</text>)s", W / 2, xml_escape(title)) << "\n";
+  for (double v = 0; v <= ytop + step / 2; v += step)
+    s << fmt::format(R"s(<line x1="{}" x2="{}" y1="{:.1f}" y2="{:.1f}" stroke="#ddd"/><text x="{}" y="{:.1f}" text-anchor="end">{:g}</text>)s",
+                     l, W - r, Y(v), Y(v), l - 6, Y(v) + 4, v)
+      << "\n";
+  for (int64_t c : xs)
+    s << fmt::format(R"s(<line x1="{:.1f}" x2="{:.1f}" y1="{}" y2="{}" stroke="#ddd"/><text x="{:.1f}" y="{}" text-anchor="middle">{}</text>)s",
+                     X(double(c)), X(double(c)), t, H - b, X(double(c)), H - b + 16,
+                     c % 1024 == 0 ? fmt::format("{}K", c / 1024) : std::to_string(c))
+      << "\n";
+  s << fmt::format(R"s(<text x="{}" y="{}" text-anchor="middle">context (tokens)</text>)s", (l + W - r) / 2, H - 12) << "\n"
+    << fmt::format(R"s(<text transform="translate(16 {}) rotate(-90)" text-anchor="middle">ms per token (median)</text>)s",
+                   (t + H - b) / 2)
+    << "\n";
+  const std::pair<const char*, const char*> modes[] = {{"ttt", "#d62728"}, {"swa", "#1f77b4"}, {"full", "#7f7f7f"}};
+  int row = 0;
+  for (auto [mode, color] : modes) {
+    std::string path;
+    for (const auto& p : pts)
+      if (p.mode == mode) path += fmt::format("{}{:.1f},{:.1f} ", path.empty() ? "M" : "L", X(double(p.context)), Y(p.median));
+    if (path.empty()) continue;
+    s << fmt::format(R"s(<path d="{}" fill="none" stroke="{}" stroke-width="2"/>)s", path, color) << "\n";
+    for (const auto& p : pts)
+      if (p.mode == mode)
+        s << fmt::format(R"s(<circle cx="{:.1f}" cy="{:.1f}" r="3" fill="{}"/>)s", X(double(p.context)), Y(p.median), color)
+          << "\n";
+    s << fmt::format(R"s(<line x1="{}" x2="{}" y1="{}" y2="{}" stroke="{}" stroke-width="2"/><text x="{}" y="{}">{}</text>)s",
+                     W - r + 10, W - r + 30, t + 10 + 18 * row, t + 10 + 18 * row, color, W - r + 36, t + 14 + 18 * row, mode)
+      << "\n";
+    ++row;
+  }
+  s << "</svg>\n";
+  return s.str();
+}
+
+std::vector<int64_t> parse_list(const std::string& text) {
+  std::vector<int64_t> v;
+  std::stringstream ss(text);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    size_t used = 0;
+    long long x = 0;
+    try {
+      x = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || x < 1) throw Error(fmt::format("--contexts: '{}' is not a positive integer", item));
+    v.push_back(x);
+  }
+  if (v.empty()) throw Error("--contexts: give at least one context length");
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+}  // namespace
+
+int decode(int argc, char** argv) {
+  namespace po = ttt::app::po;
+  po::options_description opts("Options");
+  opts.add_options()
+      ("model,m", po::value<std::string>(), "model directory")
+      ("preset", po::value<std::string>(), "or: a randomly initialised preset (tiny, 125m, ...), built in memory")
+      ("contexts", po::value<std::string>()->default_value("1024,4096,16384,65536"), "context lengths, comma-separated")
+      ("modes", po::value<std::string>()->default_value("ttt,swa,full"), "which of ttt, swa, full to run")
+      ("fill", po::value<std::string>()->default_value("random"),
+       "random: pseudo-random keys/values in the window (fast); prefill: prefill synthetic tokens (slow on a CPU)")
+      ("tokens", po::value<int>()->default_value(16), "timed tokens per point (after 2 untimed)")
+      ("no-step", po::bool_switch(), "do not time the test-time step")
+      ("step-repeat", po::value<int>()->default_value(1), "timed test-time steps (median)")
+      ("matvec", po::value<std::string>()->default_value("kernels"),
+       "single-token products: kernels (cl/matvec.cl), gemv (CLBlast) or gemm (CLBlast, 1 row), to compare")
+      ("no-bandwidth", po::bool_switch(), "do not measure the memory bandwidth")
+      ("profile", po::bool_switch(), "also print device time per kernel and token, at the first context of each mode")
+      ("matvec-only", po::bool_switch(), "only time the one-row products of the model's shapes (GEMM, GEMV, kernels)")
+      ("seed", po::value<uint64_t>()->default_value(0), "seed of the tokens, keys/values and a preset's weights")
+      ("json", po::value<std::string>(), "also write the JSON to this file")
+      ("plot", po::value<std::string>(), "write an SVG of latency against context, one line per mode")
+      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
+  po::variables_map vm;
+  if (!ttt::app::parse(argc, argv, opts, vm,
+                       "ttt-bench decode (-m DIR | --preset NAME) [--contexts 1024,4096,...] [--fill random|prefill] "
+                       "[--json FILE] [--plot FILE.svg]",
+                       "Per-token decode latency (median and p90 over --tokens tokens) against context length for\n"
+                       "ttt (window W + test-time training), swa (window W) and full attention (window = the longest\n"
+                       "context), on the same model. The test-time step (once per B tokens) is timed on its own and\n"
+                       "reported amortised per token. Also reports the time to read one token's logits, the memory\n"
+                       "bandwidth (host memcpy, STREAM copy convention; and a device buffer copy) and the time to\n"
+                       "stream the weights once at that bandwidth, against which decode is compared."))
+    return 0;
+  if (vm.count("model") == vm.count("preset")) throw Error("give exactly one of --model and --preset");
+  const auto contexts = parse_list(vm["contexts"].as<std::string>());
+  const std::string fill = vm["fill"].as<std::string>();
+  if (fill != "random" && fill != "prefill") throw Error("--fill takes random or prefill");
+  std::vector<std::string> modes;
+  {
+    std::stringstream ss(vm["modes"].as<std::string>());
+    std::string m;
+    while (std::getline(ss, m, ','))
+      if (m == "ttt" || m == "swa" || m == "full")
+        modes.push_back(m);
+      else
+        throw Error(fmt::format("--modes: unknown mode '{}' (ttt, swa, full)", m));
+  }
+  const int tokens = vm["tokens"].as<int>();
+  if (tokens < 1) throw Error("--tokens must be at least 1");
+  const uint64_t seed = vm["seed"].as<uint64_t>();
+  const std::string name =
+      vm.count("model") ? vm["model"].as<std::string>() : "preset:" + vm["preset"].as<std::string>();
+  std::fprintf(stderr, "loading %s\n", name.c_str());
+  const Model m = vm.count("model") ? Model::load(vm["model"].as<std::string>())
+                                    : Model::random(preset(vm["preset"].as<std::string>()), seed);
+  const Config& c = m.config;
+  const auto device = host::select_device(vm["device"].as<std::string>());
+  host::Context ctx(device);
+  const std::string matvec = vm["matvec"].as<std::string>();
+  if (matvec != "kernels" && matvec != "gemv" && matvec != "gemm") throw Error("--matvec takes kernels, gemv or gemm");
+
+  if (vm["matvec-only"].as<bool>()) {
+    json j = {{"bench", "decode-matvec"}, {"device", device.name}, {"model", name}, {"products", time_matvec(ctx, c)}};
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  json j = {{"bench", "decode"}, {"device", device.name},  {"model", name}, {"parameters", m.num_parameters()},
+            {"window", c.sliding_window_size}, {"mini_batch", c.mini_batch_size}, {"fill", fill},
+            {"matvec", matvec}, {"tokens_per_point", tokens}};
+  std::vector<Point> pts;
+  for (const std::string& mode : modes) {
+    EngineOptions o;
+    o.ttt = mode == "ttt";
+    o.matvec = matvec == "kernels" ? EngineOptions::MatVec::Kernels
+               : matvec == "gemv"  ? EngineOptions::MatVec::ClblastGemv
+                                   : EngineOptions::MatVec::Gemm;
+    if (mode == "full") o.window = int(std::max<int64_t>(contexts.back() + tokens + 2, c.sliding_window_size));
+    Engine e(ctx, m, o);
+    Session& s = e.session();
+    std::fprintf(stderr, "%s: window %d, %.0f MB on the device\n", mode.c_str(), e.window(), e.device_bytes() / 1048576.0);
+    for (int64_t context : contexts) {
+      fill_context(s, context, fill, c.vocab_size, seed + uint64_t(context));
+      const bool profile = vm["profile"].as<bool>() && context == contexts.front();
+      std::vector<double> ms;
+      if (profile) {
+        // Untimed: profiling events and the GEMMs' host timing add waits.
+        ctx.profiler().reset();
+        ctx.profiler().enable(true);
+        time_tokens(s, tokens, 0, c.vocab_size, seed + 7);
+        ctx.profiler().collect();
+        ctx.profiler().enable(false);
+        double total = 0;
+        for (const auto& [k, v] : ctx.profiler().totals_ms()) total += v;
+        std::fprintf(stderr, "  %s device time per token: %.2f ms\n", mode.c_str(), total / tokens);
+        for (const auto& [k, v] : ctx.profiler().totals_ms())
+          std::fprintf(stderr, "    %-28s %8.3f ms\n", k.c_str(), v / tokens);
+        fill_context(s, context, fill, c.vocab_size, seed + uint64_t(context));
+      }
+      ms = time_tokens(s, tokens, 2, c.vocab_size, seed + 7);
+      pts.push_back({mode, context, quantile(ms, 0.5), quantile(ms, 0.9), quantile(ms, 0)});
+      std::fprintf(stderr, "  %-4s context %7lld: %8.2f ms/token median, %8.2f p90, %8.2f min\n", mode.c_str(),
+                   (long long)context, pts.back().median, pts.back().p90, pts.back().min);
+      j["results"].push_back({{"mode", mode}, {"context", context}, {"latency_ms_median", pts.back().median},
+                              {"latency_ms_p90", pts.back().p90}, {"latency_ms_min", pts.back().min}});
+    }
+    if (mode == "ttt" && !vm["no-step"].as<bool>() && c.num_prime_blocks() > 0) {
+      // The step of one mini-batch as generation takes it: replay (forward with
+      // activations kept), score, backward, SGD, sync. Median of --step-repeat.
+      const int B = c.mini_batch_size;
+      const int64_t at = (contexts.back() + B - 1) / B * B;
+      std::mt19937_64 rng(seed + 3);
+      std::vector<int32_t> ids(size_t(B) + 1);
+      for (auto& t : ids) t = int32_t(rng() % uint64_t(c.vocab_size));
+      std::vector<double> ms;
+      for (int r = 0; r < std::max(1, vm["step-repeat"].as<int>()); ++r) {
+        s.fill_random(at, seed);
+        const auto t0 = Clock::now();
+        s.replay({ids.data(), size_t(B)}, {ids.data() + 1, size_t(B)});
+        s.sync();
+        ms.push_back(ms_since(t0));
+      }
+      const double step = quantile(ms, 0.5);
+      j["ttt_step_ms"] = step;
+      j["ttt_step_ms_per_token"] = step / B;
+      std::fprintf(stderr, "  ttt step (every %d tokens): %.1f ms, amortised %.2f ms per token\n", B, step, step / B);
+    }
+    if (mode == modes.front()) {
+      // One token's logits: the vocabulary GEMV plus reading V floats, and the read alone.
+      std::vector<double> all, read;
+      host::Buffer buf(ctx, size_t(c.vocab_size) * sizeof(float), "logits read");
+      buf.zero();
+      std::vector<float> host(size_t(c.vocab_size));
+      for (int r = 0; r < 10; ++r) {
+        auto t0 = Clock::now();
+        s.logits(0);
+        all.push_back(ms_since(t0));
+        t0 = Clock::now();
+        buf.read(host.data(), host.size() * sizeof(float));
+        read.push_back(ms_since(t0));
+      }
+      j["logits_ms"] = quantile(all, 0.5);
+      j["logits_read_ms"] = quantile(read, 0.5);
+      std::fprintf(stderr, "  logits of one token: %.2f ms (GEMV over the vocabulary + read); reading %d floats alone: %.3f ms\n",
+                   quantile(all, 0.5), c.vocab_size, quantile(read, 0.5));
+    }
+  }
+  if (!vm["no-bandwidth"].as<bool>()) {
+    const double host_gbs = host_copy_gbs(), dev_gbs = device_copy_gbs(ctx), read_gbs = host_read_gbs();
+    const double bytes = double(m.num_parameters()) * sizeof(float);
+    // Streaming weights reads them: the read-only figure is the one to compare with.
+    const double stream_ms = bytes / (read_gbs * 1e9) * 1e3;
+    j["bandwidth_host_memcpy_gbs"] = host_gbs;
+    j["bandwidth_device_copy_gbs"] = dev_gbs;
+    j["bandwidth_host_read_gbs"] = read_gbs;
+    j["weight_bytes"] = bytes;
+    j["weights_stream_ms"] = stream_ms;
+    std::fprintf(stderr,
+                 "bandwidth: read %.1f GB/s (sum over 512 MiB, %u threads); copy (read + write bytes) host memcpy %.1f "
+                 "GB/s, device buffer copy %.1f GB/s; weights %.0f MB stream in %.1f ms at the read figure\n",
+                 read_gbs, std::max(1u, std::thread::hardware_concurrency()), host_gbs, dev_gbs, bytes / 1e6, stream_ms);
+    if (!pts.empty()) {
+      j["decode_over_weights_stream"] = pts.front().median / stream_ms;
+      j["decode_over_weights_stream_min"] = pts.front().min / stream_ms;
+      std::fprintf(stderr, "decode (%s, context %lld) over the weights' stream time: %.2fx (median), %.2fx (min)\n",
+                   pts.front().mode.c_str(), (long long)pts.front().context, pts.front().median / stream_ms,
+                   pts.front().min / stream_ms);
+    }
+  }
+  // Ratios within this run.
+  auto at = [&](const std::string& mode, int64_t ctxlen) -> const Point* {
+    for (const auto& p : pts)
+      if (p.mode == mode && p.context == ctxlen) return &p;
+    return nullptr;
+  };
+  const int64_t lo = contexts.front(), hi = contexts.back();
+  if (at("ttt", lo) && at("ttt", hi)) {
+    j["ttt_longest_over_shortest"] = at("ttt", hi)->median / at("ttt", lo)->median;
+    j["ttt_longest_over_shortest_min"] = at("ttt", hi)->min / at("ttt", lo)->min;
+  }
+  if (at("ttt", hi) && at("full", hi)) {
+    j["full_over_ttt_at_longest"] = at("full", hi)->median / at("ttt", hi)->median;
+    j["full_over_ttt_at_longest_min"] = at("full", hi)->min / at("ttt", hi)->min;
+  }
+  if (at("swa", hi) && at("full", hi)) j["full_over_swa_at_longest"] = at("full", hi)->median / at("swa", hi)->median;
+
+  // The table.
+  std::fprintf(stderr, "\n%-6s", "mode");
+  for (int64_t x : contexts) std::fprintf(stderr, " %21lld", (long long)x);
+  std::fprintf(stderr, "   (ms per token, median / p90 / min)\n");
+  for (const std::string& mode : modes) {
+    std::fprintf(stderr, "%-6s", mode.c_str());
+    for (int64_t x : contexts)
+      if (const Point* p = at(mode, x)) std::fprintf(stderr, " %7.1f/%6.1f/%6.1f", p->median, p->p90, p->min);
+    std::fprintf(stderr, "\n");
+  }
+  const std::string out = j.dump(2);
+  std::cout << out << "\n";
+  if (vm.count("json")) {
+    std::ofstream f(vm["json"].as<std::string>());
+    f << out << "\n";
+    if (!f) throw Error(fmt::format("{}: cannot write", vm["json"].as<std::string>()));
+  }
+  if (vm.count("plot")) {
+    std::ofstream f(vm["plot"].as<std::string>());
+    f << svg_plot(pts, fmt::format("decode latency, {} on {}", name, device.name));
+    if (!f) throw Error(fmt::format("{}: cannot write", vm["plot"].as<std::string>()));
+  }
+  return 0;
+}
+
+}  // namespace ttt::bench

@@ -1,0 +1,65 @@
+// Decoder: mini-batch bookkeeping of generation on a session. The session's
+// position is how far the document has been forwarded; done_ counts the
+// mini-batches whose step is taken. Invariant: done_ * B <= position <= (done_ + 1) * B
+// once append() returns, so a mini-batch is never half-forwarded and then
+// forwarded again from its start.
+#include "ttt/decode.hpp"
+
+#include "ttt/error.hpp"
+
+#include <algorithm>
+
+namespace ttt {
+
+Decoder::Decoder(Session& s) : s_(s) { s_.reset(); }
+
+void Decoder::forward_upto(int64_t end) {
+  const int64_t B = s_.mini_batch();
+  while (s_.position() < end) {
+    const int64_t f = s_.position(), n = std::min(B, end - f);
+    s_.forward({doc_.data() + f, size_t(n)});
+  }
+}
+
+void Decoder::append(std::span<const int32_t> ids) {
+  if (ids.empty()) return;
+  doc_.insert(doc_.end(), ids.begin(), ids.end());
+  fresh_ = false;
+  const int64_t B = s_.mini_batch(), n = int64_t(doc_.size());
+  if (!s_.ttt()) {
+    // No steps: forward whole mini-batches as they fill, leave the tail to logits().
+    forward_upto(s_.position() + (n - s_.position()) / B * B);
+    return;
+  }
+  // Mini-batch c (inputs cB..cB+B-1) has all its targets once token (c+1)B exists.
+  while ((done_ + 1) * B <= n - 1) {
+    const int64_t c0 = done_ * B, f = s_.position();
+    const std::span<const int32_t> in{doc_.data() + c0, size_t(B)}, tg{doc_.data() + c0 + 1, size_t(B)};
+    if (f == c0) {  // never forwarded: a prefill step
+      s_.forward(in);
+      s_.score(tg);
+      s_.train();
+    } else {  // forwarded in pieces: finish it, then replay it with activations kept
+      forward_upto(c0 + B);
+      s_.replay(in, tg);
+    }
+    const std::vector<float>& nll = s_.sync();
+    nll_.insert(nll_.end(), nll.begin(), nll.end());
+    steps_ += s_.last_step().updated;
+    ++done_;
+  }
+}
+
+const std::vector<float>& Decoder::logits() {
+  if (doc_.empty()) throw Error("Decoder::logits: the document is empty (append a prompt first)");
+  if (fresh_) return logits_;
+  // When append() already forwarded up to the end (whole mini-batches without
+  // test-time training), the last forward's last row is the one wanted.
+  const int64_t n = int64_t(doc_.size());
+  forward_upto(n);
+  logits_ = s_.logits(s_.forward_tokens() - 1);
+  fresh_ = true;
+  return logits_;
+}
+
+}  // namespace ttt
