@@ -243,7 +243,14 @@ def generate_tests(tmp):
     import signal
     proc = subprocess.Popen([exe, "-m", model, "-p", "A", "-n", "1000000", "--no-ttt", "--json", js],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    first = proc.stdout.read(2)  # the first character has been generated
+    # The first character has been generated. Read the fd itself: a buffered read could take more
+    # than 2 bytes from the pipe, and communicate() below reads the fd, not that buffer.
+    first = b""
+    while len(first) < 2:
+        chunk = os.read(proc.stdout.fileno(), 2 - len(first))
+        if not chunk:
+            break
+        first += chunk
     proc.send_signal(signal.SIGINT)
     rest, err = proc.communicate(timeout=120)
     text = first + rest
@@ -281,379 +288,510 @@ def generate_tests(tmp):
     check("ttt-perplexity --full-attention equals a window covering the document", ok, str(outs)[:400])
 
 
-def main():
-    tmp = tempfile.mkdtemp(prefix="ttt_cli_")
-    tiny = os.path.join(GOLDEN, "tiny")
-    tokens = os.path.join(tiny, "tokens.txt")
-    try:
-        # --help of every tool explains every flag.
-        for tool, flags in [("ttt-perplexity", ["--model", "--file", "--tokens", "--no-ttt", "--inner-lr", "--compare",
-                                                "--nll-out", "--json", "--plot", "--device", "--max-tokens",
-                                                "--save-weights", "--parse-special"]),
-                            ("ttt-tokenize", ["--tokenizer", "--decode", "--parse-special"]),
-                            ("ttt-make-model", ["--preset", "--out", "--seed", "--dtype"]),
-                            ("ttt-info", ["--help"])]:
-            rc, out, _ = run(tool, "--help")
-            check(f"{tool} --help", rc == 0 and all(f in out for f in flags), out[:300])
+class Fixtures:
+    """What the cases share, made on first use in one temporary directory."""
 
-        # Usage errors exit 2.
-        expect_error("unknown flag", "ttt-perplexity", ["--bogus"], "bogus", code=2)
-        expect_error("missing --model", "ttt-perplexity", ["--tokens", tokens], "model", code=2)
-        expect_error("missing model dir", "ttt-perplexity", ["-m", os.path.join(tmp, "nope"), "--tokens", tokens],
-                     "nope", "not a model directory")
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.tiny = os.path.join(GOLDEN, "tiny")
+        self.tokens = os.path.join(self.tiny, "tokens.txt")
+        self.med = os.path.join(GOLDEN, "medium")
+        self.mtoks = os.path.join(self.med, "tokens.txt")
+        self._made = self._docs = self._long = None
 
-        # Corrupted model files.
-        def corrupt(name, edit, *fragments):
-            d = copy_model(tiny, os.path.join(tmp, name))
-            st = os.path.join(d, "model.safetensors")
-            edit(d, st)
-            expect_error(name, "ttt-perplexity", ["-m", d, "--tokens", tokens], *fragments)
+    def token_file(self, name, text):
+        p = os.path.join(self.tmp, name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
 
-        def truncate(d, st):
-            with open(st, "r+b") as f:
-                f.truncate(5)
+    def made(self):
+        """A byte-level tiny preset made by ttt-make-model (seed 3)."""
+        if not self._made:
+            self._made = os.path.join(self.tmp, "made-f32")
+            if not os.path.exists(self._made):
+                rc, _, se = run("ttt-make-model", "--preset", "tiny", "--seed", "3", "--out", self._made)
+                assert rc == 0, se
+        return self._made
 
-        def truncate_data(d, st):
-            size = os.path.getsize(st)
-            with open(st, "r+b") as f:
-                f.truncate(size - 1000)
+    def docs(self):
+        """A directory of two text documents, and their texts."""
+        if not self._docs:
+            d = os.path.join(self.tmp, "docs")
+            texts = {"a.txt": "In the beginning was the word, and the word was with the model. " * 12,
+                     "b.txt": "Zwei Dokumente, jedes von vorn: \u00e4\u00f6\u00fc \u2603 " * 9}
+            os.makedirs(d, exist_ok=True)
+            for name, text in texts.items():
+                with open(os.path.join(d, name), "w", encoding="utf-8") as f:
+                    f.write(text)
+            self._docs = (d, texts)
+        return self._docs
 
-        def header_past_eof(d, st):
-            with open(st, "r+b") as f:
-                f.write(struct.pack("<Q", 10 ** 9))
+    def long_doc(self):
+        """20250 bytes of text."""
+        if not self._long:
+            self._long = self.token_file("long.txt", "The quick brown fox jumps over the lazy dog; " * 450)
+        return self._long
 
-        def bad_json(d, st):
-            with open(st, "r+b") as f:
-                f.seek(8)
-                f.write(b"{{{{")
 
-        def edit_header(fn):
-            def go(d, st):
-                h, data = read_st(st)
-                fn(h, len(data))
-                write_st(st, h, data)
-            return go
+CASES = {}
 
-        corrupt("truncated file", truncate, "model.safetensors", "truncated")
-        corrupt("truncated data", truncate_data, "model.safetensors", "outside")
-        corrupt("header length past end", header_past_eof, "model.safetensors", "header length")
-        corrupt("bad header JSON", bad_json, "model.safetensors", "not valid JSON")
-        corrupt("wrong shape", edit_header(lambda h, n: h["blocks.0.mlp.w1"].update(shape=[48, 32])),
-                "blocks.0.mlp.w1", "[48, 32]", "[32, 48]")
-        corrupt("missing tensor", edit_header(lambda h, n: h.pop("blocks.1.prime_norm")), "blocks.1.prime_norm",
-                "missing tensor")
-        corrupt("unknown dtype", edit_header(lambda h, n: h["wte"].update(dtype="Q4_K")), "wte", "unknown dtype")
-        corrupt("overlapping offsets",
-                edit_header(lambda h, n: h["blocks.0.seq_norm"].update(data_offsets=h["blocks.0.ffn_norm"]["data_offsets"])),
-                "overlapping")
-        corrupt("out-of-file offsets", edit_header(lambda h, n: h["ln_f"].update(data_offsets=[n, n + 128])), "ln_f",
-                "outside")
 
-        def edit_config(fn):
-            def go(d, st):
-                p = os.path.join(d, "config.json")
-                with open(p) as f:
-                    c = json.load(f)
-                fn(c)
-                with open(p, "w") as f:
-                    json.dump(c, f)
-            return go
+def case(fn):
+    CASES[fn.__name__] = fn
+    return fn
 
-        corrupt("config key missing", edit_config(lambda c: c.pop("rope_theta")), "config.json", "rope_theta")
-        corrupt("config impossible", edit_config(lambda c: c.update(suffix_len=9)), "config.json", "suffix_len")
-        corrupt("config heads", edit_config(lambda c: c.update(num_attention_heads=5)), "num_attention_heads")
-        corrupt("config not JSON", lambda d, st: open(os.path.join(d, "config.json"), "w").write("{oops"),
-                "config.json", "invalid JSON")
 
-        # Bad token files.
-        def token_file(name, text):
-            p = os.path.join(tmp, name)
+@case
+def help_usage(c):
+    tmp = c.tmp
+    tiny, tokens = c.tiny, c.tokens
+    # --help of every tool explains every flag.
+    for tool, flags in [("ttt-perplexity", ["--model", "--file", "--tokens", "--no-ttt", "--inner-lr", "--compare",
+                                            "--nll-out", "--json", "--plot", "--device", "--max-tokens",
+                                            "--save-weights", "--parse-special"]),
+                        ("ttt-tokenize", ["--tokenizer", "--decode", "--parse-special"]),
+                        ("ttt-make-model", ["--preset", "--out", "--seed", "--dtype"]),
+                        ("ttt-info", ["--help"])]:
+        rc, out, _ = run(tool, "--help")
+        check(f"{tool} --help", rc == 0 and all(f in out for f in flags), out[:300])
+
+    # Usage errors exit 2.
+    expect_error("unknown flag", "ttt-perplexity", ["--bogus"], "bogus", code=2)
+    expect_error("missing --model", "ttt-perplexity", ["--tokens", tokens], "model", code=2)
+    expect_error("missing model dir", "ttt-perplexity", ["-m", os.path.join(tmp, "nope"), "--tokens", tokens],
+                 "nope", "not a model directory")
+
+
+@case
+def corrupt_models(c):
+    tmp = c.tmp
+    tiny, tokens = c.tiny, c.tokens
+    # Corrupted model files.
+    def corrupt(name, edit, *fragments):
+        d = copy_model(tiny, os.path.join(tmp, name))
+        st = os.path.join(d, "model.safetensors")
+        edit(d, st)
+        expect_error(name, "ttt-perplexity", ["-m", d, "--tokens", tokens], *fragments)
+
+    def truncate(d, st):
+        with open(st, "r+b") as f:
+            f.truncate(5)
+
+    def truncate_data(d, st):
+        size = os.path.getsize(st)
+        with open(st, "r+b") as f:
+            f.truncate(size - 1000)
+
+    def header_past_eof(d, st):
+        with open(st, "r+b") as f:
+            f.write(struct.pack("<Q", 10 ** 9))
+
+    def bad_json(d, st):
+        with open(st, "r+b") as f:
+            f.seek(8)
+            f.write(b"{{{{")
+
+    def edit_header(fn):
+        def go(d, st):
+            h, data = read_st(st)
+            fn(h, len(data))
+            write_st(st, h, data)
+        return go
+
+    corrupt("truncated file", truncate, "model.safetensors", "truncated")
+    corrupt("truncated data", truncate_data, "model.safetensors", "outside")
+    corrupt("header length past end", header_past_eof, "model.safetensors", "header length")
+    corrupt("bad header JSON", bad_json, "model.safetensors", "not valid JSON")
+    corrupt("wrong shape", edit_header(lambda h, n: h["blocks.0.mlp.w1"].update(shape=[48, 32])),
+            "blocks.0.mlp.w1", "[48, 32]", "[32, 48]")
+    corrupt("missing tensor", edit_header(lambda h, n: h.pop("blocks.1.prime_norm")), "blocks.1.prime_norm",
+            "missing tensor")
+    corrupt("unknown dtype", edit_header(lambda h, n: h["wte"].update(dtype="Q4_K")), "wte", "unknown dtype")
+    corrupt("overlapping offsets",
+            edit_header(lambda h, n: h["blocks.0.seq_norm"].update(data_offsets=h["blocks.0.ffn_norm"]["data_offsets"])),
+            "overlapping")
+    corrupt("out-of-file offsets", edit_header(lambda h, n: h["ln_f"].update(data_offsets=[n, n + 128])), "ln_f",
+            "outside")
+
+    def edit_config(fn):
+        def go(d, st):
+            p = os.path.join(d, "config.json")
+            with open(p) as f:
+                c = json.load(f)
+            fn(c)
             with open(p, "w") as f:
-                f.write(text)
-            return p
+                json.dump(c, f)
+        return go
 
-        expect_error("token id >= vocab", "ttt-perplexity", ["-m", tiny, "--tokens", token_file("big.txt", "1 2 97 3")],
-                     "big.txt", "97", "position 2", "0..96")
-        expect_error("negative token id", "ttt-perplexity", ["-m", tiny, "--tokens", token_file("neg.txt", "1 -4 2")],
-                     "neg.txt", "-4")
-        expect_error("empty token file", "ttt-perplexity", ["-m", tiny, "--tokens", token_file("empty.txt", "\n \n")],
-                     "empty.txt", "no token ids")
-        expect_error("non-numeric token file", "ttt-perplexity",
-                     ["-m", tiny, "--tokens", token_file("words.txt", "1 2\nthree 4")], "words.txt:2:1", "'three'")
-        expect_error("one token", "ttt-perplexity", ["-m", tiny, "--tokens", token_file("one.txt", "5")], "at least 2")
-        expect_error("missing token file", "ttt-perplexity", ["-m", tiny, "--tokens", os.path.join(tmp, "nope.txt")],
-                     "nope.txt")
-        expect_error("device matches nothing", "ttt-perplexity",
-                     ["-m", tiny, "--tokens", tokens, "--device", "no-such-gpu"], "no-such-gpu",
-                     "matches no OpenCL device", "0:0")
-        expect_error("device index matches nothing", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--device", "7:3"],
-                     "7:3", "available devices")
-        expect_error("save weights without ttt", "ttt-perplexity",
-                     ["-m", tiny, "--tokens", tokens, "--no-ttt", "--save-weights", os.path.join(tmp, "w")],
-                     "--save-weights")
-        # Numeric options are range-checked: a usage error (exit 2) naming the flag, never a wrapped value.
-        x = os.path.join(tmp, "x")
-        for flag, tool, args in [
-                ("--max-tokens", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--max-tokens", "-5"]),
-                ("--max-tokens", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--max-tokens", "1"]),
-                ("--inner-lr", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--inner-lr", "-1"]),
-                ("--inner-lr", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--inner-lr", "nan"]),
-                ("--inner-lr", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--inner-lr", "inf"]),
-                ("--seed", "ttt-make-model", ["--preset", "tiny", "--out", x, "--seed", "-1"]),
-                ("--init-std", "ttt-make-model", ["--preset", "tiny", "--out", x, "--init-std", "nan"]),
-                ("--W", "ttt-bench", ["attention", "--W", "0"]),
-                ("--T", "ttt-bench", ["attention", "--T", "-3"]),
-                ("--E", "ttt-bench", ["attention", "--E", "0"]),
-                ("--pos", "ttt-bench", ["attention", "--pos", "-1"]),
-                ("--repeat", "ttt-bench", ["attention", "--repeat", "0"]),
-                ("--tokens", "ttt-bench", ["prefill", "--preset", "tiny", "--tokens", "-1"]),
-                ("--seed", "ttt-bench", ["prefill", "--preset", "tiny", "--seed", "-1"])]:
-            expect_error(f"{tool} {' '.join(args[-2:])} is a usage error", tool, args, flag, code=2)
-        check("a rejected --seed wrote nothing", not os.path.exists(x))
+    corrupt("config key missing", edit_config(lambda c: c.pop("rope_theta")), "config.json", "rope_theta")
+    corrupt("config impossible", edit_config(lambda c: c.update(suffix_len=9)), "config.json", "suffix_len")
+    corrupt("config heads", edit_config(lambda c: c.update(num_attention_heads=5)), "num_attention_heads")
+    corrupt("config not JSON", lambda d, st: open(os.path.join(d, "config.json"), "w").write("{oops"),
+            "config.json", "invalid JSON")
 
-        # Output paths are checked before any work: a missing directory fails at once, naming the flag.
-        for flag in ["--json", "--plot", "--nll-out"]:
-            rc, so, se = run("ttt-perplexity", "-m", tiny, "--tokens", tokens, flag, os.path.join(tmp, "nodir", "f"))
-            check(f"{flag} into a missing directory fails before the evaluation",
-                  rc == 1 and se.startswith(f"ttt-perplexity: error: {flag} ") and "does not exist" in se
-                  and "tokens to score" not in se and so == "", se[-400:])
-        expect_error("bench --json into a missing directory", "ttt-bench",
-                     ["prefill", "--preset", "tiny", "--tokens", "100", "--json", os.path.join(tmp, "nodir", "b.json")],
-                     "--json", "does not exist")
-        rc, _, se = run("ttt-perplexity", "-m", tiny, "--tokens", tokens, "--json", tmp)
-        check("--json naming a directory fails", rc == 1 and "is a directory" in se, se[-300:])
-        expect_error("unknown preset", "ttt-make-model", ["--preset", "7b", "--out", os.path.join(tmp, "x")], "7b",
-                     "125m")
-        expect_error("unknown dtype flag", "ttt-make-model",
-                     ["--preset", "tiny", "--out", os.path.join(tmp, "x"), "--dtype", "f8"], "f8")
 
-        # The golden cases through the CLI.
-        for case in ["tiny", "partial-chunk", "bf16-weights", "medium"]:
-            d = os.path.join(GOLDEN, case)
-            toks = os.path.join(d, "tokens.txt")
-            for mode, ref in [("ttt", "nll_ttt.txt"), ("no-ttt", "nll_no_ttt.txt")]:
-                out = os.path.join(tmp, f"{case}-{mode}.txt")
-                args = ["-m", d, "--tokens", toks, "--nll-out", out] + (["--no-ttt"] if mode == "no-ttt" else [])
-                rc, so, se = run("ttt-perplexity", *args)
-                got, want = (floats(out) if rc == 0 else []), floats(os.path.join(d, ref))
-                diff = max((abs(a - b) for a, b in zip(got, want)), default=1e9)
-                check(f"golden {case} {mode} via CLI (max diff {diff:.2e})",
-                      rc == 0 and len(got) == len(want) and diff <= 1e-3, se[-400:])
+@case
+def bad_inputs(c):
+    tmp = c.tmp
+    tiny, tokens, token_file = c.tiny, c.tokens, c.token_file
+    # Bad token files.
+    def token_file(name, text):
+        p = os.path.join(tmp, name)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
 
-        med = os.path.join(GOLDEN, "medium")
-        mtoks = os.path.join(med, "tokens.txt")
-        outs = []
-        for i in range(2):
-            p = os.path.join(tmp, f"det{i}.txt")
-            run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--nll-out", p)
-            outs.append(open(p, "rb").read())
-        check("two runs give byte-identical --nll-out", outs[0] == outs[1] and len(outs[0]) > 0)
-        a, b = os.path.join(tmp, "lr0.txt"), os.path.join(tmp, "nottt.txt")
-        run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--inner-lr", "0", "--nll-out", a)
-        run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--no-ttt", "--nll-out", b)
-        check("--inner-lr 0 equals --no-ttt byte for byte", open(a, "rb").read() == open(b, "rb").read())
+    expect_error("token id >= vocab", "ttt-perplexity", ["-m", tiny, "--tokens", token_file("big.txt", "1 2 97 3")],
+                 "big.txt", "97", "position 2", "0..96")
+    expect_error("negative token id", "ttt-perplexity", ["-m", tiny, "--tokens", token_file("neg.txt", "1 -4 2")],
+                 "neg.txt", "-4")
+    expect_error("empty token file", "ttt-perplexity", ["-m", tiny, "--tokens", token_file("empty.txt", "\n \n")],
+                 "empty.txt", "no token ids")
+    expect_error("non-numeric token file", "ttt-perplexity",
+                 ["-m", tiny, "--tokens", token_file("words.txt", "1 2\nthree 4")], "words.txt:2:1", "'three'")
+    expect_error("one token", "ttt-perplexity", ["-m", tiny, "--tokens", token_file("one.txt", "5")], "at least 2")
+    expect_error("missing token file", "ttt-perplexity", ["-m", tiny, "--tokens", os.path.join(tmp, "nope.txt")],
+                 "nope.txt")
+    expect_error("device matches nothing", "ttt-perplexity",
+                 ["-m", tiny, "--tokens", tokens, "--device", "no-such-gpu"], "no-such-gpu",
+                 "matches no OpenCL device", "0:0")
+    expect_error("device index matches nothing", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--device", "7:3"],
+                 "7:3", "available devices")
+    expect_error("save weights without ttt", "ttt-perplexity",
+                 ["-m", tiny, "--tokens", tokens, "--no-ttt", "--save-weights", os.path.join(tmp, "w")],
+                 "--save-weights")
 
-        saved = os.path.join(tmp, "adapted")
-        rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--save-weights", saved)
-        ok = rc == 0
-        worst = 1.0
-        if ok:
-            h, data = read_st(os.path.join(saved, "model.safetensors"))
-            gh, gdata = read_st(os.path.join(med, "prime_after.safetensors"))
-            worst = 0.0
-            for name in gh:
-                if name == "__metadata__":
-                    continue
-                x, y = tensor(h, data, name), tensor(gh, gdata, name)
-                num = sum((p - q) ** 2 for p, q in zip(x, y))
-                den = sum(q * q for q in y)
-                worst = max(worst, (num / den) ** 0.5)
-        check(f"--save-weights equals prime_after (rel L2 {worst:.1e})", ok and worst < 1e-4, se[-400:])
-        rc, _, se = run("ttt-perplexity", "-m", saved, "--tokens", mtoks, "--no-ttt")
-        check("the saved model directory loads and runs", rc == 0, se[-400:])
-        with_tok = copy_model(med, os.path.join(tmp, "with-tokenizer"))
-        with open(os.path.join(with_tok, "tokenizer.model"), "w") as f:
-            f.write("placeholder: only copied, never read here\n")
-        saved2 = os.path.join(tmp, "adapted2")
-        rc, _, se = run("ttt-perplexity", "-m", with_tok, "--tokens", mtoks, "--save-weights", saved2)
-        check("--save-weights takes the tokenizer along", rc == 0 and
-              open(os.path.join(saved2, "tokenizer.model")).read().startswith("placeholder"), se[-400:])
 
-        # --save-weights never writes over its input model (however spelt, --force or not) nor, without
-        # --force, into a non-empty directory; it fails before the evaluation.
-        victim = copy_model(med, os.path.join(tmp, "victim"))
-        before = open(os.path.join(victim, "model.safetensors"), "rb").read()
-        for spelling in [victim, victim + "/", os.path.join(victim, "..", "victim"), os.path.relpath(victim)]:
-            for extra in [[], ["--force"]]:
-                rc, _, se = run("ttt-perplexity", "-m", victim, "--tokens", mtoks, "--save-weights", spelling, *extra)
-                check(f"--save-weights {spelling} {' '.join(extra)} refuses the input model",
-                      rc == 1 and "input model" in se and "tokens to score" not in se, se[-300:])
-        check("the input model is untouched", open(os.path.join(victim, "model.safetensors"), "rb").read() == before)
-        rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--save-weights", saved)
-        check("--save-weights refuses a non-empty directory", rc == 1 and "--force" in se and "not empty" in se,
-              se[-300:])
-        rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--save-weights", saved, "--force")
-        check("--save-weights --force writes into it, leaving no temporary files",
-              rc == 0 and sorted(os.listdir(saved)) == ["config.json", "model.safetensors"], se[-300:])
+@case
+def option_ranges(c):
+    tmp = c.tmp
+    tiny, tokens = c.tiny, c.tokens
+    # Numeric options are range-checked: a usage error (exit 2) naming the flag, never a wrapped value.
+    x = os.path.join(tmp, "x")
+    for flag, tool, args in [
+            ("--max-tokens", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--max-tokens", "-5"]),
+            ("--max-tokens", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--max-tokens", "1"]),
+            ("--inner-lr", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--inner-lr", "-1"]),
+            ("--inner-lr", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--inner-lr", "nan"]),
+            ("--inner-lr", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--inner-lr", "inf"]),
+            ("--seed", "ttt-make-model", ["--preset", "tiny", "--out", x, "--seed", "-1"]),
+            ("--init-std", "ttt-make-model", ["--preset", "tiny", "--out", x, "--init-std", "nan"]),
+            ("--W", "ttt-bench", ["attention", "--W", "0"]),
+            ("--T", "ttt-bench", ["attention", "--T", "-3"]),
+            ("--E", "ttt-bench", ["attention", "--E", "0"]),
+            ("--pos", "ttt-bench", ["attention", "--pos", "-1"]),
+            ("--repeat", "ttt-bench", ["attention", "--repeat", "0"]),
+            ("--tokens", "ttt-bench", ["prefill", "--preset", "tiny", "--tokens", "-1"]),
+            ("--seed", "ttt-bench", ["prefill", "--preset", "tiny", "--seed", "-1"])]:
+        expect_error(f"{tool} {' '.join(args[-2:])} is a usage error", tool, args, flag, code=2)
+    check("a rejected --seed wrote nothing", not os.path.exists(x))
 
-        jpath = os.path.join(tmp, "r.json")
-        rc, so, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--json", jpath)
-        ok = rc == 0 and "PPL = " in so
-        if ok:
-            j = json.load(open(jpath))
-            ok = isinstance(j, dict) and len(json.dumps(j)) > 50
-        check("--json writes JSON and stdout shows PPL", ok, se[-400:])
 
-        # ttt-make-model: every dtype loads and runs; ttt-info lists the device.
-        for dt in ["f32", "f16", "bf16"]:
-            d = os.path.join(tmp, f"made-{dt}")
-            rc1, _, e1 = run("ttt-make-model", "--preset", "tiny", "--seed", "3", "--out", d, "--dtype", dt)
-            toks = token_file(f"made-{dt}.txt", " ".join(str((i * 7) % 256) for i in range(300)))
-            rc2, so, e2 = run("ttt-perplexity", "-m", d, "--tokens", toks)
-            check(f"ttt-make-model tiny --dtype {dt} runs", rc1 == 0 and rc2 == 0 and "PPL = " in so, (e1 + e2)[-400:])
-        made = os.path.join(tmp, "made-f32")
-        rc, _, se = run("ttt-make-model", "--preset", "tiny", "--out", made)
-        check("ttt-make-model refuses a non-empty --out", rc == 1 and "not empty" in se and "--force" in se, se[-300:])
-        rc, _, se = run("ttt-make-model", "--preset", "tiny", "--seed", "3", "--out", made, "--force")
-        check("ttt-make-model --force writes into it, leaving no temporary files",
-              rc == 0 and sorted(os.listdir(made)) == ["config.json", "model.safetensors"], se[-300:])
-        bj = os.path.join(tmp, "bench.json")
-        rc, so, se = run("ttt-bench", "prefill", "--preset", "tiny", "--tokens", "100", "--json", bj)
-        check("ttt-bench --json writes the JSON it prints",
-              rc == 0 and os.path.exists(bj) and json.load(open(bj)) == json.loads(so), se[-300:])
+@case
+def output_paths(c):
+    tmp = c.tmp
+    tiny, tokens = c.tiny, c.tokens
+    # Output paths are checked before any work: a missing directory fails at once, naming the flag.
+    for flag in ["--json", "--plot", "--nll-out"]:
+        rc, so, se = run("ttt-perplexity", "-m", tiny, "--tokens", tokens, flag, os.path.join(tmp, "nodir", "f"))
+        check(f"{flag} into a missing directory fails before the evaluation",
+              rc == 1 and se.startswith(f"ttt-perplexity: error: {flag} ") and "does not exist" in se
+              and "tokens to score" not in se and so == "", se[-400:])
+    expect_error("bench --json into a missing directory", "ttt-bench",
+                 ["prefill", "--preset", "tiny", "--tokens", "100", "--json", os.path.join(tmp, "nodir", "b.json")],
+                 "--json", "does not exist")
+    rc, _, se = run("ttt-perplexity", "-m", tiny, "--tokens", tokens, "--json", tmp)
+    check("--json naming a directory fails", rc == 1 and "is a directory" in se, se[-300:])
+    expect_error("unknown preset", "ttt-make-model", ["--preset", "7b", "--out", os.path.join(tmp, "x")], "7b",
+                 "125m")
+    expect_error("unknown dtype flag", "ttt-make-model",
+                 ["--preset", "tiny", "--out", os.path.join(tmp, "x"), "--dtype", "f8"], "f8")
 
-        rc, so, _ = run("ttt-info")
-        check("ttt-info lists a device", rc == 0 and "Device 0:0" in so, so[:300])
 
-        # Text documents through the model's tokenizer (the tiny preset is byte-level).
-        made = os.path.join(tmp, "made-f32")
-        docs = os.path.join(tmp, "docs")
-        os.makedirs(docs)
-        texts = {"a.txt": "In the beginning was the word, and the word was with the model. " * 12,
-                 "b.txt": "Zwei Dokumente, jedes von vorn: \u00e4\u00f6\u00fc \u2603 " * 9}
-        for name, text in texts.items():
-            with open(os.path.join(docs, name), "w", encoding="utf-8") as f:
-                f.write(text)
-        nll_path, jpath, svg = (os.path.join(tmp, x) for x in ("docs-nll.txt", "docs.json", "docs.svg"))
-        rc, so, se = run("ttt-perplexity", "-m", made, "-f", docs, "--compare", "--json", jpath, "--plot", svg,
-                         "--nll-out", nll_path)
-        ok = rc == 0 and "a.txt" in so and "b.txt" in so and "total" in so and "no TTT" in so
-        ok = ok and so.rstrip().splitlines()[-1].startswith("PPL = ")
-        check("-f DIR: two documents, compare, text report", ok, (so + se)[-800:])
-        n_bytes = sum(len(t.encode("utf-8")) for t in texts.values())  # byte tokenizer, no BOS: T-1 per document
-        check("--nll-out holds T-1 lines per document", rc == 0 and len(floats(nll_path)) == n_bytes - 2)
-        ok = False
-        if rc == 0:
-            j = json.load(open(jpath))
-            ok = (len(j["documents"]) == 2 and j["documents"][0]["tokens"] == len(texts["a.txt"]) - 1
-                  and j["settings"]["device"] and j["settings"]["compare"] and "base" in j["total"]
-                  and j["buckets"] and j["buckets"][0]["label"] == "0-1K")
-        check("--json has documents, buckets, settings, both runs", ok)
-        ok = False
-        if rc == 0:
-            root = ET.parse(svg).getroot()
-            ok = root.tag.endswith("svg") and "no TTT" in open(svg).read()
-        check("--plot writes a well-formed SVG with both curves", ok)
-        if rc == 0:
-            check_plot_legend("--compare --plot", svg, tmp)
+@case
+def golden(c):
+    tmp = c.tmp
+    # The golden cases through the CLI.
+    for case in ["tiny", "partial-chunk", "bf16-weights", "medium"]:
+        d = os.path.join(GOLDEN, case)
+        toks = os.path.join(d, "tokens.txt")
+        for mode, ref in [("ttt", "nll_ttt.txt"), ("no-ttt", "nll_no_ttt.txt")]:
+            out = os.path.join(tmp, f"{case}-{mode}.txt")
+            args = ["-m", d, "--tokens", toks, "--nll-out", out] + (["--no-ttt"] if mode == "no-ttt" else [])
+            rc, so, se = run("ttt-perplexity", *args)
+            got, want = (floats(out) if rc == 0 else []), floats(os.path.join(d, ref))
+            diff = max((abs(a - b) for a, b in zip(got, want)), default=1e9)
+            check(f"golden {case} {mode} via CLI (max diff {diff:.2e})",
+                  rc == 0 and len(got) == len(want) and diff <= 1e-3, se[-400:])
 
-        a_only = os.path.join(docs, "a.txt")
-        check("stdout holds the report alone; the header and progress go to stderr",
-              rc == 0 and so.startswith("ttt-perplexity report\n") and "tokens to score" not in so
-              and "progress" not in so and "tokens to score" in se, so[:300])
+    med = os.path.join(GOLDEN, "medium")
+    mtoks = os.path.join(med, "tokens.txt")
+    outs = []
+    for i in range(2):
+        p = os.path.join(tmp, f"det{i}.txt")
+        run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--nll-out", p)
+        outs.append(open(p, "rb").read())
+    check("two runs give byte-identical --nll-out", outs[0] == outs[1] and len(outs[0]) > 0)
+    a, b = os.path.join(tmp, "lr0.txt"), os.path.join(tmp, "nottt.txt")
+    run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--inner-lr", "0", "--nll-out", a)
+    run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--no-ttt", "--nll-out", b)
+    check("--inner-lr 0 equals --no-ttt byte for byte", open(a, "rb").read() == open(b, "rb").read())
 
-        # One run shows one speed: the progress line and the report agree (both count scoring time only).
-        long_doc = os.path.join(tmp, "long.txt")
-        with open(long_doc, "w") as f:
-            f.write("The quick brown fox jumps over the lazy dog; " * 450)  # 20250 bytes
-        rc, so, se = run("ttt-perplexity", "-m", made, "-f", long_doc, "--max-tokens", "6000")
-        prog = re.findall(r"progress: done, .* ([0-9.]+) tok/s", se)
-        rep = re.findall(r"time .* TTT ([0-9.]+) tok/s", so)
-        check(f"progress and report show one tok/s ({prog} vs {rep})",
-              rc == 0 and len(prog) == 1 and len(rep) == 1 and abs(float(prog[0]) / float(rep[0]) - 1) < 0.002,
-              (so + se)[-500:])
 
-        # A cold kernel cache says so, where it caches, and keeps compilation out of the throughput.
-        def scoring_seconds(out):
-            m = re.search(r"time +([0-9.]+) s", out)
-            return float(m.group(1)) if m else 1e9
-        cold = {"TTT_CACHE_DIR": os.path.join(tmp, "kernels"), "POCL_CACHE_DIR": os.path.join(tmp, "pocl")}
-        rc1, so1, se1 = run("ttt-perplexity", "-m", made, "-f", long_doc, "--max-tokens", "3000", env=cold)
-        rc2, so2, se2 = run("ttt-perplexity", "-m", made, "-f", long_doc, "--max-tokens", "3000", env=cold)
-        notice = "ttt-perplexity: compiling kernels for "
-        check("a cold cache prints the compile notice naming the cache, once",
-              rc1 == 0 and se1.count(notice) == 1 and f"cached in {cold['TTT_CACHE_DIR']})" in se1, se1[-500:])
-        check("a warm cache prints no compile notice", rc2 == 0 and notice not in se2, se2[-300:])
-        t1, t2 = scoring_seconds(so1), scoring_seconds(so2)
-        check(f"throughput excludes compilation (cold {t1:.2f} s, warm {t2:.2f} s of scoring)",
-              rc1 == rc2 == 0 and t1 <= 3 * t2 + 0.5, so1[:600])
-        home = os.path.join(tmp, "xdg")
-        rc, _, se = run("ttt-perplexity", "-m", made, "-f", long_doc, "--max-tokens", "200",
-                        env={"TTT_CACHE_DIR": "", "XDG_CACHE_HOME": home})
-        check("the default kernel cache is $XDG_CACHE_HOME/ttt-cl", rc == 0 and os.path.join(home, "ttt-cl") in se
-              and os.listdir(os.path.join(home, "ttt-cl")), se[-300:])
-        setup = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "setup.sh")).read()
-        check("tools/setup.sh leaves the kernel cache at the tools' default",
-              not re.search(r"export\s+(TTT|POCL)_CACHE_DIR", setup))
+@case
+def save_weights(c):
+    tmp = c.tmp
+    med, mtoks = c.med, c.mtoks
+    saved = os.path.join(tmp, "adapted")
+    rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--save-weights", saved)
+    ok = rc == 0
+    worst = 1.0
+    if ok:
+        h, data = read_st(os.path.join(saved, "model.safetensors"))
+        gh, gdata = read_st(os.path.join(med, "prime_after.safetensors"))
+        worst = 0.0
+        for name in gh:
+            if name == "__metadata__":
+                continue
+            x, y = tensor(h, data, name), tensor(gh, gdata, name)
+            num = sum((p - q) ** 2 for p, q in zip(x, y))
+            den = sum(q * q for q in y)
+            worst = max(worst, (num / den) ** 0.5)
+    check(f"--save-weights equals prime_after (rel L2 {worst:.1e})", ok and worst < 1e-4, se[-400:])
+    rc, _, se = run("ttt-perplexity", "-m", saved, "--tokens", mtoks, "--no-ttt")
+    check("the saved model directory loads and runs", rc == 0, se[-400:])
+    with_tok = copy_model(med, os.path.join(tmp, "with-tokenizer"))
+    with open(os.path.join(with_tok, "tokenizer.model"), "w") as f:
+        f.write("placeholder: only copied, never read here\n")
+    saved2 = os.path.join(tmp, "adapted2")
+    rc, _, se = run("ttt-perplexity", "-m", with_tok, "--tokens", mtoks, "--save-weights", saved2)
+    check("--save-weights takes the tokenizer along", rc == 0 and
+          open(os.path.join(saved2, "tokenizer.model")).read().startswith("placeholder"), se[-400:])
 
-        # Interrupts: the current mini-batch ends, partial report, JSON, NLLs and plot are written, exit 128+signal.
-        for sig, code in [(signal.SIGINT, 130), (signal.SIGTERM, 130)]:
-            jp, npth, sp = (os.path.join(tmp, f"int-{sig}.{e}") for e in ("json", "txt", "svg"))
-            p = subprocess.Popen([exe("ttt-perplexity"), "-m", made, "-f", long_doc, "-f", a_only, "--compare",
-                                  "--json", jp, "--nll-out", npth, "--plot", sp], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
-            head = p.stderr.readline()  # printed once the documents are loaded, before any scoring
-            p.send_signal(sig)
-            so, se = p.communicate(timeout=600)
-            se = head + se
-            ok = p.returncode == code and "INTERRUPTED" in so and so.rstrip().splitlines()[-1].startswith("PPL = ")
-            ok = ok and "partial results written" in se
-            j = json.load(open(jp)) if os.path.exists(jp) else {}
-            lines = open(npth).read().splitlines() if os.path.exists(npth) else []
-            n_scored = j.get("total", {}).get("tokens", 0)
-            ok = ok and j.get("partial") is True and j["planned"]["tokens"] == 20250 - 1 + len(texts["a.txt"]) - 1
-            ok = ok and 0 < n_scored < j["planned"]["tokens"] and n_scored % 64 == 0  # whole mini-batches of B = 64
-            ok = ok and lines[-1].startswith("# partial: ") and len(lines) - 1 == n_scored
-            ok = ok and os.path.exists(sp) and ET.parse(sp).getroot().tag.endswith("svg")
-            check(f"{signal.Signals(sig).name}: partial report, JSON, NLLs and plot, exit {code} "
-                  f"({n_scored} tokens)", ok, f"exit {p.returncode}; {(so + se)[-600:]}")
+    # --save-weights never writes over its input model (however spelt, --force or not) nor, without
+    # --force, into a non-empty directory; it fails before the evaluation.
+    victim = copy_model(med, os.path.join(tmp, "victim"))
+    before = open(os.path.join(victim, "model.safetensors"), "rb").read()
+    for spelling in [victim, victim + "/", os.path.join(victim, "..", "victim"), os.path.relpath(victim)]:
+        for extra in [[], ["--force"]]:
+            rc, _, se = run("ttt-perplexity", "-m", victim, "--tokens", mtoks, "--save-weights", spelling, *extra)
+            check(f"--save-weights {spelling} {' '.join(extra)} refuses the input model",
+                  rc == 1 and "input model" in se and "tokens to score" not in se, se[-300:])
+    check("the input model is untouched", open(os.path.join(victim, "model.safetensors"), "rb").read() == before)
+    rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--save-weights", saved)
+    check("--save-weights refuses a non-empty directory", rc == 1 and "--force" in se and "not empty" in se,
+          se[-300:])
+    rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--save-weights", saved, "--force")
+    check("--save-weights --force writes into it, leaving no temporary files",
+          rc == 0 and sorted(os.listdir(saved)) == ["config.json", "model.safetensors"], se[-300:])
 
-        a_only = os.path.join(docs, "a.txt")
-        rc1, so1, _ = run("ttt-perplexity", "-m", made, "-f", a_only, "--nll-out", os.path.join(tmp, "fa.txt"))
-        ids = os.path.join(tmp, "a-ids.txt")
-        with open(ids, "w") as f:
-            f.write(" ".join(str(b) for b in texts["a.txt"].encode()))
-        rc2, so2, _ = run("ttt-perplexity", "-m", made, "--tokens", ids, "--nll-out", os.path.join(tmp, "ta.txt"))
-        npy = os.path.join(tmp, "a.npy")
-        data = texts["a.txt"].encode()
-        hdr = "{'descr': '<u2', 'fortran_order': False, 'shape': (%d,), }" % len(data)
-        hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
-        with open(npy, "wb") as f:
-            f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + struct.pack(f"<{len(data)}H", *data))
-        rc3, so3, se3 = run("ttt-perplexity", "-m", made, "--tokens", npy, "--nll-out", os.path.join(tmp, "na.txt"))
-        same = rc1 == rc2 == rc3 == 0 and (open(os.path.join(tmp, "fa.txt")).read() == open(os.path.join(tmp, "ta.txt")).read()
-                                            == open(os.path.join(tmp, "na.txt")).read())
-        check("text, id and .npy forms of one document give identical NLLs", same, se3[-400:])
+    jpath = os.path.join(tmp, "r.json")
+    rc, so, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--json", jpath)
+    ok = rc == 0 and "PPL = " in so
+    if ok:
+        j = json.load(open(jpath))
+        ok = isinstance(j, dict) and len(json.dumps(j)) > 50
+    check("--json writes JSON and stdout shows PPL", ok, se[-400:])
 
-        empty_dir = os.path.join(tmp, "emptydoc")
-        os.makedirs(empty_dir)
-        open(os.path.join(empty_dir, "blank.txt"), "w").close()
-        expect_error("empty text document", "ttt-perplexity", ["-m", made, "-f", os.path.join(empty_dir, "blank.txt")],
-                     "blank.txt", "empty document")
-        notok = copy_model(tiny, os.path.join(tmp, "no-tokenizer"))
-        expect_error("text without a tokenizer", "ttt-perplexity", ["-m", notok, "-f", a_only], "tokenizer.json",
-                     "tokenizer.model")
-        expect_error("both -f and --tokens", "ttt-perplexity", ["-m", made, "-f", a_only, "--tokens", ids], "one of")
-        expect_error("missing text file", "ttt-perplexity", ["-m", made, "-f", os.path.join(tmp, "gone.txt")],
-                     "gone.txt", "no such file")
-        expect_error("compare with no-ttt", "ttt-perplexity", ["-m", made, "-f", a_only, "--compare", "--no-ttt"],
-                     "--compare")
-        generate_tests(tmp)
+
+@case
+def make_model(c):
+    tmp = c.tmp
+    token_file = c.token_file
+    # ttt-make-model: every dtype loads and runs; ttt-info lists the device.
+    for dt in ["f32", "f16", "bf16"]:
+        d = os.path.join(tmp, f"make-{dt}")
+        rc1, _, e1 = run("ttt-make-model", "--preset", "tiny", "--seed", "3", "--out", d, "--dtype", dt)
+        toks = token_file(f"make-{dt}.txt", " ".join(str((i * 7) % 256) for i in range(300)))
+        rc2, so, e2 = run("ttt-perplexity", "-m", d, "--tokens", toks)
+        check(f"ttt-make-model tiny --dtype {dt} runs", rc1 == 0 and rc2 == 0 and "PPL = " in so, (e1 + e2)[-400:])
+    made = os.path.join(tmp, "make-f32")
+    rc, _, se = run("ttt-make-model", "--preset", "tiny", "--out", made)
+    check("ttt-make-model refuses a non-empty --out", rc == 1 and "not empty" in se and "--force" in se, se[-300:])
+    rc, _, se = run("ttt-make-model", "--preset", "tiny", "--seed", "3", "--out", made, "--force")
+    check("ttt-make-model --force writes into it, leaving no temporary files",
+          rc == 0 and sorted(os.listdir(made)) == ["config.json", "model.safetensors"], se[-300:])
+    bj = os.path.join(tmp, "bench.json")
+    rc, so, se = run("ttt-bench", "prefill", "--preset", "tiny", "--tokens", "100", "--json", bj)
+    check("ttt-bench --json writes the JSON it prints",
+          rc == 0 and os.path.exists(bj) and json.load(open(bj)) == json.loads(so), se[-300:])
+
+    rc, so, _ = run("ttt-info")
+    check("ttt-info lists a device", rc == 0 and "Device 0:0" in so, so[:300])
+
+
+@case
+def text_documents(c):
+    tmp = c.tmp
+    made = c.made()
+    docs, texts = c.docs()
+    # Text documents through the model's tokenizer (the tiny preset is byte-level).
+    nll_path, jpath, svg = (os.path.join(tmp, x) for x in ("docs-nll.txt", "docs.json", "docs.svg"))
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", docs, "--compare", "--json", jpath, "--plot", svg,
+                     "--nll-out", nll_path)
+    ok = rc == 0 and "a.txt" in so and "b.txt" in so and "total" in so and "no TTT" in so
+    ok = ok and so.rstrip().splitlines()[-1].startswith("PPL = ")
+    check("-f DIR: two documents, compare, text report", ok, (so + se)[-800:])
+    n_bytes = sum(len(t.encode("utf-8")) for t in texts.values())  # byte tokenizer, no BOS: T-1 per document
+    check("--nll-out holds T-1 lines per document", rc == 0 and len(floats(nll_path)) == n_bytes - 2)
+    ok = False
+    if rc == 0:
+        j = json.load(open(jpath))
+        ok = (len(j["documents"]) == 2 and j["documents"][0]["tokens"] == len(texts["a.txt"]) - 1
+              and j["settings"]["device"] and j["settings"]["compare"] and "base" in j["total"]
+              and j["buckets"] and j["buckets"][0]["label"] == "0-1K")
+    check("--json has documents, buckets, settings, both runs", ok)
+    ok = False
+    if rc == 0:
+        root = ET.parse(svg).getroot()
+        ok = root.tag.endswith("svg") and "no TTT" in open(svg).read()
+    check("--plot writes a well-formed SVG with both curves", ok)
+    if rc == 0:
+        check_plot_legend("--compare --plot", svg, tmp)
+
+    a_only = os.path.join(docs, "a.txt")
+    check("stdout holds the report alone; the header and progress go to stderr",
+          rc == 0 and so.startswith("ttt-perplexity report\n") and "tokens to score" not in so
+          and "progress" not in so and "tokens to score" in se, so[:300])
+
+
+@case
+def one_speed(c):
+    tmp = c.tmp
+    made, long_doc = c.made(), c.long_doc()
+    # One run shows one speed: the progress line and the report agree (both count scoring time only).
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", long_doc, "--max-tokens", "6000")
+    prog = re.findall(r"progress: done, .* ([0-9.]+) tok/s", se)
+    rep = re.findall(r"time .* TTT ([0-9.]+) tok/s", so)
+    check(f"progress and report show one tok/s ({prog} vs {rep})",
+          rc == 0 and len(prog) == 1 and len(rep) == 1 and abs(float(prog[0]) / float(rep[0]) - 1) < 0.002,
+          (so + se)[-500:])
+
+
+@case
+def kernel_cache(c):
+    tmp = c.tmp
+    made, long_doc = c.made(), c.long_doc()
+    # A cold kernel cache says so, where it caches, and keeps compilation out of the throughput.
+    def scoring_seconds(out):
+        m = re.search(r"time +([0-9.]+) s", out)
+        return float(m.group(1)) if m else 1e9
+    cold = {"TTT_CACHE_DIR": os.path.join(tmp, "kernels"), "POCL_CACHE_DIR": os.path.join(tmp, "pocl")}
+    rc1, so1, se1 = run("ttt-perplexity", "-m", made, "-f", long_doc, "--max-tokens", "3000", env=cold)
+    rc2, so2, se2 = run("ttt-perplexity", "-m", made, "-f", long_doc, "--max-tokens", "3000", env=cold)
+    notice = "ttt-perplexity: compiling kernels for "
+    check("a cold cache prints the compile notice naming the cache, once",
+          rc1 == 0 and se1.count(notice) == 1 and f"cached in {cold['TTT_CACHE_DIR']})" in se1, se1[-500:])
+    check("a warm cache prints no compile notice", rc2 == 0 and notice not in se2, se2[-300:])
+    t1, t2 = scoring_seconds(so1), scoring_seconds(so2)
+    check(f"throughput excludes compilation (cold {t1:.2f} s, warm {t2:.2f} s of scoring)",
+          rc1 == rc2 == 0 and t1 <= 3 * t2 + 0.5, so1[:600])
+    home = os.path.join(tmp, "xdg")
+    rc, _, se = run("ttt-perplexity", "-m", made, "-f", long_doc, "--max-tokens", "200",
+                    env={"TTT_CACHE_DIR": "", "XDG_CACHE_HOME": home})
+    check("the default kernel cache is $XDG_CACHE_HOME/ttt-cl", rc == 0 and os.path.join(home, "ttt-cl") in se
+          and os.listdir(os.path.join(home, "ttt-cl")), se[-300:])
+    setup = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "setup.sh")).read()
+    check("tools/setup.sh leaves the kernel cache at the tools' default",
+          not re.search(r"export\s+(TTT|POCL)_CACHE_DIR", setup))
+
+
+@case
+def interrupts(c):
+    tmp = c.tmp
+    made, long_doc = c.made(), c.long_doc()
+    docs, texts = c.docs()
+    a_only = os.path.join(docs, "a.txt")
+    # Interrupts: the current mini-batch ends, partial report, JSON, NLLs and plot are written, exit 128+signal.
+    for sig, code in [(signal.SIGINT, 130), (signal.SIGTERM, 130)]:
+        jp, npth, sp = (os.path.join(tmp, f"int-{sig}.{e}") for e in ("json", "txt", "svg"))
+        p = subprocess.Popen([exe("ttt-perplexity"), "-m", made, "-f", long_doc, "-f", a_only, "--compare",
+                              "--json", jp, "--nll-out", npth, "--plot", sp], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        head = p.stderr.readline()  # printed once the documents are loaded, before any scoring
+        p.send_signal(sig)
+        so, se = p.communicate(timeout=600)
+        se = head + se
+        ok = p.returncode == code and "INTERRUPTED" in so and so.rstrip().splitlines()[-1].startswith("PPL = ")
+        ok = ok and "partial results written" in se
+        j = json.load(open(jp)) if os.path.exists(jp) else {}
+        lines = open(npth).read().splitlines() if os.path.exists(npth) else []
+        n_scored = j.get("total", {}).get("tokens", 0)
+        ok = ok and j.get("partial") is True and j["planned"]["tokens"] == 20250 - 1 + len(texts["a.txt"]) - 1
+        ok = ok and 0 < n_scored < j["planned"]["tokens"] and n_scored % 64 == 0  # whole mini-batches of B = 64
+        ok = ok and lines[-1].startswith("# partial: ") and len(lines) - 1 == n_scored
+        ok = ok and os.path.exists(sp) and ET.parse(sp).getroot().tag.endswith("svg")
+        check(f"{signal.Signals(sig).name}: partial report, JSON, NLLs and plot, exit {code} "
+              f"({n_scored} tokens)", ok, f"exit {p.returncode}; {(so + se)[-600:]}")
+
+
+@case
+def input_forms(c):
+    tmp = c.tmp
+    tiny, made = c.tiny, c.made()
+    docs, texts = c.docs()
+    a_only = os.path.join(docs, "a.txt")
+    rc1, so1, _ = run("ttt-perplexity", "-m", made, "-f", a_only, "--nll-out", os.path.join(tmp, "fa.txt"))
+    ids = os.path.join(tmp, "a-ids.txt")
+    with open(ids, "w") as f:
+        f.write(" ".join(str(b) for b in texts["a.txt"].encode()))
+    rc2, so2, _ = run("ttt-perplexity", "-m", made, "--tokens", ids, "--nll-out", os.path.join(tmp, "ta.txt"))
+    npy = os.path.join(tmp, "a.npy")
+    data = texts["a.txt"].encode()
+    hdr = "{'descr': '<u2', 'fortran_order': False, 'shape': (%d,), }" % len(data)
+    hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
+    with open(npy, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + struct.pack(f"<{len(data)}H", *data))
+    rc3, so3, se3 = run("ttt-perplexity", "-m", made, "--tokens", npy, "--nll-out", os.path.join(tmp, "na.txt"))
+    same = rc1 == rc2 == rc3 == 0 and (open(os.path.join(tmp, "fa.txt")).read() == open(os.path.join(tmp, "ta.txt")).read()
+                                        == open(os.path.join(tmp, "na.txt")).read())
+    check("text, id and .npy forms of one document give identical NLLs", same, se3[-400:])
+
+    empty_dir = os.path.join(tmp, "emptydoc")
+    os.makedirs(empty_dir)
+    open(os.path.join(empty_dir, "blank.txt"), "w").close()
+    expect_error("empty text document", "ttt-perplexity", ["-m", made, "-f", os.path.join(empty_dir, "blank.txt")],
+                 "blank.txt", "empty document")
+    notok = copy_model(tiny, os.path.join(tmp, "no-tokenizer"))
+    expect_error("text without a tokenizer", "ttt-perplexity", ["-m", notok, "-f", a_only], "tokenizer.json",
+                 "tokenizer.model")
+    expect_error("both -f and --tokens", "ttt-perplexity", ["-m", made, "-f", a_only, "--tokens", ids], "one of")
+    expect_error("missing text file", "ttt-perplexity", ["-m", made, "-f", os.path.join(tmp, "gone.txt")],
+                 "gone.txt", "no such file")
+    expect_error("compare with no-ttt", "ttt-perplexity", ["-m", made, "-f", a_only, "--compare", "--no-ttt"],
+                 "--compare")
+
+
+@case
+def generate(c):
+    generate_tests(c.tmp)
+
+
+def main():
+    """test_cli.py BIN_DIR DATA_DIR [--list | CASE...]: the named cases (ctest runs
+    each as its own entry), or all of them."""
+    names = sys.argv[3:]
+    if names == ["--list"]:
+        print("\n".join(CASES))
+        return 0
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        print(f"unknown case(s) {unknown}; the cases are: {', '.join(CASES)}")
+        return 2
+    tmp = tempfile.mkdtemp(prefix="ttt_cli_")
+    try:
+        c = Fixtures(tmp)
+        for name in names or CASES:
+            print(f"== {name}")
+            try:
+                CASES[name](c)
+            except Exception as e:  # a case that crashes is a failed check, and the others still run
+                check(f"{name} ran to the end", False, repr(e))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{results['passed']} passed, {results['failed']} failed")
-    return 1 if results["failed"] else 0
-
+    return 1 if results["failed"] or not results["passed"] else 0
 
 if __name__ == "__main__":
     sys.exit(main())
