@@ -3,6 +3,8 @@
 // per-kernel device time from profiling events.
 #include "apps/app.hpp"
 #include "bench/kernels.hpp"
+#include "bench/roofline.hpp"
+#include "bench/tune.hpp"
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
 #include "ttt/engine.hpp"
@@ -67,6 +69,9 @@ int prefill(int argc, char** argv) {
       ("json", po::value<std::string>(), "also write the JSON to this file")
       ("no-profile", po::bool_switch(), "do not collect per-kernel times (profiling events cost a little)")
       ("only", po::value<std::string>()->default_value("both"), "ttt, no-ttt or both")
+      ("repeat", po::value<int>()->default_value(1), "timed runs per mode (median and spread reported)")
+      ("no-warmup", po::bool_switch(), "skip the untimed warm-up run (one mini-batch: kernel builds, first GEMMs)")
+      ("no-ceiling", po::bool_switch(), "skip gemm_ceiling_gflops (CLBlast on the model's GEMM shapes)")
       ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench prefill (-m DIR | --preset NAME) [--tokens N] [--json FILE]",
@@ -97,22 +102,41 @@ int prefill(int argc, char** argv) {
             {"tokens", n},
             {"mini_batch", m.config.mini_batch_size},
             {"window", m.config.sliding_window_size}};
+  const int repeat = vm["repeat"].as<int>();
+  if (repeat < 1 || repeat > 100) throw ttt::Error("--repeat must be in 1..100");
+  if (!vm["no-warmup"].as<bool>()) {  // one full mini-batch with its update: every kernel and GEMM once
+    const std::vector<int32_t> head(tokens.begin(), tokens.begin() + std::min(n, size_t(m.config.mini_batch_size) + 1));
+    time_prefill(ctx, m, head, only != "no-ttt", false);
+  }
   Run no, yes;
+  ttt::bench::PrefillRuns no_runs, yes_runs;
+  for (int r = 0; r < repeat; ++r) {
+    if (only != "ttt") {
+      no = time_prefill(ctx, m, tokens, false, profile);
+      no_runs.seconds.push_back(no.seconds);
+      no_runs.kernel_ms = no.kernel_ms;
+    }
+    if (only != "no-ttt") {
+      yes = time_prefill(ctx, m, tokens, true, profile);
+      yes_runs.seconds.push_back(yes.seconds);
+      yes_runs.kernel_ms = yes.kernel_ms;
+    }
+  }
   if (only != "ttt") {
-    no = time_prefill(ctx, m, tokens, false, profile);
     j["no_ttt_tokens_per_s"] = double(n - 1) / no.seconds;
     j["no_ttt_seconds"] = no.seconds;
     j["no_ttt_mean_nll"] = no.mean_nll;
     if (profile) j["kernel_ms_no_ttt"] = no.kernel_ms;
   }
   if (only != "no-ttt") {
-    yes = time_prefill(ctx, m, tokens, true, profile);
     j["ttt_tokens_per_s"] = double(n - 1) / yes.seconds;
     j["ttt_seconds"] = yes.seconds;
     j["ttt_mean_nll"] = yes.mean_nll;
     if (profile) j["kernel_ms"] = yes.kernel_ms;
   }
   if (only == "both") j["ttt_over_no_ttt"] = no.seconds / yes.seconds;
+  ttt::bench::add_roofline(j, ctx, m.config, int64_t(n - 1), only != "ttt" ? &no_runs : nullptr,
+                           only != "no-ttt" ? &yes_runs : nullptr, !vm["no-ceiling"].as<bool>());
   {
     ttt::EngineOptions o;
     o.ttt = only != "no-ttt";
@@ -191,7 +215,8 @@ int body(int argc, char** argv) {
     std::cout << "usage: ttt-bench COMMAND [options]\n\ncommands:\n"
                  "  prefill   prefill throughput with and without test-time training (JSON)\n"
                  "  attention windowed attention forward/backward time and GFLOP/s (JSON)\n"
-                 "  kernels   every kernel test case (tests/cases.hpp) timed (JSON)\n\n"
+                 "  kernels   every kernel test case (tests/cases.hpp) timed (JSON)\n"
+                 "  tune      tune CLBlast's SGEMM on the model's shapes, write the tuning file (JSON)\n\n"
                  "ttt-bench COMMAND --help explains each command's options.\n";
     return argc < 2 ? 2 : 0;
   }
@@ -199,6 +224,7 @@ int body(int argc, char** argv) {
   if (cmd == "prefill") return prefill(argc - 1, argv + 1);
   if (cmd == "attention") return attention(argc - 1, argv + 1);
   if (cmd == "kernels") return ttt::bench::kernels(argc - 1, argv + 1);
+  if (cmd == "tune") return ttt::bench::tune(argc - 1, argv + 1);
   throw ttt::Error(fmt::format("unknown command '{}' (try ttt-bench --help)", cmd));
 }
 
