@@ -98,4 +98,39 @@ Work prefill_work(const Config& c, int64_t n_inputs, bool ttt, int vocab_tile) {
   return w;
 }
 
+std::vector<KernelWork> kernel_table(const Config& c, bool ttt, int vocab_tile) {
+  const double T = c.mini_batch_size, D = c.hidden_size, I = c.intermediate_size;
+  const double W = c.sliding_window_size, H = c.num_attention_heads, f = 4.0;
+  const int L = c.num_hidden_layers, S = c.num_prime_blocks();
+  const bool update = c.takes_update(c.mini_batch_size, ttt);
+  const int tiles = (c.vocab_size + vocab_tile - 1) / vocab_tile;
+  std::vector<KernelWork> rows;
+  for (const auto& g : model_gemms(c, ttt, vocab_tile)) {
+    auto it = std::find_if(rows.begin(), rows.end(), [&](const KernelWork& k) { return k.name == g.label; });
+    if (it == rows.end()) it = rows.insert(rows.end(), KernelWork{g.label});
+    it->launches += g.count;
+    it->flops += g.flops() * g.count;
+    it->bytes += f * double(g.M * g.K + g.K * g.N + g.M * g.N) * g.count;
+  }
+  auto add = [&](const char* name, int n, double flops, double bytes) {
+    if (n > 0) rows.push_back({name, n, flops * n, bytes * n});
+  };
+  const int norms_fwd = 6 * L + 2 * S + 1;  // seq, seq_post, q, k, ffn, ffn_post; prime pair; final
+  add("embedding_fwd", 1, 0, f * 2 * T * D);
+  add("rmsnorm_fwd", norms_fwd, 4 * T * D, f * 3 * T * D);
+  add("rope_fwd", 2 * L, 6 * T * D, f * 2 * T * D);
+  add("attention_fwd", L, 4 * T * W * D, f * (2 * (W + T) * D + 2 * T * D + T * H));
+  add("swiglu_fwd", L + S, 6 * T * I, f * 3 * T * I);
+  add("xent_fwd_tile", tiles, 4 * T * vocab_tile, f * (update ? 2 : 1) * T * vocab_tile);
+  if (update) {
+    add("rmsnorm_bwd", 8 * (S - 1) + 3 + 1, 8 * T * D, f * 5 * T * D);
+    add("swiglu_bwd", 2 * S, 12 * T * I, f * 5 * T * I);
+    add("rope_bwd", 2 * (S - 1), 6 * T * D, f * 2 * T * D);
+    add("attention_bwd", S - 1, 10 * T * W * D, f * (2 * (W + T) * D + 6 * T * D + 2 * T * H));
+    const double P = double(S) * 3 * D * I;  // prime weights
+    add("sgd (sumsq, norm, update, weight norm)", 1, 6 * P, f * 5 * P);
+  }
+  return rows;
+}
+
 }  // namespace ttt::bench

@@ -35,4 +35,14 @@ struct Work {
 // mini-batch: the last partial one only scores, as Config::takes_update says.
 Work prefill_work(const Config& c, int64_t n_inputs, bool ttt, int vocab_tile = 8192);
 
+// One row per kernel family or GEMM label: the work of one full mini-batch
+// in steady state (every query sees W keys), FLOPs and compulsory bytes
+// (each operand read or written once, as a GPU roofline assumes).
+struct KernelWork {
+  std::string name;
+  int launches = 0;
+  double flops = 0, bytes = 0;
+};
+std::vector<KernelWork> kernel_table(const Config& c, bool ttt, int vocab_tile = 8192);
+
 }  // namespace ttt::bench

@@ -87,3 +87,61 @@ void add_roofline(json& j, host::Context& ctx, const Config& c, int64_t n, const
 }
 
 }  // namespace ttt::bench
+
+// ---------------------------------------------------------------------------
+// ttt-bench roofline: the analytic table of docs/performance.md.
+
+#include "apps/app.hpp"
+#include "ttt/error.hpp"
+
+#include <fmt/format.h>
+
+#include <iostream>
+
+namespace ttt::bench {
+
+int roofline_table(int argc, char** argv) {
+  namespace po = ttt::app::po;
+  po::options_description opts("Options");
+  opts.add_options()
+      ("preset", po::value<std::string>()->default_value("125m"), "model preset")
+      ("no-ttt", po::bool_switch(), "the mini-batch without the test-time step")
+      ("peak-tflops", po::value<double>()->default_value(67.0), "FP32 peak (H100 SXM: 67)")
+      ("bandwidth-tbs", po::value<double>()->default_value(3.35), "memory bandwidth (H100 SXM HBM3: 3.35)")
+      ("markdown", po::bool_switch(), "a Markdown table instead of JSON");
+  po::variables_map vm;
+  if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench roofline [--preset NAME] [--markdown]",
+                       "FLOPs and compulsory bytes of every kernel and GEMM for one full mini-batch in steady\n"
+                       "state, and the time a device would need at its peak and at its bandwidth."))
+    return 0;
+  const Config c = preset(vm["preset"].as<std::string>());
+  const double peak = vm["peak-tflops"].as<double>() * 1e12, bw = vm["bandwidth-tbs"].as<double>() * 1e12;
+  if (peak <= 0 || bw <= 0) throw Error("--peak-tflops and --bandwidth-tbs must be positive");
+  const auto rows = kernel_table(c, !vm["no-ttt"].as<bool>());
+  double tf = 0, tb = 0, tbound = 0;
+  json j = json::array();
+  std::string md = "| kernel | launches | GFLOP | MB | FLOP/byte | ms at peak | ms at bandwidth | bound |\n"
+                   "|---|---:|---:|---:|---:|---:|---:|---|\n";
+  for (const auto& r : rows) {
+    const double a = r.flops / peak * 1e3, b = r.bytes / bw * 1e3;
+    tf += r.flops, tb += r.bytes, tbound += std::max(a, b);
+    j.push_back({{"kernel", r.name}, {"launches", r.launches}, {"gflop", r.flops * 1e-9}, {"mb", r.bytes * 1e-6},
+                 {"ms_at_peak", a}, {"ms_at_bandwidth", b}});
+    md += fmt::format("| {} | {} | {:.1f} | {:.0f} | {:.0f} | {:.3f} | {:.3f} | {} |\n", r.name, r.launches,
+                      r.flops * 1e-9, r.bytes * 1e-6, r.flops / std::max(1.0, r.bytes), a, b,
+                      a >= b ? "compute" : "memory");
+  }
+  md += fmt::format("| **total** | | **{:.1f}** | **{:.0f}** | {:.0f} | **{:.2f}** | **{:.2f}** | sum of max: **{:.2f} ms** |\n",
+                    tf * 1e-9, tb * 1e-6, tf / tb, tf / peak * 1e3, tb / bw * 1e3, tbound);
+  if (vm["markdown"].as<bool>()) {
+    std::cout << md;
+  } else {
+    json out = {{"bench", "roofline"}, {"preset", vm["preset"].as<std::string>()}, {"mini_batch", c.mini_batch_size},
+                {"kernels", j}, {"total_gflop", tf * 1e-9}, {"total_mb", tb * 1e-6},
+                {"ms_lower_bound", tbound}, {"tokens_per_s_upper_bound", c.mini_batch_size / (tbound * 1e-3)}};
+    std::cout << out.dump(2) << "\n";
+  }
+  return 0;
+}
+
+}  // namespace ttt::bench

@@ -33,4 +33,7 @@ nlohmann::json summary(const std::vector<double>& v);
 void add_roofline(nlohmann::json& j, host::Context& ctx, const Config& c, int64_t n_inputs, const PrefillRuns* no_ttt,
                   const PrefillRuns* ttt, bool measure_ceiling);
 
+// ttt-bench roofline: the analytic per-kernel table (docs/performance.md).
+int roofline_table(int argc, char** argv);
+
 }  // namespace ttt::bench

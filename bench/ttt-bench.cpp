@@ -216,7 +216,9 @@ int body(int argc, char** argv) {
                  "  prefill   prefill throughput with and without test-time training (JSON)\n"
                  "  attention windowed attention forward/backward time and GFLOP/s (JSON)\n"
                  "  kernels   every kernel test case (tests/cases.hpp) timed (JSON)\n"
-                 "  tune      tune CLBlast's SGEMM on the model's shapes, write the tuning file (JSON)\n\n"
+                 "  tune      tune CLBlast's SGEMM on the model's shapes, write the tuning file (JSON)\n"
+                 "  compare   ttt-cl against the PyTorch reference: tokens/s and NLL difference (JSON)\n"
+                 "  roofline  FLOPs and bytes of every kernel per mini-batch, time at a GPU's peak (JSON)\n\n"
                  "ttt-bench COMMAND --help explains each command's options.\n";
     return argc < 2 ? 2 : 0;
   }
@@ -225,6 +227,8 @@ int body(int argc, char** argv) {
   if (cmd == "attention") return attention(argc - 1, argv + 1);
   if (cmd == "kernels") return ttt::bench::kernels(argc - 1, argv + 1);
   if (cmd == "tune") return ttt::bench::tune(argc - 1, argv + 1);
+  if (cmd == "compare") return ttt::bench::compare(argc - 1, argv + 1);
+  if (cmd == "roofline") return ttt::bench::roofline_table(argc - 1, argv + 1);
   throw ttt::Error(fmt::format("unknown command '{}' (try ttt-bench --help)", cmd));
 }
 
