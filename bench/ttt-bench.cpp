@@ -70,7 +70,7 @@ int prefill(int argc, char** argv) {
       ("no-profile", po::bool_switch(), "do not collect per-kernel times (profiling events cost a little)")
       ("only", po::value<std::string>()->default_value("both"), "ttt, no-ttt or both")
       ("repeat", po::value<int>()->default_value(1), "timed runs per mode (median and spread reported)")
-      ("no-warmup", po::bool_switch(), "skip the untimed warm-up run (one mini-batch: kernel builds, first GEMMs)")
+      ("no-warmup", po::bool_switch(), "skip the untimed warm-up run (kernel builds, CLBlast's compile)")
       ("no-ceiling", po::bool_switch(), "skip gemm_ceiling_gflops (CLBlast on the model's GEMM shapes)")
       ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
   po::variables_map vm;
@@ -104,8 +104,8 @@ int prefill(int argc, char** argv) {
             {"window", m.config.sliding_window_size}};
   const int repeat = vm["repeat"].as<int>();
   if (repeat < 1 || repeat > 100) throw ttt::Error("--repeat must be in 1..100");
-  if (!vm["no-warmup"].as<bool>()) {  // one full mini-batch with its update: every kernel and GEMM once
-    const std::vector<int32_t> head(tokens.begin(), tokens.begin() + std::min(n, size_t(m.config.mini_batch_size) + 1));
+  if (!vm["no-warmup"].as<bool>()) {  // the engine builds every kernel; a GEMM makes CLBlast compile its program
+    const std::vector<int32_t> head(tokens.begin(), tokens.begin() + 2);
     time_prefill(ctx, m, head, only != "no-ttt", false);
   }
   Run no, yes;
