@@ -182,8 +182,21 @@ int tune(int argc, char** argv) {
   for (const auto& s : shapes) blas_s.push_back(blas.available() ? blas.seconds(s, reps) : 0);
   std::fprintf(stderr, "  defaults: %.2f s of GEMMs per mini-batch\n", def.objective);
 
-  // 2. The tuners, each under its share of the budget.
+  // 2. The tuners, each under its share of the budget; the record already
+  // in the tuning file for this device competes too.
   std::vector<Candidate> cands = {seed(8), seed(4)};
+  if (std::ifstream in(path); in) {
+    std::stringstream text;
+    text << in.rdbuf();
+    Candidate c;
+    c.origin = "the tuning file's record";
+    try {
+      if (host::parse_tuning(text.str(), host::TuningKey::of(dev), c.kernels) && !c.kernels.empty())
+        cands.push_back(std::move(c));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "  ignoring '%s': %s\n", path.c_str(), e.what());
+    }
+  }
   const auto t_tune = std::chrono::steady_clock::now();
   if (!vm["no-tuners"].as<bool>() && budget > 0) {
     const int nx = std::min<int>(vm["tuner-shapes"].as<int>(), int(shapes.size()));
