@@ -4,6 +4,8 @@
 #include "apps/app.hpp"
 #include "bench/kernels.hpp"
 #include "bench/decode.hpp"
+#include "bench/roofline.hpp"
+#include "bench/tune.hpp"
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
 #include "ttt/engine.hpp"
@@ -77,6 +79,9 @@ int prefill(int argc, char** argv) {
       ("only", po::value<std::string>()->default_value("both"), "ttt, no-ttt or both")
       ("parallel", po::value<std::string>(), "N or N,N,...: also score --docs documents N at a time (batched sessions) against one at a time")
       ("docs", po::value<size_t>()->default_value(4), "documents of --tokens each for --parallel")
+      ("repeat", po::value<int>()->default_value(1), "timed runs per mode (median and spread reported)")
+      ("no-warmup", po::bool_switch(), "skip the untimed warm-up run (kernel builds, CLBlast's compile)")
+      ("no-ceiling", po::bool_switch(), "skip gemm_ceiling_gflops (CLBlast on the model's GEMM shapes)")
       ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench prefill (-m DIR | --preset NAME) [--tokens N] [--json FILE]",
@@ -108,16 +113,33 @@ int prefill(int argc, char** argv) {
             {"tokens", n},
             {"mini_batch", m.config.mini_batch_size},
             {"window", m.config.sliding_window_size}};
+  const int repeat = vm["repeat"].as<int>();
+  if (repeat < 1 || repeat > 100) throw ttt::Error("--repeat must be in 1..100");
+  if (!vm["no-warmup"].as<bool>()) {  // the engine builds every kernel; a GEMM makes CLBlast compile its program
+    const std::vector<int32_t> head(tokens.begin(), tokens.begin() + 2);
+    time_prefill(ctx, m, head, only != "no-ttt", false);
+  }
   Run no, yes;
+  ttt::bench::PrefillRuns no_runs, yes_runs;
+  for (int r = 0; r < repeat; ++r) {
+    if (only != "ttt") {
+      no = time_prefill(ctx, m, tokens, false, profile);
+      no_runs.seconds.push_back(no.seconds);
+      no_runs.kernel_ms = no.kernel_ms;
+    }
+    if (only != "no-ttt") {
+      yes = time_prefill(ctx, m, tokens, true, profile);
+      yes_runs.seconds.push_back(yes.seconds);
+      yes_runs.kernel_ms = yes.kernel_ms;
+    }
+  }
   if (only != "ttt") {
-    no = time_prefill(ctx, m, tokens, false, profile);
     j["no_ttt_tokens_per_s"] = double(n - 1) / no.seconds;
     j["no_ttt_seconds"] = no.seconds;
     j["no_ttt_mean_nll"] = no.mean_nll;
     if (profile) j["kernel_ms_no_ttt"] = no.kernel_ms;
   }
   if (only != "no-ttt") {
-    yes = time_prefill(ctx, m, tokens, true, profile);
     j["ttt_tokens_per_s"] = double(n - 1) / yes.seconds;
     j["ttt_seconds"] = yes.seconds;
     j["ttt_mean_nll"] = yes.mean_nll;
@@ -131,6 +153,8 @@ int prefill(int argc, char** argv) {
     if (only != "ttt") j["parallel_no_ttt"] = ttt::bench::prefill_parallel(ctx, m, n, docs, list, false, seed, profile);
     if (only != "no-ttt") j["parallel_ttt"] = ttt::bench::prefill_parallel(ctx, m, n, docs, list, true, seed, profile);
   }
+  ttt::bench::add_roofline(j, ctx, m.config, int64_t(n - 1), only != "ttt" ? &no_runs : nullptr,
+                           only != "no-ttt" ? &yes_runs : nullptr, !vm["no-ceiling"].as<bool>());
   {
     ttt::EngineOptions o;
     o.ttt = only != "no-ttt";
@@ -214,7 +238,10 @@ int body(int argc, char** argv) {
                  "  prefill   prefill throughput with and without test-time training (JSON)\n"
                  "  attention windowed attention forward/backward time and GFLOP/s (JSON)\n"
                  "  kernels   every kernel test case (tests/cases.hpp) timed (JSON)\n"
-                 "  decode    per-token decode latency against context: ttt, swa, full attention (JSON, SVG)\n\n"
+                 "  decode    per-token decode latency against context: ttt, swa, full attention (JSON, SVG)\n"
+                 "  tune      tune CLBlast's SGEMM on the model's shapes, write the tuning file (JSON)\n"
+                 "  compare   ttt-cl against the PyTorch reference: tokens/s and NLL difference (JSON)\n"
+                 "  roofline  FLOPs and bytes of every kernel per mini-batch, time at a GPU's peak (JSON)\n\n"
                  "ttt-bench COMMAND --help explains each command's options.\n";
     return argc < 2 ? 2 : 0;
   }
@@ -223,6 +250,9 @@ int body(int argc, char** argv) {
   if (cmd == "attention") return attention(argc - 1, argv + 1);
   if (cmd == "kernels") return ttt::bench::kernels(argc - 1, argv + 1);
   if (cmd == "decode") return ttt::bench::decode(argc - 1, argv + 1);
+  if (cmd == "tune") return ttt::bench::tune(argc - 1, argv + 1);
+  if (cmd == "compare") return ttt::bench::compare(argc - 1, argv + 1);
+  if (cmd == "roofline") return ttt::bench::roofline_table(argc - 1, argv + 1);
   throw ttt::Error(fmt::format("unknown command '{}' (try ttt-bench --help)", cmd));
 }
 

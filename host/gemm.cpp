@@ -2,11 +2,13 @@
 // turned into ttt errors, and profiling events recorded under a label.
 #include "host/gemm.hpp"
 #include "host/error.hpp"
+#include "host/tuning.hpp"
 
 #include <clblast.h>
 #include <fmt/format.h>
 
 #include <chrono>
+#include <unordered_map>
 
 namespace ttt::host {
 
@@ -35,6 +37,19 @@ const char* clblast_status_name(int s) {
     case StatusCode::kUnknownError: return "kUnknownError";
     default: return s <= 0 && s > -1000 ? cl_error_name(s) : "CLBLAST_UNKNOWN_STATUS";
   }
+}
+
+std::string clblast_version() {
+  return fmt::format("{}.{}.{}", CLBLAST_VERSION_MAJOR, CLBLAST_VERSION_MINOR, CLBLAST_VERSION_PATCH);
+}
+
+void clblast_override(Context& ctx, const std::string& kernel, const std::map<std::string, size_t>& params) {
+  const std::unordered_map<std::string, size_t> p(params.begin(), params.end());
+  const clblast::StatusCode st = clblast::OverrideParameters(ctx.device().id, kernel, clblast::Precision::kSingle, p);
+  if (st != clblast::StatusCode::kSuccess)
+    throw ClError(int(st), fmt::format("{} ({}) in clblast::OverrideParameters: kernel '{}' ({} parameters) on '{}'",
+                                       clblast_status_name(int(st)), int(st), kernel, params.size(),
+                                       ctx.device().name));
 }
 
 namespace {
@@ -81,6 +96,7 @@ void gemm(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, size_t K, float 
   check_operand("A", A, a_off, span(ta, M, K, lda), where);
   check_operand("B", B, b_off, span(tb, K, N, ldb), where);
   check_operand("C", C, c_off, span(Trans::N, M, N, ldc), where);
+  tuning_state(ctx);  // the tuning file, applied before this context's first GEMM
   cl_command_queue q = ctx.queue();
   timed_call(ctx, label, where, [&] {
     return clblast::Gemm<float>(clblast::Layout::kRowMajor, tr(ta), tr(tb), M, N, K, alpha, A.get(), a_off, lda,
@@ -99,6 +115,7 @@ void gemm_strided_batched(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, 
   check_operand("A", A, a_off + (batch - 1) * a_stride, span(ta, M, K, lda), where);
   check_operand("B", B, b_off + (batch - 1) * b_stride, span(tb, K, N, ldb), where);
   check_operand("C", C, c_off + (batch - 1) * c_stride, span(Trans::N, M, N, ldc), where);
+  tuning_state(ctx);
   cl_command_queue q = ctx.queue();
   timed_call(ctx, label, where, [&] {
     return clblast::GemmStridedBatched<float>(clblast::Layout::kRowMajor, tr(ta), tr(tb), M, N, K, alpha, A.get(),

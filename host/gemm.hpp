@@ -5,6 +5,9 @@
 
 #include "host/buffer.hpp"
 
+#include <map>
+#include <string>
+
 namespace ttt::host {
 
 enum class Trans { N, T };
@@ -32,5 +35,13 @@ void gemv(Context& ctx, Trans ta, size_t M, size_t N, float alpha, const Buffer&
 
 // Symbolic name of a CLBlast status code (which extends OpenCL's).
 const char* clblast_status_name(int status);
+
+// "1.5.3": the CLBlast this was built against (tuning records are kept per version).
+std::string clblast_version();
+
+// CLBlast's OverrideParameters for one kernel ("Xgemm", "XgemmDirect",
+// "GemmRoutine", ...) of single precision on ctx's device: every parameter of
+// the kernel by name. Process-wide for that device. Throws naming the kernel.
+void clblast_override(Context& ctx, const std::string& kernel, const std::map<std::string, size_t>& params);
 
 }  // namespace ttt::host

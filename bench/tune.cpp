@@ -1,0 +1,306 @@
+// ttt-bench tune: CLBlast's own tuners on the model's GEMM shapes, then the
+// candidates they found (plus two hand-made seeds) timed through the real
+// routine on every shape; the best by the model's GEMM time per mini-batch
+// goes into the tuning file. Prints default / tuned / OpenBLAS GFLOP/s per shape.
+//
+// Search strategy, bounded by --budget-min:
+//  1. clblast_tuner_xgemm (random subset: 1.5.3's -fraction F explores 1/F of
+//     each of its four variations) on the --tuner-shapes heaviest shapes, and
+//     clblast_tuner_xgemm_direct on the heaviest, each under a time cap; on
+//     the cap the tuner is stopped and the configurations it had measured are kept;
+//  2. the --top best of each tuner run, the seeds and CLBlast's defaults are
+//     each applied with OverrideParameters and timed on every distinct shape;
+//     the objective is sum(count * seconds): one mini-batch's GEMM time.
+#include "bench/gemm_timing.hpp"
+#include "bench/model_flops.hpp"
+#include "bench/tune.hpp"
+#include "apps/app.hpp"
+#include "host/gemm.hpp"
+#include "host/tuning.hpp"
+#include "ttt/config.hpp"
+#include "ttt/device.hpp"
+#include "ttt/error.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+namespace ttt::bench {
+
+namespace {
+
+using json = nlohmann::json;
+using host::ClblastKernels;
+using host::ClblastParams;
+
+struct Candidate {
+  std::string origin;      // "tuner xgemm gemm_logits ..." or "seed ..."
+  ClblastKernels kernels;  // Xgemm or XgemmDirect, plus GemmRoutine
+  double tuner_gflops = 0;
+  double objective = 0;  // seconds of one mini-batch's GEMMs
+  std::vector<double> seconds;  // per distinct shape
+};
+
+double elapsed(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Runs one tuner under `cap` seconds and parses its table from stdout (its
+// JSON is only written at the very end, which a capped run may not reach).
+std::vector<Candidate> run_tuner(const std::string& tuner, const std::string& kernel, const GemmShape& s,
+                                 const host::DeviceInfo& dev, double fraction, double cap, bool verbose) {
+  // CLBlast's kernels are column-major: row-major C (M x N) is its N x M.
+  const std::string cmd =
+      fmt::format("timeout -s TERM {} stdbuf -oL {} -platform {} -device {} -precision 32 -m {} -n {} -k {} "
+                  "-fraction {} -runs 1 2>&1",
+                  int(cap), tuner, dev.platform_index, dev.device_index, s.N, s.M, s.K, fraction);
+  std::fprintf(stderr, "  $ %s\n", cmd.c_str());
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) throw Error(fmt::format("cannot start '{}'", tuner));
+  std::vector<std::string> names;
+  std::vector<Candidate> found;
+  char line[4096];
+  while (std::fgets(line, sizeof line, p)) {
+    std::string l(line);
+    if (verbose) std::fputs(line, stderr);
+    if (l.rfind("* Parameters explored:", 0) == 0) {
+      std::istringstream ss(l.substr(22));
+      names.clear();
+      for (std::string n; ss >> n;) names.push_back(n);
+      continue;
+    }
+    if (l.find("results match") == std::string::npos || names.empty()) continue;
+    std::vector<std::string> cols;
+    for (size_t a = 0, b; (b = l.find('|', a)) != std::string::npos; a = b + 1) cols.push_back(l.substr(a, b - a));
+    // cols: "", id, total, params, local, global, compiles, time, GFLOPS, status
+    if (cols.size() < 10) continue;
+    std::istringstream ps(cols[3]);
+    ClblastParams params;
+    for (const auto& n : names) {
+      size_t v = 0;
+      if (!(ps >> v)) break;
+      params[n] = v;
+    }
+    if (params.size() != names.size()) continue;
+    Candidate c;
+    c.origin = fmt::format("{} on {}", tuner, s.name());
+    c.tuner_gflops = std::atof(cols[8].c_str());
+    c.kernels[kernel] = params;
+    found.push_back(std::move(c));
+    std::fprintf(stderr, "    %s: %zu configurations measured, last %.1f GFLOP/s\n", tuner.c_str(), found.size(),
+                 found.back().tuner_gflops);
+  }
+  pclose(p);
+  return found;
+}
+
+// The hand search: indirect Xgemm without local memory, 8x8 results
+// per work-item, 8- or 4-wide vectors.
+Candidate seed(size_t vw) {
+  Candidate c;
+  c.origin = fmt::format("seed: Xgemm no local memory, 8x8 per work-item, vectors {}", vw);
+  c.kernels["Xgemm"] = {{"GEMMK", 0}, {"KREG", 1}, {"KWG", 32}, {"KWI", 2},  {"MDIMA", 8}, {"MDIMC", 8},
+                        {"MWG", 64},  {"NDIMB", 8}, {"NDIMC", 8}, {"NWG", 64}, {"SA", 0},    {"SB", 0},
+                        {"STRM", 0},  {"STRN", 0},  {"VWM", vw},  {"VWN", vw}};
+  return c;
+}
+
+// Xgemm candidates run indirect on every shape, XgemmDirect ones direct.
+void apply(host::Context& ctx, const Candidate& c) {
+  for (const auto& [k, p] : c.kernels) host::clblast_override(ctx, k, p);
+  if (!c.kernels.count("GemmRoutine"))
+    host::clblast_override(ctx, "GemmRoutine",
+                           {{"XGEMM_MIN_INDIRECT_SIZE", c.kernels.count("XgemmDirect") ? 1u << 20 : 64u}});
+}
+
+}  // namespace
+
+int tune(int argc, char** argv) {
+  namespace po = ttt::app::po;
+  po::options_description opts("Options");
+  opts.add_options()
+      ("preset", po::value<std::string>()->default_value("125m"), "model preset whose GEMM shapes are tuned")
+      ("model,m", po::value<std::string>(), "or: a model directory (its config.json)")
+      ("budget-min", po::value<double>()->default_value(20), "wall-clock budget of the tuner runs, minutes")
+      ("tuner-shapes", po::value<int>()->default_value(2), "clblast_tuner_xgemm runs on this many heaviest shapes")
+      ("tuner-size-cap", po::value<int>()->default_value(512), "tuners run on the shape with each size capped to this")
+      ("fraction", po::value<double>()->default_value(64), "tuner -fraction: 1.5.3 explores 1/F of each variation")
+      ("top", po::value<int>()->default_value(3), "best configurations of each tuner run timed on every shape")
+      ("no-tuners", po::bool_switch(), "skip the tuners: time the seeds and defaults only")
+      ("no-direct", po::bool_switch(), "skip clblast_tuner_xgemm_direct")
+      ("reps", po::value<int>()->default_value(1), "timed calls per shape and candidate (best of)")
+      ("out", po::value<std::string>(), "tuning file to write (default: the one the engine reads)")
+      ("dry-run", po::bool_switch(), "measure and print, write nothing")
+      ("verbose", po::bool_switch(), "echo the tuners' output")
+      ("json", po::value<std::string>(), "also write the JSON report to this file")
+      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
+  po::variables_map vm;
+  if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench tune [--preset NAME | -m DIR] [--budget-min M]",
+                       "Tunes CLBlast's SGEMM for this device on the model's GEMM shapes with CLBlast's own tuners\n"
+                       "(clblast-utils), stores the best parameters in the tuning file the engine applies at its\n"
+                       "first GEMM, and prints default / tuned / OpenBLAS GFLOP/s per shape as JSON."))
+    return 0;
+  const Config cfg = vm.count("model") ? Config::load(vm["model"].as<std::string>() + "/config.json")
+                                       : preset(vm["preset"].as<std::string>());
+  const double budget = vm["budget-min"].as<double>() * 60.0;
+  const int reps = std::max(1, vm["reps"].as<int>()), top = std::max(1, vm["top"].as<int>());
+  if (budget < 0 || vm["fraction"].as<double>() < 1) throw Error("--budget-min must be >= 0 and --fraction >= 1");
+  const std::string path = vm.count("out") ? vm["out"].as<std::string>() : host::tuning_file_path();
+  const auto dev = host::select_device(vm["device"].as<std::string>());
+  host::Context ctx(dev);
+  host::skip_tuning_file(ctx);  // the "default" column is CLBlast's own defaults
+
+  auto shapes = model_gemms(cfg, true);
+  std::stable_sort(shapes.begin(), shapes.end(),
+                   [](const GemmShape& a, const GemmShape& b) { return a.flops() * a.count > b.flops() * b.count; });
+  json j = {{"bench", "tune"}, {"device", dev.name}, {"driver", dev.driver_version},
+            {"clblast", host::clblast_version()}, {"load_before", load_average()}};
+  std::fprintf(stderr, "tune: %zu distinct GEMM shapes, load %s\n", shapes.size(), load_average().c_str());
+
+  GemmBench gb(ctx, shapes);
+  OpenBlas blas;
+  auto objective = [&](Candidate& c) {
+    c.seconds.clear();
+    c.objective = 0;
+    for (const auto& s : shapes) {
+      c.seconds.push_back(gb.clblast_seconds(s, reps));
+      c.objective += c.seconds.back() * s.count;
+    }
+  };
+  // 1. CLBlast's defaults, before any override, and OpenBLAS beside them.
+  Candidate def;
+  def.origin = "CLBlast defaults";
+  objective(def);
+  std::vector<double> blas_s;
+  for (const auto& s : shapes) blas_s.push_back(blas.available() ? blas.seconds(s, reps) : 0);
+  std::fprintf(stderr, "  defaults: %.2f s of GEMMs per mini-batch\n", def.objective);
+
+  // 2. The tuners, each under its share of the budget; the record already
+  // in the tuning file for this device competes too.
+  std::vector<Candidate> cands = {seed(8), seed(4)};
+  if (std::ifstream in(path); in) {
+    std::stringstream text;
+    text << in.rdbuf();
+    Candidate c;
+    c.origin = "the tuning file's record";
+    try {
+      if (host::parse_tuning(text.str(), host::TuningKey::of(dev), c.kernels) && !c.kernels.empty())
+        cands.push_back(std::move(c));
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "  ignoring '%s': %s\n", path.c_str(), e.what());
+    }
+  }
+  const auto t_tune = std::chrono::steady_clock::now();
+  if (!vm["no-tuners"].as<bool>() && budget > 0) {
+    const int nx = std::min<int>(vm["tuner-shapes"].as<int>(), int(shapes.size()));
+    const bool direct = !vm["no-direct"].as<bool>();
+    const double share = budget / double(nx + (direct ? 1 : 0));
+    auto take = [&](std::vector<Candidate> found) {
+      std::sort(found.begin(), found.end(),
+                [](const Candidate& a, const Candidate& b) { return a.tuner_gflops > b.tuner_gflops; });
+      if (found.size() > size_t(top)) found.resize(size_t(top));
+      for (auto& f : found) cands.push_back(std::move(f));
+    };
+    // The tuners time every configuration once: on a CPU a capped size
+    // ranks kernels like the full one at a fraction of the cost.
+    const int64_t cap = std::max(64, vm["tuner-size-cap"].as<int>());
+    auto capped = [&](GemmShape s) {
+      s.M = std::min(s.M, cap), s.N = std::min(s.N, cap), s.K = std::min(s.K, cap);
+      return s;
+    };
+    for (int i = 0; i < nx; ++i)
+      take(run_tuner("clblast_tuner_xgemm", "Xgemm", capped(shapes[size_t(i)]), dev, vm["fraction"].as<double>(), share,
+                     vm["verbose"].as<bool>()));
+    if (direct)
+      take(run_tuner("clblast_tuner_xgemm_direct", "XgemmDirect", capped(shapes[0]), dev, vm["fraction"].as<double>(), share,
+                     vm["verbose"].as<bool>()));
+  }
+  j["tuner_seconds"] = elapsed(t_tune);
+
+  // 3. Every candidate through the real routine on every shape.
+  const auto t_eval = std::chrono::steady_clock::now();
+  json tried = json::array();
+  const Candidate* best = &def;
+  for (auto& c : cands) {
+    try {
+      apply(ctx, c);
+      objective(c);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "  %s: rejected (%s)\n", c.origin.c_str(), e.what());
+      continue;
+    }
+    std::fprintf(stderr, "  %s: %.2f s per mini-batch\n", c.origin.c_str(), c.objective);
+    tried.push_back({{"origin", c.origin}, {"kernels", c.kernels}, {"tuner_gflops", c.tuner_gflops},
+                     {"gemm_seconds_per_mini_batch", c.objective}});
+    if (c.objective < best->objective) best = &c;
+  }
+  j["evaluation_seconds"] = elapsed(t_eval);
+  j["candidates"] = tried;
+  j["chosen"] = best->origin;
+
+  // 4. The table: defaults, chosen, OpenBLAS, per shape (the chosen one re-timed now).
+  Candidate chosen = *best;
+  if (best != &def) {
+    apply(ctx, chosen);
+    objective(chosen);
+  }
+  json rows = json::array();
+  double f_all = 0, t_def = 0, t_tuned = 0, t_blas = 0;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const auto& s = shapes[i];
+    const double tb = blas_s[i] > 0 ? blas.seconds(s, reps) : 0;  // again, beside the tuned figure
+    const double blas_best = tb > 0 ? std::min(tb, blas_s[i]) : 0;
+    json r = {{"shape", s.name()}, {"count", s.count}, {"gflop", s.flops() * 1e-9},
+              {"default_gflops", s.flops() / def.seconds[i] * 1e-9},
+              {"tuned_gflops", s.flops() / chosen.seconds[i] * 1e-9}};
+    if (blas_best > 0) {
+      r["openblas_gflops"] = s.flops() / blas_best * 1e-9;
+      r["tuned_over_openblas"] = blas_best / chosen.seconds[i];
+    }
+    rows.push_back(r);
+    f_all += s.flops() * s.count;
+    t_def += def.seconds[i] * s.count;
+    t_tuned += chosen.seconds[i] * s.count;
+    t_blas += blas_best * s.count;
+  }
+  j["shapes"] = rows;
+  j["mini_batch"] = {{"gflop", f_all * 1e-9},
+                     {"default_gflops", f_all / t_def * 1e-9},
+                     {"tuned_gflops", f_all / t_tuned * 1e-9}};
+  if (t_blas > 0) {
+    j["mini_batch"]["openblas_gflops"] = f_all / t_blas * 1e-9;
+    j["mini_batch"]["tuned_over_openblas"] = t_blas / t_tuned;
+    j["openblas_threads"] = blas.threads();
+  } else {
+    j["openblas"] = blas.why_not();
+  }
+  j["load_after"] = load_average();
+
+  if (!vm["dry-run"].as<bool>()) {
+    ClblastKernels keep;
+    if (best != &def) {
+      keep = chosen.kernels;
+      if (!keep.count("GemmRoutine"))
+        keep["GemmRoutine"] = {{"XGEMM_MIN_INDIRECT_SIZE", keep.count("XgemmDirect") ? 1u << 20 : 64u}};
+    }
+    json extra = {{"origin", chosen.origin}, {"strategy", "clblast tuners (random -fraction, time-capped) + "
+                                                          "candidates timed on the model's shapes"},
+                  {"model_gemm_gflops_default", j["mini_batch"]["default_gflops"]},
+                  {"model_gemm_gflops_tuned", j["mini_batch"]["tuned_gflops"]}};
+    host::save_tuning(path, host::TuningKey::of(dev), keep, extra.dump());
+    j["tuning_file"] = path;
+  }
+  const std::string out = j.dump(2);
+  std::cout << out << "\n";
+  if (vm.count("json")) std::ofstream(vm["json"].as<std::string>()) << out << "\n";
+  return 0;
+}
+
+}  // namespace ttt::bench

@@ -1,0 +1,170 @@
+// The CLBlast tuning file: path, per-device records, parse/save, and the
+// once-per-Context load that hands the parameters to clblast_override().
+#include "host/tuning.hpp"
+#include "host/gemm.hpp"
+#include "host/program.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <sstream>
+#include <unistd.h>
+
+namespace ttt::host {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+constexpr const char* kFormat = "ttt-cl clblast tuning";
+constexpr int kVersion = 1;
+}  // namespace
+
+std::string tuning_file_path() {
+  if (const char* f = std::getenv("TTT_TUNING_FILE"); f && *f) return std::string(f) == "off" ? std::string() : f;
+  const std::string dir = program_cache_dir();
+  return dir.empty() ? std::string() : (fs::path(dir) / "clblast-tuning.json").string();
+}
+
+TuningKey TuningKey::of(const DeviceInfo& d) {
+  return {d.name, d.platform_version, d.driver_version, clblast_version()};
+}
+
+const char* TuningState::name() const {
+  switch (kind) {
+    case Off: return "off";
+    case Missing: return "missing";
+    case Stale: return "stale";
+    case Applied: return "applied";
+    case Invalid: return "invalid";
+  }
+  return "?";
+}
+
+bool parse_tuning(const std::string& text, const TuningKey& key, ClblastKernels& out) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    throw Error(fmt::format("not JSON ({})", e.what()));
+  }
+  if (!j.is_object() || j.value("format", "") != kFormat)
+    throw Error(fmt::format("not a tuning file (no \"format\": \"{}\")", kFormat));
+  if (!j.contains("version") || !j["version"].is_number_integer() || j["version"].get<int>() != kVersion)
+    throw Error(fmt::format("unsupported version (this build reads version {})", kVersion));
+  if (!j.contains("devices") || !j["devices"].is_array()) throw Error("\"devices\" is not an array");
+  for (const auto& d : j["devices"]) {
+    auto str = [&](const char* k) {
+      if (!d.is_object() || !d.contains(k) || !d[k].is_string())
+        throw Error(fmt::format("a device record has no string \"{}\"", k));
+      return d[k].get<std::string>();
+    };
+    const TuningKey k{str("device"), str("platform"), str("driver"), str("clblast")};
+    if (k.device != key.device || k.platform != key.platform || k.driver != key.driver || k.clblast != key.clblast)
+      continue;
+    if (!d.contains("kernels") || !d["kernels"].is_object()) throw Error("the device's \"kernels\" is not an object");
+    out.clear();
+    for (const auto& [kernel, params] : d["kernels"].items()) {
+      if (!params.is_object() || params.empty())
+        throw Error(fmt::format("kernel '{}': parameters are not a non-empty object", kernel));
+      for (const auto& [name, v] : params.items()) {
+        if (!v.is_number_unsigned()) throw Error(fmt::format("kernel '{}': {} is not a non-negative integer", kernel, name));
+        out[kernel][name] = v.get<size_t>();
+      }
+    }
+    return true;
+  }
+  return false;
+}
+
+void save_tuning(const std::string& path, const TuningKey& key, const ClblastKernels& kernels,
+                 const std::string& extra_json) {
+  if (path.empty()) throw Error("no tuning file path (TTT_TUNING_FILE=off and no cache directory)");
+  json j = {{"format", kFormat}, {"version", kVersion}, {"devices", json::array()}};
+  if (std::ifstream in(path); in) {  // keep other devices' records of a readable file
+    try {
+      json old = json::parse(in);
+      if (old.is_object() && old.value("format", "") == kFormat && old.value("version", 0) == kVersion &&
+          old.contains("devices") && old["devices"].is_array())
+        for (const auto& d : old["devices"])
+          if (d.is_object() && !(d.value("device", "") == key.device && d.value("platform", "") == key.platform &&
+                                 d.value("driver", "") == key.driver && d.value("clblast", "") == key.clblast))
+            j["devices"].push_back(d);
+    } catch (const json::exception&) {
+    }
+  }
+  json rec = {{"device", key.device}, {"platform", key.platform}, {"driver", key.driver}, {"clblast", key.clblast},
+              {"precision", 32}, {"kernels", kernels}};
+  if (!extra_json.empty()) rec["measured"] = json::parse(extra_json);
+  j["devices"].push_back(rec);
+  const fs::path p(path);
+  if (p.has_parent_path()) fs::create_directories(p.parent_path());
+  const fs::path tmp = p.string() + fmt::format(".tmp{}", ::getpid());
+  {
+    std::ofstream out(tmp);
+    out << j.dump(2) << "\n";
+    if (!out) throw Error(fmt::format("cannot write tuning file '{}'", tmp.string()));
+  }
+  fs::rename(tmp, p);  // readers see the old file or the new one, never half of one
+}
+
+namespace {
+
+TuningState load_and_apply(Context& ctx) {
+  TuningState st;
+  st.path = tuning_file_path();
+  if (st.path.empty()) return st;  // Off
+  std::ifstream in(st.path, std::ios::binary);
+  if (!in) {
+    st.kind = TuningState::Missing;
+    return st;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  ClblastKernels kernels;
+  try {
+    if (!parse_tuning(ss.str(), TuningKey::of(ctx.device()), kernels)) {
+      st.kind = TuningState::Stale;
+      st.message = fmt::format("no record for '{}' with driver {} and CLBlast {}", ctx.device().name,
+                               ctx.device().driver_version, clblast_version());
+      return st;
+    }
+    for (const auto& [kernel, params] : kernels) {
+      clblast_override(ctx, kernel, params);  // throws on parameters this CLBlast does not know
+      st.kernels.push_back(kernel);
+    }
+    st.kind = TuningState::Applied;
+    st.message = fmt::format("{} kernel(s)", st.kernels.size());
+  } catch (const std::exception& e) {
+    st.kind = TuningState::Invalid;
+    st.message = e.what();
+    // Once per file and process: every Context of a run would say the same.
+    static std::mutex mu;
+    static std::set<std::string> warned;
+    std::lock_guard<std::mutex> lock(mu);
+    if (warned.insert(st.path).second)
+      std::fprintf(stderr,
+                   "ttt-cl: warning: ignoring CLBlast tuning file '%s': %s; GEMMs use CLBlast's defaults "
+                   "(re-run 'ttt-bench tune' or delete the file)\n",
+                   st.path.c_str(), st.message.c_str());
+  }
+  return st;
+}
+
+}  // namespace
+
+const TuningState& tuning_state(Context& ctx) {
+  return ctx.memo<TuningState>("clblast-tuning", [&] { return load_and_apply(ctx); });
+}
+
+void skip_tuning_file(Context& ctx) {
+  ctx.memo<TuningState>("clblast-tuning", [] { return TuningState{}; });
+}
+
+}  // namespace ttt::host

@@ -1,0 +1,58 @@
+// CLBlast tuning parameters found by `ttt-bench tune`, stored per device in a
+// JSON file and applied (CLBlast's OverrideParameters) before a Context's
+// first GEMM. A missing file or one written for another device, driver or
+// CLBlast changes nothing but speed; a corrupt one is one warning on stderr.
+#pragma once
+
+#include "ttt/device.hpp"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ttt::host {
+
+// One CLBlast kernel's parameters ("Xgemm", "XgemmDirect", "GemmRoutine", ...), all of them by name.
+using ClblastParams = std::map<std::string, size_t>;
+using ClblastKernels = std::map<std::string, ClblastParams>;
+
+// $TTT_TUNING_FILE when set ("off" disables tuning), else
+// <program_cache_dir()>/clblast-tuning.json; empty when there is none.
+std::string tuning_file_path();
+
+// What a device's record is matched on: name, platform version, driver
+// version and CLBlast version. Another value of any of them makes the record stale.
+struct TuningKey {
+  std::string device, platform, driver, clblast;
+  static TuningKey of(const DeviceInfo& d);
+};
+
+struct TuningState {
+  enum Kind { Off, Missing, Stale, Applied, Invalid };
+  Kind kind = Off;
+  std::string path;
+  std::string message;             // why Stale/Invalid; the kernels when Applied
+  std::vector<std::string> kernels;  // applied kernels
+  const char* name() const;
+};
+
+// Reads the file, picks this device's record and applies it, once per
+// Context (the first GEMM calls it). Never throws for a bad file: an Invalid
+// state prints one line "ttt-cl: warning: ..." to stderr.
+const TuningState& tuning_state(Context& ctx);
+
+// Marks this Context as untuned (CLBlast defaults from here on unless the
+// caller overrides): what `ttt-bench tune` uses to measure the defaults.
+void skip_tuning_file(Context& ctx);
+
+// Parses a tuning file's text and returns this key's kernels; throws Error on
+// malformed content, returns false when there is no record for the key.
+bool parse_tuning(const std::string& text, const TuningKey& key, ClblastKernels& out);
+
+// Writes (or replaces) key's record in the file at path, keeping other
+// devices' records; `extra` (a JSON object as text, may be empty) is stored
+// beside the parameters for the reader (strategy, measured GFLOP/s).
+void save_tuning(const std::string& path, const TuningKey& key, const ClblastKernels& kernels,
+                 const std::string& extra_json);
+
+}  // namespace ttt::host

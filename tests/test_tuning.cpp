@@ -1,0 +1,127 @@
+// The CLBlast tuning file (host/tuning.*): missing or written for another
+// device it changes nothing; corrupt it is one warning line and CLBlast's
+// defaults; for this device its parameters are applied and GEMMs stay exact.
+// ctest runs each test in its own process, so overrides do not leak.
+#include "host/gemm.hpp"
+#include "host/tuning.hpp"
+#include "lib/reference/ops.hpp"
+#include "tests/common.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cstdlib>
+#include <unistd.h>
+
+namespace ttt::test {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+class Tuning : public DeviceTest {
+ protected:
+  fs::path path;
+  void SetUp() override {
+    DeviceTest::SetUp();
+    if (IsSkipped()) return;
+    path = fs::temp_directory_path() /
+           fmt_path(::testing::UnitTest::GetInstance()->current_test_info()->name());
+    ::setenv("TTT_TUNING_FILE", path.c_str(), 1);
+  }
+  void TearDown() override {
+    ::unsetenv("TTT_TUNING_FILE");
+    if (!path.empty()) fs::remove(path);
+  }
+  static std::string fmt_path(const std::string& test) {
+    return "ttt-tuning-" + test + "-" + std::to_string(::getpid()) + ".json";
+  }
+  void write(const std::string& text) { std::ofstream(path) << text; }
+  json record(const host::TuningKey& k, const json& kernels) {
+    return {{"format", "ttt-cl clblast tuning"},
+            {"version", 1},
+            {"devices", {{{"device", k.device}, {"platform", k.platform}, {"driver", k.driver},
+                          {"clblast", k.clblast}, {"kernels", kernels}}}}};
+  }
+  // A fresh context (tuning is applied once per context, at its first GEMM),
+  // one GEMM at awkward sizes checked against the reference; returns the state.
+  host::TuningState::Kind gemm_on_fresh_context(std::string* stderr_text = nullptr) {
+    host::Context c(host::select_device());
+    const int M = 93, N = 144, K = 7;
+    auto A = random_vec(size_t(M) * K, 11), B = random_vec(size_t(N) * K, 12);
+    std::vector<float> want(size_t(M) * N);
+    ref::matmul(want.data(), A.data(), B.data(), M, N, K, false, true, false);
+    Canaried dA(c, A), dB(c, B), dC(c, size_t(M) * N);
+    ::testing::internal::CaptureStderr();
+    host::gemm(c, host::Trans::N, host::Trans::T, M, N, K, 1.f, dA.buf, 0, K, dB.buf, 0, K, 0.f, dC.buf, 0, N);
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    if (stderr_text) *stderr_text = err;
+    EXPECT_TRUE(all_close(dC.get(), want, 1e-5, 1e-5));
+    EXPECT_TRUE(dC.canary_intact());
+    return host::tuning_state(c).kind;
+  }
+};
+
+TEST_F(Tuning, MissingFileChangesNothing) {
+  std::string err;
+  EXPECT_EQ(gemm_on_fresh_context(&err), host::TuningState::Missing);
+  EXPECT_EQ(err, "");
+}
+
+TEST_F(Tuning, OffDisablesTheFile) {
+  ::setenv("TTT_TUNING_FILE", "off", 1);
+  EXPECT_EQ(host::tuning_file_path(), "");
+  EXPECT_EQ(gemm_on_fresh_context(), host::TuningState::Off);
+}
+
+TEST_F(Tuning, StaleRecordForAnotherDeviceOrDriverIsIgnoredQuietly) {
+  host::TuningKey k = host::TuningKey::of(dev().device());
+  k.driver += "-other";
+  write(record(k, {{"Xgemm", {{"NOT_A_PARAMETER", 1}}}}).dump());
+  std::string err;
+  EXPECT_EQ(gemm_on_fresh_context(&err), host::TuningState::Stale);
+  EXPECT_EQ(err, "");
+}
+
+TEST_F(Tuning, CorruptFileIsOneWarningLineNeverACrash) {
+  const host::TuningKey k = host::TuningKey::of(dev().device());
+  const std::vector<std::string> bad = {
+      "{ this is not json",
+      json{{"format", "something else"}}.dump(),
+      record(k, {{"Xgemm", {{"MWG", -4}}}}).dump(),            // not a size
+      record(k, {{"Xgemm", {{"NOT_A_PARAMETER", 1}}}}).dump(),  // CLBlast refuses it
+  };
+  for (size_t i = 0; i < bad.size(); ++i) {
+    path.replace_filename(fmt_path("corrupt" + std::to_string(i)));
+    ::setenv("TTT_TUNING_FILE", path.c_str(), 1);
+    write(bad[i]);
+    std::string err;
+    EXPECT_EQ(gemm_on_fresh_context(&err), host::TuningState::Invalid) << bad[i];
+    EXPECT_EQ(err.rfind("ttt-cl: warning: ignoring CLBlast tuning file '" + path.string() + "'", 0), 0u) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    fs::remove(path);
+  }
+}
+
+TEST_F(Tuning, RecordForThisDeviceIsAppliedAndGemmsStayExact) {
+  // The issue's hand-found shape of kernel: no local memory, 8x8 per work-item.
+  const host::ClblastKernels kernels = {
+      {"Xgemm", {{"GEMMK", 0}, {"KREG", 1}, {"KWG", 32}, {"KWI", 2}, {"MDIMA", 8}, {"MDIMC", 8}, {"MWG", 64},
+                 {"NDIMB", 8}, {"NDIMC", 8}, {"NWG", 64}, {"SA", 0}, {"SB", 0}, {"STRM", 0}, {"STRN", 0},
+                 {"VWM", 4}, {"VWN", 4}}},
+      {"GemmRoutine", {{"XGEMM_MIN_INDIRECT_SIZE", 64}}}};
+  host::save_tuning(path.string(), host::TuningKey::of(dev().device()), kernels, R"({"note": "test"})");
+  // save_tuning keeps other devices' records and replaces this one's.
+  host::ClblastKernels back;
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  ASSERT_TRUE(host::parse_tuning(ss.str(), host::TuningKey::of(dev().device()), back));
+  EXPECT_EQ(back, kernels);
+  std::string err;
+  EXPECT_EQ(gemm_on_fresh_context(&err), host::TuningState::Applied);
+  EXPECT_EQ(err, "");
+}
+
+}  // namespace
+}  // namespace ttt::test
