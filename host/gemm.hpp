@@ -20,6 +20,11 @@ void gemm_strided_batched(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, 
                           size_t ldb, size_t b_stride, float beta, Buffer& C, size_t c_off, size_t ldc,
                           size_t c_stride, size_t batch, const char* label = "gemm_batched");
 
+// Releases CLBlast's cached programs and kernels (every context's). Context's
+// destructor calls it so that no OpenCL object outlives its context or is
+// released from a static destructor after the runtime has shut down.
+void clear_gemm_cache();
+
 // Symbolic name of a CLBlast status code (which extends OpenCL's).
 const char* clblast_status_name(int status);
 
