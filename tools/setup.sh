@@ -17,11 +17,27 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# apt-get that waits up to 10 minutes for a lock another apt or dpkg holds:
+# DPkg::Lock::Timeout covers the dpkg lock, and a failure on the lists lock
+# (apt-get update) is retried.
+apt_wait() {
+  local deadline=$((SECONDS + 600)) err
+  while :; do
+    if err=$(apt-get -o DPkg::Lock::Timeout=600 "$@" 2>&1 1>&3); then return 0; fi
+    if [[ $err == *"Could not get lock"* || $err == *"Unable to lock"* ]] && ((SECONDS < deadline)); then
+      echo "== another apt holds its lock; waiting" >&2
+      sleep 5
+    else
+      echo "$err" >&2
+      return 1
+    fi
+  done 3>&1
+}
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt_wait update -qq
+  apt_wait install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 # Python is for the tests' reference encoders only, in a venv inside the build tree.
