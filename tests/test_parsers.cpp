@@ -81,5 +81,33 @@ TEST_F(Parsers, ConfigNumberOverflow) {
   EXPECT_NE(e.find("invalid JSON"), std::string::npos) << e;
 }
 
+// A .npy v2 header may be 4 GiB long; std::regex's recursive matcher
+// overflowed the stack on ~300 KB of it (ASan: stack-overflow; a plain
+// SIGSEGV in a release build with a longer header).
+std::string npy_v2(const std::string& header, const std::string& payload) {
+  std::string out = "\x93NUMPY\x02";
+  out += '\0';
+  const uint32_t n = uint32_t(header.size());
+  out.append(reinterpret_cast<const char*>(&n), 4);
+  return out + header + payload;
+}
+
+TEST(NpyParser, LongHeader) {
+  const std::string h = "{'descr': '<i4', 'fortran_order': False, 'shape': (" + std::string(300000, ' ') + "2,), }\n";
+  const int32_t ids[2] = {7, 9};
+  EXPECT_EQ(read_token_npy(npy_v2(h, std::string(reinterpret_cast<const char*>(ids), 8)), "a.npy"),
+            (std::vector<int32_t>{7, 9}));
+}
+
+// A dimension of 20+ digits escaped std::stoll as std::out_of_range; one whose
+// byte count wraps size_t passed the size check and asked for a 2^62-element vector.
+TEST(NpyParser, HugeDimensions) {
+  for (const char* shape : {"(12345678901234567890123,)", "(4611686018427387904,)", "(3a,)", "(,)"}) {
+    const std::string h = std::string("{'descr': '<i4', 'fortran_order': False, 'shape': ") + shape + ", }\n";
+    const std::string e = error_of([&] { read_token_npy(npy_v2(h, std::string(16, '\0')), "a.npy"); });
+    EXPECT_NE(e.find("a.npy"), std::string::npos) << shape << ": " << e;
+  }
+}
+
 }  // namespace
 }  // namespace ttt::test
