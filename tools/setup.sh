@@ -3,7 +3,9 @@
 # packages ttt-cl needs, builds it, then either runs the demo (perplexity of
 # the bundled model on the bundled text) or the whole test suite.
 #   tools/setup.sh demo    install, build, evaluate
-#   tools/setup.sh test    install, build, ctest (what .ci/run runs)
+#   tools/setup.sh test    install, build, ctest (Oclgrind included), the suite
+#                          again under ASan+UBSan, each fuzzer briefly (what
+#                          .ci/run runs; docs/checking.md)
 set -euo pipefail
 mode=${1:-demo}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +15,8 @@ jobs=$(nproc)
 packages=(build-essential cmake pkg-config git ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd
           libboost-program-options-dev libfmt-dev nlohmann-json3-dev libpcre2-dev libgtest-dev
           python3 python3-venv)
+# The test mode's extra checks (docs/checking.md): kernels under Oclgrind, libFuzzer from clang.
+[ "$mode" = test ] && packages+=(oclgrind clang-14 libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -72,8 +76,24 @@ case "$mode" in
     "$build/apps/ttt-perplexity" -m "$model" -f "$root/data/genesis-kjv.txt" --json "$build/demo.json"
     ;;
   test)
-    cd "$build"
-    ctest --output-on-failure -j "$jobs" --timeout 1200
+    # 1. The suite, kernels under Oclgrind included (label oclgrind).
+    ctest --test-dir "$build" --output-on-failure -j "$jobs" --timeout 1200
+    # 2. The suite again with AddressSanitizer and UBSan, sharing build/'s kernel caches.
+    asan=${TTT_ASAN_BUILD_DIR:-$root/build-asan}
+    echo "== sanitizers: building in $asan (-DTTT_SANITIZE=address,undefined)"
+    cmake -S "$root" -B "$asan" -DCMAKE_BUILD_TYPE=Release -DTTT_SANITIZE=address,undefined -DTTT_BUILD_BENCH=OFF \
+          -DTTT_KERNEL_CACHE_ROOT="$build" -DPython3_EXECUTABLE="$(command -v "$py" || echo "$py")" >/dev/null
+    cmake --build "$asan" -j "$jobs"
+    # No suppressions needed so far: PoCL and CLBlast run clean under ASan, LSan and UBSan.
+    ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      ctest --test-dir "$asan" --output-on-failure -j "$jobs" --timeout 1200
+    # 3. Every parser under libFuzzer for a short budget (TTT_FUZZ_SECONDS each).
+    fuzz=${TTT_FUZZ_BUILD_DIR:-$root/build-fuzz}
+    echo "== fuzzing: building in $fuzz (-DTTT_FUZZ=ON, clang)"
+    CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$fuzz" -DCMAKE_BUILD_TYPE=Release -DTTT_FUZZ=ON \
+          -DTTT_BUILD_TESTS=OFF -DTTT_BUILD_BENCH=OFF >/dev/null
+    cmake --build "$fuzz" -j "$jobs" --target fuzz
+    "$root/tools/fuzz.sh" "$fuzz" "${TTT_FUZZ_SECONDS:-40}"
     ;;
   *)
     echo "usage: tools/setup.sh demo|test" >&2
