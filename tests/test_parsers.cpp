@@ -109,5 +109,16 @@ TEST(NpyParser, HugeDimensions) {
   }
 }
 
+// A model.type that is not a string made nlohmann throw type_error out of
+// Tokenizer::from_file (found by fuzz_tokenizer_file).
+TEST_F(Parsers, TokenizerJsonMemberOfWrongType) {
+  for (const char* text : {R"({"model": {"type": 5, "vocab": {}, "merges": []}})",
+                           R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "added_tokens": [1]})"}) {
+    const std::string p = file("tokenizer.json", text);
+    const std::string e = error_of([&] { Tokenizer::from_file(p); });
+    EXPECT_NE(e.find(p), std::string::npos) << text << ": " << e;
+  }
+}
+
 }  // namespace
 }  // namespace ttt::test
