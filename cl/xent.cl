@@ -15,9 +15,14 @@ __kernel void xent_fwd_tile(__global float* logits, int ld, int nv, int v0,
   const int t = get_group_id(0), lid = get_local_id(0), nl = get_local_size(0);
   __global float* l = logits + (long)t * ld;
   const int tg = targets[t] - v0;
-  if (lid == 0 && tg >= 0 && tg < nv) tgt_logit[t] = l[tg];  // read before p overwrites it
+  // The target's logit is saved by the work-item that owns column tg, the same
+  // one that overwrites it with p below: no other item touches l[tg].
   float mx = -INFINITY;
-  for (int v = lid; v < nv; v += nl) mx = fmax(mx, l[v]);
+  for (int v = lid; v < nv; v += nl) {
+    const float x = l[v];
+    if (v == tg) tgt_logit[t] = x;
+    mx = fmax(mx, x);
+  }
   mx = wg_max(mx, scratch);
   const float m_old = m_run[t];
   const float m_new = fmax(m_old, mx);
@@ -31,6 +36,9 @@ __kernel void xent_fwd_tile(__global float* logits, int ld, int nv, int v0,
   s = wg_sum(s, scratch);
   if (write_probs)
     for (int d = lid; d < D; d += nl) U[(long)t * D + d] *= alpha;
+  // Every item has read m_run[t] above; item 0 may overwrite it only once
+  // they all have, which takes a global fence (the reductions fence only local memory).
+  barrier(CLK_GLOBAL_MEM_FENCE);
   if (lid == 0) {
     s_run[t] = s_run[t] * alpha + s;
     m_run[t] = m_new;

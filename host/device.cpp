@@ -2,6 +2,7 @@
 #include "ttt/device.hpp"
 #include "host/error.hpp"
 
+#include "host/gemm.hpp"
 #include "host/program.hpp"
 
 #include <fmt/format.h>
@@ -188,6 +189,7 @@ Context::Context(const DeviceInfo& device) : device_(device) {
 
 Context::~Context() {
   if (queue_) clFinish(queue_);
+  clear_gemm_cache();
   programs_.reset();
   profiler_.reset();
   if (queue_) clReleaseCommandQueue(queue_);

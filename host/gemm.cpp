@@ -12,6 +12,8 @@
 
 namespace ttt::host {
 
+void clear_gemm_cache() { clblast::ClearCache(); }
+
 const char* clblast_status_name(int s) {
   using clblast::StatusCode;
   switch (StatusCode(s)) {

@@ -33,6 +33,11 @@ void scal(Context& ctx, size_t n, float alpha, Buffer& x, size_t off, const char
 void gemv(Context& ctx, Trans ta, size_t M, size_t N, float alpha, const Buffer& A, size_t a_off, size_t lda,
           const Buffer& x, size_t x_off, float beta, Buffer& y, size_t y_off, const char* label = "gemv");
 
+// Releases CLBlast's cached programs and kernels (every context's). Context's
+// destructor calls it so that no OpenCL object outlives its context or is
+// released from a static destructor after the runtime has shut down.
+void clear_gemm_cache();
+
 // Symbolic name of a CLBlast status code (which extends OpenCL's).
 const char* clblast_status_name(int status);
 

@@ -86,15 +86,31 @@ inline double max_abs_diff(const std::vector<float>& a, const std::vector<double
   return m;
 }
 
-// One OpenCL context for the whole test binary; tests skip when no device exists.
+// One OpenCL context for the whole test binary; tests skip when no device
+// exists. The context is released when RUN_ALL_TESTS ends, not by a static
+// destructor: at exit the thread-local state of the OpenCL runtime is already
+// gone (Oclgrind's per-thread API call stack is, and every later OpenCL call
+// corrupts the heap: "corrupted double-linked list").
+class DeviceEnvironment : public ::testing::Environment {
+ public:
+  static std::unique_ptr<host::Context>& context() {
+    static std::unique_ptr<host::Context> c;
+    return c;
+  }
+  void TearDown() override { context().reset(); }
+};
+inline ::testing::Environment* const kDeviceEnvironment =
+    ::testing::AddGlobalTestEnvironment(new DeviceEnvironment);
+
 class DeviceTest : public ::testing::Test {
  protected:
   static host::Context* ctx() {
-    static std::unique_ptr<host::Context> c = [] {
-      std::unique_ptr<host::Context> r;
-      if (!host::list_devices().empty()) r = std::make_unique<host::Context>(host::select_device());
-      return r;
-    }();
+    static bool tried = false;
+    auto& c = DeviceEnvironment::context();
+    if (!tried) {
+      tried = true;
+      if (!host::list_devices().empty()) c = std::make_unique<host::Context>(host::select_device());
+    }
     return c.get();
   }
   void SetUp() override {

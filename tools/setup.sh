@@ -3,7 +3,9 @@
 # packages ttt-cl needs, builds it, then either runs the demo (perplexity of
 # the bundled model on the bundled text) or the whole test suite.
 #   tools/setup.sh demo    install, build, evaluate
-#   tools/setup.sh test    install, build, ctest (what .ci/run runs)
+#   tools/setup.sh test    install, build, ctest (Oclgrind included), the suite
+#                          again under ASan+UBSan, each fuzzer briefly (what
+#                          .ci/run runs; docs/checking.md)
 set -euo pipefail
 mode=${1:-demo}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,15 +15,33 @@ jobs=$(nproc)
 packages=(build-essential cmake pkg-config git ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd
           libboost-program-options-dev libfmt-dev nlohmann-json3-dev libpcre2-dev libgtest-dev
           libopenmpi-dev openmpi-bin python3 python3-venv librsvg2-bin)
+# The test mode's extra checks (docs/checking.md): kernels under Oclgrind, libFuzzer from clang.
+[ "$mode" = test ] && packages+=(oclgrind clang-14 libclang-rt-14-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# apt-get that waits up to 10 minutes for a lock another apt or dpkg holds:
+# DPkg::Lock::Timeout covers the dpkg lock, and a failure on the lists lock
+# (apt-get update) is retried.
+apt_wait() {
+  local deadline=$((SECONDS + 600)) err
+  while :; do
+    if err=$(apt-get -o DPkg::Lock::Timeout=600 "$@" 2>&1 1>&3); then return 0; fi
+    if [[ $err == *"Could not get lock"* || $err == *"Unable to lock"* ]] && ((SECONDS < deadline)); then
+      echo "== another apt holds its lock; waiting" >&2
+      sleep 5
+    else
+      echo "$err" >&2
+      return 1
+    fi
+  done 3>&1
+}
 if [ ${#missing[@]} -gt 0 ]; then
   echo "== installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt_wait update -qq
+  apt_wait install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 # Python is for the tests' reference encoders and the checkpoint converter, in a venv inside the build tree.
@@ -59,8 +79,45 @@ case "$mode" in
     "$build/apps/ttt-perplexity" -m "$model" -f "$root/data/genesis-kjv.txt" --json "$build/demo.json"
     ;;
   test)
-    cd "$build"
-    ctest --output-on-failure -j "$jobs" --timeout 1200
+    # 1. The suite, kernels under Oclgrind included (label oclgrind).
+    summary=()
+    run_ctest() {  # ctest with its summary line kept for the end: "N% tests passed, F tests failed out of T"
+      local dir=$1 label=$2 log
+      log=$(mktemp)
+      ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 1200 2>&1 | tee "$log"
+      local rc=${PIPESTATUS[0]}
+      summary+=("$label: $(grep -E '^[0-9]+% tests passed' "$log" | tail -1)")
+      rm -f "$log"
+      return "$rc"
+    }
+    run_ctest "$build" "suite"
+    # 2. The suite again with AddressSanitizer and UBSan, sharing build/'s kernel caches.
+    asan=${TTT_ASAN_BUILD_DIR:-$root/build-asan}
+    echo "== sanitizers: building in $asan (-DTTT_SANITIZE=address,undefined)"
+    cmake -S "$root" -B "$asan" -DCMAKE_BUILD_TYPE=Release -DTTT_SANITIZE=address,undefined -DTTT_BUILD_BENCH=OFF \
+          -DTTT_KERNEL_CACHE_ROOT="$build" -DPython3_EXECUTABLE="$(command -v "$py" || echo "$py")" >/dev/null
+    cmake --build "$asan" -j "$jobs"
+    # No suppressions needed so far: PoCL and CLBlast run clean under ASan, LSan and UBSan.
+    ASAN_OPTIONS=detect_leaks=1:strict_string_checks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+      run_ctest "$asan" "sanitizers (ASan+UBSan)"
+    # 3. Every parser under libFuzzer for a short budget (TTT_FUZZ_SECONDS each).
+    fuzz=${TTT_FUZZ_BUILD_DIR:-$root/build-fuzz}
+    echo "== fuzzing: building in $fuzz (-DTTT_FUZZ=ON, clang)"
+    CC=clang-14 CXX=clang++-14 cmake -S "$root" -B "$fuzz" -DCMAKE_BUILD_TYPE=Release -DTTT_FUZZ=ON \
+          -DTTT_BUILD_TESTS=OFF -DTTT_BUILD_BENCH=OFF >/dev/null
+    cmake --build "$fuzz" -j "$jobs" --target fuzz
+    "$root/tools/fuzz.sh" "$fuzz" "${TTT_FUZZ_SECONDS:-40}"
+    summary+=("fuzzing: every target ran ${TTT_FUZZ_SECONDS:-40} s with no crash")
+    # The summaries last, ctest's totals in the closing line.
+    echo "== summary"
+    printf '%s\n' "${summary[@]}"
+    passed=0 failed=0
+    for line in "${summary[@]}"; do
+      if [[ $line =~ ([0-9]+)\ tests\ failed\ out\ of\ ([0-9]+) ]]; then
+        failed=$((failed + BASH_REMATCH[1])) passed=$((passed + BASH_REMATCH[2] - BASH_REMATCH[1]))
+      fi
+    done
+    echo "ctest: $passed passed, $failed failed"
     ;;
   *)
     echo "usage: tools/setup.sh demo|test" >&2

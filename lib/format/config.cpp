@@ -114,7 +114,7 @@ Config Config::load(const std::string& path) {
   json j;
   try {
     j = json::parse(f);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number like 1E999
     throw Error(fmt::format("{}: invalid JSON: {}", path, e.what()));
   }
   return from_json(j, path);

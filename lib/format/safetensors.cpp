@@ -142,7 +142,7 @@ SafeTensors::SafeTensors(const std::string& path) : path_(path) {
     nlohmann::json header;
     try {
       header = nlohmann::json::parse(base + 8, base + 8 + hlen);
-    } catch (const nlohmann::json::parse_error& e) {
+    } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1E999
       throw Error(fmt::format("{}: header is not valid JSON: {}", path, e.what()));
     }
     if (!header.is_object()) throw Error(fmt::format("{}: header is not a JSON object", path));
@@ -214,7 +214,7 @@ std::vector<float> SafeTensors::to_f32(const TensorView& t) {
   std::vector<float> out(n);
   switch (t.dtype) {
     case DType::F32:
-      std::memcpy(out.data(), t.data, n * 4);
+      if (n) std::memcpy(out.data(), t.data, n * 4);  // an empty vector's data() may be null
       break;
     case DType::F16:
     case DType::BF16:

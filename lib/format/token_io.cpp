@@ -12,7 +12,8 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <regex>
+#include <optional>
+#include <string_view>
 #include <sstream>
 
 namespace ttt {
@@ -62,6 +63,36 @@ std::vector<int32_t> read_token_text(const std::string& text, const std::string&
   return ids;
 }
 
+namespace {
+
+// The value of `key` in a .npy header, a Python dict literal such as
+// {'descr': '<i4', 'fortran_order': False, 'shape': (3,), }: a quoted string
+// (without its quotes), a parenthesised tuple (without its parentheses) or a
+// bare word. A plain scanner, linear in the header: std::regex's recursive
+// matcher overflowed the stack on a long header.
+std::optional<std::string_view> npy_value(std::string_view h, std::string_view key) {
+  const std::string quoted = "'" + std::string(key) + "'";
+  const size_t k = h.find(quoted);
+  if (k == std::string_view::npos) return std::nullopt;
+  size_t i = h.find_first_not_of(" \t", k + quoted.size());
+  if (i == std::string_view::npos || h[i] != ':') return std::nullopt;
+  i = h.find_first_not_of(" \t", i + 1);
+  if (i == std::string_view::npos) return std::nullopt;
+  const char open = h[i];
+  const char close = open == '\'' ? '\'' : open == '(' ? ')' : '\0';
+  if (close) {
+    const size_t e = h.find(close, i + 1);
+    if (e == std::string_view::npos) return std::nullopt;
+    return h.substr(i + 1, e - i - 1);
+  }
+  const size_t e = h.find_first_of(",}", i);
+  if (e == std::string_view::npos) return std::nullopt;
+  const std::string_view word = h.substr(i, e - i);
+  return word.substr(0, word.find_last_not_of(" \t") + 1);
+}
+
+}  // namespace
+
 std::vector<int32_t> read_token_npy(const std::string& b, const std::string& origin) {
   auto bad = [&](const std::string& why) { return Error(fmt::format("{}: not a readable .npy token array: {}", origin, why)); };
   if (b.size() < 10 || b.compare(0, 6, "\x93NUMPY") != 0) throw bad("missing the \\x93NUMPY magic");
@@ -78,36 +109,45 @@ std::vector<int32_t> read_token_npy(const std::string& b, const std::string& ori
   } else {
     throw bad(fmt::format("unsupported format version {}", major));
   }
-  if (hstart + hlen > b.size()) throw bad("header runs past the end of the file");
-  const std::string h = b.substr(hstart, hlen);
-  std::smatch m;
-  if (!std::regex_search(h, m, std::regex(R"('descr'\s*:\s*'([<>|=])([iu])(\d)')")))
-    throw bad(fmt::format("dtype in header {} is not an integer type", h));
-  const char order = m[1].str()[0], kind = m[2].str()[0];
-  const int size = std::stoi(m[3].str());
+  if (hlen > b.size() - hstart) throw bad("header runs past the end of the file");
+  const std::string_view h(b.data() + hstart, hlen);
+  const std::string shown(h.substr(0, 200));
+  const auto descr = npy_value(h, "descr");
+  if (!descr || descr->size() != 3 || std::string_view("<>|=").find((*descr)[0]) == std::string_view::npos ||
+      ((*descr)[1] != 'i' && (*descr)[1] != 'u') || (*descr)[2] < '0' || (*descr)[2] > '9')
+    throw bad(fmt::format("dtype in header {} is not an integer type", shown));
+  const char order = (*descr)[0], kind = (*descr)[1];
+  const int size = (*descr)[2] - '0';
   const bool ok_type = (kind == 'i' && (size == 4 || size == 8)) || (kind == 'u' && (size == 2 || size == 4));
   if (!ok_type)
     throw bad(fmt::format("dtype {}{} is not supported (int32, uint32, int64 or uint16)", kind, size));
-  if (std::regex_search(h, std::regex(R"('fortran_order'\s*:\s*True)")) &&
-      !std::regex_search(h, std::regex(R"('shape'\s*:\s*\(\s*\d+\s*,?\s*\))")))
-    throw bad("fortran_order arrays of more than one dimension are not supported");
-  if (!std::regex_search(h, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))"))) throw bad("no shape in header");
+  const auto shape = npy_value(h, "shape");
+  if (!shape) throw bad("no shape in header");
+  // Dimensions: decimal integers separated by commas, a trailing comma allowed.
   std::vector<long long> dims;
-  std::string s = m[1].str();
-  const std::regex number(R"(\d+)");
-  for (std::sregex_iterator it(s.begin(), s.end(), number), end; it != end; ++it)
-    dims.push_back(std::stoll(it->str()));
+  for (size_t i = 0; i < shape->size();) {
+    const size_t e = std::min(shape->find(',', i), shape->size());
+    std::string_view d = shape->substr(i, e - i);
+    const size_t first = d.find_first_not_of(" \t\r\n");
+    d = first == std::string_view::npos ? std::string_view() : d.substr(first, d.find_last_not_of(" \t\r\n") - first + 1);
+    if (d.empty() && e == shape->size() && !dims.empty()) break;  // (3,)
+    if (d.empty() || d.size() > 18 || !std::all_of(d.begin(), d.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      throw bad(fmt::format("shape ({}) is not a tuple of non-negative integers", shape->substr(0, 100)));
+    dims.push_back(std::stoll(std::string(d)));
+    i = e + 1;
+  }
+  const auto fortran = npy_value(h, "fortran_order");
+  if (fortran && *fortran == "True" && dims.size() > 1)
+    throw bad("fortran_order arrays of more than one dimension are not supported");
   long long n = 1;
   int big = 0;
-  for (auto d : dims) {
-    n *= d;
-    big += d > 1;
-  }
-  if (big > 1) throw bad(fmt::format("shape ({}) has more than one dimension above 1", s));
+  for (auto d : dims) big += d > 1;
+  if (big > 1) throw bad(fmt::format("shape ({}) has more than one dimension above 1", shape->substr(0, 100)));
+  for (auto d : dims) n *= d;  // at most one factor above 1, itself below 10^18: no overflow
   const size_t data = hstart + hlen;
-  if (b.size() - data < size_t(n) * size)
-    throw bad(fmt::format("{} elements of {} bytes need {} bytes of data, the file has {}", n, size, size_t(n) * size,
-                          b.size() - data));
+  if (size_t(n) > (b.size() - data) / size_t(size))
+    throw bad(fmt::format("{} elements of {} bytes need {} bytes of data, the file has {}", n, size,
+                          (unsigned long long)n * size, b.size() - data));
   if (n == 0) throw Error(fmt::format("{}: holds no token ids", origin));
   const bool swap = order == '>';
   std::vector<int32_t> ids(static_cast<size_t>(n));

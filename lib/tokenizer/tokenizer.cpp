@@ -13,6 +13,7 @@
 #include "ttt/config.hpp"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <filesystem>
@@ -152,7 +153,12 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
   if (content.empty()) throw Error(fmt::format("{}: empty tokenizer file", path));
   const size_t first = content.find_first_not_of(" \t\r\n");
   const bool json = fs::path(path).extension() == ".json" || (first != std::string::npos && content[first] == '{');
-  return Tokenizer(json ? tok::load_hf_json(path, content) : tok::load_tiktoken(path, content));
+  try {
+    return Tokenizer(json ? tok::load_hf_json(path, content) : tok::load_tiktoken(path, content));
+  } catch (const nlohmann::json::exception& e) {
+    // A member of an unexpected type (e.g. "type": 5) that no explicit check caught.
+    throw Error(fmt::format("{}: unexpected tokenizer.json structure: {}", path, e.what()));
+  }
 }
 
 Tokenizer Tokenizer::for_model(const std::string& dir, const Config& config) {
