@@ -38,6 +38,13 @@ size_t Kernel::max_work_group() const {
   return wg;
 }
 
+size_t Kernel::local_mem() const {
+  cl_ulong bytes = 0;
+  check(clGetKernelWorkGroupInfo(k_, ctx_.device().id, CL_KERNEL_LOCAL_MEM_SIZE, sizeof(bytes), &bytes, nullptr),
+        "clGetKernelWorkGroupInfo", fmt::format("kernel '{}' on '{}'", name_, ctx_.device().name));
+  return size_t(bytes);
+}
+
 void Kernel::launch(const Range& global, const Range& local) {
   const DeviceInfo& dev = ctx_.device();
   auto where = [&] {

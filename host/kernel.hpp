@@ -51,6 +51,8 @@ class Kernel {
   const std::string& name() const { return name_; }
   // Largest work-group size this kernel can run with on this device.
   size_t max_work_group() const;
+  // Bytes of local memory the compiled kernel declares (CL_KERNEL_LOCAL_MEM_SIZE).
+  size_t local_mem() const;
 
  private:
   void set(cl_uint i, const Buffer& b);

@@ -18,16 +18,29 @@ struct AttnConfig {
   std::string options;
 };
 
-// Work-items per group: 64, halved until the compiled kernel accepts it.
+// Work-items per group: 64, halved until the compiled kernel accepts it; the
+// key tile is halved until every kernel of the family fits the device's local
+// memory (a driver may count a program's __local arrays generously: Oclgrind's
+// 32 KB took 33 KB for head_dim 64 with the first tile).
 AttnConfig attn_config(Context& ctx, int E) {
   if (E < 2 || E > 256 || E % 2) throw Error(fmt::format("attention: head_dim {} is outside 2..256 or odd", E));
-  const int bk = E <= 64 ? 32 : E <= 128 ? 16 : 8;
+  int bk = E <= 64 ? 32 : E <= 128 ? 16 : 8;
   int bq = int(std::min<size_t>(64, ctx.device().max_work_group));
   for (;;) {
     AttnConfig c{bq, bk, fmt::format("-DATT_E={} -DATT_BQ={} -DATT_BK={}", E, bq, bk)};
-    host::Kernel probe(ctx, "attention", "attention_fwd", c.options);
-    if (probe.max_work_group() >= size_t(bq) || bq == 1) return c;
-    bq /= 2;
+    size_t local = 0, wg = SIZE_MAX;
+    for (const char* name : {"attention_fwd", "attention_bwd_dq", "attention_bwd_dkv"}) {
+      host::Kernel probe(ctx, "attention", name, c.options);
+      local = std::max(local, probe.local_mem());
+      wg = std::min(wg, probe.max_work_group());
+    }
+    if (local > ctx.device().local_mem && bk > 1) {
+      bk /= 2;
+    } else if (wg < size_t(bq) && bq > 1) {
+      bq /= 2;
+    } else {
+      return c;
+    }
   }
 }
 
