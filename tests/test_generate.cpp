@@ -10,6 +10,7 @@
 #include "ttt/sampling.hpp"
 #include "lib/reference/model.hpp"
 #include "tests/common.hpp"
+#include "tests/model_fixtures.hpp"
 
 #include <cmath>
 #include <set>
@@ -114,20 +115,8 @@ TEST(TextStream, StopsAtAStopStringSplitAcrossTokensWithoutPrintingIt) {
 
 // ---- device: decoding ----
 
-Config tiny_config() {
-  Config c;
-  c.vocab_size = 23;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 3;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 12;
-  c.sliding_window_size = 6;
-  c.mini_batch_size = 5;
-  c.suffix_len = 2;
-  c.prime = true;
-  c.inner_lr = 0.3f;
-  c.inner_clip_gradient = 0.5f;
-  c.bos_token_id = 2;
+Config decode_config() {
+  Config c = tiny_config();
   c.eos_token_id = 3;
   return c;
 }
@@ -173,7 +162,7 @@ std::vector<int32_t> prompt_tokens(size_t n) {
 class Decode : public DeviceTest {};
 
 TEST_F(Decode, GreedyGenerationIsDeterministic) {
-  const Model m = Model::random(tiny_config(), 21, 0.5f);
+  const Model m = Model::random(decode_config(), 21, 0.5f);
   Engine e(dev(), m);
   const auto a = generate(e.session(), prompt_tokens(7), 17);
   const auto b = generate(e.session(), prompt_tokens(7), 17);
@@ -185,7 +174,7 @@ TEST_F(Decode, GreedyGenerationIsDeterministic) {
 // Prompt lengths that end inside, at, and just after a mini-batch, so that
 // the step comes from a prefill, a replay of a prompt tail, or single tokens.
 TEST_F(Decode, GenerateThenScoreGivesThePrefillWeightsAndNlls) {
-  const Model m = Model::random(tiny_config(), 22, 0.5f);
+  const Model m = Model::random(decode_config(), 22, 0.5f);
   Engine e(dev(), m);
   for (size_t plen : {1u, 3u, 5u, 6u, 12u}) {
     const int n = int(21 - plen);  // 21 tokens: 4 full mini-batches, every step taken
@@ -217,7 +206,7 @@ TEST_F(Decode, GenerateThenScoreGivesThePrefillWeightsAndNlls) {
 // the reference scoring the finished text: positions W-1, W, W+1 (the window
 // fills, then slides) and 3W+5 (the ring of W + B - 1 rows wrapped twice).
 TEST_F(Decode, RingWrapAroundMatchesTheReference) {
-  const Config c = tiny_config();
+  const Config c = decode_config();
   const Model m = Model::random(c, 23, 0.5f);
   const int W = c.sliding_window_size, last = 3 * W + 5;
   for (bool ttt : {false, true}) {
@@ -235,7 +224,7 @@ TEST_F(Decode, RingWrapAroundMatchesTheReference) {
 }
 
 TEST_F(Decode, FullAttentionEqualsSlidingWindowWhenTheWindowCoversTheContext) {
-  Config c = tiny_config();
+  Config c = decode_config();
   c.sliding_window_size = 40;
   const Model m = Model::random(c, 24, 0.5f);
   const auto doc = prompt_tokens(33);
@@ -252,7 +241,7 @@ TEST_F(Decode, FullAttentionEqualsSlidingWindowWhenTheWindowCoversTheContext) {
 
 // Window 6 in the model, 100 in the engine: the reference with window 100.
 TEST_F(Decode, FullAttentionMatchesTheReferenceWithAnUnboundedWindow) {
-  const Model m = Model::random(tiny_config(), 25, 0.5f);
+  const Model m = Model::random(decode_config(), 25, 0.5f);
   Model unbounded = m;
   unbounded.config.sliding_window_size = 100;
   for (bool ttt : {false, true}) {
@@ -273,7 +262,7 @@ TEST_F(Decode, FullAttentionMatchesTheReferenceWithAnUnboundedWindow) {
 }
 
 TEST_F(Decode, ReplayNeedsTheEndOfAMiniBatch) {
-  const Model m = Model::random(tiny_config(), 26, 0.5f);
+  const Model m = Model::random(decode_config(), 26, 0.5f);
   Engine e(dev(), m);
   const auto t = prompt_tokens(6);
   e.session().reset();

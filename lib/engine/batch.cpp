@@ -22,28 +22,7 @@ Buffer BatchSession::Impl::alloc(size_t floats, const char* what) {
 }
 
 void BatchSession::Impl::alloc_acts(BlockActs& a, bool prime) {
-  const size_t R = size_t(T), D = size_t(e.c.hidden_size), H = size_t(e.c.num_attention_heads),
-               I = size_t(e.c.intermediate_size);
-  a.hn1 = alloc(R * D, "hn1");
-  a.rs1 = alloc(R, "rstd1");
-  a.qkv = alloc(R * 3 * D, "qkv");
-  a.rq = alloc(R * H, "q rstd");
-  a.rk = alloc(R * H, "k rstd");
-  a.qr = alloc(R * D, "q");
-  a.kr = alloc(R * D, "k");
-  a.o = alloc(R * D, "attention out");
-  a.lse = alloc(R * H, "lse");
-  a.a = alloc(R * D, "attention proj");
-  a.rs2 = alloc(R, "rstd2");
-  for (MlpActs* m : {&a.ffn, &a.prime}) {
-    if (m == &a.prime && !prime) break;
-    m->hn = alloc(R * D, "mlp hn");
-    m->rs_pre = alloc(R, "mlp rstd pre");
-    m->h13 = alloc(R * 2 * I, "mlp h13");
-    m->g = alloc(R * I, "mlp g");
-    m->m = alloc(R * D, "mlp out");
-    m->rs_post = alloc(R, "mlp rstd post");
-  }
+  alloc_block_acts(a, size_t(T), e.c, prime, [this](size_t n, const char* what) { return alloc(n, what); });
 }
 
 BatchSession::Impl::Impl(Engine::Impl& eng, int slots, SessionOptions o) : e(eng) {

@@ -57,29 +57,33 @@ void Engine::Impl::upload(const Model& m) {
   }
 }
 
-void Engine::Impl::alloc_acts(BlockActs& a, bool prime) {
-  const size_t T = size_t(B), D = size_t(c.hidden_size), H = size_t(c.num_attention_heads),
-               I = size_t(c.intermediate_size);
-  a.hn1 = alloc(T * D, "hn1");
-  a.rs1 = alloc(T, "rstd1");
-  a.qkv = alloc(T * 3 * D, "qkv");
-  a.rq = alloc(T * H, "q rstd");
-  a.rk = alloc(T * H, "k rstd");
-  a.qr = alloc(T * D, "q");
-  a.kr = alloc(T * D, "k");
-  a.o = alloc(T * D, "attention out");
-  a.lse = alloc(T * H, "lse");
-  a.a = alloc(T * D, "attention proj");
-  a.rs2 = alloc(T, "rstd2");
+void alloc_block_acts(BlockActs& a, size_t R, const Config& c, bool prime,
+                      const std::function<Buffer(size_t, const char*)>& alloc) {
+  const size_t D = size_t(c.hidden_size), H = size_t(c.num_attention_heads), I = size_t(c.intermediate_size);
+  a.hn1 = alloc(R * D, "hn1");
+  a.rs1 = alloc(R, "rstd1");
+  a.qkv = alloc(R * 3 * D, "qkv");
+  a.rq = alloc(R * H, "q rstd");
+  a.rk = alloc(R * H, "k rstd");
+  a.qr = alloc(R * D, "q");
+  a.kr = alloc(R * D, "k");
+  a.o = alloc(R * D, "attention out");
+  a.lse = alloc(R * H, "lse");
+  a.a = alloc(R * D, "attention proj");
+  a.rs2 = alloc(R, "rstd2");
   for (MlpActs* m : {&a.ffn, &a.prime}) {
     if (m == &a.prime && !prime) break;
-    m->hn = alloc(T * D, "mlp hn");
-    m->rs_pre = alloc(T, "mlp rstd pre");
-    m->h13 = alloc(T * 2 * I, "mlp h13");
-    m->g = alloc(T * I, "mlp g");
-    m->m = alloc(T * D, "mlp out");
-    m->rs_post = alloc(T, "mlp rstd post");
+    m->hn = alloc(R * D, "mlp hn");
+    m->rs_pre = alloc(R, "mlp rstd pre");
+    m->h13 = alloc(R * 2 * I, "mlp h13");
+    m->g = alloc(R * I, "mlp g");
+    m->m = alloc(R * D, "mlp out");
+    m->rs_post = alloc(R, "mlp rstd post");
   }
+}
+
+void Engine::Impl::alloc_acts(BlockActs& a, bool prime) {
+  alloc_block_acts(a, size_t(B), c, prime, [this](size_t n, const char* what) { return alloc(n, what); });
 }
 
 Engine::Impl::Impl(host::Context& ctx_, const Model& m, EngineOptions o)

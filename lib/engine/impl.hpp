@@ -48,6 +48,11 @@ struct BlockActs {
   MlpActs prime, ffn;
 };
 
+// Allocates a block's activations for R rows through alloc(floats, what);
+// the prime MLP's only when `prime`. Engine and BatchSession share it.
+void alloc_block_acts(BlockActs& a, size_t R, const Config& c, bool prime,
+                      const std::function<Buffer(size_t, const char*)>& alloc);
+
 // The residual stream of one mini-batch, (T, D) per buffer. Blocks whose
 // activations are not kept run in place in shared(); suffix block j reads
 // in(j) and writes after_attn(j), after_prime(j) and out(j) == in(j + 1).
