@@ -84,8 +84,10 @@ ParamTable param_table(const Config& c) {
                                lin("attn.wv", D, D, &BlockWeights::wv)});
     b.device(p + "attn.wo", {lin("attn.wo", D, D, &BlockWeights::wo)});
     if (c.qk_norm) {
-      for (auto [n, f] : {std::pair{"attn.q_norm", &BlockWeights::q_norm}, {"attn.k_norm", &BlockWeights::k_norm}})
+      for (auto [n, field] : {std::pair{"attn.q_norm", &BlockWeights::q_norm}, {"attn.k_norm", &BlockWeights::k_norm}}) {
+        auto f = field;  // a structured binding cannot be captured before C++20's clang 16
         b.device(p + n, {spec(p + n, {E}, R::Norm, i, false, [k, f](Model& m) -> auto& { return m.blocks[k].*f; })});
+      }
     } else {
       b.ones(p + "attn.q_norm", E);
       b.ones(p + "attn.k_norm", E);
