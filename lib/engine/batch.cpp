@@ -36,8 +36,7 @@ BatchSession::Impl::Impl(Engine::Impl& eng, int slots, SessionOptions o) : e(eng
   B = e.B;
   T = N * B;
   const Config& c = e.c;
-  const size_t D = size_t(c.hidden_size), H = size_t(c.num_attention_heads), I = size_t(c.intermediate_size),
-               E = size_t(c.head_dim()), R = size_t(T);
+  const size_t D = size_t(c.hidden_size), E = size_t(c.head_dim()), R = size_t(T);
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     kc.push_back(alloc(size_t(N) * size_t(e.C) * D, "key rings"));
     vc.push_back(alloc(size_t(N) * size_t(e.C) * D, "value rings"));
@@ -84,18 +83,7 @@ BatchSession::Impl::Impl(Engine::Impl& eng, int slots, SessionOptions o) : e(eng
   const int tile = std::min(e.opts.vocab_tile, c.vocab_size);
   xent = ops::XentScratch(e.ctx, T, int(D), tile);
   bytes += (R * size_t(tile) + 3 * R + R * D) * sizeof(float);
-  if (S > 0) {
-    dx = alloc(R * D, "dx");
-    dhf = alloc(R * D, "dhf");
-    dm = alloc(R * D, "dm");
-    dg = alloc(R * I, "dg");
-    dh13 = alloc(R * 2 * I, "dh13");
-    dhn = alloc(R * D, "dhn");
-    dqkv = alloc(R * 3 * D, "dqkv");
-    dqr = alloc(R * D, "dq");
-    dkr = alloc(R * D, "dk");
-    dsum = alloc(R * H, "attention dsum");
-  }
+  if (S > 0) alloc_backward_scratch(*this, R, e.c, [this](size_t n, const char* what) { return alloc(n, what); });
   e.ctx.finish();
 }
 

@@ -97,8 +97,7 @@ Engine::Impl::Impl(host::Context& ctx_, const Model& m, EngineOptions o)
   W = opts.window ? opts.window : c.sliding_window_size;
   if (int64_t(W) + B - 1 > INT32_MAX) throw Error(fmt::format("attention window {} is too long", W));
   C = W + B - 1;
-  const size_t D = size_t(c.hidden_size), H = size_t(c.num_attention_heads), I = size_t(c.intermediate_size),
-               E = size_t(c.head_dim());
+  const size_t D = size_t(c.hidden_size), E = size_t(c.head_dim());
   upload(m);
   alloc_acts(shared, c.num_prime_blocks() > 0);
   const int S = can_train() ? c.num_prime_blocks() : 0;
@@ -114,19 +113,8 @@ Engine::Impl::Impl(host::Context& ctx_, const Model& m, EngineOptions o)
   const int tile = std::min(opts.vocab_tile, c.vocab_size);
   xent = ops::XentScratch(ctx, B, int(D), tile);
   bytes += (size_t(B) * tile + 3 * size_t(B) + size_t(B) * D) * sizeof(float);
-  if (S > 0) {
-    const size_t T = size_t(B);
-    dx = alloc(T * D, "dx");
-    dhf = alloc(T * D, "dhf");
-    dm = alloc(T * D, "dm");
-    dg = alloc(T * I, "dg");
-    dh13 = alloc(T * 2 * I, "dh13");
-    dhn = alloc(T * D, "dhn");
-    dqkv = alloc(T * 3 * D, "dqkv");
-    dqr = alloc(T * D, "dq");
-    dkr = alloc(T * D, "dk");
-    dsum = alloc(T * H, "attention dsum");
-  }
+  if (S > 0)
+    alloc_backward_scratch(*this, size_t(B), c, [this](size_t n, const char* what) { return alloc(n, what); });
 }
 
 void Engine::Impl::linear(Buffer& y, const Buffer& x, const Buffer& w, int T, int K, int N, const char* label) {

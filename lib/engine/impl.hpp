@@ -53,6 +53,23 @@ struct BlockActs {
 void alloc_block_acts(BlockActs& a, size_t R, const Config& c, bool prime,
                       const std::function<Buffer(size_t, const char*)>& alloc);
 
+// The backward scratch of R rows (dx, dhf, dm, dg, dh13, dhn, dqkv, dqr, dkr,
+// dsum), for any owner with those members: Engine and BatchSession.
+template <typename Owner, typename Alloc>
+void alloc_backward_scratch(Owner& s, size_t R, const Config& c, Alloc alloc) {
+  const size_t D = size_t(c.hidden_size), H = size_t(c.num_attention_heads), I = size_t(c.intermediate_size);
+  s.dx = alloc(R * D, "dx");
+  s.dhf = alloc(R * D, "dhf");
+  s.dm = alloc(R * D, "dm");
+  s.dg = alloc(R * I, "dg");
+  s.dh13 = alloc(R * 2 * I, "dh13");
+  s.dhn = alloc(R * D, "dhn");
+  s.dqkv = alloc(R * 3 * D, "dqkv");
+  s.dqr = alloc(R * D, "dq");
+  s.dkr = alloc(R * D, "dk");
+  s.dsum = alloc(R * H, "attention dsum");
+}
+
 // The residual stream of one mini-batch, (T, D) per buffer. Blocks whose
 // activations are not kept run in place in shared(); suffix block j reads
 // in(j) and writes after_attn(j), after_prime(j) and out(j) == in(j + 1).
