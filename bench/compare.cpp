@@ -55,12 +55,14 @@ int compare(int argc, char** argv) {
       ("threads", po::value<int>()->default_value(0), "PyTorch threads (0: the number of cores)")
       ("python", po::value<std::string>()->default_value(""), "Python with torch (default: /usr/bin/python3)")
       ("script", po::value<std::string>()->default_value(TTT_PYTORCH_REFERENCE), "pytorch_reference.py")
+      ("torch-device", po::value<std::string>()->default_value("cpu"),
+       "where PyTorch runs: cpu, or cuda (an NVIDIA GPU, float32 with TF32 off) to set ttt-cl on a GPU beside it")
       ("json", po::value<std::string>(), "also write the JSON to this file")
       ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench compare (-m DIR | --preset NAME) [--tokens N]",
                        "Per-token NLL of the same synthetic document from ttt-cl and from the PyTorch reference\n"
-                       "(bench/pytorch_reference.py, float32 eager on the CPU): tokens/s of each and the largest\n"
+                       "(bench/pytorch_reference.py, float32 eager, CPU or --torch-device cuda): tokens/s of each and the largest\n"
                        "NLL difference, as JSON. Needs python3-torch; ttt-cl itself does not."))
     return 0;
   if (vm.count("model") == vm.count("preset")) throw Error("give exactly one of --model and --preset");
@@ -125,9 +127,11 @@ int compare(int argc, char** argv) {
   j["load_between"] = load_average();
 
   // PyTorch.
-  const std::string cmd = fmt::format("{} {} -m {} --tokens {} --threads {} --out {}{}", quote(python),
+  const std::string torch_device = vm["torch-device"].as<std::string>();
+  if (torch_device != "cpu" && torch_device != "cuda") throw Error("--torch-device must be cpu or cuda");
+  const std::string cmd = fmt::format("{} {} -m {} --tokens {} --threads {} --device {} --out {}{}", quote(python),
                                       quote(vm["script"].as<std::string>()), quote(dir), quote(tok_file.string()),
-                                      threads, quote(nll_file.string()), ttt ? "" : " --no-ttt");
+                                      threads, torch_device, quote(nll_file.string()), ttt ? "" : " --no-ttt");
   std::fprintf(stderr, "compare: $ %s\n", cmd.c_str());
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) throw Error("cannot start the PyTorch reference");
@@ -159,7 +163,8 @@ int compare(int argc, char** argv) {
   }
   const double ours_tps = double(n - 1) / ours_s, theirs_tps = pt["tokens_per_s"].get<double>();
   j["ttt_cl"] = {{"device", device.name}, {"seconds", ours_s}, {"tokens_per_s", ours_tps}, {"mean_nll", mean_ours}};
-  j["pytorch"] = {{"torch", pt["torch"]}, {"threads", pt["threads"]}, {"seconds", pt["seconds"]},
+  j["pytorch"] = {{"torch", pt["torch"]}, {"device", pt.value("device", torch_device)}, {"threads", pt["threads"]},
+                  {"seconds", pt["seconds"]},
                   {"tokens_per_s", theirs_tps}, {"mean_nll", mean_theirs}};
   j["speed_ratio"] = ours_tps / theirs_tps;  // > 1: ttt-cl is faster
   j["max_abs_nll_diff"] = max_diff;

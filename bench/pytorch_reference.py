@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""PyTorch (float32, eager, CPU) twin of docs/model-format.md's evaluation with
+"""PyTorch (float32, eager; CPU by default, --device cuda on an NVIDIA GPU) twin of docs/model-format.md's evaluation with
 test-time training: per-token NLL of a token file, the prime MLPs of the suffix
 blocks trained by one clipped SGD step after every full mini-batch. Written from
 the format document (tests/ttt_numpy.py is the float64 numpy twin it follows);
 autograd gives the inner gradient, earlier chunks' keys/values are constants.
 
 An optional benchmark tool (Debian: python3-torch), not a dependency of ttt-cl.
-  pytorch_reference.py -m MODEL_DIR --tokens FILE [--threads N] [--no-ttt] [--out NLL_FILE]
-prints one JSON line: tokens, seconds, tokens_per_s, mean_nll, torch version, threads."""
+  pytorch_reference.py -m MODEL_DIR --tokens FILE [--threads N] [--device cpu|cuda] [--no-ttt] [--out NLL_FILE]
+prints one JSON line: tokens, seconds, tokens_per_s, mean_nll, torch version, threads, device.
+On CUDA, TF32 is off (float32 products, like ttt-cl), a short untimed warm-up on a copy of the
+weights comes first (CUDA context, cuBLAS handles), and the clock stops after a synchronize."""
 import argparse
 import json
 import math
@@ -53,7 +55,7 @@ def swiglu(x, w1, w3, w2):
 
 def rope_tables(pos, E, theta):
     """cos/sin (n, 1, E/2) of pos * theta^(-2j/E), computed in float64 like the engine."""
-    ang = pos[:, None].double() * theta ** (-torch.arange(0, E, 2, dtype=torch.float64) / E)[None, :]
+    ang = pos[:, None].double() * theta ** (-torch.arange(0, E, 2, dtype=torch.float64, device=pos.device) / E)[None, :]
     return torch.cos(ang).float()[:, None, :], torch.sin(ang).float()[:, None, :]
 
 
@@ -135,13 +137,14 @@ class Model:
 
     def evaluate(self, ids, ttt=True):
         B, T = self.c["mini_batch_size"], len(ids) - 1
-        empty = torch.zeros(0, self.H, self.E)
-        kvs = [(empty, empty, torch.zeros(0, dtype=torch.int64))] * self.L
+        dev = self.head.device
+        empty = torch.zeros(0, self.H, self.E, device=dev)
+        kvs = [(empty, empty, torch.zeros(0, dtype=torch.int64, device=dev))] * self.L
         out = []
         for s in range(0, T, B):
             e = min(s + B, T)
             train = ttt and e - s == B and self.S > 0
-            out.append(self.chunk(ids[s:e], ids[s + 1:e + 1], torch.arange(s, e), kvs, train))
+            out.append(self.chunk(ids[s:e], ids[s + 1:e + 1], torch.arange(s, e, device=dev), kvs, train))
         return torch.cat(out)
 
 
@@ -150,24 +153,36 @@ def main():
     ap.add_argument("-m", "--model", required=True, help="model directory (config.json, model.safetensors)")
     ap.add_argument("--tokens", required=True, help="token ids, whitespace-separated")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     ap.add_argument("--no-ttt", action="store_true", help="no test-time training")
     ap.add_argument("--out", help="write the per-token NLL here, one per line")
     a = ap.parse_args()
     if a.threads > 0:
         torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     with open(os.path.join(a.model, "config.json")) as f:
         cfg = json.load(f)
-    model = Model(cfg, read_safetensors(os.path.join(a.model, "model.safetensors")))
+    weights = {k: v.to(dev) for k, v in read_safetensors(os.path.join(a.model, "model.safetensors")).items()}
     with open(a.tokens) as f:
-        ids = torch.tensor([int(t) for t in f.read().split()], dtype=torch.int64)
+        ids = torch.tensor([int(t) for t in f.read().split()], dtype=torch.int64, device=dev)
+    if cuda:  # warm-up on its own model: the timed one starts from the file's prime weights
+        Model(cfg, weights).evaluate(ids[:cfg["mini_batch_size"] + 2], not a.no_ttt)
+        torch.cuda.synchronize()
+    model = Model(cfg, weights)
     t0 = time.perf_counter()
     nll = model.evaluate(ids, not a.no_ttt)
+    if cuda:
+        torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     if a.out:
-        np.savetxt(a.out, nll.double().numpy(), fmt="%.9g")
+        np.savetxt(a.out, nll.double().cpu().numpy(), fmt="%.9g")
     print(json.dumps({"tokens": len(ids) - 1, "seconds": dt, "tokens_per_s": (len(ids) - 1) / dt,
                       "mean_nll": float(nll.double().mean()), "torch": torch.__version__,
-                      "threads": torch.get_num_threads(), "ttt": not a.no_ttt}))
+                      "threads": torch.get_num_threads(), "device": str(dev), "ttt": not a.no_ttt}))
     return 0
 
 

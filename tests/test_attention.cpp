@@ -55,6 +55,15 @@ TEST_P(Attention, ForwardAndBackwardMatchReference) {
   EXPECT_TRUE(all_close(got_dk, want_dk, 1e-5, 1e-4));
   EXPECT_TRUE(all_close(got_dv, want_dv, 1e-5, 1e-4));
   for (auto* b : {&dq_, &dk_ring, &dv_ring, &ddout, &dout_, &dlse, &ddq, &dsum, &dkv}) EXPECT_TRUE(b->canary_intact());
+  // A single query: both decode kernels, whichever this device's attention_fwd picked.
+  if (c.T == 1)
+    for (auto kind : {ops::DecodeKernel::per_item, ops::DecodeKernel::per_group}) {
+      Canaried o(dev(), out.size()), l(dev(), lse.size());
+      ops::attention_decode(dev(), o.buf, l.buf, dq_.buf, dk_ring.buf, dv_ring.buf, s, kind);
+      EXPECT_TRUE(all_close(o.get(), out, 1e-5, 1e-4)) << "decode kernel " << int(kind);
+      EXPECT_TRUE(all_close(l.get(), lse, 1e-5, 1e-5)) << "decode kernel " << int(kind);
+      EXPECT_TRUE(o.canary_intact() && l.canary_intact());
+    }
 }
 
 TEST_P(Attention, DeterministicAcrossRuns) {

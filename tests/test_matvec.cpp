@@ -1,6 +1,7 @@
 // The matvec family (single-token decoding) against the reference matmul:
 // x @ A (columns) and A @ x (rows) on awkward sizes, with a leading dimension
 // wider than the matrix, an offset into x, and canaries after every output.
+// Both shapes of the column product run on every device (the CPU one and the GPU one).
 #include "lib/ops/ops.hpp"
 #include "lib/reference/ops.hpp"
 #include "tests/common.hpp"
@@ -19,10 +20,13 @@ TEST_F(Matvec, ColumnsAndRowsMatchReference) {
     for (int k = 0; k < K; ++k)
       for (int n = 0; n < N; ++n) Ap[size_t(k) * N + n] = A[size_t(k) * lda + n];
     ref::matmul(want.data(), x.data(), Ap.data(), 1, N, K, false, false, false);
-    Canaried dA(dev(), A), dx(dev(), xv), y(dev(), size_t(N), 7.f);
-    ops::matvec_cols(dev(), y.buf, dx.buf, size_t(x_off), dA.buf, K, N, lda);
-    EXPECT_TRUE(all_close(y.get(), want, 1e-5, 1e-5)) << "cols K=" << K << " N=" << N;
-    EXPECT_TRUE(y.canary_intact());
+    Canaried dA(dev(), A), dx(dev(), xv);
+    for (auto* cols : {&ops::matvec_cols, &ops::matvec_cols_serial, &ops::matvec_cols_split}) {
+      Canaried y(dev(), size_t(N), 7.f);
+      cols(dev(), y.buf, dx.buf, size_t(x_off), dA.buf, K, N, lda);
+      EXPECT_TRUE(all_close(y.get(), want, 1e-5, 1e-5)) << "cols K=" << K << " N=" << N;
+      EXPECT_TRUE(y.canary_intact());
+    }
     // Rows: the same numbers as A^T, i.e. y (N) = A' (N, K) @ x with A' = A^T stored row-major.
     std::vector<float> At(size_t(N) * (K + 2));
     for (int n = 0; n < N; ++n)

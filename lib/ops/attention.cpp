@@ -58,23 +58,40 @@ void check_ring(const AttnShape& s) {
 
 void attention_prepare(Context& ctx, int E) { cached_config(ctx, E); }
 
-// A single query (decode) splits its keys into runs of at least 32, and
-// 256 runs per compute unit at most (a GPU wants many, a CPU's cores few).
-// The partials live in a scratch buffer of the context, one per size.
-static void attention_decode(Context& ctx, const AttnConfig& c, Buffer& out, Buffer& lse, const Buffer& q,
-                             const Buffer& kc, const Buffer& vc, const AttnShape& s) {
+// A single query (decode) splits its keys into runs. On a CPU (per_item):
+// runs of at least 32 keys, one work-item each with every head's state.
+// Elsewhere (per_group): one work-group per (run, head), with enough runs for
+// two work-groups per compute unit and at least 64 keys a run. The partials
+// live in a scratch buffer of the context, one per size.
+void attention_decode(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc, const Buffer& vc,
+                      const AttnShape& s, DecodeKernel kind) {
+  check_ring(s);
+  if (s.T != 1) throw Error(fmt::format("attention_decode: {} queries, expected 1", s.T));
+  const AttnConfig& c = cached_config(ctx, s.E);
+  if (kind == DecodeKernel::automatic)
+    kind = ctx.device().type & CL_DEVICE_TYPE_CPU ? DecodeKernel::per_item : DecodeKernel::per_group;
   const int64_t keys = std::min<int64_t>(s.W, s.pos0 + 1);
-  const int64_t most = std::max<int64_t>(1, 256 * int64_t(ctx.device().compute_units));
-  const int nparts = int(std::clamp<int64_t>(keys / 32, 1, most));
+  const int64_t cus = int64_t(ctx.device().compute_units);
+  const int nparts = kind == DecodeKernel::per_item
+                         ? int(std::clamp<int64_t>(keys / 32, 1, std::max<int64_t>(1, 256 * cus)))
+                         : int(std::clamp<int64_t>((2 * cus + s.H - 1) / s.H, 1, std::max<int64_t>(1, keys / 64)));
   const int per = int((keys + nparts - 1) / nparts);
   size_t floats = 1024;
   while (floats < size_t(s.H) * size_t(nparts) * size_t(s.E + 2)) floats *= 2;
   const Buffer& part = ctx.memo<Buffer>(fmt::format("attention decode partials {}", floats),
                                         [&] { return Buffer(ctx, floats * sizeof(float), "attention decode partials"); });
-  // The heads are a compile-time constant of this kernel (its per-head state is private).
-  host::Kernel k(ctx, "attention", "attention_decode_split", fmt::format("{} -DATT_DH={}", c.options, s.H));
-  k.args(part, q, kc, vc, s.C, int64_t(s.pos0), s.W, per, nparts, float(1.0 / std::sqrt(double(s.E))));
-  k.launch({host::round_up(size_t(nparts), 8)}, {8});
+  const float scale = float(1.0 / std::sqrt(double(s.E)));
+  if (kind == DecodeKernel::per_item) {
+    // The heads are a compile-time constant of this kernel (its per-head state is private).
+    host::Kernel k(ctx, "attention", "attention_decode_split", fmt::format("{} -DATT_DH={}", c.options, s.H));
+    k.args(part, q, kc, vc, s.C, int64_t(s.pos0), s.W, per, nparts, scale);
+    k.launch({host::round_up(size_t(nparts), 8)}, {8});
+  } else {
+    constexpr size_t kItems = 64;  // ATT_DT
+    host::Kernel k(ctx, "attention", "attention_decode_split_wg", c.options);
+    k.args(part, q, kc, vc, s.H, s.C, int64_t(s.pos0), s.W, per, nparts, scale);
+    k.launch({size_t(nparts) * kItems, size_t(s.H)}, {kItems, 1});
+  }
   host::Kernel m(ctx, "attention", "attention_decode_merge", c.options);
   m.args(out, lse, part, s.H, nparts);
   m.launch({host::round_up(size_t(s.E), 16), size_t(s.H)}, {16, 1});
@@ -84,7 +101,7 @@ void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, cons
                    const AttnShape& s) {
   check_ring(s);
   const AttnConfig& c = cached_config(ctx, s.E);
-  if (s.T == 1) return attention_decode(ctx, c, out, lse, q, kc, vc, s);
+  if (s.T == 1) return attention_decode(ctx, out, lse, q, kc, vc, s, DecodeKernel::automatic);
   host::Kernel k(ctx, "attention", "attention_fwd", c.options);
   k.args(out, lse, q, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), s.W, float(1.0 / std::sqrt(double(s.E))));
   k.launch({host::round_up(size_t(s.T), size_t(c.bq)), size_t(s.H)}, {size_t(c.bq), 1});

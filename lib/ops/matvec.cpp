@@ -13,10 +13,29 @@ const std::string& options() {
 
 void matvec_prepare(Context& ctx) { host::Kernel(ctx, "matvec", "matvec_cols", options()); }
 
-void matvec_cols(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N, int lda) {
+constexpr int kSplitCols = 32, kSplitK = 8;  // MVS_C, MVS_K of matvec_cols_split (a 256-item work-group)
+
+void matvec_cols_split(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N,
+                       int lda) {
+  host::Kernel k(ctx, "matvec", "matvec_cols_split", options());
+  k.args(y, x, int32_t(x_off), A, K, N, lda);
+  k.launch({host::round_up(size_t(N), kSplitCols), size_t(kSplitK)}, {size_t(kSplitCols), size_t(kSplitK)});
+}
+
+void matvec_cols_serial(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N,
+                        int lda) {
   host::Kernel k(ctx, "matvec", "matvec_cols", options());
   k.args(y, x, int32_t(x_off), A, K, N, lda);
   k.launch({host::round_up(size_t((N + kCols - 1) / kCols), 64)}, {64});
+}
+
+void matvec_cols(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N, int lda) {
+  // A CPU runs a few work-items at a time: one long serial loop each is what it wants. Anything
+  // else (GPUs, accelerators) needs the k-split shape to fill its lanes.
+  if (ctx.device().type & CL_DEVICE_TYPE_CPU)
+    matvec_cols_serial(ctx, y, x, x_off, A, K, N, lda);
+  else
+    matvec_cols_split(ctx, y, x, x_off, A, K, N, lda);
 }
 
 void matvec_rows(Context& ctx, Buffer& y, const Buffer& A, const Buffer& x, size_t x_off, int M, int K, int lda) {

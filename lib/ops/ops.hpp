@@ -43,6 +43,11 @@ struct AttnShape {
 };
 void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc, const Buffer& vc,
                    const AttnShape& s);
+// T = 1 (decode), which attention_fwd forwards here with `automatic`: per_item on a CPU (each
+// work-item a run of keys for all heads), per_group elsewhere (a work-group per run and head).
+enum class DecodeKernel { automatic, per_item, per_group };
+void attention_decode(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc, const Buffer& vc,
+                      const AttnShape& s, DecodeKernel kind);
 // dq (T, D); dk, dv for the chunk's own keys (rows 0..T-1 of the Mats); dsum (T, H) is scratch.
 void attention_bwd(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const Buffer& dout, const Buffer& out,
                    const Buffer& q, const Buffer& lse, const Buffer& kc, const Buffer& vc, const AttnShape& s);
@@ -68,6 +73,11 @@ void swiglu_bwd(Context& ctx, Buffer& dh, const Buffer& dg, const Buffer& h, int
 // and y (M) = A (M, K) @ x (K); A row-major with leading dimension lda. x and
 // y are element offsets into their buffers.
 void matvec_cols(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N, int lda);
+// The two shapes matvec_cols chooses between by device type (CPU: serial; else: split); tests run both.
+void matvec_cols_serial(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N,
+                        int lda);
+void matvec_cols_split(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N,
+                       int lda);
 void matvec_rows(Context& ctx, Buffer& y, const Buffer& A, const Buffer& x, size_t x_off, int M, int K, int lda);
 
 // Logits + log-softmax NLL in vocabulary tiles of at most `tile` columns, so
