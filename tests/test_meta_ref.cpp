@@ -2,7 +2,9 @@
 // RefModel<double>, gradients of pretrain and meta against central finite
 // differences of the loss for every parameter tensor, meta_fo against finite
 // differences with the inner increments frozen, and the relations between the
-// three objectives. DISABLED_TimingByteModel measures the byte-level training config.
+// three objectives; every autodiff op's first and second derivatives against
+// finite differences. DISABLED_TimingByteModel measures the byte-level training config.
+#include "lib/reference/autodiff.hpp"
 #include "lib/reference/meta.hpp"
 #include "lib/reference/model.hpp"
 #include "ttt/error.hpp"
@@ -18,6 +20,7 @@ namespace ttt::test {
 namespace {
 
 using ref::Objective;
+namespace ad = ref::ad;
 
 // 3 blocks, 2 with a prime MLP, W 6 < document, B 5: 18 targets = 3 full
 // mini-batches and a partial one of 3; targets 3, 6 and 12 are BOS. The clip
@@ -85,6 +88,124 @@ void check_fd(Model m, const std::vector<std::vector<double>>& grads, const std:
   }
   std::printf("[ fd       ] %s: %d entries of %zu tensors, max abs err %.2e, max rel err (|g| > 1e-4) %.2e\n", what,
               checked, tab.params.size(), worst_abs, worst_rel);
+}
+
+// One autodiff op on small random inputs, reduced to a scalar by a cubic probe
+// so that its second and third derivatives are not zero.
+struct OpCase {
+  const char* name;
+  std::vector<std::pair<int, int>> shapes;
+  std::function<ad::Var(const std::vector<ad::Var>&)> f;
+  bool positive = false;  // inputs in (0.5, 1.5) (log, powc)
+};
+
+// order 1: the probe P and dP/dx; order 2: h = (dP/dx . v) and dh/dx, through create_graph.
+double op_value(const OpCase& oc, const std::vector<std::vector<double>>& x, int order,
+                std::vector<std::vector<double>>* grads) {
+  ad::Tape t;
+  std::vector<ad::Var> in;
+  for (size_t i = 0; i < x.size(); ++i) in.push_back(t.leaf(oc.shapes[i].first, oc.shapes[i].second, x[i], true));
+  ad::Var y = oc.f(in);
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> u(-1, 1);
+  auto random_like = [&](ad::Var a) {
+    std::vector<double> v(a->size());
+    for (auto& e : v) e = u(rng);
+    return t.constant(a->rows, a->cols, v);
+  };
+  ad::Var out = ad::scale(ad::sum_all(ad::mul(random_like(y), ad::mul(y, ad::mul(y, y)))), 1.0 / 3);
+  if (order == 2) {
+    std::vector<ad::Var> g = ad::grad(out, in, true);
+    ad::Var h = nullptr;
+    for (ad::Var gi : g) {
+      ad::Var d = ad::sum_all(ad::mul(gi, random_like(gi)));
+      h = h ? ad::add(h, d) : d;
+    }
+    out = h;
+  }
+  if (grads) {
+    grads->clear();
+    for (ad::Var g : ad::grad(out, in, false)) grads->push_back(g->v);
+  }
+  return out->v[0];
+}
+
+TEST(Autodiff, FirstAndSecondDerivativesOfEveryOp) {
+  using V = const std::vector<ad::Var>&;
+  const std::vector<OpCase> cases = {
+      {"matmul", {{3, 4}, {4, 5}}, [](V a) { return ad::matmul(a[0], a[1]); }},
+      {"matmul_ta", {{4, 3}, {4, 5}}, [](V a) { return ad::matmul(a[0], a[1], true, false); }},
+      {"matmul_tb", {{3, 4}, {5, 4}}, [](V a) { return ad::matmul(a[0], a[1], false, true); }},
+      {"matmul_tatb", {{4, 3}, {5, 4}}, [](V a) { return ad::matmul(a[0], a[1], true, true); }},
+      {"add", {{2, 3}, {2, 3}}, [](V a) { return ad::add(a[0], a[1]); }},
+      {"sub", {{2, 3}, {2, 3}}, [](V a) { return ad::sub(a[0], a[1]); }},
+      {"mul", {{2, 3}, {2, 3}}, [](V a) { return ad::mul(a[0], a[1]); }},
+      {"scale", {{2, 3}}, [](V a) { return ad::scale(a[0], -1.7); }},
+      {"add_const", {{2, 3}}, [](V a) { return ad::add_const(a[0], 0.4); }},
+      {"powc", {{2, 3}}, [](V a) { return ad::powc(a[0], -0.5); }, true},
+      {"powc_-1", {{2, 3}}, [](V a) { return ad::powc(a[0], -1.0); }, true},
+      {"exp", {{2, 3}}, [](V a) { return ad::exp(a[0]); }},
+      {"log", {{2, 3}}, [](V a) { return ad::log(a[0]); }, true},
+      {"sigmoid", {{2, 3}}, [](V a) { return ad::sigmoid(a[0]); }},
+      {"silu", {{2, 3}}, [](V a) { return ad::silu(a[0]); }},
+      {"mul_col", {{3, 4}, {3, 1}}, [](V a) { return ad::mul_col(a[0], a[1]); }},
+      {"mul_row", {{3, 4}, {1, 4}}, [](V a) { return ad::mul_row(a[0], a[1]); }},
+      {"mul_s", {{3, 4}, {1, 1}}, [](V a) { return ad::mul_s(a[0], a[1]); }},
+      {"rowsum", {{3, 4}}, [](V a) { return ad::rowsum(a[0]); }},
+      {"colsum", {{3, 4}}, [](V a) { return ad::colsum(a[0]); }},
+      {"sum_all", {{3, 4}}, [](V a) { return ad::sum_all(a[0]); }},
+      {"expand_col", {{3, 1}}, [](V a) { return ad::expand_col(a[0], 4); }},
+      {"expand_row", {{1, 4}}, [](V a) { return ad::expand_row(a[0], 3); }},
+      {"expand_all", {{1, 1}}, [](V a) { return ad::expand_all(a[0], 2, 3); }},
+      {"reshape", {{3, 4}}, [](V a) { return ad::mul(ad::reshape(a[0], 6, 2), ad::reshape(a[0], 6, 2)); }},
+      {"slice_rows", {{5, 3}}, [](V a) { return ad::slice_rows(a[0], 1, 3); }},
+      {"pad_rows", {{2, 3}}, [](V a) { return ad::add_const(ad::pad_rows(a[0], 1, 4), 0.3); }},
+      {"slice_cols", {{3, 5}}, [](V a) { return ad::slice_cols(a[0], 2, 2); }},
+      {"pad_cols", {{3, 2}}, [](V a) { return ad::add_const(ad::pad_cols(a[0], 1, 4), 0.3); }},
+      {"concat_rows", {{2, 3}, {3, 3}}, [](V a) { return ad::concat_rows(a[0], a[1]); }},
+      {"concat_cols", {{3, 2}, {3, 1}, {3, 3}}, [](V a) { return ad::concat_cols(a); }},
+      {"gather_rows", {{4, 3}}, [](V a) { return ad::gather_rows(a[0], {2, 0, 2, 3, 2}); }},
+      {"scatter_rows", {{5, 3}}, [](V a) { return ad::scatter_rows(a[0], {2, 0, 2, 3, 2}, 4); }},
+      {"pick", {{3, 4}}, [](V a) { return ad::pick(a[0], {1, 3, 1}); }},
+      {"place", {{3, 1}}, [](V a) { return ad::add_const(ad::place(a[0], {1, 3, 1}, 4), 0.2); }},
+      {"rope", {{3, 8}}, [](V a) { return ad::rope(a[0], 5, 2, 10000.0); }},
+      {"rope_inverse", {{3, 8}}, [](V a) { return ad::rope(a[0], 5, 2, 10000.0, true); }},
+      {"softmax_window", {{3, 6}}, [](V a) { return ad::softmax_window(ad::scale(a[0], 2.0), 7, 3, 4); }},
+      {"rmsnorm", {{3, 4}, {1, 4}}, [](V a) { return ad::rmsnorm(a[0], a[1], 1e-3); }},
+      {"nll_rows", {{3, 5}}, [](V a) { return ad::nll_rows(ad::scale(a[0], 2.0), {4, 0, 2}); }},
+  };
+  std::mt19937 rng(11);
+  double worst = 0;
+  for (const OpCase& oc : cases) {
+    std::vector<std::vector<double>> x;
+    for (auto [r, c] : oc.shapes) {
+      std::uniform_real_distribution<double> u(oc.positive ? 0.5 : -1.0, oc.positive ? 1.5 : 1.0);
+      x.emplace_back(size_t(r) * c);
+      for (auto& e : x.back()) e = u(rng);
+    }
+    for (int order : {1, 2}) {
+      std::vector<std::vector<double>> grads;
+      op_value(oc, x, order, &grads);
+      double scale = 0;
+      for (const auto& g : grads)
+        for (double e : g) scale = std::max(scale, std::fabs(e));
+      EXPECT_GT(scale, 1e-3) << oc.name << " order " << order << ": a zero derivative checks nothing";
+      for (size_t i = 0; i < x.size(); ++i)
+        for (size_t j = 0; j < x[i].size(); ++j) {
+          const double h = 1e-5, x0 = x[i][j];
+          x[i][j] = x0 + h;
+          const double fp = op_value(oc, x, order, nullptr);
+          x[i][j] = x0 - h;
+          const double fm = op_value(oc, x, order, nullptr);
+          x[i][j] = x0;
+          const double num = (fp - fm) / (2 * h), err = std::fabs(num - grads[i][j]);
+          EXPECT_LE(err, 1e-7 * (1 + scale)) << oc.name << " order " << order << " input " << i << "[" << j
+                                             << "]: analytic " << grads[i][j] << " numeric " << num;
+          worst = std::max(worst, err / (1 + scale));
+        }
+    }
+  }
+  std::printf("[ fd       ] %zu ops, first and second order: max err / (1 + max|g|) %.2e\n", cases.size(), worst);
 }
 
 TEST(MetaRef, ParseObjective) {
