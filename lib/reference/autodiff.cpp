@@ -47,26 +47,36 @@ void parallel_rows(int M, double flops, Fn f) {
   for (auto& t : pool) t.join();
 }
 
-// C (M, N) = A (M, K) @ B (K, N), all row-major: four rows of C at a time
-// against a strip of B's columns, so the inner loop is a vectorisable axpy.
-void gemm_rows(double* C, const double* A, const double* B, int m0, int m1, int N, int K) {
-  constexpr int NT = 128;
-  double acc[4][NT];
-  for (int n0 = 0; n0 < N; n0 += NT) {
-    const int nt = std::min(NT, N - n0);
-    for (int m = m0; m < m1; m += 4) {
-      const int mr = std::min(4, m1 - m);
-      for (int i = 0; i < mr; ++i) std::fill(acc[i], acc[i] + nt, 0.0);
-      for (int k = 0; k < K; ++k) {
-        const double* b = B + size_t(k) * N + n0;
-        for (int i = 0; i < mr; ++i) {
-          const double a = A[size_t(m + i) * K + k];
-          double* c = acc[i];
-          for (int j = 0; j < nt; ++j) c[j] += a * b[j];
-        }
-      }
-      for (int i = 0; i < mr; ++i) std::copy(acc[i], acc[i] + nt, C + size_t(m + i) * N + n0);
+// An MR x NR tile of C = A (M, K) @ B (K, N), all row-major, held in
+// registers across the whole K loop; fixed sizes let the compiler keep it
+// there and vectorise along the columns (the sums run in k order, as matmul in sgd.cpp).
+template <int MR, int NR>
+void gemm_tile(double* C, const double* A, const double* B, int m, int n, int N, int K) {
+  double c[MR][NR] = {};
+  for (int k = 0; k < K; ++k) {
+    const double* b = B + size_t(k) * N + n;
+    for (int i = 0; i < MR; ++i) {
+      const double a = A[size_t(m + i) * K + k];
+      for (int j = 0; j < NR; ++j) c[i][j] += a * b[j];
     }
+  }
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) C[size_t(m + i) * N + n + j] = c[i][j];
+}
+
+// Rows [m0, m1) of C: 4 x 8 tiles, then the ragged right and bottom edges.
+__attribute__((target_clones("avx2", "default"))) void gemm_rows(double* C, const double* A, const double* B,
+                                                                 int m0, int m1, int N, int K) {
+  int m = m0;
+  for (; m + 4 <= m1; m += 4) {
+    int n = 0;
+    for (; n + 8 <= N; n += 8) gemm_tile<4, 8>(C, A, B, m, n, N, K);
+    for (; n < N; ++n) gemm_tile<4, 1>(C, A, B, m, n, N, K);
+  }
+  for (; m < m1; ++m) {
+    int n = 0;
+    for (; n + 8 <= N; n += 8) gemm_tile<1, 8>(C, A, B, m, n, N, K);
+    for (; n < N; ++n) gemm_tile<1, 1>(C, A, B, m, n, N, K);
   }
 }
 
