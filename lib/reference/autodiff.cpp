@@ -64,9 +64,15 @@ void gemm_tile(double* C, const double* A, const double* B, int m, int n, int N,
     for (int j = 0; j < NR; ++j) C[size_t(m + i) * N + n + j] = c[i][j];
 }
 
+// x86-64: an AVX2 clone picked at load time where the CPU has it (no FMA: the same roundings).
+#if defined(__x86_64__)
+#define TTT_GEMM_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define TTT_GEMM_CLONES
+#endif
+
 // Rows [m0, m1) of C: 4 x 8 tiles, then the ragged right and bottom edges.
-__attribute__((target_clones("avx2", "default"))) void gemm_rows(double* C, const double* A, const double* B,
-                                                                 int m0, int m1, int N, int K) {
+TTT_GEMM_CLONES void gemm_rows(double* C, const double* A, const double* B, int m0, int m1, int N, int K) {
   int m = m0;
   for (; m + 4 <= m1; m += 4) {
     int n = 0;
