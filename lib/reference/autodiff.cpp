@@ -36,7 +36,7 @@ template <typename Fn>
 void parallel_rows(int M, double flops, Fn f) {
   static const int cores = std::max(1, int(std::thread::hardware_concurrency()));
   const int parts = std::min(cores, M / 8);
-  if (flops < 4e6 || parts < 2) {
+  if (flops < 1e6 || parts < 2) {
     f(0, M);
     return;
   }
