@@ -19,8 +19,9 @@
 // mean (metrics[loss].mean() over the scan), with the sequence a multiple of
 // B; the two agree when every mini-batch scores the same number of targets
 // (no BOS targets, no partial mini-batch). ObjectiveOptions::
-// mean_over_mini_batches selects the official weighting (a partial last
-// mini-batch then counts as one mini-batch).
+// mean_over_mini_batches selects the official weighting for every objective
+// (pretrain too, as the official pretrain mode; a partial last mini-batch
+// counts as one, one without scored targets adds 0 but still counts).
 //
 // Computed by a reverse-mode autodiff (autodiff.hpp) over one graph per
 // document: each inner gradient is built with create_graph (meta) or as a
