@@ -18,7 +18,7 @@ struct Model;
 enum class ParamRole {
   Embedding,  // wte (V, D)
   Head,       // lm_head (D, V), untied models only
-  Norm,       // RMSNorm gains: initialised to ones, no weight decay
+  Norm,       // RMSNorm gains: initialised to ones
   Linear,     // [in, out] matrices: normal(0, init_std)
 };
 
@@ -28,8 +28,11 @@ struct ParamSpec {
   std::vector<int64_t> shape;  // as stored
   ParamRole role = ParamRole::Linear;
   int block = -1;              // block index, -1 outside the blocks
-  bool trainable = false;      // taken by the test-time step (today: the prime MLPs)
-  bool decays = false;         // weight decay applies (linears and embeddings)
+  // The outer (pre-)training optimiser updates every tensor, as the official
+  // spec_outer ("**"); these flags say what else applies to one.
+  bool trainable = false;      // taken by the test-time step (inner loop; today: the prime MLPs)
+  bool decays = false;         // the outer AdamW's weight decay applies: every tensor, norms included,
+                               // as the official optax.adamw with no mask (emb_wd = true)
   int device = -1;             // index into ParamTable::device
   int64_t col = 0;             // first column of this tensor inside its device tensor
   std::function<std::vector<float>&(Model&)> host;  // its storage in a Model

@@ -45,7 +45,9 @@ struct Builder {
 
 ParamSpec spec(std::string name, std::vector<int64_t> shape, ParamRole role, int block, bool trainable,
                std::function<std::vector<float>&(Model&)> host) {
-  const bool decays = role == ParamRole::Linear || role == ParamRole::Embedding || role == ParamRole::Head;
+  // The official outer optimiser decays every parameter: ttt/optimizers.py passes no weight-decay
+  // mask to optax.adamw unless emb_wd is false (only wte then skips it), and no config sets it.
+  const bool decays = true;
   return {std::move(name), std::move(shape), role, block, trainable, decays, -1, 0, std::move(host)};
 }
 

@@ -11,6 +11,23 @@
 //             window) to every parameter;
 //   meta_fo   the same loss, its gradient with every inner update held constant
 //             (first-order: W_c = W_0 + const).
+//
+// Weighting: by default the loss is the mean NLL over every scored (non-BOS)
+// target of the document, so that it equals the mean of RefModel::evaluate's
+// NLLs over those targets. The official JAX code (ttt/model/transformer.py,
+// loss_for_sequence) takes the mean over mini-batches of each mini-batch's
+// mean (metrics[loss].mean() over the scan), with the sequence a multiple of
+// B; the two agree when every mini-batch scores the same number of targets
+// (no BOS targets, no partial mini-batch). ObjectiveOptions::
+// mean_over_mini_batches selects the official weighting for every objective
+// (pretrain too, as the official pretrain mode; a partial last mini-batch
+// counts as one, one without scored targets adds 0 but still counts).
+//
+// Computed by a reverse-mode autodiff (autodiff.hpp) over one graph per
+// document: each inner gradient is built with create_graph (meta) or as a
+// constant (meta_fo); the outer gradient differentiates the whole graph. The
+// inner gradient holds the carried keys/values constant (as the official
+// inner value_and_grad does); the outer gradient flows through them.
 #pragma once
 
 #include "ttt/model.hpp"
@@ -31,6 +48,21 @@ struct ObjectiveResult {
   size_t scored = 0;     // targets that count (not BOS)
   // d loss / d parameter, one vector per entry of param_table(m.config).params, same order and size.
   std::vector<std::vector<double>> grads;
+  // Global norm of each test-time step's gradient, in order (meta, meta_fo).
+  std::vector<double> inner_norms;
+  // With ObjectiveOptions::record_increments: for each test-time step, the
+  // change of every prime tensor (per suffix block w1, w3, w2, as RefModel::prime_params()).
+  std::vector<std::vector<std::vector<double>>> increments;
+};
+
+struct ObjectiveOptions {
+  bool mean_over_mini_batches = false;  // the official weighting (see above)
+  bool record_increments = false;
+  // When set (meta / meta_fo): the test-time steps add these constants
+  // instead of taking SGD steps, so W_c = W_0 + sum of the first c. The loss
+  // is then a plain function of the parameters whose exact gradient equals
+  // meta_fo's at the increments meta_fo took: a finite-difference check of it.
+  const std::vector<std::vector<std::vector<double>>>* frozen_increments = nullptr;
 };
 
 // The objective on one document (tokens[0..T): inputs tokens[0..T-1), targets
@@ -38,5 +70,7 @@ struct ObjectiveResult {
 // config's inner_lr (the official inner learning-rate warm-up changes it per step).
 ObjectiveResult objective(const Model& m, std::span<const int32_t> tokens, Objective o, double inner_lr,
                           bool want_grads = true);
+ObjectiveResult objective(const Model& m, std::span<const int32_t> tokens, Objective o, double inner_lr,
+                          bool want_grads, const ObjectiveOptions& opt);
 
 }  // namespace ttt::ref
