@@ -224,28 +224,32 @@ StepResult Trainer::step(const GradientSource& grad, int threads) {
   for (auto& i : batch) i = sampler_.next();
   StepResult r;
   r.inner_lr = inner_learning_rate(s.ilr_init, c_.model.config.inner_lr, s.ilr_warmup, c_.opt.step);
-  std::vector<ref::ObjectiveResult> per_doc(batch.size());
-  parallel_for(batch.size(), threads, [&](size_t i) {
-    per_doc[i] = grad(c_.model, corpus_.docs[batch[i]], r.inner_lr);
-  });
   const ParamTable table = param_table(c_.model.config);
   std::vector<std::vector<double>> mean(table.params.size());
   for (size_t t = 0; t < table.params.size(); ++t) mean[t].assign(size_t(table.params[t].size()), 0.0);
-  for (size_t i = 0; i < per_doc.size(); ++i) {
-    const ref::ObjectiveResult& d = per_doc[i];
-    if (d.grads.size() != mean.size())
-      throw Error(fmt::format("gradient source gave {} tensors, the parameter table has {}", d.grads.size(),
-                              mean.size()));
-    r.loss += d.loss;
-    r.scored += d.scored;
-    for (size_t t = 0; t < mean.size(); ++t) {
-      if (d.grads[t].size() != mean[t].size())
-        throw Error(fmt::format("gradient of '{}': {} values, expected {}", table.params[t].name,
-                                d.grads[t].size(), mean[t].size()));
-      for (size_t j = 0; j < mean[t].size(); ++j) mean[t][j] += d.grads[t][j];
+  // Waves of `threads` documents: memory for that many gradients, not the batch's, and
+  // the sum still runs in document order.
+  const size_t wave = size_t(std::max(threads, 1));
+  std::vector<ref::ObjectiveResult> per_doc(std::min(wave, batch.size()));
+  for (size_t w0 = 0; w0 < batch.size(); w0 += wave) {
+    const size_t n = std::min(wave, batch.size() - w0);
+    parallel_for(n, threads, [&](size_t i) { per_doc[i] = grad(c_.model, corpus_.docs[batch[w0 + i]], r.inner_lr); });
+    for (size_t i = 0; i < n; ++i) {
+      const ref::ObjectiveResult& d = per_doc[i];
+      if (d.grads.size() != mean.size())
+        throw Error(fmt::format("gradient source gave {} tensors, the parameter table has {}", d.grads.size(),
+                                mean.size()));
+      r.loss += d.loss;
+      r.scored += d.scored;
+      for (size_t t = 0; t < mean.size(); ++t) {
+        if (d.grads[t].size() != mean[t].size())
+          throw Error(fmt::format("gradient of '{}': {} values, expected {}", table.params[t].name,
+                                  d.grads[t].size(), mean[t].size()));
+        for (size_t j = 0; j < mean[t].size(); ++j) mean[t][j] += d.grads[t][j];
+      }
     }
   }
-  const double inv = 1.0 / double(per_doc.size());
+  const double inv = 1.0 / double(batch.size());
   r.loss *= inv;
   for (auto& g : mean)
     for (double& x : g) x *= inv;
