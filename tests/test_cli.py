@@ -808,7 +808,7 @@ def train_usage(c):
     check("ttt-train --help explains every flag", rc == 0 and all(x in out for x in flags), out[:300])
     o = os.path.join(tmp, "t-bad")
     expect_error("ttt-train missing data file", "ttt-train",
-                 train_args(f, o)[:0] + ["--data", os.path.join(tmp, "gone.txt")] + train_args(f, o)[2:],
+                 ["--data", os.path.join(tmp, "gone.txt")] + train_args(f, o)[2:],
                  "--data", "gone.txt", code=2)
     short = c.token_file("short.txt", "0123456789")
     expect_error("ttt-train data shorter than one document", "ttt-train",
