@@ -117,7 +117,7 @@ int body(int argc, char** argv) {
       ("lr", po::value<double>()->default_value(3e-3), "peak learning rate of AdamW (official 125M pretraining: 3e-3)")
       ("end-lr", po::value<double>()->default_value(1e-5), "learning rate at the end of the cosine decay (official: 1e-5)")
       ("warmup", po::value<int64_t>(), "linear warm-up steps from 0 to --lr (default 10% of --steps, as the official configs)")
-      ("weight-decay", po::value<double>()->default_value(0.1), "AdamW's decoupled weight decay (not on norm gains)")
+      ("weight-decay", po::value<double>()->default_value(0.1), "AdamW's decoupled weight decay, on the tensors the parameter table marks `decays`")
       ("clip", po::value<double>()->default_value(1.0), "clip the gradient to this global norm before the update (0: never)")
       ("ilr-init", po::value<double>()->default_value(0.1), "meta modes: inner learning rate at step 0, rising linearly to the config's inner_lr (official: 0.1)")
       ("ilr-warmup", po::value<int64_t>(), "meta modes: steps of that rise (default --warmup, as the official configs; 0: inner_lr throughout)")

@@ -1,8 +1,9 @@
 // The training layer without its gradient oracle: AdamW against hand-computed
-// numbers (one step, bias correction, decay only where the table says, global
+// numbers (one step, bias correction, decay only where flagged, global
 // clipping, a non-finite gradient), the learning-rate schedules, the byte
 // corpus and sampler, and the loop with an analytic gradient source: it
-// descends, any thread count gives the same bits, and a checkpoint resumes exactly.
+// descends, weight decay follows the parameter table, any thread count gives
+// the same bits, and a checkpoint resumes exactly.
 #include "lib/train/adamw.hpp"
 #include "lib/train/data.hpp"
 #include "lib/train/trainer.hpp"
@@ -82,16 +83,13 @@ TEST(AdamW, BiasCorrectionSecondStep) {
   EXPECT_NEAR(double(float(p1)) - t.p[0][0], 0.0026837, 1e-6);
 }
 
-TEST(AdamW, DecayOnlyWhereTheTableSays) {
+TEST(AdamW, DecayOnlyWhereFlagged) {
   // A zero gradient leaves only the decoupled decay: p *= 1 - lr * wd where decays, unchanged elsewhere.
   Tensors t({{2.0f, -4.0f}, {1.5f}});
   t.step({{0.0, 0.0}, {0.0}}, {true, false}, constant_lr(0.5));
   EXPECT_FLOAT_EQ(t.p[0][0], 2.0f * (1 - 0.5f * 0.1f));
   EXPECT_FLOAT_EQ(t.p[0][1], -4.0f * (1 - 0.5f * 0.1f));
   EXPECT_EQ(t.p[1][0], 1.5f);
-  // The table marks norms (and only norms) as not decaying.
-  for (const ParamSpec& p : param_table(tiny_config()).params)
-    EXPECT_EQ(p.decays, p.role != ParamRole::Norm) << p.name;
 }
 
 TEST(AdamW, ClipsByGlobalNormAcrossTensors) {
@@ -233,6 +231,28 @@ std::vector<float> all_weights(const Model& m) {
   auto& mm = const_cast<Model&>(m);
   for (const ParamSpec& p : param_table(m.config).params) w.insert(w.end(), p.host(mm).begin(), p.host(mm).end());
   return w;
+}
+
+// A gradient of zeros: what moves is the weight decay alone.
+ref::ObjectiveResult zeros(const Model& m, std::span<const int32_t> tokens, double) {
+  ref::ObjectiveResult r;
+  for (const ParamSpec& p : param_table(m.config).params) r.grads.emplace_back(size_t(p.size()), 0.0);
+  r.scored = tokens.size() - 1;
+  return r;
+}
+
+TEST(Loop, WeightDecayFollowsTheParameterTable) {
+  LoopRun run;
+  run.start.settings.opt.warmup = 0;
+  run.start.settings.opt.lr = run.start.settings.opt.end_lr = 0.5;
+  train::Trainer t(run.start, run.corpus);
+  t.step(zeros);
+  auto& before = const_cast<Model&>(run.start.model);
+  auto& after = const_cast<Model&>(t.state().model);
+  for (const ParamSpec& p : param_table(before.config).params) {
+    const float x = p.host(before)[0], y = p.host(after)[0];
+    EXPECT_FLOAT_EQ(y, p.decays ? float(double(x) * (1 - 0.5 * 0.1)) : x) << p.name;
+  }
 }
 
 TEST(Loop, DescendsAnAnalyticObjective) {
