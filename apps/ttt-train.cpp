@@ -12,6 +12,7 @@
 #include "ttt/params.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -19,6 +20,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 namespace {
@@ -216,6 +218,8 @@ int body(int argc, char** argv) {
   }
   const ttt::train::Settings& s = ck.settings;
   const int64_t until = vm.count("until") ? ttt::app::int_option(vm, "until", 1, s.steps) : s.steps;
+  if (until <= ck.opt.step)
+    throw UsageError(fmt::format("--until {}: the checkpoint is at step {} already", until, ck.opt.step));
   const ttt::train::ByteCorpus corpus = load_corpus(data_files, s.seq_len, "data");
   if (resume && corpus.fingerprint != s.data_fingerprint)
     throw UsageError(fmt::format("--data: the files differ from those the checkpoint was trained on ({})",

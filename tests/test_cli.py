@@ -768,10 +768,10 @@ def input_forms(c):
 def generate(c):
     generate_tests(c.tmp)
 
-def train_fixture(c):
+def train_fixture(fixtures):
     """A byte-level config small enough for the double-precision reference (D 16, 2 blocks, W = B = 8),
-    training and held-out text."""
-    d = os.path.join(c.tmp, "train-in")
+    training and held-out text. (Not a case: those are the functions of one argument named c.)"""
+    d = os.path.join(fixtures.tmp, "train-in")
     if not os.path.exists(d):
         os.makedirs(d)
         cfg = {"format": "ttt-e2e", "format_version": 1, "vocab_size": 256, "hidden_size": 16, "num_hidden_layers": 2,
@@ -836,6 +836,8 @@ def train_usage(c):
                  ["--resume", o, "--out", os.path.join(tmp, "t-res"), "--lr", "0.5"], "--lr", "checkpoint", code=2)
     expect_error("ttt-train --resume with other --steps", "ttt-train",
                  ["--resume", o, "--out", os.path.join(tmp, "t-res"), "--steps", "9"], "--steps", code=2)
+    expect_error("ttt-train --resume --until a step already taken", "ttt-train",
+                 ["--resume", o, "--out", os.path.join(tmp, "t-res"), "--until", "1"], "--until", code=2)
     expect_error("ttt-train --resume of a model without optimiser state", "ttt-train",
                  ["--resume", c.tiny, "--out", os.path.join(tmp, "t-res")], "trainer.json")
 
