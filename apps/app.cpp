@@ -92,11 +92,9 @@ extern "C" void on_signal(int sig) {
 
 }  // namespace
 
-void catch_interrupts(const char* tool) {
-  const int n = std::snprintf(g_notice, sizeof g_notice,
-                              "\n%s: interrupted: finishing the current mini-batch, then writing partial results "
-                              "(interrupt again to quit at once)\n",
-                              tool);
+void catch_interrupts(const char* tool, const char* then) {
+  const int n = std::snprintf(g_notice, sizeof g_notice, "\n%s: interrupted: %s (interrupt again to quit at once)\n",
+                              tool, then);
   g_notice_len = n > 0 ? std::min(size_t(n), sizeof g_notice - 1) : 0;
   struct sigaction sa {};
   sa.sa_handler = on_signal;

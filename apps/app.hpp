@@ -45,7 +45,8 @@ void announce_compiles(host::Context& ctx, const char* tool);
 // Interrupts: after catch_interrupts(), SIGINT and SIGTERM only raise a flag
 // that long loops poll between mini-batches (and say so on stderr); a second
 // signal ends the process at once. interrupted() returns the signal (0: none).
-void catch_interrupts(const char* tool);
+// `then` is what the notice says the tool does before it stops.
+void catch_interrupts(const char* tool, const char* then = "finishing the current mini-batch, then writing partial results");
 int interrupted();
 
 }  // namespace ttt::app

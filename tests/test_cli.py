@@ -8,6 +8,7 @@ Good inputs must reproduce the golden cases through the CLI.
 usage: test_cli.py BIN_DIR DATA_DIR
 """
 import json
+import math
 import os
 import re
 import signal
@@ -766,6 +767,163 @@ def input_forms(c):
 @case
 def generate(c):
     generate_tests(c.tmp)
+
+def train_fixture(fixtures):
+    """A byte-level config small enough for the double-precision reference (D 16, 2 blocks, W = B = 8),
+    training and held-out text. (Not a case: those are the functions of one argument named c.)"""
+    d = os.path.join(fixtures.tmp, "train-in")
+    if not os.path.exists(d):
+        os.makedirs(d)
+        cfg = {"format": "ttt-e2e", "format_version": 1, "vocab_size": 256, "hidden_size": 16, "num_hidden_layers": 2,
+               "num_attention_heads": 2, "intermediate_size": 32, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+               "tie_word_embeddings": True, "qk_norm": True, "pre_norm": True, "post_norm": True,
+               "sliding_window_size": 8, "mini_batch_size": 8, "suffix_len": 1, "prime": True, "inner_lr": 1.0,
+               "inner_clip_gradient": 1.0, "bos_token_id": -1, "eos_token_id": -1, "tokenizer": "bytes"}
+        with open(os.path.join(d, "micro.json"), "w") as f:
+            json.dump(cfg, f)
+        with open(os.path.join(d, "train.txt"), "w") as f:
+            f.write("The quick brown fox jumps over the lazy dog. " * 30)
+        with open(os.path.join(d, "eval.txt"), "w") as f:
+            f.write("A lazy dog sleeps under the quick brown fox. " * 3)
+    return {k: os.path.join(d, v) for k, v in [("config", "micro.json"), ("data", "train.txt"), ("eval", "eval.txt")]}
+
+
+def train_args(f, out, *extra, mode="pretrain", steps=3):
+    return ["--data", f["data"], "--config", f["config"], "--mode", mode, "--steps", str(steps), "--seq-len", "16",
+            "--batch", "2", "--lr", "0.01", "--out", out, "--quiet", *extra]
+
+
+def jsonl(path):
+    with open(path) as fh:
+        return [json.loads(l) for l in fh if l.strip()]
+
+
+@case
+def train_usage(c):
+    f, tmp = train_fixture(c), c.tmp
+    rc, out, _ = run("ttt-train", "--help")
+    flags = ["--data", "--preset", "--config", "--mode", "--steps", "--out", "--resume", "--until", "--batch",
+             "--seq-len", "--lr", "--end-lr", "--warmup", "--weight-decay", "--clip", "--ilr-init", "--ilr-warmup",
+             "--seed", "--eval-every", "--eval-data", "--checkpoint-every", "--threads", "--force", "--quiet"]
+    check("ttt-train --help explains every flag", rc == 0 and all(x in out for x in flags), out[:300])
+    o = os.path.join(tmp, "t-bad")
+    expect_error("ttt-train missing data file", "ttt-train",
+                 ["--data", os.path.join(tmp, "gone.txt")] + train_args(f, o)[2:],
+                 "--data", "gone.txt", code=2)
+    short = c.token_file("short.txt", "0123456789")
+    expect_error("ttt-train data shorter than one document", "ttt-train",
+                 ["--data", short] + train_args(f, o)[2:], "--data", "17 bytes", code=2)
+    expect_error("ttt-train --steps 0", "ttt-train", train_args(f, o, steps=0), "--steps", code=2)
+    expect_error("ttt-train --lr nan", "ttt-train", train_args(f, o, "--lr", "nan"), "--lr", code=2)
+    expect_error("ttt-train unknown mode", "ttt-train", train_args(f, o, mode="sgd"), "--mode", code=2)
+    expect_error("ttt-train without --out", "ttt-train", train_args(f, o)[:-3], "--out", code=2)
+    expect_error("ttt-train missing config", "ttt-train",
+                 train_args(f, o)[:2] + ["--config", os.path.join(tmp, "nope.json")] + train_args(f, o)[4:],
+                 "--config", "nope.json", code=2)
+    expect_error("ttt-train --eval-every without --eval-data", "ttt-train", train_args(f, o, "--eval-every", "1"),
+                 "--eval-data", code=2)
+    expect_error("ttt-train a non-byte model", "ttt-train",
+                 train_args(f, o)[:2] + ["--preset", "125m"] + train_args(f, o)[4:], "bytes")
+    full = os.path.join(tmp, "t-full")
+    os.makedirs(full)
+    open(os.path.join(full, "x"), "w").close()
+    expect_error("ttt-train non-empty --out", "ttt-train", train_args(f, full), "--out", "--force")
+    rc, _, err = run("ttt-train", *train_args(f, o, steps=1))
+    check("ttt-train one step", rc == 0, err[-400:])
+    expect_error("ttt-train --resume into its own directory", "ttt-train", ["--resume", o, "--out", o, "--force"],
+                 "--out")
+    expect_error("ttt-train --resume with a run setting", "ttt-train",
+                 ["--resume", o, "--out", os.path.join(tmp, "t-res"), "--lr", "0.5"], "--lr", "checkpoint", code=2)
+    expect_error("ttt-train --resume with other --steps", "ttt-train",
+                 ["--resume", o, "--out", os.path.join(tmp, "t-res"), "--steps", "9"], "--steps", code=2)
+    expect_error("ttt-train --resume --until a step already taken", "ttt-train",
+                 ["--resume", o, "--out", os.path.join(tmp, "t-res"), "--until", "1"], "--until", code=2)
+    expect_error("ttt-train --resume of a model without optimiser state", "ttt-train",
+                 ["--resume", c.tiny, "--out", os.path.join(tmp, "t-res")], "trainer.json")
+
+
+@case
+def train_pretrain(c):
+    """3 pretraining steps write a checkpoint that ttt-perplexity reads, and the log."""
+    f, tmp = train_fixture(c), c.tmp
+    out = os.path.join(tmp, "t-pre")
+    rc, _, err = run("ttt-train", *train_args(f, out, "--eval-data", f["eval"], "--eval-every", "2"))
+    check("ttt-train pretrain 3 steps", rc == 0, err[-600:])
+    if rc != 0:
+        return
+    log = jsonl(os.path.join(out, "train.jsonl"))
+    steps = [r for r in log if "loss" in r]
+    evals = [r for r in log if "eval_nll_ttt" in r]
+    ok = [r["step"] for r in steps] == [1, 2, 3] and all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in steps)
+    ok = ok and [r["step"] for r in evals] == [2, 3] and all(r["eval_tokens"] > 0 for r in evals)
+    check("ttt-train logs each step and each evaluation in train.jsonl", ok, str(log)[:600])
+    with open(os.path.join(out, "trainer.json")) as fh:
+        tj = json.load(fh)
+    check("ttt-train checkpoint records the step and settings",
+          tj["step"] == 3 and tj["settings"]["mode"] == "pretrain" and tj["settings"]["batch"] == 2, str(tj)[:300])
+    nll = os.path.join(tmp, "t-pre-nll.txt")
+    rc, _, err = run("ttt-perplexity", "-m", out, "-f", f["eval"], "--no-ttt", "-q", "--nll-out", nll)
+    ok = rc == 0 and len(floats(nll)) == os.path.getsize(f["eval"]) - 1
+    check("ttt-perplexity reads the trained model", ok, err[-400:])
+    if ok:
+        # The reference's held-out number (eval_nll_no_ttt, on documents of 17 bytes) is not ttt-perplexity's (one
+        # document of the whole file), but both must be the loss of a model near uniform over 256 bytes.
+        mean = sum(floats(nll)) / len(floats(nll))
+        check("held-out NLLs are plausible", abs(mean - math.log(256)) < 1 and abs(evals[-1]["eval_nll_no_ttt"] - math.log(256)) < 1,
+              f"{mean} {evals[-1]}")
+
+
+@case
+def train_resume(c):
+    """k steps, checkpoint, --resume, N - k steps == N steps straight, bit for bit (meta mode, with the inner
+    learning-rate warm-up running across the break)."""
+    f, tmp = train_fixture(c), c.tmp
+    extra = ["--ilr-warmup", "3", "--warmup", "1", "--threads", "2"]
+    straight, part, rest = (os.path.join(tmp, n) for n in ("t-straight", "t-part", "t-rest"))
+    rc1, _, e1 = run("ttt-train", *train_args(f, straight, *extra, mode="meta", steps=4))
+    rc2, _, e2 = run("ttt-train", *train_args(f, part, *extra, "--until", "2", mode="meta", steps=4))
+    rc3, _, e3 = run("ttt-train", "--resume", part, "--out", rest, "--quiet", "--threads", "1")
+    check("ttt-train straight, --until and --resume runs", rc1 == rc2 == rc3 == 0, (e1 + e2 + e3)[-600:])
+    if rc1 or rc2 or rc3:
+        return
+    same = all(open(os.path.join(straight, n), "rb").read() == open(os.path.join(rest, n), "rb").read()
+               for n in ("model.safetensors", "optimizer.safetensors"))
+    check("resumed run equals the straight run exactly (weights and optimiser state)", same)
+    a, b = jsonl(os.path.join(straight, "train.jsonl")), jsonl(os.path.join(rest, "train.jsonl"))
+    check("the resumed log continues the checkpoint's", [r["step"] for r in b] == [1, 2, 3, 4] and
+          [r["loss"] for r in a] == [r["loss"] for r in b] and [r["inner_lr"] for r in b][:3] != [1.0] * 3, str(b)[:400])
+
+
+@case
+def train_interrupt(c):
+    """SIGINT: the step in flight finishes, a checkpoint is written, exit 130; --resume continues it."""
+    f, tmp = train_fixture(c), c.tmp
+    out = os.path.join(tmp, "t-int")
+    args = train_args(f, out, steps=100000)
+    args.remove("--quiet")
+    proc = subprocess.Popen([exe("ttt-train"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    for line in proc.stderr:
+        seen += line
+        if "step 1/" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    err = seen + err
+    try:
+        with open(os.path.join(out, "trainer.json")) as fh:
+            step = json.load(fh)["step"]
+    except (OSError, ValueError, KeyError) as e:
+        step = repr(e)
+    ok = proc.returncode == 130 and isinstance(step, int) and step >= 1 and "--resume" in err
+    check("ttt-train on SIGINT writes a checkpoint and exits 130", ok, f"exit {proc.returncode}, step {step}, {err[-400:]!r}")
+    if not ok:
+        return
+    more = os.path.join(tmp, "t-int-more")
+    rc, _, err = run("ttt-train", "--resume", out, "--out", more, "--until", str(step + 1), "--quiet")
+    with open(os.path.join(more, "trainer.json")) as fh:
+        tj = json.load(fh)
+    check("ttt-train resumes an interrupted run", rc == 0 and tj["step"] == step + 1, err[-400:])
 
 
 def main():

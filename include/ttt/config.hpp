@@ -50,7 +50,8 @@ struct Config {
 };
 
 // Presets of ttt-make-model: the official configs (configs/model/*.yaml plus the
-// e2e experiment overrides) and a small "tiny" one for demos and tests.
+// e2e experiment overrides), a small "tiny" one for demos and tests, and
+// "tiny-bytes" (D 128, W = B = 64) to train from scratch with ttt-train.
 const std::vector<std::string>& preset_names();
 Config preset(const std::string& name);  // throws Error listing the names on a miss
 

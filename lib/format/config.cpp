@@ -149,7 +149,7 @@ json Config::to_json() const {
 }
 
 const std::vector<std::string>& preset_names() {
-  static const std::vector<std::string> names = {"tiny", "125m", "350m", "760m", "1b", "3b"};
+  static const std::vector<std::string> names = {"tiny", "tiny-bytes", "125m", "350m", "760m", "1b", "3b"};
   return names;
 }
 
@@ -182,6 +182,16 @@ Config preset(const std::string& name) {
     c.bos_token_id = -1;
     c.eos_token_id = -1;
     c.sliding_window_size = 256;
+    c.mini_batch_size = 64;
+    c.tokenizer = "bytes";
+  } else if (name == "tiny-bytes") {
+    // Byte-level model to train from scratch with ttt-train (docs/training.md):
+    // twice tiny's width, W = B = 64 so a short document already spans several test-time steps.
+    set(4, 128, 4, 256, 1);
+    c.vocab_size = 256;
+    c.bos_token_id = -1;
+    c.eos_token_id = -1;
+    c.sliding_window_size = 64;
     c.mini_batch_size = 64;
     c.tokenizer = "bytes";
   } else {
