@@ -252,6 +252,11 @@ TEST(TokenizerTinyBpe, BadFilesNameTheFileAndTheFault) {
   j = tiny_json({}, false);
   j["model"]["vocab"].erase(byte_char(0x41));
   EXPECT_NE(err("f.json", j.dump()).find("0x41"), std::string::npos);
+  // An id far past the number of tokens (fuzzing found one of 39,999,997 in a 300-token file:
+  // 1.3 GB of id tables before this check).
+  j = tiny_json({}, false);
+  j["added_tokens"] = nlohmann::json::array({{{"id", 39999997}, {"content", "<|x|>"}, {"special", true}}});
+  EXPECT_NE(err("j.json", j.dump()).find("ids run up to 39999997"), std::string::npos);
   EXPECT_NE(err("g.model", "YQ== 0\nYg== 1\n").find("2 ranks"), std::string::npos);
   EXPECT_NE(err("h.model", "YQ== 0\n!!! 1\n").find("h.model:2:"), std::string::npos);
   EXPECT_NE(err("i.model", "").find("empty"), std::string::npos);

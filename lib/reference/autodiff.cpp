@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <cstdlib>
 #include <thread>
 #include <unordered_map>
 
@@ -31,10 +32,21 @@ void set_back(Var y, Rule r) {
   if (y->req) y->back = std::move(r);
 }
 
-// Runs f(r0, r1) over [0, M) split on every core when the work is large.
+// Threads of one product: every core, or $TTT_REF_THREADS (a trainer that already runs one
+// document per core sets 1 rather than oversubscribe the machine).
+int product_threads() {
+  if (const char* e = std::getenv("TTT_REF_THREADS"); e && *e) {
+    char* end = nullptr;
+    const long n = std::strtol(e, &end, 10);
+    if (*end == '\0' && n >= 1 && n <= 4096) return int(n);
+  }
+  return std::max(1, int(std::thread::hardware_concurrency()));
+}
+
+// Runs f(r0, r1) over [0, M) split on up to product_threads() threads when the work is large.
 template <typename Fn>
 void parallel_rows(int M, double flops, Fn f) {
-  static const int cores = std::max(1, int(std::thread::hardware_concurrency()));
+  static const int cores = product_threads();
   const int parts = std::min(cores, M / 8);
   if (flops < 1e6 || parts < 2) {
     f(0, M);

@@ -285,6 +285,7 @@ std::shared_ptr<Impl> load_hf_json(const std::string& path, const std::string& c
   const json added = j.value("added_tokens", json::array());
   if (!added.is_array()) throw Error(fmt::format("{}: added_tokens must be a list", path));
 
+  constexpr size_t kMaxUnusedIds = 1024;
   auto check_id = [&](long long id, const std::string& what) {
     if (id < 0 || id >= INT_MAX / 2)
       throw Error(fmt::format("{}: {} has id {}, expected a non-negative integer", path, what, id));
@@ -297,6 +298,13 @@ std::shared_ptr<Impl> load_hf_json(const std::string& path, const std::string& c
     if (!id.is_number_integer()) throw Error(fmt::format("{}: added token {} has no integer id", path, a.dump()));
     max_id = std::max(max_id, check_id(id.get<long long>(), "added token"));
   }
+  // Real vocabularies number their tokens 0..N-1. Ids far past the number of tokens are a
+  // broken file, and would make the id tables below as large as the biggest id.
+  const size_t defined = r.vocab.size() + added.size();
+  if (size_t(max_id) >= defined + kMaxUnusedIds)
+    throw Error(fmt::format("{}: ids run up to {} but only {} tokens are defined; a vocabulary numbers its tokens "
+                            "0..N-1 (at most {} ids may go unused)",
+                            path, max_id, defined, kMaxUnusedIds));
 
   auto t = std::make_shared<Impl>();
   t->token_bytes.resize(size_t(max_id) + 1);
