@@ -71,12 +71,12 @@ cmake --build "$build" -j "$jobs"
 
 case "$mode" in
   demo)
-    model=$build/models/tiny
-    [ -f "$model/model.safetensors" ] || "$build/apps/ttt-make-model" --preset tiny --seed 0 --out "$model"
-    echo "== ttt-perplexity on data/genesis-kjv.txt with the bundled tiny model"
-    echo "   (it is UNTRAINED: random weights, so the perplexity is near the vocabulary size of 256;"
-    echo "    what the demo shows is the pipeline, test-time training included, running end to end)"
-    "$build/apps/ttt-perplexity" -m "$model" -f "$root/data/genesis-kjv.txt" --json "$build/demo.json"
+    model=$root/models/kjv-bytes
+    echo "== ttt-perplexity: the bundled kjv-bytes model (byte-level, meta-trained by ttt-train on KJV Exodus-Revelation)"
+    echo "   on the held-out Book of Genesis (data/genesis-kjv.txt), with and without test-time training"
+    "$build/apps/ttt-perplexity" -m "$model" -f "$root/data/genesis-kjv.txt" --compare \
+        --json "$build/demo.json" --plot "$build/demo.svg" --force
+    echo "== report: $build/demo.json, plot: $build/demo.svg (models/kjv-bytes/README.md explains the model)"
     ;;
   test)
     # 1. The suite, kernels under Oclgrind included (label oclgrind).
