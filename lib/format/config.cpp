@@ -175,23 +175,16 @@ Config preset(const std::string& name) {
   else if (name == "760m") set(24, 1536, 16, 3328, 6);
   else if (name == "1b") set(24, 2048, 32, 4352, 6);
   else if (name == "3b") set(32, 2560, 32, 5632, 8);  // head_dim 80
-  else if (name == "tiny") {
-    // Byte-level demo model: small enough to run a book on a CPU.
-    set(4, 64, 4, 128, 1);
+  else if (name == "tiny" || name == "tiny-bytes") {
+    // tiny: byte-level demo model, small enough to run a book on a CPU. tiny-bytes: twice its width,
+    // to train from scratch with ttt-train (docs/training.md); W = B = 64 so that a short document
+    // already spans several test-time steps.
+    const bool train = name == "tiny-bytes";
+    set(4, train ? 128 : 64, 4, train ? 256 : 128, 1);
     c.vocab_size = 256;
     c.bos_token_id = -1;
     c.eos_token_id = -1;
-    c.sliding_window_size = 256;
-    c.mini_batch_size = 64;
-    c.tokenizer = "bytes";
-  } else if (name == "tiny-bytes") {
-    // Byte-level model to train from scratch with ttt-train (docs/training.md):
-    // twice tiny's width, W = B = 64 so a short document already spans several test-time steps.
-    set(4, 128, 4, 256, 1);
-    c.vocab_size = 256;
-    c.bos_token_id = -1;
-    c.eos_token_id = -1;
-    c.sliding_window_size = 64;
+    c.sliding_window_size = train ? 64 : 256;
     c.mini_batch_size = 64;
     c.tokenizer = "bytes";
   } else {
