@@ -89,6 +89,19 @@ void timed_call(Context& ctx, const char* label, const std::string& where, Call 
 
 }  // namespace
 
+// A row-major C = op(A) op(B) is handed to CLBlast either as asked (row-major) or as the column-major
+// C^T = op(B)^T op(A)^T. The numbers are the same; what differs is which operands CLBlast's indirect
+// Xgemm copies (transposes and pads) around its kernel on every call: with GEMMK = 0 it wants A
+// unrotated and B rotated, so row-major costs a copy of A and of C (in and out), column-major one of A.
+// $TTT_GEMM_LAYOUT = row | col chooses (experiment; default row).
+static bool swap_operands() {
+  static const bool swap = [] {
+    const char* e = std::getenv("TTT_GEMM_LAYOUT");
+    return e && std::string(e) == "col";
+  }();
+  return swap;
+}
+
 void gemm(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, size_t K, float alpha, const Buffer& A,
           size_t a_off, size_t lda, const Buffer& B, size_t b_off, size_t ldb, float beta, Buffer& C, size_t c_off,
           size_t ldc, const char* label) {
@@ -101,6 +114,9 @@ void gemm(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, size_t K, float 
   tuning_state(ctx);  // the tuning file, applied before this context's first GEMM
   cl_command_queue q = ctx.queue();
   timed_call(ctx, label, where, [&] {
+    if (swap_operands())  // C^T = B^T A^T, column-major: the same numbers, other copies inside CLBlast
+      return clblast::Gemm<float>(clblast::Layout::kColMajor, tr(tb), tr(ta), N, M, K, alpha, B.get(), b_off, ldb,
+                                  A.get(), a_off, lda, beta, C.get(), c_off, ldc, &q);
     return clblast::Gemm<float>(clblast::Layout::kRowMajor, tr(ta), tr(tb), M, N, K, alpha, A.get(), a_off, lda,
                                 B.get(), b_off, ldb, beta, C.get(), c_off, ldc, &q);
   });
@@ -120,6 +136,10 @@ void gemm_strided_batched(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, 
   tuning_state(ctx);
   cl_command_queue q = ctx.queue();
   timed_call(ctx, label, where, [&] {
+    if (swap_operands())
+      return clblast::GemmStridedBatched<float>(clblast::Layout::kColMajor, tr(tb), tr(ta), N, M, K, alpha, B.get(),
+                                                b_off, ldb, b_stride, A.get(), a_off, lda, a_stride, beta, C.get(),
+                                                c_off, ldc, c_stride, batch, &q);
     return clblast::GemmStridedBatched<float>(clblast::Layout::kRowMajor, tr(ta), tr(tb), M, N, K, alpha, A.get(),
                                               a_off, lda, a_stride, B.get(), b_off, ldb, b_stride, beta, C.get(),
                                               c_off, ldc, c_stride, batch, &q);
