@@ -47,7 +47,9 @@ std::vector<std::string> input_files(const po::variables_map& vm, const char* fl
   for (const auto& p : paths)
     if (!fs::exists(p)) throw UsageError(fmt::format("--{} {}: no such file or directory", flag, p));
   try {
-    return ttt::expand_paths(paths);
+    std::vector<std::string> files = ttt::expand_paths(paths);
+    for (auto& f : files) f = fs::absolute(f).lexically_normal().string();  // the checkpoint may resume elsewhere
+    return files;
   } catch (const ttt::Error& e) {
     throw UsageError(fmt::format("--{}: {}", flag, e.what()));
   }
@@ -180,6 +182,11 @@ int body(int argc, char** argv) {
       throw UsageError(fmt::format("--steps {}: the checkpoint's run has {} (its learning-rate schedule spans them)",
                                    *steps, ck.settings.steps));
     data_files = vm.count("data") ? input_files(vm, "data") : ck.settings.data;
+    for (const auto& f : data_files)
+      if (!vm.count("data") && !fs::is_regular_file(f))
+        throw UsageError(fmt::format("--resume {}: its training data {} is not there; give the same files with --data",
+                                     from, f));
+    ck.settings.data = data_files;
     kept_log = log_until((fs::path(from) / "train.jsonl").string(), ck.opt.step);
   } else {
     ttt::check_output_dir(out, "--out", vm["force"].as<bool>());
@@ -188,13 +195,23 @@ int body(int argc, char** argv) {
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
       if (!fs::is_regular_file(path)) throw UsageError(fmt::format("--config {}: no such file", path));
-      cfg = ttt::Config::load(path);
+      try {
+        cfg = ttt::Config::load(path);
+      } catch (const ttt::Error& e) {
+        throw UsageError(fmt::format("--config: {}", e.what()));
+      }
     } else {
-      cfg = ttt::preset(vm["preset"].as<std::string>());
+      try {
+        cfg = ttt::preset(vm["preset"].as<std::string>());
+      } catch (const ttt::Error& e) {
+        throw UsageError(fmt::format("--preset: {}", e.what()));
+      }
     }
     if (cfg.tokenizer != "bytes" || cfg.vocab_size < 256)
-      throw ttt::Error("ttt-train reads text as bytes: the model needs \"tokenizer\": \"bytes\" and vocab_size >= 256 "
-                       "in its config (e.g. --preset tiny-bytes)");
+      throw UsageError(fmt::format("--{} {}: ttt-train reads text as bytes, so the model needs \"tokenizer\": \"bytes\" "
+                                   "and vocab_size >= 256 (e.g. --preset tiny-bytes)",
+                                   vm.count("config") ? "config" : "preset",
+                                   vm[vm.count("config") ? "config" : "preset"].as<std::string>()));
     auto& s = ck.settings;
     try {
       s.mode = ttt::ref::parse_objective(vm["mode"].as<std::string>());
@@ -218,6 +235,9 @@ int body(int argc, char** argv) {
   }
   const ttt::train::Settings& s = ck.settings;
   const int64_t until = vm.count("until") ? ttt::app::int_option(vm, "until", 1, s.steps) : s.steps;
+  if (ck.opt.step >= s.steps)
+    throw UsageError(fmt::format("--resume: the run is complete (step {} of {}); nothing to resume", ck.opt.step,
+                                 s.steps));
   if (until <= ck.opt.step)
     throw UsageError(fmt::format("--until {}: the checkpoint is at step {} already", until, ck.opt.step));
   const ttt::train::ByteCorpus corpus = load_corpus(data_files, s.seq_len, "data");
@@ -285,13 +305,15 @@ int body(int argc, char** argv) {
   trainer.save(out);
   const int64_t at = trainer.steps_taken();
   if (ttt::app::interrupted() && at < until) {
-    std::fprintf(stderr, "ttt-train: interrupted: checkpoint of step %lld written to %s (continue with --resume %s)\n",
+    std::fprintf(stderr,
+                 "ttt-train: interrupted: checkpoint of step %lld written to %s (continue with --resume %s --out "
+                 "NEW_DIR)\n",
                  (long long)at, out.c_str(), out.c_str());
     return 130;
   }
   std::fprintf(stderr, "ttt-train: %s after step %lld of %lld written to %s%s\n",
                at == s.steps ? "model" : "checkpoint", (long long)at, (long long)s.steps, out.c_str(),
-               at == s.steps ? "" : " (continue with --resume)");
+               at == s.steps ? "" : fmt::format(" (continue with --resume {} --out NEW_DIR)", out).c_str());
   return 0;
 }
 

@@ -849,7 +849,9 @@ def train_usage(c):
     expect_error("ttt-train --eval-every without --eval-data", "ttt-train", train_args(f, o, "--eval-every", "1"),
                  "--eval-data", code=2)
     expect_error("ttt-train a non-byte model", "ttt-train",
-                 train_args(f, o)[:2] + ["--preset", "125m"] + train_args(f, o)[4:], "bytes")
+                 train_args(f, o)[:2] + ["--preset", "125m"] + train_args(f, o)[4:], "--preset 125m", "bytes", code=2)
+    expect_error("ttt-train an unknown preset", "ttt-train",
+                 train_args(f, o)[:2] + ["--preset", "nosuch"] + train_args(f, o)[4:], "--preset", "nosuch", code=2)
     full = os.path.join(tmp, "t-full")
     os.makedirs(full)
     open(os.path.join(full, "x"), "w").close()
@@ -862,8 +864,9 @@ def train_usage(c):
                  ["--resume", o, "--out", os.path.join(tmp, "t-res"), "--lr", "0.5"], "--lr", "checkpoint", code=2)
     expect_error("ttt-train --resume with other --steps", "ttt-train",
                  ["--resume", o, "--out", os.path.join(tmp, "t-res"), "--steps", "9"], "--steps", code=2)
-    expect_error("ttt-train --resume --until a step already taken", "ttt-train",
-                 ["--resume", o, "--out", os.path.join(tmp, "t-res"), "--until", "1"], "--until", code=2)
+    expect_error("ttt-train --resume of a finished run", "ttt-train",
+                 ["--resume", o, "--out", os.path.join(tmp, "t-res"), "--until", "1"], "run is complete",
+                 "nothing to resume", code=2)
     expect_error("ttt-train --resume of a model without optimiser state", "ttt-train",
                  ["--resume", c.tiny, "--out", os.path.join(tmp, "t-res")], "trainer.json")
 
