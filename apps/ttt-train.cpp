@@ -283,7 +283,14 @@ int body(int argc, char** argv) {
   };
   while (trainer.steps_taken() < until && !ttt::app::interrupted()) {
     const auto a = Clock::now();
-    const ttt::train::StepResult r = trainer.step(grad, int(threads));
+    ttt::train::StepResult r;
+    try {
+      r = trainer.step(grad, int(threads));
+    } catch (const ttt::Error& e) {  // e.g. a non-finite gradient: the weights were not updated; keep them
+      trainer.save(out);
+      throw ttt::Error(fmt::format("{} (checkpoint of step {} written to {}: the last good state)", e.what(),
+                                   (long long)trainer.steps_taken(), out));
+    }
     const double dt = std::chrono::duration<double>(Clock::now() - a).count();
     train_seconds += dt;
     const int64_t done = r.step - first;
@@ -305,6 +312,9 @@ int body(int argc, char** argv) {
   }
   trainer.save(out);
   const int64_t at = trainer.steps_taken();
+  if (ttt::app::interrupted() && at == s.steps && !eval_docs.empty())
+    std::fprintf(stderr, "ttt-train: interrupted: the final held-out evaluation was skipped (ttt-perplexity -m %s "
+                         "--compare scores the model)\n", out.c_str());
   if (ttt::app::interrupted() && at < until) {
     std::fprintf(stderr,
                  "ttt-train: interrupted: checkpoint of step %lld written to %s (continue with --resume %s --out "

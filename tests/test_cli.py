@@ -924,6 +924,25 @@ def train_resume(c):
 
 
 @case
+def train_diverge(c):
+    """A non-finite gradient stops the run with an error, and the last good state is kept as a checkpoint."""
+    f, tmp = train_fixture(c), c.tmp
+    out = os.path.join(tmp, "t-nan")
+    args = ["--data", f["data"], "--config", f["config"], "--mode", "pretrain", "--steps", "40", "--seq-len", "16",
+            "--batch", "2", "--lr", "1e12", "--clip", "0", "--warmup", "0", "--out", out, "--quiet"]
+    rc, _, err = run("ttt-train", *args)
+    m = re.search(r"non-finite [a-z ]+ step (\d+).*checkpoint of step (\d+) written", err)
+    check("a diverging run stops with an error naming the step", rc == 1 and m is not None, f"rc {rc}: {err[-400:]}")
+    if m:
+        bad, kept = int(m.group(1)), int(m.group(2))
+        record = json.load(open(os.path.join(out, "trainer.json")))
+        check(f"its checkpoint holds the last good step ({kept} = {bad} - 1)",
+              kept == bad - 1 and record["step"] == kept and record["step"] < 40)
+        rc, so, se = run("ttt-perplexity", "-m", out, "--tokens", c.token_file("few.txt", "1 2 3 4 5"), "--no-ttt")
+        check("the kept weights load as a model", rc == 0, se[-300:])
+
+
+@case
 def train_interrupt(c):
     """SIGINT: the step in flight finishes, a checkpoint is written, exit 130; --resume continues it."""
     f, tmp = train_fixture(c), c.tmp

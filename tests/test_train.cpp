@@ -117,6 +117,21 @@ TEST(AdamW, NonFiniteGradientLeavesEverything) {
   EXPECT_EQ(t.s.step, 0);
 }
 
+// A finite gradient whose update overflows a weight (float): nothing is written either, so a trainer
+// can keep the last good state as its checkpoint.
+TEST(AdamW, OverflowingUpdateLeavesEverything) {
+  Tensors t({{1.0f, 2.0f}, {3.0f}});
+  EXPECT_THROW(t.step({{1.0, 1.0}, {1.0}}, {true, true}, constant_lr(1e39)), Error);
+  EXPECT_EQ(t.p[0][0], 1.0f);
+  EXPECT_EQ(t.p[1][0], 3.0f);
+  EXPECT_EQ(t.s.m[0][0], 0.0f);
+  EXPECT_EQ(t.s.v[1][0], 0.0f);
+  EXPECT_EQ(t.s.step, 0);
+  t.step({{1.0, 1.0}, {1.0}}, {true, true}, constant_lr(0.1));  // and a sane step still works
+  EXPECT_NE(t.p[0][0], 1.0f);
+  EXPECT_EQ(t.s.step, 1);
+}
+
 TEST(Schedule, WarmupThenCosineToTheFloor) {
   AdamW h;
   h.lr = 1.0;

@@ -55,25 +55,37 @@ UpdateInfo adamw_update(std::vector<std::span<float>> params, AdamWState& s,
   UpdateInfo info;
   info.grad_norm = std::sqrt(sq);
   if (!std::isfinite(info.grad_norm))
-    throw Error(fmt::format("non-finite gradient norm at step {}: the weights were not updated", s.step));
+    throw Error(fmt::format("non-finite gradient norm at step {}: the weights were not updated", s.step + 1));
   if (h.clip > 0 && info.grad_norm > h.clip) info.scale = h.clip / info.grad_norm;
   info.lr = learning_rate(h, s.step);
   const double t = double(s.step + 1);
   const double c1 = 1 - std::pow(h.b1, t), c2 = 1 - std::pow(h.b2, t);
-  for (size_t i = 0; i < n; ++i) {
-    std::span<float> p = params[i];
-    float* m = s.m[i].data();
-    float* v = s.v[i].data();
-    const double* g = grads[i].data();
-    const double wd = decays[i] ? h.weight_decay : 0.0;
-    for (size_t j = 0; j < p.size(); ++j) {
-      const double gj = g[j] * info.scale;
-      const double mj = h.b1 * double(m[j]) + (1 - h.b1) * gj;
-      const double vj = h.b2 * double(v[j]) + (1 - h.b2) * gj * gj;
-      m[j] = float(mj);
-      v[j] = float(vj);
-      const double u = (mj / c1) / (std::sqrt(vj / c2) + h.eps) + wd * double(p[j]);
-      p[j] = float(double(p[j]) - info.lr * u);
+  // Two passes over the same arithmetic: the first only checks that every new weight is finite (in
+  // float), so that a diverging step throws with the weights and moments as they were; the second writes.
+  for (const bool write : {false, true}) {
+    for (size_t i = 0; i < n; ++i) {
+      std::span<float> p = params[i];
+      float* m = s.m[i].data();
+      float* v = s.v[i].data();
+      const double* g = grads[i].data();
+      const double wd = decays[i] ? h.weight_decay : 0.0;
+      for (size_t j = 0; j < p.size(); ++j) {
+        const double gj = g[j] * info.scale;
+        const double mj = h.b1 * double(m[j]) + (1 - h.b1) * gj;
+        const double vj = h.b2 * double(v[j]) + (1 - h.b2) * gj * gj;
+        const double u = (mj / c1) / (std::sqrt(vj / c2) + h.eps) + wd * double(p[j]);
+        const float np = float(double(p[j]) - info.lr * u);
+        if (!write) {
+          if (!std::isfinite(np))
+            throw Error(fmt::format("non-finite weights after the update of step {} (tensor {}): the weights were "
+                                    "not updated",
+                                    s.step + 1, i));
+          continue;
+        }
+        m[j] = float(mj);
+        v[j] = float(vj);
+        p[j] = np;
+      }
     }
   }
   ++s.step;
