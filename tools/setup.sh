@@ -82,12 +82,25 @@ case "$mode" in
     # 1. The suite, kernels under Oclgrind included (label oclgrind).
     summary=()
     run_ctest() {  # ctest with its summary line kept for the end: "N% tests passed, F tests failed out of T"
-      local dir=$1 label=$2 log
+      local dir=$1 label=$2 log line rerun
       log=$(mktemp)
-      ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 1200 2>&1 | tee "$log"
-      local rc=${PIPESTATUS[0]}
-      summary+=("$label: $(grep -E '^[0-9]+% tests passed' "$log" | tail -1)")
-      rm -f "$log"
+      local rc=0
+      ctest --test-dir "$dir" --output-on-failure -j "$jobs" --timeout 1200 --output-junit "$log.xml" 2>&1 | tee "$log" || rc=$?
+      line=$(grep -E '^[0-9]+% tests passed' "$log" | tail -1)
+      # LeakSanitizer's own tracer thread now and then segfaults at process exit
+      # (google/sanitizers#1353): not a leak, not our fault. When that is the only way
+      # any test failed, those tests run once more, and the summary says so.
+      if [[ $rc -ne 0 ]] && rerun=$("$py" "$root/tools/lsan_tracer_crashes.py" "$log.xml"); then
+        echo "== LSan's tracer crashed at exit in: $(echo $rerun) (not a leak report); running those once more"
+        if ctest --test-dir "$dir" --output-on-failure --timeout 1200 \
+             -R "^($(echo "$rerun" | sed 's/[.[\*^$()+?{|]/\\&/g' | paste -sd'|'))\$"; then
+          local total=${line##* out of }
+          line="100% tests passed, 0 tests failed out of $total (rerun after LSan's tracer crashed: $(echo $rerun))"
+          rc=0
+        fi
+      fi
+      summary+=("$label: $line")
+      rm -f "$log" "$log.xml"
       return "$rc"
     }
     run_ctest "$build" "suite"
