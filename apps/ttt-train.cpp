@@ -1,12 +1,15 @@
 // ttt-train: trains a byte-level TTT-E2E model from scratch (or continues a
 // checkpoint) on text files with AdamW: pretraining, or TTT-E2E's meta-learning
 // objective (exact or first-order), with gradients from the double-precision
-// reference (lib/reference/meta.hpp). Checkpoints are model directories.
+// reference (lib/reference/meta.hpp) or, for pretraining, from the OpenCL
+// engine (--gradient device, lib/engine/full_gradient.hpp). Checkpoints are
+// model directories.
 #include "apps/app.hpp"
 #include "apps/documents.hpp"
 #include "lib/report/progress.hpp"
 #include "lib/train/eval.hpp"
 #include "lib/train/trainer.hpp"
+#include "ttt/device.hpp"
 #include "ttt/error.hpp"
 #include "ttt/output.hpp"
 #include "ttt/params.hpp"
@@ -20,6 +23,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <optional>
 #include <thread>
 
@@ -131,7 +135,12 @@ int body(int argc, char** argv) {
        "held-out text files: every document of them is scored with and without test-time training")
       ("eval-every", po::value<int64_t>(), "evaluate on --eval-data every K steps (default: at the end only)")
       ("checkpoint-every", po::value<int64_t>(), "write a checkpoint into --out every K steps (always: at the end and on Ctrl-C)")
-      ("threads", po::value<int64_t>(), "CPU threads for the gradients (one document each; the result does not depend on it; default: all cores)")
+      ("gradient", po::value<std::string>()->default_value("reference"), "where gradients are computed: reference (the CPU "
+       "oracle, double precision, every mode) or device (the OpenCL engine, float32; --mode pretrain only so far)")
+      ("device,d", po::value<std::string>()->default_value(""), "with --gradient device: OpenCL device, P:D indices or part of "
+       "its name (default: $TTT_DEVICE, else the first GPU, else the first device; see ttt-info)")
+      ("threads", po::value<int64_t>(), "CPU threads for the reference gradients and the held-out evaluation (one "
+       "document each; the result does not depend on it; default: all cores)")
       ("force", po::bool_switch(), "write into a non-empty --out")
       ("quiet,q", po::bool_switch(), "no progress lines");
   po::variables_map vm;
@@ -253,19 +262,41 @@ int body(int argc, char** argv) {
     std::fprintf(stderr, "ttt-train: warning: --seq-len %d is shorter than a mini-batch (%d): no test-time step to "
                  "learn through\n", s.seq_len, ck.model.config.mini_batch_size);
 
+  const std::string gradient_where = vm["gradient"].as<std::string>();
+  if (gradient_where != "reference" && gradient_where != "device")
+    throw UsageError(fmt::format("--gradient {}: must be reference or device", gradient_where));
+  const bool on_device = gradient_where == "device";
+  if (on_device && s.mode != ttt::ref::Objective::pretrain)
+    throw UsageError(fmt::format("--gradient device: the device computes the pretrain gradient only so far; --mode {} "
+                                 "needs --gradient reference",
+                                 ttt::ref::to_string(s.mode)));
+  if (!on_device && !vm["device"].defaulted())
+    throw UsageError("--device selects the device of --gradient device; the reference gradient runs on the CPU");
+  // The device and its engine first, so that a bad device fails before any output is written.
+  std::unique_ptr<ttt::host::Context> ctx;
+  std::string where = "CPU reference, double";
+  ttt::train::GradientSource grad;
+  if (on_device) {
+    const auto device = ttt::host::select_device(vm["device"].as<std::string>());
+    ctx = std::make_unique<ttt::host::Context>(device);
+    grad = ttt::train::device_gradient(*ctx, s.mode, ck.model.config, s.seq_len);
+    where = fmt::format("gradients on {}, float32", device.name);
+  } else {
+    grad = ttt::train::reference_gradient(s.mode);
+  }
+
   ttt::app::catch_interrupts("ttt-train", "finishing the current step, then writing a checkpoint");
   fs::create_directories(out);
   Log log((fs::path(out) / "train.jsonl").string(), kept_log);
   const bool quiet = vm["quiet"].as<bool>();
   std::fprintf(stderr,
                "ttt-train: %s, %zu parameters; %zu documents of %d tokens from %zu file%s; batch %d, steps %lld..%lld "
-               "of %lld; %lld thread%s (CPU reference, double)\n",
+               "of %lld; %lld thread%s (%s)\n",
                ttt::ref::to_string(s.mode), ck.model.num_parameters(), corpus.docs.size(), s.seq_len,
                data_files.size(), data_files.size() == 1 ? "" : "s", s.batch, (long long)ck.opt.step + 1,
-               (long long)until, (long long)s.steps, (long long)threads, threads == 1 ? "" : "s");
+               (long long)until, (long long)s.steps, (long long)threads, threads == 1 ? "" : "s", where.c_str());
 
   ttt::train::Trainer trainer(std::move(ck), corpus);
-  const ttt::train::GradientSource grad = ttt::train::reference_gradient(s.mode);
   const int64_t first = trainer.steps_taken();
   double train_seconds = 0, last_print = -1e9;
   const auto t0 = Clock::now();
@@ -285,7 +316,7 @@ int body(int argc, char** argv) {
     const auto a = Clock::now();
     ttt::train::StepResult r;
     try {
-      r = trainer.step(grad, int(threads));
+      r = trainer.step(grad, on_device ? 1 : int(threads));
     } catch (const ttt::Error& e) {  // e.g. a non-finite gradient: the weights were not updated; keep them
       trainer.save(out);
       throw ttt::Error(fmt::format("{} (checkpoint of step {} written to {}: the last good state)", e.what(),

@@ -34,8 +34,6 @@ json summary(const std::vector<double>& v) {
           {"n", n}};
 }
 
-namespace {
-
 json profile_split(const std::map<std::string, double>& ms) {
   double gemm = 0, other = 0;
   json top = json::object();
@@ -49,6 +47,8 @@ json profile_split(const std::map<std::string, double>& ms) {
   j["largest_ms"] = top;
   return j;
 }
+
+namespace {
 
 void one_mode(json& j, const std::string& prefix, const Config& c, int64_t n, bool ttt, const PrefillRuns& r,
               double ceiling) {

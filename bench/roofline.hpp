@@ -33,6 +33,10 @@ nlohmann::json summary(const std::vector<double>& v);
 void add_roofline(nlohmann::json& j, host::Context& ctx, const Config& c, int64_t n_inputs, const PrefillRuns* no_ttt,
                   const PrefillRuns* ttt, bool measure_ceiling);
 
+// A profile (kernel or GEMM label -> ms) as {gemm_ms, other_ms, gemm_share,
+// non_gemm_share, largest_ms: the 8 largest}; GEMM labels start with "gemm".
+nlohmann::json profile_split(const std::map<std::string, double>& ms);
+
 // ttt-bench roofline: the analytic per-kernel table (docs/performance.md).
 int roofline_table(int argc, char** argv);
 

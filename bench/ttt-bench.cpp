@@ -5,6 +5,7 @@
 #include "bench/kernels.hpp"
 #include "bench/decode.hpp"
 #include "bench/roofline.hpp"
+#include "bench/train.hpp"
 #include "bench/tune.hpp"
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
@@ -241,7 +242,8 @@ int body(int argc, char** argv) {
                  "  decode    per-token decode latency against context: ttt, swa, full attention (JSON, SVG)\n"
                  "  tune      tune CLBlast's SGEMM on the model's shapes, write the tuning file (JSON)\n"
                  "  compare   ttt-cl against the PyTorch reference: tokens/s and NLL difference (JSON)\n"
-                 "  roofline  FLOPs and bytes of every kernel per mini-batch, time at a GPU's peak (JSON)\n\n"
+                 "  roofline  FLOPs and bytes of every kernel per mini-batch, time at a GPU's peak (JSON)\n"
+                 "  train     the training gradient (every parameter) on the device against the CPU reference (JSON)\n\n"
                  "ttt-bench COMMAND --help explains each command's options.\n";
     return argc < 2 ? 2 : 0;
   }
@@ -253,6 +255,7 @@ int body(int argc, char** argv) {
   if (cmd == "tune") return ttt::bench::tune(argc - 1, argv + 1);
   if (cmd == "compare") return ttt::bench::compare(argc - 1, argv + 1);
   if (cmd == "roofline") return ttt::bench::roofline_table(argc - 1, argv + 1);
+  if (cmd == "train") return ttt::bench::train(argc - 1, argv + 1);
   throw ttt::Error(fmt::format("unknown command '{}' (try ttt-bench --help)", cmd));
 }
 

@@ -50,3 +50,20 @@ __kernel void rmsnorm_bwd(__global float* dx, int dx_off, int dx_ld, int accumul
     dxr[i] = accumulate ? dxr[i] + d : d;
   }
 }
+
+// Gain gradient: dg[n] (+)= sum over rows (t, h) of dy * x * rstd (0 when
+// normalize = 0: the identity has no gain). One work-item per column n, its
+// rows summed in order, so the result does not depend on the launch shape.
+__kernel void rmsnorm_wgrad(__global float* dg, int accumulate,
+                            __global const float* dy, int dy_off, int dy_ld,
+                            __global const float* x, int x_off, int x_ld,
+                            __global const float* rstd, int T, int H, int N, int normalize) {
+  const int n = get_global_id(0);
+  if (n >= N) return;
+  float acc = 0.0f;
+  if (normalize)
+    for (int t = 0; t < T; ++t)
+      for (int h = 0; h < H; ++h)
+        acc += dy[dy_off + (long)t * dy_ld + h * N + n] * x[x_off + (long)t * x_ld + h * N + n] * rstd[t * H + h];
+  dg[n] = accumulate ? dg[n] + acc : acc;
+}

@@ -65,3 +65,17 @@ __kernel void xent_bwd_final(__global float* dh, __global const float* U, __glob
   const float wt = tg == bos ? 0.0f : inv_count;
   dh[(long)t * D + d] = wt * (U[(long)t * D + d] / s_run[t] - w[(long)tg * w_vstride + (long)d * w_dstride]);
 }
+
+// The logits gradient of one tile, in place, once xent_fwd_tile has swept the
+// whole vocabulary (m_run, s_run final): l[t][v] = w_t (softmax - onehot), w_t as in
+// xent_bwd_final. The host then forms dh and the output embedding's gradient by GEMMs.
+__kernel void xent_grad_tile(__global float* logits, int ld, int nv, int v0, __global const float* m_run,
+                             __global const float* s_run, __global const int* targets, int bos, float inv_count) {
+  const int v = get_global_id(0), t = get_global_id(1);
+  if (v >= nv) return;
+  const int tg = targets[t];
+  const float wt = tg == bos ? 0.0f : inv_count;
+  __global float* l = logits + (long)t * ld + v;
+  const float p = exp(*l - m_run[t]) / s_run[t];
+  *l = wt * (p - (v0 + v == tg ? 1.0f : 0.0f));
+}

@@ -1,6 +1,6 @@
 """ttt-bench's speed reports hold together on the tiny preset: the roofline
 table sums, prefill prints the roofline keys with median and spread over
---repeat, and compare (where python3-torch exists) agrees with PyTorch."""
+--repeat, train's device gradient agrees with the reference, and compare (where python3-torch exists) agrees with PyTorch."""
 import json, subprocess, sys
 
 bench = sys.argv[1]
@@ -27,6 +27,13 @@ check(p["ttt_seconds_summary"]["n"] == 2, "prefill --repeat 2 gives two runs")
 share = p["ttt_profile"]["gemm_share"] + p["ttt_profile"]["non_gemm_share"]
 check(abs(share - 1) < 1e-9, f"GEMM and non-GEMM shares sum to {share}")
 check(p["ttt_flops_per_token"] > p["no_ttt_flops_per_token"], "the test-time step adds FLOPs")
+
+t = run("train", "--preset", "tiny-bytes", "--seq-len", "96", "--docs", "2", "--reference-docs", "2")
+check(t["documents"] == 2 and t["device_tokens_per_s"] > 0 and t["reference_tokens_per_s"] > 0, "train speeds")
+check(t["max_relative_gradient_difference"] < 1e-4,
+      f"train: device and reference gradients differ by {t['max_relative_gradient_difference']}")
+share = t["device_profile"]["gemm_share"] + t["device_profile"]["non_gemm_share"]
+check(abs(share - 1) < 1e-9 and t["device_profile"]["gemm_ms"] > 0, f"train: GEMM and non-GEMM shares sum to {share}")
 
 has_torch = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
 if has_torch:

@@ -65,6 +65,35 @@ TEST_P(RmsNorm, IdentityWhenDisabledAndOverwriteWithoutAccumulate) {
   EXPECT_TRUE(ddx.canary_intact());
 }
 
+// The gain's gradient on strided slices, accumulate and overwrite, and 0 for the identity.
+TEST_P(RmsNorm, GainGradientMatchesReference) {
+  const auto [T, H, N] = GetParam();
+  const int off = 3, ld = H * N + 7, R = T * H;
+  const size_t total = size_t(T) * ld + off;
+  auto x = random_vec(total, 21, -2, 2), dy = random_vec(total, 22), rstd = random_vec(size_t(R), 23, 0.5, 2),
+       dg0 = random_vec(size_t(N), 24);
+  std::vector<float> px(size_t(R) * N), pdy(px.size());
+  for (int t = 0; t < T; ++t)
+    for (int i = 0; i < H * N; ++i) {
+      px[size_t(t) * H * N + i] = x[off + size_t(t) * ld + i];
+      pdy[size_t(t) * H * N + i] = dy[off + size_t(t) * ld + i];
+    }
+  std::vector<float> want_acc = dg0, want(static_cast<size_t>(N));
+  ref::rmsnorm_wgrad(want_acc.data(), pdy.data(), px.data(), rstd.data(), R, N, true);
+  ref::rmsnorm_wgrad(want.data(), pdy.data(), px.data(), rstd.data(), R, N, false);
+  Canaried dx_(dev(), x), ddy(dev(), dy), drs(dev(), rstd), dacc(dev(), dg0), dover(dev(), size_t(N), 99.f),
+      did(dev(), size_t(N), 99.f);
+  ops::rmsnorm_wgrad(dev(), dacc.buf, true, ops::mat(ddy.buf, ld, off), ops::mat(dx_.buf, ld, off), drs.buf, T, H, N);
+  ops::rmsnorm_wgrad(dev(), dover.buf, false, ops::mat(ddy.buf, ld, off), ops::mat(dx_.buf, ld, off), drs.buf, T, H,
+                     N);
+  ops::rmsnorm_wgrad(dev(), did.buf, false, ops::mat(ddy.buf, ld, off), ops::mat(dx_.buf, ld, off), drs.buf, T, H, N,
+                     false);
+  EXPECT_TRUE(all_close(dacc.get(), want_acc, 1e-5, 1e-4));
+  EXPECT_TRUE(all_close(dover.get(), want, 1e-5, 1e-4));
+  EXPECT_EQ(did.get(), std::vector<float>(size_t(N), 0.f));
+  for (auto* b : {&dx_, &ddy, &drs, &dacc, &dover, &did}) EXPECT_TRUE(b->canary_intact());
+}
+
 INSTANTIATE_TEST_SUITE_P(Sizes, RmsNorm, ::testing::ValuesIn(cases::rmsnorm()),
                          [](const auto& i) { return i.param.name(); });
 
@@ -81,6 +110,21 @@ TEST(RmsNormReference, BackwardMatchesFiniteDifferences) {
   ref::rmsnorm_fwd(out.data(), rs.data(), x.data(), g.data(), static_cast<const double*>(nullptr), R, N, 1e-6);
   ref::rmsnorm_bwd(dx.data(), w.data(), x.data(), g.data(), rs.data(), R, N, false);
   EXPECT_TRUE(all_close(dx, numeric_grad(x, loss), 1e-7, 1e-6));
+}
+
+TEST(RmsNormReference, GainGradientMatchesFiniteDifferences) {
+  const int R = 4, N = 5;
+  auto x = to_double(random_vec(R * N, 13, -2, 2)), g = to_double(random_vec(N, 14, 0.5, 1.5)),
+       w = to_double(random_vec(R * N, 15)), res = to_double(random_vec(R * N, 16));
+  auto loss = [&](const std::vector<double>& gg) {
+    std::vector<double> out(R * N), rs(R);
+    ref::rmsnorm_fwd(out.data(), rs.data(), x.data(), gg.data(), res.data(), R, N, 1e-6);
+    return dot(out, w);
+  };
+  std::vector<double> out(R * N), rs(R), dg(N);
+  ref::rmsnorm_fwd(out.data(), rs.data(), x.data(), g.data(), res.data(), R, N, 1e-6);
+  ref::rmsnorm_wgrad(dg.data(), w.data(), x.data(), rs.data(), R, N, false);
+  EXPECT_TRUE(all_close(dg, numeric_grad(g, loss), 1e-7, 1e-6));
 }
 
 }  // namespace

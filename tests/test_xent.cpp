@@ -46,6 +46,21 @@ TEST_P(Xent, NllAndGradientMatchReference) {
   EXPECT_TRUE(all_close(dnll2.get(), nll, 1e-5, 1e-5)) << "forward-only sweep";
   EXPECT_TRUE(all_close(ddh.get(), dh, 1e-6, 1e-4));
   for (auto* b : {&dhid, &dW, &dnll, &ddh, &dnll2}) EXPECT_TRUE(b->canary_intact());
+
+  // The second sweep for training: dh again, and the output embedding's gradient,
+  // (V, D) = dl^T h tied, (D, V) = h^T dl as lm_head; both buffers overwritten.
+  std::vector<float> dWv(size_t(c.V) * c.D), dWant(dWv.size());
+  ref::matmul(dWv.data(), dl.data(), h.data(), c.V, c.D, c.T, true, false, false);
+  for (int v = 0; v < c.V; ++v)
+    for (int d = 0; d < c.D; ++d)
+      dWant[c.tied ? size_t(v) * c.D + d : size_t(d) * c.V + v] = dWv[size_t(v) * c.D + d];
+  Canaried ddh2(dev(), h.size(), 7.f), ddW(dev(), W.size(), 7.f);
+  ops::xent_bwd_weights(dev(), scratch, ddh2.buf, ddW.buf, dhid.buf, dW.buf, c.tied, dtargets, c.T, c.D, c.V, bos,
+                        inv);
+  EXPECT_TRUE(all_close(ddh2.get(), dh, 1e-6, 1e-4)) << "second sweep dh";
+  EXPECT_TRUE(all_close(ddW.get(), dWant, 1e-6, 1e-4)) << "output embedding gradient";
+  EXPECT_TRUE(ddh2.canary_intact());
+  EXPECT_TRUE(ddW.canary_intact());
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, Xent, ::testing::ValuesIn(cases::xent()), [](const auto& i) { return i.param.name(); });

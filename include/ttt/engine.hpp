@@ -151,6 +151,7 @@ class Session {
   size_t device_bytes() const;
 
   struct Impl;
+  Impl& impl() const { return *impl_; }
 
  private:
   std::unique_ptr<Impl> impl_;

@@ -23,6 +23,8 @@ inline Mat mat(Buffer& b, int ld, int off = 0) { return {&b, off, ld}; }
 
 // out (T, D) = wte[ids[t]].
 void embedding_fwd(Context& ctx, Buffer& out, const Buffer& ids, const Buffer& wte, int T, int D);
+// dwte (V, D) += dx (T, D) scattered by ids; rows of unused ids are left as they are.
+void embedding_bwd(Context& ctx, Buffer& dwte, const Buffer& dx, const Buffer& ids, int T, int D);
 
 // Rows (t, h), t < T, h < H, of length N: out = [res +] x * rstd * g; rstd (T*H).
 // res == nullptr: no residual. normalize == false: the identity (rstd = 1).
@@ -30,6 +32,9 @@ void rmsnorm_fwd(Context& ctx, Mat out, Buffer& rstd, Mat x, const Buffer& g, co
                  float eps, bool normalize = true);
 void rmsnorm_bwd(Context& ctx, Mat dx, bool accumulate, Mat dy, Mat x, const Buffer& g, const Buffer& rstd, int T,
                  int H, int N, bool normalize = true);
+// The gain's gradient dg (N) (+)= sum over rows of dy * x * rstd (x: the forward's input); 0 when !normalize.
+void rmsnorm_wgrad(Context& ctx, Buffer& dg, bool accumulate, Mat dy, Mat x, const Buffer& rstd, int T, int H, int N,
+                   bool normalize = true);
 
 // cos/sin table (T, E/2, 2) for positions pos0..pos0+T-1, computed in double.
 std::vector<float> rope_table(int64_t pos0, int T, int E, double theta);
@@ -92,6 +97,12 @@ struct XentScratch {
 };
 void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h, const Buffer& W, bool tied,
           const Buffer& targets, int T, int D, int V, int bos, float inv_count);
+// After xent (its m and s): a second vocabulary sweep that forms each tile's
+// logits gradient and from it dh (T, D) and the output embedding's gradient dW
+// (tied: (V, D); lm_head: (D, V)), both overwritten. For training every weight;
+// the test-time step needs only dh, which xent gives in one sweep.
+void xent_bwd_weights(Context& ctx, XentScratch& w, Buffer& dh, Buffer& dW, const Buffer& h, const Buffer& W, bool tied,
+                      const Buffer& targets, int T, int D, int V, int bos, float inv_count);
 
 // Global-norm clip + SGD over several parameter/gradient pairs, all on the
 // device. stats (3 floats) = {norm, scale, finite}; partial needs

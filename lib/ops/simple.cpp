@@ -39,6 +39,12 @@ void embedding_fwd(Context& ctx, Buffer& out, const Buffer& ids, const Buffer& w
   k.launch({round_up(size_t(D), 64), size_t(T)}, {64, 1});
 }
 
+void embedding_bwd(Context& ctx, Buffer& dwte, const Buffer& dx, const Buffer& ids, int T, int D) {
+  Kernel k(ctx, "embedding", "embedding_bwd");
+  k.args(dwte, dx, ids, T, D);
+  k.launch({round_up(size_t(D), 64)}, {64});
+}
+
 void rmsnorm_fwd(Context& ctx, Mat out, Buffer& rstd, Mat x, const Buffer& g, const Mat* res, int T, int H, int N,
                  float eps, bool normalize) {
   Kernel k(ctx, "rmsnorm", "rmsnorm_fwd");
@@ -56,6 +62,13 @@ void rmsnorm_bwd(Context& ctx, Mat dx, bool accumulate, Mat dy, Mat x, const Buf
   k.args(*dx.buf, dx.off, dx.ld, int32_t(accumulate), *dy.buf, dy.off, dy.ld, *x.buf, x.off, x.ld, g, rstd, H, N,
          int32_t(normalize), Local{wg * sizeof(float)});
   k.launch({size_t(T) * H * wg}, {wg});
+}
+
+void rmsnorm_wgrad(Context& ctx, Buffer& dg, bool accumulate, Mat dy, Mat x, const Buffer& rstd, int T, int H, int N,
+                   bool normalize) {
+  Kernel k(ctx, "rmsnorm", "rmsnorm_wgrad");
+  k.args(dg, int32_t(accumulate), *dy.buf, dy.off, dy.ld, *x.buf, x.off, x.ld, rstd, T, H, N, int32_t(normalize));
+  k.launch({round_up(size_t(N), 64)}, {64});
 }
 
 std::vector<float> rope_table(int64_t pos0, int T, int E, double theta) {

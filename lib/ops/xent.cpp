@@ -67,4 +67,33 @@ void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h
   }
 }
 
+void xent_bwd_weights(Context& ctx, XentScratch& w, Buffer& dh, Buffer& dW, const Buffer& h, const Buffer& W, bool tied,
+                      const Buffer& targets, int T, int D, int V, int bos, float inv_count) {
+  if (T == 0) return;
+  Kernel grad(ctx, "xent", "xent_grad_tile");
+  for (int v0 = 0; v0 < V; v0 += w.tile) {
+    const int nv = std::min(w.tile, V - v0);
+    const float beta = v0 == 0 ? 0.f : 1.f;  // dh accumulates over the tiles
+    if (tied)
+      host::gemm(ctx, Trans::N, Trans::T, T, nv, D, 1.f, h, 0, D, W, size_t(v0) * D, D, 0.f, w.logits, 0, w.tile,
+                 "gemm_logits");
+    else
+      host::gemm(ctx, Trans::N, Trans::N, T, nv, D, 1.f, h, 0, D, W, v0, V, 0.f, w.logits, 0, w.tile, "gemm_logits");
+    grad.args(w.logits, w.tile, nv, v0, w.m, w.s, targets, bos, inv_count);
+    grad.launch({round_up(size_t(nv), 64), size_t(T)}, {64, 1});
+    if (tied) {
+      // dh += G (T, nv) @ wte[v0:v0+nv];  dwte[v0:v0+nv] (nv, D) = G^T @ h
+      host::gemm(ctx, Trans::N, Trans::N, T, D, nv, 1.f, w.logits, 0, w.tile, W, size_t(v0) * D, D, beta, dh, 0, D,
+                 "gemm_xent_bwd");
+      host::gemm(ctx, Trans::T, Trans::N, nv, D, T, 1.f, w.logits, 0, w.tile, h, 0, D, 0.f, dW, size_t(v0) * D, D,
+                 "gemm_dhead");
+    } else {
+      // dh += G @ lm_head[:, v0:v0+nv]^T;  dlm_head[:, v0:v0+nv] (D, nv) = h^T @ G
+      host::gemm(ctx, Trans::N, Trans::T, T, D, nv, 1.f, w.logits, 0, w.tile, W, v0, V, beta, dh, 0, D,
+                 "gemm_xent_bwd");
+      host::gemm(ctx, Trans::T, Trans::N, D, nv, T, 1.f, h, 0, D, w.logits, 0, w.tile, 0.f, dW, v0, V, "gemm_dhead");
+    }
+  }
+}
+
 }  // namespace ttt::ops

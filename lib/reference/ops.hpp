@@ -11,6 +11,9 @@ namespace ttt::ref {
 // out (T, D) = wte[ids[t]] with wte (V, D).
 template <typename F>
 void embedding_fwd(F* out, const int32_t* ids, const F* wte, int T, int D);
+// dwte (V, D) += dx (T, D) scattered by ids.
+template <typename F>
+void embedding_bwd(F* dwte, const F* dx, const int32_t* ids, int T, int D);
 
 // R rows of length N: out = res + x * rstd * g, rstd = 1/sqrt(mean(x^2) + eps).
 // res may be null (no residual); rstd (R) is saved for the backward.
@@ -19,6 +22,9 @@ void rmsnorm_fwd(F* out, F* rstd, const F* x, const F* g, const F* res, int R, i
 // dx (R, N) = (accumulate ? dx : 0) + d(x * rstd * g)/dx applied to dy.
 template <typename F>
 void rmsnorm_bwd(F* dx, const F* dy, const F* x, const F* g, const F* rstd, int R, int N, bool accumulate);
+// dg (N) = (accumulate ? dg : 0) + sum over the R rows of dy * x * rstd: the gain's gradient.
+template <typename F>
+void rmsnorm_wgrad(F* dg, const F* dy, const F* x, const F* rstd, int R, int N, bool accumulate);
 
 // Interleaved RoPE on x (T, H, E) in place: pair (2j, 2j+1) of the token at
 // position pos0 + t rotates by (pos0 + t) * theta^(-2j/E). rope_bwd rotates back

@@ -40,6 +40,17 @@ void rmsnorm_bwd(F* dx, const F* dy, const F* x, const F* g, const F* rstd, int 
 
 template void rmsnorm_fwd<float>(float*, float*, const float*, const float*, const float*, int, int, float);
 template void rmsnorm_fwd<double>(double*, double*, const double*, const double*, const double*, int, int, double);
+template <typename F>
+void rmsnorm_wgrad(F* dg, const F* dy, const F* x, const F* rstd, int R, int N, bool accumulate) {
+  for (int i = 0; i < N; ++i) {
+    double acc = 0;
+    for (int r = 0; r < R; ++r) acc += double(dy[size_t(r) * N + i]) * double(x[size_t(r) * N + i]) * double(rstd[r]);
+    dg[i] = accumulate ? F(double(dg[i]) + acc) : F(acc);
+  }
+}
+
+template void rmsnorm_wgrad<float>(float*, const float*, const float*, const float*, int, int, bool);
+template void rmsnorm_wgrad<double>(double*, const double*, const double*, const double*, int, int, bool);
 template void rmsnorm_bwd<float>(float*, const float*, const float*, const float*, const float*, int, int, bool);
 template void rmsnorm_bwd<double>(double*, const double*, const double*, const double*, const double*, int, int,
                                   bool);

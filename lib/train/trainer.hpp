@@ -11,6 +11,10 @@
 #include "lib/train/data.hpp"
 #include "ttt/model.hpp"
 
+namespace ttt::host {
+class Context;
+}
+
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
@@ -45,6 +49,9 @@ using GradientSource =
 
 // The real one: ref::objective(model, tokens, mode, inner_lr) (gradient.cpp).
 GradientSource reference_gradient(ref::Objective mode);
+// The pretrain gradient on an OpenCL device, float32, documents of seq_len + 1
+// tokens (device_gradient.cpp, target ttt_train_device); other modes throw.
+GradientSource device_gradient(host::Context& ctx, ref::Objective mode, const Config& c, int seq_len);
 
 struct Checkpoint {
   Model model;

@@ -1,0 +1,135 @@
+// ttt-bench train: the training gradient's throughput. The pretrain objective's
+// gradient of every parameter, one document at a time, on the device
+// (FullGradient, float32, the profile split into GEMM and the rest) and on
+// the double-precision CPU reference (ref::objective) that ttt-train uses
+// otherwise, on the same documents, with the largest difference between them.
+#include "bench/train.hpp"
+
+#include "apps/app.hpp"
+#include "bench/roofline.hpp"
+#include "lib/engine/full_gradient.hpp"
+#include "lib/reference/meta.hpp"
+#include "ttt/device.hpp"
+#include "ttt/error.hpp"
+#include "ttt/output.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <random>
+
+namespace ttt::bench {
+
+using json = nlohmann::json;
+
+namespace {
+
+double since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// max over tensors of (largest |device - reference|) / (largest |reference|)
+double worst_relative(const ref::ObjectiveResult& a, const ref::ObjectiveResult& b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.grads.size(); ++i) {
+    double scale = 0, err = 0;
+    for (size_t k = 0; k < a.grads[i].size(); ++k) {
+      scale = std::max(scale, std::abs(b.grads[i][k]));
+      err = std::max(err, std::abs(a.grads[i][k] - b.grads[i][k]));
+    }
+    if (scale > 0) worst = std::max(worst, err / scale);
+  }
+  return worst;
+}
+
+}  // namespace
+
+int train(int argc, char** argv) {
+  namespace po = app::po;
+  po::options_description opts("Options");
+  opts.add_options()
+      ("model,m", po::value<std::string>(), "model directory")
+      ("preset", po::value<std::string>(), "or: a randomly initialised preset (tiny-bytes, tiny, ...), built in memory")
+      ("seq-len", po::value<int64_t>()->default_value(1024), "tokens per document (each document has one more, the last target)")
+      ("docs", po::value<int64_t>()->default_value(4), "documents timed on the device (after one untimed warm-up)")
+      ("reference-docs", po::value<int64_t>()->default_value(1), "of those, timed on the CPU reference too (0: none)")
+      ("seed", po::value<int64_t>()->default_value(0), "seed of the synthetic tokens and of a preset's weights")
+      ("json", po::value<std::string>(), "also write the JSON to this file")
+      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
+  po::variables_map vm;
+  if (!app::parse(argc, argv, opts, vm, "ttt-bench train (-m DIR | --preset NAME) [--seq-len N] [--docs N] [--json FILE]",
+                  "Throughput of the training gradient (pretrain objective, every parameter) on the device and on\n"
+                  "the CPU reference, the device's GEMM share, and the largest difference between the two, as JSON."))
+    return 0;
+  if (vm.count("model") == vm.count("preset")) throw app::UsageError("give exactly one of --model and --preset");
+  const int T = int(app::int_option(vm, "seq-len", 1, 1 << 20));
+  const int64_t docs = app::int_option(vm, "docs", 1, 10000);
+  const int64_t ref_docs = app::int_option(vm, "reference-docs", 0, docs);
+  const uint64_t seed = uint64_t(app::int_option(vm, "seed", 0));
+  if (vm.count("json")) check_output_file(vm["json"].as<std::string>(), "--json");
+  const std::string name = vm.count("model") ? vm["model"].as<std::string>() : "preset:" + vm["preset"].as<std::string>();
+  const Model m = vm.count("model") ? Model::load(vm["model"].as<std::string>())
+                                    : Model::random(preset(vm["preset"].as<std::string>()), seed);
+  std::mt19937_64 rng(seed + 1);
+  std::vector<std::vector<int32_t>> documents(size_t(docs) + 1, std::vector<int32_t>(size_t(T) + 1));
+  for (auto& d : documents)
+    for (auto& t : d) t = int32_t(rng() % uint64_t(m.config.vocab_size));
+  const auto device = host::select_device(vm["device"].as<std::string>());
+  host::Context ctx(device);
+  app::announce_compiles(ctx, "ttt-bench");
+  FullGradient fg(ctx, m.config, T);
+  fg.pretrain(m, documents.back());  // warm-up: kernel builds, CLBlast's compile
+  ctx.profiler().reset();
+  ctx.profiler().enable(true);
+  std::vector<ref::ObjectiveResult> dev_results;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < docs; ++i) {
+    auto r = fg.pretrain(m, documents[size_t(i)]);
+    if (i < ref_docs) dev_results.push_back(std::move(r));
+    std::fprintf(stderr, "\r  device: %lld/%lld documents", (long long)i + 1, (long long)docs);
+  }
+  const double dev_s = since(t0);
+  std::fprintf(stderr, "  %.2f s\n", dev_s);
+  ctx.profiler().collect();
+  const json profile = profile_split(ctx.profiler().totals_ms());
+  ctx.profiler().enable(false);
+  const double tokens = double(docs) * T;
+  json j = {{"bench", "train"},
+            {"objective", "pretrain"},
+            {"device", device.name},
+            {"model", name},
+            {"parameters", m.num_parameters()},
+            {"seq_len", T},
+            {"documents", docs},
+            {"device_bytes", fg.device_bytes()},
+            {"device_seconds", dev_s},
+            {"device_tokens_per_s", tokens / dev_s},
+            {"device_profile", profile}};
+  if (ref_docs > 0) {
+    double worst = 0;
+    const auto r0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < ref_docs; ++i) {
+      const auto r = ref::objective(m, documents[size_t(i)], ref::Objective::pretrain, 0.0, true);
+      worst = std::max(worst, worst_relative(dev_results[size_t(i)], r));
+      std::fprintf(stderr, "\r  reference: %lld/%lld documents", (long long)i + 1, (long long)ref_docs);
+    }
+    const double ref_s = since(r0);
+    std::fprintf(stderr, "  %.2f s\n", ref_s);
+    const double ref_tps = double(ref_docs) * T / ref_s;
+    j["reference_seconds"] = ref_s;
+    j["reference_documents"] = ref_docs;
+    j["reference_tokens_per_s"] = ref_tps;
+    j["device_over_reference"] = tokens / dev_s / ref_tps;
+    j["max_relative_gradient_difference"] = worst;
+  }
+  std::cout << j.dump(2) << "\n";
+  if (vm.count("json")) write_file_atomic(vm["json"].as<std::string>(), j.dump(2) + "\n");
+  return 0;
+}
+
+}  // namespace ttt::bench

@@ -1,0 +1,41 @@
+// The gradient of the pretrain objective with respect to every parameter, on
+// the device (issue 12): ttt-train's `--device` gradient. One document is read
+// whole as one mini-batch of T rows (T = its length, so the sliding window
+// sees every earlier key inside it and nothing is carried), the activations of
+// every block are kept, and the backward visits every layer with its weight
+// gradients: the head and the embedding (tied or not), every RMSNorm gain,
+// the attention and MLP matrices, the prime MLPs as loaded. The loss is the
+// mean NLL over the scored (non-BOS) targets, ref::objective's default
+// weighting, which checks it (tests/test_full_gradient.cpp).
+#pragma once
+
+#include "ttt/device.hpp"
+#include "lib/reference/meta.hpp"
+#include "ttt/model.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <span>
+
+namespace ttt {
+
+class FullGradient {
+ public:
+  // Device memory for documents of up to max_tokens inputs (max_tokens + 1 tokens).
+  FullGradient(host::Context& ctx, const Config& c, int max_tokens, int vocab_tile = 8192);
+  ~FullGradient();
+  FullGradient(const FullGradient&) = delete;
+  FullGradient& operator=(const FullGradient&) = delete;
+
+  // Loss and gradient (param_table(m.config).params order, as ref::objective)
+  // of m on tokens[0..n): inputs tokens[0..n-1), targets tokens[1..n). m must
+  // have the config given to the constructor; its weights are uploaded per call.
+  ref::ObjectiveResult pretrain(const Model& m, std::span<const int32_t> tokens);
+  size_t device_bytes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ttt

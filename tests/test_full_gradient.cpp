@@ -1,0 +1,123 @@
+// The device gradient of the pretrain objective (lib/engine/full_gradient.hpp)
+// against the double-precision oracle ref::objective, whose own gradients are
+// checked by finite differences in test_meta_ref: every parameter tensor, on
+// model variants that switch each option (tied or untied head, qk-norm, pre-
+// and post-norm, prime blocks or none, window shorter or longer than the
+// document, BOS targets), documents of several lengths on one object, and the
+// errors of bad calls.
+#include "lib/engine/full_gradient.hpp"
+#include "lib/reference/meta.hpp"
+#include "ttt/error.hpp"
+#include "ttt/params.hpp"
+#include "tests/common.hpp"
+#include "tests/model_fixtures.hpp"
+
+#include <gmock/gmock.h>
+
+#include <cmath>
+
+namespace ttt::test {
+namespace {
+
+class FullGradientTest : public DeviceTest {};
+
+template <typename F>
+std::string error_of(F f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+#define EXPECT_THROW_MSG(stmt, text) EXPECT_THAT(error_of([&] { (void)(stmt); }), ::testing::HasSubstr(text))
+
+std::vector<int32_t> doc(size_t n, int vocab, int bos) {
+  auto t = pattern_tokens(n, vocab, 7, 3);
+  for (size_t i = 3; i < n; i += 5) t[i] = bos;  // BOS targets, not scored
+  return t;
+}
+
+// Each tensor's device gradient within 2e-4 of the oracle's, relative to the tensor's largest entry.
+void expect_matches_oracle(FullGradient& fg, const Model& m, const std::vector<int32_t>& tokens,
+                           const std::string& what) {
+  const ref::ObjectiveResult want = ref::objective(m, tokens, ref::Objective::pretrain, 0.0, true);
+  const ref::ObjectiveResult got = fg.pretrain(m, tokens);
+  const ParamTable table = param_table(m.config);
+  EXPECT_EQ(got.scored, want.scored) << what;
+  EXPECT_NEAR(got.loss, want.loss, 2e-6 * std::abs(want.loss) + 1e-6) << what;
+  ASSERT_EQ(got.grads.size(), want.grads.size()) << what;
+  ASSERT_EQ(got.grads.size(), table.params.size()) << what;
+  int nonzero = 0;
+  for (size_t i = 0; i < want.grads.size(); ++i) {
+    ASSERT_EQ(got.grads[i].size(), want.grads[i].size()) << what << " " << table.params[i].name;
+    double scale = 0, err = 0;
+    for (size_t j = 0; j < want.grads[i].size(); ++j) {
+      scale = std::max(scale, std::abs(want.grads[i][j]));
+      err = std::max(err, std::abs(got.grads[i][j] - want.grads[i][j]));
+    }
+    nonzero += scale > 0;
+    EXPECT_LE(err, 2e-4 * scale + 1e-7) << what << ": " << table.params[i].name << " (largest entry " << scale << ")";
+  }
+  EXPECT_GT(nonzero, int(want.grads.size()) / 2) << what << ": most tensors have a gradient";
+}
+
+TEST_F(FullGradientTest, MatchesTheOracleOnModelVariants) {
+  struct Variant {
+    const char* name;
+    void (*edit)(Config&);
+  };
+  const Variant variants[] = {
+      {"tiny (tied, 2 prime blocks, W 6)", [](Config&) {}},
+      {"untied head", [](Config& c) { c.tie_word_embeddings = false; }},
+      {"qk-norm on", [](Config& c) { c.qk_norm = true; }},
+      {"pre- and post-norm off", [](Config& c) { c.pre_norm = false; c.post_norm = false; }},
+      {"no prime blocks", [](Config& c) { c.prime = false; c.suffix_len = 0; }},
+      {"window longer than the document", [](Config& c) { c.sliding_window_size = 64; }},
+      {"4 heads of 6, untied, qk-norm", [](Config& c) {
+         c.hidden_size = 24;
+         c.num_attention_heads = 4;
+         c.tie_word_embeddings = false;
+         c.qk_norm = true;
+       }},
+  };
+  for (const Variant& v : variants) {
+    Config c = tiny_config();
+    v.edit(c);
+    const Model m = Model::random(c, 5, 0.3f);
+    FullGradient fg(dev(), c, 24, 7);  // vocabulary tiles of 7: V 23 in 4 tiles, the last partial
+    expect_matches_oracle(fg, m, doc(20, c.vocab_size, c.bos_token_id), v.name);
+  }
+}
+
+// One object, documents of several lengths, weights changed between calls:
+// nothing of an earlier call leaks into the next.
+TEST_F(FullGradientTest, ReusedAcrossDocumentsAndWeights) {
+  const Config c = tiny_config();
+  FullGradient fg(dev(), c, 30);
+  const Model a = Model::random(c, 1, 0.3f), b = Model::random(c, 2, 0.3f);
+  expect_matches_oracle(fg, a, doc(31, c.vocab_size, c.bos_token_id), "31 tokens (the maximum)");
+  expect_matches_oracle(fg, b, doc(9, c.vocab_size, c.bos_token_id), "9 tokens, other weights");
+  expect_matches_oracle(fg, a, pattern_tokens(2, c.vocab_size, 5, 1), "2 tokens");
+  const auto again = fg.pretrain(a, doc(31, c.vocab_size, c.bos_token_id));
+  const auto first = fg.pretrain(a, doc(31, c.vocab_size, c.bos_token_id));
+  EXPECT_EQ(again.grads, first.grads) << "the same call twice gives the same numbers";
+}
+
+TEST_F(FullGradientTest, BadCallsNameTheFault) {
+  const Config c = tiny_config();
+  FullGradient fg(dev(), c, 10);
+  const Model m = Model::random(c, 1, 0.3f);
+  EXPECT_THROW_MSG(fg.pretrain(m, pattern_tokens(12, c.vocab_size)), "12 tokens; a document needs 2..11");
+  EXPECT_THROW_MSG(fg.pretrain(m, pattern_tokens(1, c.vocab_size)), "1 tokens");
+  auto bad = pattern_tokens(8, c.vocab_size);
+  bad[4] = c.vocab_size;
+  EXPECT_THROW_MSG(fg.pretrain(m, bad), "token id 23 at position 4");
+  Config other = c;
+  other.hidden_size = 32;
+  EXPECT_THROW_MSG(fg.pretrain(Model::random(other, 1), pattern_tokens(8, c.vocab_size)), "config");
+  EXPECT_THROW_MSG(FullGradient(dev(), c, 0), "max_tokens 0");
+}
+
+}  // namespace
+}  // namespace ttt::test
