@@ -1,5 +1,5 @@
-// ttt-bench train: the training gradient's throughput. The pretrain objective's
-// gradient of every parameter, one document at a time, on the device
+// ttt-bench train: the training gradient's throughput. The pretrain or meta-fo
+// objective's gradient of every parameter, one document at a time, on the device
 // (FullGradient, float32, the profile split into GEMM and the rest) and on
 // the double-precision CPU reference (ref::objective) that ttt-train uses
 // otherwise, on the same documents, with the largest difference between them.
@@ -55,6 +55,8 @@ int train(int argc, char** argv) {
   opts.add_options()
       ("model,m", po::value<std::string>(), "model directory")
       ("preset", po::value<std::string>(), "or: a randomly initialised preset (tiny-bytes, tiny, ...), built in memory")
+      ("mode", po::value<std::string>()->default_value("pretrain"), "objective: pretrain or meta-fo (the device has no meta yet)")
+      ("inner-lr", po::value<double>(), "meta-fo: the test-time learning rate (default: the config's inner_lr)")
       ("seq-len", po::value<int64_t>()->default_value(1024), "tokens per document (each document has one more, the last target)")
       ("docs", po::value<int64_t>()->default_value(4), "documents timed on the device (after one untimed warm-up)")
       ("reference-docs", po::value<int64_t>()->default_value(1), "of those, timed on the CPU reference too (0: none)")
@@ -63,7 +65,7 @@ int train(int argc, char** argv) {
       ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
   po::variables_map vm;
   if (!app::parse(argc, argv, opts, vm, "ttt-bench train (-m DIR | --preset NAME) [--seq-len N] [--docs N] [--json FILE]",
-                  "Throughput of the training gradient (pretrain objective, every parameter) on the device and on\n"
+                  "Throughput of the training gradient (pretrain or meta-fo, every parameter) on the device and on\n"
                   "the CPU reference, the device's GEMM share, and the largest difference between the two, as JSON."))
     return 0;
   if (vm.count("model") == vm.count("preset")) throw app::UsageError("give exactly one of --model and --preset");
@@ -73,8 +75,11 @@ int train(int argc, char** argv) {
   const uint64_t seed = uint64_t(app::int_option(vm, "seed", 0));
   if (vm.count("json")) check_output_file(vm["json"].as<std::string>(), "--json");
   const std::string name = vm.count("model") ? vm["model"].as<std::string>() : "preset:" + vm["preset"].as<std::string>();
+  const ref::Objective mode = ref::parse_objective(vm["mode"].as<std::string>());
+  if (mode == ref::Objective::meta) throw app::UsageError("--mode meta: the device has no meta gradient yet");
   const Model m = vm.count("model") ? Model::load(vm["model"].as<std::string>())
                                     : Model::random(preset(vm["preset"].as<std::string>()), seed);
+  const double inner_lr = vm.count("inner-lr") ? vm["inner-lr"].as<double>() : double(m.config.inner_lr);
   std::mt19937_64 rng(seed + 1);
   std::vector<std::vector<int32_t>> documents(size_t(docs) + 1, std::vector<int32_t>(size_t(T) + 1));
   for (auto& d : documents)
@@ -83,13 +88,13 @@ int train(int argc, char** argv) {
   host::Context ctx(device);
   app::announce_compiles(ctx, "ttt-bench");
   FullGradient fg(ctx, m.config, T);
-  fg.pretrain(m, documents.back());  // warm-up: kernel builds, CLBlast's compile
+  fg.objective(m, documents.back(), mode, inner_lr);  // warm-up: kernel builds, CLBlast's compile
   ctx.profiler().reset();
   ctx.profiler().enable(true);
   std::vector<ref::ObjectiveResult> dev_results;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < docs; ++i) {
-    auto r = fg.pretrain(m, documents[size_t(i)]);
+    auto r = fg.objective(m, documents[size_t(i)], mode, inner_lr);
     if (i < ref_docs) dev_results.push_back(std::move(r));
     std::fprintf(stderr, "\r  device: %lld/%lld documents", (long long)i + 1, (long long)docs);
   }
@@ -100,7 +105,8 @@ int train(int argc, char** argv) {
   ctx.profiler().enable(false);
   const double tokens = double(docs) * T;
   json j = {{"bench", "train"},
-            {"objective", "pretrain"},
+            {"objective", ref::to_string(mode)},
+            {"inner_lr", mode == ref::Objective::meta_fo ? inner_lr : 0.0},
             {"device", device.name},
             {"model", name},
             {"parameters", m.num_parameters()},
@@ -114,7 +120,7 @@ int train(int argc, char** argv) {
     double worst = 0;
     const auto r0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < ref_docs; ++i) {
-      const auto r = ref::objective(m, documents[size_t(i)], ref::Objective::pretrain, 0.0, true);
+      const auto r = ref::objective(m, documents[size_t(i)], mode, inner_lr, true);
       worst = std::max(worst, worst_relative(dev_results[size_t(i)], r));
       std::fprintf(stderr, "\r  reference: %lld/%lld documents", (long long)i + 1, (long long)ref_docs);
     }

@@ -34,6 +34,9 @@ check(t["max_relative_gradient_difference"] < 1e-4,
       f"train: device and reference gradients differ by {t['max_relative_gradient_difference']}")
 share = t["device_profile"]["gemm_share"] + t["device_profile"]["non_gemm_share"]
 check(abs(share - 1) < 1e-9 and t["device_profile"]["gemm_ms"] > 0, f"train: GEMM and non-GEMM shares sum to {share}")
+t = run("train", "--preset", "tiny-bytes", "--mode", "meta-fo", "--seq-len", "160", "--docs", "1")
+check(t["objective"] == "meta-fo" and t["max_relative_gradient_difference"] < 1e-4,
+      f"train meta-fo: device and reference gradients differ by {t['max_relative_gradient_difference']}")
 
 has_torch = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
 if has_torch:

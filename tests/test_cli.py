@@ -905,30 +905,32 @@ def train_pretrain(c):
 
 @case
 def train_device(c):
-    """--gradient device (the engine's float32 pretrain gradient) takes the steps the reference takes: the same
-    losses to float accuracy, and the weights after three AdamW steps within a small distance; what it cannot do
-    yet is a usage error."""
+    """--gradient device (the engine's float32 gradients) takes the steps the reference takes, in pretrain and
+    meta-fo (with the inner learning-rate warm-up running): the same losses to float accuracy, and the weights
+    after three AdamW steps within a small distance; what it cannot do yet (meta) is a usage error."""
     f, tmp = train_fixture(c), c.tmp
-    ref_out, dev_out = os.path.join(tmp, "t-ref"), os.path.join(tmp, "t-dev")
-    rc1, _, e1 = run("ttt-train", *train_args(f, ref_out, "--threads", "1"))
-    rc2, _, e2 = run("ttt-train", *train_args(f, dev_out, "--gradient", "device"))
-    check("ttt-train --gradient reference and device", rc1 == rc2 == 0, (e1 + e2)[-600:])
-    if rc1 or rc2:
-        return
-    lr = [r["loss"] for r in jsonl(os.path.join(ref_out, "train.jsonl")) if "loss" in r]
-    ld = [r["loss"] for r in jsonl(os.path.join(dev_out, "train.jsonl")) if "loss" in r]
-    check("device losses equal the reference's to 1e-5", len(lr) == len(ld) == 3 and
-          all(abs(a - b) <= 1e-5 * abs(a) for a, b in zip(lr, ld)), f"{lr} {ld}")
-    (hr, dr), (hd, dd) = (read_st(os.path.join(d, "model.safetensors")) for d in (ref_out, dev_out))
-    names = [k for k in hr if k != "__metadata__"]
-    wr, wd = ({k: tensor(h, d, k) for k in names} for h, d in ((hr, dr), (hd, dd)))
-    num = sum((a - b) ** 2 for k in names for a, b in zip(wr[k], wd[k]))
-    den = sum(a * a for k in names for a in wr[k])
-    check("device-trained weights within 1e-3 (relative L2) of the reference's", set(hr) == set(hd) and
-          math.sqrt(num / den) < 1e-3, f"{math.sqrt(num / den)}")
+    for mode in ("pretrain", "meta-fo"):
+        ref_out, dev_out = os.path.join(tmp, f"t-ref-{mode}"), os.path.join(tmp, f"t-dev-{mode}")
+        extra = ["--ilr-warmup", "2", "--warmup", "1"]
+        rc1, _, e1 = run("ttt-train", *train_args(f, ref_out, "--threads", "1", *extra, mode=mode))
+        rc2, _, e2 = run("ttt-train", *train_args(f, dev_out, "--gradient", "device", *extra, mode=mode))
+        check(f"ttt-train --mode {mode} --gradient reference and device", rc1 == rc2 == 0, (e1 + e2)[-600:])
+        if rc1 or rc2:
+            continue
+        lr = [r["loss"] for r in jsonl(os.path.join(ref_out, "train.jsonl")) if "loss" in r]
+        ld = [r["loss"] for r in jsonl(os.path.join(dev_out, "train.jsonl")) if "loss" in r]
+        check(f"{mode}: device losses equal the reference's to 1e-5", len(lr) == len(ld) == 3 and
+              all(abs(a - b) <= 1e-5 * abs(a) for a, b in zip(lr, ld)), f"{lr} {ld}")
+        (hr, dr), (hd, dd) = (read_st(os.path.join(d, "model.safetensors")) for d in (ref_out, dev_out))
+        names = [k for k in hr if k != "__metadata__"]
+        wr, wd = ({k: tensor(h, d, k) for k in names} for h, d in ((hr, dr), (hd, dd)))
+        num = sum((a - b) ** 2 for k in names for a, b in zip(wr[k], wd[k]))
+        den = sum(a * a for k in names for a in wr[k])
+        check(f"{mode}: device-trained weights within 1e-3 (relative L2) of the reference's",
+              set(hr) == set(hd) and math.sqrt(num / den) < 1e-3, f"{math.sqrt(num / den)}")
     o = os.path.join(tmp, "t-dev-bad")
     expect_error("ttt-train --gradient device --mode meta", "ttt-train",
-                 train_args(f, o, "--gradient", "device", mode="meta"), "--gradient device", "pretrain", code=2)
+                 train_args(f, o, "--gradient", "device", mode="meta"), "--gradient device", "meta-fo", code=2)
     expect_error("ttt-train --gradient gpu", "ttt-train", train_args(f, o, "--gradient", "gpu"), "--gradient gpu",
                  code=2)
     expect_error("ttt-train --device without --gradient device", "ttt-train", train_args(f, o, "--device", "0:0"),

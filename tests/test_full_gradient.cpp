@@ -38,11 +38,29 @@ std::vector<int32_t> doc(size_t n, int vocab, int bos) {
   return t;
 }
 
+// max over tensors of the largest |a - b| relative to b's largest entry
+double max_rel_diff(const ref::ObjectiveResult& a, const ref::ObjectiveResult& b) {
+  double worst = 0;
+  for (size_t i = 0; i < b.grads.size(); ++i) {
+    double scale = 0, err = 0;
+    for (size_t j = 0; j < b.grads[i].size(); ++j) {
+      scale = std::max(scale, std::abs(b.grads[i][j]));
+      err = std::max(err, std::abs(a.grads[i][j] - b.grads[i][j]));
+    }
+    if (scale > 0) worst = std::max(worst, err / scale);
+  }
+  return worst;
+}
+
 // Each tensor's device gradient within 2e-4 of the oracle's, relative to the tensor's largest entry.
 void expect_matches_oracle(FullGradient& fg, const Model& m, const std::vector<int32_t>& tokens,
-                           const std::string& what) {
-  const ref::ObjectiveResult want = ref::objective(m, tokens, ref::Objective::pretrain, 0.0, true);
-  const ref::ObjectiveResult got = fg.pretrain(m, tokens);
+                           const std::string& what, ref::Objective o = ref::Objective::pretrain,
+                           double inner_lr = 0.0) {
+  const ref::ObjectiveResult want = ref::objective(m, tokens, o, inner_lr, true);
+  const ref::ObjectiveResult got = fg.objective(m, tokens, o, inner_lr);
+  ASSERT_EQ(got.inner_norms.size(), want.inner_norms.size()) << what << ": test-time steps";
+  for (size_t k = 0; k < want.inner_norms.size(); ++k)
+    EXPECT_NEAR(got.inner_norms[k], want.inner_norms[k], 1e-5 * want.inner_norms[k]) << what << ": step " << k;
   const ParamTable table = param_table(m.config);
   EXPECT_EQ(got.scored, want.scored) << what;
   EXPECT_NEAR(got.loss, want.loss, 2e-6 * std::abs(want.loss) + 1e-6) << what;
@@ -88,6 +106,51 @@ TEST_F(FullGradientTest, MatchesTheOracleOnModelVariants) {
     FullGradient fg(dev(), c, 24, 7);  // vocabulary tiles of 7: V 23 in 4 tiles, the last partial
     expect_matches_oracle(fg, m, doc(20, c.vocab_size, c.bos_token_id), v.name);
   }
+}
+
+// meta-fo: the engine's test-time steps, then the document read whole with each
+// mini-batch's prime weights; the oracle holds the same increments constant. The
+// tiny config's clip (0.5) is active, its B 5 leaves a partial last mini-batch,
+// and inner_lr 0 must give the pretrain gradient.
+TEST_F(FullGradientTest, MetaFirstOrderMatchesTheOracle) {
+  struct Variant {
+    const char* name;
+    double inner_lr;
+    void (*edit)(Config&);
+  };
+  const Variant variants[] = {
+      {"tiny, inner lr 0.3, clip 0.5", 0.3, [](Config&) {}},
+      {"untied, no clip, inner lr 1", 1.0, [](Config& c) {
+         c.tie_word_embeddings = false;
+         c.inner_clip_gradient = 0.f;
+       }},
+      {"one prime block, W 12 > B 5", 0.5, [](Config& c) {
+         c.suffix_len = 1;
+         c.sliding_window_size = 12;
+       }},
+      {"no prime blocks (meta-fo is pretrain)", 0.3, [](Config& c) { c.prime = false; c.suffix_len = 0; }},
+  };
+  const Config base = tiny_config();
+  for (const Variant& v : variants) {
+    Config c = base;
+    v.edit(c);
+    const Model m = Model::random(c, 9, 0.3f);
+    FullGradient fg(dev(), c, 24, 7);
+    const auto tokens = doc(23, c.vocab_size, c.bos_token_id);  // 22 targets: mini-batches 5, 5, 5, 5, 2
+    expect_matches_oracle(fg, m, tokens, v.name, ref::Objective::meta_fo, v.inner_lr);
+    expect_matches_oracle(fg, m, doc(9, c.vocab_size, c.bos_token_id), std::string(v.name) + ", 8 targets",
+                          ref::Objective::meta_fo, v.inner_lr);
+  }
+  // inner_lr 0: no test-time change, the pretrain gradient (to rounding: the
+  // prime GEMMs run per mini-batch); a real inner_lr changes it.
+  const Model m = Model::random(base, 9, 0.3f);
+  FullGradient fg(dev(), base, 24);
+  const auto tokens = doc(23, base.vocab_size, base.bos_token_id);
+  const auto pre = fg.pretrain(m, tokens);
+  EXPECT_LT(max_rel_diff(fg.meta_fo(m, tokens, 0.0), pre), 1e-6);
+  EXPECT_GT(max_rel_diff(fg.meta_fo(m, tokens, 0.3), pre), 1e-2);
+  EXPECT_THROW_MSG(fg.objective(m, tokens, ref::Objective::meta, 0.3), "meta objective");
+  EXPECT_THROW_MSG(fg.meta_fo(m, tokens, -1.0), "inner learning rate -1");
 }
 
 // One object, documents of several lengths, weights changed between calls:

@@ -7,6 +7,8 @@
 
 #include "host/gemm.hpp"
 
+#include <algorithm>
+
 namespace ttt {
 
 using ops::mat;
@@ -16,10 +18,24 @@ void Session::Impl::mlp_forward(const MlpIdx& wi, int pre, int post, MlpActs& a,
   host::Context& ctx = e.ctx;
   const int D = c.hidden_size, I = c.intermediate_size;
   const float eps = c.rms_norm_eps;
+  // y = x W, or with chunked prime weights x_c W_c per mini-batch c.
+  auto linear = [&](Buffer& y, const Buffer& x, int idx, int K, int N, const char* label) {
+    const Buffer* copies = nullptr;
+    if (chunked)
+      if (const auto it = chunked->copies.find(idx); it != chunked->copies.end()) copies = it->second;
+    if (!copies) {
+      e.linear(y, x, w(idx), T, K, N, label);
+      return;
+    }
+    for (int r0 = 0, k = 0; r0 < T; r0 += chunked->B, ++k)
+      host::gemm(ctx, host::Trans::N, host::Trans::N, size_t(std::min(chunked->B, T - r0)), size_t(N), size_t(K), 1.f,
+                 x, size_t(r0) * K, size_t(K), *copies, size_t(k) * K * N, size_t(N), 0.f, y, size_t(r0) * N,
+                 size_t(N), label);
+  };
   ops::rmsnorm_fwd(ctx, mat(a.hn, D), a.rs_pre, mat(xin, D), w(pre), nullptr, T, 1, D, eps, c.pre_norm);
-  e.linear(a.h13, a.hn, w(wi.w13), T, D, 2 * I, "gemm_w13");
+  linear(a.h13, a.hn, wi.w13, D, 2 * I, "gemm_w13");
   ops::swiglu_fwd(ctx, a.g, a.h13, T, I);
-  e.linear(a.m, a.g, w(wi.w2), T, I, D, "gemm_w2");
+  linear(a.m, a.g, wi.w2, I, D, "gemm_w2");
   const ops::Mat res = mat(xin, D);
   ops::rmsnorm_fwd(ctx, mat(xout, D), a.rs_post, mat(a.m, D), w(post), &res, T, 1, D, eps, c.post_norm);
 }

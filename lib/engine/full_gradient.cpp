@@ -12,6 +12,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
+
 namespace ttt {
 
 using host::Trans;
@@ -39,6 +42,9 @@ struct FullGradient::Impl {
   Model shape;  // a model of c: the engine's initial upload and the gradients' unpacking
   Engine engine;
   Session session;
+  std::unique_ptr<Engine> inner;  // meta-fo's test-time steps: the model's own mini-batch, training on
+  ChunkedPrime chunked;           // meta-fo: the prime weights of every mini-batch
+  std::vector<Buffer> copies;     // per device tensor: chunks x size (trainable ones only)
   Engine::Impl& e;
   Session::Impl& s;
   std::vector<BlockActs> acts;  // one per block
@@ -73,9 +79,52 @@ struct FullGradient::Impl {
 
   void forward(int T);
   void mlp_backward(const MlpIdx& wi, int pre, int post, MlpActs& a, Buffer& xin, Buffer& d, int T);
+  void chunked_mlp_backward(const MlpIdx& wi, int pre, int post, MlpActs& a, Buffer& xin, Buffer& d, int T);
   void block_backward(int l, int T);
-  ref::ObjectiveResult run(const Model& m, std::span<const int32_t> tokens);
+  void inner_steps(const Model& m, std::span<const int32_t> tokens, double inner_lr, ref::ObjectiveResult& r);
+  ref::ObjectiveResult run(const Model& m, std::span<const int32_t> tokens, bool meta_fo, double inner_lr);
 };
+
+// The test-time steps of meta-fo on `inner`, keeping a copy of the prime
+// weights each mini-batch is scored with (copy c = W_c, before step c).
+void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> tokens, double inner_lr,
+                                     ref::ObjectiveResult& r) {
+  const int T = int(tokens.size()) - 1, B = c.mini_batch_size;
+  const int chunks = (max_tokens + B - 1) / B;
+  if (!inner) {
+    EngineOptions o;
+    o.vocab_tile = e.opts.vocab_tile;
+    inner = std::make_unique<Engine>(e.ctx, m, o);
+    chunked.B = B;
+    copies.resize(e.table.device.size());
+    for (size_t i = 0; i < e.table.device.size(); ++i) {
+      if (!e.table.device[i].trainable) continue;
+      bytes += size_t(chunks) * size_t(e.table.device[i].size()) * sizeof(float);
+      copies[i] = Buffer(e.ctx, size_t(chunks) * size_t(e.table.device[i].size()) * sizeof(float), "prime copies");
+      chunked.copies[int(i)] = &copies[i];
+    }
+  } else {
+    Engine::Impl& ie = inner->impl();
+    for (size_t i = 0; i < ie.table.device.size(); ++i) ie.weights[i].upload(ie.table.pack(int(i), m));
+  }
+  if (!std::isfinite(inner_lr) || inner_lr < 0)
+    throw Error(fmt::format("FullGradient: inner learning rate {} must be a finite number >= 0", inner_lr));
+  SessionOptions so;
+  so.ttt = true;
+  so.inner_lr = float(inner_lr);
+  Session ts(*inner, so);
+  Session::Impl& ti = ts.impl();
+  std::vector<float> nll(static_cast<size_t>(B));
+  for (int r0 = 0, k = 0; r0 < T; r0 += B, ++k) {
+    for (auto& [idx, buf] : chunked.copies) {
+      const size_t bytes_one = size_t(e.table.device[size_t(idx)].size()) * sizeof(float);
+      copies[size_t(idx)].copy_from(ti.live[size_t(idx)], bytes_one, 0, size_t(k) * bytes_one);
+    }
+    const int n = std::min(B, T - r0);
+    ts.step(tokens.data() + r0, tokens.data() + r0 + 1, n, nll.data());
+    if (ts.last_step().updated) r.inner_norms.push_back(double(ts.last_step().grad_norm));
+  }
+}
 
 void FullGradient::Impl::forward(int T) {
   ops::embedding_fwd(e.ctx, x[0], e.ids, s.w(e.wte), T, c.hidden_size);
@@ -95,6 +144,34 @@ void FullGradient::Impl::mlp_backward(const MlpIdx& wi, int pre, int post, MlpAc
   ops::rmsnorm_wgrad(e.ctx, g(pre), false, mat(e.dhn, D), mat(xin, D), a.rs_pre, T, 1, D, c.pre_norm);
 }
 
+// mlp_backward with the rows of mini-batch c through copy c of W13 and W2; the
+// weight gradients are summed over the copies (each copy is W_0 plus a constant).
+void FullGradient::Impl::chunked_mlp_backward(const MlpIdx& wi, int pre, int post, MlpActs& a, Buffer& xin, Buffer& d,
+                                              int T) {
+  host::Context& ctx = e.ctx;
+  const int D = c.hidden_size, I = c.intermediate_size, B = chunked.B;
+  const Buffer &w13 = *chunked.copies.at(wi.w13), &w2 = *chunked.copies.at(wi.w2);
+  ops::rmsnorm_wgrad(ctx, g(post), false, mat(d, D), mat(a.m, D), a.rs_post, T, 1, D, c.post_norm);
+  ops::rmsnorm_bwd(ctx, mat(e.dm, D), false, mat(d, D), mat(a.m, D), s.w(post), a.rs_post, T, 1, D, c.post_norm);
+  for (int r0 = 0, k = 0; r0 < T; r0 += B, ++k) {
+    const size_t n = size_t(std::min(B, T - r0)), r = size_t(r0);
+    host::gemm(ctx, Trans::T, Trans::N, I, D, n, 1.f, a.g, r * I, I, e.dm, r * D, D, k ? 1.f : 0.f, g(wi.w2), 0, D,
+               "gemm_dw2");
+    host::gemm(ctx, Trans::N, Trans::T, n, I, D, 1.f, e.dm, r * D, D, w2, size_t(k) * I * D, D, 0.f, e.dg, r * I, I,
+               "gemm_dg");
+  }
+  ops::swiglu_bwd(ctx, e.dh13, e.dg, a.h13, T, I);
+  for (int r0 = 0, k = 0; r0 < T; r0 += B, ++k) {
+    const size_t n = size_t(std::min(B, T - r0)), r = size_t(r0);
+    host::gemm(ctx, Trans::T, Trans::N, D, 2 * I, n, 1.f, a.hn, r * D, D, e.dh13, r * 2 * I, 2 * I, k ? 1.f : 0.f,
+               g(wi.w13), 0, 2 * I, "gemm_dw13");
+    host::gemm(ctx, Trans::N, Trans::T, n, D, 2 * I, 1.f, e.dh13, r * 2 * I, 2 * I, w13, size_t(k) * D * 2 * I, 2 * I,
+               0.f, e.dhn, r * D, D, "gemm_dhn");
+  }
+  ops::rmsnorm_bwd(ctx, mat(d, D), true, mat(e.dhn, D), mat(xin, D), s.w(pre), a.rs_pre, T, 1, D, c.pre_norm);
+  ops::rmsnorm_wgrad(ctx, g(pre), false, mat(e.dhn, D), mat(xin, D), a.rs_pre, T, 1, D, c.pre_norm);
+}
+
 void FullGradient::Impl::block_backward(int l, int T) {
   host::Context& ctx = e.ctx;
   const BlockIdx& b = e.blocks[size_t(l)];
@@ -103,7 +180,10 @@ void FullGradient::Impl::block_backward(int l, int T) {
   Buffer& d = e.dx;
   const int D = c.hidden_size, H = c.num_attention_heads, E = c.head_dim();
   mlp_backward(b.mlp, b.ffn_norm, b.ffn_post_norm, a.ffn, xs[2], d, T);  // d = dL/dx2
-  if (b.has_prime) mlp_backward(b.prime, b.prime_norm, b.prime_post_norm, a.prime, xs[1], d, T);  // = dL/dx1
+  if (b.has_prime && s.chunked)
+    chunked_mlp_backward(b.prime, b.prime_norm, b.prime_post_norm, a.prime, xs[1], d, T);  // d = dL/dx1
+  else if (b.has_prime)
+    mlp_backward(b.prime, b.prime_norm, b.prime_post_norm, a.prime, xs[1], d, T);
   // Attention: x1 = x0 + RMSNorm(o Wo, seq_post_norm), as backward.cpp, plus the weights.
   ops::rmsnorm_wgrad(ctx, g(b.seq_post_norm), false, mat(d, D), mat(a.a, D), a.rs2, T, 1, D, c.post_norm);
   ops::rmsnorm_bwd(ctx, mat(e.dm, D), false, mat(d, D), mat(a.a, D), s.w(b.seq_post_norm), a.rs2, T, 1, D,
@@ -130,7 +210,8 @@ void FullGradient::Impl::block_backward(int l, int T) {
                    c.pre_norm);  // d = dL/dx0
 }
 
-ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int32_t> tokens) {
+ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int32_t> tokens, bool meta_fo,
+                                             double inner_lr) {
   if (tokens.size() < 2 || tokens.size() > size_t(max_tokens) + 1)
     throw Error(fmt::format("FullGradient: {} tokens; a document needs 2..{} (max_tokens + 1)", tokens.size(),
                             max_tokens + 1));
@@ -138,6 +219,12 @@ ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int
     throw Error("FullGradient: the model's config is not the one the gradient was made for");
   const int T = int(tokens.size()) - 1, D = c.hidden_size;
   check_token_ids(tokens, c.vocab_size, "FullGradient document");
+  ref::ObjectiveResult r;
+  s.chunked = nullptr;
+  if (meta_fo && c.num_prime_blocks() > 0) {
+    inner_steps(m, tokens, inner_lr, r);
+    s.chunked = &chunked;
+  }
   // Weights: the engine's copies, then the session's live copies of the trainable ones.
   for (size_t i = 0; i < e.table.device.size(); ++i) e.weights[i].upload(e.table.pack(int(i), m));
   session.reset();
@@ -168,7 +255,7 @@ ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int
   h_nll.resize(size_t(T));
   e.nll.read(h_nll.data(), size_t(T) * sizeof(float), 0, true);
 
-  ref::ObjectiveResult r;
+  s.chunked = nullptr;
   r.scored = count;
   double sum = 0;
   for (int t = 0; t < T; ++t)
@@ -192,9 +279,25 @@ FullGradient::FullGradient(host::Context& ctx, const Config& c, int max_tokens, 
 FullGradient::~FullGradient() = default;
 
 ref::ObjectiveResult FullGradient::pretrain(const Model& m, std::span<const int32_t> tokens) {
-  return impl_->run(m, tokens);
+  return impl_->run(m, tokens, false, 0.0);
 }
 
-size_t FullGradient::device_bytes() const { return impl_->bytes + impl_->engine.device_bytes(); }
+ref::ObjectiveResult FullGradient::meta_fo(const Model& m, std::span<const int32_t> tokens, double inner_lr) {
+  return impl_->run(m, tokens, true, inner_lr);
+}
+
+ref::ObjectiveResult FullGradient::objective(const Model& m, std::span<const int32_t> tokens, ref::Objective o,
+                                             double inner_lr) {
+  switch (o) {
+    case ref::Objective::pretrain: return pretrain(m, tokens);
+    case ref::Objective::meta_fo: return meta_fo(m, tokens, inner_lr);
+    case ref::Objective::meta: break;
+  }
+  throw Error("the device has no gradient for the meta objective (second order) yet; use the reference");
+}
+
+size_t FullGradient::device_bytes() const {
+  return impl_->bytes + impl_->engine.device_bytes() + (impl_->inner ? impl_->inner->device_bytes() : 0);
+}
 
 }  // namespace ttt

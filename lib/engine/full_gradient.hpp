@@ -1,5 +1,5 @@
-// The gradient of the pretrain objective with respect to every parameter, on
-// the device (issue 12): ttt-train's `--device` gradient. One document is read
+// The gradient of the pretrain and meta-fo objectives with respect to every
+// parameter, on the device (issue 12): ttt-train's `--gradient device`. One document is read
 // whole as one mini-batch of T rows (T = its length, so the sliding window
 // sees every earlier key inside it and nothing is carried), the activations of
 // every block are kept, and the backward visits every layer with its weight
@@ -31,6 +31,14 @@ class FullGradient {
   // of m on tokens[0..n): inputs tokens[0..n-1), targets tokens[1..n). m must
   // have the config given to the constructor; its weights are uploaded per call.
   ref::ObjectiveResult pretrain(const Model& m, std::span<const int32_t> tokens);
+  // TTT-E2E's first-order meta objective (ref::Objective::meta_fo): the engine's
+  // test-time steps (inner_lr, the config's clip) give the prime weights W_c of
+  // every mini-batch c; the document is then read whole with mini-batch c's
+  // rows through W_c, and the gradient holds W_c - W_0 constant (so the prime
+  // tensors' gradient is the sum over c of d loss / d W_c). inner_norms as ref::objective.
+  ref::ObjectiveResult meta_fo(const Model& m, std::span<const int32_t> tokens, double inner_lr);
+  // pretrain or meta_fo by name; meta (second order) is not on the device: ttt::Error.
+  ref::ObjectiveResult objective(const Model& m, std::span<const int32_t> tokens, ref::Objective o, double inner_lr);
   size_t device_bytes() const;
 
  private:

@@ -8,6 +8,8 @@
 #include "ttt/engine.hpp"
 #include "ttt/params.hpp"
 
+#include <map>
+
 namespace ttt {
 
 using host::Buffer;
@@ -115,6 +117,13 @@ struct Engine::Impl {
   void linear(Buffer& y, const Buffer& x, const Buffer& w, int T, int K, int N, const char* label);
 };
 
+// FullGradient's meta-fo forward: the prime MLPs' weights per mini-batch of a
+// document read whole, rows [c*B, (c+1)*B) multiplied by copy c of a tensor.
+struct ChunkedPrime {
+  int B = 0;
+  std::map<int, const Buffer*> copies;  // device tensor index -> its copies, one after another
+};
+
 struct Session::Impl {
   Engine::Impl& e;
   bool ttt = true;
@@ -133,6 +142,8 @@ struct Session::Impl {
   bool fwd_keep = false;  // kept the suffix activations (a step-taking mini-batch)
   uint64_t fwd_serial = 0;
   bool scored = false, trained = false;
+
+  const ChunkedPrime* chunked = nullptr;  // set by FullGradient only
 
   // Host staging of enqueued transfers, alive until sync() drains the queue.
   std::vector<int32_t> h_ids, h_targets;

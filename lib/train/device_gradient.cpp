@@ -1,4 +1,4 @@
-// ttt-train's --gradient device: the pretrain objective's gradient from the
+// ttt-train's --gradient device: the pretrain and meta-fo gradients from the
 // OpenCL engine (lib/engine/full_gradient.hpp), in float32. Its own target
 // (ttt_train_device) so that the CPU-only training layer links no OpenCL.
 #include "lib/engine/full_gradient.hpp"
@@ -12,14 +12,13 @@
 namespace ttt::train {
 
 GradientSource device_gradient(host::Context& ctx, ref::Objective mode, const Config& c, int seq_len) {
-  if (mode != ref::Objective::pretrain)
-    throw Error(fmt::format("the device computes the pretrain gradient only; {} runs on the reference",
-                            ref::to_string(mode)));
+  if (mode == ref::Objective::meta)
+    throw Error("the device has no gradient for the meta objective (second order) yet; use the reference");
   auto fg = std::make_shared<FullGradient>(ctx, c, seq_len);
   auto mu = std::make_shared<std::mutex>();  // one device queue: documents take turns
-  return [fg, mu](const Model& m, std::span<const int32_t> tokens, double) {
+  return [fg, mu, mode](const Model& m, std::span<const int32_t> tokens, double inner_lr) {
     std::lock_guard<std::mutex> lock(*mu);
-    return fg->pretrain(m, tokens);
+    return fg->objective(m, tokens, mode, inner_lr);
   };
 }
 

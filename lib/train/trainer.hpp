@@ -49,8 +49,8 @@ using GradientSource =
 
 // The real one: ref::objective(model, tokens, mode, inner_lr) (gradient.cpp).
 GradientSource reference_gradient(ref::Objective mode);
-// The pretrain gradient on an OpenCL device, float32, documents of seq_len + 1
-// tokens (device_gradient.cpp, target ttt_train_device); other modes throw.
+// The pretrain or meta-fo gradient on an OpenCL device, float32, documents of
+// seq_len + 1 tokens (device_gradient.cpp, target ttt_train_device); meta throws.
 GradientSource device_gradient(host::Context& ctx, ref::Objective mode, const Config& c, int seq_len);
 
 struct Checkpoint {
