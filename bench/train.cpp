@@ -33,20 +33,6 @@ double since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// max over tensors of (largest |device - reference|) / (largest |reference|)
-double worst_relative(const ref::ObjectiveResult& a, const ref::ObjectiveResult& b) {
-  double worst = 0;
-  for (size_t i = 0; i < a.grads.size(); ++i) {
-    double scale = 0, err = 0;
-    for (size_t k = 0; k < a.grads[i].size(); ++k) {
-      scale = std::max(scale, std::abs(b.grads[i][k]));
-      err = std::max(err, std::abs(a.grads[i][k] - b.grads[i][k]));
-    }
-    if (scale > 0) worst = std::max(worst, err / scale);
-  }
-  return worst;
-}
-
 }  // namespace
 
 int train(int argc, char** argv) {
@@ -121,7 +107,7 @@ int train(int argc, char** argv) {
     const auto r0 = std::chrono::steady_clock::now();
     for (int64_t i = 0; i < ref_docs; ++i) {
       const auto r = ref::objective(m, documents[size_t(i)], mode, inner_lr, true);
-      worst = std::max(worst, worst_relative(dev_results[size_t(i)], r));
+      worst = std::max(worst, ref::max_relative_difference(dev_results[size_t(i)], r));
       std::fprintf(stderr, "\r  reference: %lld/%lld documents", (long long)i + 1, (long long)ref_docs);
     }
     const double ref_s = since(r0);

@@ -225,4 +225,19 @@ ObjectiveResult objective(const Model& m, std::span<const int32_t> tokens, Objec
   return res;
 }
 
+double max_relative_difference(const ObjectiveResult& a, const ObjectiveResult& b) {
+  if (a.grads.size() != b.grads.size()) throw Error("max_relative_difference: gradients of different models");
+  double worst = 0;
+  for (size_t i = 0; i < b.grads.size(); ++i) {
+    if (a.grads[i].size() != b.grads[i].size()) throw Error("max_relative_difference: tensors of different sizes");
+    double scale = 0, err = 0;
+    for (size_t j = 0; j < b.grads[i].size(); ++j) {
+      scale = std::max(scale, std::abs(b.grads[i][j]));
+      err = std::max(err, std::abs(a.grads[i][j] - b.grads[i][j]));
+    }
+    if (scale > 0) worst = std::max(worst, err / scale);
+  }
+  return worst;
+}
+
 }  // namespace ttt::ref

@@ -73,4 +73,9 @@ ObjectiveResult objective(const Model& m, std::span<const int32_t> tokens, Objec
 ObjectiveResult objective(const Model& m, std::span<const int32_t> tokens, Objective o, double inner_lr,
                           bool want_grads, const ObjectiveOptions& opt);
 
+// How far gradient a is from gradient b: the largest, over tensors, of the
+// largest |a - b| over the largest |b| of that tensor (tensors of b that are all
+// zero are skipped). Checks the device gradients against this oracle.
+double max_relative_difference(const ObjectiveResult& a, const ObjectiveResult& b);
+
 }  // namespace ttt::ref
