@@ -1,7 +1,7 @@
 // FullGradient (full_gradient.hpp): the forward of Session::Impl::block_forward
 // with every block's activations kept, then the backward of every layer. The
-// activation backward is backward.cpp's (mlp_backward and the same attention
-// sequence); what is added here are the weight gradients: the gains
+// activation backward follows backward.cpp (the MLP and attention sequences);
+// what is added here are the weight gradients: the gains
 // (rmsnorm_wgrad), the attention matrices, the non-prime MLPs, the head
 // (xent_bwd_weights) and the embedding (embedding_bwd).
 #include "lib/engine/full_gradient.hpp"
@@ -49,6 +49,7 @@ struct FullGradient::Impl {
   Session::Impl& s;
   std::vector<BlockActs> acts;  // one per block
   std::vector<Buffer> x;        // residual stream: block l reads x[3l], writes x[3l+1..3l+3]
+  std::vector<Buffer> grads;    // one per device tensor
   size_t bytes = 0;
   std::vector<int32_t> h_ids, h_targets;
   std::vector<float> h_cs, h_nll;
@@ -70,16 +71,13 @@ struct FullGradient::Impl {
     for (int l = 0; l < c.num_hidden_layers; ++l) alloc_block_acts(acts[size_t(l)], R, c, c.has_prime(l), alloc);
     for (int i = 0; i < 3 * c.num_hidden_layers + 1; ++i) x.push_back(alloc(R * D, "residual stream"));
     if (!e.dm) alloc_backward_scratch(e, R, c, alloc);  // an engine without test-time training has none
-    // Every device tensor's gradient, in the session's slots: mlp_backward writes there.
-    for (size_t i = 0; i < e.table.device.size(); ++i)
-      s.grad[i] = alloc(size_t(e.table.device[i].size()), "weight gradient");
+    for (const DeviceTensor& d : e.table.device) grads.push_back(alloc(size_t(d.size()), "weight gradient"));
   }
 
-  Buffer& g(int device) { return s.grad[size_t(device)]; }
+  Buffer& g(int device) { return grads[size_t(device)]; }
 
   void forward(int T);
   void mlp_backward(const MlpIdx& wi, int pre, int post, MlpActs& a, Buffer& xin, Buffer& d, int T);
-  void chunked_mlp_backward(const MlpIdx& wi, int pre, int post, MlpActs& a, Buffer& xin, Buffer& d, int T);
   void block_backward(int l, int T);
   void inner_steps(const Model& m, std::span<const int32_t> tokens, double inner_lr, ref::ObjectiveResult& r);
   ref::ObjectiveResult run(const Model& m, std::span<const int32_t> tokens, bool meta_fo, double inner_lr);
@@ -89,6 +87,8 @@ struct FullGradient::Impl {
 // weights each mini-batch is scored with (copy c = W_c, before step c).
 void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> tokens, double inner_lr,
                                      ref::ObjectiveResult& r) {
+  if (!std::isfinite(inner_lr) || inner_lr < 0)
+    throw Error(fmt::format("FullGradient: inner learning rate {} must be a finite number >= 0", inner_lr));
   const int T = int(tokens.size()) - 1, B = c.mini_batch_size;
   const int chunks = (max_tokens + B - 1) / B;
   if (!inner) {
@@ -107,8 +107,6 @@ void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> to
     Engine::Impl& ie = inner->impl();
     for (size_t i = 0; i < ie.table.device.size(); ++i) ie.weights[i].upload(ie.table.pack(int(i), m));
   }
-  if (!std::isfinite(inner_lr) || inner_lr < 0)
-    throw Error(fmt::format("FullGradient: inner learning rate {} must be a finite number >= 0", inner_lr));
   SessionOptions so;
   so.ttt = true;
   so.inner_lr = float(inner_lr);
@@ -136,37 +134,35 @@ void FullGradient::Impl::forward(int T) {
                    c.hidden_size, c.rms_norm_eps);
 }
 
-// d: dL/d(xout) on entry, dL/d(xin) on exit.
+// d: dL/d(xout) on entry, dL/d(xin) on exit. backward.cpp's mlp_backward plus
+// the gains' gradients, with the rows in runs that each multiply one weight
+// copy: the whole document through the live weights, or, for meta-fo's prime
+// MLPs, mini-batch c through copy c, the weight gradients summed over the copies
+// (each copy is W_0 plus a constant).
 void FullGradient::Impl::mlp_backward(const MlpIdx& wi, int pre, int post, MlpActs& a, Buffer& xin, Buffer& d, int T) {
-  const int D = c.hidden_size;
-  ops::rmsnorm_wgrad(e.ctx, g(post), false, mat(d, D), mat(a.m, D), a.rs_post, T, 1, D, c.post_norm);
-  s.mlp_backward(wi, pre, post, a, xin, d, &wi, true, T);  // dW2, dW13; leaves d(hn) in e.dhn
-  ops::rmsnorm_wgrad(e.ctx, g(pre), false, mat(e.dhn, D), mat(xin, D), a.rs_pre, T, 1, D, c.pre_norm);
-}
-
-// mlp_backward with the rows of mini-batch c through copy c of W13 and W2; the
-// weight gradients are summed over the copies (each copy is W_0 plus a constant).
-void FullGradient::Impl::chunked_mlp_backward(const MlpIdx& wi, int pre, int post, MlpActs& a, Buffer& xin, Buffer& d,
-                                              int T) {
   host::Context& ctx = e.ctx;
-  const int D = c.hidden_size, I = c.intermediate_size, B = chunked.B;
-  const Buffer &w13 = *chunked.copies.at(wi.w13), &w2 = *chunked.copies.at(wi.w2);
+  const int D = c.hidden_size, I = c.intermediate_size;
+  const bool by_copy = s.chunked && s.chunked->copies.count(wi.w13);
+  const int run = by_copy ? s.chunked->B : T;
+  const Buffer &w13 = by_copy ? *s.chunked->copies.at(wi.w13) : s.w(wi.w13),
+               &w2 = by_copy ? *s.chunked->copies.at(wi.w2) : s.w(wi.w2);
+  const size_t step13 = by_copy ? size_t(D) * 2 * I : 0, step2 = by_copy ? size_t(I) * D : 0;
   ops::rmsnorm_wgrad(ctx, g(post), false, mat(d, D), mat(a.m, D), a.rs_post, T, 1, D, c.post_norm);
   ops::rmsnorm_bwd(ctx, mat(e.dm, D), false, mat(d, D), mat(a.m, D), s.w(post), a.rs_post, T, 1, D, c.post_norm);
-  for (int r0 = 0, k = 0; r0 < T; r0 += B, ++k) {
-    const size_t n = size_t(std::min(B, T - r0)), r = size_t(r0);
+  for (int r0 = 0, k = 0; r0 < T; r0 += run, ++k) {
+    const size_t n = size_t(std::min(run, T - r0)), r = size_t(r0);
     host::gemm(ctx, Trans::T, Trans::N, I, D, n, 1.f, a.g, r * I, I, e.dm, r * D, D, k ? 1.f : 0.f, g(wi.w2), 0, D,
                "gemm_dw2");
-    host::gemm(ctx, Trans::N, Trans::T, n, I, D, 1.f, e.dm, r * D, D, w2, size_t(k) * I * D, D, 0.f, e.dg, r * I, I,
+    host::gemm(ctx, Trans::N, Trans::T, n, I, D, 1.f, e.dm, r * D, D, w2, k * step2, D, 0.f, e.dg, r * I, I,
                "gemm_dg");
   }
   ops::swiglu_bwd(ctx, e.dh13, e.dg, a.h13, T, I);
-  for (int r0 = 0, k = 0; r0 < T; r0 += B, ++k) {
-    const size_t n = size_t(std::min(B, T - r0)), r = size_t(r0);
+  for (int r0 = 0, k = 0; r0 < T; r0 += run, ++k) {
+    const size_t n = size_t(std::min(run, T - r0)), r = size_t(r0);
     host::gemm(ctx, Trans::T, Trans::N, D, 2 * I, n, 1.f, a.hn, r * D, D, e.dh13, r * 2 * I, 2 * I, k ? 1.f : 0.f,
                g(wi.w13), 0, 2 * I, "gemm_dw13");
-    host::gemm(ctx, Trans::N, Trans::T, n, D, 2 * I, 1.f, e.dh13, r * 2 * I, 2 * I, w13, size_t(k) * D * 2 * I, 2 * I,
-               0.f, e.dhn, r * D, D, "gemm_dhn");
+    host::gemm(ctx, Trans::N, Trans::T, n, D, 2 * I, 1.f, e.dh13, r * 2 * I, 2 * I, w13, k * step13, 2 * I, 0.f, e.dhn,
+               r * D, D, "gemm_dhn");
   }
   ops::rmsnorm_bwd(ctx, mat(d, D), true, mat(e.dhn, D), mat(xin, D), s.w(pre), a.rs_pre, T, 1, D, c.pre_norm);
   ops::rmsnorm_wgrad(ctx, g(pre), false, mat(e.dhn, D), mat(xin, D), a.rs_pre, T, 1, D, c.pre_norm);
@@ -180,10 +176,7 @@ void FullGradient::Impl::block_backward(int l, int T) {
   Buffer& d = e.dx;
   const int D = c.hidden_size, H = c.num_attention_heads, E = c.head_dim();
   mlp_backward(b.mlp, b.ffn_norm, b.ffn_post_norm, a.ffn, xs[2], d, T);  // d = dL/dx2
-  if (b.has_prime && s.chunked)
-    chunked_mlp_backward(b.prime, b.prime_norm, b.prime_post_norm, a.prime, xs[1], d, T);  // d = dL/dx1
-  else if (b.has_prime)
-    mlp_backward(b.prime, b.prime_norm, b.prime_post_norm, a.prime, xs[1], d, T);
+  if (b.has_prime) mlp_backward(b.prime, b.prime_norm, b.prime_post_norm, a.prime, xs[1], d, T);  // = dL/dx1
   // Attention: x1 = x0 + RMSNorm(o Wo, seq_post_norm), as backward.cpp, plus the weights.
   ops::rmsnorm_wgrad(ctx, g(b.seq_post_norm), false, mat(d, D), mat(a.a, D), a.rs2, T, 1, D, c.post_norm);
   ops::rmsnorm_bwd(ctx, mat(e.dm, D), false, mat(d, D), mat(a.a, D), s.w(b.seq_post_norm), a.rs2, T, 1, D,
@@ -263,8 +256,8 @@ ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int
   r.loss = count ? sum / double(count) : 0.0;
   Model gm = shape;
   gm.config = c;
-  for (size_t i = 0; i < s.grad.size(); ++i)
-    e.table.unpack(int(i), s.grad[i].download<float>(size_t(e.table.device[i].size())), gm);
+  for (size_t i = 0; i < grads.size(); ++i)
+    e.table.unpack(int(i), grads[i].download<float>(size_t(e.table.device[i].size())), gm);
   for (const ParamSpec& p : e.table.params) {
     const std::vector<float>& v = p.host(gm);
     r.grads.emplace_back(v.begin(), v.end());

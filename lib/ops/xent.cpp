@@ -15,6 +15,20 @@ using host::Local;
 using host::Trans;
 using host::round_up;
 
+namespace {
+
+// w.logits (T, nv) = h (T, D) @ W[v0:v0+nv]^T, W the output embedding (tied wte (V, D) or lm_head (D, V)).
+void logits_tile(Context& ctx, XentScratch& w, const Buffer& h, const Buffer& W, bool tied, int T, int D, int V, int v0,
+                 int nv) {
+  if (tied)
+    host::gemm(ctx, Trans::N, Trans::T, T, nv, D, 1.f, h, 0, D, W, size_t(v0) * D, D, 0.f, w.logits, 0, w.tile,
+               "gemm_logits");
+  else
+    host::gemm(ctx, Trans::N, Trans::N, T, nv, D, 1.f, h, 0, D, W, v0, V, 0.f, w.logits, 0, w.tile, "gemm_logits");
+}
+
+}  // namespace
+
 XentScratch::XentScratch(Context& ctx, int T_, int D_, int tile_)
     : logits(ctx, size_t(T_) * tile_ * sizeof(float), "xent logits tile"),
       m(ctx, size_t(T_) * sizeof(float), "xent max"),
@@ -37,12 +51,7 @@ void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h
   Kernel tile_k(ctx, "xent", "xent_fwd_tile");
   for (int v0 = 0; v0 < V; v0 += w.tile) {
     const int nv = std::min(w.tile, V - v0);
-    // logits (T, nv) = h (T, D) @ W[v0:v0+nv]^T
-    if (tied)
-      host::gemm(ctx, Trans::N, Trans::T, T, nv, D, 1.f, h, 0, D, W, size_t(v0) * D, D, 0.f, w.logits, 0, w.tile,
-                 "gemm_logits");
-    else
-      host::gemm(ctx, Trans::N, Trans::N, T, nv, D, 1.f, h, 0, D, W, v0, V, 0.f, w.logits, 0, w.tile, "gemm_logits");
+    logits_tile(ctx, w, h, W, tied, T, D, V, v0, nv);
     tile_k.args(w.logits, w.tile, nv, v0, w.m, w.s, w.tgt, targets, int32_t(dh != nullptr), w.U, D,
                 Local{wg * sizeof(float)});
     tile_k.launch({size_t(T) * wg}, {wg});
@@ -74,11 +83,7 @@ void xent_bwd_weights(Context& ctx, XentScratch& w, Buffer& dh, Buffer& dW, cons
   for (int v0 = 0; v0 < V; v0 += w.tile) {
     const int nv = std::min(w.tile, V - v0);
     const float beta = v0 == 0 ? 0.f : 1.f;  // dh accumulates over the tiles
-    if (tied)
-      host::gemm(ctx, Trans::N, Trans::T, T, nv, D, 1.f, h, 0, D, W, size_t(v0) * D, D, 0.f, w.logits, 0, w.tile,
-                 "gemm_logits");
-    else
-      host::gemm(ctx, Trans::N, Trans::N, T, nv, D, 1.f, h, 0, D, W, v0, V, 0.f, w.logits, 0, w.tile, "gemm_logits");
+    logits_tile(ctx, w, h, W, tied, T, D, V, v0, nv);
     grad.args(w.logits, w.tile, nv, v0, w.m, w.s, targets, bos, inv_count);
     grad.launch({round_up(size_t(nv), 64), size_t(T)}, {64, 1});
     if (tied) {
