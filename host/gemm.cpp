@@ -7,6 +7,7 @@
 #include <clblast.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <unordered_map>
 
@@ -89,18 +90,17 @@ void timed_call(Context& ctx, const char* label, const std::string& where, Call 
 
 }  // namespace
 
-// A row-major C = op(A) op(B) is handed to CLBlast either as asked (row-major) or as the column-major
-// C^T = op(B)^T op(A)^T. The numbers are the same; what differs is which operands CLBlast's indirect
-// Xgemm copies (transposes and pads) around its kernel on every call: with GEMMK = 0 it wants A
-// unrotated and B rotated, so row-major costs a copy of A and of C (in and out), column-major one of A.
-// $TTT_GEMM_LAYOUT = row | col chooses (experiment; default row).
-static bool swap_operands() {
-  static const bool swap = [] {
-    const char* e = std::getenv("TTT_GEMM_LAYOUT");
-    return e && std::string(e) == "col";
-  }();
-  return swap;
+namespace {
+struct PlanSlot {
+  mutable GemmPlan plan;
+};
+const PlanSlot& plan_slot(Context& ctx) {
+  return ctx.memo<PlanSlot>("gemm-plan", [] { return PlanSlot{}; });
 }
+}  // namespace
+
+void set_gemm_plan(Context& ctx, const GemmPlan& plan) { plan_slot(ctx).plan = plan; }
+GemmPlan gemm_plan(Context& ctx) { return plan_slot(ctx).plan; }
 
 void gemm(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, size_t K, float alpha, const Buffer& A,
           size_t a_off, size_t lda, const Buffer& B, size_t b_off, size_t ldb, float beta, Buffer& C, size_t c_off,
@@ -113,12 +113,26 @@ void gemm(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, size_t K, float 
   check_operand("C", C, c_off, span(Trans::N, M, N, ldc), where);
   tuning_state(ctx);  // the tuning file, applied before this context's first GEMM
   cl_command_queue q = ctx.queue();
+  const GemmPlan plan = gemm_plan(ctx);
+  // Panels: [n0, n0 + nb) of C's columns, [k0, k0 + kb) of the sum; K = 0 is one call (C = beta C).
+  const size_t kb = std::max<size_t>(1, plan.k_block && K > plan.k_block ? plan.k_block : K);
+  const size_t nb = plan.n_block && N > plan.n_block ? plan.n_block : N;
   timed_call(ctx, label, where, [&] {
-    if (swap_operands())  // C^T = B^T A^T, column-major: the same numbers, other copies inside CLBlast
-      return clblast::Gemm<float>(clblast::Layout::kColMajor, tr(tb), tr(ta), N, M, K, alpha, B.get(), b_off, ldb,
-                                  A.get(), a_off, lda, beta, C.get(), c_off, ldc, &q);
-    return clblast::Gemm<float>(clblast::Layout::kRowMajor, tr(ta), tr(tb), M, N, K, alpha, A.get(), a_off, lda,
-                                B.get(), b_off, ldb, beta, C.get(), c_off, ldc, &q);
+    for (size_t n0 = 0; n0 < N; n0 += nb)
+      for (size_t k0 = 0; k0 == 0 || k0 < K; k0 += kb) {
+        const size_t n = std::min(nb, N - n0), k = std::min(kb, K - k0);
+        const size_t ao = a_off + (ta == Trans::N ? k0 : k0 * lda);
+        const size_t bo = b_off + (tb == Trans::N ? k0 * ldb + n0 : n0 * ldb + k0);
+        const float b = k0 == 0 ? beta : 1.f;
+        const clblast::StatusCode st =
+            plan.col_major  // C^T = B^T A^T, column-major: the same numbers, other copies inside CLBlast
+                ? clblast::Gemm<float>(clblast::Layout::kColMajor, tr(tb), tr(ta), n, M, k, alpha, B.get(), bo, ldb,
+                                       A.get(), ao, lda, b, C.get(), c_off + n0, ldc, &q)
+                : clblast::Gemm<float>(clblast::Layout::kRowMajor, tr(ta), tr(tb), M, n, k, alpha, A.get(), ao, lda,
+                                       B.get(), bo, ldb, b, C.get(), c_off + n0, ldc, &q);
+        if (st != clblast::StatusCode::kSuccess) return st;
+      }
+    return clblast::StatusCode::kSuccess;
   });
 }
 
@@ -136,7 +150,7 @@ void gemm_strided_batched(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, 
   tuning_state(ctx);
   cl_command_queue q = ctx.queue();
   timed_call(ctx, label, where, [&] {
-    if (swap_operands())
+    if (gemm_plan(ctx).col_major)
       return clblast::GemmStridedBatched<float>(clblast::Layout::kColMajor, tr(tb), tr(ta), N, M, K, alpha, B.get(),
                                                 b_off, ldb, b_stride, A.get(), a_off, lda, a_stride, beta, C.get(),
                                                 c_off, ldc, c_stride, batch, &q);

@@ -17,7 +17,8 @@ void gemm(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, size_t K, float 
           size_t a_off, size_t lda, const Buffer& B, size_t b_off, size_t ldb, float beta, Buffer& C, size_t c_off,
           size_t ldc, const char* label = "gemm");
 
-// `batch` independent GEMMs; matrix i starts at offset + i * stride.
+// `batch` independent GEMMs; matrix i starts at offset + i * stride (the plan's
+// layout applies, its blocks do not).
 void gemm_strided_batched(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, size_t K, float alpha,
                           const Buffer& A, size_t a_off, size_t lda, size_t a_stride, const Buffer& B, size_t b_off,
                           size_t ldb, size_t b_stride, float beta, Buffer& C, size_t c_off, size_t ldc,
@@ -32,6 +33,26 @@ void scal(Context& ctx, size_t n, float alpha, Buffer& x, size_t off, const char
 // without the padding and transposition passes of its GEMM.
 void gemv(Context& ctx, Trans ta, size_t M, size_t N, float alpha, const Buffer& A, size_t a_off, size_t lda,
           const Buffer& x, size_t x_off, float beta, Buffer& y, size_t y_off, const char* label = "gemv");
+
+// How gemm() hands a row-major product to CLBlast, a speed choice that never
+// changes the result beyond float rounding:
+// - col_major: as the column-major C^T = op(B)^T op(A)^T instead of as asked.
+//   CLBlast's indirect Xgemm transposes (copies) whichever operands are not in
+//   the orientation its kernel wants (GEMMK 0: A unrotated, B rotated, C
+//   unrotated), so the two forms copy different operands.
+// - k_block / n_block (0: whole): the product in panels of at most that many
+//   along K and N, the K panels summed into C (beta = 1 after the first).
+//   CLBlast's kernels keep no cache blocking along K, so on a CPU a long K
+//   streams each work-group's panels from memory; short panels stay in cache.
+// The tuning file's record sets it (pseudo-kernel "TttGemm"); default: row, whole.
+struct GemmPlan {
+  bool col_major = false;
+  size_t k_block = 0, n_block = 0;
+  bool operator==(const GemmPlan&) const = default;
+};
+// The plan for ctx's GEMMs from here on; gemm_plan reads it.
+void set_gemm_plan(Context& ctx, const GemmPlan& plan);
+GemmPlan gemm_plan(Context& ctx);
 
 // Releases CLBlast's cached programs and kernels (every context's). Context's
 // destructor calls it so that no OpenCL object outlives its context or is

@@ -114,6 +114,24 @@ void save_tuning(const std::string& path, const TuningKey& key, const ClblastKer
   fs::rename(tmp, p);  // readers see the old file or the new one, never half of one
 }
 
+GemmPlan gemm_plan_from_params(const ClblastParams& params) {
+  GemmPlan p;
+  for (const auto& [name, v] : params) {
+    if (name == "COL_MAJOR" && v <= 1) p.col_major = v == 1;
+    else if ((name == "K_BLOCK" || name == "N_BLOCK") && (v == 0 || (v >= 16 && v <= (size_t(1) << 24))))
+      (name == "K_BLOCK" ? p.k_block : p.n_block) = v;
+    else
+      throw Error(fmt::format("kernel '{}': {} = {} is not one of COL_MAJOR (0 or 1), K_BLOCK and N_BLOCK (0, or "
+                              "16 to 2^24)",
+                              kGemmPlanKernel, name, v));
+  }
+  return p;
+}
+
+ClblastParams gemm_plan_params(const GemmPlan& p) {
+  return {{"COL_MAJOR", p.col_major ? 1 : 0}, {"K_BLOCK", p.k_block}, {"N_BLOCK", p.n_block}};
+}
+
 namespace {
 
 TuningState load_and_apply(Context& ctx) {
@@ -135,10 +153,15 @@ TuningState load_and_apply(Context& ctx) {
                                ctx.device().driver_version, clblast_version());
       return st;
     }
+    const auto plan = kernels.find(kGemmPlanKernel);
+    const GemmPlan p = plan == kernels.end() ? GemmPlan{} : gemm_plan_from_params(plan->second);  // checks first
     for (const auto& [kernel, params] : kernels) {
+      if (kernel == kGemmPlanKernel) continue;
       clblast_override(ctx, kernel, params);  // throws on parameters this CLBlast does not know
       st.kernels.push_back(kernel);
     }
+    set_gemm_plan(ctx, p);
+    if (plan != kernels.end()) st.kernels.push_back(kGemmPlanKernel);
     st.kind = TuningState::Applied;
     st.message = fmt::format("{} kernel(s)", st.kernels.size());
   } catch (const std::exception& e) {

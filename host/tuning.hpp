@@ -4,6 +4,7 @@
 // CLBlast changes nothing but speed; a corrupt one is one warning on stderr.
 #pragma once
 
+#include "host/gemm.hpp"
 #include "ttt/device.hpp"
 
 #include <map>
@@ -15,6 +16,12 @@ namespace ttt::host {
 // One CLBlast kernel's parameters ("Xgemm", "XgemmDirect", "GemmRoutine", ...), all of them by name.
 using ClblastParams = std::map<std::string, size_t>;
 using ClblastKernels = std::map<std::string, ClblastParams>;
+
+// A record's pseudo-kernel that is not CLBlast's: host::gemm's GemmPlan, as
+// COL_MAJOR (0/1), K_BLOCK and N_BLOCK (0 = whole). Checked before anything is applied.
+inline constexpr const char* kGemmPlanKernel = "TttGemm";
+GemmPlan gemm_plan_from_params(const ClblastParams& params);  // throws Error naming the bad parameter
+ClblastParams gemm_plan_params(const GemmPlan& plan);
 
 // $TTT_TUNING_FILE when set ("off" disables tuning), else
 // <program_cache_dir()>/clblast-tuning.json; empty when there is none.

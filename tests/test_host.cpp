@@ -144,8 +144,13 @@ TEST_F(Host, ClDirOverridesEmbeddedSourcesAndBuildErrorsCarryTheLog) {
   fs::remove_all(dir);
 }
 
+// Under every GemmPlan: as asked and column-major, whole and in panels that
+// do not divide the sizes (K panels sum into C with beta applied once).
 TEST_F(Host, GemmMatchesReferenceWithOffsetsAndTransposes) {
+  const host::GemmPlan plans[] = {{}, {true, 0, 0}, {true, 16, 32}, {false, 17, 16}};
+  for (const host::GemmPlan& plan : plans)
   for (const cases::Gemm& c : cases::gemm()) {
+    host::set_gemm_plan(dev(), plan);
     const int lda = (c.ta ? c.M : c.K) + 3, ldb = (c.tb ? c.K : c.N) + 1, ldc = c.N + 2, off = 5;
     const int arows = c.ta ? c.K : c.M, brows = c.tb ? c.N : c.K;
     auto A = random_vec(size_t(arows) * lda + off, 1), B = random_vec(size_t(brows) * ldb + off, 2),
@@ -168,23 +173,30 @@ TEST_F(Host, GemmMatchesReferenceWithOffsetsAndTransposes) {
     std::vector<float> g(want.size());
     for (int r = 0; r < c.M; ++r)
       for (int q = 0; q < c.N; ++q) g[size_t(r) * c.N + q] = got[off + size_t(r) * ldc + q];
-    EXPECT_TRUE(all_close(g, want, 1e-4, 1e-4)) << c.M << "x" << c.N << "x" << c.K;
+    EXPECT_TRUE(all_close(g, want, 1e-4, 1e-4))
+        << c.M << "x" << c.N << "x" << c.K << " col " << plan.col_major << " K panels " << plan.k_block
+        << " N panels " << plan.n_block;
     EXPECT_TRUE(dC.canary_intact());
   }
+  host::set_gemm_plan(dev(), {});
 }
 
 TEST_F(Host, GemmStridedBatchedAndOperandChecks) {
   const int M = 5, N = 3, K = 4, batch = 3;
   auto A = random_vec(size_t(batch) * M * K, 4), B = random_vec(size_t(batch) * K * N, 5);
   Canaried dA(dev(), A), dB(dev(), B), dC(dev(), size_t(batch) * M * N);
-  host::gemm_strided_batched(dev(), host::Trans::N, host::Trans::N, M, N, K, 1.f, dA.buf, 0, K, M * K, dB.buf, 0, N,
-                             K * N, 0.f, dC.buf, 0, N, M * N, batch);
-  auto got = dC.get();
-  for (int b = 0; b < batch; ++b) {
-    std::vector<float> want(size_t(M) * N), g(got.begin() + b * M * N, got.begin() + (b + 1) * M * N);
-    ref::matmul(want.data(), A.data() + b * M * K, B.data() + b * K * N, M, N, K, false, false, false);
-    EXPECT_TRUE(all_close(g, want, 1e-5, 1e-5)) << "batch " << b;
+  for (const bool col : {false, true}) {
+    host::set_gemm_plan(dev(), {col, 16, 16});
+    host::gemm_strided_batched(dev(), host::Trans::N, host::Trans::N, M, N, K, 1.f, dA.buf, 0, K, M * K, dB.buf, 0,
+                               N, K * N, 0.f, dC.buf, 0, N, M * N, batch);
+    auto got = dC.get();
+    for (int b = 0; b < batch; ++b) {
+      std::vector<float> want(size_t(M) * N), g(got.begin() + b * M * N, got.begin() + (b + 1) * M * N);
+      ref::matmul(want.data(), A.data() + b * M * K, B.data() + b * K * N, M, N, K, false, false, false);
+      EXPECT_TRUE(all_close(g, want, 1e-5, 1e-5)) << "batch " << b << " col " << col;
+    }
   }
+  host::set_gemm_plan(dev(), {});
   const std::string e = error_of([&] {
     host::gemm(dev(), host::Trans::N, host::Trans::N, 100, 100, 100, 1.f, dA.buf, 0, 100, dB.buf, 0, 100, 0.f, dC.buf,
                0, 100, "gemm_test");

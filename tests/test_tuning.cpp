@@ -109,7 +109,8 @@ TEST_F(Tuning, RecordForThisDeviceIsAppliedAndGemmsStayExact) {
       {"Xgemm", {{"GEMMK", 0}, {"KREG", 1}, {"KWG", 32}, {"KWI", 2}, {"MDIMA", 8}, {"MDIMC", 8}, {"MWG", 64},
                  {"NDIMB", 8}, {"NDIMC", 8}, {"NWG", 64}, {"SA", 0}, {"SB", 0}, {"STRM", 0}, {"STRN", 0},
                  {"VWM", 4}, {"VWN", 4}}},
-      {"GemmRoutine", {{"XGEMM_MIN_INDIRECT_SIZE", 64}}}};
+      {"GemmRoutine", {{"XGEMM_MIN_INDIRECT_SIZE", 64}}},
+      {host::kGemmPlanKernel, {{"COL_MAJOR", 1}, {"K_BLOCK", 16}, {"N_BLOCK", 32}}}};
   host::save_tuning(path.string(), host::TuningKey::of(dev().device()), kernels, R"({"note": "test"})");
   // save_tuning keeps other devices' records and replaces this one's.
   host::ClblastKernels back;
@@ -119,8 +120,23 @@ TEST_F(Tuning, RecordForThisDeviceIsAppliedAndGemmsStayExact) {
   ASSERT_TRUE(host::parse_tuning(ss.str(), host::TuningKey::of(dev().device()), back));
   EXPECT_EQ(back, kernels);
   std::string err;
-  EXPECT_EQ(gemm_on_fresh_context(&err), host::TuningState::Applied);
+  EXPECT_EQ(gemm_on_fresh_context(&err), host::TuningState::Applied);  // K = 7, N = 144: three N panels
   EXPECT_EQ(err, "");
+  host::Context c(host::select_device());
+  host::tuning_state(c);
+  EXPECT_EQ(host::gemm_plan(c), (host::GemmPlan{true, 16, 32}));
+}
+
+TEST_F(Tuning, BadGemmPlanIsOneWarningAndTheDefaults) {
+  const auto key = host::TuningKey::of(dev().device());
+  for (const json& plan : {json{{"COL_MAJOR", 2}}, json{{"K_BLOCK", 3}}, json{{"LAYOUT", 1}}}) {
+    write(record(key, {{"GemmRoutine", {{"XGEMM_MIN_INDIRECT_SIZE", 64}}}, {"TttGemm", plan}}).dump());
+    EXPECT_EQ(gemm_on_fresh_context(), host::TuningState::Invalid) << plan;  // warns once per file and process
+    host::Context c(host::select_device());
+    EXPECT_NE(host::tuning_state(c).message.find("kernel 'TttGemm'"), std::string::npos)
+        << host::tuning_state(c).message;
+    EXPECT_EQ(host::gemm_plan(c), host::GemmPlan{}) << plan;
+  }
 }
 
 }  // namespace
