@@ -18,6 +18,9 @@
 #ifndef ATT_BK
 #define ATT_BK 32  // keys (or queries in bwd_dkv) per local-memory tile
 #endif
+#ifndef ATT_CPU
+#define ATT_CPU 0  // 1: the forward written for CPU devices (see attention_fwd_body)
+#endif
 
 // Head vectors are processed VW floats at a time: explicit vectors make the
 // dot products SIMD on CPUs (a scalar float reduction may not be reordered, so
@@ -67,6 +70,83 @@ inline float dotv(const floatv* a, __local const floatv* b) {
   return hsum(s);
 }
 
+#if ATT_CPU
+// The forward for CPU devices (PoCL runs a work-group as a loop over its
+// work-items, and LLVM vectorises only innermost loops): every inner loop is a
+// fixed-length, contiguous, reduction-free sweep. The key tile is stored
+// transposed (E, BK) so that a query's BK scores accumulate as one axpy per head
+// element, and keys a query does not see are masked rather than skipped.
+// A work-item per row, the ring's modulo once per row: transposed (E, BK)
+// when `transpose`, else (BK, E).
+inline void load_rows(__local float* dst, __global const float* src, long first, int n, int C, int ld, int h,
+                      bool transpose) {
+  for (int j = get_local_id(0); j < n; j += ATT_BQ) {
+    const long row = C > 0 ? (first + j) % C : first + j;
+    __global const float* r = src + row * ld + h * ATT_E;
+    if (transpose)
+      for (int e = 0; e < ATT_E; ++e) dst[e * ATT_BK + j] = r[e];
+    else
+      for (int e = 0; e < ATT_E; ++e) dst[j * ATT_E + e] = r[e];
+  }
+}
+
+inline void attention_fwd_body(__global float* out, __global float* lse, __global const float* q,
+                               __global const float* kc, __global const float* vc, int T, int H, int C, long pos0,
+                               int W, float scale, __local floatv* ks4, __local floatv* vs4) {
+  __local float* kt = (__local float*)ks4;  // (ATT_E, ATT_BK)
+  __local float* vs = (__local float*)vs4;  // (ATT_BK, ATT_E)
+  const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
+  const int t0 = get_group_id(0) * ATT_BQ, t = t0 + lid;
+  const bool active = t < T;
+  const long p = pos0 + t;
+  float qf[ATT_E], acc[ATT_E], sc[ATT_BK];
+  for (int e = 0; e < ATT_E; ++e) {
+    qf[e] = active ? q[(long)t * D + h * ATT_E + e] * scale : 0.0f;
+    acc[e] = 0.0f;
+  }
+  float m = -INFINITY, l = 0.0f;
+  long k_lo, k_hi;
+  group_keys(pos0, t0, T, W, &k_lo, &k_hi);
+  for (long kb = k_lo; kb <= k_hi; kb += ATT_BK) {
+    const int nk = (int)min((long)ATT_BK, k_hi - kb + 1);
+    load_rows(kt, kc, kb, nk, C, D, h, true);
+    load_rows(vs, vc, kb, nk, C, D, h, false);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (active) {
+      int j_lo, j_hi;
+      visible_keys(p, kb, nk, W, &j_lo, &j_hi);
+      for (int j = 0; j < ATT_BK; ++j) sc[j] = 0.0f;
+      for (int e = 0; e < ATT_E; ++e) {
+        const float qe = qf[e];
+        for (int j = 0; j < ATT_BK; ++j) sc[j] = mad(qe, kt[e * ATT_BK + j], sc[j]);
+      }
+      float mt = -INFINITY;
+      for (int j = 0; j < ATT_BK; ++j) {
+        sc[j] = j >= j_lo && j < j_hi ? sc[j] : -INFINITY;  // beyond nk: last tile's rows, or never written
+        mt = fmax(mt, sc[j]);
+      }
+      if (mt > -INFINITY) {
+        const float m_new = fmax(m, mt), c = exp(m - m_new);
+        l *= c;
+        for (int e = 0; e < ATT_E; ++e) acc[e] *= c;
+        for (int j = 0; j < ATT_BK; ++j) sc[j] = sc[j] > -INFINITY ? exp_nonpos(sc[j] - m_new) : 0.0f;
+        for (int j = 0; j < ATT_BK; ++j) l += sc[j];
+        for (int j = j_lo; j < j_hi; ++j) {
+          const float pj = sc[j];
+          for (int e = 0; e < ATT_E; ++e) acc[e] = mad(pj, vs[j * ATT_E + e], acc[e]);
+        }
+        m = m_new;
+      }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (active) {
+    const float inv = 1.0f / l;
+    for (int e = 0; e < ATT_E; ++e) out[(long)t * D + h * ATT_E + e] = acc[e] * inv;
+    lse[(long)t * H + h] = m + log(l);
+  }
+}
+#else
 inline void attention_fwd_body(__global float* out, __global float* lse, __global const float* q,
                                __global const float* kc, __global const float* vc, int T, int H, int C, long pos0,
                                int W, float scale, __local floatv* ks, __local floatv* vs) {
@@ -116,6 +196,8 @@ inline void attention_fwd_body(__global float* out, __global float* lse, __globa
     lse[(long)t * H + h] = m + log(l);
   }
 }
+
+#endif
 
 __kernel void attention_fwd(__global float* out, __global float* lse, __global const float* q,
                             __global const float* kc, __global const float* vc,

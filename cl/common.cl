@@ -6,6 +6,51 @@
 #define INFINITY (1.0f / 0.0f)
 #endif
 
+// TTT_CPU is 1 on CPU devices (the host sets it). There PoCL runs a
+// work-group as a loop over its work-items and LLVM vectorises the innermost
+// loops of each, so a work-item's share of a row is best a contiguous run;
+// on a GPU, neighbouring work-items read neighbouring elements (coalesced).
+#ifndef TTT_CPU
+#define TTT_CPU 0
+#endif
+#if TTT_CPU
+#define FOR_ITEMS(i, n, lid, nl)                                                                  \
+  for (int i##_per = ((n) + (nl) - 1) / (nl), i##_end = min((n), ((lid) + 1) * i##_per), i = (lid) * i##_per; \
+       i < i##_end; ++i)
+#else
+#define FOR_ITEMS(i, n, lid, nl) for (int i = (lid); i < (n); i += (nl))
+#endif
+
+// e^x for x <= 0 without a library call, so that a loop of them vectorises:
+// 2^(x log2 e) as 2^n times a degree-6 polynomial of the fraction (relative
+// error 1.1e-7, fitted on [0, 1)). Below -87 the result is 2^-126, not 0:
+// callers that need an exact 0 (a masked score) select it.
+inline float exp_nonpos(float x) {
+  const float y = fmax(x * 1.44269504089f, -126.0f), n = floor(y), f = y - n;
+  float p = 2.170165826100856e-4f;
+  p = mad(p, f, 1.2439633719623089e-3f);
+  p = mad(p, f, 9.678876958787441e-3f);
+  p = mad(p, f, 5.548330396413803e-2f);
+  p = mad(p, f, 2.4022984504699707e-1f);
+  p = mad(p, f, 6.931470036506653e-1f);
+  p = mad(p, f, 1.0f);
+  return p * as_float(((int)n + 127) << 23);
+}
+
+// The same, eight lanes at a time (explicit vectors: a float sum reduction
+// is not reordered, so a scalar loop of them would not vectorise).
+inline float8 exp_nonpos8(float8 x) {
+  const float8 y = fmax(x * 1.44269504089f, (float8)(-126.0f)), n = floor(y), f = y - n;
+  float8 p = (float8)(2.170165826100856e-4f);
+  p = mad(p, f, (float8)(1.2439633719623089e-3f));
+  p = mad(p, f, (float8)(9.678876958787441e-3f));
+  p = mad(p, f, (float8)(5.548330396413803e-2f));
+  p = mad(p, f, (float8)(2.4022984504699707e-1f));
+  p = mad(p, f, (float8)(6.931470036506653e-1f));
+  p = mad(p, f, (float8)(1.0f));
+  return p * as_float8((convert_int8(n) + 127) << 23);
+}
+
 // Sum of v over the work-group (1-D, power-of-two local size). Every
 // work-item must call it; all receive the total. scratch holds local_size floats.
 inline float wg_sum(float v, __local float* scratch) {

@@ -17,11 +17,11 @@ __kernel void rmsnorm_fwd(__global float* out, int out_off, int out_ld,
   __global float* yr = out + out_off + (long)t * out_ld + h * N;
   __global const float* rr = res + res_off + (long)t * res_ld + h * N;
   float ss = 0.0f;
-  for (int i = lid; i < N; i += nl) ss += xr[i] * xr[i];
+  FOR_ITEMS(i, N, lid, nl) ss += xr[i] * xr[i];
   ss = wg_sum(ss, scratch);  // also a barrier: every read of xr precedes any write below
   const float r = normalize ? 1.0f / sqrt(ss / N + eps) : 1.0f;
   if (lid == 0) rstd[row] = r;
-  for (int i = lid; i < N; i += nl) {
+  FOR_ITEMS(i, N, lid, nl) {
     const float y = normalize ? xr[i] * r * g[i] : xr[i];
     yr[i] = use_res ? rr[i] + y : y;
   }
@@ -41,11 +41,11 @@ __kernel void rmsnorm_bwd(__global float* dx, int dx_off, int dx_ld, int accumul
   __global float* dxr = dx + dx_off + (long)t * dx_ld + h * N;
   float dot = 0.0f;
   if (normalize)
-    for (int i = lid; i < N; i += nl) dot += dyr[i] * g[i] * xr[i];
+    FOR_ITEMS(i, N, lid, nl) dot += dyr[i] * g[i] * xr[i];
   dot = wg_sum(dot, scratch);
   const float r = rstd[row];
   const float c = r * r * r * dot / N;
-  for (int i = lid; i < N; i += nl) {
+  FOR_ITEMS(i, N, lid, nl) {
     const float d = normalize ? r * g[i] * dyr[i] - c * xr[i] : dyr[i];
     dxr[i] = accumulate ? dxr[i] + d : d;
   }

@@ -15,24 +15,44 @@ __kernel void xent_fwd_tile(__global float* logits, int ld, int nv, int v0,
   const int t = get_group_id(0), lid = get_local_id(0), nl = get_local_size(0);
   __global float* l = logits + (long)t * ld;
   const int tg = targets[t] - v0;
-  // The target's logit is saved by the work-item that owns column tg, the same
-  // one that overwrites it with p below: no other item touches l[tg].
-  float mx = -INFINITY;
-  for (int v = lid; v < nv; v += nl) {
-    const float x = l[v];
-    if (v == tg) tgt_logit[t] = x;
-    mx = fmax(mx, x);
-  }
+  // Read before the barrier in wg_max, so before any item overwrites l[tg] with p.
+  if (lid == 0 && tg >= 0 && tg < nv) tgt_logit[t] = l[tg];
+  float mx = -INFINITY, s = 0.0f;
+#if TTT_CPU
+  // A contiguous run per item, eight lanes at a time.
+  const int per = (nv + nl - 1) / nl, b = min(nv, lid * per), e = min(nv, b + per);
+  float8 mx8 = (float8)(-INFINITY);
+  int v = b;
+  for (; v + 8 <= e; v += 8) mx8 = fmax(mx8, vload8(0, l + v));
+  for (; v < e; ++v) mx = fmax(mx, l[v]);
+  mx = fmax(mx, fmax(fmax(fmax(mx8.s0, mx8.s1), fmax(mx8.s2, mx8.s3)), fmax(fmax(mx8.s4, mx8.s5), fmax(mx8.s6, mx8.s7))));
+#else
+  for (int v = lid; v < nv; v += nl) mx = fmax(mx, l[v]);
+#endif
   mx = wg_max(mx, scratch);
   const float m_old = m_run[t];
   const float m_new = fmax(m_old, mx);
   const float alpha = exp(m_old - m_new);  // 0 on the first tile (m_old = -inf)
-  float s = 0.0f;
-  for (int v = lid; v < nv; v += nl) {
-    const float e = exp(l[v] - m_new);
-    s += e;
-    if (write_probs) l[v] = e;
+#if TTT_CPU
+  float8 s8 = 0.0f;
+  for (v = b; v + 8 <= e; v += 8) {
+    const float8 p = exp_nonpos8(vload8(0, l + v) - m_new);
+    s8 += p;
+    if (write_probs) vstore8(p, 0, l + v);
   }
+  for (; v < e; ++v) {
+    const float p = exp_nonpos(l[v] - m_new);
+    s += p;
+    if (write_probs) l[v] = p;
+  }
+  s += ((s8.s0 + s8.s1) + (s8.s2 + s8.s3)) + ((s8.s4 + s8.s5) + (s8.s6 + s8.s7));
+#else
+  for (int v = lid; v < nv; v += nl) {
+    const float p = exp_nonpos(l[v] - m_new);
+    s += p;
+    if (write_probs) l[v] = p;
+  }
+#endif
   s = wg_sum(s, scratch);
   if (write_probs)
     for (int d = lid; d < D; d += nl) U[(long)t * D + d] *= alpha;
@@ -76,6 +96,6 @@ __kernel void xent_grad_tile(__global float* logits, int ld, int nv, int v0, __g
   const int tg = targets[t];
   const float wt = tg == bos ? 0.0f : inv_count;
   __global float* l = logits + (long)t * ld + v;
-  const float p = exp(*l - m_run[t]) / s_run[t];
+  const float p = exp_nonpos(*l - m_run[t]) / s_run[t];
   *l = wt * (p - (v0 + v == tg ? 1.0f : 0.0f));
 }

@@ -102,7 +102,9 @@ cl_program ProgramCache::program(const std::string& family, const std::string& o
 cl_program ProgramCache::build(const std::string& family, const std::string& options) {
   const DeviceInfo& dev = ctx_.device();
   const std::string src = kernel_source(family);
-  const std::string full_options = "-cl-std=CL1.2 " + options;
+  // TTT_CPU: loop shapes for CPU devices (cl/common.cl).
+  const std::string full_options =
+      std::string("-cl-std=CL1.2 ") + (dev.type & CL_DEVICE_TYPE_CPU ? "-DTTT_CPU=1 " : "") + options;
   const uint64_t h = fnv1a({src, full_options, dev.name, dev.vendor, dev.driver_version, dev.device_version,
                             dev.platform_name, dev.platform_version});
   const std::string dir = program_cache_dir();

@@ -55,6 +55,14 @@ TEST_P(Attention, ForwardAndBackwardMatchReference) {
   EXPECT_TRUE(all_close(got_dk, want_dk, 1e-5, 1e-4));
   EXPECT_TRUE(all_close(got_dv, want_dv, 1e-5, 1e-4));
   for (auto* b : {&dq_, &dk_ring, &dv_ring, &ddout, &dout_, &dlse, &ddq, &dsum, &dkv}) EXPECT_TRUE(b->canary_intact());
+  // Both forward kernels, whichever this device's attention_fwd picked.
+  for (auto kind : {ops::ForwardKernel::tiles, ops::ForwardKernel::sweeps}) {
+    Canaried o(dev(), out.size(), 9.f), l(dev(), lse.size(), 9.f);
+    ops::attention_fwd(dev(), o.buf, l.buf, dq_.buf, dk_ring.buf, dv_ring.buf, s, kind);
+    EXPECT_TRUE(all_close(o.get(), out, 1e-5, 1e-4)) << "forward kernel " << int(kind);
+    EXPECT_TRUE(all_close(l.get(), lse, 1e-5, 1e-5)) << "forward kernel " << int(kind);
+    EXPECT_TRUE(o.canary_intact() && l.canary_intact());
+  }
   // A single query: both decode kernels, whichever this device's attention_fwd picked.
   if (c.T == 1)
     for (auto kind : {ops::DecodeKernel::per_item, ops::DecodeKernel::per_group}) {

@@ -46,8 +46,12 @@ struct AttnShape {
   int T, H, E, C, W;
   int64_t pos0;
 };
+// T > 1: `automatic` is `sweeps` on a CPU (fixed-length, contiguous inner loops that
+// LLVM vectorises inside PoCL's work-item loops), `tiles` elsewhere (float4 dot products
+// per work-item, visible keys only). Same numbers up to float rounding.
+enum class ForwardKernel { automatic, tiles, sweeps };
 void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc, const Buffer& vc,
-                   const AttnShape& s);
+                   const AttnShape& s, ForwardKernel kind = ForwardKernel::automatic);
 // T = 1 (decode), which attention_fwd forwards here with `automatic`: per_item on a CPU (each
 // work-item a run of keys for all heads), per_group elsewhere (a work-group per run and head).
 enum class DecodeKernel { automatic, per_item, per_group };

@@ -13,7 +13,10 @@ using host::Local;
 using host::round_up;
 
 size_t reduce_wg(const Context& ctx, int n) {
-  size_t limit = std::min<size_t>(256, ctx.device().max_work_group);
+  // A CPU runs a work-group's items in a loop and every barrier of the tree
+  // reduction splits that loop: there 4 items, each a contiguous run of the row.
+  const size_t cap = ctx.device().type & CL_DEVICE_TYPE_CPU ? 4 : 256;
+  size_t limit = std::min<size_t>(cap, ctx.device().max_work_group);
   size_t wg = 1;
   while (wg < size_t(n) && wg * 2 <= limit) wg *= 2;
   return wg;
