@@ -15,18 +15,20 @@ __kernel void xent_fwd_tile(__global float* logits, int ld, int nv, int v0,
   const int t = get_group_id(0), lid = get_local_id(0), nl = get_local_size(0);
   __global float* l = logits + (long)t * ld;
   const int tg = targets[t] - v0;
-  // Read before the barrier in wg_max, so before any item overwrites l[tg] with p.
-  if (lid == 0 && tg >= 0 && tg < nv) tgt_logit[t] = l[tg];
+  // The target's logit is saved by the item that owns column tg, the same one
+  // that overwrites it with p below: no other item touches l[tg].
   float mx = -INFINITY, s = 0.0f;
 #if TTT_CPU
   // A contiguous run per item, eight lanes at a time.
   const int per = (nv + nl - 1) / nl, b = min(nv, lid * per), e = min(nv, b + per);
+  if (tg >= b && tg < e) tgt_logit[t] = l[tg];
   float8 mx8 = (float8)(-INFINITY);
   int v = b;
   for (; v + 8 <= e; v += 8) mx8 = fmax(mx8, vload8(0, l + v));
   for (; v < e; ++v) mx = fmax(mx, l[v]);
   mx = fmax(mx, fmax(fmax(fmax(mx8.s0, mx8.s1), fmax(mx8.s2, mx8.s3)), fmax(fmax(mx8.s4, mx8.s5), fmax(mx8.s6, mx8.s7))));
 #else
+  if (tg >= 0 && tg < nv && tg % nl == lid) tgt_logit[t] = l[tg];
   for (int v = lid; v < nv; v += nl) mx = fmax(mx, l[v]);
 #endif
   mx = wg_max(mx, scratch);

@@ -102,9 +102,13 @@ cl_program ProgramCache::program(const std::string& family, const std::string& o
 cl_program ProgramCache::build(const std::string& family, const std::string& options) {
   const DeviceInfo& dev = ctx_.device();
   const std::string src = kernel_source(family);
-  // TTT_CPU: loop shapes for CPU devices (cl/common.cl).
-  const std::string full_options =
-      std::string("-cl-std=CL1.2 ") + (dev.type & CL_DEVICE_TYPE_CPU ? "-DTTT_CPU=1 " : "") + options;
+  // TTT_CPU: loop shapes for CPU devices (cl/common.cl); $TTT_KERNEL_FORMS = cpu | gpu overrides
+  // the device type (what the Oclgrind checks use to run both shapes).
+  const char* forms = std::getenv("TTT_KERNEL_FORMS");
+  const bool cpu = forms && std::string(forms) == "cpu"   ? true
+                   : forms && std::string(forms) == "gpu" ? false
+                                                           : (dev.type & CL_DEVICE_TYPE_CPU) != 0;
+  const std::string full_options = std::string("-cl-std=CL1.2 ") + (cpu ? "-DTTT_CPU=1 " : "") + options;
   const uint64_t h = fnv1a({src, full_options, dev.name, dev.vendor, dev.driver_version, dev.device_version,
                             dev.platform_name, dev.platform_version});
   const std::string dir = program_cache_dir();
