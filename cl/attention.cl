@@ -208,6 +208,64 @@ __kernel void attention_fwd(__global float* out, __global float* lse, __global c
 
 // dq = scale * sum_j P_tj (dout_t . v_j - Dt) k_j with Dt = dout_t . out_t;
 // Dt is saved in dsum (T, H) for attention_bwd_dkv.
+#if ATT_CPU
+// The CPU form (see the forward's): ks holds the key tile twice, transposed
+// (E, BK) for the scores and as rows (BK, E) for dq; vs the value tile transposed.
+inline void attention_bwd_dq_body(__global float* dq, __global float* dsum, __global const float* dout,
+                                  __global const float* out, __global const float* q, __global const float* lse,
+                                  __global const float* kc, __global const float* vc, int T, int H, int C, long pos0,
+                                  int W, float scale, __local floatv* ks4, __local floatv* vs4) {
+  __local float* kt = (__local float*)ks4;
+  __local float* kr = kt + ATT_E * ATT_BK;
+  __local float* vt = (__local float*)vs4;
+  const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
+  const int t0 = get_group_id(0) * ATT_BQ, t = t0 + lid;
+  const bool active = t < T;
+  const long p = pos0 + t;
+  float qf[ATT_E], dof[ATT_E], acc[ATT_E], sc[ATT_BK], dp[ATT_BK];
+  float Dt = 0.0f;
+  for (int e = 0; e < ATT_E; ++e) {
+    const long i = (long)t * D + h * ATT_E + e;
+    qf[e] = active ? q[i] * scale : 0.0f;
+    dof[e] = active ? dout[i] : 0.0f;
+    Dt = active ? mad(dof[e], out[i], Dt) : Dt;
+    acc[e] = 0.0f;
+  }
+  const float L = active ? lse[(long)t * H + h] : 0.0f;
+  long k_lo, k_hi;
+  group_keys(pos0, t0, T, W, &k_lo, &k_hi);
+  for (long kb = k_lo; kb <= k_hi; kb += ATT_BK) {
+    const int nk = (int)min((long)ATT_BK, k_hi - kb + 1);
+    load_rows(kt, kc, kb, nk, C, D, h, true);
+    load_rows(kr, kc, kb, nk, C, D, h, false);
+    load_rows(vt, vc, kb, nk, C, D, h, true);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (active) {
+      int j_lo, j_hi;
+      visible_keys(p, kb, nk, W, &j_lo, &j_hi);
+      for (int j = 0; j < ATT_BK; ++j) sc[j] = dp[j] = 0.0f;
+      for (int e = 0; e < ATT_E; ++e) {
+        const float qe = qf[e], de = dof[e];
+        for (int j = 0; j < ATT_BK; ++j) {
+          sc[j] = mad(qe, kt[e * ATT_BK + j], sc[j]);
+          dp[j] = mad(de, vt[e * ATT_BK + j], dp[j]);
+        }
+      }
+      for (int j = 0; j < ATT_BK; ++j)  // beyond nk: stale or unwritten rows, masked
+        sc[j] = j >= j_lo && j < j_hi ? exp_nonpos(sc[j] - L) * (dp[j] - Dt) : 0.0f;
+      for (int j = j_lo; j < j_hi; ++j) {
+        const float ds = sc[j];
+        for (int e = 0; e < ATT_E; ++e) acc[e] = mad(ds, kr[j * ATT_E + e], acc[e]);
+      }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (active) {
+    for (int e = 0; e < ATT_E; ++e) dq[(long)t * D + h * ATT_E + e] = acc[e] * scale;
+    dsum[(long)t * H + h] = Dt;
+  }
+}
+#else
 inline void attention_bwd_dq_body(__global float* dq, __global float* dsum, __global const float* dout,
                                   __global const float* out, __global const float* q, __global const float* lse,
                                   __global const float* kc, __global const float* vc, int T, int H, int C, long pos0,
@@ -251,11 +309,13 @@ inline void attention_bwd_dq_body(__global float* dq, __global float* dsum, __gl
   }
 }
 
+#endif
+
 __kernel void attention_bwd_dq(__global float* dq, __global float* dsum, __global const float* dout,
                                __global const float* out, __global const float* q, __global const float* lse,
                                __global const float* kc, __global const float* vc,
                                int T, int H, int C, long pos0, int W, float scale) {
-  __local floatv ks[ATT_BK * EV], vs[ATT_BK * EV];
+  __local floatv ks[ATT_BK * EV * (1 + ATT_CPU)], vs[ATT_BK * EV];
   attention_bwd_dq_body(dq, dsum, dout, out, q, lse, kc, vc, T, H, C, pos0, W, scale, ks, vs);
 }
 
@@ -264,6 +324,73 @@ __kernel void attention_bwd_dq(__global float* dq, __global float* dsum, __globa
 // work-item of chunk key j loops over the chunk's queries j..j+W-1; dk and dv
 // are written at (d_off + j * d_ld + h * E), so dv can land straight in the
 // v-slice of a fused dq|dk|dv matrix.
+#if ATT_CPU
+// The CPU form: qs and dos hold their tiles twice, transposed (E, BK) for the
+// scores and as rows (BK, E) for dk and dv.
+inline void attention_bwd_dkv_body(__global float* dk, long dk_off, int dk_ld, __global float* dv, long dv_off,
+                                   int dv_ld, __global const float* dout, __global const float* q,
+                                   __global const float* lse, __global const float* dsum, __global const float* kc,
+                                   __global const float* vc, int T, int H, int C, long pos0, int W, float scale,
+                                   __local floatv* qs4, __local floatv* dos4, __local float* ls, __local float* dss) {
+  __local float* qt = (__local float*)qs4;
+  __local float* qr = qt + ATT_E * ATT_BK;
+  __local float* dt = (__local float*)dos4;
+  __local float* dr = dt + ATT_E * ATT_BK;
+  const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
+  const int j0 = get_group_id(0) * ATT_BQ, j = j0 + lid;
+  const bool active = j < T;
+  float kf[ATT_E], vf[ATT_E], dka[ATT_E], dva[ATT_E], sc[ATT_BK], dp[ATT_BK];
+  const long row = ((pos0 + j) % C) * D + h * ATT_E;
+  for (int e = 0; e < ATT_E; ++e) {
+    kf[e] = active ? kc[row + e] * scale : 0.0f;
+    vf[e] = active ? vc[row + e] : 0.0f;
+    dka[e] = dva[e] = 0.0f;
+  }
+  const int q_lo = j0, q_hi = (int)min((long)T - 1, (long)j0 + ATT_BQ - 1 + W - 1);
+  for (int qb = q_lo; qb <= q_hi; qb += ATT_BK) {
+    const int nq = min(ATT_BK, q_hi - qb + 1);
+    load_rows(qt, q, qb, nq, 0, D, h, true);
+    load_rows(qr, q, qb, nq, 0, D, h, false);
+    load_rows(dt, dout, qb, nq, 0, D, h, true);
+    load_rows(dr, dout, qb, nq, 0, D, h, false);
+    for (int i = lid; i < nq; i += ATT_BQ) {
+      ls[i] = lse[(long)(qb + i) * H + h];
+      dss[i] = dsum[(long)(qb + i) * H + h];
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (active) {
+      const int i_lo = max(0, j - qb), i_hi = min(nq, j + W - qb);
+      for (int i = 0; i < ATT_BK; ++i) sc[i] = dp[i] = 0.0f;
+      for (int e = 0; e < ATT_E; ++e) {
+        const float ke = kf[e], ve = vf[e];
+        for (int i = 0; i < ATT_BK; ++i) {
+          sc[i] = mad(ke, qt[e * ATT_BK + i], sc[i]);
+          dp[i] = mad(ve, dt[e * ATT_BK + i], dp[i]);
+        }
+      }
+      for (int i = 0; i < ATT_BK; ++i) {  // beyond nq: stale or unwritten rows, masked
+        const bool seen = i >= i_lo && i < i_hi;
+        const float pt = exp_nonpos(sc[i] - ls[i]);
+        sc[i] = seen ? pt : 0.0f;
+        dp[i] = seen ? pt * (dp[i] - dss[i]) : 0.0f;
+      }
+      for (int i = i_lo; i < i_hi; ++i) {
+        const float pt = sc[i], ds = dp[i];
+        for (int e = 0; e < ATT_E; ++e) {
+          dva[e] = mad(pt, dr[i * ATT_E + e], dva[e]);
+          dka[e] = mad(ds, qr[i * ATT_E + e], dka[e]);
+        }
+      }
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (active)
+    for (int e = 0; e < ATT_E; ++e) {
+      dk[dk_off + (long)j * dk_ld + h * ATT_E + e] = dka[e] * scale;
+      dv[dv_off + (long)j * dv_ld + h * ATT_E + e] = dva[e];
+    }
+}
+#else
 inline void attention_bwd_dkv_body(__global float* dk, long dk_off, int dk_ld, __global float* dv, long dv_off,
                                    int dv_ld, __global const float* dout, __global const float* q,
                                    __global const float* lse, __global const float* dsum, __global const float* kc,
@@ -312,11 +439,13 @@ inline void attention_bwd_dkv_body(__global float* dk, long dk_off, int dk_ld, _
     }
 }
 
+#endif
+
 __kernel void attention_bwd_dkv(__global float* dk, int dk_off, int dk_ld, __global float* dv, int dv_off, int dv_ld,
                                 __global const float* dout, __global const float* q, __global const float* lse,
                                 __global const float* dsum, __global const float* kc, __global const float* vc,
                                 int T, int H, int C, long pos0, int W, float scale) {
-  __local floatv qs[ATT_BK * EV], dos[ATT_BK * EV];
+  __local floatv qs[ATT_BK * EV * (1 + ATT_CPU)], dos[ATT_BK * EV * (1 + ATT_CPU)];
   __local float ls[ATT_BK], dss[ATT_BK];
   attention_bwd_dkv_body(dk, dk_off, dk_ld, dv, dv_off, dv_ld, dout, q, lse, dsum, kc, vc, T, H, C, pos0, W, scale, qs,
                          dos, ls, dss);
@@ -348,7 +477,7 @@ __kernel void attention_bwd_dq_batched(__global float* dq, __global float* dsum,
                                        __global const float* out, __global const float* q, __global const float* lse,
                                        __global const float* kc, __global const float* vc, __global const long* seg,
                                        int R, int H, int C, int W, float scale) {
-  __local floatv ks[ATT_BK * EV], vs[ATT_BK * EV];
+  __local floatv ks[ATT_BK * EV * (1 + ATT_CPU)], vs[ATT_BK * EV];
   SEGMENT_SETUP
   attention_bwd_dq_body(dq + row0 * D, dsum + row0 * H, dout + row0 * D, out + row0 * D, q + row0 * D, lse + row0 * H,
                         kc + ring, vc + ring, T, H, C, pos0, W, scale, ks, vs);
@@ -359,7 +488,7 @@ __kernel void attention_bwd_dkv_batched(__global float* dk, int dk_off, int dk_l
                                         __global const float* lse, __global const float* dsum,
                                         __global const float* kc, __global const float* vc, __global const long* seg,
                                         int R, int H, int C, int W, float scale) {
-  __local floatv qs[ATT_BK * EV], dos[ATT_BK * EV];
+  __local floatv qs[ATT_BK * EV * (1 + ATT_CPU)], dos[ATT_BK * EV * (1 + ATT_CPU)];
   __local float ls[ATT_BK], dss[ATT_BK];
   SEGMENT_SETUP
   attention_bwd_dkv_body(dk, dk_off + row0 * dk_ld, dk_ld, dv, dv_off + row0 * dv_ld, dv_ld, dout + row0 * D,

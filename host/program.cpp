@@ -99,16 +99,17 @@ cl_program ProgramCache::program(const std::string& family, const std::string& o
   return p;
 }
 
+bool cpu_forms(const DeviceInfo& dev) {
+  const char* forms = std::getenv("TTT_KERNEL_FORMS");
+  if (forms && std::string(forms) == "cpu") return true;
+  if (forms && std::string(forms) == "gpu") return false;
+  return (dev.type & CL_DEVICE_TYPE_CPU) != 0;
+}
+
 cl_program ProgramCache::build(const std::string& family, const std::string& options) {
   const DeviceInfo& dev = ctx_.device();
   const std::string src = kernel_source(family);
-  // TTT_CPU: loop shapes for CPU devices (cl/common.cl); $TTT_KERNEL_FORMS = cpu | gpu overrides
-  // the device type (what the Oclgrind checks use to run both shapes).
-  const char* forms = std::getenv("TTT_KERNEL_FORMS");
-  const bool cpu = forms && std::string(forms) == "cpu"   ? true
-                   : forms && std::string(forms) == "gpu" ? false
-                                                           : (dev.type & CL_DEVICE_TYPE_CPU) != 0;
-  const std::string full_options = std::string("-cl-std=CL1.2 ") + (cpu ? "-DTTT_CPU=1 " : "") + options;
+  const std::string full_options = std::string("-cl-std=CL1.2 ") + (cpu_forms(dev) ? "-DTTT_CPU=1 " : "") + options;
   const uint64_t h = fnv1a({src, full_options, dev.name, dev.vendor, dev.driver_version, dev.device_version,
                             dev.platform_name, dev.platform_version});
   const std::string dir = program_cache_dir();

@@ -19,6 +19,11 @@ std::string kernel_source(const std::string& family);
 // Directory of the on-disk program cache: $TTT_CACHE_DIR, else
 // $XDG_CACHE_HOME/ttt-cl, else ~/.cache/ttt-cl. Empty when none can be used
 // (TTT_CACHE_DIR=off disables the cache).
+// Whether kernels take their CPU loop shapes (-DTTT_CPU=1, cl/common.cl):
+// on CPU devices, unless $TTT_KERNEL_FORMS = cpu | gpu says otherwise (the
+// Oclgrind checks run both shapes with it).
+bool cpu_forms(const DeviceInfo& dev);
+
 std::string program_cache_dir();
 
 class ProgramCache {

@@ -3,6 +3,8 @@
 // tile is sized so that two tiles fit comfortably in local memory.
 #include "lib/ops/ops.hpp"
 
+#include "host/program.hpp"
+
 #include "ttt/error.hpp"
 
 #include <fmt/format.h>
@@ -15,7 +17,9 @@ namespace {
 
 struct AttnConfig {
   int bq, bk;
-  std::string options;
+  std::string options;  // without -DATT_CPU
+  bool cpu;             // the CPU forms (host::cpu_forms): the backward's, and the forward's by default
+  std::string bwd_options() const { return cpu ? options + " -DATT_CPU=1" : options; }
 };
 
 // Work-items per group: 64, halved until the compiled kernel accepts it; the
@@ -26,14 +30,14 @@ AttnConfig attn_config(Context& ctx, int E) {
   if (E < 2 || E > 256 || E % 2) throw Error(fmt::format("attention: head_dim {} is outside 2..256 or odd", E));
   // A CPU's "local memory" is cache and its forward (sweeps) gains from longer
   // tiles: 64 keys ran the 125m forward 1.4x faster than 32 on PoCL.
-  const bool cpu = ctx.device().type & CL_DEVICE_TYPE_CPU;
+  const bool cpu = host::cpu_forms(ctx.device());
   int bk = E <= 64 ? (cpu ? 64 : 32) : E <= 128 ? 16 : 8;
   int bq = int(std::min<size_t>(64, ctx.device().max_work_group));
   for (;;) {
-    AttnConfig c{bq, bk, fmt::format("-DATT_E={} -DATT_BQ={} -DATT_BK={}", E, bq, bk)};
+    AttnConfig c{bq, bk, fmt::format("-DATT_E={} -DATT_BQ={} -DATT_BK={}", E, bq, bk), cpu};
     size_t local = 0, wg = SIZE_MAX;
     for (const char* name : {"attention_fwd", "attention_bwd_dq", "attention_bwd_dkv"}) {
-      host::Kernel probe(ctx, "attention", name, c.options);
+      host::Kernel probe(ctx, "attention", name, c.bwd_options());
       local = std::max(local, probe.local_mem());
       wg = std::min(wg, probe.max_work_group());
     }
@@ -53,9 +57,8 @@ const AttnConfig& cached_config(Context& ctx, int E) {
 }
 
 // The forward program's options: the CPU form is a compile-time switch of the same kernels.
-std::string fwd_options(Context& ctx, const AttnConfig& c, ForwardKernel kind) {
-  if (kind == ForwardKernel::automatic)
-    kind = ctx.device().type & CL_DEVICE_TYPE_CPU ? ForwardKernel::sweeps : ForwardKernel::tiles;
+std::string fwd_options(const AttnConfig& c, ForwardKernel kind) {
+  if (kind == ForwardKernel::automatic) kind = c.cpu ? ForwardKernel::sweeps : ForwardKernel::tiles;
   return kind == ForwardKernel::sweeps ? c.options + " -DATT_CPU=1" : c.options;
 }
 
@@ -112,7 +115,7 @@ void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, cons
   check_ring(s);
   const AttnConfig& c = cached_config(ctx, s.E);
   if (s.T == 1) return attention_decode(ctx, out, lse, q, kc, vc, s, DecodeKernel::automatic);
-  host::Kernel k(ctx, "attention", "attention_fwd", fwd_options(ctx, c, kind));
+  host::Kernel k(ctx, "attention", "attention_fwd", fwd_options(c, kind));
   k.args(out, lse, q, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), s.W, float(1.0 / std::sqrt(double(s.E))));
   k.launch({host::round_up(size_t(s.T), size_t(c.bq)), size_t(s.H)}, {size_t(c.bq), 1});
 }
@@ -123,10 +126,10 @@ void attention_bwd(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const
   const AttnConfig& c = cached_config(ctx, s.E);
   const float scale = float(1.0 / std::sqrt(double(s.E)));
   const host::Range global{host::round_up(size_t(s.T), size_t(c.bq)), size_t(s.H)}, local{size_t(c.bq), 1};
-  host::Kernel kq(ctx, "attention", "attention_bwd_dq", c.options);
+  host::Kernel kq(ctx, "attention", "attention_bwd_dq", c.bwd_options());
   kq.args(dq, dsum, dout, out, q, lse, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), s.W, scale);
   kq.launch(global, local);
-  host::Kernel kkv(ctx, "attention", "attention_bwd_dkv", c.options);
+  host::Kernel kkv(ctx, "attention", "attention_bwd_dkv", c.bwd_options());
   kkv.args(*dk.buf, dk.off, dk.ld, *dv.buf, dv.off, dv.ld, dout, q, lse, dsum, kc, vc, s.T, s.H, s.C,
            int64_t(s.pos0), s.W, scale);
   kkv.launch(global, local);
@@ -136,7 +139,7 @@ void attention_fwd_batched(Context& ctx, Buffer& out, Buffer& lse, const Buffer&
                            const Buffer& vc, const Buffer& seg, const AttnBatch& b) {
   check_ring({b.R, b.H, b.E, b.C, b.W, 0});
   const AttnConfig& c = cached_config(ctx, b.E);
-  host::Kernel k(ctx, "attention", "attention_fwd_batched", fwd_options(ctx, c, ForwardKernel::automatic));
+  host::Kernel k(ctx, "attention", "attention_fwd_batched", fwd_options(c, ForwardKernel::automatic));
   k.args(out, lse, q, kc, vc, seg, b.R, b.H, b.C, b.W, float(1.0 / std::sqrt(double(b.E))));
   k.launch({host::round_up(size_t(b.R), size_t(c.bq)), size_t(b.H), size_t(b.S)}, {size_t(c.bq), 1, 1});
 }
@@ -149,10 +152,10 @@ void attention_bwd_batched(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsu
   const float scale = float(1.0 / std::sqrt(double(b.E)));
   const host::Range global{host::round_up(size_t(b.R), size_t(c.bq)), size_t(b.H), size_t(b.S)},
       local{size_t(c.bq), 1, 1};
-  host::Kernel kq(ctx, "attention", "attention_bwd_dq_batched", c.options);
+  host::Kernel kq(ctx, "attention", "attention_bwd_dq_batched", c.bwd_options());
   kq.args(dq, dsum, dout, out, q, lse, kc, vc, seg, b.R, b.H, b.C, b.W, scale);
   kq.launch(global, local);
-  host::Kernel kkv(ctx, "attention", "attention_bwd_dkv_batched", c.options);
+  host::Kernel kkv(ctx, "attention", "attention_bwd_dkv_batched", c.bwd_options());
   kkv.args(*dk.buf, dk.off, dk.ld, *dv.buf, dv.off, dv.ld, dout, q, lse, dsum, kc, vc, seg, b.R, b.H, b.C, b.W, scale);
   kkv.launch(global, local);
 }

@@ -2,6 +2,8 @@
 // rope, swiglu.
 #include "lib/ops/ops.hpp"
 
+#include "host/program.hpp"
+
 #include "host/gemm.hpp"
 
 #include <cmath>
@@ -15,7 +17,7 @@ using host::round_up;
 size_t reduce_wg(const Context& ctx, int n) {
   // A CPU runs a work-group's items in a loop and every barrier of the tree
   // reduction splits that loop: there 4 items, each a contiguous run of the row.
-  const size_t cap = ctx.device().type & CL_DEVICE_TYPE_CPU ? 4 : 256;
+  const size_t cap = host::cpu_forms(ctx.device()) ? 4 : 256;
   size_t limit = std::min<size_t>(cap, ctx.device().max_work_group);
   size_t wg = 1;
   while (wg < size_t(n) && wg * 2 <= limit) wg *= 2;
