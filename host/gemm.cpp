@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
 #include <chrono>
 #include <unordered_map>
 
@@ -91,6 +93,21 @@ void timed_call(Context& ctx, const char* label, const std::string& where, Call 
 }  // namespace
 
 namespace {
+// Once per process, at the first model-sized GEMM (512^3 multiply-adds: a 125m
+// projection is 14x that, the bundled byte models' largest a quarter) on a CPU
+// with no record for it: CLBlast's defaults run 7x slower there than a tuned
+// record with its plan (docs/performance.md), which a user cannot guess.
+void suggest_tuning(Context& ctx, size_t mnk, const TuningState& st) {
+  static std::atomic<bool> said{false};
+  if (mnk < (size_t(1) << 27) || !(ctx.device().type & CL_DEVICE_TYPE_CPU) ||
+      (st.kind != TuningState::Missing && st.kind != TuningState::Stale) || said.exchange(true))
+    return;
+  std::fprintf(stderr,
+               "ttt-cl: note: no CLBlast tuning record for '%s' in '%s': GEMMs run with CLBlast's defaults, several "
+               "times slower on a CPU; 'ttt-bench tune --no-tuners' writes one (a few minutes, once)\n",
+               ctx.device().name.c_str(), st.path.c_str());
+}
+
 struct PlanSlot {
   mutable GemmPlan plan;
 };
@@ -111,7 +128,7 @@ void gemm(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, size_t K, float 
   check_operand("A", A, a_off, span(ta, M, K, lda), where);
   check_operand("B", B, b_off, span(tb, K, N, ldb), where);
   check_operand("C", C, c_off, span(Trans::N, M, N, ldc), where);
-  tuning_state(ctx);  // the tuning file, applied before this context's first GEMM
+  suggest_tuning(ctx, M * N * K, tuning_state(ctx));  // the tuning file, applied before this context's first GEMM
   cl_command_queue q = ctx.queue();
   const GemmPlan plan = gemm_plan(ctx);
   // Panels: [n0, n0 + nb) of C's columns, [k0, k0 + kb) of the sum; K = 0 is one call (C = beta C).

@@ -68,6 +68,27 @@ TEST_F(Tuning, MissingFileChangesNothing) {
   EXPECT_EQ(err, "");
 }
 
+// On a CPU, the first model-sized GEMM without a record suggests tuning, once
+// per process; the small GEMMs above (and every test model's) never do.
+TEST_F(Tuning, MissingRecordOnACpuIsOneNoteAtTheFirstLargeGemm) {
+  if (!(dev().device().type & CL_DEVICE_TYPE_CPU)) GTEST_SKIP() << "the note is for CPU devices";
+  host::Context c(host::select_device());
+  const size_t n = 512;
+  host::Buffer a(c, n * n * 4, "a"), b(c, n * n * 4, "b"), out(c, n * n * 4, "c");
+  a.zero(n * n * 4), b.zero(n * n * 4);
+  auto large_gemm = [&] {
+    ::testing::internal::CaptureStderr();
+    host::gemm(c, host::Trans::N, host::Trans::N, n, n, n, 1.f, a, 0, n, b, 0, n, 0.f, out, 0, n);
+    return ::testing::internal::GetCapturedStderr();
+  };
+  const std::string first = large_gemm();
+  EXPECT_EQ(first.rfind("ttt-cl: note: no CLBlast tuning record for '" + c.device().name + "' in '" + path.string() +
+                            "'", 0), 0u) << first;
+  EXPECT_NE(first.find("ttt-bench tune --no-tuners"), std::string::npos) << first;
+  EXPECT_EQ(std::count(first.begin(), first.end(), '\n'), 1) << first;
+  EXPECT_EQ(large_gemm(), "");
+}
+
 TEST_F(Tuning, OffDisablesTheFile) {
   ::setenv("TTT_TUNING_FILE", "off", 1);
   EXPECT_EQ(host::tuning_file_path(), "");
