@@ -27,12 +27,14 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <unistd.h>
 
 namespace ttt::bench {
 
@@ -58,11 +60,23 @@ double elapsed(std::chrono::steady_clock::time_point t0) {
 // JSON is only written at the very end, which a capped run may not reach).
 std::vector<Candidate> run_tuner(const std::string& tuner, const std::string& kernel, const GemmShape& s,
                                  const host::DeviceInfo& dev, double fraction, double cap, bool verbose) {
-  // CLBlast's kernels are column-major: row-major C (M x N) is its N x M.
+  // CLBlast's kernels are column-major: row-major C (M x N) is its N x M. The
+  // tuner writes its own JSON into its working directory: a scratch one, removed
+  // after, so that nothing lands where the user ran ttt-bench.
+  namespace fs = std::filesystem;
+  std::string scratch = (fs::temp_directory_path() / "ttt-tuner-XXXXXX").string();
+  if (!::mkdtemp(scratch.data())) throw Error(fmt::format("cannot create a scratch directory for '{}'", tuner));
+  struct Remove {
+    std::string dir;
+    ~Remove() {
+      std::error_code ec;
+      fs::remove_all(dir, ec);
+    }
+  } remove{scratch};
   const std::string cmd =
-      fmt::format("timeout -s TERM {} stdbuf -oL {} -platform {} -device {} -precision 32 -m {} -n {} -k {} "
-                  "-fraction {} -runs 1 2>&1",
-                  int(cap), tuner, dev.platform_index, dev.device_index, s.N, s.M, s.K, fraction);
+      fmt::format("cd '{}' && timeout -s TERM {} stdbuf -oL {} -platform {} -device {} -precision 32 -m {} -n {} "
+                  "-k {} -fraction {} -runs 1 2>&1",
+                  scratch, int(cap), tuner, dev.platform_index, dev.device_index, s.N, s.M, s.K, fraction);
   std::fprintf(stderr, "  $ %s\n", cmd.c_str());
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) throw Error(fmt::format("cannot start '{}'", tuner));
@@ -103,35 +117,31 @@ std::vector<Candidate> run_tuner(const std::string& tuner, const std::string& ke
   return found;
 }
 
-// The hand search: indirect Xgemm without local memory, 8x8 results
-// per work-item, 8- or 4-wide vectors.
-Candidate seed(size_t vw) {
-  Candidate c;
-  c.origin = fmt::format("seed: Xgemm no local memory, 8x8 per work-item, vectors {}", vw);
-  c.kernels["Xgemm"] = {{"GEMMK", 0}, {"KREG", 1}, {"KWG", 32}, {"KWI", 2},  {"MDIMA", 8}, {"MDIMC", 8},
-                        {"MWG", 64},  {"NDIMB", 8}, {"NDIMC", 8}, {"NWG", 64}, {"SA", 0},    {"SB", 0},
-                        {"STRM", 0},  {"STRN", 0},  {"VWM", vw},  {"VWN", vw}};
-  return c;
-}
-
-// The best candidate of the quiet-machine search on this CI-class machine
-// (docs/performance.md, 2026-11-24: 106 GFLOP/s in the tuner at 1024x1024x768),
-// and a GEMMK = 1 kernel (every operand rotated: no copy for row-major NN).
-Candidate seed_found() {
-  Candidate c;
-  c.origin = "seed: best Xgemm of the 2026-11-24 quiet search (PoCL, AVX-512 EPYC)";
-  c.kernels["Xgemm"] = {{"GEMMK", 0}, {"KREG", 1}, {"KWG", 16}, {"KWI", 2},  {"MDIMA", 8}, {"MDIMC", 8},
-                        {"MWG", 128}, {"NDIMB", 16}, {"NDIMC", 8}, {"NWG", 128}, {"SA", 0},  {"SB", 0},
-                        {"STRM", 1},  {"STRN", 1},  {"VWM", 8},  {"VWN", 8}};
-  return c;
-}
-Candidate seed_gemmk1() {
-  Candidate c;
-  c.origin = "seed: Xgemm GEMMK 1, 8x8 per work-item, KREG 4";
-  c.kernels["Xgemm"] = {{"GEMMK", 1}, {"KREG", 4}, {"KWG", 16}, {"KWI", 1},  {"MDIMA", 8}, {"MDIMC", 8},
-                        {"MWG", 64},  {"NDIMB", 8}, {"NDIMC", 8}, {"NWG", 64}, {"SA", 0},   {"SB", 0},
-                        {"STRM", 0},  {"STRN", 0},  {"VWM", 8},  {"VWN", 4}};
-  return c;
+// Hand-made Xgemm candidates timed with the tuners' (all no-local-memory, indirect):
+// - the hand search: 8x8 results per work-item, 8- or 4-wide vectors;
+// - the best kernel of the quiet-machine search on this CI-class machine
+//   (docs/performance.md, 2026-11-24: 106 GFLOP/s in the tuner at 1024x1024x768);
+// - a GEMMK = 1 kernel (every operand rotated: no copy for row-major NN).
+// Parameters in the order GEMMK KREG KWG KWI MDIMA MDIMC MWG NDIMB NDIMC NWG STRM STRN VWM VWN.
+std::vector<Candidate> seeds() {
+  const char* names[] = {"GEMMK", "KREG",  "KWG", "KWI",  "MDIMA", "MDIMC", "MWG",
+                         "NDIMB", "NDIMC", "NWG", "STRM", "STRN",  "VWM",   "VWN"};
+  const std::pair<const char*, std::array<size_t, 14>> table[] = {
+      {"seed: Xgemm no local memory, 8x8 per work-item, vectors 8", {0, 1, 32, 2, 8, 8, 64, 8, 8, 64, 0, 0, 8, 8}},
+      {"seed: Xgemm no local memory, 8x8 per work-item, vectors 4", {0, 1, 32, 2, 8, 8, 64, 8, 8, 64, 0, 0, 4, 4}},
+      {"seed: best Xgemm of the 2026-11-24 quiet search (PoCL, AVX-512 EPYC)",
+       {0, 1, 16, 2, 8, 8, 128, 16, 8, 128, 1, 1, 8, 8}},
+      {"seed: Xgemm GEMMK 1, 8x8 per work-item, KREG 4", {1, 4, 16, 1, 8, 8, 64, 8, 8, 64, 0, 0, 8, 4}}};
+  std::vector<Candidate> out;
+  for (const auto& [origin, values] : table) {
+    Candidate c;
+    c.origin = origin;
+    auto& x = c.kernels["Xgemm"];
+    for (size_t i = 0; i < values.size(); ++i) x[names[i]] = values[i];
+    x["SA"] = x["SB"] = 0;
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 // The plans step 3 tries on the best candidates (host/gemm.hpp): the
@@ -225,7 +235,7 @@ int tune(int argc, char** argv) {
 
   // 2. The tuners, each under its share of the budget; the record already
   // in the tuning file for this device competes too.
-  std::vector<Candidate> cands = {seed(8), seed(4), seed_found(), seed_gemmk1()};
+  std::vector<Candidate> cands = seeds();
   if (std::ifstream in(path); in) {
     std::stringstream text;
     text << in.rdbuf();

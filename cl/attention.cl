@@ -90,6 +90,21 @@ inline void load_rows(__local float* dst, __global const float* src, long first,
   }
 }
 
+// s[j] = a . row j of a tile held transposed (E, BK): BK dot products as E
+// axpys over j, a contiguous sweep with no reduction.
+inline void tile_dots(float* s, const float* a, __local const float* t) {
+  for (int j = 0; j < ATT_BK; ++j) s[j] = 0.0f;
+  for (int e = 0; e < ATT_E; ++e) {
+    const float ae = a[e];
+    for (int j = 0; j < ATT_BK; ++j) s[j] = mad(ae, t[e * ATT_BK + j], s[j]);
+  }
+}
+
+// acc += w * r for a head-long row r (of a (BK, E) tile).
+inline void row_axpy(float* acc, float w, __local const float* r) {
+  for (int e = 0; e < ATT_E; ++e) acc[e] = mad(w, r[e], acc[e]);
+}
+
 inline void attention_fwd_body(__global float* out, __global float* lse, __global const float* q,
                                __global const float* kc, __global const float* vc, int T, int H, int C, long pos0,
                                int W, float scale, __local floatv* ks4, __local floatv* vs4) {
@@ -115,11 +130,7 @@ inline void attention_fwd_body(__global float* out, __global float* lse, __globa
     if (active) {
       int j_lo, j_hi;
       visible_keys(p, kb, nk, W, &j_lo, &j_hi);
-      for (int j = 0; j < ATT_BK; ++j) sc[j] = 0.0f;
-      for (int e = 0; e < ATT_E; ++e) {
-        const float qe = qf[e];
-        for (int j = 0; j < ATT_BK; ++j) sc[j] = mad(qe, kt[e * ATT_BK + j], sc[j]);
-      }
+      tile_dots(sc, qf, kt);
       float mt = -INFINITY;
       for (int j = 0; j < ATT_BK; ++j) {
         sc[j] = j >= j_lo && j < j_hi ? sc[j] : -INFINITY;  // beyond nk: last tile's rows, or never written
@@ -131,10 +142,7 @@ inline void attention_fwd_body(__global float* out, __global float* lse, __globa
         for (int e = 0; e < ATT_E; ++e) acc[e] *= c;
         for (int j = 0; j < ATT_BK; ++j) sc[j] = sc[j] > -INFINITY ? exp_nonpos(sc[j] - m_new) : 0.0f;
         for (int j = 0; j < ATT_BK; ++j) l += sc[j];
-        for (int j = j_lo; j < j_hi; ++j) {
-          const float pj = sc[j];
-          for (int e = 0; e < ATT_E; ++e) acc[e] = mad(pj, vs[j * ATT_E + e], acc[e]);
-        }
+        for (int j = j_lo; j < j_hi; ++j) row_axpy(acc, sc[j], vs + j * ATT_E);
         m = m_new;
       }
     }
@@ -243,20 +251,11 @@ inline void attention_bwd_dq_body(__global float* dq, __global float* dsum, __gl
     if (active) {
       int j_lo, j_hi;
       visible_keys(p, kb, nk, W, &j_lo, &j_hi);
-      for (int j = 0; j < ATT_BK; ++j) sc[j] = dp[j] = 0.0f;
-      for (int e = 0; e < ATT_E; ++e) {
-        const float qe = qf[e], de = dof[e];
-        for (int j = 0; j < ATT_BK; ++j) {
-          sc[j] = mad(qe, kt[e * ATT_BK + j], sc[j]);
-          dp[j] = mad(de, vt[e * ATT_BK + j], dp[j]);
-        }
-      }
+      tile_dots(sc, qf, kt);
+      tile_dots(dp, dof, vt);
       for (int j = 0; j < ATT_BK; ++j)  // beyond nk: stale or unwritten rows, masked
         sc[j] = j >= j_lo && j < j_hi ? exp_nonpos(sc[j] - L) * (dp[j] - Dt) : 0.0f;
-      for (int j = j_lo; j < j_hi; ++j) {
-        const float ds = sc[j];
-        for (int e = 0; e < ATT_E; ++e) acc[e] = mad(ds, kr[j * ATT_E + e], acc[e]);
-      }
+      for (int j = j_lo; j < j_hi; ++j) row_axpy(acc, sc[j], kr + j * ATT_E);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
   }
@@ -360,14 +359,8 @@ inline void attention_bwd_dkv_body(__global float* dk, long dk_off, int dk_ld, _
     barrier(CLK_LOCAL_MEM_FENCE);
     if (active) {
       const int i_lo = max(0, j - qb), i_hi = min(nq, j + W - qb);
-      for (int i = 0; i < ATT_BK; ++i) sc[i] = dp[i] = 0.0f;
-      for (int e = 0; e < ATT_E; ++e) {
-        const float ke = kf[e], ve = vf[e];
-        for (int i = 0; i < ATT_BK; ++i) {
-          sc[i] = mad(ke, qt[e * ATT_BK + i], sc[i]);
-          dp[i] = mad(ve, dt[e * ATT_BK + i], dp[i]);
-        }
-      }
+      tile_dots(sc, kf, qt);
+      tile_dots(dp, vf, dt);
       for (int i = 0; i < ATT_BK; ++i) {  // beyond nq: stale or unwritten rows, masked
         const bool seen = i >= i_lo && i < i_hi;
         const float pt = exp_nonpos(sc[i] - ls[i]);
@@ -375,11 +368,8 @@ inline void attention_bwd_dkv_body(__global float* dk, long dk_off, int dk_ld, _
         dp[i] = seen ? pt * (dp[i] - dss[i]) : 0.0f;
       }
       for (int i = i_lo; i < i_hi; ++i) {
-        const float pt = sc[i], ds = dp[i];
-        for (int e = 0; e < ATT_E; ++e) {
-          dva[e] = mad(pt, dr[i * ATT_E + e], dva[e]);
-          dka[e] = mad(ds, qr[i * ATT_E + e], dka[e]);
-        }
+        row_axpy(dva, sc[i], dr + i * ATT_E);
+        row_axpy(dka, dp[i], qr + i * ATT_E);
       }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
