@@ -140,7 +140,8 @@ inline void attention_fwd_body(__global float* out, __global float* lse, __globa
         const float m_new = fmax(m, mt), c = exp(m - m_new);
         l *= c;
         for (int e = 0; e < ATT_E; ++e) acc[e] *= c;
-        for (int j = 0; j < ATT_BK; ++j) sc[j] = sc[j] > -INFINITY ? exp_nonpos(sc[j] - m_new) : 0.0f;
+        for (int j = 0; j < ATT_BK; ++j)  // by position, not by value: a NaN score must stay NaN
+          sc[j] = j >= j_lo && j < j_hi ? exp_nonpos(sc[j] - m_new) : 0.0f;
         for (int j = 0; j < ATT_BK; ++j) l += sc[j];
         for (int j = j_lo; j < j_hi; ++j) row_axpy(acc, sc[j], vs + j * ATT_E);
         m = m_new;

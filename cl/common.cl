@@ -24,9 +24,11 @@
 // e^x for x <= 0 without a library call, so that a loop of them vectorises:
 // 2^(x log2 e) as 2^n times a degree-6 polynomial of the fraction (relative
 // error 1.1e-7, fitted on [0, 1)). Below -87 the result is 2^-126, not 0:
-// callers that need an exact 0 (a masked score) select it.
+// callers that need an exact 0 (a masked score) select it. A NaN stays NaN
+// (the clamp is a comparison, not fmax, which would drop it): a NaN logit or
+// score must reach the loss, where the engine stops on it.
 inline float exp_nonpos(float x) {
-  const float y = fmax(x * 1.44269504089f, -126.0f), n = floor(y), f = y - n;
+  const float y0 = x * 1.44269504089f, y = y0 < -126.0f ? -126.0f : y0, n = floor(y), f = y - n;
   float p = 2.170165826100856e-4f;
   p = mad(p, f, 1.2439633719623089e-3f);
   p = mad(p, f, 9.678876958787441e-3f);
@@ -40,7 +42,8 @@ inline float exp_nonpos(float x) {
 // The same, eight lanes at a time (explicit vectors: a float sum reduction
 // is not reordered, so a scalar loop of them would not vectorise).
 inline float8 exp_nonpos8(float8 x) {
-  const float8 y = fmax(x * 1.44269504089f, (float8)(-126.0f)), n = floor(y), f = y - n;
+  const float8 y0 = x * 1.44269504089f, y = y0 < (float8)(-126.0f) ? (float8)(-126.0f) : y0, n = floor(y),
+               f = y - n;
   float8 p = (float8)(2.170165826100856e-4f);
   p = mad(p, f, (float8)(1.2439633719623089e-3f));
   p = mad(p, f, (float8)(9.678876958787441e-3f));

@@ -86,6 +86,25 @@ TEST_P(Attention, DeterministicAcrossRuns) {
   EXPECT_EQ(o1.get(), o2.get());
 }
 
+// A NaN in one key (position 1) reaches the output of every query that sees
+// it, in both forward kernels (the CPU form masks scores by position, never by
+// value: a NaN score among finite ones must not turn into a 0 weight); query 0,
+// which does not see it, stays finite.
+TEST_F(DeviceTest, AttentionNanKeyReachesTheQueriesThatSeeIt) {
+  const int T = 5, H = 1, E = 16, W = 8, C = W + T - 1;
+  auto q = random_vec(size_t(T) * E, 1), k = random_vec(size_t(C) * E, 2), v = random_vec(size_t(C) * E, 3);
+  k[size_t(1) * E + 3] = std::numeric_limits<float>::quiet_NaN();
+  Canaried dq(dev(), q), dk(dev(), k), dv(dev(), v);
+  for (auto kind : {ops::ForwardKernel::tiles, ops::ForwardKernel::sweeps}) {
+    Canaried o(dev(), size_t(T) * E), l(dev(), size_t(T));
+    ops::attention_fwd(dev(), o.buf, l.buf, dq.buf, dk.buf, dv.buf, {T, H, E, C, W, 0}, kind);
+    const auto out = o.get();
+    for (int t = 0; t < T; ++t)
+      for (int e = 0; e < E; ++e)
+        EXPECT_EQ(std::isnan(out[size_t(t) * E + e]), t >= 1) << "kernel " << int(kind) << " query " << t;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, Attention, ::testing::ValuesIn(cases::attention()),
                          [](const auto& i) { return i.param.name(); });
 

@@ -65,6 +65,21 @@ TEST_P(Xent, NllAndGradientMatchReference) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, Xent, ::testing::ValuesIn(cases::xent()), [](const auto& i) { return i.param.name(); });
 
+// A NaN logit reaches the loss (the engine stops on a non-finite loss),
+// whether or not it is the row's target: one NaN weight makes column 5's
+// logit NaN in every row, so every row's NLL must be NaN.
+TEST_F(DeviceTest, XentNanLogitReachesTheLoss) {
+  const int T = 4, D = 8, V = 40, tile = 16;
+  auto h = random_vec(size_t(T) * D, 1, -2, 2), W = random_vec(size_t(V) * D, 2, -1, 1);
+  W[size_t(5) * D + 3] = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<int32_t> targets = {5, 7, 30, 0};
+  ops::XentScratch scratch(dev(), T, D, tile);
+  auto dtargets = int_buffer(dev(), targets);
+  Canaried dhid(dev(), h), dW(dev(), W), dnll(dev(), size_t(T));
+  ops::xent(dev(), scratch, dnll.buf, nullptr, dhid.buf, dW.buf, true, dtargets, T, D, V, -1, 0.25f);
+  for (float v : dnll.get()) EXPECT_TRUE(std::isnan(v)) << v;
+}
+
 TEST(XentReference, BackwardMatchesFiniteDifferences) {
   const int T = 3, V = 6;
   auto l = to_double(random_vec(T * V, 3, -3, 3));
