@@ -100,6 +100,20 @@ inline void tile_dots(float* s, const float* a, __local const float* t) {
   }
 }
 
+// Two at once, s[j] = a . row j of t and u[j] = b . row j of v, in one sweep
+// (the backward's scores and dout . v: 20% faster than two sweeps on PoCL).
+inline void tile_dots2(float* s, const float* a, __local const float* t, float* u, const float* b,
+                       __local const float* v) {
+  for (int j = 0; j < ATT_BK; ++j) s[j] = u[j] = 0.0f;
+  for (int e = 0; e < ATT_E; ++e) {
+    const float ae = a[e], be = b[e];
+    for (int j = 0; j < ATT_BK; ++j) {
+      s[j] = mad(ae, t[e * ATT_BK + j], s[j]);
+      u[j] = mad(be, v[e * ATT_BK + j], u[j]);
+    }
+  }
+}
+
 // acc += w * r for a head-long row r (of a (BK, E) tile).
 inline void row_axpy(float* acc, float w, __local const float* r) {
   for (int e = 0; e < ATT_E; ++e) acc[e] = mad(w, r[e], acc[e]);
@@ -252,8 +266,7 @@ inline void attention_bwd_dq_body(__global float* dq, __global float* dsum, __gl
     if (active) {
       int j_lo, j_hi;
       visible_keys(p, kb, nk, W, &j_lo, &j_hi);
-      tile_dots(sc, qf, kt);
-      tile_dots(dp, dof, vt);
+      tile_dots2(sc, qf, kt, dp, dof, vt);
       for (int j = 0; j < ATT_BK; ++j)  // beyond nk: stale or unwritten rows, masked
         sc[j] = j >= j_lo && j < j_hi ? exp_nonpos(sc[j] - L) * (dp[j] - Dt) : 0.0f;
       for (int j = j_lo; j < j_hi; ++j) row_axpy(acc, sc[j], kr + j * ATT_E);
@@ -360,8 +373,7 @@ inline void attention_bwd_dkv_body(__global float* dk, long dk_off, int dk_ld, _
     barrier(CLK_LOCAL_MEM_FENCE);
     if (active) {
       const int i_lo = max(0, j - qb), i_hi = min(nq, j + W - qb);
-      tile_dots(sc, kf, qt);
-      tile_dots(dp, vf, dt);
+      tile_dots2(sc, kf, qt, dp, vf, dt);
       for (int i = 0; i < ATT_BK; ++i) {  // beyond nq: stale or unwritten rows, masked
         const bool seen = i >= i_lo && i < i_hi;
         const float pt = exp_nonpos(sc[i] - ls[i]);
