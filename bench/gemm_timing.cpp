@@ -43,13 +43,22 @@ GemmBench::GemmBench(host::Context& ctx, const std::vector<GemmShape>& shapes)
       b_(random_buffer(ctx, max_of(shapes, elems_b), "bench B", 2)),
       c_(random_buffer(ctx, max_of(shapes, elems_c), "bench C", 3)) {}
 
-double GemmBench::clblast_seconds(const GemmShape& s, int reps) {
+void GemmBench::call(const GemmShape& s) {
   using host::Trans;
   const size_t lda = s.ta ? size_t(s.M) : size_t(s.K), ldb = s.tb ? size_t(s.K) : size_t(s.N);
-  auto call = [&] {
-    host::gemm(ctx_, s.ta ? Trans::T : Trans::N, s.tb ? Trans::T : Trans::N, size_t(s.M), size_t(s.N), size_t(s.K),
-               1.f, a_, 0, lda, b_, 0, ldb, 0.f, c_, 0, size_t(s.N), s.label.c_str());
-  };
+  host::gemm(ctx_, s.ta ? Trans::T : Trans::N, s.tb ? Trans::T : Trans::N, size_t(s.M), size_t(s.N), size_t(s.K), 1.f,
+             a_, 0, lda, b_, 0, ldb, 0.f, c_, 0, size_t(s.N), s.label.c_str());
+}
+
+std::vector<float> GemmBench::clblast_result(const GemmShape& s) {
+  call(s);
+  std::vector<float> c(elems_c(s));
+  c_.read(c.data(), c.size() * sizeof(float));
+  return c;
+}
+
+double GemmBench::clblast_seconds(const GemmShape& s, int reps) {
+  auto call = [&] { this->call(s); };
   call();
   ctx_.finish();
   double best = 1e30;

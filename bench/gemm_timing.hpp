@@ -18,8 +18,11 @@ class GemmBench {
   // Seconds per call, the best of `reps` after one untimed call (which
   // compiles CLBlast's program for the current parameters).
   double clblast_seconds(const GemmShape& s, int reps);
+  // C of one call with the current parameters (to check a candidate's results).
+  std::vector<float> clblast_result(const GemmShape& s);
 
  private:
+  void call(const GemmShape& s);
   host::Context& ctx_;
   host::Buffer a_, b_, c_;
 };

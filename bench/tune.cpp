@@ -29,6 +29,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -225,10 +226,35 @@ int tune(int argc, char** argv) {
       c.objective += c.seconds.back() * s.count;
     }
   };
-  // 1. CLBlast's defaults, before any override, and OpenBLAS beside them.
+  // 1. CLBlast's defaults, before any override, and OpenBLAS beside them. The
+  // defaults' C on the shapes with the longest K and the widest N (the ones a
+  // plan cuts into the most panels) is what every candidate must reproduce: a
+  // fast but wrong kernel or plan must never reach the tuning file.
   Candidate def;
   def.origin = "CLBlast defaults";
   objective(def);
+  auto most = [&](auto key) {
+    return *std::min_element(shapes.begin(), shapes.end(), [&](const GemmShape& a, const GemmShape& b) {
+      return key(a) != key(b) ? key(a) > key(b) : a.flops() < b.flops();
+    });
+  };
+  const GemmShape probes[] = {most([](const GemmShape& x) { return x.K; }),
+                              most([](const GemmShape& x) { return x.N; })};
+  std::vector<std::vector<float>> want;
+  for (const auto& p : probes) want.push_back(gb.clblast_result(p));
+  auto check = [&] {
+    for (size_t k = 0; k < 2; ++k) {
+      const std::vector<float> got = gb.clblast_result(probes[k]);
+      double scale = 0, err = 0;
+      for (size_t i = 0; i < want[k].size(); ++i) {
+        scale = std::max(scale, double(std::fabs(want[k][i])));
+        err = std::max(err, double(std::fabs(got[i] - want[k][i])));
+      }
+      if (!(err <= 1e-4 * std::max(scale, 1e-30)))
+        throw Error(fmt::format("wrong results on {}: largest difference {:.3g} from the defaults' (largest value {:.3g})",
+                                probes[k].name(), err, scale));
+    }
+  };
   std::vector<double> blas_s;
   for (const auto& s : shapes) blas_s.push_back(blas.available() ? blas.seconds(s, reps) : 0);
   std::fprintf(stderr, "  defaults: %.2f s of GEMMs per mini-batch\n", def.objective);
@@ -283,6 +309,7 @@ int tune(int argc, char** argv) {
   auto evaluate = [&](Candidate c) {
     try {
       apply(ctx, c);
+      check();
       objective(c);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "  %s: rejected (%s)\n", c.origin.c_str(), e.what());

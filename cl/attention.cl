@@ -150,7 +150,9 @@ inline void attention_fwd_body(__global float* out, __global float* lse, __globa
         sc[j] = j >= j_lo && j < j_hi ? sc[j] : -INFINITY;  // beyond nk: last tile's rows, or never written
         mt = fmax(mt, sc[j]);
       }
-      if (mt > -INFINITY) {
+      // Guarded by position: a tile whose visible scores are all NaN leaves mt at -inf
+      // (fmax skips NaN) and must still pass the NaN on (c or the weights below are NaN).
+      if (j_lo < j_hi) {
         const float m_new = fmax(m, mt), c = exp(m - m_new);
         l *= c;
         for (int e = 0; e < ATT_E; ++e) acc[e] *= c;

@@ -24,9 +24,10 @@
 // e^x for x <= 0 without a library call, so that a loop of them vectorises:
 // 2^(x log2 e) as 2^n times a degree-6 polynomial of the fraction (relative
 // error 1.1e-7, fitted on [0, 1)). Below -87 the result is 2^-126, not 0:
-// callers that need an exact 0 (a masked score) select it. A NaN stays NaN
-// (the clamp is a comparison, not fmax, which would drop it): a NaN logit or
-// score must reach the loss, where the engine stops on it.
+// callers that need an exact 0 (a masked score) select it. Meant for x <= 88
+// (beyond, 2^127-ish instead of inf). A NaN stays NaN: the clamp below -126 is
+// a comparison, not fmax (which would drop it), and the exponent's integer
+// comes from a value clamped with fmin/fmax (never converting a NaN to int).
 inline float exp_nonpos(float x) {
   const float y0 = x * 1.44269504089f, y = y0 < -126.0f ? -126.0f : y0, n = floor(y), f = y - n;
   float p = 2.170165826100856e-4f;
@@ -36,7 +37,7 @@ inline float exp_nonpos(float x) {
   p = mad(p, f, 2.4022984504699707e-1f);
   p = mad(p, f, 6.931470036506653e-1f);
   p = mad(p, f, 1.0f);
-  return p * as_float(((int)n + 127) << 23);
+  return p * as_float(((int)fmin(fmax(n, -126.0f), 127.0f) + 127) << 23);
 }
 
 // The same, eight lanes at a time (explicit vectors: a float sum reduction
@@ -51,7 +52,7 @@ inline float8 exp_nonpos8(float8 x) {
   p = mad(p, f, (float8)(2.4022984504699707e-1f));
   p = mad(p, f, (float8)(6.931470036506653e-1f));
   p = mad(p, f, (float8)(1.0f));
-  return p * as_float8((convert_int8(n) + 127) << 23);
+  return p * as_float8((convert_int8(fmin(fmax(n, (float8)(-126.0f)), (float8)(127.0f))) + 127) << 23);
 }
 
 // Sum of v over the work-group (1-D, power-of-two local size). Every

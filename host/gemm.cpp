@@ -111,8 +111,10 @@ void suggest_tuning(Context& ctx, size_t mnk, const TuningState& st) {
 struct PlanSlot {
   mutable GemmPlan plan;
 };
+// Created from the tuning file's record (so that the file is read first and a
+// plan set by hand before the first GEMM is never overwritten by it).
 const PlanSlot& plan_slot(Context& ctx) {
-  return ctx.memo<PlanSlot>("gemm-plan", [] { return PlanSlot{}; });
+  return ctx.memo<PlanSlot>("gemm-plan", [&] { return PlanSlot{tuning_state(ctx).plan}; });
 }
 }  // namespace
 
@@ -131,7 +133,8 @@ void gemm(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, size_t K, float 
   suggest_tuning(ctx, M * N * K, tuning_state(ctx));  // the tuning file, applied before this context's first GEMM
   cl_command_queue q = ctx.queue();
   const GemmPlan plan = gemm_plan(ctx);
-  // Panels: [n0, n0 + nb) of C's columns, [k0, k0 + kb) of the sum; K = 0 is one call (C = beta C).
+  // Panels: [n0, n0 + nb) of C's columns, [k0, k0 + kb) of the sum. K = 0 is one call, as before the
+  // plans: CLBlast refuses it (kInvalidDimension), and the error names the GEMM.
   const size_t kb = std::max<size_t>(1, plan.k_block && K > plan.k_block ? plan.k_block : K);
   const size_t nb = plan.n_block && N > plan.n_block ? plan.n_block : N;
   timed_call(ctx, label, where, [&] {

@@ -160,7 +160,7 @@ TuningState load_and_apply(Context& ctx) {
       clblast_override(ctx, kernel, params);  // throws on parameters this CLBlast does not know
       st.kernels.push_back(kernel);
     }
-    set_gemm_plan(ctx, p);
+    st.plan = p;
     if (plan != kernels.end()) st.kernels.push_back(kGemmPlanKernel);
     st.kind = TuningState::Applied;
     st.message = fmt::format("{} kernel(s)", st.kernels.size());

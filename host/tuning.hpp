@@ -40,6 +40,7 @@ struct TuningState {
   std::string path;
   std::string message;             // why Stale/Invalid; the kernels when Applied
   std::vector<std::string> kernels;  // applied kernels
+  GemmPlan plan;                     // the record's (TttGemm), else the default
   const char* name() const;
 };
 

@@ -1,13 +1,15 @@
 """ttt-bench's speed reports hold together on the tiny preset: the roofline
 table sums, prefill prints the roofline keys with median and spread over
---repeat, train's device gradient agrees with the reference, and compare (where python3-torch exists) agrees with PyTorch."""
-import json, subprocess, sys
+--repeat, train's device gradient agrees with the reference, tune's seeds and
+GEMM plans all reproduce CLBlast's default results, and compare (where
+python3-torch exists) agrees with PyTorch."""
+import json, os, subprocess, sys
 
 bench = sys.argv[1]
 
 
-def run(*args):
-    return json.loads(subprocess.run([bench, *args], check=True, capture_output=True, text=True).stdout)
+def run(*args, env=None):
+    return json.loads(subprocess.run([bench, *args], check=True, capture_output=True, text=True, env=env).stdout)
 
 
 def check(cond, what):
@@ -37,6 +39,27 @@ check(abs(share - 1) < 1e-9 and t["device_profile"]["gemm_ms"] > 0, f"train: GEM
 t = run("train", "--preset", "tiny-bytes", "--mode", "meta-fo", "--seq-len", "160", "--docs", "1")
 check(t["objective"] == "meta-fo" and t["max_relative_gradient_difference"] < 1e-4,
       f"train meta-fo: device and reference gradients differ by {t['max_relative_gradient_difference']}")
+
+# No tuners, no file: the four seeds, then the best under the six plans, each
+# checked against the defaults' C before it is timed (a wrong one is "rejected").
+# A model whose GEMMs have K and N past the plans' panels (I 1100 and a
+# vocabulary tile of 2100: K panels of 256 and 512, N panels of 1024 and 2048
+# all split something) and few rows, so that it stays quick.
+import tempfile
+with tempfile.TemporaryDirectory() as d:
+    cfg = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data/golden/tiny/config.json")))
+    cfg.update(vocab_size=2100, hidden_size=64, intermediate_size=1100, mini_batch_size=32)
+    json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
+    env = dict(os.environ, TTT_TUNING_FILE="off")
+    proc = subprocess.run([bench, "tune", "-m", d, "--no-tuners", "--dry-run", "--plans", "1"], check=True,
+                          capture_output=True, text=True, env=env)
+u = json.loads(proc.stdout)
+check("rejected" not in proc.stderr, f"tune rejected a candidate: {proc.stderr[-800:]}")
+check(len(u["candidates"]) == 4 + 6, f"tune timed {len(u['candidates'])} candidates, wanted 4 seeds + 6 plans")
+check(sum("column-major" in c["origin"] for c in u["candidates"]) == 5, "tune tried the five column-major plans")
+check(u["mini_batch"]["tuned_gflops"] > 0 and "tuning_file" not in u, "tune --dry-run measures and writes nothing")
+check(any(max(int(x) for x in r["shape"].split()[-1].split("x")[2:]) > 512 for r in u["shapes"]),
+      "tune's shapes include a K past the 512 panel")
 
 has_torch = subprocess.run(["/usr/bin/python3", "-c", "import torch"], capture_output=True).returncode == 0
 if has_torch:

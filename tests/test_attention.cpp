@@ -86,22 +86,29 @@ TEST_P(Attention, DeterministicAcrossRuns) {
   EXPECT_EQ(o1.get(), o2.get());
 }
 
-// A NaN in one key (position 1) reaches the output of every query that sees
-// it, in both forward kernels (the CPU form masks scores by position, never by
-// value: a NaN score among finite ones must not turn into a 0 weight); query 0,
-// which does not see it, stays finite.
+// A NaN in one key reaches the output of every query that sees it, in both
+// forward kernels; queries before it stay finite. The CPU form masks scores by
+// position, never by value: a NaN score among finite ones must not become a 0
+// weight (key 1 of 5), and a tile whose only visible key is the NaN one (key
+// 64 starts a tile of 64 or 32 keys, and query 64 sees nothing else in it)
+// must not be skipped as empty.
 TEST_F(DeviceTest, AttentionNanKeyReachesTheQueriesThatSeeIt) {
-  const int T = 5, H = 1, E = 16, W = 8, C = W + T - 1;
-  auto q = random_vec(size_t(T) * E, 1), k = random_vec(size_t(C) * E, 2), v = random_vec(size_t(C) * E, 3);
-  k[size_t(1) * E + 3] = std::numeric_limits<float>::quiet_NaN();
-  Canaried dq(dev(), q), dk(dev(), k), dv(dev(), v);
-  for (auto kind : {ops::ForwardKernel::tiles, ops::ForwardKernel::sweeps}) {
-    Canaried o(dev(), size_t(T) * E), l(dev(), size_t(T));
-    ops::attention_fwd(dev(), o.buf, l.buf, dq.buf, dk.buf, dv.buf, {T, H, E, C, W, 0}, kind);
-    const auto out = o.get();
-    for (int t = 0; t < T; ++t)
-      for (int e = 0; e < E; ++e)
-        EXPECT_EQ(std::isnan(out[size_t(t) * E + e]), t >= 1) << "kernel " << int(kind) << " query " << t;
+  struct Case {
+    int T, W, nan_key;
+  };
+  for (const Case c : {Case{5, 8, 1}, Case{70, 128, 64}}) {
+    const int H = 1, E = 16, C = c.W + c.T - 1;
+    auto q = random_vec(size_t(c.T) * E, 1), k = random_vec(size_t(C) * E, 2), v = random_vec(size_t(C) * E, 3);
+    k[size_t(c.nan_key) * E + 3] = std::numeric_limits<float>::quiet_NaN();
+    Canaried dq(dev(), q), dk(dev(), k), dv(dev(), v);
+    for (auto kind : {ops::ForwardKernel::tiles, ops::ForwardKernel::sweeps}) {
+      Canaried o(dev(), size_t(c.T) * E), l(dev(), size_t(c.T));
+      ops::attention_fwd(dev(), o.buf, l.buf, dq.buf, dk.buf, dv.buf, {c.T, H, E, C, c.W, 0}, kind);
+      const auto out = o.get();
+      for (int t = 0; t < c.T; ++t)
+        EXPECT_EQ(std::isnan(out[size_t(t) * E]), t >= c.nan_key)
+            << "T " << c.T << " kernel " << int(kind) << " query " << t;
+    }
   }
 }
 
