@@ -185,7 +185,7 @@ int tune(int argc, char** argv) {
       ("top", po::value<int>()->default_value(3), "best configurations of each tuner run timed on every shape")
       ("plans", po::value<int>()->default_value(2),
        "the best N candidates are timed again under each GEMM plan (layout, K/N panels); 0: none")
-      ("no-tuners", po::bool_switch(), "skip the tuners: time the seeds and defaults only")
+      ("no-tuners", po::bool_switch(), "skip CLBlast's tuners: time the defaults, the seeds and the file's record")
       ("no-direct", po::bool_switch(), "skip clblast_tuner_xgemm_direct")
       ("reps", po::value<int>()->default_value(1), "timed calls per shape and candidate (best of)")
       ("out", po::value<std::string>(), "tuning file to write (default: the one the engine reads)")
@@ -195,9 +195,12 @@ int tune(int argc, char** argv) {
       ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench tune [--preset NAME | -m DIR] [--budget-min M]",
-                       "Tunes CLBlast's SGEMM for this device on the model's GEMM shapes with CLBlast's own tuners\n"
-                       "(clblast-utils), stores the best parameters in the tuning file the engine applies at its\n"
-                       "first GEMM, and prints default / tuned / OpenBLAS GFLOP/s per shape as JSON."))
+                       "Tunes CLBlast's SGEMM for this device on the model's GEMM shapes: CLBlast's own tuners\n"
+                       "(clblast-utils) propose kernels; those, four hand-made seeds and the file's record are checked\n"
+                       "against CLBlast's defaults and timed through the real routine, the best again under GEMM plans\n"
+                       "(row- or column-major hand-over, K and N panels). The winner goes into the tuning file the\n"
+                       "engine applies at its first GEMM; default / tuned / OpenBLAS GFLOP/s per shape print as JSON.\n"
+                       "--no-tuners (seeds and plans only) takes a few minutes on a 2-core CPU and is usually enough."))
     return 0;
   const Config cfg = vm.count("model") ? Config::load(vm["model"].as<std::string>() + "/config.json")
                                        : preset(vm["preset"].as<std::string>());
