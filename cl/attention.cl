@@ -9,9 +9,8 @@
 // forward and dq kernels, per (key, head) in the dk/dv kernel; a work-group of
 // ATT_BQ items shares every tile it loads.
 
-#ifndef ATT_E
-#define ATT_E 64  // head dimension (set by the host)
-#endif
+// ttt-include: attention_head
+
 #ifndef ATT_BQ
 #define ATT_BQ 64  // work-items per group (queries, or keys in bwd_dkv)
 #endif
@@ -21,24 +20,6 @@
 #ifndef ATT_CPU
 #define ATT_CPU 0  // 1: the forward written for CPU devices (see attention_fwd_body)
 #endif
-
-// Head vectors are processed VW floats at a time: explicit vectors make the
-// dot products SIMD on CPUs (a scalar float reduction may not be reordered, so
-// compilers leave it scalar). head_dim is even, so float2 always fits.
-#if ATT_E % 4 == 0
-#define VW 4
-typedef float4 floatv;
-#define vloadv vload4
-#define vstorev(x, p) vstore4((x), 0, (p))
-#define hsum(x) ((x).s0 + (x).s1 + (x).s2 + (x).s3)
-#else
-#define VW 2
-typedef float2 floatv;
-#define vloadv vload2
-#define vstorev(x, p) vstore2((x), 0, (p))
-#define hsum(x) ((x).s0 + (x).s1)
-#endif
-#define EV (ATT_E / VW)
 
 // Loads rows first..first+n-1 (positions, mapped through the ring of C rows
 // when C > 0, else chunk-relative rows) of head h into dst (n, EV).
@@ -499,140 +480,4 @@ __kernel void attention_bwd_dkv_batched(__global float* dk, int dk_off, int dk_l
   attention_bwd_dkv_body(dk, dk_off + row0 * dk_ld, dk_ld, dv, dv_off + row0 * dv_ld, dv_ld, dout + row0 * D,
                          q + row0 * D, lse + row0 * H, dsum + row0 * H, kc + ring, vc + ring, T, H, C, pos0, W, scale,
                          qs, dos, ls, dss);
-}
-
-#ifndef ATT_DH
-#define ATT_DH 1  // heads, for the decode kernel (set by the host)
-#endif
-
-// Decode: one query (T = 1) at position pos0 against its window, split into
-// nparts contiguous runs of `per` keys (flash-decoding), since a lone query
-// leaves all but one work-item of attention_fwd idle. Work-item i takes run i
-// for all ATT_DH heads at once, so it streams whole key and value rows,
-// contiguously, and keeps one online softmax per head; it writes one partial
-// {m, l, acc[E]} (unnormalised) per (head, run). attention_decode_merge folds
-// the runs of a head in order: deterministic, no atomics, no local memory.
-__kernel void attention_decode_split(__global float* part, __global const float* q, __global const float* kc,
-                                     __global const float* vc, int C, long pos0, int W, int per, int nparts,
-                                     float scale) {
-  const int i = get_global_id(0);
-  if (i >= nparts) return;
-  const int D = ATT_DH * ATT_E;
-  const long k_lo = max(0L, pos0 - W + 1);
-  const long b0 = k_lo + (long)i * per, b1 = min(pos0 + 1, b0 + per);
-  floatv acc[ATT_DH * EV];
-  float m[ATT_DH], l[ATT_DH];
-  for (int h = 0; h < ATT_DH; ++h) {
-    m[h] = -INFINITY;
-    l[h] = 0.0f;
-    for (int e = 0; e < EV; ++e) acc[h * EV + e] = 0.0f;
-  }
-  long r = b0 % C;  // ring row of key j, advanced with j
-  for (long j = b0; j < b1; ++j) {
-    __global const float* kr = kc + r * D;
-    __global const float* vr = vc + r * D;
-    for (int h = 0; h < ATT_DH; ++h) {
-      floatv sv = 0.0f;
-      for (int e = 0; e < EV; ++e) sv = mad(vloadv(0, q + h * ATT_E + e * VW), vloadv(0, kr + h * ATT_E + e * VW), sv);
-      const float sc = hsum(sv) * scale;
-      if (sc > m[h]) {  // rescale only when the maximum grows
-        const float c = exp(m[h] - sc);
-        l[h] *= c;
-        for (int e = 0; e < EV; ++e) acc[h * EV + e] *= c;
-        m[h] = sc;
-      }
-      const float p = exp(sc - m[h]);
-      l[h] += p;
-      for (int e = 0; e < EV; ++e) acc[h * EV + e] = mad(p, vloadv(0, vr + h * ATT_E + e * VW), acc[h * EV + e]);
-    }
-    if (++r == C) r = 0;
-  }
-  for (int h = 0; h < ATT_DH; ++h) {
-    __global float* out = part + ((long)h * nparts + i) * (ATT_E + 2);
-    out[0] = m[h];
-    out[1] = l[h];
-    for (int e = 0; e < EV; ++e) vstorev(acc[h * EV + e], out + 2 + e * VW);
-  }
-}
-
-// The same partials shaped for a GPU. attention_decode_split gives each
-// work-item all heads' softmax state (H*E floats, private): a CPU keeps that in
-// cache, a GPU spills it and runs a few hundred items (18 ms a token for the
-// 125m preset on an H100). Here work-group (i, h) of ATT_DT items takes run i
-// of head h in tiles of ATT_DT keys: item t scores key t of the tile, the
-// scores meet in local memory, and item t accumulates output dimensions
-// t, t + ATT_DT, ... (value rows read coalesced). Same partial layout.
-#ifndef ATT_DT
-#define ATT_DT 64
-#endif
-#define ATT_EPI ((ATT_E + ATT_DT - 1) / ATT_DT)
-
-__kernel __attribute__((reqd_work_group_size(ATT_DT, 1, 1))) void attention_decode_split_wg(
-    __global float* part, __global const float* q, __global const float* kc, __global const float* vc, int H, int C,
-    long pos0, int W, int per, int nparts, float scale) {
-  __local float qs[ATT_E];
-  __local float ps[ATT_DT];
-  const int t = get_local_id(0), i = get_group_id(0), h = get_group_id(1);
-  const int D = H * ATT_E;
-  const long k_lo = max(0L, pos0 - W + 1);
-  const long b0 = k_lo + (long)i * per, b1 = min(pos0 + 1, b0 + per);
-  for (int e = t; e < ATT_E; e += ATT_DT) qs[e] = q[h * ATT_E + e];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  float m = -INFINITY, l = 0.0f, acc[ATT_EPI];
-  for (int u = 0; u < ATT_EPI; ++u) acc[u] = 0.0f;
-  for (long j0 = b0; j0 < b1; j0 += ATT_DT) {
-    const int n = (int)min((long)ATT_DT, b1 - j0);
-    float sc = -INFINITY;
-    if (t < n) {
-      __global const float* kr = kc + ((j0 + t) % C) * D + h * ATT_E;
-      float s = 0.0f;
-      for (int e = 0; e < ATT_E; ++e) s = mad(qs[e], kr[e], s);
-      sc = s * scale;
-    }
-    ps[t] = sc;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    float mt = m;
-    for (int j = 0; j < n; ++j) mt = fmax(mt, ps[j]);
-    const float c = exp(m - mt);  // 0 on the first tile (m = -inf)
-    l *= c;
-    for (int u = 0; u < ATT_EPI; ++u) acc[u] *= c;
-    for (int j = 0; j < n; ++j) {
-      const float p = exp(ps[j] - mt);
-      l += p;
-      __global const float* vr = vc + ((j0 + j) % C) * D + h * ATT_E;
-      for (int u = 0; u < ATT_EPI; ++u) {
-        const int e = t + u * ATT_DT;
-        if (e < ATT_E) acc[u] = mad(p, vr[e], acc[u]);
-      }
-    }
-    m = mt;
-    barrier(CLK_LOCAL_MEM_FENCE);  // ps is rewritten by the next tile
-  }
-  __global float* out = part + ((long)h * nparts + i) * (ATT_E + 2);
-  if (t == 0) {
-    out[0] = m;
-    out[1] = l;
-  }
-  for (int u = 0; u < ATT_EPI; ++u) {
-    const int e = t + u * ATT_DT;
-    if (e < ATT_E) out[2 + e] = acc[u];
-  }
-}
-
-// out (1, H*E) and lse (1, H) of the decode query from the nparts partials of each head.
-__kernel void attention_decode_merge(__global float* out, __global float* lse, __global const float* part, int H,
-                                     int nparts) {
-  const int e = get_global_id(0), h = get_global_id(1);
-  if (e >= ATT_E) return;
-  __global const float* p = part + (long)h * nparts * (ATT_E + 2);
-  float M = -INFINITY;
-  for (int s = 0; s < nparts; ++s) M = fmax(M, p[s * (ATT_E + 2)]);
-  float L = 0.0f, a = 0.0f;
-  for (int s = 0; s < nparts; ++s) {
-    const float c = p[s * (ATT_E + 2)] > -INFINITY ? exp(p[s * (ATT_E + 2)] - M) : 0.0f;
-    L = mad(c, p[s * (ATT_E + 2) + 1], L);
-    a = mad(c, p[s * (ATT_E + 2) + 2 + e], a);
-  }
-  out[h * ATT_E + e] = a / L;
-  if (e == 0) lse[h] = M + log(L);
 }

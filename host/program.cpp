@@ -63,8 +63,15 @@ std::string build_log(cl_program prog, cl_device_id dev) {
 }  // namespace
 
 std::string kernel_source(const std::string& family) {
-  // common.cl holds shared helpers; #line keeps compiler messages pointing at the family file.
-  return raw_source("common") + "\n#line 1\n" + raw_source(family);
+  // common.cl holds shared helpers; a line "// ttt-include: NAME" is replaced by cl/NAME.cl (a part
+  // shared by a few families). #line keeps compiler messages pointing at the family file's lines.
+  constexpr std::string_view tag = "// ttt-include: ";
+  std::string out = raw_source("common") + "\n#line 1\n", line;
+  std::istringstream in(raw_source(family));
+  for (int n = 1; std::getline(in, line); ++n)
+    out += line.rfind(tag, 0) == 0 ? fmt::format("#line 1\n{}\n#line {}\n", raw_source(line.substr(tag.size())), n + 1)
+                                   : line + "\n";
+  return out;
 }
 
 std::string program_cache_dir() {

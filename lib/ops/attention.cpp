@@ -96,16 +96,16 @@ void attention_decode(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, c
   const float scale = float(1.0 / std::sqrt(double(s.E)));
   if (kind == DecodeKernel::per_item) {
     // The heads are a compile-time constant of this kernel (its per-head state is private).
-    host::Kernel k(ctx, "attention", "attention_decode_split", fmt::format("{} -DATT_DH={}", c.options, s.H));
+    host::Kernel k(ctx, "attention_decode", "attention_decode_split", fmt::format("{} -DATT_DH={}", c.options, s.H));
     k.args(part, q, kc, vc, s.C, int64_t(s.pos0), s.W, per, nparts, scale);
     k.launch({host::round_up(size_t(nparts), 8)}, {8});
   } else {
     constexpr size_t kItems = 64;  // ATT_DT
-    host::Kernel k(ctx, "attention", "attention_decode_split_wg", c.options);
+    host::Kernel k(ctx, "attention_decode", "attention_decode_split_wg", c.options);
     k.args(part, q, kc, vc, s.H, s.C, int64_t(s.pos0), s.W, per, nparts, scale);
     k.launch({size_t(nparts) * kItems, size_t(s.H)}, {kItems, 1});
   }
-  host::Kernel m(ctx, "attention", "attention_decode_merge", c.options);
+  host::Kernel m(ctx, "attention_decode", "attention_decode_merge", c.options);
   m.args(out, lse, part, s.H, nparts);
   m.launch({host::round_up(size_t(s.E), 16), size_t(s.H)}, {16, 1});
 }

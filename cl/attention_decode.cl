@@ -1,0 +1,139 @@
+// Attention for a single query (decode, T = 1) over the same ring of keys and
+// values as attention.cl (see there), split across work-items or work-groups.
+// ttt-include: attention_head
+
+#ifndef ATT_DH
+#define ATT_DH 1  // heads, for the decode kernel (set by the host)
+#endif
+
+// Decode: one query (T = 1) at position pos0 against its window, split into
+// nparts contiguous runs of `per` keys (flash-decoding), since a lone query
+// leaves all but one work-item of attention_fwd idle. Work-item i takes run i
+// for all ATT_DH heads at once, so it streams whole key and value rows,
+// contiguously, and keeps one online softmax per head; it writes one partial
+// {m, l, acc[E]} (unnormalised) per (head, run). attention_decode_merge folds
+// the runs of a head in order: deterministic, no atomics, no local memory.
+__kernel void attention_decode_split(__global float* part, __global const float* q, __global const float* kc,
+                                     __global const float* vc, int C, long pos0, int W, int per, int nparts,
+                                     float scale) {
+  const int i = get_global_id(0);
+  if (i >= nparts) return;
+  const int D = ATT_DH * ATT_E;
+  const long k_lo = max(0L, pos0 - W + 1);
+  const long b0 = k_lo + (long)i * per, b1 = min(pos0 + 1, b0 + per);
+  floatv acc[ATT_DH * EV];
+  float m[ATT_DH], l[ATT_DH];
+  for (int h = 0; h < ATT_DH; ++h) {
+    m[h] = -INFINITY;
+    l[h] = 0.0f;
+    for (int e = 0; e < EV; ++e) acc[h * EV + e] = 0.0f;
+  }
+  long r = b0 % C;  // ring row of key j, advanced with j
+  for (long j = b0; j < b1; ++j) {
+    __global const float* kr = kc + r * D;
+    __global const float* vr = vc + r * D;
+    for (int h = 0; h < ATT_DH; ++h) {
+      floatv sv = 0.0f;
+      for (int e = 0; e < EV; ++e) sv = mad(vloadv(0, q + h * ATT_E + e * VW), vloadv(0, kr + h * ATT_E + e * VW), sv);
+      const float sc = hsum(sv) * scale;
+      if (sc > m[h]) {  // rescale only when the maximum grows
+        const float c = exp(m[h] - sc);
+        l[h] *= c;
+        for (int e = 0; e < EV; ++e) acc[h * EV + e] *= c;
+        m[h] = sc;
+      }
+      const float p = exp(sc - m[h]);
+      l[h] += p;
+      for (int e = 0; e < EV; ++e) acc[h * EV + e] = mad(p, vloadv(0, vr + h * ATT_E + e * VW), acc[h * EV + e]);
+    }
+    if (++r == C) r = 0;
+  }
+  for (int h = 0; h < ATT_DH; ++h) {
+    __global float* out = part + ((long)h * nparts + i) * (ATT_E + 2);
+    out[0] = m[h];
+    out[1] = l[h];
+    for (int e = 0; e < EV; ++e) vstorev(acc[h * EV + e], out + 2 + e * VW);
+  }
+}
+
+// The same partials shaped for a GPU. attention_decode_split gives each
+// work-item all heads' softmax state (H*E floats, private): a CPU keeps that in
+// cache, a GPU spills it and runs a few hundred items (18 ms a token for the
+// 125m preset on an H100). Here work-group (i, h) of ATT_DT items takes run i
+// of head h in tiles of ATT_DT keys: item t scores key t of the tile, the
+// scores meet in local memory, and item t accumulates output dimensions
+// t, t + ATT_DT, ... (value rows read coalesced). Same partial layout.
+#ifndef ATT_DT
+#define ATT_DT 64
+#endif
+#define ATT_EPI ((ATT_E + ATT_DT - 1) / ATT_DT)
+
+__kernel __attribute__((reqd_work_group_size(ATT_DT, 1, 1))) void attention_decode_split_wg(
+    __global float* part, __global const float* q, __global const float* kc, __global const float* vc, int H, int C,
+    long pos0, int W, int per, int nparts, float scale) {
+  __local float qs[ATT_E];
+  __local float ps[ATT_DT];
+  const int t = get_local_id(0), i = get_group_id(0), h = get_group_id(1);
+  const int D = H * ATT_E;
+  const long k_lo = max(0L, pos0 - W + 1);
+  const long b0 = k_lo + (long)i * per, b1 = min(pos0 + 1, b0 + per);
+  for (int e = t; e < ATT_E; e += ATT_DT) qs[e] = q[h * ATT_E + e];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  float m = -INFINITY, l = 0.0f, acc[ATT_EPI];
+  for (int u = 0; u < ATT_EPI; ++u) acc[u] = 0.0f;
+  for (long j0 = b0; j0 < b1; j0 += ATT_DT) {
+    const int n = (int)min((long)ATT_DT, b1 - j0);
+    float sc = -INFINITY;
+    if (t < n) {
+      __global const float* kr = kc + ((j0 + t) % C) * D + h * ATT_E;
+      float s = 0.0f;
+      for (int e = 0; e < ATT_E; ++e) s = mad(qs[e], kr[e], s);
+      sc = s * scale;
+    }
+    ps[t] = sc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float mt = m;
+    for (int j = 0; j < n; ++j) mt = fmax(mt, ps[j]);
+    const float c = exp(m - mt);  // 0 on the first tile (m = -inf)
+    l *= c;
+    for (int u = 0; u < ATT_EPI; ++u) acc[u] *= c;
+    for (int j = 0; j < n; ++j) {
+      const float p = exp(ps[j] - mt);
+      l += p;
+      __global const float* vr = vc + ((j0 + j) % C) * D + h * ATT_E;
+      for (int u = 0; u < ATT_EPI; ++u) {
+        const int e = t + u * ATT_DT;
+        if (e < ATT_E) acc[u] = mad(p, vr[e], acc[u]);
+      }
+    }
+    m = mt;
+    barrier(CLK_LOCAL_MEM_FENCE);  // ps is rewritten by the next tile
+  }
+  __global float* out = part + ((long)h * nparts + i) * (ATT_E + 2);
+  if (t == 0) {
+    out[0] = m;
+    out[1] = l;
+  }
+  for (int u = 0; u < ATT_EPI; ++u) {
+    const int e = t + u * ATT_DT;
+    if (e < ATT_E) out[2 + e] = acc[u];
+  }
+}
+
+// out (1, H*E) and lse (1, H) of the decode query from the nparts partials of each head.
+__kernel void attention_decode_merge(__global float* out, __global float* lse, __global const float* part, int H,
+                                     int nparts) {
+  const int e = get_global_id(0), h = get_global_id(1);
+  if (e >= ATT_E) return;
+  __global const float* p = part + (long)h * nparts * (ATT_E + 2);
+  float M = -INFINITY;
+  for (int s = 0; s < nparts; ++s) M = fmax(M, p[s * (ATT_E + 2)]);
+  float L = 0.0f, a = 0.0f;
+  for (int s = 0; s < nparts; ++s) {
+    const float c = p[s * (ATT_E + 2)] > -INFINITY ? exp(p[s * (ATT_E + 2)] - M) : 0.0f;
+    L = mad(c, p[s * (ATT_E + 2) + 1], L);
+    a = mad(c, p[s * (ATT_E + 2) + 2 + e], a);
+  }
+  out[h * ATT_E + e] = a / L;
+  if (e == 0) lse[h] = M + log(L);
+}

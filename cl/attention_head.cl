@@ -1,0 +1,24 @@
+// Shared by the attention families (attention.cl, attention_decode.cl), which
+// pull it in with a "ttt-include" line: the head dimension and the head-vector type.
+
+#ifndef ATT_E
+#define ATT_E 64  // head dimension (set by the host)
+#endif
+
+// Head vectors are processed VW floats at a time: explicit vectors make the
+// dot products SIMD on CPUs (a scalar float reduction may not be reordered, so
+// compilers leave it scalar). head_dim is even, so float2 always fits.
+#if ATT_E % 4 == 0
+#define VW 4
+typedef float4 floatv;
+#define vloadv vload4
+#define vstorev(x, p) vstore4((x), 0, (p))
+#define hsum(x) ((x).s0 + (x).s1 + (x).s2 + (x).s3)
+#else
+#define VW 2
+typedef float2 floatv;
+#define vloadv vload2
+#define vstorev(x, p) vstore2((x), 0, (p))
+#define hsum(x) ((x).s0 + (x).s1)
+#endif
+#define EV (ATT_E / VW)
