@@ -136,7 +136,8 @@ int body(int argc, char** argv) {
       ("eval-every", po::value<int64_t>(), "evaluate on --eval-data every K steps (default: at the end only)")
       ("checkpoint-every", po::value<int64_t>(), "write a checkpoint into --out every K steps (always: at the end and on Ctrl-C)")
       ("gradient", po::value<std::string>()->default_value("reference"), "where gradients are computed: reference (the CPU "
-       "oracle, double precision, every mode) or device (the OpenCL engine, float32; --mode pretrain and meta-fo so far)")
+       "oracle, double precision, every mode) or device (the OpenCL engine, float32; every mode, meta for models with one "
+       "prime block)")
       ("device,d", po::value<std::string>()->default_value(""), "with --gradient device: OpenCL device, P:D indices or part of "
        "its name (default: $TTT_DEVICE, else the first GPU, else the first device; see ttt-info)")
       ("threads", po::value<int64_t>(), "CPU threads for the reference gradients and the held-out evaluation (one "
@@ -266,9 +267,10 @@ int body(int argc, char** argv) {
   if (gradient_where != "reference" && gradient_where != "device")
     throw UsageError(fmt::format("--gradient {}: must be reference or device", gradient_where));
   const bool on_device = gradient_where == "device";
-  if (on_device && s.mode == ttt::ref::Objective::meta)
-    throw UsageError("--gradient device: the device has the pretrain and meta-fo gradients so far; --mode meta (second "
-                     "order) needs --gradient reference");
+  if (on_device && s.mode == ttt::ref::Objective::meta && ck.model.config.num_prime_blocks() > 1)
+    throw UsageError(fmt::format("--gradient device --mode meta: the device's second-order gradient covers models with "
+                                 "one prime block (suffix_len 1); this one has suffix_len {}: use --gradient reference",
+                                 ck.model.config.num_prime_blocks()));
   if (!on_device && !vm["device"].defaulted())
     throw UsageError("--device selects the device of --gradient device; the reference gradient runs on the CPU");
   // The device and its engine first, so that a bad device fails before any output is written.

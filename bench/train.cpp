@@ -41,8 +41,8 @@ int train(int argc, char** argv) {
   opts.add_options()
       ("model,m", po::value<std::string>(), "model directory")
       ("preset", po::value<std::string>(), "or: a randomly initialised preset (tiny-bytes, tiny, ...), built in memory")
-      ("mode", po::value<std::string>()->default_value("pretrain"), "objective: pretrain or meta-fo (the device has no meta yet)")
-      ("inner-lr", po::value<double>(), "meta-fo: the test-time learning rate (default: the config's inner_lr)")
+      ("mode", po::value<std::string>()->default_value("pretrain"), "objective: pretrain, meta (one prime block) or meta-fo")
+      ("inner-lr", po::value<double>(), "meta, meta-fo: the test-time learning rate (default: the config's inner_lr)")
       ("seq-len", po::value<int64_t>()->default_value(1024), "tokens per document (each document has one more, the last target)")
       ("docs", po::value<int64_t>()->default_value(4), "documents timed on the device (after one untimed warm-up)")
       ("reference-docs", po::value<int64_t>()->default_value(1), "of those, timed on the CPU reference too (0: none)")
@@ -51,7 +51,7 @@ int train(int argc, char** argv) {
       ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
   po::variables_map vm;
   if (!app::parse(argc, argv, opts, vm, "ttt-bench train (-m DIR | --preset NAME) [--seq-len N] [--docs N] [--json FILE]",
-                  "Throughput of the training gradient (pretrain or meta-fo, every parameter) on the device and on\n"
+                  "Throughput of the training gradient (pretrain, meta or meta-fo, every parameter) on the device and on\n"
                   "the CPU reference, the device's GEMM share, and the largest difference between the two, as JSON."))
     return 0;
   if (vm.count("model") == vm.count("preset")) throw app::UsageError("give exactly one of --model and --preset");
@@ -62,7 +62,6 @@ int train(int argc, char** argv) {
   if (vm.count("json")) check_output_file(vm["json"].as<std::string>(), "--json");
   const std::string name = vm.count("model") ? vm["model"].as<std::string>() : "preset:" + vm["preset"].as<std::string>();
   const ref::Objective mode = ref::parse_objective(vm["mode"].as<std::string>());
-  if (mode == ref::Objective::meta) throw app::UsageError("--mode meta: the device has no meta gradient yet");
   const Model m = vm.count("model") ? Model::load(vm["model"].as<std::string>())
                                     : Model::random(preset(vm["preset"].as<std::string>()), seed);
   const double inner_lr = vm.count("inner-lr") ? vm["inner-lr"].as<double>() : double(m.config.inner_lr);
@@ -92,7 +91,7 @@ int train(int argc, char** argv) {
   const double tokens = double(docs) * T;
   json j = {{"bench", "train"},
             {"objective", ref::to_string(mode)},
-            {"inner_lr", mode == ref::Objective::meta_fo ? inner_lr : 0.0},
+            {"inner_lr", mode != ref::Objective::pretrain ? inner_lr : 0.0},
             {"device", device.name},
             {"model", name},
             {"parameters", m.num_parameters()},

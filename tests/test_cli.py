@@ -905,11 +905,12 @@ def train_pretrain(c):
 
 @case
 def train_device(c):
-    """--gradient device (the engine's float32 gradients) takes the steps the reference takes, in pretrain and
-    meta-fo (with the inner learning-rate warm-up running): the same losses to float accuracy, and the weights
-    after three AdamW steps within a small distance; what it cannot do yet (meta) is a usage error."""
+    """--gradient device (the engine's float32 gradients) takes the steps the reference takes, in pretrain, meta
+    and meta-fo (with the inner learning-rate warm-up running): the same losses to float accuracy, and the weights
+    after three AdamW steps within a small distance; what it cannot do yet (meta with two prime blocks) is a
+    usage error."""
     f, tmp = train_fixture(c), c.tmp
-    for mode in ("pretrain", "meta-fo"):
+    for mode in ("pretrain", "meta", "meta-fo"):
         ref_out, dev_out = os.path.join(tmp, f"t-ref-{mode}"), os.path.join(tmp, f"t-dev-{mode}")
         extra = ["--ilr-warmup", "2", "--warmup", "1"]
         rc1, _, e1 = run("ttt-train", *train_args(f, ref_out, "--threads", "1", *extra, mode=mode))
@@ -929,8 +930,12 @@ def train_device(c):
         check(f"{mode}: device-trained weights within 1e-3 (relative L2) of the reference's",
               set(hr) == set(hd) and math.sqrt(num / den) < 1e-3, f"{math.sqrt(num / den)}")
     o = os.path.join(tmp, "t-dev-bad")
-    expect_error("ttt-train --gradient device --mode meta", "ttt-train",
-                 train_args(f, o, "--gradient", "device", mode="meta"), "--gradient device", "meta-fo", code=2)
+    two = os.path.join(tmp, "train-in", "two-prime.json")
+    with open(f["config"]) as fh, open(two, "w") as out:
+        json.dump(dict(json.load(fh), suffix_len=2), out)
+    expect_error("ttt-train --gradient device --mode meta with two prime blocks", "ttt-train",
+                 train_args(dict(f, config=two), o, "--gradient", "device", mode="meta"), "--gradient device",
+                 "suffix_len 2", code=2)
     expect_error("ttt-train --gradient gpu", "ttt-train", train_args(f, o, "--gradient", "gpu"), "--gradient gpu",
                  code=2)
     expect_error("ttt-train --device without --gradient device", "ttt-train", train_args(f, o, "--device", "0:0"),

@@ -135,8 +135,66 @@ TEST_F(FullGradientTest, MetaFirstOrderMatchesTheOracle) {
   const auto pre = fg.pretrain(m, tokens);
   EXPECT_LT(ref::max_relative_difference(fg.meta_fo(m, tokens, 0.0), pre), 1e-6);
   EXPECT_GT(ref::max_relative_difference(fg.meta_fo(m, tokens, 0.3), pre), 1e-2);
-  EXPECT_THROW_MSG(fg.objective(m, tokens, ref::Objective::meta, 0.3), "meta objective");
   EXPECT_THROW_MSG(fg.meta_fo(m, tokens, -1.0), "inner learning rate -1");
+}
+
+// meta (second order): the reverse sweep over the mini-batches with the
+// tangent pass of each (meta_gradient.cpp) against the oracle's autodiff
+// through the inner steps, on one-prime-block variants: clip active and not,
+// tied and untied, norms off, qk-norm with W > B, a partial last mini-batch,
+// BOS targets, a mini-batch of BOS targets only. The second-order terms must
+// matter: meta differs from meta-fo far beyond the tolerance.
+TEST_F(FullGradientTest, MetaSecondOrderMatchesTheOracle) {
+  struct Variant {
+    const char* name;
+    double inner_lr;
+    void (*edit)(Config&);
+  };
+  const Variant variants[] = {
+      {"one prime block, clip 0.5 active, inner lr 0.5", 0.5, [](Config&) {}},
+      {"untied, no clip, inner lr 1", 1.0, [](Config& c) {
+         c.tie_word_embeddings = false;
+         c.inner_clip_gradient = 0.f;
+       }},
+      {"pre- and post-norm off, clip 2", 2.0, [](Config& c) {
+         c.pre_norm = false;
+         c.post_norm = false;
+         c.inner_clip_gradient = 2.f;
+       }},
+      {"qk-norm, W 12 > B 5, 4 heads of 6", 0.7, [](Config& c) {
+         c.qk_norm = true;
+         c.sliding_window_size = 12;
+         c.hidden_size = 24;
+         c.num_attention_heads = 4;
+       }},
+  };
+  for (const Variant& v : variants) {
+    Config c = tiny_config();
+    c.suffix_len = 1;
+    v.edit(c);
+    const Model m = Model::random(c, 11, 0.3f);
+    FullGradient fg(dev(), c, 24, 7);
+    const auto tokens = doc(23, c.vocab_size, c.bos_token_id);  // 22 targets: mini-batches 5, 5, 5, 5, 2
+    expect_matches_oracle(fg, m, tokens, v.name, ref::Objective::meta, v.inner_lr);
+    EXPECT_GT(ref::max_relative_difference(fg.objective(m, tokens, ref::Objective::meta, v.inner_lr),
+                                           fg.meta_fo(m, tokens, v.inner_lr)),
+              1e-2)
+        << v.name << ": the second-order terms change the gradient";
+    expect_matches_oracle(fg, m, doc(12, c.vocab_size, c.bos_token_id), std::string(v.name) + ", 11 targets",
+                          ref::Objective::meta, v.inner_lr);
+  }
+  // A mini-batch whose targets are all BOS takes a step of zero gradient.
+  Config c = tiny_config();
+  c.suffix_len = 1;
+  const Model m = Model::random(c, 3, 0.3f);
+  FullGradient fg(dev(), c, 24, 7);
+  auto tokens = doc(23, c.vocab_size, c.bos_token_id);
+  for (int i = 6; i <= 10; ++i) tokens[size_t(i)] = c.bos_token_id;  // the targets of mini-batch 1
+  expect_matches_oracle(fg, m, tokens, "a mini-batch of BOS targets", ref::Objective::meta, 0.5);
+  // Two prime blocks: the first's MLP feeds the second's attention, whose double backward is not on the device.
+  const Model two = Model::random(tiny_config(), 3, 0.3f);
+  FullGradient fg2(dev(), two.config, 24);
+  EXPECT_THROW_MSG(fg2.objective(two, tokens, ref::Objective::meta, 0.5), "one prime block (suffix_len 1)");
 }
 
 // One object, documents of several lengths, weights changed between calls:

@@ -7,7 +7,7 @@
 #include "lib/engine/full_gradient.hpp"
 
 #include "host/gemm.hpp"
-#include "lib/engine/impl.hpp"
+#include "lib/engine/full_gradient_impl.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -36,55 +36,28 @@ EngineOptions no_ttt(int vocab_tile) {
 
 }  // namespace
 
-struct FullGradient::Impl {
-  Config c;  // as given (the engine's has the document as its mini-batch)
-  int max_tokens;
-  Model shape;  // a model of c: the engine's initial upload and the gradients' unpacking
-  Engine engine;
-  Session session;
-  std::unique_ptr<Engine> inner;  // meta-fo's test-time steps: the model's own mini-batch, training on
-  ChunkedPrime chunked;           // meta-fo: the prime weights of every mini-batch
-  std::vector<Buffer> copies;     // per device tensor: chunks x size (trainable ones only)
-  Engine::Impl& e;
-  Session::Impl& s;
-  std::vector<BlockActs> acts;  // one per block
-  std::vector<Buffer> x;        // residual stream: block l reads x[3l], writes x[3l+1..3l+3]
-  std::vector<Buffer> grads;    // one per device tensor
-  size_t bytes = 0;
-  std::vector<int32_t> h_ids, h_targets;
-  std::vector<float> h_cs, h_nll;
+FullGradient::Impl::Impl(host::Context& ctx, const Config& cfg, int n, int vocab_tile)
+    : c(cfg),
+      max_tokens(n),
+      shape(Model::random(whole_document(cfg, n), 0)),
+      engine(ctx, shape, no_ttt(vocab_tile)),
+      session(engine, SessionOptions{}),
+      e(engine.impl()),
+      s(session.impl()) {
+  const size_t R = size_t(n), D = size_t(c.hidden_size);
+  auto alloc = [this](size_t floats, const char* what) {
+    bytes += floats * sizeof(float);
+    return Buffer(e.ctx, std::max<size_t>(floats, 1) * sizeof(float), what);
+  };
+  acts.resize(size_t(c.num_hidden_layers));
+  for (int l = 0; l < c.num_hidden_layers; ++l) alloc_block_acts(acts[size_t(l)], R, c, c.has_prime(l), alloc);
+  for (int i = 0; i < 3 * c.num_hidden_layers + 1; ++i) x.push_back(alloc(R * D, "residual stream"));
+  if (!e.dm) alloc_backward_scratch(e, R, c, alloc);  // an engine without test-time training has none
+  for (const DeviceTensor& d : e.table.device) grads.push_back(alloc(size_t(d.size()), "weight gradient"));
+}
 
-  Impl(host::Context& ctx, const Config& cfg, int n, int vocab_tile)
-      : c(cfg),
-        max_tokens(n),
-        shape(Model::random(whole_document(cfg, n), 0)),
-        engine(ctx, shape, no_ttt(vocab_tile)),
-        session(engine, SessionOptions{}),
-        e(engine.impl()),
-        s(session.impl()) {
-    const size_t R = size_t(n), D = size_t(c.hidden_size);
-    auto alloc = [this](size_t floats, const char* what) {
-      bytes += floats * sizeof(float);
-      return Buffer(e.ctx, std::max<size_t>(floats, 1) * sizeof(float), what);
-    };
-    acts.resize(size_t(c.num_hidden_layers));
-    for (int l = 0; l < c.num_hidden_layers; ++l) alloc_block_acts(acts[size_t(l)], R, c, c.has_prime(l), alloc);
-    for (int i = 0; i < 3 * c.num_hidden_layers + 1; ++i) x.push_back(alloc(R * D, "residual stream"));
-    if (!e.dm) alloc_backward_scratch(e, R, c, alloc);  // an engine without test-time training has none
-    for (const DeviceTensor& d : e.table.device) grads.push_back(alloc(size_t(d.size()), "weight gradient"));
-  }
-
-  Buffer& g(int device) { return grads[size_t(device)]; }
-
-  void forward(int T);
-  void mlp_backward(const MlpIdx& wi, int pre, int post, MlpActs& a, Buffer& xin, Buffer& d, int T);
-  void block_backward(int l, int T);
-  void inner_steps(const Model& m, std::span<const int32_t> tokens, double inner_lr, ref::ObjectiveResult& r);
-  ref::ObjectiveResult run(const Model& m, std::span<const int32_t> tokens, bool meta_fo, double inner_lr);
-};
-
-// The test-time steps of meta-fo on `inner`, keeping a copy of the prime
-// weights each mini-batch is scored with (copy c = W_c, before step c).
+// The test-time steps of meta and meta-fo on `inner`, keeping a copy of the
+// prime weights each mini-batch is scored with (copy c = W_c, before step c).
 void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> tokens, double inner_lr,
                                      ref::ObjectiveResult& r) {
   if (!std::isfinite(inner_lr) || inner_lr < 0)
@@ -103,6 +76,7 @@ void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> to
       copies[i] = Buffer(e.ctx, size_t(chunks) * size_t(e.table.device[i].size()) * sizeof(float), "prime copies");
       chunked.copies[int(i)] = &copies[i];
     }
+    per_copy.resize(copies.size());
   } else {
     Engine::Impl& ie = inner->impl();
     for (size_t i = 0; i < ie.table.device.size(); ++i) ie.weights[i].upload(ie.table.pack(int(i), m));
@@ -113,6 +87,7 @@ void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> to
   Session ts(*inner, so);
   Session::Impl& ti = ts.impl();
   std::vector<float> nll(static_cast<size_t>(B));
+  updated.clear();
   for (int r0 = 0, k = 0; r0 < T; r0 += B, ++k) {
     for (auto& [idx, buf] : chunked.copies) {
       const size_t bytes_one = size_t(e.table.device[size_t(idx)].size()) * sizeof(float);
@@ -120,6 +95,7 @@ void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> to
     }
     const int n = std::min(B, T - r0);
     ts.step(tokens.data() + r0, tokens.data() + r0 + 1, n, nll.data());
+    updated.push_back(ts.last_step().updated);
     if (ts.last_step().updated) r.inner_norms.push_back(double(ts.last_step().grad_norm));
   }
 }
@@ -147,20 +123,23 @@ void FullGradient::Impl::mlp_backward(const MlpIdx& wi, int pre, int post, MlpAc
   const Buffer &w13 = by_copy ? *s.chunked->copies.at(wi.w13) : s.w(wi.w13),
                &w2 = by_copy ? *s.chunked->copies.at(wi.w2) : s.w(wi.w2);
   const size_t step13 = by_copy ? size_t(D) * 2 * I : 0, step2 = by_copy ? size_t(I) * D : 0;
+  // Second order keeps each copy's gradient (the reverse sweep needs them one by one); else they are summed.
+  const bool split = by_copy && second_order;
+  Buffer &dw13 = split ? per_copy[size_t(wi.w13)] : g(wi.w13), &dw2 = split ? per_copy[size_t(wi.w2)] : g(wi.w2);
   ops::rmsnorm_wgrad(ctx, g(post), false, mat(d, D), mat(a.m, D), a.rs_post, T, 1, D, c.post_norm);
   ops::rmsnorm_bwd(ctx, mat(e.dm, D), false, mat(d, D), mat(a.m, D), s.w(post), a.rs_post, T, 1, D, c.post_norm);
   for (int r0 = 0, k = 0; r0 < T; r0 += run, ++k) {
     const size_t n = size_t(std::min(run, T - r0)), r = size_t(r0);
-    host::gemm(ctx, Trans::T, Trans::N, I, D, n, 1.f, a.g, r * I, I, e.dm, r * D, D, k ? 1.f : 0.f, g(wi.w2), 0, D,
-               "gemm_dw2");
+    host::gemm(ctx, Trans::T, Trans::N, I, D, n, 1.f, a.g, r * I, I, e.dm, r * D, D, k && !split ? 1.f : 0.f, dw2,
+               split ? k * step2 : 0, D, "gemm_dw2");
     host::gemm(ctx, Trans::N, Trans::T, n, I, D, 1.f, e.dm, r * D, D, w2, k * step2, D, 0.f, e.dg, r * I, I,
                "gemm_dg");
   }
   ops::swiglu_bwd(ctx, e.dh13, e.dg, a.h13, T, I);
   for (int r0 = 0, k = 0; r0 < T; r0 += run, ++k) {
     const size_t n = size_t(std::min(run, T - r0)), r = size_t(r0);
-    host::gemm(ctx, Trans::T, Trans::N, D, 2 * I, n, 1.f, a.hn, r * D, D, e.dh13, r * 2 * I, 2 * I, k ? 1.f : 0.f,
-               g(wi.w13), 0, 2 * I, "gemm_dw13");
+    host::gemm(ctx, Trans::T, Trans::N, D, 2 * I, n, 1.f, a.hn, r * D, D, e.dh13, r * 2 * I, 2 * I,
+               k && !split ? 1.f : 0.f, dw13, split ? k * step13 : 0, 2 * I, "gemm_dw13");
     host::gemm(ctx, Trans::N, Trans::T, n, D, 2 * I, 1.f, e.dh13, r * 2 * I, 2 * I, w13, k * step13, 2 * I, 0.f, e.dhn,
                r * D, D, "gemm_dhn");
   }
@@ -176,7 +155,10 @@ void FullGradient::Impl::block_backward(int l, int T) {
   Buffer& d = e.dx;
   const int D = c.hidden_size, H = c.num_attention_heads, E = c.head_dim();
   mlp_backward(b.mlp, b.ffn_norm, b.ffn_post_norm, a.ffn, xs[2], d, T);  // d = dL/dx2
-  if (b.has_prime) mlp_backward(b.prime, b.prime_norm, b.prime_post_norm, a.prime, xs[1], d, T);  // = dL/dx1
+  if (b.has_prime) {
+    mlp_backward(b.prime, b.prime_norm, b.prime_post_norm, a.prime, xs[1], d, T);  // = dL/dx1
+    if (second_order) second_order_sweep(l, d, T);
+  }
   // Attention: x1 = x0 + RMSNorm(o Wo, seq_post_norm), as backward.cpp, plus the weights.
   ops::rmsnorm_wgrad(ctx, g(b.seq_post_norm), false, mat(d, D), mat(a.a, D), a.rs2, T, 1, D, c.post_norm);
   ops::rmsnorm_bwd(ctx, mat(e.dm, D), false, mat(d, D), mat(a.a, D), s.w(b.seq_post_norm), a.rs2, T, 1, D,
@@ -203,8 +185,8 @@ void FullGradient::Impl::block_backward(int l, int T) {
                    c.pre_norm);  // d = dL/dx0
 }
 
-ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int32_t> tokens, bool meta_fo,
-                                             double inner_lr) {
+ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int32_t> tokens, ref::Objective o,
+                                             double lr) {
   if (tokens.size() < 2 || tokens.size() > size_t(max_tokens) + 1)
     throw Error(fmt::format("FullGradient: {} tokens; a document needs 2..{} (max_tokens + 1)", tokens.size(),
                             max_tokens + 1));
@@ -214,9 +196,21 @@ ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int
   check_token_ids(tokens, c.vocab_size, "FullGradient document");
   ref::ObjectiveResult r;
   s.chunked = nullptr;
-  if (meta_fo && c.num_prime_blocks() > 0) {
-    inner_steps(m, tokens, inner_lr, r);
+  second_order = false;
+  if (o != ref::Objective::pretrain && c.num_prime_blocks() > 0) {
+    if (o == ref::Objective::meta && c.num_prime_blocks() > 1)
+      throw Error(fmt::format(
+          "the device's meta gradient (second order) covers models with one prime block (suffix_len 1); this "
+          "config has suffix_len {}, whose prime MLPs feed later blocks' attention (its double backward is not on "
+          "the device yet): use the reference gradient",
+          c.num_prime_blocks()));
+    inner_steps(m, tokens, lr, r);
     s.chunked = &chunked;
+    second_order = o == ref::Objective::meta;
+    inner_lr = lr;
+    if (second_order)
+      for (auto& [idx, buf] : chunked.copies)
+        if (!per_copy[size_t(idx)]) per_copy[size_t(idx)] = Buffer(e.ctx, buf->bytes(), "prime gradient per copy");
   }
   // Weights: the engine's copies, then the session's live copies of the trainable ones.
   for (size_t i = 0; i < e.table.device.size(); ++i) e.weights[i].upload(e.table.pack(int(i), m));
@@ -249,6 +243,7 @@ ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int
   e.nll.read(h_nll.data(), size_t(T) * sizeof(float), 0, true);
 
   s.chunked = nullptr;
+  second_order = false;
   r.scored = count;
   double sum = 0;
   for (int t = 0; t < T; ++t)
@@ -272,21 +267,16 @@ FullGradient::FullGradient(host::Context& ctx, const Config& c, int max_tokens, 
 FullGradient::~FullGradient() = default;
 
 ref::ObjectiveResult FullGradient::pretrain(const Model& m, std::span<const int32_t> tokens) {
-  return impl_->run(m, tokens, false, 0.0);
+  return impl_->run(m, tokens, ref::Objective::pretrain, 0.0);
 }
 
 ref::ObjectiveResult FullGradient::meta_fo(const Model& m, std::span<const int32_t> tokens, double inner_lr) {
-  return impl_->run(m, tokens, true, inner_lr);
+  return impl_->run(m, tokens, ref::Objective::meta_fo, inner_lr);
 }
 
 ref::ObjectiveResult FullGradient::objective(const Model& m, std::span<const int32_t> tokens, ref::Objective o,
                                              double inner_lr) {
-  switch (o) {
-    case ref::Objective::pretrain: return pretrain(m, tokens);
-    case ref::Objective::meta_fo: return meta_fo(m, tokens, inner_lr);
-    case ref::Objective::meta: break;
-  }
-  throw Error("the device has no gradient for the meta objective (second order) yet; use the reference");
+  return impl_->run(m, tokens, o, inner_lr);
 }
 
 size_t FullGradient::device_bytes() const {

@@ -1,4 +1,4 @@
-// The gradient of the pretrain and meta-fo objectives with respect to every
+// The gradient of the pretrain, meta and meta-fo objectives with respect to every
 // parameter, on the device (issue 12): ttt-train's `--gradient device`. One document is read
 // whole as one mini-batch of T rows (T = its length, so the sliding window
 // sees every earlier key inside it and nothing is carried), the activations of
@@ -37,7 +37,10 @@ class FullGradient {
   // rows through W_c, and the gradient holds W_c - W_0 constant (so the prime
   // tensors' gradient is the sum over c of d loss / d W_c). inner_norms as ref::objective.
   ref::ObjectiveResult meta_fo(const Model& m, std::span<const int32_t> tokens, double inner_lr);
-  // pretrain or meta_fo by name; meta (second order) is not on the device: ttt::Error.
+  // Any objective by name. meta (second order, meta_gradient.cpp) reads the
+  // document as meta_fo does, then sweeps its mini-batches backwards with a
+  // forward-over-reverse pass of each; it covers configs with one prime block
+  // (suffix_len 1: the prime MLP feeds no attention) and is a ttt::Error otherwise.
   ref::ObjectiveResult objective(const Model& m, std::span<const int32_t> tokens, ref::Objective o, double inner_lr);
   size_t device_bytes() const;
 

@@ -108,6 +108,32 @@ void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h
 void xent_bwd_weights(Context& ctx, XentScratch& w, Buffer& dh, Buffer& dW, const Buffer& h, const Buffer& W, bool tied,
                       const Buffer& targets, int T, int D, int V, int bos, float inv_count);
 
+// Tangents for the device meta gradient (cl/tangent.cl; twins in lib/reference/tangent.cpp).
+// Contiguous rows throughout; see ref:: for each formula.
+void swiglu_jvp(Context& ctx, Buffer& gd, const Buffer& h, const Buffer& hd, int T, int I);
+void swiglu_bwd_tangent(Context& ctx, Buffer& dhd, const Buffer& dg, const Buffer& dgd, const Buffer& h,
+                        const Buffer& hd, int T, int I);
+// normalize == false: the identity's tangents (yd = xd, dxd = dyd, no gain gradient).
+void rmsnorm_jvp(Context& ctx, Buffer& yd, Buffer& xdot, const Buffer& x, const Buffer& xd, const Buffer& g,
+                 const Buffer& rstd, int R, int N, bool normalize = true);
+void rmsnorm_bwd_tangent(Context& ctx, Buffer& dxd, bool accumulate, const Buffer& dy, const Buffer& dyd,
+                         const Buffer& x, const Buffer& xd, const Buffer& g, const Buffer& rstd, int R, int N,
+                         bool normalize = true);
+// Always accumulates into dgd.
+void rmsnorm_wgrad_tangent(Context& ctx, Buffer& dgd, const Buffer& dy, const Buffer& dyd, const Buffer& x,
+                           const Buffer& xd, const Buffer& rstd, const Buffer& xdot, int R, int N,
+                           bool normalize = true);
+// After xent(w, ..., h, ...) (its m and s): when h moves along hd, the tangent of
+// the logits gradient G = w_t (softmax - onehot), Gd = w_t p (zd - sum p zd) with
+// zd = hd W^T, gives dhd (T, D) = Gd @ W (overwritten) and adds the tangent of
+// the output embedding's gradient, Gd^T h + G^T hd (tied (V, D); lm_head (D, V)
+// as its transpose), to dWd. Two vocabulary sweeps; zd (T, tile) and sigma (T) are scratch.
+void xent_tangent(Context& ctx, XentScratch& w, Buffer& zd, Buffer& sigma, Buffer& dhd, Buffer& dWd, const Buffer& h,
+                  const Buffer& hd, const Buffer& W, bool tied, const Buffer& targets, int T, int D, int V, int bos,
+                  float inv_count);
+// y[y_off..] = a x[x_off..] + b y[y_off..] over n floats (b == 0: y is only written).
+void axpby(Context& ctx, Buffer& y, size_t y_off, float a, const Buffer& x, size_t x_off, float b, size_t n);
+
 // Global-norm clip + SGD over several parameter/gradient pairs, all on the
 // device. stats (3 floats) = {norm, scale, finite}; partial needs
 // sgd_partials(count) floats. global_norm alone measures any set of buffers

@@ -72,4 +72,27 @@ void sgd_update(F* w, const F* g, size_t n, F lr, F scale);
 template <typename F>
 void matmul(F* y, const F* A, const F* B, int M, int N, int K, bool ta, bool tb, bool accumulate);
 
+// Tangents (forward-over-reverse) for the meta gradient: the derivative of a
+// kernel's output when its inputs move along the given tangents (suffix d).
+// Contiguous rows. gd (T, I): of swiglu_fwd along hd (T, 2I).
+template <typename F>
+void swiglu_jvp(F* gd, const F* h, const F* hd, int T, int I);
+// dhd (T, 2I): of swiglu_bwd(dh, dg, h) along (dgd, hd).
+template <typename F>
+void swiglu_bwd_tangent(F* dhd, const F* dg, const F* dgd, const F* h, const F* hd, int T, int I);
+// yd (R, N): of x * rstd * g along xd (rstd from rmsnorm_fwd); xdot (R) = x . xd per row.
+template <typename F>
+void rmsnorm_jvp(F* yd, F* xdot, const F* x, const F* xd, const F* g, const F* rstd, int R, int N);
+// dxd (R, N) (+)= of rmsnorm_bwd(dx, dy, x, g, rstd) along (dyd, xd), g fixed.
+template <typename F>
+void rmsnorm_bwd_tangent(F* dxd, const F* dy, const F* dyd, const F* x, const F* xd, const F* g, const F* rstd, int R,
+                         int N, bool accumulate);
+// dgd (N) += of rmsnorm_wgrad(dg, dy, x, rstd) along (dyd, xd); xdot from rmsnorm_jvp.
+template <typename F>
+void rmsnorm_wgrad_tangent(F* dgd, const F* dy, const F* dyd, const F* x, const F* xd, const F* rstd, const F* xdot,
+                           int R, int N);
+// dzd (T, V): of xent_bwd(dlogits, logits, targets, weight) along the logits' tangent zd.
+template <typename F>
+void xent_bwd_tangent(F* dzd, const F* logits, const F* zd, const F* weight, int T, int V);
+
 }  // namespace ttt::ref

@@ -1,5 +1,5 @@
-// ttt-train's --gradient device: the pretrain and meta-fo gradients from the
-// OpenCL engine (lib/engine/full_gradient.hpp), in float32. Its own target
+// ttt-train's --gradient device: the pretrain, meta and meta-fo gradients from
+// the OpenCL engine (lib/engine/full_gradient.hpp), in float32. Its own target
 // (ttt_train_device) so that the CPU-only training layer links no OpenCL.
 #include "lib/engine/full_gradient.hpp"
 #include "lib/train/trainer.hpp"
@@ -12,8 +12,9 @@
 namespace ttt::train {
 
 GradientSource device_gradient(host::Context& ctx, ref::Objective mode, const Config& c, int seq_len) {
-  if (mode == ref::Objective::meta)
-    throw Error("the device has no gradient for the meta objective (second order) yet; use the reference");
+  if (mode == ref::Objective::meta && c.num_prime_blocks() > 1)
+    throw Error(fmt::format("the device's meta gradient covers models with one prime block; this one has {}",
+                            c.num_prime_blocks()));
   auto fg = std::make_shared<FullGradient>(ctx, c, seq_len);
   auto mu = std::make_shared<std::mutex>();  // one device queue: documents take turns
   return [fg, mu, mode](const Model& m, std::span<const int32_t> tokens, double inner_lr) {

@@ -1,0 +1,58 @@
+// FullGradient's internals, shared by full_gradient.cpp (the forward, the
+// backward of every layer, pretrain and meta-fo) and meta_gradient.cpp (the
+// second-order terms of the meta objective). Not part of the public API.
+#pragma once
+
+#include "lib/engine/full_gradient.hpp"
+#include "lib/engine/impl.hpp"
+
+#include <memory>
+#include <vector>
+
+namespace ttt {
+
+struct MetaTail;  // meta_gradient.cpp: one mini-batch's tail of the network, in values and tangents
+
+struct FullGradient::Impl {
+  Config c;  // as given (the engine's has the document as its mini-batch)
+  int max_tokens;
+  Model shape;  // a model of c: the engine's initial upload and the gradients' unpacking
+  Engine engine;
+  Session session;
+  std::unique_ptr<Engine> inner;  // meta's test-time steps: the model's own mini-batch, training on
+  ChunkedPrime chunked;           // meta: the prime weights of every mini-batch
+  std::vector<Buffer> copies;     // per device tensor: chunks x size (trainable ones only)
+  std::vector<bool> updated;      // per mini-batch of the document: took a test-time step
+  Engine::Impl& e;
+  Session::Impl& s;
+  std::vector<BlockActs> acts;  // one per block
+  std::vector<Buffer> x;        // residual stream: block l reads x[3l], writes x[3l+1..3l+3]
+  std::vector<Buffer> grads;    // one per device tensor
+  size_t bytes = 0;
+  std::vector<int32_t> h_ids, h_targets;
+  std::vector<float> h_cs, h_nll;
+
+  // Second order (meta): the prime MLPs' gradients per copy (chunks x size,
+  // like `copies`) instead of summed, and the reverse sweep's state.
+  bool second_order = false;
+  double inner_lr = 0;
+  std::vector<Buffer> per_copy;
+  std::shared_ptr<MetaTail> tail;
+
+  Impl(host::Context& ctx, const Config& cfg, int n, int vocab_tile);
+
+  Buffer& g(int device) { return grads[size_t(device)]; }
+
+  void forward(int T);
+  void mlp_backward(const MlpIdx& wi, int pre, int post, MlpActs& a, Buffer& xin, Buffer& d, int T);
+  void block_backward(int l, int T);
+  void inner_steps(const Model& m, std::span<const int32_t> tokens, double inner_lr, ref::ObjectiveResult& r);
+  ref::ObjectiveResult run(const Model& m, std::span<const int32_t> tokens, ref::Objective o, double inner_lr);
+  // meta_gradient.cpp: with d = dL/dx1 of the (only) prime block P, after its
+  // prime MLP's backward filled per_copy: sweeps the mini-batches backwards,
+  // adds the second-order terms to every gradient and to d, and sets the prime
+  // tensors' gradients.
+  void second_order_sweep(int l, Buffer& d, int T);
+};
+
+}  // namespace ttt
