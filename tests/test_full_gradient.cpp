@@ -144,45 +144,53 @@ TEST_F(FullGradientTest, MetaFirstOrderMatchesTheOracle) {
 // tied and untied, norms off, qk-norm with W > B, a partial last mini-batch,
 // BOS targets, a mini-batch of BOS targets only. The second-order terms must
 // matter: meta differs from meta-fo far beyond the tolerance.
-TEST_F(FullGradientTest, MetaSecondOrderMatchesTheOracle) {
-  struct Variant {
-    const char* name;
-    double inner_lr;
-    void (*edit)(Config&);
-  };
-  const Variant variants[] = {
-      {"one prime block, clip 0.5 active, inner lr 0.5", 0.5, [](Config&) {}},
-      {"untied, no clip, inner lr 1", 1.0, [](Config& c) {
-         c.tie_word_embeddings = false;
-         c.inner_clip_gradient = 0.f;
-       }},
-      {"pre- and post-norm off, clip 2", 2.0, [](Config& c) {
-         c.pre_norm = false;
-         c.post_norm = false;
-         c.inner_clip_gradient = 2.f;
-       }},
-      {"qk-norm, W 12 > B 5, 4 heads of 6", 0.7, [](Config& c) {
-         c.qk_norm = true;
-         c.sliding_window_size = 12;
-         c.hidden_size = 24;
-         c.num_attention_heads = 4;
-       }},
-  };
-  for (const Variant& v : variants) {
-    Config c = tiny_config();
-    c.suffix_len = 1;
-    v.edit(c);
-    const Model m = Model::random(c, 11, 0.3f);
-    FullGradient fg(dev(), c, 24, 7);
-    const auto tokens = doc(23, c.vocab_size, c.bos_token_id);  // 22 targets: mini-batches 5, 5, 5, 5, 2
-    expect_matches_oracle(fg, m, tokens, v.name, ref::Objective::meta, v.inner_lr);
-    EXPECT_GT(ref::max_relative_difference(fg.objective(m, tokens, ref::Objective::meta, v.inner_lr),
-                                           fg.meta_fo(m, tokens, v.inner_lr)),
-              1e-2)
-        << v.name << ": the second-order terms change the gradient";
-    expect_matches_oracle(fg, m, doc(12, c.vocab_size, c.bos_token_id), std::string(v.name) + ", 11 targets",
-                          ref::Objective::meta, v.inner_lr);
-  }
+struct MetaVariant {
+  const char* name;  // also the test's name
+  double inner_lr;
+  void (*edit)(Config&);
+};
+const MetaVariant kMetaVariants[] = {
+    {"ClipActive", 0.5, [](Config&) {}},  // the tiny config's clip 0.5
+    {"UntiedNoClip", 1.0, [](Config& c) {
+       c.tie_word_embeddings = false;
+       c.inner_clip_gradient = 0.f;
+     }},
+    {"NormsOffClip2", 2.0, [](Config& c) {
+       c.pre_norm = false;
+       c.post_norm = false;
+       c.inner_clip_gradient = 2.f;
+     }},
+    {"QkNormW12B5FourHeadsOf6", 0.7, [](Config& c) {
+       c.qk_norm = true;
+       c.sliding_window_size = 12;
+       c.hidden_size = 24;
+       c.num_attention_heads = 4;
+     }},
+};
+
+class MetaSecondOrder : public DeviceTest, public ::testing::WithParamInterface<MetaVariant> {};
+
+TEST_P(MetaSecondOrder, MatchesTheOracle) {
+  const MetaVariant& v = GetParam();
+  Config c = tiny_config();
+  c.suffix_len = 1;
+  v.edit(c);
+  const Model m = Model::random(c, 11, 0.3f);
+  FullGradient fg(dev(), c, 24, 7);
+  const auto tokens = doc(23, c.vocab_size, c.bos_token_id);  // 22 targets: mini-batches 5, 5, 5, 5, 2
+  expect_matches_oracle(fg, m, tokens, v.name, ref::Objective::meta, v.inner_lr);
+  EXPECT_GT(ref::max_relative_difference(fg.objective(m, tokens, ref::Objective::meta, v.inner_lr),
+                                         fg.meta_fo(m, tokens, v.inner_lr)),
+            1e-2)
+      << v.name << ": the second-order terms change the gradient";
+  expect_matches_oracle(fg, m, doc(12, c.vocab_size, c.bos_token_id), std::string(v.name) + ", 11 targets",
+                        ref::Objective::meta, v.inner_lr);
+}
+
+INSTANTIATE_TEST_SUITE_P(Variants, MetaSecondOrder, ::testing::ValuesIn(kMetaVariants),
+                         [](const ::testing::TestParamInfo<MetaVariant>& i) { return std::string(i.param.name); });
+
+TEST_F(FullGradientTest, MetaSecondOrderOnBosMiniBatchAndItsLimit) {
   // A mini-batch whose targets are all BOS takes a step of zero gradient.
   Config c = tiny_config();
   c.suffix_len = 1;
