@@ -59,7 +59,7 @@ void Engine::Impl::upload(const Model& m) {
 
 void alloc_block_acts(BlockActs& a, size_t R, const Config& c, bool prime,
                       const std::function<Buffer(size_t, const char*)>& alloc) {
-  const size_t D = size_t(c.hidden_size), H = size_t(c.num_attention_heads), I = size_t(c.intermediate_size);
+  const size_t D = size_t(c.hidden_size), H = size_t(c.num_attention_heads);
   a.hn1 = alloc(R * D, "hn1");
   a.rs1 = alloc(R, "rstd1");
   a.qkv = alloc(R * 3 * D, "qkv");
@@ -71,15 +71,18 @@ void alloc_block_acts(BlockActs& a, size_t R, const Config& c, bool prime,
   a.lse = alloc(R * H, "lse");
   a.a = alloc(R * D, "attention proj");
   a.rs2 = alloc(R, "rstd2");
-  for (MlpActs* m : {&a.ffn, &a.prime}) {
-    if (m == &a.prime && !prime) break;
-    m->hn = alloc(R * D, "mlp hn");
-    m->rs_pre = alloc(R, "mlp rstd pre");
-    m->h13 = alloc(R * 2 * I, "mlp h13");
-    m->g = alloc(R * I, "mlp g");
-    m->m = alloc(R * D, "mlp out");
-    m->rs_post = alloc(R, "mlp rstd post");
-  }
+  alloc_mlp_acts(a.ffn, R, c, alloc);
+  if (prime) alloc_mlp_acts(a.prime, R, c, alloc);
+}
+
+void alloc_mlp_acts(MlpActs& m, size_t R, const Config& c, const std::function<Buffer(size_t, const char*)>& alloc) {
+  const size_t D = size_t(c.hidden_size), I = size_t(c.intermediate_size);
+  m.hn = alloc(R * D, "mlp hn");
+  m.rs_pre = alloc(R, "mlp rstd pre");
+  m.h13 = alloc(R * 2 * I, "mlp h13");
+  m.g = alloc(R * I, "mlp g");
+  m.m = alloc(R * D, "mlp out");
+  m.rs_post = alloc(R, "mlp rstd post");
 }
 
 void Engine::Impl::alloc_acts(BlockActs& a, bool prime) {

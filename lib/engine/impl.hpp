@@ -54,6 +54,7 @@ struct BlockActs {
 // the prime MLP's only when `prime`. Engine and BatchSession share it.
 void alloc_block_acts(BlockActs& a, size_t R, const Config& c, bool prime,
                       const std::function<Buffer(size_t, const char*)>& alloc);
+void alloc_mlp_acts(MlpActs& m, size_t R, const Config& c, const std::function<Buffer(size_t, const char*)>& alloc);
 
 // The backward scratch of R rows (dx, dhf, dm, dg, dh13, dhn, dqkv, dqr, dkr,
 // dsum), for any owner with those members: Engine and BatchSession.

@@ -57,14 +57,8 @@ struct MetaTail {
       bytes += floats * sizeof(float);
       return Buffer(ctx, std::max<size_t>(floats, 1) * sizeof(float), what);
     };
-    for (MlpActs* m : {&prime, &ffn}) {
-      m->hn = a(B * D, "tail hn");
-      m->rs_pre = a(B, "tail rstd");
-      m->h13 = a(B * 2 * I, "tail h13");
-      m->g = a(B * I, "tail g");
-      m->m = a(B * D, "tail m");
-      m->rs_post = a(B, "tail rstd");
-    }
+    alloc_mlp_acts(prime, B, c, a);
+    alloc_mlp_acts(ffn, B, c, a);
     for (Buffer* b : {&x1, &x2, &x3, &hf, &dhf, &dx3, &dmf, &dhnf, &dx2, &dm, &md, &x2d, &hnfd, &mfd, &x3d, &hfd,
                       &dhfd, &dx3d, &dmfd, &dhnfd, &dx2d, &dmd, &dhnd, &dx1d})
       *b = a(B * D, "tail rows");
