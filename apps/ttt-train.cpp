@@ -1,9 +1,9 @@
 // ttt-train: trains a byte-level TTT-E2E model from scratch (or continues a
 // checkpoint) on text files with AdamW: pretraining, or TTT-E2E's meta-learning
 // objective (exact or first-order), with gradients from the double-precision
-// reference (lib/reference/meta.hpp) or, for pretrain and meta-fo, from the
-// OpenCL engine (--gradient device, lib/engine/full_gradient.hpp). Checkpoints are
-// model directories.
+// reference (lib/reference/meta.hpp) or from the OpenCL engine (--gradient
+// device, lib/engine/full_gradient.hpp; meta there for one prime block).
+// Checkpoints are model directories.
 #include "apps/app.hpp"
 #include "apps/documents.hpp"
 #include "lib/report/progress.hpp"
@@ -267,10 +267,9 @@ int body(int argc, char** argv) {
   if (gradient_where != "reference" && gradient_where != "device")
     throw UsageError(fmt::format("--gradient {}: must be reference or device", gradient_where));
   const bool on_device = gradient_where == "device";
-  if (on_device && s.mode == ttt::ref::Objective::meta && ck.model.config.num_prime_blocks() > 1)
-    throw UsageError(fmt::format("--gradient device --mode meta: the device's second-order gradient covers models with "
-                                 "one prime block (suffix_len 1); this one has suffix_len {}: use --gradient reference",
-                                 ck.model.config.num_prime_blocks()));
+  if (on_device)
+    if (const std::string why = ttt::train::device_gradient_limit(s.mode, ck.model.config); !why.empty())
+      throw UsageError("--gradient device --mode meta: " + why);
   if (!on_device && !vm["device"].defaulted())
     throw UsageError("--device selects the device of --gradient device; the reference gradient runs on the CPU");
   // The device and its engine first, so that a bad device fails before any output is written.

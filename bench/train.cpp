@@ -64,6 +64,8 @@ int train(int argc, char** argv) {
   const ref::Objective mode = ref::parse_objective(vm["mode"].as<std::string>());
   const Model m = vm.count("model") ? Model::load(vm["model"].as<std::string>())
                                     : Model::random(preset(vm["preset"].as<std::string>()), seed);
+  if (const std::string why = device_objective_limit(m.config, mode); !why.empty())
+    throw app::UsageError("--mode meta: " + why);
   const double inner_lr = vm.count("inner-lr") ? vm["inner-lr"].as<double>() : double(m.config.inner_lr);
   std::mt19937_64 rng(seed + 1);
   std::vector<std::vector<int32_t>> documents(size_t(docs) + 1, std::vector<int32_t>(size_t(T) + 1));

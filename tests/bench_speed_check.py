@@ -1,6 +1,7 @@
 """ttt-bench's speed reports hold together on the tiny preset: the roofline
 table sums, prefill prints the roofline keys with median and spread over
---repeat, train's device gradient agrees with the reference, tune's seeds and
+--repeat, train's device gradient agrees with the reference (pretrain, meta-fo,
+meta; meta with two prime blocks a usage error), tune's seeds and
 GEMM plans all reproduce CLBlast's default results, and compare (where
 python3-torch exists) agrees with PyTorch."""
 import json, os, subprocess, sys
@@ -39,6 +40,14 @@ check(abs(share - 1) < 1e-9 and t["device_profile"]["gemm_ms"] > 0, f"train: GEM
 t = run("train", "--preset", "tiny-bytes", "--mode", "meta-fo", "--seq-len", "160", "--docs", "1")
 check(t["objective"] == "meta-fo" and t["max_relative_gradient_difference"] < 1e-4,
       f"train meta-fo: device and reference gradients differ by {t['max_relative_gradient_difference']}")
+t = run("train", "--preset", "tiny-bytes", "--mode", "meta", "--seq-len", "192", "--docs", "1")
+check(t["objective"] == "meta" and t["inner_lr"] > 0 and t["max_relative_gradient_difference"] < 1e-4,
+      f"train meta: device and reference gradients differ by {t['max_relative_gradient_difference']}")
+golden_tiny = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data/golden/tiny")  # suffix_len 2
+proc = subprocess.run([bench, "train", "-m", golden_tiny, "--mode", "meta", "--docs", "1"], capture_output=True,
+                      text=True)
+check(proc.returncode == 2 and "suffix_len 2" in proc.stderr and not proc.stdout,
+      f"train --mode meta with two prime blocks is a usage error: {proc.returncode} {proc.stderr[-400:]}")
 
 # No tuners, no file: the four seeds, then the best under the six plans, each
 # checked against the defaults' C before it is timed (a wrong one is "rejected").

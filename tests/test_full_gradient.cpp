@@ -14,6 +14,7 @@
 
 #include <gmock/gmock.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace ttt::test {
@@ -160,6 +161,11 @@ const MetaVariant kMetaVariants[] = {
        c.post_norm = false;
        c.inner_clip_gradient = 2.f;
      }},
+    {"W3BelowB5OneLayer", 0.8, [](Config& c) {
+       c.sliding_window_size = 3;
+       c.num_hidden_layers = 1;
+       c.inner_clip_gradient = 0.f;
+     }},
     {"QkNormW12B5FourHeadsOf6", 0.7, [](Config& c) {
        c.qk_norm = true;
        c.sliding_window_size = 12;
@@ -190,6 +196,35 @@ TEST_P(MetaSecondOrder, MatchesTheOracle) {
 INSTANTIATE_TEST_SUITE_P(Variants, MetaSecondOrder, ::testing::ValuesIn(kMetaVariants),
                          [](const ::testing::TestParamInfo<MetaVariant>& i) { return std::string(i.param.name); });
 
+// The clip active on some steps only (its value set between the steps' norms), a
+// document of whole mini-batches, one object reused across objectives and lengths.
+TEST_F(FullGradientTest, MetaSecondOrderWithMixedClipOnOneObject) {
+  Config c = tiny_config();
+  c.suffix_len = 1;
+  c.inner_clip_gradient = 0.f;
+  const double lr = 0.6;
+  const auto tokens = doc(21, c.vocab_size, c.bos_token_id);  // 20 targets: 4 whole mini-batches
+  auto norms = ref::objective(Model::random(c, 4, 0.3f), tokens, ref::Objective::meta, lr, false).inner_norms;
+  ASSERT_EQ(norms.size(), 4u);
+  std::sort(norms.begin(), norms.end());
+  c.inner_clip_gradient = float((norms[1] + norms[2]) / 2);
+  const Model m = Model::random(c, 4, 0.3f);
+  FullGradient fg(dev(), c, 24, 7);
+  const auto want = ref::objective(m, tokens, ref::Objective::meta, lr, false).inner_norms;
+  const auto clipped = std::count_if(want.begin(), want.end(), [&](double n) { return n >= c.inner_clip_gradient; });
+  EXPECT_GT(clipped, 0);
+  EXPECT_LT(clipped, long(want.size()));
+  expect_matches_oracle(fg, m, tokens, "clip on some steps", ref::Objective::meta, lr);
+  fg.pretrain(m, doc(24, c.vocab_size, c.bos_token_id));
+  expect_matches_oracle(fg, m, doc(9, c.vocab_size, c.bos_token_id), "after pretrain, 8 targets",
+                        ref::Objective::meta, lr);
+  fg.meta_fo(m, doc(25, c.vocab_size, c.bos_token_id), lr);
+  expect_matches_oracle(fg, m, doc(25, c.vocab_size, c.bos_token_id), "after meta-fo, 24 targets",
+                        ref::Objective::meta, lr);
+  expect_matches_oracle(fg, m, tokens, "meta-fo after meta", ref::Objective::meta_fo, lr);
+  EXPECT_EQ(device_objective_limit(c, ref::Objective::meta), "");
+}
+
 TEST_F(FullGradientTest, MetaSecondOrderOnBosMiniBatchAndItsLimit) {
   // A mini-batch whose targets are all BOS takes a step of zero gradient.
   Config c = tiny_config();
@@ -202,7 +237,10 @@ TEST_F(FullGradientTest, MetaSecondOrderOnBosMiniBatchAndItsLimit) {
   // Two prime blocks: the first's MLP feeds the second's attention, whose double backward is not on the device.
   const Model two = Model::random(tiny_config(), 3, 0.3f);
   FullGradient fg2(dev(), two.config, 24);
-  EXPECT_THROW_MSG(fg2.objective(two, tokens, ref::Objective::meta, 0.5), "one prime block (suffix_len 1)");
+  EXPECT_THROW_MSG(fg2.objective(two, tokens, ref::Objective::meta, 0.5),
+                   "FullGradient: the device's meta gradient (second order) covers models with one prime block "
+                   "(suffix_len 1); this config has suffix_len 2");
+  EXPECT_EQ(device_objective_limit(two.config, ref::Objective::meta_fo), "");
 }
 
 // One object, documents of several lengths, weights changed between calls:

@@ -3,9 +3,11 @@
 // offsets and NaN-blind b = 0, the two-sweep xent_tangent against full-logits
 // references; each twin against central differences of its forward twin.
 #include "lib/ops/ops.hpp"
+#include "ttt/error.hpp"
 #include "lib/reference/ops.hpp"
 #include "tests/common.hpp"
 
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -115,6 +117,27 @@ TEST_F(Tangent, RmsnormWgradTangentMatchesReference) {
     EXPECT_TRUE(same_bits(oid.get(), dgd0)) << "identity, R=" << R << " N=" << N;
     for (auto* b : {&dx, &dxd, &ddy, &ddyd, &drs, &dq, &oacc, &oid}) EXPECT_TRUE(b->canary_intact());
   }
+}
+
+// Two pairs summed; sizes below, at and far above the 64 work-groups' reach; exact for small integers.
+TEST_F(Tangent, DotMatchesReference) {
+  for (auto [n1, n2] : {std::pair<size_t, size_t>{1, 1}, {7, 93}, {1025, 3}, {300001, 65537}}) {
+    auto x1 = random_vec(n1, 21), y1 = random_vec(n1, 22), x2 = random_vec(n2, 23), y2 = random_vec(n2, 24);
+    double want = 0;
+    for (size_t i = 0; i < n1; ++i) want += double(x1[i]) * y1[i];
+    for (size_t i = 0; i < n2; ++i) want += double(x2[i]) * y2[i];
+    Canaried a1(dev(), x1), b1(dev(), y1), a2(dev(), x2), b2(dev(), y2), part(dev(), size_t(ops::dot_partials(2)));
+    const double got = ops::dot(dev(), {{&a1.buf, &b1.buf}, {&a2.buf, &b2.buf}}, {n1, n2}, part.buf);
+    EXPECT_NEAR(got, want, 1e-5 * (1 + std::sqrt(double(n1 + n2)))) << "n1=" << n1 << " n2=" << n2;
+    for (auto* b : {&a1, &b1, &a2, &b2, &part}) EXPECT_TRUE(b->canary_intact());
+  }
+  Vec ints(1000);
+  for (size_t i = 0; i < ints.size(); ++i) ints[i] = float(int(i % 7) - 3);
+  Canaried x(dev(), ints), part(dev(), size_t(ops::dot_partials(1)));
+  double want = 0;
+  for (float v : ints) want += double(v) * v;
+  EXPECT_EQ(ops::dot(dev(), {{&x.buf, &x.buf}}, {ints.size()}, part.buf), want);
+  EXPECT_THROW(ops::dot(dev(), {{&x.buf, &x.buf}}, {}, part.buf), Error);
 }
 
 // Offsets on both sides; elements outside [y_off, y_off + n) untouched; b = 0 never reads y (NaN there).

@@ -88,6 +88,7 @@ void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> to
   Session::Impl& ti = ts.impl();
   std::vector<float> nll(static_cast<size_t>(B));
   updated.clear();
+  step_norms.clear();
   for (int r0 = 0, k = 0; r0 < T; r0 += B, ++k) {
     for (auto& [idx, buf] : chunked.copies) {
       const size_t bytes_one = size_t(e.table.device[size_t(idx)].size()) * sizeof(float);
@@ -96,6 +97,7 @@ void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> to
     const int n = std::min(B, T - r0);
     ts.step(tokens.data() + r0, tokens.data() + r0 + 1, n, nll.data());
     updated.push_back(ts.last_step().updated);
+    step_norms.push_back(ts.last_step().grad_norm);
     if (ts.last_step().updated) r.inner_norms.push_back(double(ts.last_step().grad_norm));
   }
 }
@@ -198,19 +200,17 @@ ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int
   s.chunked = nullptr;
   second_order = false;
   if (o != ref::Objective::pretrain && c.num_prime_blocks() > 0) {
-    if (o == ref::Objective::meta && c.num_prime_blocks() > 1)
-      throw Error(fmt::format(
-          "the device's meta gradient (second order) covers models with one prime block (suffix_len 1); this "
-          "config has suffix_len {}, whose prime MLPs feed later blocks' attention (its double backward is not on "
-          "the device yet): use the reference gradient",
-          c.num_prime_blocks()));
+    if (const std::string why = device_objective_limit(c, o); !why.empty()) throw Error("FullGradient: " + why);
     inner_steps(m, tokens, lr, r);
     s.chunked = &chunked;
     second_order = o == ref::Objective::meta;
     inner_lr = lr;
     if (second_order)
       for (auto& [idx, buf] : chunked.copies)
-        if (!per_copy[size_t(idx)]) per_copy[size_t(idx)] = Buffer(e.ctx, buf->bytes(), "prime gradient per copy");
+        if (!per_copy[size_t(idx)]) {
+          per_copy[size_t(idx)] = Buffer(e.ctx, buf->bytes(), "prime gradient per copy");
+          bytes += buf->bytes();
+        }
   }
   // Weights: the engine's copies, then the session's live copies of the trainable ones.
   for (size_t i = 0; i < e.table.device.size(); ++i) e.weights[i].upload(e.table.pack(int(i), m));
@@ -258,6 +258,15 @@ ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int
     r.grads.emplace_back(v.begin(), v.end());
   }
   return r;
+}
+
+std::string device_objective_limit(const Config& c, ref::Objective o) {
+  if (o != ref::Objective::meta || c.num_prime_blocks() <= 1) return "";
+  return fmt::format(
+      "the device's meta gradient (second order) covers models with one prime block (suffix_len 1); this config "
+      "has suffix_len {}, whose prime MLPs feed later blocks' attention (its double backward is not on the device "
+      "yet): use the reference gradient",
+      c.num_prime_blocks());
 }
 
 FullGradient::FullGradient(host::Context& ctx, const Config& c, int max_tokens, int vocab_tile) {

@@ -16,8 +16,13 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 
 namespace ttt {
+
+// Empty when FullGradient computes objective o for config c; else why it does
+// not, in one sentence (meta with more than one prime block).
+std::string device_objective_limit(const Config& c, ref::Objective o);
 
 class FullGradient {
  public:

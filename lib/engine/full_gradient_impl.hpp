@@ -23,6 +23,7 @@ struct FullGradient::Impl {
   ChunkedPrime chunked;           // meta: the prime weights of every mini-batch
   std::vector<Buffer> copies;     // per device tensor: chunks x size (trainable ones only)
   std::vector<bool> updated;      // per mini-batch of the document: took a test-time step
+  std::vector<float> step_norms;  // and its inner gradient's norm (as the step saw it)
   Engine::Impl& e;
   Session::Impl& s;
   std::vector<BlockActs> acts;  // one per block

@@ -25,6 +25,11 @@
 // document's dL/dx1) and the ordinary backward carries it through P's attention,
 // every earlier block and the embedding, and through the keys and values
 // mini-batch c read from earlier ones, as the oracle's graph does.
+//
+// The clip's branch and |g| are the step's own (the inner session's norm), so
+// the sweep differentiates the step that was taken. The last mini-batch
+// (lambda still 0) and one without scored targets (no Hessian) add no
+// second-order term and skip the pass.
 #include "host/gemm.hpp"
 #include "lib/engine/full_gradient_impl.hpp"
 
@@ -47,12 +52,13 @@ struct MetaTail {
   // Tangents of the forward, the row dots x . xd that the norms' tangents reuse, and of the backward.
   Buffer h13d, gd, md, x2d, q_m, hnfd, h13fd, gfd, mfd, x3d, q_mf, q_x2, hfd, q_x3, zd, sigma;
   Buffer dhfd, dx3d, dmfd, dgfd, dh13fd, dhnfd, dx2d, dmd, dgd, dh13d, dhnd, dx1d;
-  // The sweep: lambda and nu per prime tensor, the norm's statistics, a dot product.
-  Buffer lam13, lam2, nu13, nu2, partial, stats, dot;
+  // The sweep: lambda and nu per prime tensor, the partial sums of a dot product.
+  Buffer lam13, lam2, nu13, nu2, partial;
   size_t bytes = 0;
 
   MetaTail(host::Context& ctx, const Config& c, int tile) : xent(ctx, c.mini_batch_size, c.hidden_size, tile) {
     const size_t B = size_t(c.mini_batch_size), D = size_t(c.hidden_size), I = size_t(c.intermediate_size);
+    bytes += (B * size_t(tile) + 3 * B + B * D) * sizeof(float);  // the xent scratch
     auto a = [&](size_t floats, const char* what) {
       bytes += floats * sizeof(float);
       return Buffer(ctx, std::max<size_t>(floats, 1) * sizeof(float), what);
@@ -73,9 +79,7 @@ struct MetaTail {
     g2 = a(I * D, "inner gradient");
     lam2 = a(I * D, "meta lambda");
     nu2 = a(I * D, "meta nu");
-    partial = a(size_t(ops::sgd_partials(2)), "norm partials");
-    stats = a(3, "norm stats");
-    dot = a(1, "dot product");
+    partial = a(size_t(ops::dot_partials(2)), "dot partials");
   }
 };
 
@@ -110,10 +114,12 @@ void FullGradient::Impl::second_order_sweep(int l, Buffer& d, int T) {
   for (int k = chunks - 1; k >= 0; --k) {
     const int r0 = k * B, n = std::min(B, T - r0);
     const size_t o13 = size_t(k) * n13, o2 = size_t(k) * n2;
-    if (updated[size_t(k)]) {
-      int count = 0;
-      for (int i = 0; i < n; ++i) count += h_targets[size_t(r0 + i)] != c.bos_token_id;
-      const float w = count ? 1.f / float(count) : 0.f;  // l_c's own weights
+    int count = 0;
+    for (int i = 0; i < n; ++i) count += h_targets[size_t(r0 + i)] != c.bos_token_id;
+    // The last mini-batch's step feeds nothing (lambda is still 0) and a step without scored targets has
+    // no Hessian: neither adds a second-order term.
+    if (updated[size_t(k)] && k != chunks - 1 && count > 0) {
+      const float w = 1.f / float(count);  // l_c's own weights
       // The tail forward of mini-batch k through W_k (the document's forward computed the same rows).
       t.x1.copy_from(x1, size_t(n) * D * 4, size_t(r0) * D * 4);
       t.targets.copy_from(e.targets, size_t(n) * 4, size_t(r0) * 4);
@@ -148,24 +154,16 @@ void FullGradient::Impl::second_order_sweep(int l, Buffer& d, int T) {
       ops::swiglu_bwd(ctx, t.dh13, t.dg, P.h13, n, I);
       mm(Trans::T, Trans::N, D, 2 * I, n, P.hn, 0, t.dh13, 0, 0.f, t.g13, "gemm_dw13");
 
-      // nu = -mu = -lr k lambda (+ lr clip (g . lambda) / |g|^3 g when clipped).
-      ops::global_norm(ctx, {{&t.g13, int(n13)}, {&t.g2, int(n2)}}, t.partial, t.stats, 0.f);
-      float st[3];
-      t.stats.read(st, sizeof st, 0, true);
-      const double norm = st[0];
-      if (!std::isfinite(norm))
-        throw Error(fmt::format("FullGradient: the inner gradient of mini-batch {} is not finite (norm {})", k, norm));
-      const bool clipped = clip > 0 && norm >= clip;
+      // nu = -mu = -lr k lambda (+ lr clip (g . lambda) / |g|^3 g when clipped), with the norm and the
+      // clip decision of the step that was taken.
+      const double norm = step_norms[size_t(k)];
+      const bool clipped = clip > 0 && float(norm) >= clip;
       const float kscale = clipped ? float(clip / norm) : 1.f;
       ops::axpby(ctx, t.nu13, 0, -lr * kscale, t.lam13, 0, 0.f, n13);
       ops::axpby(ctx, t.nu2, 0, -lr * kscale, t.lam2, 0, 0.f, n2);
       if (clipped) {
-        mm(Trans::N, Trans::N, 1, 1, int(n13), t.g13, 0, t.lam13, 0, 0.f, t.dot, "gemm_dot");
-        float d13 = 0, d2 = 0;
-        t.dot.read(&d13, 4, 0, true);
-        mm(Trans::N, Trans::N, 1, 1, int(n2), t.g2, 0, t.lam2, 0, 0.f, t.dot, "gemm_dot");
-        t.dot.read(&d2, 4, 0, true);
-        const float coef = float(double(lr) * clip * (double(d13) + d2) / (norm * norm * norm));
+        const double gl = ops::dot(ctx, {{&t.g13, &t.lam13}, {&t.g2, &t.lam2}}, {n13, n2}, t.partial);
+        const float coef = float(double(lr) * clip * gl / (norm * norm * norm));
         ops::axpby(ctx, t.nu13, 0, coef, t.g13, 0, 1.f, n13);
         ops::axpby(ctx, t.nu2, 0, coef, t.g2, 0, 1.f, n2);
       }

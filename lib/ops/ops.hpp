@@ -131,6 +131,11 @@ void rmsnorm_wgrad_tangent(Context& ctx, Buffer& dgd, const Buffer& dy, const Bu
 void xent_tangent(Context& ctx, XentScratch& w, Buffer& zd, Buffer& sigma, Buffer& dhd, Buffer& dWd, const Buffer& h,
                   const Buffer& hd, const Buffer& W, bool tied, const Buffer& targets, int T, int D, int V, int bos,
                   float inv_count);
+// Sum over the pairs of x . y (n floats each), in double from per-work-group float partials;
+// partial needs dot_partials(pairs) floats. Waits for the result (a blocking read).
+int dot_partials(int pairs);
+double dot(Context& ctx, const std::vector<std::pair<const Buffer*, const Buffer*>>& xy, const std::vector<size_t>& n,
+           Buffer& partial);
 // y[y_off..] = a x[x_off..] + b y[y_off..] over n floats (b == 0: y is only written).
 void axpby(Context& ctx, Buffer& y, size_t y_off, float a, const Buffer& x, size_t x_off, float b, size_t n);
 

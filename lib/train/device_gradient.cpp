@@ -11,10 +11,10 @@
 
 namespace ttt::train {
 
+std::string device_gradient_limit(ref::Objective mode, const Config& c) { return device_objective_limit(c, mode); }
+
 GradientSource device_gradient(host::Context& ctx, ref::Objective mode, const Config& c, int seq_len) {
-  if (mode == ref::Objective::meta && c.num_prime_blocks() > 1)
-    throw Error(fmt::format("the device's meta gradient covers models with one prime block; this one has {}",
-                            c.num_prime_blocks()));
+  if (const std::string why = device_objective_limit(c, mode); !why.empty()) throw Error(why);
   auto fg = std::make_shared<FullGradient>(ctx, c, seq_len);
   auto mu = std::make_shared<std::mutex>();  // one device queue: documents take turns
   return [fg, mu, mode](const Model& m, std::span<const int32_t> tokens, double inner_lr) {

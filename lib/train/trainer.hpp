@@ -49,9 +49,12 @@ using GradientSource =
 
 // The real one: ref::objective(model, tokens, mode, inner_lr) (gradient.cpp).
 GradientSource reference_gradient(ref::Objective mode);
-// The pretrain or meta-fo gradient on an OpenCL device, float32, documents of
-// seq_len + 1 tokens (device_gradient.cpp, target ttt_train_device); meta throws.
+// The pretrain, meta or meta-fo gradient on an OpenCL device, float32, documents of
+// seq_len + 1 tokens (device_gradient.cpp, target ttt_train_device); a mode the
+// device does not cover for c throws with device_gradient_limit's reason.
 GradientSource device_gradient(host::Context& ctx, ref::Objective mode, const Config& c, int seq_len);
+// Empty when device_gradient covers mode for c; else why not (meta with more than one prime block).
+std::string device_gradient_limit(ref::Objective mode, const Config& c);
 
 struct Checkpoint {
   Model model;
