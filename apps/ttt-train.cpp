@@ -137,7 +137,7 @@ int body(int argc, char** argv) {
       ("checkpoint-every", po::value<int64_t>(), "write a checkpoint into --out every K steps (always: at the end and on Ctrl-C)")
       ("gradient", po::value<std::string>()->default_value("reference"), "where gradients are computed: reference (the CPU "
        "oracle, double precision, every mode) or device (the OpenCL engine, float32; every mode, meta for models with one "
-       "prime block)")
+       "prime block). Not kept by a checkpoint: give it again with --resume")
       ("device,d", po::value<std::string>()->default_value(""), "with --gradient device: OpenCL device, P:D indices or part of "
        "its name (default: $TTT_DEVICE, else the first GPU, else the first device; see ttt-info)")
       ("threads", po::value<int64_t>(), "CPU threads for the reference gradients and the held-out evaluation (one "
@@ -151,7 +151,7 @@ int body(int argc, char** argv) {
                        "Trains a byte-level TTT-E2E model (config \"tokenizer\": \"bytes\") on text with AdamW: b1 0.9,\n"
                        "b2 0.95, eps 1e-8, decoupled weight decay, global-norm clipping, linear warm-up then cosine\n"
                        "decay, and in the meta modes the official inner learning-rate warm-up. Gradients come from the\n"
-                       "double-precision reference on the CPU. Each step averages the gradients of --batch documents\n"
+                       "double-precision reference on the CPU, or from the OpenCL device (--gradient device). Each step averages the gradients of --batch documents\n"
                        "drawn from the data in an order fixed by --seed. Progress goes to stderr, one JSON line per\n"
                        "step (and per evaluation) to OUT/train.jsonl. Ctrl-C finishes the step, writes a checkpoint\n"
                        "and exits with status 130; --resume continues it exactly."))
@@ -259,9 +259,10 @@ int body(int argc, char** argv) {
   std::vector<std::vector<int32_t>> eval_docs;
   if (!eval_files.empty()) eval_docs = load_corpus(eval_files, s.seq_len, "eval-data").docs;
   const bool meta = s.mode != ttt::ref::Objective::pretrain;
-  if (meta && s.seq_len < ck.model.config.mini_batch_size)
-    std::fprintf(stderr, "ttt-train: warning: --seq-len %d is shorter than a mini-batch (%d): no test-time step to "
-                 "learn through\n", s.seq_len, ck.model.config.mini_batch_size);
+  if (meta && s.seq_len <= ck.model.config.mini_batch_size)
+    std::fprintf(stderr, "ttt-train: warning: --seq-len %d is not longer than a mini-batch (%d): no test-time step is "
+                 "followed by tokens to score, so there is nothing to learn through (the objective is pretraining's)\n",
+                 s.seq_len, ck.model.config.mini_batch_size);
 
   const std::string gradient_where = vm["gradient"].as<std::string>();
   if (gradient_where != "reference" && gradient_where != "device")
@@ -269,7 +270,7 @@ int body(int argc, char** argv) {
   const bool on_device = gradient_where == "device";
   if (on_device)
     if (const std::string why = ttt::train::device_gradient_limit(s.mode, ck.model.config); !why.empty())
-      throw UsageError("--gradient device --mode meta: " + why);
+      throw UsageError("--gradient device --mode meta: " + why + ": use --gradient reference");
   if (!on_device && !vm["device"].defaulted())
     throw UsageError("--device selects the device of --gradient device; the reference gradient runs on the CPU");
   // The device and its engine first, so that a bad device fails before any output is written.

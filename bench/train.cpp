@@ -50,7 +50,8 @@ int train(int argc, char** argv) {
       ("json", po::value<std::string>(), "also write the JSON to this file")
       ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
   po::variables_map vm;
-  if (!app::parse(argc, argv, opts, vm, "ttt-bench train (-m DIR | --preset NAME) [--seq-len N] [--docs N] [--json FILE]",
+  if (!app::parse(argc, argv, opts, vm, "ttt-bench train (-m DIR | --preset NAME) [--mode pretrain|meta|meta-fo] [--inner-lr X] [--seq-len N]\n"
+                  "                [--docs N] [--reference-docs N] [--json FILE]",
                   "Throughput of the training gradient (pretrain, meta or meta-fo, every parameter) on the device and on\n"
                   "the CPU reference, the device's GEMM share, and the largest difference between the two, as JSON."))
     return 0;
@@ -61,12 +62,21 @@ int train(int argc, char** argv) {
   const uint64_t seed = uint64_t(app::int_option(vm, "seed", 0));
   if (vm.count("json")) check_output_file(vm["json"].as<std::string>(), "--json");
   const std::string name = vm.count("model") ? vm["model"].as<std::string>() : "preset:" + vm["preset"].as<std::string>();
-  const ref::Objective mode = ref::parse_objective(vm["mode"].as<std::string>());
+  ref::Objective mode;
+  try {
+    mode = ref::parse_objective(vm["mode"].as<std::string>());
+  } catch (const Error& e) {
+    throw app::UsageError(std::string("--mode: ") + e.what());
+  }
   const Model m = vm.count("model") ? Model::load(vm["model"].as<std::string>())
                                     : Model::random(preset(vm["preset"].as<std::string>()), seed);
   if (const std::string why = device_objective_limit(m.config, mode); !why.empty())
-    throw app::UsageError("--mode meta: " + why);
+    throw app::UsageError("--mode meta: " + why + "; ttt-bench train measures the device's gradients only");
+  if (vm.count("inner-lr") && mode == ref::Objective::pretrain)
+    throw app::UsageError("--inner-lr: pretrain takes no test-time steps");
   const double inner_lr = vm.count("inner-lr") ? vm["inner-lr"].as<double>() : double(m.config.inner_lr);
+  if (!std::isfinite(inner_lr) || inner_lr < 0)
+    throw app::UsageError(fmt::format("--inner-lr {}: must be a finite number >= 0", inner_lr));
   std::mt19937_64 rng(seed + 1);
   std::vector<std::vector<int32_t>> documents(size_t(docs) + 1, std::vector<int32_t>(size_t(T) + 1));
   for (auto& d : documents)

@@ -870,6 +870,11 @@ def train_usage(c):
                  "nothing to resume", code=2)
     expect_error("ttt-train --resume of a model without optimiser state", "ttt-train",
                  ["--resume", c.tiny, "--out", os.path.join(tmp, "t-res")], "trainer.json")
+    # A document of one mini-batch (B 8): its only test-time step is followed by nothing to score.
+    rc, _, err = run("ttt-train", *[a if a != "16" else "8" for a in
+                                    train_args(f, os.path.join(tmp, "t-b8"), mode="meta", steps=1)])
+    check("ttt-train --mode meta --seq-len B warns that there is nothing to learn through",
+          rc == 0 and "not longer than a mini-batch (8)" in err, err[-400:])
 
 
 @case

@@ -200,7 +200,8 @@ ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int
   s.chunked = nullptr;
   second_order = false;
   if (o != ref::Objective::pretrain && c.num_prime_blocks() > 0) {
-    if (const std::string why = device_objective_limit(c, o); !why.empty()) throw Error("FullGradient: " + why);
+    if (const std::string why = device_objective_limit(c, o); !why.empty())
+      throw Error("FullGradient: " + why + ": use the reference gradient");
     inner_steps(m, tokens, lr, r);
     s.chunked = &chunked;
     second_order = o == ref::Objective::meta;
@@ -265,7 +266,7 @@ std::string device_objective_limit(const Config& c, ref::Objective o) {
   return fmt::format(
       "the device's meta gradient (second order) covers models with one prime block (suffix_len 1); this config "
       "has suffix_len {}, whose prime MLPs feed later blocks' attention (its double backward is not on the device "
-      "yet): use the reference gradient",
+      "yet)",
       c.num_prime_blocks());
 }
 
