@@ -248,14 +248,23 @@ int body(int argc, char** argv) {
     return argc < 2 ? 2 : 0;
   }
   const std::string cmd = argv[1];
-  if (cmd == "prefill") return prefill(argc - 1, argv + 1);
-  if (cmd == "attention") return attention(argc - 1, argv + 1);
-  if (cmd == "kernels") return ttt::bench::kernels(argc - 1, argv + 1);
-  if (cmd == "decode") return ttt::bench::decode(argc - 1, argv + 1);
-  if (cmd == "tune") return ttt::bench::tune(argc - 1, argv + 1);
-  if (cmd == "compare") return ttt::bench::compare(argc - 1, argv + 1);
-  if (cmd == "roofline") return ttt::bench::roofline_table(argc - 1, argv + 1);
-  if (cmd == "train") return ttt::bench::train(argc - 1, argv + 1);
+  // A usage error points at the command's own help, which lists its options.
+  auto sub = [&](int (*f)(int, char**)) {
+    try {
+      return f(argc - 1, argv + 1);
+    } catch (const ttt::app::po::error& e) {
+      std::fprintf(stderr, "ttt-bench: error: %s (see ttt-bench %s --help)\n", e.what(), cmd.c_str());
+      return 2;
+    }
+  };
+  if (cmd == "prefill") return sub(prefill);
+  if (cmd == "attention") return sub(attention);
+  if (cmd == "kernels") return sub(ttt::bench::kernels);
+  if (cmd == "decode") return sub(ttt::bench::decode);
+  if (cmd == "tune") return sub(ttt::bench::tune);
+  if (cmd == "compare") return sub(ttt::bench::compare);
+  if (cmd == "roofline") return sub(ttt::bench::roofline_table);
+  if (cmd == "train") return sub(ttt::bench::train);
   throw ttt::Error(fmt::format("unknown command '{}' (try ttt-bench --help)", cmd));
 }
 

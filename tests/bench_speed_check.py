@@ -46,7 +46,8 @@ check(t["objective"] == "meta" and t["inner_lr"] > 0 and t["max_relative_gradien
 golden_tiny = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data/golden/tiny")  # suffix_len 2
 proc = subprocess.run([bench, "train", "-m", golden_tiny, "--mode", "meta", "--docs", "1"], capture_output=True,
                       text=True)
-check(proc.returncode == 2 and "suffix_len 2" in proc.stderr and not proc.stdout,
+check(proc.returncode == 2 and "suffix_len 2" in proc.stderr and "see ttt-bench train --help" in proc.stderr
+      and not proc.stdout,
       f"train --mode meta with two prime blocks is a usage error: {proc.returncode} {proc.stderr[-400:]}")
 
 # No tuners, no file: the four seeds, then the best under the six plans, each
