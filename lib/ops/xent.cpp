@@ -1,6 +1,8 @@
 // The vocabulary sweep of the fused cross-entropy: per tile one logits GEMM,
 // one xent_fwd_tile and (for the backward) one U-accumulating GEMM; then the
-// final NLL and gradient kernels. See cl/xent.cl for the math.
+// final NLL and gradient kernels. See cl/xent.cl for the math. Also the
+// weights' sweep (xent_bwd_weights) and the logits gradient's tangent
+// (xent_tangent, kernels in cl/tangent.cl).
 #include "lib/ops/ops.hpp"
 
 #include "host/gemm.hpp"
@@ -17,14 +19,19 @@ using host::round_up;
 
 namespace {
 
-// w.logits (T, nv) = h (T, D) @ W[v0:v0+nv]^T, W the output embedding (tied wte (V, D) or lm_head (D, V)).
+// out (T, nv), row stride ld, = x (T, D) @ W[v0:v0+nv]^T, W the output embedding (tied wte (V, D) or lm_head (D, V)).
+void tile_product(Context& ctx, Buffer& out, int ld, const Buffer& x, const Buffer& W, bool tied, int T, int D, int V,
+                  int v0, int nv, const char* label) {
+  if (tied)
+    host::gemm(ctx, Trans::N, Trans::T, T, nv, D, 1.f, x, 0, D, W, size_t(v0) * D, D, 0.f, out, 0, ld, label);
+  else
+    host::gemm(ctx, Trans::N, Trans::N, T, nv, D, 1.f, x, 0, D, W, v0, V, 0.f, out, 0, ld, label);
+}
+
+// w.logits (T, nv) = h (T, D) @ W[v0:v0+nv]^T.
 void logits_tile(Context& ctx, XentScratch& w, const Buffer& h, const Buffer& W, bool tied, int T, int D, int V, int v0,
                  int nv) {
-  if (tied)
-    host::gemm(ctx, Trans::N, Trans::T, T, nv, D, 1.f, h, 0, D, W, size_t(v0) * D, D, 0.f, w.logits, 0, w.tile,
-               "gemm_logits");
-  else
-    host::gemm(ctx, Trans::N, Trans::N, T, nv, D, 1.f, h, 0, D, W, v0, V, 0.f, w.logits, 0, w.tile, "gemm_logits");
+  tile_product(ctx, w.logits, w.tile, h, W, tied, T, D, V, v0, nv, "gemm_logits");
 }
 
 }  // namespace
@@ -97,6 +104,47 @@ void xent_bwd_weights(Context& ctx, XentScratch& w, Buffer& dh, Buffer& dW, cons
       host::gemm(ctx, Trans::N, Trans::T, T, D, nv, 1.f, w.logits, 0, w.tile, W, v0, V, beta, dh, 0, D,
                  "gemm_xent_bwd");
       host::gemm(ctx, Trans::T, Trans::N, D, nv, T, 1.f, h, 0, D, w.logits, 0, w.tile, 0.f, dW, v0, V, "gemm_dhead");
+    }
+  }
+}
+
+void xent_tangent(Context& ctx, XentScratch& w, Buffer& zd, Buffer& sigma, Buffer& dhd, Buffer& dWd, const Buffer& h,
+                  const Buffer& hd, const Buffer& W, bool tied, const Buffer& targets, int T, int D, int V, int bos,
+                  float inv_count) {
+  if (T == 0) return;
+  sigma.zero(size_t(T) * sizeof(float));
+  const size_t wg = reduce_wg(ctx, w.tile);
+  Kernel sig(ctx, "tangent", "xent_sigma_tile");
+  for (int v0 = 0; v0 < V; v0 += w.tile) {  // sigma_t = sum_v p zd
+    const int nv = std::min(w.tile, V - v0);
+    logits_tile(ctx, w, h, W, tied, T, D, V, v0, nv);
+    tile_product(ctx, zd, w.tile, hd, W, tied, T, D, V, v0, nv, "gemm_logits_tangent");
+    sig.args(sigma, w.logits, zd, w.tile, nv, w.m, w.s, Local{wg * sizeof(float)});
+    sig.launch({size_t(T) * wg}, {wg});
+  }
+  Kernel tan(ctx, "tangent", "xent_tangent_tile");
+  for (int v0 = 0; v0 < V; v0 += w.tile) {
+    const int nv = std::min(w.tile, V - v0);
+    logits_tile(ctx, w, h, W, tied, T, D, V, v0, nv);
+    tile_product(ctx, zd, w.tile, hd, W, tied, T, D, V, v0, nv, "gemm_logits_tangent");
+    tan.args(w.logits, zd, w.tile, nv, v0, w.m, w.s, sigma, targets, bos, inv_count);
+    tan.launch({round_up(size_t(nv), 64), size_t(T)}, {64, 1});
+    const float beta = v0 == 0 ? 0.f : 1.f;
+    if (tied) {
+      // dhd += Gd @ wte[v0:v0+nv];  dWd[v0:v0+nv] += Gd^T h + G^T hd
+      host::gemm(ctx, Trans::N, Trans::N, T, D, nv, 1.f, zd, 0, w.tile, W, size_t(v0) * D, D, beta, dhd, 0, D,
+                 "gemm_xent_bwd_tangent");
+      host::gemm(ctx, Trans::T, Trans::N, nv, D, T, 1.f, zd, 0, w.tile, h, 0, D, 1.f, dWd, size_t(v0) * D, D,
+                 "gemm_dhead_tangent");
+      host::gemm(ctx, Trans::T, Trans::N, nv, D, T, 1.f, w.logits, 0, w.tile, hd, 0, D, 1.f, dWd, size_t(v0) * D, D,
+                 "gemm_dhead_tangent");
+    } else {
+      host::gemm(ctx, Trans::N, Trans::T, T, D, nv, 1.f, zd, 0, w.tile, W, v0, V, beta, dhd, 0, D,
+                 "gemm_xent_bwd_tangent");
+      host::gemm(ctx, Trans::T, Trans::N, D, nv, T, 1.f, h, 0, D, zd, 0, w.tile, 1.f, dWd, v0, V,
+                 "gemm_dhead_tangent");
+      host::gemm(ctx, Trans::T, Trans::N, D, nv, T, 1.f, hd, 0, D, w.logits, 0, w.tile, 1.f, dWd, v0, V,
+                 "gemm_dhead_tangent");
     }
   }
 }
