@@ -27,11 +27,9 @@ void BatchSession::Impl::alloc_acts(BlockActs& a, bool prime) {
 
 BatchSession::Impl::Impl(Engine::Impl& eng, int slots, SessionOptions o) : e(eng) {
   if (slots < 1) throw Error(fmt::format("a batched session needs at least 1 slot, got {}", slots));
-  ttt = o.ttt.value_or(e.opts.ttt);
-  lr = o.inner_lr.value_or(e.lr);
-  if (!std::isfinite(lr) || lr < 0) throw Error(fmt::format("inner learning rate {} must be a finite number >= 0", lr));
-  if (trains() && !e.can_train())
-    throw Error("a session with test-time training needs an engine created with test-time training on");
+  const SessionSettings set = resolve(e, o);
+  ttt = set.ttt;
+  lr = set.lr;
   N = slots;
   B = e.B;
   T = N * B;
@@ -109,6 +107,29 @@ void BatchSession::Impl::reset_slot(int s) {
                         size_t(s) * stride[i] * sizeof(float));
 }
 
+block::Pass BatchSession::Impl::pass(bool keep) {
+  block::Pass p{e.ctx, e};
+  p.T = T;
+  p.group = B;
+  for (int s = 0; s < N; ++s)
+    p.docs.push_back({s * B, slot[size_t(s)].n, slot[size_t(s)].pos, size_t(s) * size_t(e.C)});
+  p.seg = &seg;
+  p.cs = &cs;
+  p.kc = &kc;
+  p.vc = &vc;
+  p.w = block::weights_of(e, {});
+  if (trains()) {
+    // Each slot's live prime weights (and gradients): matrix s of the packed tensors.
+    p.g.resize(live.size());
+    for (size_t i = 0; i < live.size(); ++i)
+      if (live[i]) {
+        p.w[i] = {&live[i], 0, stride[i]};
+        if (keep) p.g[i] = {&grad[i], stride[i]};
+      }
+  }
+  return p;
+}
+
 void BatchSession::Impl::step() {
   const Config& c = e.c;
   const int E = c.head_dim(), D = c.hidden_size;
@@ -140,8 +161,9 @@ void BatchSession::Impl::step() {
   cs.write(h_cs.data(), h_cs.size() * 4, 0, false);
   seg.write(h_seg.data(), h_seg.size() * 8, 0, false);
 
-  Buffer& xL = forward_blocks(keep);
-  ops::rmsnorm_fwd(e.ctx, ops::mat(hf, D), rsf, ops::mat(xL, D), wt(e.ln_f), nullptr, T, 1, D, c.rms_norm_eps);
+  e.claim_scratch(this);  // the engine's own scratch is untouched, but no session may take this for its forward
+  const block::Pass p = pass(keep);
+  block::forward(p, ids, block::stream_io(stream, shared, suffix, c.first_prime_block(), keep), hf, rsf);
   // The loss each slot descends is its own mean over its non-BOS targets:
   // the sweep scales by 1/count of the first training slot with any, other
   // slots' rows are rescaled after it, and rows of slots that do not train
@@ -154,7 +176,7 @@ void BatchSession::Impl::step() {
     if (ref < 0 && count[size_t(s)] > 0) ref = s;
   }
   const float inv = ref >= 0 ? 1.f / float(count[size_t(ref)]) : 0.f;
-  ops::xent(e.ctx, xent, nll, keep ? &dhf : nullptr, hf, wt(e.head), c.tie_word_embeddings, targets, T, D,
+  ops::xent(e.ctx, xent, nll, keep ? &dhf : nullptr, hf, e.weights[size_t(e.head)], c.tie_word_embeddings, targets, T, D,
             c.vocab_size, c.bos_token_id, inv);
   h_nll.resize(size_t(T));
   nll.read(h_nll.data(), h_nll.size() * sizeof(float), 0, false);
@@ -167,7 +189,7 @@ void BatchSession::Impl::step() {
       else if (n != count[size_t(ref)])
         host::scal(e.ctx, rows, float(count[size_t(ref)]) / float(n), dhf, size_t(s) * rows, "scale_dh");
     }
-    backward();
+    block::backward(p, block::stream_io(stream, shared, suffix, c.first_prime_block(), keep), ids, dhf, rsf, dx, block::Reach::prime_weights, block::scratch_of(*this));
     for (int s = 0; s < N; ++s) {
       Slot& sl = slot[size_t(s)];
       if (!sl.trains) continue;

@@ -1,10 +1,11 @@
-// Internals of BatchSession (batch.cpp: slots, scheduling, steps;
-// batch_pass.cpp: forward and backward over N * B rows). Slot s owns rows
+// Internals of BatchSession (batch.cpp: slots, scheduling, steps; the
+// forward and backward over N * B rows are the block description's, block.hpp). Slot s owns rows
 // s*B .. s*B + B - 1 of every activation, rows s*C .. of every ring and matrix
 // s of every packed prime tensor (at s * stride floats, stride rounded up to
 // the device's sub-buffer alignment so the SGD step can see it as a buffer).
 #pragma once
 
+#include "lib/engine/block.hpp"
 #include "lib/engine/impl.hpp"
 #include "host/gemm.hpp"
 #include "ttt/batch.hpp"
@@ -54,20 +55,10 @@ struct BatchSession::Impl {
   void reset_slot(int s);
   void step();  // one mini-batch over the busy slots
 
-  // batch_pass.cpp
-  const Buffer& wt(int idx) const { return e.weights[size_t(idx)]; }
-  ops::AttnBatch attn_shape() const;
-  // N GEMMs, one per slot: C_s = op(A_s) @ op(B_s), matrix s at s * stride of each operand.
-  void batched(host::Trans ta, host::Trans tb, size_t M, size_t Nn, size_t K, const Buffer& A, size_t lda,
-               size_t as, const Buffer& Bm, size_t ldb, size_t bs, Buffer& C, size_t ldc, size_t cs,
-               const char* label);
-  void mlp_forward(const MlpIdx& w, bool prime, int pre, int post, MlpActs& a, Buffer& xin, Buffer& xout);
-  void block_forward(int l, BlockActs& a, Buffer& x0, Buffer& x1, Buffer& x2, Buffer& x3);
-  Buffer& forward_blocks(bool keep);
-  void mlp_backward(const MlpIdx& w, bool prime, int pre, int post, MlpActs& a, Buffer& xin, Buffer& dxio,
-                    bool need_dx);
-  void block_backward(int l, BlockActs& a, Buffer& x0, Buffer& x1, Buffer& x2, Buffer& dx, bool first);
-  void backward();
+  // The N slots' rows as the block description takes them (block.hpp): slot
+  // s in rows s*B.., its ring at s*C, its prime weights matrix s of the packed
+  // tensors when sessions train.
+  block::Pass pass(bool keep);
 };
 
 }  // namespace ttt

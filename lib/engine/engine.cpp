@@ -120,14 +120,15 @@ Engine::Impl::Impl(host::Context& ctx_, const Model& m, EngineOptions o)
     alloc_backward_scratch(*this, size_t(B), c, [this](size_t n, const char* what) { return alloc(n, what); });
 }
 
-void Engine::Impl::linear(Buffer& y, const Buffer& x, const Buffer& w, int T, int K, int N, const char* label) {
-  if (T == 1 && opts.matvec == EngineOptions::MatVec::Kernels)
-    ops::matvec_cols(ctx, y, x, 0, w, K, N, N);
-  else if (T == 1 && opts.matvec == EngineOptions::MatVec::ClblastGemv)
-    host::gemv(ctx, host::Trans::T, size_t(K), size_t(N), 1.f, w, 0, size_t(N), x, 0, 0.f, y, 0, label);
-  else
-    host::gemm(ctx, host::Trans::N, host::Trans::N, size_t(T), size_t(N), size_t(K), 1.f, x, 0, size_t(K), w, 0,
-               size_t(N), 0.f, y, 0, size_t(N), label);
+SessionSettings resolve(const Engine::Impl& e, const SessionOptions& o) {
+  SessionSettings r;
+  r.ttt = o.ttt.value_or(e.opts.ttt) && e.c.num_prime_blocks() > 0;
+  r.lr = o.inner_lr.value_or(e.lr);
+  if (!std::isfinite(r.lr) || r.lr < 0)
+    throw Error(fmt::format("inner learning rate {} must be a finite number >= 0", r.lr));
+  if (r.ttt && !e.can_train())
+    throw Error("a session with test-time training needs an engine created with test-time training on");
+  return r;
 }
 
 Engine::Engine(host::Context& ctx, const Model& model, EngineOptions opts)

@@ -1,9 +1,7 @@
-// FullGradient (full_gradient.hpp): the forward of Session::Impl::block_forward
-// with every block's activations kept, then the backward of every layer. The
-// activation backward follows backward.cpp (the MLP and attention sequences);
-// what is added here are the weight gradients: the gains
-// (rmsnorm_wgrad), the attention matrices, the non-prime MLPs, the head
-// (xent_bwd_weights) and the embedding (embedding_bwd).
+// FullGradient (full_gradient.hpp): the block description's forward
+// (block.hpp) of a whole document with every block's activations kept, then
+// its backward with every weight's gradient wanted, down to the embedding;
+// the head's gradient comes from the vocabulary sweep (xent_bwd_weights).
 #include "lib/engine/full_gradient.hpp"
 
 #include "host/gemm.hpp"
@@ -16,9 +14,6 @@
 #include <cmath>
 
 namespace ttt {
-
-using host::Trans;
-using ops::mat;
 
 namespace {
 
@@ -41,14 +36,16 @@ FullGradient::Impl::Impl(host::Context& ctx, const Config& cfg, int n, int vocab
       max_tokens(n),
       shape(Model::random(whole_document(cfg, n), 0)),
       engine(ctx, shape, no_ttt(vocab_tile)),
-      session(engine, SessionOptions{}),
-      e(engine.impl()),
-      s(session.impl()) {
+      e(engine.impl()) {
   const size_t R = size_t(n), D = size_t(c.hidden_size);
   auto alloc = [this](size_t floats, const char* what) {
     bytes += floats * sizeof(float);
     return Buffer(e.ctx, std::max<size_t>(floats, 1) * sizeof(float), what);
   };
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    kc.push_back(alloc(size_t(e.C) * D, "key ring"));
+    vc.push_back(alloc(size_t(e.C) * D, "value ring"));
+  }
   acts.resize(size_t(c.num_hidden_layers));
   for (int l = 0; l < c.num_hidden_layers; ++l) alloc_block_acts(acts[size_t(l)], R, c, c.has_prime(l), alloc);
   for (int i = 0; i < 3 * c.num_hidden_layers + 1; ++i) x.push_back(alloc(R * D, "residual stream"));
@@ -68,13 +65,11 @@ void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> to
     EngineOptions o;
     o.vocab_tile = e.opts.vocab_tile;
     inner = std::make_unique<Engine>(e.ctx, m, o);
-    chunked.B = B;
     copies.resize(e.table.device.size());
     for (size_t i = 0; i < e.table.device.size(); ++i) {
       if (!e.table.device[i].trainable) continue;
       bytes += size_t(chunks) * size_t(e.table.device[i].size()) * sizeof(float);
       copies[i] = Buffer(e.ctx, size_t(chunks) * size_t(e.table.device[i].size()) * sizeof(float), "prime copies");
-      chunked.copies[int(i)] = &copies[i];
     }
     per_copy.resize(copies.size());
   } else {
@@ -90,9 +85,10 @@ void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> to
   updated.clear();
   step_norms.clear();
   for (int r0 = 0, k = 0; r0 < T; r0 += B, ++k) {
-    for (auto& [idx, buf] : chunked.copies) {
-      const size_t bytes_one = size_t(e.table.device[size_t(idx)].size()) * sizeof(float);
-      copies[size_t(idx)].copy_from(ti.live[size_t(idx)], bytes_one, 0, size_t(k) * bytes_one);
+    for (size_t idx = 0; idx < copies.size(); ++idx) {
+      if (!copies[idx]) continue;
+      const size_t bytes_one = size_t(e.table.device[idx].size()) * sizeof(float);
+      copies[idx].copy_from(ti.live[idx], bytes_one, 0, size_t(k) * bytes_one);
     }
     const int n = std::min(B, T - r0);
     ts.step(tokens.data() + r0, tokens.data() + r0 + 1, n, nll.data());
@@ -102,89 +98,31 @@ void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> to
   }
 }
 
-void FullGradient::Impl::forward(int T) {
-  ops::embedding_fwd(e.ctx, x[0], e.ids, s.w(e.wte), T, c.hidden_size);
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
-    Buffer* b = &x[3 * size_t(l)];
-    s.block_forward(l, acts[size_t(l)], b[0], b[1], b[2], b[3], T);
+block::Pass FullGradient::Impl::pass(int T) {
+  block::Pass p{e.ctx, e};
+  p.T = T;
+  p.group = c.mini_batch_size;
+  p.docs = {{0, T, 0, 0}};
+  p.cs = &e.cs;
+  p.kc = &kc;
+  p.vc = &vc;
+  p.w = block::weights_of(e, {});
+  p.g.resize(grads.size());
+  for (size_t i = 0; i < grads.size(); ++i) {
+    p.g[i].buf = &grads[i];
+    if (!by_copy || !copies[i]) continue;
+    // Meta: rows of mini-batch c multiply copy c. Their gradients are summed
+    // (each copy is W_0 plus a constant), or kept per copy for the second-order sweep.
+    const size_t n = size_t(e.table.device[i].size());
+    p.w[i] = {&copies[i], 0, n};
+    if (second_order) p.g[i] = {&per_copy[i], n};
   }
-  ops::rmsnorm_fwd(e.ctx, mat(e.hf, c.hidden_size), e.rsf, mat(x.back(), c.hidden_size), s.w(e.ln_f), nullptr, T, 1,
-                   c.hidden_size, c.rms_norm_eps);
+  return p;
 }
 
-// d: dL/d(xout) on entry, dL/d(xin) on exit. backward.cpp's mlp_backward plus
-// the gains' gradients, with the rows in runs that each multiply one weight
-// copy: the whole document through the live weights, or, for meta-fo's prime
-// MLPs, mini-batch c through copy c, the weight gradients summed over the copies
-// (each copy is W_0 plus a constant).
-void FullGradient::Impl::mlp_backward(const MlpIdx& wi, int pre, int post, MlpActs& a, Buffer& xin, Buffer& d, int T) {
-  host::Context& ctx = e.ctx;
-  const int D = c.hidden_size, I = c.intermediate_size;
-  const bool by_copy = s.chunked && s.chunked->copies.count(wi.w13);
-  const int run = by_copy ? s.chunked->B : T;
-  const Buffer &w13 = by_copy ? *s.chunked->copies.at(wi.w13) : s.w(wi.w13),
-               &w2 = by_copy ? *s.chunked->copies.at(wi.w2) : s.w(wi.w2);
-  const size_t step13 = by_copy ? size_t(D) * 2 * I : 0, step2 = by_copy ? size_t(I) * D : 0;
-  // Second order keeps each copy's gradient (the reverse sweep needs them one by one); else they are summed.
-  const bool split = by_copy && second_order;
-  Buffer &dw13 = split ? per_copy[size_t(wi.w13)] : g(wi.w13), &dw2 = split ? per_copy[size_t(wi.w2)] : g(wi.w2);
-  ops::rmsnorm_wgrad(ctx, g(post), false, mat(d, D), mat(a.m, D), a.rs_post, T, 1, D, c.post_norm);
-  ops::rmsnorm_bwd(ctx, mat(e.dm, D), false, mat(d, D), mat(a.m, D), s.w(post), a.rs_post, T, 1, D, c.post_norm);
-  for (int r0 = 0, k = 0; r0 < T; r0 += run, ++k) {
-    const size_t n = size_t(std::min(run, T - r0)), r = size_t(r0);
-    host::gemm(ctx, Trans::T, Trans::N, I, D, n, 1.f, a.g, r * I, I, e.dm, r * D, D, k && !split ? 1.f : 0.f, dw2,
-               split ? k * step2 : 0, D, "gemm_dw2");
-    host::gemm(ctx, Trans::N, Trans::T, n, I, D, 1.f, e.dm, r * D, D, w2, k * step2, D, 0.f, e.dg, r * I, I,
-               "gemm_dg");
-  }
-  ops::swiglu_bwd(ctx, e.dh13, e.dg, a.h13, T, I);
-  for (int r0 = 0, k = 0; r0 < T; r0 += run, ++k) {
-    const size_t n = size_t(std::min(run, T - r0)), r = size_t(r0);
-    host::gemm(ctx, Trans::T, Trans::N, D, 2 * I, n, 1.f, a.hn, r * D, D, e.dh13, r * 2 * I, 2 * I,
-               k && !split ? 1.f : 0.f, dw13, split ? k * step13 : 0, 2 * I, "gemm_dw13");
-    host::gemm(ctx, Trans::N, Trans::T, n, D, 2 * I, 1.f, e.dh13, r * 2 * I, 2 * I, w13, k * step13, 2 * I, 0.f, e.dhn,
-               r * D, D, "gemm_dhn");
-  }
-  ops::rmsnorm_bwd(ctx, mat(d, D), true, mat(e.dhn, D), mat(xin, D), s.w(pre), a.rs_pre, T, 1, D, c.pre_norm);
-  ops::rmsnorm_wgrad(ctx, g(pre), false, mat(e.dhn, D), mat(xin, D), a.rs_pre, T, 1, D, c.pre_norm);
-}
-
-void FullGradient::Impl::block_backward(int l, int T) {
-  host::Context& ctx = e.ctx;
-  const BlockIdx& b = e.blocks[size_t(l)];
-  BlockActs& a = acts[size_t(l)];
-  Buffer* xs = &x[3 * size_t(l)];
-  Buffer& d = e.dx;
-  const int D = c.hidden_size, H = c.num_attention_heads, E = c.head_dim();
-  mlp_backward(b.mlp, b.ffn_norm, b.ffn_post_norm, a.ffn, xs[2], d, T);  // d = dL/dx2
-  if (b.has_prime) {
-    mlp_backward(b.prime, b.prime_norm, b.prime_post_norm, a.prime, xs[1], d, T);  // = dL/dx1
-    if (second_order) second_order_sweep(l, d, T);
-  }
-  // Attention: x1 = x0 + RMSNorm(o Wo, seq_post_norm), as backward.cpp, plus the weights.
-  ops::rmsnorm_wgrad(ctx, g(b.seq_post_norm), false, mat(d, D), mat(a.a, D), a.rs2, T, 1, D, c.post_norm);
-  ops::rmsnorm_bwd(ctx, mat(e.dm, D), false, mat(d, D), mat(a.a, D), s.w(b.seq_post_norm), a.rs2, T, 1, D,
-                   c.post_norm);
-  host::gemm(ctx, Trans::T, Trans::N, D, D, T, 1.f, a.o, 0, D, e.dm, 0, D, 0.f, g(b.wo), 0, D, "gemm_dwo");
-  host::gemm(ctx, Trans::N, Trans::T, T, D, D, 1.f, e.dm, 0, D, s.w(b.wo), 0, D, 0.f, e.dhn, 0, D, "gemm_do");
-  const ops::AttnShape shape{T, H, E, e.C, e.W, 0};
-  ops::attention_bwd(ctx, e.dqr, mat(e.dkr, D), mat(e.dqkv, 3 * D, 2 * D), e.dsum, e.dhn, a.o, a.qr, a.lse,
-                     s.kc[size_t(l)], s.vc[size_t(l)], shape);
-  ops::rope_bwd(ctx, mat(e.dqr, D), mat(e.dqr, D), e.cs, T, H, E);
-  ops::rope_bwd(ctx, mat(e.dkr, D), mat(e.dkr, D), e.cs, T, H, E);
-  ops::rmsnorm_wgrad(ctx, g(b.q_norm), false, mat(e.dqr, D), mat(a.qkv, 3 * D, 0), a.rq, T, H, E, c.qk_norm);
-  ops::rmsnorm_wgrad(ctx, g(b.k_norm), false, mat(e.dkr, D), mat(a.qkv, 3 * D, D), a.rk, T, H, E, c.qk_norm);
-  ops::rmsnorm_bwd(ctx, mat(e.dqkv, 3 * D, 0), false, mat(e.dqr, D), mat(a.qkv, 3 * D, 0), s.w(b.q_norm), a.rq, T, H,
-                   E, c.qk_norm);
-  ops::rmsnorm_bwd(ctx, mat(e.dqkv, 3 * D, D), false, mat(e.dkr, D), mat(a.qkv, 3 * D, D), s.w(b.k_norm), a.rk, T, H,
-                   E, c.qk_norm);
-  host::gemm(ctx, Trans::T, Trans::N, D, 3 * D, T, 1.f, a.hn1, 0, D, e.dqkv, 0, 3 * D, 0.f, g(b.wqkv), 0, 3 * D,
-             "gemm_dwqkv");
-  host::gemm(ctx, Trans::N, Trans::T, T, D, 3 * D, 1.f, e.dqkv, 0, 3 * D, s.w(b.wqkv), 0, 3 * D, 0.f, e.dhn, 0, D,
-             "gemm_dhn");
-  ops::rmsnorm_wgrad(ctx, g(b.seq_norm), false, mat(e.dhn, D), mat(xs[0], D), a.rs1, T, 1, D, c.pre_norm);
-  ops::rmsnorm_bwd(ctx, mat(d, D), true, mat(e.dhn, D), mat(xs[0], D), s.w(b.seq_norm), a.rs1, T, 1, D,
-                   c.pre_norm);  // d = dL/dx0
+block::BlockIO FullGradient::Impl::io(int l) {
+  Buffer* b = &x[3 * size_t(l)];
+  return {&acts[size_t(l)], {&b[0], &b[1], &b[2], &b[3]}};
 }
 
 ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int32_t> tokens, ref::Objective o,
@@ -197,53 +135,49 @@ ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int
   const int T = int(tokens.size()) - 1, D = c.hidden_size;
   check_token_ids(tokens, c.vocab_size, "FullGradient document");
   ref::ObjectiveResult r;
-  s.chunked = nullptr;
+  by_copy = false;
   second_order = false;
   if (o != ref::Objective::pretrain && c.num_prime_blocks() > 0) {
     if (const std::string why = device_objective_limit(c, o); !why.empty())
       throw Error("FullGradient: " + why + ": use the reference gradient");
     inner_steps(m, tokens, lr, r);
-    s.chunked = &chunked;
+    by_copy = true;
     second_order = o == ref::Objective::meta;
     inner_lr = lr;
     if (second_order)
-      for (auto& [idx, buf] : chunked.copies)
-        if (!per_copy[size_t(idx)]) {
-          per_copy[size_t(idx)] = Buffer(e.ctx, buf->bytes(), "prime gradient per copy");
-          bytes += buf->bytes();
+      for (size_t i = 0; i < copies.size(); ++i)
+        if (copies[i] && !per_copy[i]) {
+          per_copy[i] = Buffer(e.ctx, copies[i].bytes(), "prime gradient per copy");
+          bytes += copies[i].bytes();
         }
   }
-  // Weights: the engine's copies, then the session's live copies of the trainable ones.
   for (size_t i = 0; i < e.table.device.size(); ++i) e.weights[i].upload(e.table.pack(int(i), m));
-  session.reset();
   h_ids.assign(tokens.begin(), tokens.end() - 1);
   h_targets.assign(tokens.begin() + 1, tokens.end());
   h_cs = ops::rope_table(0, T, c.head_dim(), double(c.rope_theta));
   e.ids.write(h_ids.data(), size_t(T) * 4, 0, false);
   e.targets.write(h_targets.data(), size_t(T) * 4, 0, false);
   e.cs.write(h_cs.data(), h_cs.size() * 4, 0, false);
-  s.fwd_pos = 0;
-  e.owner = &s;  // the engine's scratch now holds this forward
-  ++e.forwards;
-  forward(T);
+  e.claim_scratch(this);
+  const block::Pass p = pass(T);
+  const auto blocks = [this](int l) { return io(l); };
+  block::forward(p, e.ids, blocks, e.hf, e.rsf);
   size_t count = 0;
   for (int32_t t : h_targets) count += t != c.bos_token_id;
   const float inv_count = count ? 1.f / float(count) : 0.f;
   const bool tied = c.tie_word_embeddings;
-  ops::xent(e.ctx, e.xent, e.nll, nullptr, e.hf, s.w(e.head), tied, e.targets, T, D, c.vocab_size, c.bos_token_id,
+  ops::xent(e.ctx, e.xent, e.nll, nullptr, e.hf, w(e.head), tied, e.targets, T, D, c.vocab_size, c.bos_token_id,
             inv_count);
-  // Head (and, tied, the embedding's first part), then the final norm.
-  ops::xent_bwd_weights(e.ctx, e.xent, e.dhf, g(e.head), e.hf, s.w(e.head), tied, e.targets, T, D, c.vocab_size,
+  // Head (and, tied, the embedding's first part), then the blocks down to the embedding.
+  ops::xent_bwd_weights(e.ctx, e.xent, e.dhf, g(e.head), e.hf, w(e.head), tied, e.targets, T, D, c.vocab_size,
                         c.bos_token_id, inv_count);
-  ops::rmsnorm_wgrad(e.ctx, g(e.ln_f), false, mat(e.dhf, D), mat(x.back(), D), e.rsf, T, 1, D);
-  ops::rmsnorm_bwd(e.ctx, mat(e.dx, D), false, mat(e.dhf, D), mat(x.back(), D), s.w(e.ln_f), e.rsf, T, 1, D);
-  for (int l = c.num_hidden_layers - 1; l >= 0; --l) block_backward(l, T);
-  if (!tied) g(e.wte).zero();
-  ops::embedding_bwd(e.ctx, g(e.wte), e.dx, e.ids, T, D);
+  std::function<void(int, Buffer&)> sweep;
+  if (second_order) sweep = [this, T](int l, Buffer& d) { second_order_sweep(l, d, T); };
+  block::backward(p, blocks, e.ids, e.dhf, e.rsf, e.dx, block::Reach::embedding, block::scratch_of(e), sweep);
   h_nll.resize(size_t(T));
   e.nll.read(h_nll.data(), size_t(T) * sizeof(float), 0, true);
 
-  s.chunked = nullptr;
+  by_copy = false;
   second_order = false;
   r.scored = count;
   double sum = 0;

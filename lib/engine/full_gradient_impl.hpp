@@ -1,9 +1,10 @@
-// FullGradient's internals, shared by full_gradient.cpp (the forward, the
-// backward of every layer, pretrain and meta-fo) and meta_gradient.cpp (the
+// FullGradient's internals, shared by full_gradient.cpp (the block
+// description's forward and backward of the whole document, pretrain and meta-fo) and meta_gradient.cpp (the
 // second-order terms of the meta objective). Not part of the public API.
 #pragma once
 
 #include "lib/engine/full_gradient.hpp"
+#include "lib/engine/block.hpp"
 #include "lib/engine/impl.hpp"
 
 #include <memory>
@@ -17,15 +18,14 @@ struct FullGradient::Impl {
   Config c;  // as given (the engine's has the document as its mini-batch)
   int max_tokens;
   Model shape;  // a model of c: the engine's initial upload and the gradients' unpacking
-  Engine engine;
-  Session session;
+  Engine engine;                  // the weights and the head's scratch; its mini-batch is the whole document
   std::unique_ptr<Engine> inner;  // meta's test-time steps: the model's own mini-batch, training on
-  ChunkedPrime chunked;           // meta: the prime weights of every mini-batch
+  bool by_copy = false;           // meta: mini-batch c's rows multiply the prime weights' copy c
   std::vector<Buffer> copies;     // per device tensor: chunks x size (trainable ones only)
   std::vector<bool> updated;      // per mini-batch of the document: took a test-time step
   std::vector<float> step_norms;  // and its inner gradient's norm (as the step saw it)
   Engine::Impl& e;
-  Session::Impl& s;
+  std::vector<Buffer> kc, vc;   // per block: the document's keys and values (a ring of C >= T rows)
   std::vector<BlockActs> acts;  // one per block
   std::vector<Buffer> x;        // residual stream: block l reads x[3l], writes x[3l+1..3l+3]
   std::vector<Buffer> grads;    // one per device tensor
@@ -43,10 +43,12 @@ struct FullGradient::Impl {
   Impl(host::Context& ctx, const Config& cfg, int n, int vocab_tile);
 
   Buffer& g(int device) { return grads[size_t(device)]; }
+  const Buffer& w(int device) const { return e.weights[size_t(device)]; }
 
-  void forward(int T);
-  void mlp_backward(const MlpIdx& wi, int pre, int post, MlpActs& a, Buffer& xin, Buffer& d, int T);
-  void block_backward(int l, int T);
+  // The document's T rows as the block description takes them: every weight
+  // and every gradient, the prime weights by copy under meta.
+  block::Pass pass(int T);
+  block::BlockIO io(int l);
   void inner_steps(const Model& m, std::span<const int32_t> tokens, double inner_lr, ref::ObjectiveResult& r);
   ref::ObjectiveResult run(const Model& m, std::span<const int32_t> tokens, ref::Objective o, double inner_lr);
   // meta_gradient.cpp: with d = dL/dx1 of the (only) prime block P, after its

@@ -8,11 +8,14 @@
 #include "ttt/engine.hpp"
 #include "ttt/params.hpp"
 
-#include <map>
 
 namespace ttt {
 
 using host::Buffer;
+
+namespace block {
+struct Pass;
+}  // namespace block
 
 // Device-tensor indices of one MLP and of one block.
 struct MlpIdx {
@@ -114,16 +117,22 @@ struct Engine::Impl {
   void upload(const Model& m);
   void alloc_acts(BlockActs& a, bool prime);
   bool can_train() const { return opts.ttt && c.num_prime_blocks() > 0; }
-  // y (T, N) = x (T, K) @ W (K, N); at T = 1 as opts.matvec says.
-  void linear(Buffer& y, const Buffer& x, const Buffer& w, int T, int K, int N, const char* label);
+  // The scratch now holds a forward of `who` (a session, a batched session, a
+  // training pass): any other session's score, logits or train must run its
+  // forward again first.
+  uint64_t claim_scratch(const void* who) {
+    owner = who;
+    return ++forwards;
+  }
 };
 
-// FullGradient's meta-fo forward: the prime MLPs' weights per mini-batch of a
-// document read whole, rows [c*B, (c+1)*B) multiplied by copy c of a tensor.
-struct ChunkedPrime {
-  int B = 0;
-  std::map<int, const Buffer*> copies;  // device tensor index -> its copies, one after another
+// The settings a session runs with, one document or N: its options over the
+// engine's, checked in this one place for every path.
+struct SessionSettings {
+  bool ttt = true;  // takes test-time steps (the option, and a model with prime blocks)
+  float lr = 0;     // inner learning rate
 };
+SessionSettings resolve(const Engine::Impl& e, const SessionOptions& o);
 
 struct Session::Impl {
   Engine::Impl& e;
@@ -144,8 +153,6 @@ struct Session::Impl {
   uint64_t fwd_serial = 0;
   bool scored = false, trained = false;
 
-  const ChunkedPrime* chunked = nullptr;  // set by FullGradient only
-
   // Host staging of enqueued transfers, alive until sync() drains the queue.
   std::vector<int32_t> h_ids, h_targets;
   std::vector<float> h_cs, h_nll;
@@ -160,17 +167,8 @@ struct Session::Impl {
   void require_own_forward(const char* phase) const;
 
   void run_forward(std::span<const int32_t> ids, int64_t pos0, bool keep);
-
-  // forward.cpp
-  void block_forward(int l, BlockActs& a, Buffer& x0, Buffer& x1, Buffer& x2, Buffer& x3, int T);
-  void mlp_forward(const MlpIdx& w, int pre, int post, MlpActs& a, Buffer& xin, Buffer& xout, int T);
-  Buffer& forward_blocks(int T, bool keep);  // returns the final residual stream buffer
-
-  // backward.cpp
-  void backward(int T);
-  void mlp_backward(const MlpIdx& w, int pre, int post, MlpActs& a, Buffer& xin, Buffer& dxio, const MlpIdx* g,
-                    bool need_dx, int T);
-  void block_backward(int l, BlockActs& a, Buffer& x0, Buffer& x1, Buffer& x2, Buffer& dx, bool first, int T);
+  block::Pass pass();
+  void backward();
   void update();
 };
 

@@ -90,7 +90,7 @@ void FullGradient::Impl::second_order_sweep(int l, Buffer& d, int T) {
     throw Error("FullGradient: the second-order sweep needs the prime block to be the last, and the only one");
   const int D = c.hidden_size, I = c.intermediate_size, V = c.vocab_size, B = c.mini_batch_size;
   const size_t n13 = size_t(D) * 2 * I, n2 = size_t(I) * D;
-  const float eps = c.rms_norm_eps, lr = float(inner_lr), clip = c.inner_clip_gradient;
+  const float lr = float(inner_lr), clip = c.inner_clip_gradient;
   const bool tied = c.tie_word_embeddings, pre = c.pre_norm, post = c.post_norm;
   if (!tail) {
     tail = std::make_shared<MetaTail>(ctx, c, std::min(e.opts.vocab_tile, c.vocab_size));
@@ -99,7 +99,7 @@ void FullGradient::Impl::second_order_sweep(int l, Buffer& d, int T) {
   MetaTail& t = *tail;
   MlpActs &P = t.prime, &F = t.ffn;
   const Buffer &W13 = copies[size_t(b.prime.w13)], &W2 = copies[size_t(b.prime.w2)];
-  const Buffer &F13 = s.w(b.mlp.w13), &F2 = s.w(b.mlp.w2), &head = s.w(e.head);
+  const Buffer &F13 = w(b.mlp.w13), &F2 = w(b.mlp.w2), &head = w(e.head);
   Buffer& x1 = x[3 * size_t(l) + 1];
   // C (M, N) (+)= op(A) @ op(B), contiguous operands, A and B at element offsets.
   auto mm = [&](Trans ta, Trans tb, int M, int N, int K, const Buffer& A, size_t ao, const Buffer& Bm, size_t bo,
@@ -119,40 +119,28 @@ void FullGradient::Impl::second_order_sweep(int l, Buffer& d, int T) {
     // The last mini-batch's step feeds nothing (lambda is still 0) and a step without scored targets has
     // no Hessian: neither adds a second-order term.
     if (updated[size_t(k)] && k != chunks - 1 && count > 0) {
-      const float w = 1.f / float(count);  // l_c's own weights
-      // The tail forward of mini-batch k through W_k (the document's forward computed the same rows).
+      const float inv_count = 1.f / float(count);  // l_c's own weights
+      // The tail forward of mini-batch k through W_k (the document's forward computed the same rows), then
+      // the inner backward: dhf -> dx3 -> (ffn) dx2 -> (prime) g_k = (g13, g2). The block description's
+      // steps over the tail's n rows, the prime weights copy k, the inner gradient the only one wanted.
       t.x1.copy_from(x1, size_t(n) * D * 4, size_t(r0) * D * 4);
       t.targets.copy_from(e.targets, size_t(n) * 4, size_t(r0) * 4);
-      const ops::Mat r1 = mat(t.x1, D), r2 = mat(t.x2, D);
-      ops::rmsnorm_fwd(ctx, mat(P.hn, D), P.rs_pre, mat(t.x1, D), s.w(b.prime_norm), nullptr, n, 1, D, eps, pre);
-      mm(Trans::N, Trans::N, n, 2 * I, D, P.hn, 0, W13, o13, 0.f, P.h13, "gemm_w13");
-      ops::swiglu_fwd(ctx, P.g, P.h13, n, I);
-      mm(Trans::N, Trans::N, n, D, I, P.g, 0, W2, o2, 0.f, P.m, "gemm_w2");
-      ops::rmsnorm_fwd(ctx, mat(t.x2, D), P.rs_post, mat(P.m, D), s.w(b.prime_post_norm), &r1, n, 1, D, eps, post);
-      ops::rmsnorm_fwd(ctx, mat(F.hn, D), F.rs_pre, mat(t.x2, D), s.w(b.ffn_norm), nullptr, n, 1, D, eps, pre);
-      mm(Trans::N, Trans::N, n, 2 * I, D, F.hn, 0, F13, 0, 0.f, F.h13, "gemm_w13");
-      ops::swiglu_fwd(ctx, F.g, F.h13, n, I);
-      mm(Trans::N, Trans::N, n, D, I, F.g, 0, F2, 0, 0.f, F.m, "gemm_w2");
-      ops::rmsnorm_fwd(ctx, mat(t.x3, D), F.rs_post, mat(F.m, D), s.w(b.ffn_post_norm), &r2, n, 1, D, eps, post);
-      ops::rmsnorm_fwd(ctx, mat(t.hf, D), t.rsf, mat(t.x3, D), s.w(e.ln_f), nullptr, n, 1, D, eps);
-      ops::xent(ctx, t.xent, t.nll, &t.dhf, t.hf, head, tied, t.targets, n, D, V, c.bos_token_id, w);
-
-      // The inner backward: dhf -> dx3 -> (ffn) dx2 -> (prime) g_k = (g13, g2).
-      ops::rmsnorm_bwd(ctx, mat(t.dx3, D), false, mat(t.dhf, D), mat(t.x3, D), s.w(e.ln_f), t.rsf, n, 1, D);
-      ops::rmsnorm_bwd(ctx, mat(t.dmf, D), false, mat(t.dx3, D), mat(F.m, D), s.w(b.ffn_post_norm), F.rs_post, n, 1,
-                       D, post);
-      mm(Trans::N, Trans::T, n, I, D, t.dmf, 0, F2, 0, 0.f, t.dgf, "gemm_dg");
-      ops::swiglu_bwd(ctx, t.dh13f, t.dgf, F.h13, n, I);
-      mm(Trans::N, Trans::T, n, D, 2 * I, t.dh13f, 0, F13, 0, 0.f, t.dhnf, "gemm_dhn");
-      t.dx2.copy_from(t.dx3, size_t(n) * D * 4);
-      ops::rmsnorm_bwd(ctx, mat(t.dx2, D), true, mat(t.dhnf, D), mat(t.x2, D), s.w(b.ffn_norm), F.rs_pre, n, 1, D,
-                       pre);
-      ops::rmsnorm_bwd(ctx, mat(t.dm, D), false, mat(t.dx2, D), mat(P.m, D), s.w(b.prime_post_norm), P.rs_post, n, 1,
-                       D, post);
-      mm(Trans::T, Trans::N, I, D, n, P.g, 0, t.dm, 0, 0.f, t.g2, "gemm_dw2");
-      mm(Trans::N, Trans::T, n, I, D, t.dm, 0, W2, o2, 0.f, t.dg, "gemm_dg");
-      ops::swiglu_bwd(ctx, t.dh13, t.dg, P.h13, n, I);
-      mm(Trans::T, Trans::N, D, 2 * I, n, P.hn, 0, t.dh13, 0, 0.f, t.g13, "gemm_dw13");
+      block::Pass tp{ctx, e};
+      tp.T = n;
+      tp.w = block::weights_of(e, {});
+      tp.w[size_t(b.prime.w13)] = {&W13, o13, 0};
+      tp.w[size_t(b.prime.w2)] = {&W2, o2, 0};
+      tp.g.resize(e.weights.size());
+      tp.g[size_t(b.prime.w13)].buf = &t.g13;
+      tp.g[size_t(b.prime.w2)].buf = &t.g2;
+      block::mlp_fwd(tp, b.prime, b.prime_norm, b.prime_post_norm, P, t.x1, t.x2);
+      block::mlp_fwd(tp, b.mlp, b.ffn_norm, b.ffn_post_norm, F, t.x2, t.x3);
+      block::final_norm_fwd(tp, t.hf, t.rsf, t.x3);
+      ops::xent(ctx, t.xent, t.nll, &t.dhf, t.hf, head, tied, t.targets, n, D, V, c.bos_token_id, inv_count);
+      block::final_norm_bwd(tp, t.dx3, t.dhf, t.x3, t.rsf);
+      t.dx2.copy_from(t.dx3, size_t(n) * D * 4);  // the tangent pass needs dx3 and dx2 apart
+      block::mlp_bwd(tp, b.mlp, b.ffn_norm, b.ffn_post_norm, F, t.x2, t.dx2, true, {t.dmf, t.dgf, t.dh13f, t.dhnf});
+      block::mlp_bwd(tp, b.prime, b.prime_norm, b.prime_post_norm, P, t.x1, t.dx2, false, {t.dm, t.dg, t.dh13, t.dhnf});
 
       // nu = -mu = -lr k lambda (+ lr clip (g . lambda) / |g|^3 g when clipped), with the norm and the
       // clip decision of the step that was taken.
@@ -173,23 +161,23 @@ void FullGradient::Impl::second_order_sweep(int l, Buffer& d, int T) {
       ops::swiglu_jvp(ctx, t.gd, P.h13, t.h13d, n, I);
       mm(Trans::N, Trans::N, n, D, I, t.gd, 0, W2, o2, 0.f, t.md, "gemm_w2_tangent");
       mm(Trans::N, Trans::N, n, D, I, P.g, 0, t.nu2, 0, 1.f, t.md, "gemm_w2_tangent");
-      ops::rmsnorm_jvp(ctx, t.x2d, t.q_m, P.m, t.md, s.w(b.prime_post_norm), P.rs_post, n, D, post);
-      ops::rmsnorm_jvp(ctx, t.hnfd, t.q_x2, t.x2, t.x2d, s.w(b.ffn_norm), F.rs_pre, n, D, pre);
+      ops::rmsnorm_jvp(ctx, t.x2d, t.q_m, P.m, t.md, w(b.prime_post_norm), P.rs_post, n, D, post);
+      ops::rmsnorm_jvp(ctx, t.hnfd, t.q_x2, t.x2, t.x2d, w(b.ffn_norm), F.rs_pre, n, D, pre);
       mm(Trans::N, Trans::N, n, 2 * I, D, t.hnfd, 0, F13, 0, 0.f, t.h13fd, "gemm_w13_tangent");
       ops::swiglu_jvp(ctx, t.gfd, F.h13, t.h13fd, n, I);
       mm(Trans::N, Trans::N, n, D, I, t.gfd, 0, F2, 0, 0.f, t.mfd, "gemm_w2_tangent");
-      ops::rmsnorm_jvp(ctx, t.x3d, t.q_mf, F.m, t.mfd, s.w(b.ffn_post_norm), F.rs_post, n, D, post);
+      ops::rmsnorm_jvp(ctx, t.x3d, t.q_mf, F.m, t.mfd, w(b.ffn_post_norm), F.rs_post, n, D, post);
       ops::axpby(ctx, t.x3d, 0, 1.f, t.x2d, 0, 1.f, size_t(n) * D);  // the residual
-      ops::rmsnorm_jvp(ctx, t.hfd, t.q_x3, t.x3, t.x3d, s.w(e.ln_f), t.rsf, n, D);
+      ops::rmsnorm_jvp(ctx, t.hfd, t.q_x3, t.x3, t.x3d, w(e.ln_f), t.rsf, n, D);
       // The head: dhfd, and the head's (tied: the embedding's) gradient gains its tangent.
       ops::xent_tangent(ctx, t.xent, t.zd, t.sigma, t.dhfd, g(e.head), t.hf, t.hfd, head, tied, t.targets, n, D, V,
-                        c.bos_token_id, w);
+                        c.bos_token_id, inv_count);
 
       // Tangent backward; each weight's gradient tangent is added to its gradient (theta) or lambda (W_k).
       ops::rmsnorm_wgrad_tangent(ctx, g(e.ln_f), t.dhf, t.dhfd, t.x3, t.x3d, t.rsf, t.q_x3, n, D);
-      ops::rmsnorm_bwd_tangent(ctx, t.dx3d, false, t.dhf, t.dhfd, t.x3, t.x3d, s.w(e.ln_f), t.rsf, n, D);
+      ops::rmsnorm_bwd_tangent(ctx, t.dx3d, false, t.dhf, t.dhfd, t.x3, t.x3d, w(e.ln_f), t.rsf, n, D);
       ops::rmsnorm_wgrad_tangent(ctx, g(b.ffn_post_norm), t.dx3, t.dx3d, F.m, t.mfd, F.rs_post, t.q_mf, n, D, post);
-      ops::rmsnorm_bwd_tangent(ctx, t.dmfd, false, t.dx3, t.dx3d, F.m, t.mfd, s.w(b.ffn_post_norm), F.rs_post, n, D,
+      ops::rmsnorm_bwd_tangent(ctx, t.dmfd, false, t.dx3, t.dx3d, F.m, t.mfd, w(b.ffn_post_norm), F.rs_post, n, D,
                                post);
       mm(Trans::T, Trans::N, I, D, n, F.g, 0, t.dmfd, 0, 1.f, g(b.mlp.w2), "gemm_dw2_tangent");
       mm(Trans::T, Trans::N, I, D, n, t.gfd, 0, t.dmf, 0, 1.f, g(b.mlp.w2), "gemm_dw2_tangent");
@@ -200,9 +188,9 @@ void FullGradient::Impl::second_order_sweep(int l, Buffer& d, int T) {
       mm(Trans::N, Trans::T, n, D, 2 * I, t.dh13fd, 0, F13, 0, 0.f, t.dhnfd, "gemm_dhn_tangent");
       ops::rmsnorm_wgrad_tangent(ctx, g(b.ffn_norm), t.dhnf, t.dhnfd, t.x2, t.x2d, F.rs_pre, t.q_x2, n, D, pre);
       t.dx2d.copy_from(t.dx3d, size_t(n) * D * 4);
-      ops::rmsnorm_bwd_tangent(ctx, t.dx2d, true, t.dhnf, t.dhnfd, t.x2, t.x2d, s.w(b.ffn_norm), F.rs_pre, n, D, pre);
+      ops::rmsnorm_bwd_tangent(ctx, t.dx2d, true, t.dhnf, t.dhnfd, t.x2, t.x2d, w(b.ffn_norm), F.rs_pre, n, D, pre);
       ops::rmsnorm_wgrad_tangent(ctx, g(b.prime_post_norm), t.dx2, t.dx2d, P.m, t.md, P.rs_post, t.q_m, n, D, post);
-      ops::rmsnorm_bwd_tangent(ctx, t.dmd, false, t.dx2, t.dx2d, P.m, t.md, s.w(b.prime_post_norm), P.rs_post, n, D,
+      ops::rmsnorm_bwd_tangent(ctx, t.dmd, false, t.dx2, t.dx2d, P.m, t.md, w(b.prime_post_norm), P.rs_post, n, D,
                                post);
       mm(Trans::T, Trans::N, I, D, n, t.gd, 0, t.dm, 0, 1.f, t.lam2, "gemm_dw2_tangent");
       mm(Trans::T, Trans::N, I, D, n, P.g, 0, t.dmd, 0, 1.f, t.lam2, "gemm_dw2_tangent");
@@ -214,7 +202,7 @@ void FullGradient::Impl::second_order_sweep(int l, Buffer& d, int T) {
       mm(Trans::N, Trans::T, n, D, 2 * I, t.dh13, 0, t.nu13, 0, 1.f, t.dhnd, "gemm_dhn_tangent");
       ops::rmsnorm_wgrad(ctx, g(b.prime_norm), true, mat(t.dhnd, D), mat(t.x1, D), P.rs_pre, n, 1, D, pre);
       t.dx1d.copy_from(t.dx2d, size_t(n) * D * 4);
-      ops::rmsnorm_bwd(ctx, mat(t.dx1d, D), true, mat(t.dhnd, D), mat(t.x1, D), s.w(b.prime_norm), P.rs_pre, n, 1, D,
+      ops::rmsnorm_bwd(ctx, mat(t.dx1d, D), true, mat(t.dhnd, D), mat(t.x1, D), w(b.prime_norm), P.rs_pre, n, 1, D,
                        pre);
       ops::axpby(ctx, d, size_t(r0) * D, 1.f, t.dx1d, 0, 1.f, size_t(n) * D);  // into the document's dL/dx1
     }

@@ -4,6 +4,7 @@
 #include "lib/engine/impl.hpp"
 
 #include "host/gemm.hpp"
+#include "lib/engine/block.hpp"
 
 #include <fmt/format.h>
 
@@ -13,11 +14,9 @@
 namespace ttt {
 
 Session::Impl::Impl(Engine::Impl& eng, SessionOptions o) : e(eng) {
-  ttt = o.ttt.value_or(e.opts.ttt);
-  lr = o.inner_lr.value_or(e.lr);
-  if (!std::isfinite(lr) || lr < 0) throw Error(fmt::format("inner learning rate {} must be a finite number >= 0", lr));
-  if (trains() && !e.can_train())
-    throw Error("a session with test-time training needs an engine created with test-time training on");
+  const SessionSettings set = resolve(e, o);
+  ttt = set.ttt;
+  lr = set.lr;
   const size_t D = size_t(e.c.hidden_size);
   for (int l = 0; l < e.c.num_hidden_layers; ++l) {
     kc.push_back(alloc(size_t(e.C) * D, "key ring"));
@@ -108,13 +107,48 @@ void Session::Impl::run_forward(std::span<const int32_t> ids, int64_t pos0, bool
   fwd_pos = pos0;
   fwd_n = n;
   fwd_keep = keep;
-  fwd_serial = ++e.forwards;
-  e.owner = this;
+  fwd_serial = e.claim_scratch(this);
   scored = trained = false;
-  Buffer& xL = forward_blocks(n, fwd_keep);
-  ops::rmsnorm_fwd(e.ctx, ops::mat(e.hf, e.c.hidden_size), e.rsf, ops::mat(xL, e.c.hidden_size), w(e.ln_f), nullptr,
-                   n, 1, e.c.hidden_size, e.c.rms_norm_eps);
+  block::forward(pass(), e.ids, block::stream_io(e.stream, e.shared, e.suffix, e.c.first_prime_block(), fwd_keep), e.hf, e.rsf);
   info = {pos0 / e.B, false, 0.f, 0.f};
+}
+
+// The one document's rows (its last forward) as the block description takes them.
+block::Pass Session::Impl::pass() {
+  block::Pass p{e.ctx, e};
+  p.T = fwd_n;
+  p.docs = {{0, fwd_n, fwd_pos, 0}};
+  p.cs = &e.cs;
+  p.kc = &kc;
+  p.vc = &vc;
+  p.w = block::weights_of(e, live);
+  if (trains()) {
+    p.g.resize(grad.size());
+    for (size_t i = 0; i < grad.size(); ++i)
+      if (grad[i]) p.g[i].buf = &grad[i];
+  }
+  return p;
+}
+
+// Backward of the mini-batch from its mean NLL to the prime weights.
+void Session::Impl::backward() {
+  block::backward(pass(), block::stream_io(e.stream, e.shared, e.suffix, e.c.first_prime_block(), fwd_keep), e.ids, e.dhf, e.rsf, e.dx, block::Reach::prime_weights,
+                  block::scratch_of(e));
+}
+
+// Clipped SGD over every trainable device tensor, in the table's order, then
+// the weights' global norm (to catch an update that overflowed).
+void Session::Impl::update() {
+  std::vector<ops::SgdParam> params;
+  std::vector<std::pair<const Buffer*, int>> weights;
+  for (size_t i = 0; i < e.table.device.size(); ++i) {
+    const DeviceTensor& d = e.table.device[i];
+    if (!d.trainable) continue;
+    params.push_back({&live[i], &grad[i], int(d.size())});
+    weights.emplace_back(&live[i], int(d.size()));
+  }
+  ops::sgd_step(e.ctx, params, partial, gstats, lr, e.c.inner_clip_gradient);
+  ops::global_norm(e.ctx, weights, partial, wstats, 0.f);
 }
 
 void Session::score(std::span<const int32_t> targets) {
@@ -202,7 +236,7 @@ bool Session::train() {
   if (!s.fwd_keep) return false;
   if (!s.scored) throw Error("Session::train: score the mini-batch first (its loss is what the step descends)");
   if (s.trained) throw Error("Session::train: this mini-batch already took its step");
-  s.backward(s.fwd_n);
+  s.backward();
   s.update();
   s.gstats.read(s.h_g, sizeof s.h_g, 0, false);
   s.wstats.read(s.h_w, sizeof s.h_w, 0, false);
