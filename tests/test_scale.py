@@ -186,6 +186,32 @@ def main():
             with open(out("ref.svg")) as a, open(out("mpi.svg")) as b:
                 check(f"{name}: plot identical", a.read() == b.read() or bool(extra))
 
+    # Every option on every path: sequential, batched and two MPI ranks give the same NLLs (1e-5) under each,
+    # and each option changes the numbers (tests/test_paths.cpp crosses them with decode too).
+    def nlls(path):
+        with open(path) as f:
+            return [float(v) for v in f]
+
+    def max_diff(x, y):
+        return max(abs(p - q) for p, q in zip(x, y)) if len(x) == len(y) else float("inf")
+
+    default = nlls(out("ref.nll"))
+    for opt in (["--no-ttt"], ["--full-attention"], ["--inner-lr", "0.1"]):
+        tag = " ".join(opt)
+        rc, _, err = run(*base, *opt, "--nll-out", out("opt.nll"))
+        check(f"{tag}: sequential run", rc == 0, err)
+        seq = nlls(out("opt.nll"))
+        check(f"{tag}: changes the NLLs", max_diff(seq, default) > 1e-3, f"max diff {max_diff(seq, default)}")
+        rc, _, err = run(*base, *opt, "--parallel", "3", "--nll-out", out("opt3.nll"))
+        d = max_diff(nlls(out("opt3.nll")), seq) if rc == 0 else float("inf")
+        check(f"{tag} --parallel 3: NLLs equal sequential to 1e-5", d <= 1e-5, f"{err} max diff {d}")
+        if MPIEXEC:
+            cmd = [MPIEXEC, "--allow-run-as-root", "--oversubscribe", "-np", "2", exe("ttt-perplexity"), *base, *opt,
+                   "--nll-out", out("optmpi.nll")]
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+            d = max_diff(nlls(out("optmpi.nll")), seq) if p.returncode == 0 else float("inf")
+            check(f"{tag} mpirun -np 2: NLLs equal sequential to 1e-5", d <= 1e-5, f"{p.stderr[-2000:]} max diff {d}")
+
     print(f"{results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
 

@@ -1,0 +1,182 @@
+// Every engine option on every execution path. One document at a time
+// (Session) is the reference; N documents (BatchSession, N = 1, 2, 3) and a
+// decoded document (Decoder, one token at a time, the NLL of each next token
+// from its logits row) must give the same NLLs (1e-5) under each option, and
+// each option must change the numbers exactly where it should: test-time
+// training and its learning rate past the first mini-batch, the window past
+// the window, the vocabulary tile and the one-row product nowhere. The
+// documents are shorter than B, between B and W, and longer than W. (Two MPI
+// ranks cross the same options in tests/test_scale.py.)
+#include "ttt/batch.hpp"
+#include "ttt/decode.hpp"
+#include "ttt/engine.hpp"
+#include "tests/common.hpp"
+#include "tests/model_fixtures.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <map>
+
+namespace ttt::test {
+namespace {
+
+// B 5, W 9: lengths below B, between B and W, and past W.
+Config paths_config() {
+  Config c = tiny_config();
+  c.sliding_window_size = 9;
+  return c;
+}
+
+const size_t kLengths[] = {4, 8, 23, 13};  // tokens: 3, 7 (B < 7 < W), 22 and 12 predictions
+
+std::vector<std::vector<int32_t>> documents(int vocab) {
+  std::vector<std::vector<int32_t>> docs;
+  size_t k = 0;
+  for (size_t n : kLengths) {
+    docs.push_back(pattern_tokens(n, vocab, 3 + 2 * k, 1 + k));
+    ++k;
+  }
+  return docs;
+}
+
+struct Option {
+  std::string name;
+  std::function<void(EngineOptions&, SessionOptions&)> set;
+};
+
+const std::vector<Option>& options() {
+  static const std::vector<Option> o = {
+      {"defaults", [](EngineOptions&, SessionOptions&) {}},
+      {"no_ttt_engine", [](EngineOptions& e, SessionOptions&) { e.ttt = false; }},
+      {"no_ttt_session", [](EngineOptions&, SessionOptions& s) { s.ttt = false; }},
+      {"inner_lr_engine", [](EngineOptions& e, SessionOptions&) { e.inner_lr = 0.05f; }},
+      {"inner_lr_session", [](EngineOptions&, SessionOptions& s) { s.inner_lr = 0.05f; }},
+      {"full_attention", [](EngineOptions& e, SessionOptions& s) { e.window = 64, s.ttt = false; }},
+      {"window_64_ttt", [](EngineOptions& e, SessionOptions&) { e.window = 64; }},
+      {"window_3", [](EngineOptions& e, SessionOptions&) { e.window = 3; }},
+      {"vocab_tile_7", [](EngineOptions& e, SessionOptions&) { e.vocab_tile = 7; }},
+      {"matvec_gemv", [](EngineOptions& e, SessionOptions&) { e.matvec = EngineOptions::MatVec::ClblastGemv; }},
+      {"matvec_gemm", [](EngineOptions& e, SessionOptions&) { e.matvec = EngineOptions::MatVec::Gemm; }},
+  };
+  return o;
+}
+
+using Nlls = std::vector<std::vector<float>>;
+
+Nlls one_at_a_time(Engine& e, const SessionOptions& so, const std::vector<std::vector<int32_t>>& docs) {
+  Session s(e, so);
+  Nlls out;
+  for (const auto& d : docs) out.push_back(s.evaluate(d));
+  return out;
+}
+
+Nlls batched(Engine& e, const SessionOptions& so, const std::vector<std::vector<int32_t>>& docs, int slots) {
+  BatchSession b(e, slots, so);
+  std::vector<std::span<const int32_t>> spans(docs.begin(), docs.end());
+  return b.evaluate(spans);
+}
+
+// Token by token: the NLL of each next token from the logits row the decoder gives.
+Nlls decoded(Engine& e, const SessionOptions& so, const std::vector<std::vector<int32_t>>& docs) {
+  Session s(e, so);
+  Nlls out;
+  for (const auto& d : docs) {
+    Decoder dec(s);
+    std::vector<float> nll;
+    for (size_t t = 0; t + 1 < d.size(); ++t) {
+      dec.append({&d[t], 1});
+      const std::vector<float>& lg = dec.logits();
+      const float m = *std::max_element(lg.begin(), lg.end());
+      double z = 0;
+      for (float v : lg) z += std::exp(double(v - m));
+      nll.push_back(float(double(m) + std::log(z) - double(lg[size_t(d[t + 1])])));
+    }
+    out.push_back(nll);
+  }
+  return out;
+}
+
+std::vector<float> flatten(const Nlls& n) {
+  std::vector<float> v;
+  for (const auto& d : n) v.insert(v.end(), d.begin(), d.end());
+  return v;
+}
+
+// The largest difference between two runs over predictions from..to-1 of every document.
+double max_diff(const Nlls& a, const Nlls& b, size_t from, size_t to = SIZE_MAX) {
+  double m = 0;
+  for (size_t i = 0; i < a.size(); ++i)
+    for (size_t t = from; t < std::min({a[i].size(), b[i].size(), to}); ++t)
+      m = std::max(m, std::fabs(double(a[i][t]) - double(b[i][t])));
+  return m;
+}
+
+struct PathRun {
+  Nlls reference;  // Session, one document at a time
+  int window = 0;
+  bool ttt = false;
+};
+
+PathRun run_option(host::Context& ctx, const Model& m, const Option& o, const std::vector<std::vector<int32_t>>& docs) {
+  EngineOptions eo;
+  SessionOptions so;
+  o.set(eo, so);
+  Engine e(ctx, m, eo);
+  PathRun r{one_at_a_time(e, so, docs), e.window(), Session(e, so).ttt()};
+  for (int n : {1, 2, 3})
+    EXPECT_TRUE(all_close(flatten(batched(e, so, docs, n)), flatten(r.reference), 1e-5, 0))
+        << o.name << ": BatchSession with " << n << " slots differs from Session";
+  EXPECT_TRUE(all_close(flatten(decoded(e, so, docs)), flatten(r.reference), 1e-5, 0))
+      << o.name << ": the decoded NLLs differ from Session";
+  return r;
+}
+
+class PathsTest : public DeviceTest {};
+
+TEST_F(PathsTest, EveryOptionGivesTheSameNumbersOnEveryPath) {
+  const Model m = Model::random(paths_config(), 31, 0.3f);
+  const auto docs = documents(m.config.vocab_size);
+  std::map<std::string, PathRun> runs;
+  for (const Option& o : options()) {
+    SCOPED_TRACE(o.name);
+    runs[o.name] = run_option(dev(), m, o, docs);
+  }
+  const size_t B = size_t(m.config.mini_batch_size), W = size_t(m.config.sliding_window_size);
+  const PathRun& base = runs.at("defaults");
+  auto ref = [&](const char* name) -> const Nlls& { return runs.at(name).reference; };
+  ASSERT_TRUE(base.ttt);
+  ASSERT_EQ(base.window, int(W));
+  const double same = 1e-5, changed = 1e-3;
+
+  // Each option reached the engine and the session as asked.
+  EXPECT_FALSE(runs.at("no_ttt_engine").ttt);
+  EXPECT_FALSE(runs.at("no_ttt_session").ttt);
+  EXPECT_FALSE(runs.at("full_attention").ttt);
+  EXPECT_EQ(runs.at("full_attention").window, 64);
+  EXPECT_EQ(runs.at("window_3").window, 3);
+
+  // Test-time training acts from the second mini-batch on: the first is scored before any step.
+  for (const char* o : {"no_ttt_engine", "no_ttt_session", "inner_lr_engine", "inner_lr_session"}) {
+    EXPECT_LT(max_diff(ref(o), base.reference, 0, B), same) << o << " changed the first mini-batch";
+    EXPECT_GT(max_diff(ref(o), base.reference, B), changed) << o << " changed nothing after the first step";
+  }
+  // The engine's and the session's way of saying the same thing agree.
+  EXPECT_LT(max_diff(ref("no_ttt_engine"), ref("no_ttt_session"), 0), same);
+  EXPECT_LT(max_diff(ref("inner_lr_engine"), ref("inner_lr_session"), 0), same);
+
+  // The window: a longer one changes nothing until a query would lose a key, then everything.
+  EXPECT_LT(max_diff(ref("full_attention"), ref("no_ttt_engine"), 0, W), same);
+  EXPECT_GT(max_diff(ref("full_attention"), ref("no_ttt_engine"), W), changed);
+  EXPECT_LT(max_diff(ref("window_64_ttt"), base.reference, 0, W), same);
+  EXPECT_GT(max_diff(ref("window_64_ttt"), base.reference, W), changed);
+  EXPECT_LT(max_diff(ref("window_3"), base.reference, 0, 3), same);
+  EXPECT_GT(max_diff(ref("window_3"), base.reference, 3), changed);
+
+  // The vocabulary tile and the one-row product are speed choices: the same numbers.
+  for (const char* o : {"vocab_tile_7", "matvec_gemv", "matvec_gemm"})
+    EXPECT_LT(max_diff(ref(o), base.reference, 0), same) << o;
+}
+
+}  // namespace
+}  // namespace ttt::test
