@@ -1,6 +1,6 @@
-// The results journal of a corpus run (ttt-perplexity --journal, --resume): one JSON line
-// per finished document and pass, appended and fsync'ed as soon as it is
-// scored, so a run killed at any moment (SIGKILL included) loses only the
+// The results journal of a corpus run (ttt-perplexity --journal, --resume):
+// one JSON line per finished document and pass, appended and fsync'ed as soon
+// as it is scored, so a run killed at any moment (SIGKILL included) loses only the
 // documents in flight. The first line names the fingerprint of the model and
 // of every option that changes the numbers; each record carries its
 // document's name and a hash of its tokens and a checksum of itself, so a
