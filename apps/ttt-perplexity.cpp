@@ -1,76 +1,38 @@
 // ttt-perplexity: per-token losses of a TTT-E2E model on documents, with
 // test-time training on (the default) or off, on any OpenCL device; a report
-// for people (stdout), JSON and SVG for programs.
+// for people (stdout), JSON and SVG for programs. The options are read here;
+// the work (documents, passes, journal, MPI, the report) is lib/eval's.
 #include "apps/app.hpp"
-#include "ttt/device.hpp"
-#include "ttt/error.hpp"
-#include "apps/documents.hpp"
-#include "apps/corpus.hpp"
-#include "apps/evaluate.hpp"
-#include "apps/journal.hpp"
-#include "apps/mpi_shard.hpp"
-#include "ttt/engine.hpp"
-#include "lib/report/progress.hpp"
-#include "ttt/report.hpp"
-#include "ttt/output.hpp"
-#include "ttt/tokenizer.hpp"
 #include "host/program.hpp"
+#include "lib/eval/corpus.hpp"
+#include "lib/eval/corpus_run.hpp"
+#include "lib/eval/journal.hpp"
+#include "lib/eval/mpi_shard.hpp"
+#include "lib/report/progress.hpp"
+#include "ttt/device.hpp"
+#include "ttt/engine.hpp"
+#include "ttt/error.hpp"
+#include "ttt/output.hpp"
+#include "ttt/report.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include <chrono>
+#include <algorithm>
+#include <cstdint>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <functional>
+#include <memory>
 #include <optional>
-#include <span>
-#include <sstream>
+#include <string>
+#include <vector>
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// Time spent scoring only: model loading, kernel compilation and warm-up stay
-// outside, so the progress display and the report show one and the same rate.
-class Stopwatch {
- public:
-  void start() { since_ = Clock::now(); }
-  void stop() {
-    total_ += std::chrono::duration<double>(Clock::now() - *since_).count();
-    since_.reset();
-  }
-  double seconds() const {
-    return total_ + (since_ ? std::chrono::duration<double>(Clock::now() - *since_).count() : 0.0);
-  }
-
- private:
-  double total_ = 0;
-  std::optional<Clock::time_point> since_;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  if (!f) throw ttt::Error(fmt::format("{}: cannot read", path));
-  return ss.str();
-}
-
-// After a cold kernel cache, one short untimed document: some drivers (PoCL)
-// finish compiling each kernel at its first launch, which would otherwise be
-// counted in the throughput of the first real document.
-void warm_up(ttt::Engine& engine, int vocab) {
-  std::vector<int32_t> t(size_t(2 * engine.config().mini_batch_size + 2));
-  for (size_t i = 0; i < t.size(); ++i) t[i] = int32_t(i % size_t(vocab));
-  engine.evaluate(t);
-}
+namespace po = ttt::app::po;
 
 ttt::mpi::World* g_world = nullptr;  // set by main
 
-int body(int argc, char** argv) {
-  namespace po = ttt::app::po;
+po::options_description options() {
   po::options_description opts("Options");
   opts.add_options()
       ("model,m", po::value<std::string>()->required(), "model directory (config.json + model.safetensors [+ tokenizer])")
@@ -99,234 +61,194 @@ int body(int argc, char** argv) {
       ("resume", po::bool_switch(), "continue the --journal: skip the documents already in it and report them from it")
       ("quiet,q", po::bool_switch(), "no progress display")
       ("device,d", po::value<std::string>()->default_value(""), "OpenCL device: P:D indices or part of its name (default: $TTT_DEVICE, else the first GPU, else the first device; see ttt-info)");
-  po::variables_map vm;
-  if (!ttt::app::parse(argc, argv, opts, vm, "ttt-perplexity -m MODEL_DIR (-f TEXT... | --tokens IDS...) [options]",
-                       "Evaluates a TTT-E2E model on documents and reports the per-token loss, the mean NLL, the\n"
-                       "perplexity with its standard error (PPL = x +/- err, as llama.cpp computes it) and the mean\n"
-                       "loss by token position. With test-time training on (the default) the model takes one\n"
-                       "clipped SGD step on its prime MLPs after every full mini-batch of B tokens, so later tokens\n"
-                       "are predicted by weights that learned from the earlier ones: the gain grows with position.\n"
-                       "The window W and mini-batch B are properties of the trained model and cannot be changed."))
-    return 0;
-  // Options and output paths first: a bad one must fail now, not after hours of evaluation.
-  const size_t max_tokens = vm.count("max-tokens") ? size_t(ttt::app::int_option(vm, "max-tokens", 2)) : SIZE_MAX;
-  const std::optional<float> inner_lr =
-      vm.count("inner-lr") ? std::optional(ttt::app::nonneg_float_option(vm, "inner-lr")) : std::nullopt;
-  const bool full = vm["full-attention"].as<bool>();
-  const bool ttt_on = !vm["no-ttt"].as<bool>() && !full, compare = vm["compare"].as<bool>();
-  if (full && (compare || vm.count("save-weights") || vm.count("inner-lr")))
-    throw ttt::Error("--full-attention turns test-time training off; it does not combine with --compare, --save-weights or --inner-lr");
-  if (compare && !ttt_on) throw ttt::Error("--compare already runs without test-time training; drop --no-ttt");
-  if (vm.count("save-weights") && !ttt_on)
-    throw ttt::Error("--save-weights needs test-time training on (without it the prime weights never change)");
-  if (vm.count("file") + vm.count("tokens") + vm.count("jsonl") != 1)
-    throw ttt::Error("give the documents with -f TEXT_FILE, --tokens IDS_FILE or --jsonl FILE (one of the three)");
-  if (vm.count("tokenizer") && vm.count("tokens"))
-    throw ttt::Error("--tokenizer reads text documents (-f, --jsonl); --tokens are ids already");
-  ttt::mpi::World& world = *g_world;
-  const int parallel = vm["parallel"].as<int>();
-  if (parallel < 1 || parallel > 4096) throw ttt::Error("--parallel must be in 1..4096");
-  if (vm.count("save-weights") && (parallel > 1 || world.size() > 1))
-    throw ttt::Error("--save-weights keeps the weights adapted by the last document: use it without --parallel and MPI");
-  if (vm["resume"].as<bool>() && !vm.count("journal")) throw ttt::Error("--resume continues a --journal FILE");
+  return opts;
+}
 
-  const std::string model_dir = vm["model"].as<std::string>();
-  for (const char* flag : {"nll-out", "json", "plot"})
-    if (vm.count(flag)) ttt::check_output_file(vm[flag].as<std::string>(), std::string("--") + flag);
-  if (vm.count("save-weights"))
-    ttt::check_output_dir(vm["save-weights"].as<std::string>(), "--save-weights", vm["force"].as<bool>(), {model_dir});
+constexpr const char* kUsage = "ttt-perplexity -m MODEL_DIR (-f TEXT... | --tokens IDS...) [options]";
+constexpr const char* kAbout =
+    "Evaluates a TTT-E2E model on documents and reports the per-token loss, the mean NLL, the\n"
+    "perplexity with its standard error (PPL = x +/- err, as llama.cpp computes it) and the mean\n"
+    "loss by token position. With test-time training on (the default) the model takes one\n"
+    "clipped SGD step on its prime MLPs after every full mini-batch of B tokens, so later tokens\n"
+    "are predicted by weights that learned from the earlier ones: the gain grows with position.\n"
+    "The window W and mini-batch B are properties of the trained model and cannot be changed.";
+
+// What the options ask for, checked.
+struct Args {
+  std::string model_dir, device;
+  ttt::CorpusSpec corpus;
+  bool ttt = true, full = false, compare = false, quiet = false, resume = false, force = false;
+  std::optional<float> inner_lr;
+  int parallel = 1;
+  std::optional<std::string> journal, nll_out, json, plot, save_weights;
+};
+
+std::optional<std::string> given(const po::variables_map& vm, const char* flag) {
+  return vm.count(flag) ? std::optional(vm[flag].as<std::string>()) : std::nullopt;
+}
+
+std::vector<std::string> given_list(const po::variables_map& vm, const char* flag) {
+  return vm.count(flag) ? vm[flag].as<std::vector<std::string>>() : std::vector<std::string>{};
+}
+
+// The options as they are given; a value out of range is a usage error naming its flag.
+Args read_args(const po::variables_map& vm) {
+  Args a;
+  a.model_dir = vm["model"].as<std::string>();
+  a.device = vm["device"].as<std::string>();
+  if (vm.count("max-tokens")) a.corpus.max_tokens = size_t(ttt::app::int_option(vm, "max-tokens", 2));
+  if (vm.count("inner-lr")) a.inner_lr = ttt::app::nonneg_float_option(vm, "inner-lr");
+  a.full = vm["full-attention"].as<bool>();
+  a.ttt = !vm["no-ttt"].as<bool>() && !a.full;
+  a.compare = vm["compare"].as<bool>();
+  a.parallel = vm["parallel"].as<int>();
+  a.corpus.text = given_list(vm, "file");
+  a.corpus.tokens = given_list(vm, "tokens");
+  a.corpus.jsonl = given(vm, "jsonl");
+  a.corpus.field = vm["field"].as<std::string>();
+  a.corpus.tokenizer = given(vm, "tokenizer");
+  a.corpus.parse_special = vm["parse-special"].as<bool>();
+  a.journal = given(vm, "journal");
+  a.resume = vm["resume"].as<bool>();
+  a.nll_out = given(vm, "nll-out");
+  a.json = given(vm, "json");
+  a.plot = given(vm, "plot");
+  a.save_weights = given(vm, "save-weights");
+  a.force = vm["force"].as<bool>();
+  a.quiet = vm["quiet"].as<bool>();
+  return a;
+}
+
+// Options that do not combine.
+void check_args(const Args& a, const ttt::mpi::World& world) {
+  if (a.full && (a.compare || a.save_weights || a.inner_lr))
+    throw ttt::Error("--full-attention turns test-time training off; it does not combine with --compare, --save-weights or --inner-lr");
+  if (a.compare && !a.ttt) throw ttt::Error("--compare already runs without test-time training; drop --no-ttt");
+  if (a.save_weights && !a.ttt)
+    throw ttt::Error("--save-weights needs test-time training on (without it the prime weights never change)");
+  if (int(!a.corpus.text.empty()) + int(!a.corpus.tokens.empty()) + int(a.corpus.jsonl.has_value()) != 1)
+    throw ttt::Error("give the documents with -f TEXT_FILE, --tokens IDS_FILE or --jsonl FILE (one of the three)");
+  if (a.corpus.tokenizer && !a.corpus.tokens.empty())
+    throw ttt::Error("--tokenizer reads text documents (-f, --jsonl); --tokens are ids already");
+  if (a.parallel < 1 || a.parallel > 4096) throw ttt::Error("--parallel must be in 1..4096");
+  if (a.save_weights && (a.parallel > 1 || world.size() > 1))
+    throw ttt::Error("--save-weights keeps the weights adapted by the last document: use it without --parallel and MPI");
+  if (a.resume && !a.journal) throw ttt::Error("--resume continues a --journal FILE");
+}
+
+// Output paths before any work: a bad one must fail now, not after hours of evaluation.
+void check_outputs(const Args& a) {
+  for (const auto& [path, flag] : {std::pair{&a.nll_out, "--nll-out"}, {&a.json, "--json"}, {&a.plot, "--plot"}})
+    if (*path) ttt::check_output_file(**path, flag);
+  if (a.save_weights) ttt::check_output_dir(*a.save_weights, "--save-weights", a.force, {a.model_dir});
+}
+
+ttt::Model load_model(const std::string& dir) {
+  ttt::Model model = ttt::Model::load(dir);
+  for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-perplexity: warning: %s\n", w.c_str());
+  return model;
+}
+
+ttt::EngineOptions engine_options(const Args& a, const ttt::Corpus& corpus, const ttt::Config& cfg) {
+  ttt::EngineOptions eo;
+  eo.ttt = a.ttt;
+  eo.inner_lr = a.inner_lr;
+  if (a.full) {
+    const size_t longest = ttt::longest_document(corpus.docs);
+    if (longest > size_t(INT32_MAX / 2)) throw ttt::Error("--full-attention: a document is too long");
+    eo.window = std::max(int(longest), cfg.sliding_window_size);
+  }
+  return eo;
+}
+
+// Rank 0's journal: what it already holds is reported from it and not evaluated again.
+std::unique_ptr<ttt::Journal> open_journal(const Args& a, const ttt::Config& cfg) {
+  const std::string fp = ttt::journal_fingerprint(a.model_dir, a.ttt, a.inner_lr.value_or(cfg.inner_lr), a.compare);
+  auto journal = std::make_unique<ttt::Journal>(*a.journal, fp, a.resume);
+  if (journal->had_torn_line())
+    std::fprintf(stderr, "ttt-perplexity: %s: ignored a torn last line (a run was interrupted while writing it)\n",
+                 a.journal->c_str());
+  return journal;
+}
+
+// The report on stdout (alone there: `> report.txt` holds it), then the files asked for.
+void write_outputs(const Args& a, const ttt::CorpusResults& r) {
+  std::fputs(ttt::format_report(r.report).c_str(), stdout);
+  std::fflush(stdout);
+  if (a.nll_out) ttt::write_file_atomic(*a.nll_out, r.nll_text);
+  if (a.json) ttt::write_file_atomic(*a.json, ttt::report_json(r.report).dump(2) + "\n");
+  if (a.plot) ttt::write_file_atomic(*a.plot, ttt::render_svg(r.report));
+}
+
+// The last words on stderr and the exit code; a whole run saves the adapted weights.
+int finish(const Args& a, const ttt::CorpusResults& r, const ttt::Model& model) {
+  if (!r.complete) {
+    if (a.save_weights)
+      std::fprintf(stderr, "ttt-perplexity: --save-weights skipped: the documents were not all read\n");
+    std::fprintf(stderr, "ttt-perplexity: interrupted: partial results written (%zu of %zu tokens scored)\n", r.scored,
+                 r.planned);
+    return 130;  // as for Ctrl-C, whichever of SIGINT or SIGTERM stopped it: "interrupted, results kept"
+  }
+  if (a.save_weights) {
+    // The adapted model reads text like the original: its tokenizer goes along (the --tokenizer one if given).
+    ttt::save_adapted_model(model, *a.save_weights, a.model_dir, a.corpus.tokenizer);
+    std::fprintf(stderr, "ttt-perplexity: adapted weights written to %s\n", a.save_weights->c_str());
+  }
+  return 0;
+}
+
+// Scores the corpus on every rank, with a progress display and the journal on
+// rank 0. Returns rank 0's results; nothing on the other ranks.
+std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& corpus, ttt::host::Context& ctx,
+                                           const ttt::EngineOptions& eo, ttt::Model& model,
+                                           const ttt::mpi::World& world) {
+  const bool lead = world.rank() == 0;  // rank 0 alone reports
+  ttt::CorpusRun run(corpus, {.compare = a.compare, .parallel = a.parallel}, world);
+  ttt::Progress progress(run.tokens_to_score(), "progress",
+                         a.quiet || !lead ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto, stderr,
+                         [&] { return run.seconds(); });
+  run.on_progress([&](size_t done) { progress.update(done); });
+  run.stop_when([] { return ttt::app::interrupted() != 0; });
+  const auto journal = lead && a.journal ? open_journal(a, model.config) : nullptr;
+  run.set_journal(journal.get());
+  // One engine holds the weights (uploaded once, kernels compiled or loaded
+  // before the clock of the first document starts); the run with test-time
+  // training and the --compare run without it are two sessions on it.
+  ttt::Engine engine(ctx, model, eo);
+  if (ctx.programs().built_from_source() > 0) ttt::warm_up(engine);
+  const bool complete =
+      run.run(engine, ttt::report_settings(engine, a.model_dir, corpus.tokenizer), a.save_weights ? &model : nullptr);
+  if (complete) progress.finish();  // an interrupted run ends with its own line below, not with "done"
+  if (!lead) return std::nullopt;
+  return run.results();
+}
+
+int body(int argc, char** argv) {
+  po::variables_map vm;
+  if (!ttt::app::parse(argc, argv, options(), vm, kUsage, kAbout)) return 0;
+  ttt::mpi::World& world = *g_world;
+  const Args a = read_args(vm);
+  check_args(a, world);
+  check_outputs(a);
   // One process: Ctrl-C keeps what was scored. Under MPI the default stays (mpirun
   // ends every rank); the --journal is what keeps an MPI run's work.
   if (world.size() == 1) ttt::app::catch_interrupts("ttt-perplexity");
 
-  ttt::Model model = ttt::Model::load(model_dir);
-  for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-perplexity: warning: %s\n", w.c_str());
-  const ttt::Config& cfg = model.config;
-
-  std::vector<ttt::Document> docs;
-  std::string tokenizer_name = "(token ids)";
-  if (vm.count("file") || vm.count("jsonl")) {
-    const ttt::Tokenizer tok = vm.count("tokenizer") ? ttt::Tokenizer::from_file(vm["tokenizer"].as<std::string>())
-                                                     : ttt::Tokenizer::for_model(model_dir, cfg);
-    if (tok.vocab_size() > cfg.vocab_size)
-      throw ttt::Error(fmt::format("tokenizer {} has {} ids but the model's vocab_size is {}", tok.name(),
-                                   tok.vocab_size(), cfg.vocab_size));
-    tokenizer_name = tok.name();
-    docs = vm.count("jsonl") ? ttt::load_jsonl_documents(vm["jsonl"].as<std::string>(), vm["field"].as<std::string>(),
-                                                         tok, vm["parse-special"].as<bool>(), cfg.bos_token_id)
-                             : ttt::load_text_documents(ttt::expand_paths(vm["file"].as<std::vector<std::string>>()),
-                                                        tok, vm["parse-special"].as<bool>(), cfg.bos_token_id);
-  } else {
-    docs = ttt::load_token_documents(ttt::expand_paths(vm["tokens"].as<std::vector<std::string>>()));
-  }
-  size_t total = 0;
-  for (auto& d : docs) {
-    if (max_tokens < d.tokens.size()) d.tokens.resize(max_tokens);
-    ttt::check_token_ids(d.tokens, cfg.vocab_size, d.name);
-    if (d.tokens.size() < 2)
-      throw ttt::Error(fmt::format("{}: a document needs at least 2 tokens to score, got {}", d.name, d.tokens.size()));
-    total += d.tokens.size() - 1;
-  }
-
-  const auto device = ttt::host::select_device(ttt::mpi::device_spec(world, vm["device"].as<std::string>()));
+  ttt::Model model = load_model(a.model_dir);
+  const ttt::Corpus corpus = ttt::collect_corpus(a.corpus, a.model_dir, model.config);
+  const auto device = ttt::host::select_device(ttt::mpi::device_spec(world, a.device));
   ttt::host::Context ctx(device);
   ttt::app::announce_compiles(ctx, "ttt-perplexity");
-  ttt::EngineOptions eo;
-  eo.ttt = ttt_on;
-  eo.inner_lr = inner_lr;
-  if (full) {
-    size_t longest = 0;
-    for (const auto& d : docs) longest = std::max(longest, d.tokens.size());
-    if (longest > size_t(INT32_MAX / 2)) throw ttt::Error("--full-attention: a document is too long");
-    eo.window = std::max(int(longest), cfg.sliding_window_size);
-  }
-  const bool lead = world.rank() == 0;  // rank 0 alone reports
+  const ttt::EngineOptions eo = engine_options(a, corpus, model.config);
   // Everything but the report goes to stderr, so `> report.txt` holds the report alone.
-  if (lead)
-    std::fprintf(stderr, "ttt-perplexity: %zu document%s, %zu tokens to score, on %s\n", docs.size(),
-                 docs.size() == 1 ? "" : "s", total, device.label().c_str());
+  if (world.rank() == 0)
+    std::fprintf(stderr, "ttt-perplexity: %zu document%s, %zu tokens to score, on %s\n", corpus.docs.size(),
+                 corpus.docs.size() == 1 ? "" : "s", corpus.tokens, device.label().c_str());
 
-  ttt::ReportInput rep;
-  rep.compare = compare;
-  rep.settings = {model_dir, device.name, tokenizer_name, ttt_on, 0.f, cfg.mini_batch_size,
-                  eo.window ? eo.window : cfg.sliding_window_size, {}};
-  for (const auto& d : docs) rep.docs.push_back({d.name, {}, {}, 0, 0});
-  Stopwatch clock;
-  ttt::Progress progress(total * (compare ? 2 : 1), "progress",
-                         vm["quiet"].as<bool>() || !lead ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto,
-                         stderr, [&] { return clock.seconds(); });
-  size_t done = 0;
-  // The journal (rank 0's): what it already holds is reported from it and not evaluated again.
-  std::unique_ptr<ttt::Journal> journal;
-  if (lead && vm.count("journal")) {
-    const std::string options = fmt::format("ttt={} inner_lr={} compare={}", ttt_on,
-                                            eo.inner_lr.value_or(cfg.inner_lr), compare);
-    const std::string fp = ttt::hex64(ttt::model_fingerprint(model_dir)) + "-" +
-                           ttt::hex64(ttt::fnv1a(options.data(), options.size()));
-    journal = std::make_unique<ttt::Journal>(vm["journal"].as<std::string>(), fp, vm["resume"].as<bool>());
-    if (journal->had_torn_line())
-      std::fprintf(stderr, "ttt-perplexity: %s: ignored a torn last line (a run was interrupted while writing it)\n",
-                   vm["journal"].as<std::string>().c_str());
-  }
-  std::vector<std::string> hashes;
-  for (const auto& d : docs) hashes.push_back(ttt::tokens_hash(d.tokens));
-  auto record = [&](bool base, size_t i, std::vector<float> nll, double seconds) {
-    if (journal) journal->append({i, base, docs[i].name, hashes[i], seconds, nll});
-    (base ? rep.docs[i].nll_base : rep.docs[i].nll) = std::move(nll);
-    (base ? rep.docs[i].seconds_base : rep.docs[i].seconds) = seconds;
-  };
-  // One pass over the documents, with (base = false) or without test-time
-  // training. Returns false when an interrupt cut it short.
-  auto pass = [&](ttt::Engine& engine, bool base) {
-    std::vector<size_t> todo;
-    for (size_t i = 0; i < docs.size(); ++i) {
-      const ttt::JournalRecord* rp = nullptr;
-      if (journal) {
-        const auto it = journal->done().find({i, base});
-        if (it != journal->done().end()) rp = &it->second;
-      }
-      if (rp) {
-        const ttt::JournalRecord& r = *rp;
-        if (r.name != docs[i].name || r.tokens_hash != hashes[i] || r.nll.size() + 1 != docs[i].tokens.size())
-          throw ttt::Error(fmt::format("{}: document {} is {} in the journal but {} now (other tokens); use a new "
-                                       "journal",
-                                       vm["journal"].as<std::string>(), i, r.name, docs[i].name));
-        (base ? rep.docs[i].nll_base : rep.docs[i].nll) = r.nll;
-        (base ? rep.docs[i].seconds_base : rep.docs[i].seconds) = r.seconds;
-        progress.update(done += r.nll.size());
-      } else {
-        todo.push_back(i);
-      }
-    }
-    auto sched = ttt::mpi::make_scheduler(world, std::move(todo), [&](size_t i, std::vector<float> nll, double s,
-                                                                      bool remote) {
-      if (remote) progress.update(done += nll.size());
-      record(base, i, std::move(nll), s);
-    });
-    clock.start();
-    ttt::PassEnd end = ttt::evaluate_pass(
-        engine, {.ttt = !base && ttt_on, .inner_lr = std::nullopt}, docs, parallel, *sched,
-        [&](size_t n) { progress.update(done += n); }, [] { return ttt::app::interrupted() != 0; });
-    clock.stop();
-    world.barrier();
-    if (end.doc) {  // the scored prefix of the document the interrupt came in: reported, never journaled
-      (base ? rep.docs[*end.doc].nll_base : rep.docs[*end.doc].nll) = std::move(end.nll);
-      (base ? rep.docs[*end.doc].seconds_base : rep.docs[*end.doc].seconds) = end.seconds;
-    }
-    return !end.interrupted;
-  };
-  // One engine holds the weights (uploaded once, kernels compiled or loaded
-  // before the clock of the first document starts); the run with test-time
-  // training and the --compare run without it are two sessions on it.
-  bool complete = true, base_started = false;
-  ttt::Engine engine(ctx, model, eo);
-  if (ctx.programs().built_from_source() > 0) warm_up(engine, cfg.vocab_size);
-  rep.settings.inner_lr = engine.inner_lr();
-  complete = pass(engine, false);
-  if (complete && vm.count("save-weights")) engine.download_prime(model);
-  if (compare && complete && !ttt::app::interrupted()) {
-    base_started = true;
-    complete = pass(engine, true);
-  }
-  rep.seconds = clock.seconds();
-  complete = complete && (!compare || base_started);
-  if (complete) progress.finish();  // an interrupted run ends with its own line below, not with "done"
-  if (!lead) return 0;
-
-  // The NLL file holds every NLL of the main run that was scored; an
-  // interrupted run says so in a last comment line (numpy.loadtxt skips it).
-  std::string nll_text;
-  size_t scored = 0;
-  for (const auto& d : rep.docs) {
-    scored += d.nll.size();
-    for (float v : d.nll) nll_text += fmt::format("{:.9g}\n", v);
-  }
-  if (!complete) {
-    nll_text += fmt::format("# partial: {} of {} tokens scored (interrupted)\n", scored, total);
-    rep.partial = true;
-    rep.documents_planned = docs.size();
-    rep.tokens_planned = total;
-    // Compare only what both runs scored; without any run without TTT there is nothing to compare.
-    if (compare && !base_started) {
-      rep.compare = false;
-    } else if (compare) {
-      for (auto& d : rep.docs) d.nll.resize(std::min(d.nll.size(), d.nll_base.size()));
-    }
-    std::erase_if(rep.docs, [](const ttt::DocResult& d) { return d.nll.empty(); });
-    for (auto& d : rep.docs)
-      if (!rep.compare) d.nll_base.clear();
-  }
-
-
-  std::fputs(ttt::format_report(rep).c_str(), stdout);
-  std::fflush(stdout);
-  if (vm.count("nll-out")) ttt::write_file_atomic(vm["nll-out"].as<std::string>(), nll_text);
-  if (vm.count("json")) ttt::write_file_atomic(vm["json"].as<std::string>(), ttt::report_json(rep).dump(2) + "\n");
-  if (vm.count("plot")) ttt::write_file_atomic(vm["plot"].as<std::string>(), ttt::render_svg(rep));
-  if (!complete) {
-    if (vm.count("save-weights"))
-      std::fprintf(stderr, "ttt-perplexity: --save-weights skipped: the documents were not all read\n");
-    std::fprintf(stderr, "ttt-perplexity: interrupted: partial results written (%zu of %zu tokens scored)\n", scored,
-                 total);
-    return 130;  // as for Ctrl-C, whichever of SIGINT or SIGTERM stopped it: "interrupted, results kept"
-  }
-  if (vm.count("save-weights")) {
-    const std::string out = vm["save-weights"].as<std::string>();
-    model.save(out);
-    // The adapted model reads text like the original: take its tokenizer along (the --tokenizer one if given).
-    namespace fs = std::filesystem;
-    if (vm.count("tokenizer")) {
-      const fs::path tok = vm["tokenizer"].as<std::string>();
-      ttt::write_file_atomic((fs::path(out) / (tok.extension() == ".json" ? "tokenizer.json" : "tokenizer.model")).string(),
-                             read_file(tok.string()));
-    } else {
-      for (const char* name : {"tokenizer.json", "tokenizer.model"})
-        if (fs::exists(fs::path(model_dir) / name))
-          ttt::write_file_atomic((fs::path(out) / name).string(), read_file((fs::path(model_dir) / name).string()));
-    }
-    std::fprintf(stderr, "ttt-perplexity: adapted weights written to %s\n", out.c_str());
-  }
-  return 0;
+  const std::optional<ttt::CorpusResults> results = evaluate(a, corpus, ctx, eo, model, world);
+  if (!results) return 0;
+  write_outputs(a, *results);
+  return finish(a, *results, model);
 }
 
 }  // namespace

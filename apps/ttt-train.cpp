@@ -5,7 +5,7 @@
 // device, lib/engine/full_gradient.hpp; meta there for one prime block).
 // Checkpoints are model directories.
 #include "apps/app.hpp"
-#include "apps/documents.hpp"
+#include "lib/eval/documents.hpp"
 #include "lib/report/progress.hpp"
 #include "lib/train/eval.hpp"
 #include "lib/train/trainer.hpp"

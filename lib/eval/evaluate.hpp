@@ -1,15 +1,17 @@
-// One pass of ttt-perplexity over its documents: a Scheduler hands out the
-// next document and takes each finished one (in one process, or one rank of
-// an MPI job: see mpi_shard.hpp); evaluate_pass scores them one at a time on
-// the engine's own session, or `parallel` at a time on a BatchSession.
+// One pass over a corpus's documents: a Scheduler hands out the next document
+// and takes each finished one (in one process, or one rank of an MPI job: see
+// mpi_shard.hpp, whose World is the MPI kind of Workers); evaluate_pass scores
+// them one at a time on the engine's own session, or `parallel` at a time on a
+// BatchSession.
 #pragma once
 
-#include "apps/documents.hpp"
+#include "lib/eval/documents.hpp"
 #include "ttt/engine.hpp"
 
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -44,6 +46,22 @@ class LocalScheduler : public Scheduler {
   Done done_;
 };
 
+// The processes that share a corpus run. This base is one process alone;
+// mpi::World (lib/eval/mpi_shard.hpp, ttt_eval_mpi) is one rank of an MPI job.
+class Workers {
+ public:
+  virtual ~Workers() = default;
+  virtual int rank() const { return 0; }
+  virtual int size() const { return 1; }
+  // The scheduler of one pass: rank 0 hands out todo and passes every finished
+  // document, its own and the other ranks', to done. Here: a LocalScheduler.
+  virtual std::unique_ptr<Scheduler> scheduler(std::vector<size_t> todo, LocalScheduler::Done done) const {
+    return std::make_unique<LocalScheduler>(std::move(todo), std::move(done));
+  }
+  // Every rank waits here for the others (between passes).
+  virtual void barrier() const {}
+};
+
 // How a pass ended: whole, or stopped by an interrupt. One at a time, the
 // document the interrupt came in ends with its current mini-batch and its
 // scored prefix comes back here (it is not handed to the scheduler, which
@@ -62,5 +80,10 @@ struct PassEnd {
 PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Document>& docs, int parallel,
                       Scheduler& sched, const std::function<void(size_t)>& progress,
                       const std::function<bool()>& stop = [] { return false; });
+
+// One short untimed document. After a cold kernel cache some drivers (PoCL)
+// finish compiling each kernel at its first launch, which would otherwise be
+// counted in the throughput of the first real document.
+void warm_up(Engine& engine);
 
 }  // namespace ttt

@@ -1,6 +1,6 @@
 // A pass over the documents a Scheduler hands out: sequential on the engine's
 // session, or batched (BatchSession, `parallel` slots).
-#include "apps/evaluate.hpp"
+#include "lib/eval/evaluate.hpp"
 
 #include "ttt/batch.hpp"
 
@@ -93,6 +93,13 @@ PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Doc
   }
   sched.drain();
   return end;
+}
+
+void warm_up(Engine& engine) {
+  const Config& cfg = engine.config();
+  std::vector<int32_t> t(size_t(2 * cfg.mini_batch_size + 2));
+  for (size_t i = 0; i < t.size(); ++i) t[i] = int32_t(i % size_t(cfg.vocab_size));
+  engine.evaluate(t);
 }
 
 }  // namespace ttt

@@ -1,6 +1,6 @@
 // The results journal: JSON lines with a checksum each, appended with
 // write + fsync, read back on --resume with a torn last line cut off.
-#include "apps/journal.hpp"
+#include "lib/eval/journal.hpp"
 
 #include "ttt/error.hpp"
 
@@ -75,6 +75,11 @@ uint64_t model_fingerprint(const std::string& model_dir) {
     }
   }
   return h;
+}
+
+std::string journal_fingerprint(const std::string& model_dir, bool ttt, float inner_lr, bool compare) {
+  const std::string options = fmt::format("ttt={} inner_lr={} compare={}", ttt, inner_lr, compare);
+  return hex64(model_fingerprint(model_dir)) + "-" + hex64(fnv1a(options.data(), options.size()));
 }
 
 std::string tokens_hash(std::span<const int32_t> tokens) {

@@ -1,10 +1,10 @@
-// The MPI side of ttt-perplexity: rank 0 answers requests for documents and
+// The MPI side of a corpus run: rank 0 answers requests for documents and
 // collects results between its own mini-batches (poll), so it computes too;
 // a pass ends when every other rank has said it is done, then all ranks meet
 // at a barrier before the next pass. Messages: REQUEST (empty) -> ASSIGN
 // (document index, -1 for none), RESULT (doc, seconds, NLLs as doubles:
 // floats travel exactly), DONE.
-#include "apps/mpi_shard.hpp"
+#include "lib/eval/mpi_shard.hpp"
 
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
@@ -139,12 +139,11 @@ void World::barrier() const {
 
 void World::abort(int code) const {
   if (active_) MPI_Abort(MPI_COMM_WORLD, code);
-  std::exit(code);
 }
 
-std::unique_ptr<Scheduler> make_scheduler(const World& w, std::vector<size_t> todo, LocalScheduler::Done done) {
-  if (w.size() == 1) return std::make_unique<LocalScheduler>(std::move(todo), std::move(done));
-  if (w.rank() == 0) return std::make_unique<Rank0>(w.size(), std::move(todo), std::move(done));
+std::unique_ptr<Scheduler> World::scheduler(std::vector<size_t> todo, LocalScheduler::Done done) const {
+  if (size_ == 1) return Workers::scheduler(std::move(todo), std::move(done));
+  if (rank_ == 0) return std::make_unique<Rank0>(size_, std::move(todo), std::move(done));
   return std::make_unique<Worker>();
 }
 
@@ -153,9 +152,9 @@ std::unique_ptr<Scheduler> make_scheduler(const World& w, std::vector<size_t> to
 World::World(int&, char**&) {}
 World::~World() = default;
 void World::barrier() const {}
-void World::abort(int code) const { std::exit(code); }
-std::unique_ptr<Scheduler> make_scheduler(const World&, std::vector<size_t> todo, LocalScheduler::Done done) {
-  return std::make_unique<LocalScheduler>(std::move(todo), std::move(done));
+void World::abort(int) const {}
+std::unique_ptr<Scheduler> World::scheduler(std::vector<size_t> todo, LocalScheduler::Done done) const {
+  return Workers::scheduler(std::move(todo), std::move(done));
 }
 
 #endif

@@ -1,5 +1,5 @@
 // Collecting and tokenising the documents of an evaluation.
-#include "apps/documents.hpp"
+#include "lib/eval/documents.hpp"
 
 #include "ttt/error.hpp"
 #include "ttt/token_io.hpp"

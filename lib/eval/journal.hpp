@@ -1,6 +1,6 @@
-// The results journal of ttt-perplexity (--journal, --resume): one JSON line
-// per finished document and pass, appended and fsync'ed as soon as it is
-// scored, so a run killed at any moment (SIGKILL included) loses only the
+// The results journal of a corpus run (ttt-perplexity --journal, --resume):
+// one JSON line per finished document and pass, appended and fsync'ed as soon
+// as it is scored, so a run killed at any moment (SIGKILL included) loses only the
 // documents in flight. The first line names the fingerprint of the model and
 // of every option that changes the numbers; each record carries its
 // document's name and a hash of its tokens and a checksum of itself, so a
@@ -22,6 +22,9 @@ uint64_t fnv1a(const void* data, size_t n, uint64_t h = 1469598103934665603ull);
 std::string hex64(uint64_t v);
 // The model directory's config.json and model.safetensors bytes.
 uint64_t model_fingerprint(const std::string& model_dir);
+// What a journal's first line must match: the model and every option that
+// changes the numbers (test-time training, its step size, --compare).
+std::string journal_fingerprint(const std::string& model_dir, bool ttt, float inner_lr, bool compare);
 
 struct JournalRecord {
   size_t doc = 0;
@@ -46,6 +49,7 @@ class Journal {
   const std::map<std::pair<size_t, bool>, JournalRecord>& done() const { return done_; }
   // Whether a torn last line was found (and cut off) at open.
   bool had_torn_line() const { return torn_; }
+  const std::string& path() const { return path_; }
   // Appends one record and fsyncs it.
   void append(const JournalRecord& r);
 
