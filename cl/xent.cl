@@ -101,3 +101,37 @@ __kernel void xent_grad_tile(__global float* logits, int ld, int nv, int v0, __g
   const float p = exp_nonpos(*l - m_run[t]) / s_run[t];
   *l = wt * (p - (v0 + v == tg ? 1.0f : 0.0f));
 }
+
+// Tangents (forward-over-reverse) for the device meta gradient
+// (lib/engine/meta_gradient.cpp): a tangent, suffix d (xd, dyd), is the derivative
+// of a value along one direction nu of the prime weights, d/de of it at W + e nu.
+// Here the logits gradient's, in two vocabulary sweeps (ops::xent_tangent).
+
+// sigma[t] += sum over the tile of p zd, p = exp(logit - m) / s (after xent's
+// sweep): the first pass of the logits gradient's tangent. One work-group per row.
+__kernel void xent_sigma_tile(__global float* sigma, __global const float* logits, __global const float* zd, int ld,
+                              int nv, __global const float* m_run, __global const float* s_run,
+                              __local float* scratch) {
+  const int t = get_group_id(0), lid = get_local_id(0), nl = get_local_size(0);
+  const long o = (long)t * ld;
+  const float m = m_run[t];
+  float acc = 0.0f;
+  FOR_ITEMS(v, nv, lid, nl) acc += exp_nonpos(logits[o + v] - m) * zd[o + v];
+  acc = wg_sum(acc, scratch);
+  if (lid == 0) sigma[t] += acc / s_run[t];
+}
+
+// In place: logits -> w_t (p - onehot) (xent_grad_tile) and zd -> its tangent
+// w_t p (zd - sigma_t), with w_t = inv_count, or 0 where the target is bos.
+__kernel void xent_tangent_tile(__global float* logits, __global float* zd, int ld, int nv, int v0,
+                                __global const float* m_run, __global const float* s_run,
+                                __global const float* sigma, __global const int* targets, int bos, float inv_count) {
+  const int v = get_global_id(0), t = get_global_id(1);
+  if (v >= nv) return;
+  const int tg = targets[t];
+  const float wt = tg == bos ? 0.0f : inv_count;
+  const long k = (long)t * ld + v;
+  const float p = exp_nonpos(logits[k] - m_run[t]) / s_run[t];
+  logits[k] = wt * (p - (v0 + v == tg ? 1.0f : 0.0f));
+  zd[k] = wt * p * (zd[k] - sigma[t]);
+}

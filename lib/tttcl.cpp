@@ -1,5 +1,5 @@
 // libtttcl.so: the library's layers (format, tokenizer, report, reference,
-// host, ops, engine) linked whole into one shared object for installation.
+// sampling, host, ops, engine, generate) linked whole into one shared object for installation.
 // This file only gives the target a source; the code lives in the layers.
 #include "ttt/engine.hpp"
 

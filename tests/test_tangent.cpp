@@ -1,7 +1,8 @@
-// Tangent kernels of the device meta gradient (cl/tangent.cl): device vs twin
-// on awkward sizes with canaries, the identity forms, accumulation, axpby's
-// offsets and NaN-blind b = 0, the two-sweep xent_tangent against full-logits
-// references; each twin against central differences of its forward twin.
+// Tangent kernels of the device meta gradient (in cl/rmsnorm.cl, cl/swiglu.cl,
+// cl/xent.cl) and the vector kernels (cl/vector.cl): device vs twin on awkward
+// sizes with canaries, the identity forms, accumulation, axpby's offsets and
+// NaN-blind b = 0, the two-sweep xent_tangent against full-logits references;
+// each twin against central differences of its forward twin.
 #include "lib/ops/ops.hpp"
 #include "ttt/error.hpp"
 #include "lib/reference/ops.hpp"
@@ -123,9 +124,7 @@ TEST_F(Tangent, RmsnormWgradTangentMatchesReference) {
 TEST_F(Tangent, DotMatchesReference) {
   for (auto [n1, n2] : {std::pair<size_t, size_t>{1, 1}, {7, 93}, {1025, 3}, {300001, 65537}}) {
     auto x1 = random_vec(n1, 21), y1 = random_vec(n1, 22), x2 = random_vec(n2, 23), y2 = random_vec(n2, 24);
-    double want = 0;
-    for (size_t i = 0; i < n1; ++i) want += double(x1[i]) * y1[i];
-    for (size_t i = 0; i < n2; ++i) want += double(x2[i]) * y2[i];
+    const double want = ref::dot(x1.data(), y1.data(), n1) + ref::dot(x2.data(), y2.data(), n2);
     Canaried a1(dev(), x1), b1(dev(), y1), a2(dev(), x2), b2(dev(), y2), part(dev(), size_t(ops::dot_partials(2)));
     const double got = ops::dot(dev(), {{&a1.buf, &b1.buf}, {&a2.buf, &b2.buf}}, {n1, n2}, part.buf);
     EXPECT_NEAR(got, want, 1e-5 * (1 + std::sqrt(double(n1 + n2)))) << "n1=" << n1 << " n2=" << n2;
@@ -134,8 +133,7 @@ TEST_F(Tangent, DotMatchesReference) {
   Vec ints(1000);
   for (size_t i = 0; i < ints.size(); ++i) ints[i] = float(int(i % 7) - 3);
   Canaried x(dev(), ints), part(dev(), size_t(ops::dot_partials(1)));
-  double want = 0;
-  for (float v : ints) want += double(v) * v;
+  const double want = ref::dot(ints.data(), ints.data(), ints.size());
   EXPECT_EQ(ops::dot(dev(), {{&x.buf, &x.buf}}, {ints.size()}, part.buf), want);
   EXPECT_THROW(ops::dot(dev(), {{&x.buf, &x.buf}}, {}, part.buf), Error);
 }
@@ -147,10 +145,8 @@ TEST_F(Tangent, AxpbyMatchesReference) {
     const size_t xo = 3, yo = 5;
     auto x = random_vec(n + xo + 2, 19), y = random_vec(n + yo + 4, 20);
     Vec ynan(y.size(), nan), want0 = ynan, want1 = y;
-    for (size_t i = 0; i < n; ++i) {
-      want0[yo + i] = a * x[xo + i];
-      want1[yo + i] = a * x[xo + i] + b * y[yo + i];
-    }
+    ref::axpby(want0.data() + yo, a, x.data() + xo, 0.f, n);
+    ref::axpby(want1.data() + yo, a, x.data() + xo, b, n);
     Canaried dx(dev(), x), o0(dev(), ynan), o1(dev(), y);
     ops::axpby(dev(), o0.buf, yo, a, dx.buf, xo, 0.f, n);
     ops::axpby(dev(), o1.buf, yo, a, dx.buf, xo, b, n);

@@ -35,6 +35,17 @@ void rmsnorm_bwd(Context& ctx, Mat dx, bool accumulate, Mat dy, Mat x, const Buf
 // The gain's gradient dg (N) (+)= sum over rows of dy * x * rstd (x: the forward's input); 0 when !normalize.
 void rmsnorm_wgrad(Context& ctx, Buffer& dg, bool accumulate, Mat dy, Mat x, const Buffer& rstd, int T, int H, int N,
                    bool normalize = true);
+// Tangents for the device meta gradient (contiguous rows, see ref:: for each formula);
+// normalize == false: the identity's tangents (yd = xd, dxd = dyd, no gain gradient).
+void rmsnorm_jvp(Context& ctx, Buffer& yd, Buffer& xdot, const Buffer& x, const Buffer& xd, const Buffer& g,
+                 const Buffer& rstd, int R, int N, bool normalize = true);
+void rmsnorm_bwd_tangent(Context& ctx, Buffer& dxd, bool accumulate, const Buffer& dy, const Buffer& dyd,
+                         const Buffer& x, const Buffer& xd, const Buffer& g, const Buffer& rstd, int R, int N,
+                         bool normalize = true);
+// Always accumulates into dgd.
+void rmsnorm_wgrad_tangent(Context& ctx, Buffer& dgd, const Buffer& dy, const Buffer& dyd, const Buffer& x,
+                           const Buffer& xd, const Buffer& rstd, const Buffer& xdot, int R, int N,
+                           bool normalize = true);
 
 // cos/sin table (T, E/2, 2) for positions pos0..pos0+T-1, computed in double.
 std::vector<float> rope_table(int64_t pos0, int T, int E, double theta);
@@ -77,6 +88,10 @@ void attention_bwd_batched(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsu
 // g (T, I) = silu(h[:, :I]) * h[:, I:]; and its backward into dh (T, 2I).
 void swiglu_fwd(Context& ctx, Buffer& g, const Buffer& h, int T, int I);
 void swiglu_bwd(Context& ctx, Buffer& dh, const Buffer& dg, const Buffer& h, int T, int I);
+// Tangents for the device meta gradient (contiguous rows, see ref:: for each formula).
+void swiglu_jvp(Context& ctx, Buffer& gd, const Buffer& h, const Buffer& hd, int T, int I);
+void swiglu_bwd_tangent(Context& ctx, Buffer& dhd, const Buffer& dg, const Buffer& dgd, const Buffer& h,
+                        const Buffer& hd, int T, int I);
 
 // Matrix-vector products of decoding (cl/matvec.cl): y (N) = x (K) @ A (K, N)
 // and y (M) = A (M, K) @ x (K); A row-major with leading dimension lda. x and
@@ -107,22 +122,6 @@ void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h
 // the test-time step needs only dh, which xent gives in one sweep.
 void xent_bwd_weights(Context& ctx, XentScratch& w, Buffer& dh, Buffer& dW, const Buffer& h, const Buffer& W, bool tied,
                       const Buffer& targets, int T, int D, int V, int bos, float inv_count);
-
-// Tangents for the device meta gradient (cl/tangent.cl; twins in lib/reference/tangent.cpp).
-// Contiguous rows throughout; see ref:: for each formula.
-void swiglu_jvp(Context& ctx, Buffer& gd, const Buffer& h, const Buffer& hd, int T, int I);
-void swiglu_bwd_tangent(Context& ctx, Buffer& dhd, const Buffer& dg, const Buffer& dgd, const Buffer& h,
-                        const Buffer& hd, int T, int I);
-// normalize == false: the identity's tangents (yd = xd, dxd = dyd, no gain gradient).
-void rmsnorm_jvp(Context& ctx, Buffer& yd, Buffer& xdot, const Buffer& x, const Buffer& xd, const Buffer& g,
-                 const Buffer& rstd, int R, int N, bool normalize = true);
-void rmsnorm_bwd_tangent(Context& ctx, Buffer& dxd, bool accumulate, const Buffer& dy, const Buffer& dyd,
-                         const Buffer& x, const Buffer& xd, const Buffer& g, const Buffer& rstd, int R, int N,
-                         bool normalize = true);
-// Always accumulates into dgd.
-void rmsnorm_wgrad_tangent(Context& ctx, Buffer& dgd, const Buffer& dy, const Buffer& dyd, const Buffer& x,
-                           const Buffer& xd, const Buffer& rstd, const Buffer& xdot, int R, int N,
-                           bool normalize = true);
 // After xent(w, ..., h, ...) (its m and s): when h moves along hd, the tangent of
 // the logits gradient G = w_t (softmax - onehot), Gd = w_t p (zd - sum p zd) with
 // zd = hd W^T, gives dhd (T, D) = Gd @ W (overwritten) and adds the tangent of
@@ -131,6 +130,8 @@ void rmsnorm_wgrad_tangent(Context& ctx, Buffer& dgd, const Buffer& dy, const Bu
 void xent_tangent(Context& ctx, XentScratch& w, Buffer& zd, Buffer& sigma, Buffer& dhd, Buffer& dWd, const Buffer& h,
                   const Buffer& hd, const Buffer& W, bool tied, const Buffer& targets, int T, int D, int V, int bos,
                   float inv_count);
+
+// Vector kernels (cl/vector.cl) for the meta gradient's bookkeeping.
 // Sum over the pairs of x . y (n floats each), in double from per-work-group float partials;
 // partial needs dot_partials(pairs) floats. Waits for the result (a blocking read).
 int dot_partials(int pairs);

@@ -2,7 +2,7 @@
 // one xent_fwd_tile and (for the backward) one U-accumulating GEMM; then the
 // final NLL and gradient kernels. See cl/xent.cl for the math. Also the
 // weights' sweep (xent_bwd_weights) and the logits gradient's tangent
-// (xent_tangent, kernels in cl/tangent.cl).
+// (xent_tangent).
 #include "lib/ops/ops.hpp"
 
 #include "host/gemm.hpp"
@@ -114,7 +114,7 @@ void xent_tangent(Context& ctx, XentScratch& w, Buffer& zd, Buffer& sigma, Buffe
   if (T == 0) return;
   sigma.zero(size_t(T) * sizeof(float));
   const size_t wg = reduce_wg(ctx, w.tile);
-  Kernel sig(ctx, "tangent", "xent_sigma_tile");
+  Kernel sig(ctx, "xent", "xent_sigma_tile");
   for (int v0 = 0; v0 < V; v0 += w.tile) {  // sigma_t = sum_v p zd
     const int nv = std::min(w.tile, V - v0);
     logits_tile(ctx, w, h, W, tied, T, D, V, v0, nv);
@@ -122,7 +122,7 @@ void xent_tangent(Context& ctx, XentScratch& w, Buffer& zd, Buffer& sigma, Buffe
     sig.args(sigma, w.logits, zd, w.tile, nv, w.m, w.s, Local{wg * sizeof(float)});
     sig.launch({size_t(T) * wg}, {wg});
   }
-  Kernel tan(ctx, "tangent", "xent_tangent_tile");
+  Kernel tan(ctx, "xent", "xent_tangent_tile");
   for (int v0 = 0; v0 < V; v0 += w.tile) {
     const int nv = std::min(w.tile, V - v0);
     logits_tile(ctx, w, h, W, tied, T, D, V, v0, nv);

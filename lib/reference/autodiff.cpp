@@ -61,7 +61,7 @@ void parallel_rows(int M, double flops, Fn f) {
 
 // An MR x NR tile of C = A (M, K) @ B (K, N), all row-major, held in
 // registers across the whole K loop; fixed sizes let the compiler keep it
-// there and vectorise along the columns (the sums run in k order, as matmul in sgd.cpp).
+// there and vectorise along the columns (the sums run in k order, as matmul in matmul.cpp).
 template <int MR, int NR>
 void gemm_tile(double* C, const double* A, const double* B, int m, int n, int N, int K) {
   double c[MR][NR] = {};

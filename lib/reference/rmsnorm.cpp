@@ -1,4 +1,5 @@
-// Reference RMSNorm forward (with optional residual) and backward.
+// Reference RMSNorm forward (with optional residual), backward and gain gradient,
+// and the tangents of the three (the meta gradient's forward-over-reverse).
 #include "lib/reference/ops.hpp"
 
 #include <cmath>
@@ -54,5 +55,68 @@ template void rmsnorm_wgrad<double>(double*, const double*, const double*, const
 template void rmsnorm_bwd<float>(float*, const float*, const float*, const float*, const float*, int, int, bool);
 template void rmsnorm_bwd<double>(double*, const double*, const double*, const double*, const double*, int, int,
                                   bool);
+
+// Tangents (forward-over-reverse) for the meta gradient, written from the
+// derivatives of the formulas above.
+
+template <typename F>
+void rmsnorm_jvp(F* yd, F* xdot, const F* x, const F* xd, const F* g, const F* rstd, int R, int N) {
+  for (int t = 0; t < R; ++t) {
+    const size_t o = size_t(t) * N;
+    double q = 0;
+    for (int i = 0; i < N; ++i) q += double(x[o + i]) * xd[o + i];
+    xdot[t] = F(q);
+    const double r = rstd[t], c = r * r * r * q / N;
+    for (int i = 0; i < N; ++i) yd[o + i] = F(g[i] * (r * xd[o + i] - c * x[o + i]));
+  }
+}
+
+template <typename F>
+void rmsnorm_bwd_tangent(F* dxd, const F* dy, const F* dyd, const F* x, const F* xd, const F* g, const F* rstd, int R,
+                         int N, bool accumulate) {
+  for (int t = 0; t < R; ++t) {
+    const size_t o = size_t(t) * N;
+    double q = 0, s = 0, sd = 0;
+    for (int i = 0; i < N; ++i) {
+      const double u = double(g[i]) * dy[o + i], ud = double(g[i]) * dyd[o + i];
+      q += double(x[o + i]) * xd[o + i];
+      s += x[o + i] * u;
+      sd += xd[o + i] * u + x[o + i] * ud;
+    }
+    // d/de of r u - r^3 s / N x with dr/de = -r^3 q / N.
+    const double r = rstd[t], r3 = r * r * r / N;
+    for (int i = 0; i < N; ++i) {
+      const double v = r * g[i] * dyd[o + i] - r3 * q * g[i] * dy[o + i] -
+                       (r3 * sd - 3 * r3 * r * r * q * s / N) * x[o + i] - r3 * s * xd[o + i];
+      dxd[o + i] = F(accumulate ? dxd[o + i] + v : v);
+    }
+  }
+}
+
+template <typename F>
+void rmsnorm_wgrad_tangent(F* dgd, const F* dy, const F* dyd, const F* x, const F* xd, const F* rstd, const F* xdot,
+                           int R, int N) {
+  for (int n = 0; n < N; ++n) {
+    double acc = 0;
+    for (int t = 0; t < R; ++t) {
+      const size_t k = size_t(t) * N + n;
+      const double r = rstd[t];
+      acc += r * (double(dyd[k]) * x[k] + double(dy[k]) * xd[k] - double(dy[k]) * x[k] * r * r * xdot[t] / N);
+    }
+    dgd[n] = F(dgd[n] + acc);
+  }
+}
+
+template void rmsnorm_jvp<float>(float*, float*, const float*, const float*, const float*, const float*, int, int);
+template void rmsnorm_jvp<double>(double*, double*, const double*, const double*, const double*, const double*, int,
+                                  int);
+template void rmsnorm_bwd_tangent<float>(float*, const float*, const float*, const float*, const float*, const float*,
+                                         const float*, int, int, bool);
+template void rmsnorm_bwd_tangent<double>(double*, const double*, const double*, const double*, const double*,
+                                          const double*, const double*, int, int, bool);
+template void rmsnorm_wgrad_tangent<float>(float*, const float*, const float*, const float*, const float*,
+                                           const float*, const float*, int, int);
+template void rmsnorm_wgrad_tangent<double>(double*, const double*, const double*, const double*, const double*,
+                                            const double*, const double*, int, int);
 
 }  // namespace ttt::ref

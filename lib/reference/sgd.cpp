@@ -1,5 +1,4 @@
-// Reference global-norm clipping and SGD step, and the CPU matmul used by the
-// reference model in place of CLBlast.
+// Reference global-norm clipping and SGD step.
 #include "lib/reference/ops.hpp"
 
 #include <cmath>
@@ -24,27 +23,11 @@ void sgd_update(F* w, const F* g, size_t n, F lr, F scale) {
   for (size_t i = 0; i < n; ++i) w[i] -= lr * scale * g[i];
 }
 
-template <typename F>
-void matmul(F* y, const F* A, const F* B, int M, int N, int K, bool ta, bool tb, bool accumulate) {
-  for (int m = 0; m < M; ++m)
-    for (int n = 0; n < N; ++n) {
-      double acc = 0;
-      for (int k = 0; k < K; ++k) {
-        const double a = ta ? A[size_t(k) * M + m] : A[size_t(m) * K + k];
-        const double b = tb ? B[size_t(n) * K + k] : B[size_t(k) * N + n];
-        acc += a * b;
-      }
-      y[size_t(m) * N + n] = accumulate ? F(double(y[size_t(m) * N + n]) + acc) : F(acc);
-    }
-}
-
 template float global_norm<float>(const float* const*, const size_t*, int);
 template double global_norm<double>(const double* const*, const size_t*, int);
 template float clip_scale<float>(float, float);
 template double clip_scale<double>(double, double);
 template void sgd_update<float>(float*, const float*, size_t, float, float);
 template void sgd_update<double>(double*, const double*, size_t, double, double);
-template void matmul<float>(float*, const float*, const float*, int, int, int, bool, bool, bool);
-template void matmul<double>(double*, const double*, const double*, int, int, int, bool, bool, bool);
 
 }  // namespace ttt::ref

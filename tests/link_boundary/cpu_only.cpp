@@ -1,5 +1,6 @@
 // The link-boundary check: this program links only the CPU layers (format,
-// tokenizer, reference, report, generate) and is compiled with a poisoned <CL/cl.h> first
+// tokenizer, reference, report, and generate's sampling part ttt_sampling: the
+// sampler and the text stream) and is compiled with a poisoned <CL/cl.h> first
 // on its include path, so it builds only while none of them needs OpenCL. Run,
 // it scores the golden "tiny" case with the reference model and checks the NLLs.
 #include "lib/reference/model.hpp"

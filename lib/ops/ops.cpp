@@ -1,0 +1,39 @@
+// What the launchers of every family share: the work-group size of row
+// reductions, and prepare_kernels, which builds each family's program (and
+// CLBlast's GEMM kernels) before the first mini-batch.
+#include "lib/ops/ops.hpp"
+
+#include "host/gemm.hpp"
+#include "host/program.hpp"
+
+#include <algorithm>
+
+namespace ttt::ops {
+
+using host::Kernel;
+
+size_t reduce_wg(const Context& ctx, int n) {
+  // A CPU runs a work-group's items in a loop and every barrier of the tree
+  // reduction splits that loop: there 4 items, each a contiguous run of the row.
+  const size_t cap = host::cpu_forms(ctx.device()) ? 4 : 256;
+  size_t limit = std::min<size_t>(cap, ctx.device().max_work_group);
+  size_t wg = 1;
+  while (wg < size_t(n) && wg * 2 <= limit) wg *= 2;
+  return wg;
+}
+
+void prepare_kernels(Context& ctx, int head_dim) {
+  const std::pair<const char*, const char*> kernels[] = {
+      {"embedding", "embedding_fwd"}, {"rmsnorm", "rmsnorm_fwd"}, {"rope", "rope_fwd"}, {"swiglu", "swiglu_fwd"},
+      {"xent", "xent_fwd_tile"},      {"sgd", "sgd_update"}};
+  for (auto [family, name] : kernels) Kernel(ctx, family, name);
+  attention_prepare(ctx, head_dim);
+  matvec_prepare(ctx);
+  Buffer a(ctx, 4, "warm-up"), b(ctx, 4, "warm-up"), c(ctx, 4, "warm-up");
+  a.zero();
+  b.zero();
+  host::gemm(ctx, host::Trans::N, host::Trans::N, 1, 1, 1, 1.f, a, 0, 1, b, 0, 1, 0.f, c, 0, 1, "warm-up");
+  ctx.finish();
+}
+
+}  // namespace ttt::ops
