@@ -75,8 +75,8 @@ int body(int argc, char** argv) {
   opts.add_options()
       ("model,m", po::value<std::string>()->required(), "model directory (config.json + model.safetensors [+ tokenizer])")
       ("file,f", po::value<std::vector<std::string>>()->composing(),
-       "text document to tokenise with the model's tokenizer (BOS prepended when the model has one); repeat it, or "
-       "name a directory, for several documents, each evaluated from a fresh state")
+       "text document to tokenise with the model's tokenizer (BOS prepended when the model has one), - for standard "
+       "input; repeat it, or name a directory, for several documents, each evaluated from a fresh state")
       ("tokens", po::value<std::vector<std::string>>()->composing(),
        "token-id document instead of text: whitespace-separated decimal ids, or a .npy array of int32, uint32, int64 "
        "or uint16; repeatable")
@@ -97,8 +97,8 @@ int body(int argc, char** argv) {
       ("parallel", po::value<int>()->default_value(1), "documents evaluated at once on the device (a batched session; each keeps its own state)")
       ("journal", po::value<std::string>(), "append each finished document's NLLs to this file as soon as it is scored (fsync'ed)")
       ("resume", po::bool_switch(), "continue the --journal: skip the documents already in it and report them from it")
-      ("quiet,q", po::bool_switch(), "no progress display")
-      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device: P:D indices or part of its name (default: $TTT_DEVICE, else the first GPU, else the first device; see ttt-info)");
+      ("quiet,q", po::bool_switch(), "no progress display");
+  ttt::app::add_device_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-perplexity -m MODEL_DIR (-f TEXT... | --tokens IDS...) [options]",
                        "Evaluates a TTT-E2E model on documents and reports the per-token loss, the mean NLL, the\n"
@@ -114,25 +114,35 @@ int body(int argc, char** argv) {
       vm.count("inner-lr") ? std::optional(ttt::app::nonneg_float_option(vm, "inner-lr")) : std::nullopt;
   const bool full = vm["full-attention"].as<bool>();
   const bool ttt_on = !vm["no-ttt"].as<bool>() && !full, compare = vm["compare"].as<bool>();
+  using Usage = ttt::app::UsageError;
   if (full && (compare || vm.count("save-weights") || vm.count("inner-lr")))
-    throw ttt::Error("--full-attention turns test-time training off; it does not combine with --compare, --save-weights or --inner-lr");
-  if (compare && !ttt_on) throw ttt::Error("--compare already runs without test-time training; drop --no-ttt");
+    throw Usage("--full-attention turns test-time training off; it does not combine with --compare, --save-weights or --inner-lr");
+  if (compare && !ttt_on) throw Usage("--compare already runs without test-time training; drop --no-ttt");
   if (vm.count("save-weights") && !ttt_on)
-    throw ttt::Error("--save-weights needs test-time training on (without it the prime weights never change)");
+    throw Usage("--save-weights needs test-time training on (without it the prime weights never change)");
   if (vm.count("file") + vm.count("tokens") + vm.count("jsonl") != 1)
-    throw ttt::Error("give the documents with -f TEXT_FILE, --tokens IDS_FILE or --jsonl FILE (one of the three)");
+    throw Usage("give the documents with -f TEXT_FILE, --tokens IDS_FILE or --jsonl FILE (one of the three)");
   if (vm.count("tokenizer") && vm.count("tokens"))
-    throw ttt::Error("--tokenizer reads text documents (-f, --jsonl); --tokens are ids already");
+    throw Usage("--tokenizer reads text documents (-f, --jsonl); --tokens are ids already");
   ttt::mpi::World& world = *g_world;
   const int parallel = vm["parallel"].as<int>();
-  if (parallel < 1 || parallel > 4096) throw ttt::Error("--parallel must be in 1..4096");
+  if (parallel < 1 || parallel > 4096) throw Usage("--parallel must be in 1..4096");
   if (vm.count("save-weights") && (parallel > 1 || world.size() > 1))
-    throw ttt::Error("--save-weights keeps the weights adapted by the last document: use it without --parallel and MPI");
-  if (vm["resume"].as<bool>() && !vm.count("journal")) throw ttt::Error("--resume continues a --journal FILE");
+    throw Usage("--save-weights keeps the weights adapted by the last document: use it without --parallel and MPI");
+  if (vm["resume"].as<bool>() && !vm.count("journal")) throw Usage("--resume continues a --journal FILE");
 
   const std::string model_dir = vm["model"].as<std::string>();
-  for (const char* flag : {"nll-out", "json", "plot"})
-    if (vm.count(flag)) ttt::check_output_file(vm[flag].as<std::string>(), std::string("--") + flag);
+  {  // No output may replace an input or another output; each must be writable.
+    ttt::app::Paths paths;
+    paths.model("-m", model_dir).input(vm, "tokenizer").input(vm, "jsonl");
+    if (vm.count("file")) paths.inputs("-f", ttt::expand_paths(vm["file"].as<std::vector<std::string>>()));
+    if (vm.count("tokens")) paths.inputs("--tokens", ttt::expand_paths(vm["tokens"].as<std::vector<std::string>>()));
+    paths.output(vm, "nll-out").output(vm, "json").output(vm, "plot").output(vm, "journal");
+    if (vm.count("save-weights"))
+      paths.output_dir("--save-weights", vm["save-weights"].as<std::string>(),
+                       {"config.json", "model.safetensors", "tokenizer.json", "tokenizer.model"});
+    paths.check();
+  }
   if (vm.count("save-weights"))
     ttt::check_output_dir(vm["save-weights"].as<std::string>(), "--save-weights", vm["force"].as<bool>(), {model_dir});
   // One process: Ctrl-C keeps what was scored. Under MPI the default stays (mpirun
@@ -168,7 +178,7 @@ int body(int argc, char** argv) {
     total += d.tokens.size() - 1;
   }
 
-  const auto device = ttt::host::select_device(ttt::mpi::device_spec(world, vm["device"].as<std::string>()));
+  const auto device = ttt::host::select_device(ttt::mpi::device_spec(world, ttt::app::device_spec(vm)));
   ttt::host::Context ctx(device);
   ttt::app::announce_compiles(ctx, "ttt-perplexity");
   ttt::EngineOptions eo;
@@ -183,8 +193,8 @@ int body(int argc, char** argv) {
   const bool lead = world.rank() == 0;  // rank 0 alone reports
   // Everything but the report goes to stderr, so `> report.txt` holds the report alone.
   if (lead)
-    std::fprintf(stderr, "ttt-perplexity: %zu document%s, %zu tokens to score, on %s\n", docs.size(),
-                 docs.size() == 1 ? "" : "s", total, device.label().c_str());
+    std::fprintf(stderr, "ttt-perplexity: %zu document%s, %zu token%s to score, on %s\n", docs.size(),
+                 docs.size() == 1 ? "" : "s", total, total == 1 ? "" : "s", device.label().c_str());
 
   ttt::ReportInput rep;
   rep.compare = compare;
