@@ -132,6 +132,8 @@ int body(int argc, char** argv) {
   if (vm["resume"].as<bool>() && !vm.count("journal")) throw Usage("--resume continues a --journal FILE");
 
   const std::string model_dir = vm["model"].as<std::string>();
+  if (vm.count("save-weights"))
+    ttt::check_output_dir(vm["save-weights"].as<std::string>(), "--save-weights", vm["force"].as<bool>(), {model_dir});
   {  // No output may replace an input or another output; each must be writable.
     ttt::app::Paths paths;
     paths.model("-m", model_dir).input(vm, "tokenizer").input(vm, "jsonl");
@@ -143,8 +145,6 @@ int body(int argc, char** argv) {
                        {"config.json", "model.safetensors", "tokenizer.json", "tokenizer.model"});
     paths.check();
   }
-  if (vm.count("save-weights"))
-    ttt::check_output_dir(vm["save-weights"].as<std::string>(), "--save-weights", vm["force"].as<bool>(), {model_dir});
   // One process: Ctrl-C keeps what was scored. Under MPI the default stays (mpirun
   // ends every rank); the --journal is what keeps an MPI run's work.
   if (world.size() == 1) ttt::app::catch_interrupts("ttt-perplexity");
