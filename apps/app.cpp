@@ -1,22 +1,55 @@
-// Shared main() wrapper and option parsing of the command-line tools.
+// Shared main() wrapper, option parsing and path checks of the command-line tools.
 #include "apps/app.hpp"
 
 #include "host/error.hpp"
 #include "host/program.hpp"
+#include "ttt/device.hpp"
+#include "ttt/error.hpp"
 
 #include <fmt/format.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <new>
+#include <sstream>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#ifndef TTT_VERSION
+#define TTT_VERSION "unknown"
+#endif
 
 namespace ttt::app {
 
+namespace {
+
+std::string g_tool = "ttt";
+char g_quit_notice[128];
+size_t g_quit_notice_len = 0;
+
+// Before a tool catches interrupts itself: stop at once, with the status a shell gives an interrupt.
+extern "C" void quit_on_signal(int) {
+  [[maybe_unused]] ssize_t n = ::write(STDERR_FILENO, g_quit_notice, g_quit_notice_len);
+  ::_exit(130);
+}
+
+}  // namespace
+
 int run(const char* name, int argc, char** argv, int (*body)(int, char**)) {
+  g_tool = name;
+  const int n = std::snprintf(g_quit_notice, sizeof g_quit_notice, "\n%s: interrupted\n", name);
+  g_quit_notice_len = n > 0 ? std::min(size_t(n), sizeof g_quit_notice - 1) : 0;
+  struct sigaction sa {};
+  sa.sa_handler = quit_on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
   try {
     return body(argc, argv);
   } catch (const po::error& e) {
@@ -36,9 +69,10 @@ int run(const char* name, int argc, char** argv, int (*body)(int, char**)) {
 
 bool parse(int argc, char** argv, const po::options_description& opts, po::variables_map& vm, const char* usage,
            const char* about, const po::positional_options_description* positional) {
-  po::options_description all;
-  all.add_options()("help,h", "show this help and exit");
-  all.add(opts);
+  // One "Options:" group: help and version, then the tool's own (none for some tools).
+  po::options_description all("Options");
+  all.add_options()("help,h", "show this help and exit")("version", "show the version and exit");
+  for (const auto& o : opts.options()) all.add(o);
   auto parser = po::command_line_parser(argc, argv).options(all);
   if (positional) parser.positional(*positional);
   po::store(parser.run(), vm);
@@ -46,7 +80,13 @@ bool parse(int argc, char** argv, const po::options_description& opts, po::varia
     std::cout << "usage: " << usage << "\n\n" << about << "\n\n" << all << "\n";
     return false;
   }
+  if (vm.count("version")) {
+    std::cout << g_tool << " (ttt-cl) " << TTT_VERSION << "\n";
+    return false;
+  }
   po::notify(vm);
+  if (vm.count("device") && vm["device"].as<std::string>().empty())
+    throw UsageError("--device '': give a device index, P:D indices or part of a device name (see ttt-info)");
   return true;
 }
 
@@ -64,6 +104,154 @@ float nonneg_float_option(const po::variables_map& vm, const char* name) {
   const float v = vm[name].as<float>();
   if (!std::isfinite(v) || v < 0) throw UsageError(fmt::format("--{} {}: must be a finite number >= 0", name, v));
   return v;
+}
+
+void add_device_option(po::options_description& opts, const char* what) {
+  opts.add_options()("device,d", po::value<std::string>()->value_name("DEV"),
+                     fmt::format("{}OpenCL device: N (the N-th device ttt-info lists, from 0), P:D indices, or else "
+                                 "part of its name (default: $TTT_DEVICE, else the first GPU, else the first device)",
+                                 what ? fmt::format("{}: ", what) : std::string())
+                         .c_str());
+}
+
+std::string device_spec(const po::variables_map& vm) {
+  if (!vm.count("device")) return {};
+  const std::string s = vm["device"].as<std::string>();
+  if (s.empty()) throw UsageError("--device '': give a device index, P:D indices or part of a device name");
+  return s;
+}
+
+host::DeviceInfo select_device(const po::variables_map& vm) { return host::select_device(device_spec(vm)); }
+
+std::string read_text(const std::string& path, const std::string& flag) {
+  std::ostringstream ss;
+  if (path == "-") {
+    ss << std::cin.rdbuf();
+    if (std::cin.bad()) throw Error(fmt::format("{} -: cannot read standard input", flag));
+    return ss.str();
+  }
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(fmt::format("{} {}: cannot open: {}", flag, path, std::strerror(errno)));
+  ss << f.rdbuf();
+  if (f.bad()) throw Error(fmt::format("{} {}: cannot read: {}", flag, path, std::strerror(errno)));
+  return ss.str();
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Links resolved, "." and ".." folded: two spellings of one file compare equal (the file need not exist).
+fs::path resolved(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(path), ec);
+  if (ec) p = fs::absolute(path).lexically_normal();
+  while (!p.has_filename() && p.has_relative_path()) p = p.parent_path();
+  return p;
+}
+
+bool same_file(const std::string& a, const std::string& b) {
+  if (resolved(a) == resolved(b)) return true;
+  std::error_code ec;
+  return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);  // hard links
+}
+
+// Whether a new file can be made in dir: the one sure test (read-only file
+// systems, /proc, ACLs, root) is to make one. Returns 0 or the errno.
+int probe_dir(const fs::path& dir) {
+  std::string tmp = (dir / ".ttt-write-probe.XXXXXX").string();
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) return errno;
+  ::close(fd);
+  ::unlink(tmp.c_str());
+  return 0;
+}
+
+void check_writable_file(const std::string& flag, const std::string& path) {
+  if (path.empty()) throw UsageError(fmt::format("{}: empty file name", flag));
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) throw Error(fmt::format("{} {}: is a directory, expected a file name", flag, path));
+    if (::access(path.c_str(), W_OK) != 0)
+      throw Error(fmt::format("{} {}: cannot write: {}", flag, path, std::strerror(errno)));
+  }
+  fs::path dir = fs::path(path).parent_path();
+  if (dir.empty()) dir = ".";
+  if (::stat(dir.c_str(), &st) != 0)
+    throw Error(fmt::format("{} {}: cannot write: directory '{}' does not exist ({})", flag, path, dir.string(),
+                            std::strerror(errno)));
+  if (!S_ISDIR(st.st_mode))
+    throw Error(fmt::format("{} {}: cannot write: '{}' is not a directory", flag, path, dir.string()));
+  if (const int e = probe_dir(dir))
+    throw Error(fmt::format("{} {}: cannot write in directory '{}': {}", flag, path, dir.string(), std::strerror(e)));
+}
+
+void check_writable_dir(const std::string& flag, const std::string& dir) {
+  if (dir.empty()) throw UsageError(fmt::format("{}: empty directory name", flag));
+  std::error_code ec;
+  fs::path up = fs::absolute(dir);  // the directory, else its nearest existing ancestor (it will be created)
+  while (!fs::exists(up, ec) && up != up.parent_path()) up = up.parent_path();
+  if (!fs::is_directory(up, ec))
+    throw Error(fmt::format("{} {}: cannot write: '{}' is not a directory", flag, dir, up.string()));
+  if (const int e = probe_dir(up))
+    throw Error(fmt::format("{} {}: cannot write in '{}': {}", flag, dir, up.string(), std::strerror(e)));
+}
+
+}  // namespace
+
+Paths& Paths::input(const std::string& flag, const std::string& path) {
+  if (path != "-") in_.push_back({flag, path});
+  return *this;
+}
+
+Paths& Paths::inputs(const std::string& flag, const std::vector<std::string>& paths) {
+  for (const auto& p : paths) input(flag, p);
+  return *this;
+}
+
+Paths& Paths::model(const std::string& flag, const std::string& dir) {
+  for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer.model"})
+    in_.push_back({flag, (fs::path(dir) / f).string()});
+  return *this;
+}
+
+Paths& Paths::output(const std::string& flag, const std::string& path) {
+  if (path != "-") out_.push_back({flag, path});
+  return *this;
+}
+
+Paths& Paths::output_dir(const std::string& flag, const std::string& dir, const std::vector<std::string>& files) {
+  out_.push_back({flag, dir, Entry::dir});
+  for (const auto& f : files) out_.push_back({flag, (fs::path(dir) / f).string(), Entry::in_dir});
+  return *this;
+}
+
+Paths& Paths::input(const po::variables_map& vm, const char* name) {
+  return vm.count(name) ? input(fmt::format("--{}", name), vm[name].as<std::string>()) : *this;
+}
+
+Paths& Paths::output(const po::variables_map& vm, const char* name) {
+  return vm.count(name) ? output(fmt::format("--{}", name), vm[name].as<std::string>()) : *this;
+}
+
+void Paths::check() const {
+  auto show = [](const Entry& e) { return fmt::format("{} {}", e.flag, e.path); };
+  for (size_t i = 0; i < out_.size(); ++i) {
+    const Entry& o = out_[i];
+    for (const Entry& in : in_)
+      if (same_file(o.path, in.path))
+        throw UsageError(fmt::format("{} is the input {}: writing it would replace the input; write the output "
+                                     "elsewhere",
+                                     show(o), show(in)));
+    for (size_t k = 0; k < i; ++k)
+      if (same_file(o.path, out_[k].path))
+        throw UsageError(fmt::format("{} and {} name the same file: one output would replace the other",
+                                     show(out_[k]), show(o)));
+  }
+  for (const Entry& o : out_) {
+    if (o.kind == Entry::file) check_writable_file(o.flag, o.path);
+    if (o.kind == Entry::dir) check_writable_dir(o.flag, o.path);
+  }
 }
 
 void announce_compiles(host::Context& ctx, const char* tool) {

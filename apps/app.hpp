@@ -1,6 +1,8 @@
-// What every command-line tool shares: main() turns exceptions into one clear
-// line and an exit code (2 for usage errors, 1 for everything else), and the
-// --help layout. The library never exits; only these wrappers do.
+// What every command-line tool shares, so that a new tool gets it for free:
+// main() turns exceptions into one clear line and an exit code (2 for usage
+// errors, 1 for runtime errors, 130 for an interrupt), the --help and --version
+// flags, -d/--device, -f - for standard input, and the check that no output
+// replaces an input or another output. The library never exits; only these do.
 #pragma once
 
 #include <boost/program_options.hpp>
@@ -9,20 +11,25 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 namespace ttt::host {
 class Context;
+struct DeviceInfo;
 }
 
 namespace ttt::app {
 
 namespace po = boost::program_options;
 
-// Runs body(argc, argv); prints "NAME: error: ..." on failure.
+// Runs body(argc, argv); prints "NAME: error: ..." on failure: exit 2 for a
+// usage error (po::error, UsageError), 1 for any other. Until the tool calls
+// catch_interrupts(), SIGINT ends it at once with status 130.
 int run(const char* name, int argc, char** argv, int (*body)(int, char**));
 
 // Parses argv against opts (and positional, if any); --help prints usage +
-// opts and returns false (the caller exits 0).
+// opts, --version the tool's name and version, and both return false (the
+// caller exits 0). An empty --device is a usage error.
 bool parse(int argc, char** argv, const po::options_description& opts, po::variables_map& vm, const char* usage,
            const char* about, const po::positional_options_description* positional = nullptr);
 
@@ -37,6 +44,45 @@ struct UsageError : po::error {
 int64_t int_option(const po::variables_map& vm, const char* name, int64_t min,
                    int64_t max = std::numeric_limits<int64_t>::max());
 float nonneg_float_option(const po::variables_map& vm, const char* name);  // finite and >= 0
+
+// "-d/--device": the same flag and help in every tool; `what` says what it runs on the device, if not everything.
+void add_device_option(po::options_description& opts, const char* what = nullptr);
+// The device the flag (else $TTT_DEVICE, else the first GPU, else the first device) names.
+std::string device_spec(const po::variables_map& vm);  // "" when --device was not given
+host::DeviceInfo select_device(const po::variables_map& vm);
+
+// The text of a file, or of standard input for "-"; errors name `flag` and the path.
+std::string read_text(const std::string& path, const std::string& flag);
+
+// Every file a run reads and writes, each with the flag that named it. check(),
+// before any work: an output that is an input or another output (after
+// resolving links and "..", the same file by inode where both exist) is a
+// UsageError naming both flags; then every output must be writable (its
+// directory exists and takes a new file, an existing file is writable, it is
+// not a directory), else a ttt::Error naming the user's path and the reason.
+// "-" (standard input or output) is never compared.
+class Paths {
+ public:
+  Paths& input(const std::string& flag, const std::string& path);
+  Paths& inputs(const std::string& flag, const std::vector<std::string>& paths);
+  // A model directory: the files a tool reads from it.
+  Paths& model(const std::string& flag, const std::string& dir);
+  Paths& output(const std::string& flag, const std::string& path);
+  // A directory the tool creates or fills, and the names of the files it writes
+  // there: compared with the rest; the directory itself must be creatable or writable.
+  Paths& output_dir(const std::string& flag, const std::string& dir, const std::vector<std::string>& files);
+  // Optional flags: added only when given (flag is "--name").
+  Paths& input(const po::variables_map& vm, const char* name);
+  Paths& output(const po::variables_map& vm, const char* name);
+  void check() const;
+
+ private:
+  struct Entry {
+    std::string flag, path;
+    enum Kind { file, dir, in_dir } kind = file;  // in_dir: a file of an output directory, which is checked as a whole
+  };
+  std::vector<Entry> in_, out_;
+};
 
 // Prints "TOOL: compiling kernels for DEVICE (first run only, cached in DIR)"
 // on stderr before ctx builds its first kernel program from source.

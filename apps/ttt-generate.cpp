@@ -8,6 +8,7 @@
 #include "ttt/device.hpp"
 #include "ttt/engine.hpp"
 #include "ttt/error.hpp"
+#include "ttt/output.hpp"
 #include "ttt/sampling.hpp"
 #include "ttt/tokenizer.hpp"
 
@@ -25,15 +26,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-volatile std::sig_atomic_t g_interrupted = 0;
-
-// The first Ctrl-C asks the loop to stop after the current token; a second
-// one (default action) ends the process at once.
-void on_sigint(int) {
-  g_interrupted = 1;
-  std::signal(SIGINT, SIG_DFL);
-}
-
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
 void write_out(const std::string& s) {
@@ -42,21 +34,13 @@ void write_out(const std::string& s) {
   std::fflush(stdout);
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw ttt::Error(fmt::format("{}: cannot open the prompt file", path));
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 int body(int argc, char** argv) {
   namespace po = ttt::app::po;
   po::options_description opts("Options");
   opts.add_options()
       ("model,m", po::value<std::string>()->required(), "model directory (config.json + model.safetensors [+ tokenizer])")
       ("prompt,p", po::value<std::string>(), "the prompt text")
-      ("file,f", po::value<std::string>(), "or: read the prompt from this file")
+      ("file,f", po::value<std::string>(), "or: read the prompt from this file (- for standard input)")
       ("n-predict,n", po::value<int>()->default_value(256), "generate at most N tokens")
       ("temperature", po::value<float>()->default_value(0.f), "sampling temperature; 0 (the default) is greedy decoding")
       ("top-k", po::value<int>()->default_value(0), "sample among the K most likely tokens only (0: all)")
@@ -70,8 +54,8 @@ int body(int argc, char** argv) {
       ("inner-lr", po::value<float>(), "test-time SGD step size, overriding the model's inner_lr")
       ("parse-special", po::bool_switch(), "turn special-token strings in the prompt (e.g. <|eot_id|>) into their ids")
       ("json", po::value<std::string>(), "write prompt, generated text and ids, timing and settings as JSON (also on Ctrl-C)")
-      ("quiet,q", po::bool_switch(), "no progress and timing on stderr")
-      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device: P:D indices or part of its name (default: $TTT_DEVICE, else the first GPU, else the first device; see ttt-info)");
+      ("quiet,q", po::bool_switch(), "no progress and timing on stderr");
+  ttt::app::add_device_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm,
                        "ttt-generate -m MODEL_DIR (-p PROMPT | -f PROMPT_FILE) [-n 256] [sampling options] "
@@ -85,12 +69,16 @@ int body(int argc, char** argv) {
                        "what was generated so far, on stdout and in the JSON. The text goes to stdout as it is\n"
                        "produced, never splitting a UTF-8 character; progress and timing go to stderr."))
     return 0;
-  if (vm.count("prompt") == vm.count("file")) throw ttt::Error("give the prompt with -p TEXT or -f FILE (one of the two)");
+  using Usage = ttt::app::UsageError;
+  if (vm.count("prompt") == vm.count("file")) throw Usage("give the prompt with -p TEXT or -f FILE (one of the two)");
   const bool full = vm["full-attention"].as<bool>(), no_ttt = vm["no-ttt"].as<bool>() || full;
-  if (full && vm["no-ttt"].as<bool>()) throw ttt::Error("--full-attention already turns test-time training off; drop --no-ttt");
-  if (full && vm.count("inner-lr")) throw ttt::Error("--inner-lr needs test-time training, which --full-attention turns off");
+  if (full && vm["no-ttt"].as<bool>()) throw Usage("--full-attention already turns test-time training off; drop --no-ttt");
+  if (full && vm.count("inner-lr")) throw Usage("--inner-lr needs test-time training, which --full-attention turns off");
   const int n_predict = vm["n-predict"].as<int>();
-  if (n_predict < 0) throw ttt::Error(fmt::format("-n {} must be >= 0", n_predict));
+  if (n_predict < 0) throw Usage(fmt::format("-n {}: must be >= 0", n_predict));
+  if (vm.count("stop"))
+    for (const auto& stop : vm["stop"].as<std::vector<std::string>>())
+      if (stop.empty()) throw Usage("--stop '': an empty stop string would stop before the first token");
   ttt::SamplingOptions so;
   so.temperature = vm["temperature"].as<float>();
   so.top_k = vm["top-k"].as<int>();
@@ -98,15 +86,20 @@ int body(int argc, char** argv) {
   so.repeat_penalty = vm["repeat-penalty"].as<float>();
   so.repeat_last_n = vm["repeat-last-n"].as<int>();
   so.seed = vm["seed"].as<uint64_t>();
-  so.validate();
+  try {
+    so.validate();
+  } catch (const ttt::Error& e) {
+    throw Usage(e.what());
+  }
   const bool quiet = vm["quiet"].as<bool>();
 
   const std::string model_dir = vm["model"].as<std::string>();
+  ttt::app::Paths().model("-m", model_dir).input(vm, "file").output(vm, "json").check();
   const ttt::Model model = ttt::Model::load(model_dir);
   for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-generate: warning: %s\n", w.c_str());
   const ttt::Config& cfg = model.config;
   const ttt::Tokenizer tok = ttt::Tokenizer::for_model(model_dir, cfg);
-  const std::string prompt = vm.count("prompt") ? vm["prompt"].as<std::string>() : read_file(vm["file"].as<std::string>());
+  const std::string prompt = vm.count("prompt") ? vm["prompt"].as<std::string>() : ttt::app::read_text(vm["file"].as<std::string>(), "-f");
   std::vector<int32_t> ids;
   if (cfg.bos_token_id >= 0) ids.push_back(cfg.bos_token_id);
   const auto enc = tok.encode(prompt, vm["parse-special"].as<bool>());
@@ -115,7 +108,7 @@ int body(int argc, char** argv) {
   ttt::check_token_ids(ids, cfg.vocab_size, "prompt");
   const int eos = cfg.eos_token_id >= 0 ? cfg.eos_token_id : tok.eos_id();
 
-  const auto device = ttt::host::select_device(vm["device"].as<std::string>());
+  const auto device = ttt::app::select_device(vm);
   ttt::host::Context ctx(device);
   ttt::EngineOptions eo;
   eo.ttt = !no_ttt;
@@ -131,7 +124,9 @@ int body(int argc, char** argv) {
     std::fprintf(stderr, "ttt-generate: %zu prompt tokens, %s (window %d, mini-batch %d), on %s\n", ids.size(),
                  mode.c_str(), engine.window(), cfg.mini_batch_size, device.label().c_str());
 
-  std::signal(SIGINT, on_sigint);
+  // The first Ctrl-C stops generation after the current token; a second one ends the process at once.
+  ttt::app::catch_interrupts("ttt-generate", "stopping after the current token");
+  auto interrupted = [] { return ttt::app::interrupted() != 0; };
   const bool tty = isatty(fileno(stderr)) && !quiet;
   ttt::Decoder dec(engine.session());
   ttt::Sampler sampler(so);
@@ -141,7 +136,7 @@ int body(int argc, char** argv) {
   // Prefill in mini-batches, so that Ctrl-C is heard during a long prompt.
   const auto t0 = Clock::now();
   const size_t B = size_t(cfg.mini_batch_size);
-  for (size_t i = 0; i < ids.size() && !g_interrupted; i += B) {
+  for (size_t i = 0; i < ids.size() && !interrupted(); i += B) {
     dec.append({ids.data() + i, std::min(B, ids.size() - i)});
     if (tty) std::fprintf(stderr, "\rprefill: %zu/%zu tokens", std::min(ids.size(), i + B), ids.size());
   }
@@ -150,11 +145,11 @@ int body(int argc, char** argv) {
   std::vector<int32_t> generated;
   double prefill_s = 0;
   Clock::time_point t1;
-  if (!g_interrupted && n_predict > 0) {
-    dec.logits();  // forwards the prompt's tail: part of the prefill
-    prefill_s = seconds_since(t0);
-    t1 = Clock::now();
-    while (!g_interrupted) {
+  if (!interrupted()) dec.logits();  // forwards the prompt's tail: part of the prefill, also with -n 0
+  prefill_s = seconds_since(t0);
+  t1 = Clock::now();
+  if (!interrupted() && n_predict > 0) {
+    while (!interrupted()) {
       const int32_t id = sampler.sample(dec.logits(), dec.tokens());
       if (id == eos) {
         stopped = "eos";
@@ -169,11 +164,8 @@ int body(int argc, char** argv) {
       if (int(generated.size()) == n_predict) break;
       dec.append({&id, 1});
     }
-  } else {
-    prefill_s = seconds_since(t0);
-    t1 = Clock::now();
   }
-  if (g_interrupted) stopped = "interrupt";
+  if (interrupted()) stopped = "interrupt";
   write_out(text.finish());
   const double decode_s = seconds_since(t1);
   const int64_t steps = dec.steps();
@@ -207,12 +199,9 @@ int body(int argc, char** argv) {
               {"sampling",
                {{"temperature", so.temperature}, {"top_k", so.top_k}, {"top_p", so.top_p},
                 {"repeat_penalty", so.repeat_penalty}, {"repeat_last_n", so.repeat_last_n}, {"seed", so.seed}}}};
-    const std::string path = vm["json"].as<std::string>();
-    std::ofstream f(path, std::ios::binary);
-    f << j.dump(2, ' ', false, json::error_handler_t::replace) << "\n";
-    if (!f) throw ttt::Error(fmt::format("{}: cannot write", path));
+    ttt::write_file_atomic(vm["json"].as<std::string>(), j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   }
-  return g_interrupted ? 130 : 0;
+  return interrupted() ? 130 : 0;
 }
 
 }  // namespace

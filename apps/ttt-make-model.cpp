@@ -36,9 +36,16 @@ int body(int argc, char** argv) {
   if (!(std_dev > 0.f) || !std::isfinite(std_dev))
     throw ttt::app::UsageError(fmt::format("--init-std {}: must be a finite number > 0", std_dev));
   const uint64_t seed = uint64_t(ttt::app::int_option(vm, "seed", 0));
-  const ttt::DType dtype = ttt::parse_dtype(vm["dtype"].as<std::string>(), "--dtype");
-  const ttt::Config c = ttt::preset(vm["preset"].as<std::string>());
+  ttt::DType dtype = ttt::DType::F32;
+  ttt::Config c;
+  try {  // a bad name is a usage error, as in every tool
+    dtype = ttt::parse_dtype(vm["dtype"].as<std::string>(), "--dtype");
+    c = ttt::preset(vm["preset"].as<std::string>());
+  } catch (const ttt::Error& e) {
+    throw ttt::app::UsageError(e.what());
+  }
   const std::string out = vm["out"].as<std::string>();
+  ttt::app::Paths().output_dir("--out", out, {"config.json", "model.safetensors"}).check();
   ttt::check_output_dir(out, "--out", vm["force"].as<bool>());
   std::fprintf(stderr, "initialising preset %s (seed %llu) ...\n", vm["preset"].as<std::string>().c_str(),
                static_cast<unsigned long long>(seed));

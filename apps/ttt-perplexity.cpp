@@ -37,8 +37,8 @@ po::options_description options() {
   opts.add_options()
       ("model,m", po::value<std::string>()->required(), "model directory (config.json + model.safetensors [+ tokenizer])")
       ("file,f", po::value<std::vector<std::string>>()->composing(),
-       "text document to tokenise with the model's tokenizer (BOS prepended when the model has one); repeat it, or "
-       "name a directory, for several documents, each evaluated from a fresh state")
+       "text document to tokenise with the model's tokenizer (BOS prepended when the model has one), - for standard "
+       "input; repeat it, or name a directory, for several documents, each evaluated from a fresh state")
       ("tokens", po::value<std::vector<std::string>>()->composing(),
        "token-id document instead of text: whitespace-separated decimal ids, or a .npy array of int32, uint32, int64 "
        "or uint16; repeatable")
@@ -59,8 +59,8 @@ po::options_description options() {
       ("parallel", po::value<int>()->default_value(1), "documents evaluated at once on the device (a batched session; each keeps its own state)")
       ("journal", po::value<std::string>(), "append each finished document's NLLs to this file as soon as it is scored (fsync'ed)")
       ("resume", po::bool_switch(), "continue the --journal: skip the documents already in it and report them from it")
-      ("quiet,q", po::bool_switch(), "no progress display")
-      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device: P:D indices or part of its name (default: $TTT_DEVICE, else the first GPU, else the first device; see ttt-info)");
+      ("quiet,q", po::bool_switch(), "no progress display");
+  ttt::app::add_device_option(opts);
   return opts;
 }
 
@@ -95,7 +95,7 @@ std::vector<std::string> given_list(const po::variables_map& vm, const char* fla
 Args read_args(const po::variables_map& vm) {
   Args a;
   a.model_dir = vm["model"].as<std::string>();
-  a.device = vm["device"].as<std::string>();
+  a.device = ttt::app::device_spec(vm);
   if (vm.count("max-tokens")) a.corpus.max_tokens = size_t(ttt::app::int_option(vm, "max-tokens", 2));
   if (vm.count("inner-lr")) a.inner_lr = ttt::app::nonneg_float_option(vm, "inner-lr");
   a.full = vm["full-attention"].as<bool>();
@@ -121,26 +121,35 @@ Args read_args(const po::variables_map& vm) {
 
 // Options that do not combine.
 void check_args(const Args& a, const ttt::mpi::World& world) {
+  using Usage = ttt::app::UsageError;
   if (a.full && (a.compare || a.save_weights || a.inner_lr))
-    throw ttt::Error("--full-attention turns test-time training off; it does not combine with --compare, --save-weights or --inner-lr");
-  if (a.compare && !a.ttt) throw ttt::Error("--compare already runs without test-time training; drop --no-ttt");
+    throw Usage("--full-attention turns test-time training off; it does not combine with --compare, --save-weights or --inner-lr");
+  if (a.compare && !a.ttt) throw Usage("--compare already runs without test-time training; drop --no-ttt");
   if (a.save_weights && !a.ttt)
-    throw ttt::Error("--save-weights needs test-time training on (without it the prime weights never change)");
+    throw Usage("--save-weights needs test-time training on (without it the prime weights never change)");
   if (int(!a.corpus.text.empty()) + int(!a.corpus.tokens.empty()) + int(a.corpus.jsonl.has_value()) != 1)
-    throw ttt::Error("give the documents with -f TEXT_FILE, --tokens IDS_FILE or --jsonl FILE (one of the three)");
+    throw Usage("give the documents with -f TEXT_FILE, --tokens IDS_FILE or --jsonl FILE (one of the three)");
   if (a.corpus.tokenizer && !a.corpus.tokens.empty())
-    throw ttt::Error("--tokenizer reads text documents (-f, --jsonl); --tokens are ids already");
-  if (a.parallel < 1 || a.parallel > 4096) throw ttt::Error("--parallel must be in 1..4096");
+    throw Usage("--tokenizer reads text documents (-f, --jsonl); --tokens are ids already");
+  if (a.parallel < 1 || a.parallel > 4096) throw Usage("--parallel must be in 1..4096");
   if (a.save_weights && (a.parallel > 1 || world.size() > 1))
-    throw ttt::Error("--save-weights keeps the weights adapted by the last document: use it without --parallel and MPI");
-  if (a.resume && !a.journal) throw ttt::Error("--resume continues a --journal FILE");
+    throw Usage("--save-weights keeps the weights adapted by the last document: use it without --parallel and MPI");
+  if (a.resume && !a.journal) throw Usage("--resume continues a --journal FILE");
 }
 
 // Output paths before any work: a bad one must fail now, not after hours of evaluation.
-void check_outputs(const Args& a) {
-  for (const auto& [path, flag] : {std::pair{&a.nll_out, "--nll-out"}, {&a.json, "--json"}, {&a.plot, "--plot"}})
-    if (*path) ttt::check_output_file(**path, flag);
+// No output may replace an input or another output; each must be writable.
+void check_outputs(const Args& a, const po::variables_map& vm) {
   if (a.save_weights) ttt::check_output_dir(*a.save_weights, "--save-weights", a.force, {a.model_dir});
+  ttt::app::Paths paths;
+  paths.model("-m", a.model_dir).input(vm, "tokenizer").input(vm, "jsonl");
+  if (!a.corpus.text.empty()) paths.inputs("-f", ttt::expand_paths(a.corpus.text));
+  if (!a.corpus.tokens.empty()) paths.inputs("--tokens", ttt::expand_paths(a.corpus.tokens));
+  paths.output(vm, "nll-out").output(vm, "json").output(vm, "plot").output(vm, "journal");
+  if (a.save_weights)
+    paths.output_dir("--save-weights", *a.save_weights,
+                     {"config.json", "model.safetensors", "tokenizer.json", "tokenizer.model"});
+  paths.check();
 }
 
 ttt::Model load_model(const std::string& dir) {
@@ -229,7 +238,7 @@ int body(int argc, char** argv) {
   ttt::mpi::World& world = *g_world;
   const Args a = read_args(vm);
   check_args(a, world);
-  check_outputs(a);
+  check_outputs(a, vm);
   // One process: Ctrl-C keeps what was scored. Under MPI the default stays (mpirun
   // ends every rank); the --journal is what keeps an MPI run's work.
   if (world.size() == 1) ttt::app::catch_interrupts("ttt-perplexity");
@@ -242,8 +251,9 @@ int body(int argc, char** argv) {
   const ttt::EngineOptions eo = engine_options(a, corpus, model.config);
   // Everything but the report goes to stderr, so `> report.txt` holds the report alone.
   if (world.rank() == 0)
-    std::fprintf(stderr, "ttt-perplexity: %zu document%s, %zu tokens to score, on %s\n", corpus.docs.size(),
-                 corpus.docs.size() == 1 ? "" : "s", corpus.tokens, device.label().c_str());
+    std::fprintf(stderr, "ttt-perplexity: %zu document%s, %zu token%s to score, on %s\n", corpus.docs.size(),
+                 corpus.docs.size() == 1 ? "" : "s", corpus.tokens, corpus.tokens == 1 ? "" : "s",
+                 device.label().c_str());
 
   const std::optional<ttt::CorpusResults> results = evaluate(a, corpus, ctx, eo, model, world);
   if (!results) return 0;

@@ -1,11 +1,11 @@
-// ttt-tokenize: text on stdin -> token ids on stdout (one line, separated by
-// spaces), or with --decode token ids on stdin -> the text, byte for byte.
-// The tokenizer comes from a model directory (-m) or a tokenizer file.
+// ttt-tokenize: text (stdin or -f FILE) -> token ids on stdout or -o FILE (one
+// line, separated by spaces), or with --decode token ids -> the text, byte for
+// byte. The tokenizer comes from a model directory (-m) or a tokenizer file.
+#include "apps/app.hpp"
 #include "ttt/error.hpp"
+#include "ttt/output.hpp"
 #include "ttt/config.hpp"
 #include "ttt/tokenizer.hpp"
-
-#include <boost/program_options.hpp>
 
 #include <charconv>
 #include <cstdio>
@@ -15,18 +15,11 @@
 #include <string>
 #include <vector>
 
-namespace po = boost::program_options;
-
 namespace {
 
-std::string read_stdin() {
-  std::ostringstream ss;
-  ss << std::cin.rdbuf();
-  if (std::cin.bad()) throw ttt::Error("cannot read stdin");
-  return ss.str();
-}
+namespace po = ttt::app::po;
 
-std::vector<int32_t> parse_ids(const std::string& s) {
+std::vector<int32_t> parse_ids(const std::string& s, const std::string& origin) {
   std::vector<int32_t> ids;
   size_t i = 0, word = 0;
   while (true) {
@@ -38,7 +31,7 @@ std::vector<int32_t> parse_ids(const std::string& s) {
     int32_t id = 0;
     const auto [p, ec] = std::from_chars(s.data() + i, s.data() + end, id);
     if (ec != std::errc() || p != s.data() + end)
-      throw ttt::Error("stdin: \"" + s.substr(i, std::min<size_t>(end - i, 40)) + "\" (word " + std::to_string(word) +
+      throw ttt::Error(origin + ": \"" + s.substr(i, std::min<size_t>(end - i, 40)) + "\" (word " + std::to_string(word) +
                        ") is not a token id");
     ids.push_back(id);
     i = end;
@@ -58,65 +51,68 @@ ttt::Tokenizer open_tokenizer(const po::variables_map& vm) {
   return ttt::Tokenizer::for_model(dir, config);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int body(int argc, char** argv) {
   std::ios::sync_with_stdio(false);
-  po::options_description opts(
-      "Usage: ttt-tokenize (-m MODEL_DIR | --tokenizer FILE) [--decode] [--parse-special] < input > output\n\n"
-      "Encodes the text on stdin into token ids, written on one line separated by spaces. With --decode it\n"
-      "reads token ids and writes the text they stand for. Any bytes encode, invalid UTF-8 included, and\n"
-      "decoding gives them back exactly. No BOS token is added.\n\nOptions");
-  opts.add_options()                                      //
-      ("help,h", "print this help and exit")              //
+  po::options_description opts("Options");
+  opts.add_options()  //
       ("model,m", po::value<std::string>()->value_name("DIR"),
        "model directory: \"tokenizer\": \"bytes\" in its config.json selects the byte tokenizer (ids 0..255 "
        "are the bytes); otherwise DIR/tokenizer.json, else DIR/tokenizer.model")  //
       ("tokenizer,t", po::value<std::string>()->value_name("FILE"),
        "tokenizer file: an HF tokenizer.json (byte-level BPE) or a tiktoken rank file (tokenizer.model) of "
        "the Llama-3 or GPT-2 size, which gets that family's regex and special tokens")  //
-      ("decode,d", "read token ids (integers separated by white space) from stdin and write their text")  //
-      ("parse-special",
+      ("file,f", po::value<std::string>()->value_name("FILE")->default_value("-"),
+       "read the input from this file (- for standard input, the default)")  //
+      ("output,o", po::value<std::string>()->value_name("FILE")->default_value("-"),
+       "write the result to this file (- for standard output, the default)")  //
+      ("decode", po::bool_switch(), "read token ids (integers separated by white space) and write their text")  //
+      ("parse-special", po::bool_switch(),
        "turn special-token strings in the text, such as <|begin_of_text|>, into their ids; without it they "
        "are encoded as plain text, so a document cannot inject control tokens");
-  try {
-    po::variables_map vm;
-    po::store(po::command_line_parser(argc, argv).options(opts).run(), vm);
-    po::notify(vm);
-    if (vm.count("help")) {
-      std::cout << opts << "\n";
-      return 0;
-    }
-    if (vm.count("model") == vm.count("tokenizer"))
-      throw ttt::Error("give exactly one of -m/--model DIR and --tokenizer FILE (see --help)");
-    if (vm.count("decode") && vm.count("parse-special"))
-      throw ttt::Error("--parse-special only applies to encoding; decoding always writes special tokens as text");
-
-    const ttt::Tokenizer tok = open_tokenizer(vm);
-    const std::string input = read_stdin();
-    if (vm.count("decode")) {
-      const std::string text = tok.decode(parse_ids(input));
-      std::cout.write(text.data(), std::streamsize(text.size()));
-    } else {
-      const std::vector<int32_t> ids = tok.encode(input, vm.count("parse-special") > 0);
-      std::string line;
-      line.reserve(ids.size() * 7 + 1);
-      char buf[16];
-      for (size_t i = 0; i < ids.size(); ++i) {
-        if (i) line += ' ';
-        line.append(buf, std::to_chars(buf, buf + sizeof buf, ids[i]).ptr);
-      }
-      line += '\n';
-      std::cout.write(line.data(), std::streamsize(line.size()));
-    }
-    std::cout.flush();
-    if (!std::cout) throw ttt::Error("cannot write to stdout");
+  po::variables_map vm;
+  if (!ttt::app::parse(argc, argv, opts, vm,
+                       "ttt-tokenize (-m MODEL_DIR | --tokenizer FILE) [--decode] [--parse-special] [-f IN] [-o OUT]",
+                       "Encodes text into token ids, written on one line separated by spaces. With --decode it\n"
+                       "reads token ids and writes the text they stand for. Any bytes encode, invalid UTF-8 included,\n"
+                       "and decoding gives them back exactly. No BOS token is added. Input is standard input or -f,\n"
+                       "output standard output or -o."))
     return 0;
-  } catch (const po::error& e) {
-    std::cerr << "ttt-tokenize: error: " << e.what() << " (see --help)\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "ttt-tokenize: error: " << e.what() << "\n";
-    return 1;
+  using Usage = ttt::app::UsageError;
+  if (vm.count("model") == vm.count("tokenizer"))
+    throw Usage("give exactly one of -m/--model DIR and --tokenizer FILE");
+  const bool decode = vm["decode"].as<bool>();
+  if (decode && vm["parse-special"].as<bool>())
+    throw Usage("--parse-special only applies to encoding; decoding always writes special tokens as text");
+  const std::string in_path = vm["file"].as<std::string>(), out_path = vm["output"].as<std::string>();
+  ttt::app::Paths paths;
+  if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
+  paths.input(vm, "tokenizer").input("-f", in_path).output("-o", out_path).check();
+
+  const ttt::Tokenizer tok = open_tokenizer(vm);
+  const std::string input = ttt::app::read_text(in_path, "-f");
+  std::string result;
+  if (decode) {
+    result = tok.decode(parse_ids(input, in_path == "-" ? "stdin" : in_path));
+  } else {
+    const std::vector<int32_t> ids = tok.encode(input, vm["parse-special"].as<bool>());
+    result.reserve(ids.size() * 7 + 1);
+    char buf[16];
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (i) result += ' ';
+      result.append(buf, std::to_chars(buf, buf + sizeof buf, ids[i]).ptr);
+    }
+    result += '\n';
   }
+  if (out_path != "-") {
+    ttt::write_file_atomic(out_path, result);
+    return 0;
+  }
+  std::cout.write(result.data(), std::streamsize(result.size()));
+  std::cout.flush();
+  if (!std::cout) throw ttt::Error("cannot write to stdout");
+  return 0;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return ttt::app::run("ttt-tokenize", argc, argv, body); }

@@ -138,12 +138,11 @@ int body(int argc, char** argv) {
       ("gradient", po::value<std::string>()->default_value("reference"), "where gradients are computed: reference (the CPU "
        "oracle, double precision, every mode) or device (the OpenCL engine, float32; every mode, meta for models with one "
        "prime block). Not kept by a checkpoint: give it again with --resume")
-      ("device,d", po::value<std::string>()->default_value(""), "with --gradient device: OpenCL device, P:D indices or part of "
-       "its name (default: $TTT_DEVICE, else the first GPU, else the first device; see ttt-info)")
       ("threads", po::value<int64_t>(), "CPU threads for the reference gradients and the held-out evaluation (one "
        "document each; the result does not depend on it; default: all cores)")
       ("force", po::bool_switch(), "write into a non-empty --out")
       ("quiet,q", po::bool_switch(), "no progress lines");
+  ttt::app::add_device_option(opts, "with --gradient device");
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm,
                        "ttt-train --data FILES... (--preset NAME | --config FILE) --mode pretrain|meta|meta-fo --steps N "
@@ -180,6 +179,19 @@ int body(int argc, char** argv) {
   const int64_t ck_every = vm.count("checkpoint-every") ? ttt::app::int_option(vm, "checkpoint-every", 1) : 0;
   if (eval_every && !vm.count("eval-data")) throw UsageError("--eval-every needs --eval-data FILES");
   const std::vector<std::string> eval_files = vm.count("eval-data") ? input_files(vm, "eval-data") : std::vector<std::string>{};
+  // No file of --out may be an input (with --force a data file there would be replaced).
+  auto check_paths = [&](const std::vector<std::string>& data) {
+    ttt::app::Paths paths;
+    paths.inputs("--data", data).inputs("--eval-data", eval_files).input(vm, "config");
+    if (resume) {
+      paths.model("--resume", vm["resume"].as<std::string>());
+      for (const char* f : {"optimizer.safetensors", "trainer.json", "train.jsonl"})
+        paths.input("--resume", (fs::path(vm["resume"].as<std::string>()) / f).string());
+    }
+    paths.output_dir("--out", out, {"config.json", "model.safetensors", "optimizer.safetensors", "trainer.json",
+                                    "train.jsonl"});
+    paths.check();
+  };
 
   ttt::train::Checkpoint ck;
   std::vector<std::string> data_files;
@@ -193,6 +205,7 @@ int body(int argc, char** argv) {
       throw UsageError(fmt::format("--steps {}: the checkpoint's run has {} (its learning-rate schedule spans them)",
                                    *steps, ck.settings.steps));
     data_files = vm.count("data") ? input_files(vm, "data") : ck.settings.data;
+    check_paths(data_files);
     for (const auto& f : data_files)
       if (!vm.count("data") && !fs::is_regular_file(f))
         throw UsageError(fmt::format("--resume {}: its training data {} is not there; give the same files with --data",
@@ -202,6 +215,7 @@ int body(int argc, char** argv) {
   } else {
     ttt::check_output_dir(out, "--out", vm["force"].as<bool>());
     data_files = input_files(vm, "data");
+    check_paths(data_files);
     ttt::Config cfg;
     if (vm.count("config")) {
       const std::string path = vm["config"].as<std::string>();
@@ -271,14 +285,14 @@ int body(int argc, char** argv) {
   if (on_device)
     if (const std::string why = ttt::train::device_gradient_limit(s.mode, ck.model.config); !why.empty())
       throw UsageError("--gradient device --mode meta: " + why + ": use --gradient reference");
-  if (!on_device && !vm["device"].defaulted())
+  if (!on_device && vm.count("device"))
     throw UsageError("--device selects the device of --gradient device; the reference gradient runs on the CPU");
   // The device and its engine first, so that a bad device fails before any output is written.
   std::unique_ptr<ttt::host::Context> ctx;
   std::string where = "CPU reference, double";
   ttt::train::GradientSource grad;
   if (on_device) {
-    const auto device = ttt::host::select_device(vm["device"].as<std::string>());
+    const auto device = ttt::app::select_device(vm);
     ctx = std::make_unique<ttt::host::Context>(device);
     grad = ttt::train::device_gradient(*ctx, s.mode, ck.model.config, s.seq_len);
     where = fmt::format("gradients on {}, float32", device.name);

@@ -4,6 +4,7 @@
 #include "bench/gemm_timing.hpp"
 #include "bench/tune.hpp"
 #include "apps/app.hpp"
+#include "ttt/output.hpp"
 #include "ttt/device.hpp"
 #include "ttt/engine.hpp"
 #include "ttt/error.hpp"
@@ -57,8 +58,8 @@ int compare(int argc, char** argv) {
       ("script", po::value<std::string>()->default_value(TTT_PYTORCH_REFERENCE), "pytorch_reference.py")
       ("torch-device", po::value<std::string>()->default_value("cpu"),
        "where PyTorch runs: cpu, or cuda (an NVIDIA GPU, float32 with TF32 off) to set ttt-cl on a GPU beside it")
-      ("json", po::value<std::string>(), "also write the JSON to this file")
-      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
+      ("json", po::value<std::string>(), "also write the JSON to this file");
+  ttt::app::add_device_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench compare (-m DIR | --preset NAME) [--tokens N]",
                        "Per-token NLL of the same synthetic document from ttt-cl and from the PyTorch reference\n"
@@ -75,6 +76,11 @@ int compare(int argc, char** argv) {
   int threads = vm["threads"].as<int>();
   if (threads <= 0) threads = int(std::max(1u, std::thread::hardware_concurrency()));
 
+  {  // Outputs first: a bad one fails now, not after both runs.
+    app::Paths paths;
+    if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
+    paths.input(vm, "script").output(vm, "json").check();
+  }
   // The model, on disk for PyTorch; a preset goes to a temporary directory.
   char tmpl[] = "/tmp/ttt-compare-XXXXXX";
   if (!mkdtemp(tmpl)) throw Error("cannot create a temporary directory");
@@ -109,7 +115,7 @@ int compare(int argc, char** argv) {
             {"tokens", n}, {"ttt", ttt}, {"load_before", load_average()}};
 
   // ttt-cl: a two-token warm-up builds the forward's kernels (from the disk caches when warm).
-  const auto device = host::select_device(vm["device"].as<std::string>());
+  const auto device = ttt::app::select_device(vm);
   host::Context ctx(device);
   EngineOptions o;
   o.ttt = ttt;
@@ -172,7 +178,7 @@ int compare(int argc, char** argv) {
   j["load_after"] = load_average();
   const std::string s = j.dump(2);
   std::cout << s << "\n";
-  if (vm.count("json")) std::ofstream(vm["json"].as<std::string>()) << s << "\n";
+  if (vm.count("json")) write_file_atomic(vm["json"].as<std::string>(), s + "\n");
   return 0;
 }
 

@@ -9,6 +9,7 @@
 #include "bench/decode.hpp"
 
 #include "apps/app.hpp"
+#include "ttt/output.hpp"
 #include "ttt/decode.hpp"
 #include "ttt/device.hpp"
 #include "ttt/engine.hpp"
@@ -219,8 +220,19 @@ std::string xml_escape(const std::string& raw) {
   return out;
 }
 
-std::string svg_plot(const std::vector<Point>& pts, const std::string& title) {
-  const double W = 640, H = 400, l = 70, r = 110, t = 40, b = 50;
+// At most `width` pixels of text at font size `px` (an average glyph is about 0.6 em wide): a longer
+// one keeps its head and tail around an ellipsis, so a long model path or device name is never cut off.
+std::string fit_text(const std::string& s, double width, double px) {
+  const size_t room = size_t(width / (0.6 * px));
+  if (s.size() <= room || room < 8) return s;
+  size_t head = (room - 1) / 2, tail = room - 1 - head;
+  while (head > 0 && (static_cast<unsigned char>(s[head]) & 0xC0) == 0x80) --head;  // whole UTF-8 characters
+  while (tail > 0 && (static_cast<unsigned char>(s[s.size() - tail]) & 0xC0) == 0x80) --tail;
+  return s.substr(0, head) + "\u2026" + s.substr(s.size() - tail);
+}
+
+std::string svg_plot(const std::vector<Point>& pts, const std::string& title, const std::string& subtitle) {
+  const double W = 640, H = 400, l = 70, r = 110, t = 52, b = 50;
   std::vector<int64_t> xs;
   double ymax = 0;
   for (const auto& p : pts) {
@@ -239,7 +251,12 @@ std::string svg_plot(const std::vector<Point>& pts, const std::string& title) {
   std::ostringstream s;
   s << fmt::format(R"s(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="12">)s", W, H)
     << "\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    << fmt::format(R"s(<text x="{}" y="22" font-size="14" text-anchor="middle">{}</text>)s", W / 2, xml_escape(title)) << "\n";
+    << fmt::format(R"s(<text x="{}" y="20" font-size="14" text-anchor="middle">{}</text>)s", W / 2,
+                   xml_escape(fit_text(title, W - 20, 14)))
+    << "\n"
+    << fmt::format(R"s(<text x="{}" y="38" font-size="11" text-anchor="middle" fill="#555">{}</text>)s", W / 2,
+                   xml_escape(fit_text(subtitle, W - 20, 11)))
+    << "\n";
   for (double v = 0; v <= ytop + step / 2; v += step)
     s << fmt::format(R"s(<line x1="{}" x2="{}" y1="{:.1f}" y2="{:.1f}" stroke="#ddd"/><text x="{}" y="{:.1f}" text-anchor="end">{:g}</text>)s",
                      l, W - r, Y(v), Y(v), l - 6, Y(v) + 4, v)
@@ -316,8 +333,8 @@ int decode(int argc, char** argv) {
       ("matvec-only", po::bool_switch(), "only time the one-row products of the model's shapes (GEMM, GEMV, kernels)")
       ("seed", po::value<uint64_t>()->default_value(0), "seed of the tokens, keys/values and a preset's weights")
       ("json", po::value<std::string>(), "also write the JSON to this file")
-      ("plot", po::value<std::string>(), "write an SVG of latency against context, one line per mode")
-      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
+      ("plot", po::value<std::string>(), "write an SVG of latency against context, one line per mode");
+  ttt::app::add_device_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm,
                        "ttt-bench decode (-m DIR | --preset NAME) [--contexts 1024,4096,...] [--fill random|prefill] "
@@ -346,13 +363,18 @@ int decode(int argc, char** argv) {
   const int tokens = vm["tokens"].as<int>();
   if (tokens < 1) throw Error("--tokens must be at least 1");
   const uint64_t seed = vm["seed"].as<uint64_t>();
+  {  // Outputs first: a bad one fails now, not after the whole sweep.
+    app::Paths paths;
+    if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
+    paths.output(vm, "json").output(vm, "plot").check();
+  }
   const std::string name =
       vm.count("model") ? vm["model"].as<std::string>() : "preset:" + vm["preset"].as<std::string>();
   std::fprintf(stderr, "loading %s\n", name.c_str());
   const Model m = vm.count("model") ? Model::load(vm["model"].as<std::string>())
                                     : Model::random(preset(vm["preset"].as<std::string>()), seed);
   const Config& c = m.config;
-  const auto device = host::select_device(vm["device"].as<std::string>());
+  const auto device = ttt::app::select_device(vm);
   host::Context ctx(device);
   const std::string matvec = vm["matvec"].as<std::string>();
   if (matvec != "kernels" && matvec != "gemv" && matvec != "gemm") throw Error("--matvec takes kernels, gemv or gemm");
@@ -493,16 +515,9 @@ int decode(int argc, char** argv) {
   }
   const std::string out = j.dump(2);
   std::cout << out << "\n";
-  if (vm.count("json")) {
-    std::ofstream f(vm["json"].as<std::string>());
-    f << out << "\n";
-    if (!f) throw Error(fmt::format("{}: cannot write", vm["json"].as<std::string>()));
-  }
-  if (vm.count("plot")) {
-    std::ofstream f(vm["plot"].as<std::string>());
-    f << svg_plot(pts, fmt::format("decode latency, {} on {}", name, device.name));
-    if (!f) throw Error(fmt::format("{}: cannot write", vm["plot"].as<std::string>()));
-  }
+  if (vm.count("json")) write_file_atomic(vm["json"].as<std::string>(), out + "\n");
+  if (vm.count("plot"))
+    write_file_atomic(vm["plot"].as<std::string>(), svg_plot(pts, fmt::format("decode latency, {}", name), device.name));
   return 0;
 }
 

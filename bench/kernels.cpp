@@ -56,8 +56,8 @@ int kernels(int argc, char** argv) {
   po::options_description opts("Options");
   opts.add_options()
       ("family", po::value<std::string>()->default_value("all"), "attention, xent, rmsnorm, gemm or all")
-      ("repeat", po::value<int>()->default_value(5), "timed calls per case, after one warm-up call (>= 1)")
-      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
+      ("repeat", po::value<int>()->default_value(5), "timed calls per case, after one warm-up call (>= 1)");
+  ttt::app::add_device_option(opts);
   po::variables_map vm;
   if (!app::parse(argc, argv, opts, vm, "ttt-bench kernels [--family F] [--repeat N]",
                   "Times every kernel test case (the shapes of tests/cases.hpp) and prints JSON."))
@@ -67,7 +67,7 @@ int kernels(int argc, char** argv) {
     throw po::error(fmt::format("--family: '{}' is not one of attention, xent, rmsnorm, gemm, all", family));
   const int reps = vm["repeat"].as<int>();
   if (reps < 1) throw po::error(fmt::format("--repeat: {} must be >= 1", reps));
-  const auto device = host::select_device(vm["device"].as<std::string>());
+  const auto device = ttt::app::select_device(vm);
   host::Context ctx(device);
   auto want = [&](const char* f) { return family == "all" || family == f; };
   nlohmann::json rows = nlohmann::json::array();

@@ -47,8 +47,8 @@ int train(int argc, char** argv) {
       ("docs", po::value<int64_t>()->default_value(4), "documents timed on the device (after one untimed warm-up)")
       ("reference-docs", po::value<int64_t>()->default_value(1), "of those, timed on the CPU reference too (0: none)")
       ("seed", po::value<int64_t>()->default_value(0), "seed of the synthetic tokens and of a preset's weights")
-      ("json", po::value<std::string>(), "also write the JSON to this file")
-      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
+      ("json", po::value<std::string>(), "also write the JSON to this file");
+  ttt::app::add_device_option(opts);
   po::variables_map vm;
   if (!app::parse(argc, argv, opts, vm, "ttt-bench train (-m DIR | --preset NAME) [--mode pretrain|meta|meta-fo] [--inner-lr X] [--seq-len N]\n"
                   "                [--docs N] [--reference-docs N] [--json FILE]",
@@ -60,7 +60,11 @@ int train(int argc, char** argv) {
   const int64_t docs = app::int_option(vm, "docs", 1, 10000);
   const int64_t ref_docs = app::int_option(vm, "reference-docs", 0, docs);
   const uint64_t seed = uint64_t(app::int_option(vm, "seed", 0));
-  if (vm.count("json")) check_output_file(vm["json"].as<std::string>(), "--json");
+  {
+    app::Paths paths;
+    if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
+    paths.output(vm, "json").check();
+  }
   const std::string name = vm.count("model") ? vm["model"].as<std::string>() : "preset:" + vm["preset"].as<std::string>();
   ref::Objective mode;
   try {
@@ -81,7 +85,7 @@ int train(int argc, char** argv) {
   std::vector<std::vector<int32_t>> documents(size_t(docs) + 1, std::vector<int32_t>(size_t(T) + 1));
   for (auto& d : documents)
     for (auto& t : d) t = int32_t(rng() % uint64_t(m.config.vocab_size));
-  const auto device = host::select_device(vm["device"].as<std::string>());
+  const auto device = ttt::app::select_device(vm);
   host::Context ctx(device);
   app::announce_compiles(ctx, "ttt-bench");
   FullGradient fg(ctx, m.config, T);

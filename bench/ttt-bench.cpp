@@ -82,8 +82,8 @@ int prefill(int argc, char** argv) {
       ("docs", po::value<size_t>()->default_value(4), "documents of --tokens each for --parallel")
       ("repeat", po::value<int>()->default_value(1), "timed runs per mode (median and spread reported)")
       ("no-warmup", po::bool_switch(), "skip the untimed warm-up run (kernel builds, CLBlast's compile)")
-      ("no-ceiling", po::bool_switch(), "skip gemm_ceiling_gflops (CLBlast on the model's GEMM shapes)")
-      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
+      ("no-ceiling", po::bool_switch(), "skip gemm_ceiling_gflops (CLBlast on the model's GEMM shapes)");
+  ttt::app::add_device_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench prefill (-m DIR | --preset NAME) [--tokens N] [--json FILE]",
                        "Prefill throughput with and without test-time training on the same model and the same\n"
@@ -94,7 +94,11 @@ int prefill(int argc, char** argv) {
   const size_t n = size_t(ttt::app::int_option(vm, "tokens", 2));
   const std::string only = vm["only"].as<std::string>();
   if (only != "both" && only != "ttt" && only != "no-ttt") throw ttt::app::UsageError("--only takes ttt, no-ttt or both");
-  if (vm.count("json")) ttt::check_output_file(vm["json"].as<std::string>(), "--json");
+  {
+    ttt::app::Paths paths;
+    if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
+    paths.output(vm, "json").check();
+  }
   const std::string name = vm.count("model") ? vm["model"].as<std::string>() : "preset:" + vm["preset"].as<std::string>();
   std::fprintf(stderr, "loading %s\n", name.c_str());
   const ttt::Model m = vm.count("model") ? ttt::Model::load(vm["model"].as<std::string>())
@@ -102,7 +106,7 @@ int prefill(int argc, char** argv) {
   std::vector<int32_t> tokens(n);
   std::mt19937_64 rng(seed + 1);
   for (auto& t : tokens) t = int32_t(rng() % uint64_t(m.config.vocab_size));
-  const auto device = ttt::host::select_device(vm["device"].as<std::string>());
+  const auto device = ttt::app::select_device(vm);
   ttt::host::Context ctx(device);
   ttt::app::announce_compiles(ctx, "ttt-bench");
   const bool profile = !vm["no-profile"].as<bool>();
@@ -180,8 +184,8 @@ int attention(int argc, char** argv) {
       ("H", po::value<int64_t>()->default_value(12), "heads")
       ("E", po::value<int64_t>()->default_value(64), "head dimension")
       ("pos", po::value<int64_t>()->default_value(8192), "position of the chunk's first query")
-      ("repeat", po::value<int64_t>()->default_value(3), "timed repetitions (after one warm-up)")
-      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
+      ("repeat", po::value<int64_t>()->default_value(3), "timed repetitions (after one warm-up)");
+  ttt::app::add_device_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench attention [--T N --W N --H N --E N --pos P]",
                        "Times attention_fwd and attention_bwd (dq + dk/dv) on random data, as JSON."))
@@ -192,7 +196,7 @@ int attention(int argc, char** argv) {
             H = int(int_option(vm, "H", 1, 4096)), E = int(int_option(vm, "E", 1, 4096));
   const int64_t pos = int_option(vm, "pos", 0);
   const int reps = int(int_option(vm, "repeat", 1, 1 << 20));
-  const auto device = ttt::host::select_device(vm["device"].as<std::string>());
+  const auto device = ttt::app::select_device(vm);
   ttt::host::Context ctx(device);
   ttt::app::announce_compiles(ctx, "ttt-bench");
   const int D = H * E, C = W + T - 1;
@@ -234,6 +238,10 @@ int attention(int argc, char** argv) {
 }
 
 int body(int argc, char** argv) {
+  if (argc == 2 && std::string(argv[1]) == "--version") {
+    std::cout << "ttt-bench (ttt-cl) " << TTT_VERSION << "\n";
+    return 0;
+  }
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     std::cout << "usage: ttt-bench COMMAND [options]\n\ncommands:\n"
                  "  prefill   prefill throughput with and without test-time training (JSON)\n"
@@ -244,7 +252,7 @@ int body(int argc, char** argv) {
                  "  compare   ttt-cl against the PyTorch reference: tokens/s and NLL difference (JSON)\n"
                  "  roofline  FLOPs and bytes of every kernel per mini-batch, time at a GPU's peak (JSON)\n"
                  "  train     the training gradient (every parameter) on the device against the CPU reference (JSON)\n\n"
-                 "ttt-bench COMMAND --help explains each command's options.\n";
+                 "ttt-bench COMMAND --help explains each command's options; ttt-bench --version shows the version.\n";
     return argc < 2 ? 2 : 0;
   }
   const std::string cmd = argv[1];
@@ -265,7 +273,7 @@ int body(int argc, char** argv) {
   if (cmd == "compare") return sub(ttt::bench::compare);
   if (cmd == "roofline") return sub(ttt::bench::roofline_table);
   if (cmd == "train") return sub(ttt::bench::train);
-  throw ttt::Error(fmt::format("unknown command '{}' (try ttt-bench --help)", cmd));
+  throw ttt::app::UsageError(fmt::format("unknown command '{}'", cmd));
 }
 
 }  // namespace

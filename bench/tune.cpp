@@ -22,6 +22,7 @@
 #include "ttt/config.hpp"
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
+#include "ttt/output.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -191,8 +192,8 @@ int tune(int argc, char** argv) {
       ("out", po::value<std::string>(), "tuning file to write (default: the one the engine reads)")
       ("dry-run", po::bool_switch(), "measure and print, write nothing")
       ("verbose", po::bool_switch(), "echo the tuners' output")
-      ("json", po::value<std::string>(), "also write the JSON report to this file")
-      ("device,d", po::value<std::string>()->default_value(""), "OpenCL device (see ttt-info)");
+      ("json", po::value<std::string>(), "also write the JSON report to this file");
+  ttt::app::add_device_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench tune [--preset NAME | -m DIR] [--budget-min M]",
                        "Tunes CLBlast's SGEMM for this device on the model's GEMM shapes: CLBlast's own tuners\n"
@@ -208,7 +209,28 @@ int tune(int argc, char** argv) {
   const int reps = std::max(1, vm["reps"].as<int>()), top = std::max(1, vm["top"].as<int>());
   if (budget < 0 || vm["fraction"].as<double>() < 1) throw Error("--budget-min must be >= 0 and --fraction >= 1");
   const std::string path = vm.count("out") ? vm["out"].as<std::string>() : host::tuning_file_path();
-  const auto dev = host::select_device(vm["device"].as<std::string>());
+  {  // Outputs first: a bad one fails now, not after minutes of tuning.
+    app::Paths paths;
+    if (vm.count("model")) paths.input("-m", vm["model"].as<std::string>() + "/config.json");
+    if (!vm["dry-run"].as<bool>()) paths.output(vm, "out");  // the default file's directory is created if need be
+    paths.output(vm, "json").check();
+  }
+  const auto dev = ttt::app::select_device(vm);
+  if (!vm["dry-run"].as<bool>()) {
+    // The file keeps other devices' records: it is rewritten, so it must be a tuning file already, or none.
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec) && std::filesystem::file_size(path, ec) > 0) {
+      std::ifstream in(path, std::ios::binary);
+      std::ostringstream text;
+      text << in.rdbuf();
+      // Its signature is the "format" key that host/tuning.cpp writes (any version: an old file is ours too).
+      const json j = json::parse(text.str(), nullptr, false);
+      if (j.is_discarded() || !j.is_object() || !j.contains("format") || j["format"] != "ttt-cl clblast tuning")
+        throw app::UsageError(fmt::format("{} {}: not a ttt-cl tuning file, and tuning would replace it: name a new "
+                                          "file or an existing tuning file",
+                                          vm.count("out") ? "--out" : "the tuning file", path));
+    }
+  }
   host::Context ctx(dev);
   host::skip_tuning_file(ctx);  // the "default" column is CLBlast's own defaults
 
@@ -397,7 +419,7 @@ int tune(int argc, char** argv) {
   }
   const std::string out = j.dump(2);
   std::cout << out << "\n";
-  if (vm.count("json")) std::ofstream(vm["json"].as<std::string>()) << out << "\n";
+  if (vm.count("json")) write_file_atomic(vm["json"].as<std::string>(), out + "\n");
   return 0;
 }
 

@@ -126,10 +126,14 @@ DeviceInfo select_device(const std::string& spec_in) {
       if (d.type & CL_DEVICE_TYPE_GPU) return d;
     return devices.front();
   }
-  // "P:D" indices.
-  int p = -1, d = -1;
-  char tail = 0;
-  if (std::sscanf(spec.c_str(), "%d:%d%c", &p, &d, &tail) == 2) {
+  // A number is an index, never part of a name ("1" must not pick a device named "...avx512"):
+  // "N" the N-th device of the list (ttt-info's order, from 0), "P:D" platform and device indices.
+  int p = -1, d = -1, consumed = 0;
+  const bool digits = spec.find_first_not_of("0123456789") == std::string::npos;
+  if (digits) {
+    const unsigned long long n = spec.size() <= 9 ? std::stoull(spec) : ~0ull;
+    if (n < devices.size()) return devices[size_t(n)];
+  } else if (std::sscanf(spec.c_str(), "%d:%d%n", &p, &d, &consumed) == 2 && size_t(consumed) == spec.size()) {
     for (const auto& dev : devices)
       if (dev.platform_index == p && dev.device_index == d) return dev;
   } else {

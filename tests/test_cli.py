@@ -1022,6 +1022,281 @@ def train_interrupt(c):
     check("ttt-train resumes an interrupted run", rc == 0 and tj["step"] == step + 1, err[-400:])
 
 
+def version_of_project():
+    cm = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "CMakeLists.txt")).read()
+    return re.search(r"project\(ttt-cl VERSION ([0-9.]+)", cm).group(1)
+
+
+def untouched(path, text):
+    with open(path) as f:
+        return f.read() == text
+
+
+# A directory no one can write in, root included (root's access() says yes to any mode bit).
+UNWRITABLE = "/sys"
+
+
+@case
+def outputs_never_replace_inputs(c):
+    """Every tool: an output that is an input or another output is a usage error naming both flags, the
+    files untouched; an output that cannot be written fails before any work, naming the path and why."""
+    tmp, made = c.tmp, c.made()
+    docs, texts = c.docs()
+    victim = c.token_file("victim.txt", texts["a.txt"])
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", victim, "--nll-out", victim)
+    check("ttt-perplexity -f X --nll-out X is refused, the input untouched",
+          rc == 2 and "--nll-out" in se and "-f" in se and untouched(victim, texts["a.txt"]), se[-300:])
+    os.makedirs(os.path.join(tmp, "sub"), exist_ok=True)
+    link = os.path.join(tmp, "victim-link.txt")
+    os.symlink(victim, link)
+    for spelling in [os.path.join(tmp, "sub", "..", "victim.txt"), link]:
+        rc, _, se = run("ttt-perplexity", "-m", made, "-f", victim, "--json", spelling)
+        check(f"ttt-perplexity: the same file through {'..' if '..' in spelling else 'a link'} is refused",
+              rc == 2 and "--json" in se and untouched(victim, texts["a.txt"]), se[-300:])
+    toks = c.token_file("clash-ids.txt", "1 2 3 4 5 6")
+    rc, _, se = run("ttt-perplexity", "-m", made, "--tokens", toks, "--plot", toks)
+    check("ttt-perplexity --tokens X --plot X is refused", rc == 2 and "--tokens" in se and "--plot" in se
+          and untouched(toks, "1 2 3 4 5 6"), se[-300:])
+    x = os.path.join(tmp, "x.out")
+    rc, _, se = run("ttt-perplexity", "-m", made, "--tokens", toks, "--json", x, "--plot", x)
+    check("ttt-perplexity --json X --plot X is refused naming both", rc == 2 and "--json" in se and "--plot" in se
+          and "same file" in se and not os.path.exists(x), se[-300:])
+    cfg = os.path.join(made, "config.json")
+    before = open(cfg).read()
+    rc, _, se = run("ttt-perplexity", "-m", made, "--tokens", toks, "--nll-out", cfg)
+    check("ttt-perplexity --nll-out onto the model's config.json is refused", rc == 2 and untouched(cfg, before),
+          se[-300:])
+    bad = os.path.join(UNWRITABLE, "x.nll")
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", victim, "--nll-out", bad)
+    check("ttt-perplexity --nll-out in an unwritable directory fails before scoring, with the reason",
+          rc == 1 and bad in se and "tokens to score" not in se and so == "" and ": " in se.split(bad, 1)[1],
+          se[-300:])
+
+    # ttt-generate: --json is checked before generating, and is never the prompt file.
+    rc, so, se = run("ttt-generate", "-m", made, "-p", "A", "-n", "3", "--json", "/nonexistent/dir/g.json")
+    check("ttt-generate --json into a missing directory fails before generating",
+          rc == 1 and so == "" and "/nonexistent/dir/g.json" in se and "does not exist" in se
+          and "prompt tokens" not in se, se[-300:])
+    prompt = c.token_file("prompt.txt", "A prompt.")
+    rc, so, se = run("ttt-generate", "-m", made, "-f", prompt, "-n", "3", "--json", prompt)
+    check("ttt-generate -f X --json X is refused", rc == 2 and "-f" in se and "--json" in se and so == ""
+          and untouched(prompt, "A prompt."), se[-300:])
+
+    # ttt-tokenize: -o is never its -f.
+    rc, _, se = run("ttt-tokenize", "-m", made, "-f", prompt, "-o", prompt)
+    check("ttt-tokenize -f X -o X is refused", rc == 2 and "-o" in se and untouched(prompt, "A prompt."), se[-300:])
+    rc, _, se = run("ttt-tokenize", "-m", made, "-f", prompt, "-o", os.path.join(UNWRITABLE, "ids.txt"))
+    check("ttt-tokenize -o in an unwritable directory names it", rc == 1 and "/ids.txt" in se, se[-300:])
+
+    # ttt-make-model: an --out that cannot be made fails before the initialisation.
+    rc, _, se = run("ttt-make-model", "--preset", "tiny", "--out", os.path.join(UNWRITABLE, "m"))
+    check("ttt-make-model --out in an unwritable place fails before initialising",
+          rc == 1 and os.path.join(UNWRITABLE, "m") in se and "initialising" not in se, se[-300:])
+
+    # ttt-train: with --force, --out would replace a data file of that name.
+    f = train_fixture(c)
+    out = os.path.join(tmp, "t-clash")
+    os.makedirs(out, exist_ok=True)
+    data = os.path.join(out, "train.jsonl")
+    shutil.copy(f["data"], data)
+    text = open(data).read()
+    args = train_args(f, out, "--force")
+    args[args.index("--data") + 1] = data
+    rc, _, se = run("ttt-train", *args)
+    check("ttt-train --data OUT/train.jsonl --out OUT --force is refused, the data untouched",
+          rc == 2 and "--data" in se and "--out" in se and untouched(data, text), se[-300:])
+
+    # ttt-bench: every subcommand checks its outputs first.
+    j = os.path.join(tmp, "dec.out")
+    rc, so, se = run("ttt-bench", "decode", "--preset", "tiny", "--contexts", "64", "--json", j, "--plot", j)
+    check("ttt-bench decode --json X --plot X is refused before the sweep",
+          rc == 2 and "--json" in se and "--plot" in se and so == "", se[-300:])
+    bad = os.path.join(UNWRITABLE, "tune.json")
+    rc, so, se = run("ttt-bench", "tune", "--preset", "tiny", "--no-tuners", "--out", bad)
+    check("ttt-bench tune --out in an unwritable directory fails at once, naming it and why",
+          rc == 1 and bad in se and ".tmp" not in se and so == "", se[-300:])
+    notes = c.token_file("tune-notes.txt", "my notes\n")
+    rc, so, se = run("ttt-bench", "tune", "--preset", "tiny", "--no-tuners", "--out", notes)
+    check("ttt-bench tune --out onto a file that is not a tuning file is refused, untouched",
+          rc == 2 and "not a ttt-cl tuning file" in se and untouched(notes, "my notes\n") and so == "", se[-300:])
+    m2 = copy_model(c.tiny, os.path.join(tmp, "bench-model"))
+    cfg2 = os.path.join(m2, "config.json")
+    before = open(cfg2).read()
+    for sub in (["prefill", "--tokens", "10"], ["train"]):
+        rc, _, se = run("ttt-bench", *sub, "-m", m2, "--json", cfg2)
+        check(f"ttt-bench {sub[0]} --json onto its model's config.json is refused",
+              rc == 2 and untouched(cfg2, before), se[-300:])
+
+
+@case
+def journal_signature(c):
+    """A file that is not a journal is never cut back nor replaced by --journal --resume."""
+    made, tmp = c.made(), c.tmp
+    docs, _ = c.docs()
+    a = os.path.join(docs, "a.txt")
+    for name, text in [("notes.txt", "buy milk\n"), ("notes-no-newline.txt", "buy milk")]:
+        notes = c.token_file(name, text)
+        rc, so, se = run("ttt-perplexity", "-m", made, "-f", a, "--journal", notes, "--resume")
+        check(f"--journal {name} --resume refuses a user's one-line file, untouched",
+              rc == 1 and "not a ttt-perplexity journal" in se and untouched(notes, text) and so == "", se[-300:])
+    j = os.path.join(tmp, "real.journal")
+    rc1, so1, se1 = run("ttt-perplexity", "-m", made, "-f", a, "--journal", j)
+    rc2, so2, se2 = run("ttt-perplexity", "-m", made, "-f", a, "--journal", j, "--resume")
+    check("a real journal still resumes", rc1 == 0 and rc2 == 0 and "PPL = " in so2, (se1 + se2)[-300:])
+
+
+def interrupt_code(cmd, wait_for=None, delay=1.5, stdin=None):
+    """Exit status of cmd after one SIGINT, sent once `wait_for` shows on stderr (or after delay)."""
+    p = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    if wait_for:
+        for line in p.stderr:
+            seen += line
+            if wait_for in line:
+                break
+    else:
+        import time
+        time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=300)
+    return p.returncode, seen + err
+
+
+@case
+def flag_conventions(c):
+    """One convention: -d is --device, --device N is an index, --device '' an error, --version everywhere,
+    exit 2 for usage, 1 at run time, 130 on SIGINT, -f - reads standard input."""
+    made, tmp, tokens, tiny = c.made(), c.tmp, c.tokens, c.tiny
+    docs, texts = c.docs()
+    a = os.path.join(docs, "a.txt")
+    version = version_of_project()
+    for tool, args in [("ttt-perplexity", []), ("ttt-generate", []), ("ttt-train", []), ("ttt-tokenize", []),
+                       ("ttt-make-model", []), ("ttt-info", []), ("ttt-bench", []), ("ttt-bench", ["prefill"])]:
+        rc, so, se = run(tool, *args, "--version")
+        check(f"{tool} {' '.join(args)} --version prints {version}",
+              rc == 0 and so.strip() == f"{tool} (ttt-cl) {version}", (so + se)[-200:])
+    for tool, args in [("ttt-perplexity", ["-m", tiny, "--tokens", tokens]), ("ttt-generate", ["-m", made, "-p", "A"]),
+                       ("ttt-bench", ["prefill", "--preset", "tiny"]),
+                       ("ttt-train", ["--resume", tmp, "--out", os.path.join(tmp, "never"), "--gradient", "device"])]:
+        rc, _, se = run(tool, *args, "--device", "")
+        check(f"{tool} --device '' is a usage error", rc == 2 and "--device" in se, se[-300:])
+    # -d is --device in every tool, ttt-tokenize included (which has no device: -d is not --decode there).
+    rc, _, se = run("ttt-perplexity", "-m", tiny, "--tokens", tokens, "-d", "0", "-q")
+    check("ttt-perplexity -d 0 selects the first device", rc == 0 and "on 0:0 " in se, se[-300:])
+    rc, _, se = run("ttt-tokenize", "-m", made, "-d")
+    check("ttt-tokenize -d is not --decode", rc == 2, se[-300:])
+    rc, ids, _ = run("ttt-tokenize", "-m", made, stdin="hi")
+    rc2, back, se = run("ttt-tokenize", "-m", made, "--decode", stdin=ids)
+    check("ttt-tokenize --decode gives the text back", rc == rc2 == 0 and back == "hi", se[-300:])
+    # --device N is the N-th device, never part of a name.
+    rc, info, _ = run("ttt-info")
+    specs = re.findall(r"^  Device ([0-9]+:[0-9]+)", info, re.M)
+    rc, _, se = run("ttt-perplexity", "-m", tiny, "--tokens", tokens, "--device", "1", "-q")
+    if len(specs) == 1:
+        check("--device 1 with one device matches nothing (not a name holding '1')",
+              rc == 1 and "matches no OpenCL device" in se, se[-300:])
+    else:
+        check("--device 1 is the second device", rc == 0 and f"on {specs[1]} " in se, se[-300:])
+    rc, _, se = run("ttt-perplexity", "-m", tiny, "--tokens", tokens, "--device", str(len(specs)), "-q")
+    check("--device N past the last device matches nothing", rc == 1 and "matches no OpenCL device" in se, se[-300:])
+
+    # Usage errors exit 2, runtime errors 1, in every tool.
+    nope = os.path.join(tmp, "no-such-dir")
+    for tool, usage, runtime in [
+            ("ttt-perplexity", ["-m", tiny], ["-m", nope, "--tokens", tokens]),
+            ("ttt-generate", ["-m", made, "-p", "A", "-n", "-1"], ["-m", nope, "-p", "A"]),
+            ("ttt-train", ["--out", os.path.join(tmp, "t-x")], ["--resume", made, "--out", os.path.join(tmp, "t-y")]),
+            ("ttt-tokenize", ["--bogus"], ["--tokenizer", os.path.join(tmp, "no-tokenizer.json")]),
+            ("ttt-make-model", ["--preset", "7b", "--out", os.path.join(tmp, "mm")],
+             ["--preset", "tiny", "--out", os.path.join(UNWRITABLE, "mm")]),
+            ("ttt-info", ["--bogus"], None),
+            ("ttt-bench", ["nonsense"], ["prefill", "-m", nope])]:
+        rc, _, se = run(tool, *usage)
+        check(f"{tool}: a usage error exits 2 ({' '.join(usage[-2:])})", rc == 2 and f"{tool}: error: " in se,
+              f"exit {rc}: {se[-300:]}")
+        if runtime:
+            rc, _, se = run(tool, *runtime, stdin="")
+            check(f"{tool}: a runtime error exits 1", rc == 1 and f"{tool}: error: " in se, f"exit {rc}: {se[-300:]}")
+    # An interrupt exits 130 in every tool (ttt-perplexity, ttt-generate and ttt-train: their own cases).
+    rc, se = interrupt_code([exe("ttt-tokenize"), "-m", made], stdin=subprocess.PIPE)
+    check("ttt-tokenize: SIGINT exits 130", rc == 130, f"exit {rc}: {se[-300:]}")
+    rc, se = interrupt_code([exe("ttt-make-model"), "--preset", "125m", "--out", os.path.join(tmp, "int-125m")],
+                            wait_for="initialising")
+    check("ttt-make-model: SIGINT exits 130", rc == 130, f"exit {rc}: {se[-300:]}")
+    rc, se = interrupt_code([exe("ttt-bench"), "prefill", "--preset", "tiny", "--tokens", "200000", "--no-warmup"],
+                            wait_for="loading")
+    check("ttt-bench: SIGINT exits 130", rc == 130, f"exit {rc}: {se[-300:]}")
+
+    # -f - reads standard input.
+    n1, n2 = os.path.join(tmp, "stdin-a.txt"), os.path.join(tmp, "file-a.txt")
+    rc1, _, se1 = run("ttt-perplexity", "-m", made, "-f", "-", "--nll-out", n1, "-q", stdin=texts["a.txt"])
+    rc2, _, se2 = run("ttt-perplexity", "-m", made, "-f", a, "--nll-out", n2, "-q")
+    check("ttt-perplexity -f - scores standard input like the file", rc1 == rc2 == 0 and floats(n1) == floats(n2),
+          (se1 + se2)[-300:])
+    # A random model writes any bytes: compare them as bytes.
+    p1 = subprocess.run([exe("ttt-generate"), "-m", made, "-f", "-", "-n", "4", "-q"], input=b"Hello",
+                        capture_output=True, timeout=300)
+    p2 = subprocess.run([exe("ttt-generate"), "-m", made, "-p", "Hello", "-n", "4", "-q"], capture_output=True,
+                        timeout=300)
+    check("ttt-generate -f - reads the prompt from standard input",
+          p1.returncode == p2.returncode == 0 and p1.stdout == p2.stdout, (p1.stderr + p2.stderr)[-300:])
+    rc, so, se = run("ttt-tokenize", "-m", made, "-f", "-", stdin="AB")
+    check("ttt-tokenize -f - reads standard input", rc == 0 and so == "65 66\n", se[-300:])
+
+
+@case
+def small_things(c):
+    """Wording: plurals, empty --stop, ttt-info --help, .npy and binary token files, -n 0, the decode plot title."""
+    made, tmp, tiny = c.made(), c.tmp, c.tiny
+    two = c.token_file("two-ids.txt", "5 6")
+    rc, _, se = run("ttt-perplexity", "-m", tiny, "--tokens", two, "-q")
+    check("one token to score is singular", rc == 0 and "1 token to score" in se and "1 tokens" not in se, se[-300:])
+    rc, _, se = run("ttt-generate", "-m", made, "-p", "A", "--stop", "")
+    check("ttt-generate --stop '' is refused", rc == 2 and "--stop" in se, se[-300:])
+    rc, so, _ = run("ttt-info", "--help")
+    check("ttt-info --help has no empty Options: heading", rc == 0 and not so.rstrip().endswith("Options:")
+          and "--version" in so, so[-300:])
+    npy = os.path.join(tmp, "floats.npy")
+    hdr = "{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }"
+    hdr += " " * (63 - (10 + len(hdr)) % 64) + "\n"
+    with open(npy, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + struct.pack("<3f", 1, 2, 3))
+    rc, _, se = run("ttt-perplexity", "-m", tiny, "--tokens", npy)
+    check("a float .npy: one line naming the dtype, without the padded header",
+          rc == 1 and "'<f4'" in se and len(se.strip().splitlines()) == 1 and "    " not in se, repr(se[-300:]))
+    binary = os.path.join(tmp, "binary.bin")
+    with open(binary, "wb") as f:
+        f.write(b"\x7fELF\x02\x01\x01\x00\x1b[31m\xff\xfe rest")
+    p = subprocess.run([exe("ttt-perplexity"), "-m", tiny, "--tokens", binary], capture_output=True, timeout=120)
+    check("a binary --tokens file is shown escaped, no raw bytes",
+          p.returncode == 1 and b"\\x7fELF\\x02" in p.stderr and b"\x1b" not in p.stderr and b"\xff" not in p.stderr
+          and p.stderr.count(b"\n") == 1, repr(p.stderr[-300:]))
+    prompt = "The quick brown fox jumps over the lazy dog. " * 7
+    rates = {}
+    for n in ("0", "1"):
+        js = os.path.join(tmp, f"n{n}.json")
+        p = subprocess.run([exe("ttt-generate"), "-m", made, "-p", prompt, "-n", n, "--json", js],
+                           capture_output=True, timeout=300)
+        rates[n] = json.load(open(js))["prefill_tokens_per_s"] if p.returncode == 0 else p.stderr[-300:]
+    ok = all(isinstance(v, float) for v in rates.values()) and rates["0"] < 5 * rates["1"]
+    check(f"ttt-generate -n 0 reports the prefill rate of a real prefill ({rates})", ok, str(rates)[:300])
+    # The decode plot's title fits its width, however long the model path and device name.
+    long_dir = os.path.join(tmp, "a-model-directory-with-a-rather-long-name-" + "x" * 40)
+    shutil.copytree(tiny, long_dir)
+    svg = os.path.join(tmp, "decode.svg")
+    rc, _, se = run("ttt-bench", "decode", "-m", long_dir, "--contexts", "64,128", "--modes", "ttt", "--tokens", "2",
+                    "--no-step", "--no-bandwidth", "--plot", svg)
+    ok = rc == 0
+    if ok:
+        root = ET.parse(svg).getroot()
+        width = float(root.get("width"))
+        heads = [t for t in root.iter() if t.tag.endswith("text") and t.get("text-anchor") == "middle"
+                 and t.get("font-size") and float(t.get("x")) == width / 2]
+        fits = [len(t.text) * 0.6 * float(t.get("font-size")) <= width - 20 for t in heads]
+        ok = len(heads) == 2 and all(fits) and heads[0].text.startswith("decode latency") and "\u2026" in heads[0].text
+    check("ttt-bench decode --plot: the title fits the plot", ok, se[-300:] if rc else open(svg).read()[:600])
+
+
 def main():
     """test_cli.py BIN_DIR DATA_DIR [--list | CASE...]: the named cases (ctest runs
     each as its own entry), or all of them."""

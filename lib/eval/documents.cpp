@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 
 namespace ttt {
@@ -19,7 +20,9 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& paths) {
   std::vector<std::string> out;
   for (const auto& p : paths) {
     std::error_code ec;
-    if (fs::is_directory(p, ec)) {
+    if (p == "-") {  // standard input
+      out.push_back(p);
+    } else if (fs::is_directory(p, ec)) {
       std::vector<std::string> files;
       for (const auto& e : fs::directory_iterator(p, ec))
         if (e.is_regular_file() && e.path().filename().string()[0] != '.') files.push_back(e.path().string());
@@ -39,10 +42,14 @@ std::vector<Document> load_text_documents(const std::vector<std::string>& files,
                                           bool parse_special, int bos) {
   std::vector<Document> docs;
   for (const auto& f : files) {
-    std::ifstream in(f, std::ios::binary);
-    if (!in) throw Error(fmt::format("{}: cannot open", f));
     std::ostringstream ss;
-    ss << in.rdbuf();
+    if (f == "-") {
+      ss << std::cin.rdbuf();
+    } else {
+      std::ifstream in(f, std::ios::binary);
+      if (!in) throw Error(fmt::format("{}: cannot open", f));
+      ss << in.rdbuf();
+    }
     const std::string text = ss.str();
     if (text.empty()) throw Error(fmt::format("{}: empty document (0 bytes)", f));
     Document d{f, {}};

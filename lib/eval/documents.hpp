@@ -18,6 +18,7 @@ struct Document {
 
 // Expands directories into their regular files (sorted by name, hidden files
 // skipped); errors name a path that does not exist or a directory with no files.
+// "-" (standard input, for text documents) is kept as it is.
 std::vector<std::string> expand_paths(const std::vector<std::string>& paths);
 
 // Each file's text encoded by tok, with bos prepended when bos >= 0. An empty

@@ -106,6 +106,10 @@ Journal::Journal(const std::string& path, const std::string& fingerprint, bool r
         j = json::parse(text.begin() + long(at), text.begin() + long(nl), nullptr, false);
         ok = !j.is_discarded() && intact(j);
       }
+      if (!ok && !header)  // the file must show itself a journal before anything in it is cut off or replaced
+        throw Error(fmt::format("{}: not a ttt-perplexity journal (its first line is not a journal header); left "
+                                "untouched: name a new file or an existing journal",
+                                path));
       if (!ok) {
         // Only the last line can be torn (the run died while writing it); anything earlier is damage.
         if (nl != std::string::npos && text.find_first_not_of('\0', nl + 1) != std::string::npos)

@@ -28,6 +28,20 @@ std::string slurp(const std::string& path) {
   return ss.str();
 }
 
+// At most `max` bytes of s for a message: printable ASCII as it is, anything
+// else (a binary file's bytes, control characters, line breaks) as \xNN, so
+// an error never writes raw bytes to a terminal.
+std::string excerpt(std::string_view s, size_t max = 40) {
+  std::string out;
+  for (size_t i = 0; i < std::min(s.size(), max); ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') out += char(c);
+    else out += fmt::format("\\x{:02x}", c);
+  }
+  if (s.size() > max) out += "...";
+  return out;
+}
+
 }  // namespace
 
 std::vector<int32_t> read_token_text(const std::string& text, const std::string& origin) {
@@ -52,7 +66,7 @@ std::vector<int32_t> read_token_text(const std::string& text, const std::string&
                          std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
     if (!numeric)
       throw Error(fmt::format("{}:{}:{}: '{}' is not a decimal token id (expected whitespace-separated integers)",
-                              origin, line, i - line_start + 1, word.substr(0, 40)));
+                              origin, line, i - line_start + 1, excerpt(word)));
     const long long v = std::stoll(word);
     if (v < INT32_MIN || v > INT32_MAX)
       throw Error(fmt::format("{}:{}:{}: token id {} is out of range", origin, line, i - line_start + 1, word));
@@ -111,11 +125,12 @@ std::vector<int32_t> read_token_npy(const std::string& b, const std::string& ori
   }
   if (hlen > b.size() - hstart) throw bad("header runs past the end of the file");
   const std::string_view h(b.data() + hstart, hlen);
-  const std::string shown(h.substr(0, 200));
   const auto descr = npy_value(h, "descr");
   if (!descr || descr->size() != 3 || std::string_view("<>|=").find((*descr)[0]) == std::string_view::npos ||
       ((*descr)[1] != 'i' && (*descr)[1] != 'u') || (*descr)[2] < '0' || (*descr)[2] > '9')
-    throw bad(fmt::format("dtype in header {} is not an integer type", shown));
+    throw bad(descr ? fmt::format("dtype '{}' is not an integer type (int32, uint32, int64 or uint16)", excerpt(*descr))
+                    : fmt::format("no dtype ('descr') in the header {}",
+                                  excerpt(h.substr(0, h.find_last_not_of(" \n") + 1), 120)));
   const char order = (*descr)[0], kind = (*descr)[1];
   const int size = (*descr)[2] - '0';
   const bool ok_type = (kind == 'i' && (size == 4 || size == 8)) || (kind == 'u' && (size == 2 || size == 4));
