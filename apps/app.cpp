@@ -3,6 +3,7 @@
 
 #include "host/error.hpp"
 #include "host/program.hpp"
+#include "ttt/device.hpp"
 
 #include <fmt/format.h>
 
@@ -66,10 +67,10 @@ float nonneg_float_option(const po::variables_map& vm, const char* name) {
   return v;
 }
 
-void announce_compiles(host::Context& ctx, const char* tool) {
+void announce_compiles(Runtime& rt, const char* tool) {
   std::string dir = host::program_cache_dir();
   if (dir.empty()) dir = "nowhere: TTT_CACHE_DIR=off";
-  ctx.on_compile([tool = std::string(tool), dir, device = ctx.device().name, said = false](const std::string&) mutable {
+  rt.on_compile([tool = std::string(tool), dir, device = rt.device().name, said = false](const std::string&) mutable {
     if (said) return;
     said = true;
     std::fprintf(stderr, "%s: compiling kernels for %s (first run only, cached in %s)\n", tool.c_str(),

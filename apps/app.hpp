@@ -10,8 +10,8 @@
 #include <limits>
 #include <string>
 
-namespace ttt::host {
-class Context;
+namespace ttt {
+class Runtime;
 }
 
 namespace ttt::app {
@@ -39,8 +39,8 @@ int64_t int_option(const po::variables_map& vm, const char* name, int64_t min,
 float nonneg_float_option(const po::variables_map& vm, const char* name);  // finite and >= 0
 
 // Prints "TOOL: compiling kernels for DEVICE (first run only, cached in DIR)"
-// on stderr before ctx builds its first kernel program from source.
-void announce_compiles(host::Context& ctx, const char* tool);
+// on stderr before rt builds its first kernel program from source.
+void announce_compiles(Runtime& rt, const char* tool);
 
 // Interrupts: after catch_interrupts(), SIGINT and SIGTERM only raise a flag
 // that long loops poll between mini-batches (and say so on stderr); a second

@@ -37,7 +37,8 @@ PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Doc
       session.reset();
       for (size_t s = 0; s < n_pred; s += B) {
         const size_t n = std::min(B, n_pred - s);
-        session.step(tokens.data() + s, tokens.data() + s + 1, int(n), nll.data() + s);
+        const std::span<const int32_t> doc(tokens);
+        session.step(doc.subspan(s, n), doc.subspan(s + 1, n), std::span<float>(nll).subspan(s, n));
         progress(n);
         sched.poll();
         if (s + n < n_pred && stop()) {

@@ -15,6 +15,7 @@
 #include "ttt/output.hpp"
 #include "ttt/tokenizer.hpp"
 #include "host/program.hpp"
+#include "host/runtime.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -64,7 +65,7 @@ std::string read_file(const std::string& path) {
 void warm_up(ttt::Engine& engine, int vocab) {
   std::vector<int32_t> t(size_t(2 * engine.config().mini_batch_size + 2));
   for (size_t i = 0; i < t.size(); ++i) t[i] = int32_t(i % size_t(vocab));
-  engine.evaluate(t);
+  engine.session().evaluate(t);
 }
 
 ttt::mpi::World* g_world = nullptr;  // set by main
@@ -168,9 +169,9 @@ int body(int argc, char** argv) {
     total += d.tokens.size() - 1;
   }
 
-  const auto device = ttt::host::select_device(ttt::mpi::device_spec(world, vm["device"].as<std::string>()));
-  ttt::host::Context ctx(device);
-  ttt::app::announce_compiles(ctx, "ttt-perplexity");
+  ttt::Runtime rt(ttt::mpi::device_spec(world, vm["device"].as<std::string>()));
+  const ttt::Device& device = rt.device();
+  ttt::app::announce_compiles(rt, "ttt-perplexity");
   ttt::EngineOptions eo;
   eo.ttt = ttt_on;
   eo.inner_lr = inner_lr;
@@ -259,11 +260,11 @@ int body(int argc, char** argv) {
   // before the clock of the first document starts); the run with test-time
   // training and the --compare run without it are two sessions on it.
   bool complete = true, base_started = false;
-  ttt::Engine engine(ctx, model, eo);
-  if (ctx.programs().built_from_source() > 0) warm_up(engine, cfg.vocab_size);
+  ttt::Engine engine(rt, model, eo);
+  if (ttt::host::context(rt).programs().built_from_source() > 0) warm_up(engine, cfg.vocab_size);
   rep.settings.inner_lr = engine.inner_lr();
   complete = pass(engine, false);
-  if (complete && vm.count("save-weights")) engine.download_prime(model);
+  if (complete && vm.count("save-weights")) engine.session().download_prime(model);
   if (compare && complete && !ttt::app::interrupted()) {
     base_started = true;
     complete = pass(engine, true);

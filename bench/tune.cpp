@@ -20,7 +20,7 @@
 #include "host/gemm.hpp"
 #include "host/tuning.hpp"
 #include "ttt/config.hpp"
-#include "ttt/device.hpp"
+#include "host/runtime.hpp"
 #include "ttt/error.hpp"
 
 #include <fmt/format.h>
@@ -208,8 +208,9 @@ int tune(int argc, char** argv) {
   const int reps = std::max(1, vm["reps"].as<int>()), top = std::max(1, vm["top"].as<int>());
   if (budget < 0 || vm["fraction"].as<double>() < 1) throw Error("--budget-min must be >= 0 and --fraction >= 1");
   const std::string path = vm.count("out") ? vm["out"].as<std::string>() : host::tuning_file_path();
-  const auto dev = host::select_device(vm["device"].as<std::string>());
-  host::Context ctx(dev);
+  ttt::Runtime rt(vm["device"].as<std::string>());
+  ttt::host::Context& ctx = ttt::host::context(rt);
+  const ttt::host::DeviceInfo& dev = ctx.device();
   host::skip_tuning_file(ctx);  // the "default" column is CLBlast's own defaults
 
   auto shapes = model_gemms(cfg, true);

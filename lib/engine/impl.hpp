@@ -4,6 +4,7 @@
 // GEMM), addressed by their index in the table.
 #pragma once
 
+#include "lib/engine/options.hpp"
 #include "lib/ops/ops.hpp"
 #include "ttt/engine.hpp"
 #include "ttt/params.hpp"
@@ -108,13 +109,14 @@ struct Engine::Impl {
   // Which session's forward the scratch holds: its Impl and the forward's serial number.
   const void* owner = nullptr;
   uint64_t forwards = 0;
+  MatVec matvec = MatVec::Kernels;  // set_matvec (lib/engine/options.hpp)
 
   Impl(host::Context& ctx, const Model& m, EngineOptions o);
   Buffer alloc(size_t floats, const char* what);
   void upload(const Model& m);
   void alloc_acts(BlockActs& a, bool prime);
   bool can_train() const { return opts.ttt && c.num_prime_blocks() > 0; }
-  // y (T, N) = x (T, K) @ W (K, N); at T = 1 as opts.matvec says.
+  // y (T, N) = x (T, K) @ W (K, N); at T = 1 as matvec says.
   void linear(Buffer& y, const Buffer& x, const Buffer& w, int T, int K, int N, const char* label);
 };
 
@@ -173,5 +175,15 @@ struct Session::Impl {
   void block_backward(int l, BlockActs& a, Buffer& x0, Buffer& x1, Buffer& x2, Buffer& dx, bool first, int T);
   void update();
 };
+
+// The Impl behind a public Engine or Session, for the engine's own files.
+namespace detail {
+struct EngineAccess {
+  static Engine::Impl& impl(const Engine& e) { return *e.impl_; }
+  static Session::Impl& impl(const Session& s) { return *s.impl_; }
+};
+}  // namespace detail
+inline Engine::Impl& impl_of(const Engine& e) { return detail::EngineAccess::impl(e); }
+inline Session::Impl& impl_of(const Session& s) { return detail::EngineAccess::impl(s); }
 
 }  // namespace ttt
