@@ -82,7 +82,8 @@ std::string describe_devices(const std::vector<Device>& devices) {
 }
 
 Runtime::Runtime(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-Runtime::Runtime(const Device& device) : Runtime(host::make_runtime(std::make_unique<host::Context>(host::host_device(device)))) {}
+Runtime::Runtime(const Device& device)
+    : Runtime(host::make_runtime(std::make_unique<host::Context>(host::host_device(device)))) {}
 Runtime::Runtime(const std::string& spec)
     : Runtime(host::make_runtime(std::make_unique<host::Context>(host::select_device(spec)))) {}
 Runtime::~Runtime() = default;
@@ -91,7 +92,9 @@ Runtime& Runtime::operator=(Runtime&&) noexcept = default;
 
 const Device& Runtime::device() const { return impl_->device; }
 void Runtime::finish() { impl_->ctx->finish(); }
-void Runtime::on_compile(std::function<void(const std::string& family)> hook) { impl_->ctx->on_compile(std::move(hook)); }
+void Runtime::on_compile(std::function<void(const std::string& family)> hook) {
+  impl_->ctx->on_compile(std::move(hook));
+}
 
 namespace opencl {
 

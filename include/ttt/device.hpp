@@ -4,6 +4,8 @@
 // header that does, for callers who bring their own context and queue.
 #pragma once
 
+#include "ttt/error.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -47,7 +49,7 @@ struct RuntimeAccess;
 
 // One device, ready to run on: its context, an in-order queue and the cache of
 // compiled kernels. Engines (ttt/engine.hpp) run on a Runtime, which must
-// outlive them. Used by one thread at a time.
+// outlive them and stay where it is while they do. Used by one thread at a time.
 class Runtime {
  public:
   explicit Runtime(const Device& device);

@@ -14,6 +14,7 @@
 #pragma once
 
 #include "ttt/device.hpp"
+#include "ttt/error.hpp"
 #include "ttt/model.hpp"
 
 #include <cstdint>
