@@ -121,8 +121,6 @@ std::string device_spec(const po::variables_map& vm) {
   return s;
 }
 
-host::DeviceInfo select_device(const po::variables_map& vm) { return host::select_device(device_spec(vm)); }
-
 std::string read_text(const std::string& path, const std::string& flag) {
   std::ostringstream ss;
   if (path == "-") {
@@ -254,10 +252,10 @@ void Paths::check() const {
   }
 }
 
-void announce_compiles(host::Context& ctx, const char* tool) {
+void announce_compiles(Runtime& rt, const char* tool) {
   std::string dir = host::program_cache_dir();
   if (dir.empty()) dir = "nowhere: TTT_CACHE_DIR=off";
-  ctx.on_compile([tool = std::string(tool), dir, device = ctx.device().name, said = false](const std::string&) mutable {
+  rt.on_compile([tool = std::string(tool), dir, device = rt.device().name, said = false](const std::string&) mutable {
     if (said) return;
     said = true;
     std::fprintf(stderr, "%s: compiling kernels for %s (first run only, cached in %s)\n", tool.c_str(),

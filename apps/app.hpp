@@ -13,9 +13,8 @@
 #include <string>
 #include <vector>
 
-namespace ttt::host {
-class Context;
-struct DeviceInfo;
+namespace ttt {
+class Runtime;
 }
 
 namespace ttt::app {
@@ -47,9 +46,9 @@ float nonneg_float_option(const po::variables_map& vm, const char* name);  // fi
 
 // "-d/--device": the same flag and help in every tool; `what` says what it runs on the device, if not everything.
 void add_device_option(po::options_description& opts, const char* what = nullptr);
-// The device the flag (else $TTT_DEVICE, else the first GPU, else the first device) names.
-std::string device_spec(const po::variables_map& vm);  // "" when --device was not given
-host::DeviceInfo select_device(const po::variables_map& vm);
+// The device the flag names, for ttt::Runtime ("" when --device was not given: $TTT_DEVICE, else the
+// first GPU, else the first device); an empty --device '' is a UsageError.
+std::string device_spec(const po::variables_map& vm);
 
 // The text of a file, or of standard input for "-"; errors name `flag` and the path.
 std::string read_text(const std::string& path, const std::string& flag);
@@ -85,8 +84,8 @@ class Paths {
 };
 
 // Prints "TOOL: compiling kernels for DEVICE (first run only, cached in DIR)"
-// on stderr before ctx builds its first kernel program from source.
-void announce_compiles(host::Context& ctx, const char* tool);
+// on stderr before rt builds its first kernel program from source.
+void announce_compiles(Runtime& rt, const char* tool);
 
 // Interrupts: after catch_interrupts(), SIGINT and SIGTERM only raise a flag
 // that long loops poll between mini-batches (and say so on stderr); a second

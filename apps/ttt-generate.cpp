@@ -108,8 +108,8 @@ int body(int argc, char** argv) {
   ttt::check_token_ids(ids, cfg.vocab_size, "prompt");
   const int eos = cfg.eos_token_id >= 0 ? cfg.eos_token_id : tok.eos_id();
 
-  const auto device = ttt::app::select_device(vm);
-  ttt::host::Context ctx(device);
+  ttt::Runtime rt(ttt::app::device_spec(vm));
+  const ttt::Device& device = rt.device();
   ttt::EngineOptions eo;
   eo.ttt = !no_ttt;
   if (vm.count("inner-lr")) eo.inner_lr = vm["inner-lr"].as<float>();
@@ -118,7 +118,7 @@ int body(int argc, char** argv) {
     if (context > INT32_MAX / 2) throw ttt::Error(fmt::format("--full-attention: a context of {} tokens is too long", context));
     eo.window = std::max<int>(int(context), cfg.sliding_window_size);
   }
-  ttt::Engine engine(ctx, model, eo);
+  ttt::Engine engine(rt, model, eo);
   const std::string mode = full ? "full attention" : no_ttt ? "sliding window, no test-time training" : "test-time training";
   if (!quiet)
     std::fprintf(stderr, "ttt-generate: %zu prompt tokens, %s (window %d, mini-batch %d), on %s\n", ids.size(),

@@ -19,7 +19,7 @@ int body(int argc, char** argv) {
                        "version) and the device the other tools use by default (--device, else $TTT_DEVICE, else\n"
                        "the first GPU, else the first device)."))
     return 0;
-  const auto devices = ttt::host::list_devices();
+  const auto devices = ttt::list_devices();
   if (devices.empty()) {
     fmt::print("No OpenCL device found. Install an OpenCL driver (ICD), e.g. pocl-opencl-icd for the CPU.\n");
     return 1;
@@ -41,7 +41,7 @@ int body(int argc, char** argv) {
     fmt::print("    fp16 / fp64        {} / {}\n", d.fp16 ? "yes" : "no", d.fp64 ? "yes" : "no");
     fmt::print("    version            {}, {}\n", d.device_version, d.opencl_c_version);
   }
-  const auto chosen = ttt::host::select_device();
+  const auto chosen = ttt::select_device();
   const char* env = std::getenv("TTT_DEVICE");
   fmt::print("\nDefault device: {} ({})\n", chosen.label(),
              env && *env ? fmt::format("TTT_DEVICE={}", env) : std::string("first GPU, else first device"));

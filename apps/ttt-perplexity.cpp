@@ -14,6 +14,7 @@
 #include "ttt/error.hpp"
 #include "ttt/output.hpp"
 #include "ttt/report.hpp"
+#include "host/runtime.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -208,7 +209,7 @@ int finish(const Args& a, const ttt::CorpusResults& r, const ttt::Model& model) 
 
 // Scores the corpus on every rank, with a progress display and the journal on
 // rank 0. Returns rank 0's results; nothing on the other ranks.
-std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& corpus, ttt::host::Context& ctx,
+std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& corpus, ttt::Runtime& rt,
                                            const ttt::EngineOptions& eo, ttt::Model& model,
                                            const ttt::mpi::World& world) {
   const bool lead = world.rank() == 0;  // rank 0 alone reports
@@ -223,8 +224,8 @@ std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& cor
   // One engine holds the weights (uploaded once, kernels compiled or loaded
   // before the clock of the first document starts); the run with test-time
   // training and the --compare run without it are two sessions on it.
-  ttt::Engine engine(ctx, model, eo);
-  if (ctx.programs().built_from_source() > 0) ttt::warm_up(engine);
+  ttt::Engine engine(rt, model, eo);
+  if (ttt::host::context(rt).programs().built_from_source() > 0) ttt::warm_up(engine);
   const bool complete =
       run.run(engine, ttt::report_settings(engine, a.model_dir, corpus.tokenizer), a.save_weights ? &model : nullptr);
   if (complete) progress.finish();  // an interrupted run ends with its own line below, not with "done"
@@ -245,9 +246,9 @@ int body(int argc, char** argv) {
 
   ttt::Model model = load_model(a.model_dir);
   const ttt::Corpus corpus = ttt::collect_corpus(a.corpus, a.model_dir, model.config);
-  const auto device = ttt::host::select_device(ttt::mpi::device_spec(world, a.device));
-  ttt::host::Context ctx(device);
-  ttt::app::announce_compiles(ctx, "ttt-perplexity");
+  ttt::Runtime rt(ttt::mpi::device_spec(world, a.device));
+  const ttt::Device& device = rt.device();
+  ttt::app::announce_compiles(rt, "ttt-perplexity");
   const ttt::EngineOptions eo = engine_options(a, corpus, model.config);
   // Everything but the report goes to stderr, so `> report.txt` holds the report alone.
   if (world.rank() == 0)
@@ -255,7 +256,7 @@ int body(int argc, char** argv) {
                  corpus.docs.size() == 1 ? "" : "s", corpus.tokens, corpus.tokens == 1 ? "" : "s",
                  device.label().c_str());
 
-  const std::optional<ttt::CorpusResults> results = evaluate(a, corpus, ctx, eo, model, world);
+  const std::optional<ttt::CorpusResults> results = evaluate(a, corpus, rt, eo, model, world);
   if (!results) return 0;
   write_outputs(a, *results);
   return finish(a, *results, model);

@@ -288,14 +288,13 @@ int body(int argc, char** argv) {
   if (!on_device && vm.count("device"))
     throw UsageError("--device selects the device of --gradient device; the reference gradient runs on the CPU");
   // The device and its engine first, so that a bad device fails before any output is written.
-  std::unique_ptr<ttt::host::Context> ctx;
+  std::unique_ptr<ttt::Runtime> rt;
   std::string where = "CPU reference, double";
   ttt::train::GradientSource grad;
   if (on_device) {
-    const auto device = ttt::app::select_device(vm);
-    ctx = std::make_unique<ttt::host::Context>(device);
-    grad = ttt::train::device_gradient(*ctx, s.mode, ck.model.config, s.seq_len);
-    where = fmt::format("gradients on {}, float32", device.name);
+    rt = std::make_unique<ttt::Runtime>(ttt::app::device_spec(vm));
+    grad = ttt::train::device_gradient(*rt, s.mode, ck.model.config, s.seq_len);
+    where = fmt::format("gradients on {}, float32", rt->device().name);
   } else {
     grad = ttt::train::reference_gradient(s.mode);
   }

@@ -115,19 +115,19 @@ int compare(int argc, char** argv) {
             {"tokens", n}, {"ttt", ttt}, {"load_before", load_average()}};
 
   // ttt-cl: a two-token warm-up builds the forward's kernels (from the disk caches when warm).
-  const auto device = ttt::app::select_device(vm);
-  host::Context ctx(device);
+  ttt::Runtime rt(ttt::app::device_spec(vm));
+  const ttt::Device& device = rt.device();
   EngineOptions o;
   o.ttt = ttt;
   std::vector<float> ours;
   double ours_s = 0;
   {
-    Engine e(ctx, m, o);
+    Engine e(rt, m, o);
     const std::vector<int32_t> two(tokens.begin(), tokens.begin() + 2);
-    Engine(ctx, m, o).evaluate(two);
+    Engine(rt, m, o).session().evaluate(two);
     std::fprintf(stderr, "compare: ttt-cl on %s ...\n", device.name.c_str());
     const auto t0 = std::chrono::steady_clock::now();
-    ours = e.evaluate(tokens);
+    ours = e.session().evaluate(tokens);
     ours_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
   j["load_between"] = load_average();

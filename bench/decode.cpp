@@ -11,11 +11,12 @@
 #include "apps/app.hpp"
 #include "ttt/output.hpp"
 #include "ttt/decode.hpp"
-#include "ttt/device.hpp"
+#include "host/runtime.hpp"
 #include "ttt/engine.hpp"
 #include "ttt/error.hpp"
 #include "host/buffer.hpp"
 #include "host/gemm.hpp"
+#include "lib/engine/options.hpp"
 #include "lib/ops/ops.hpp"
 
 #include <fmt/format.h>
@@ -374,8 +375,9 @@ int decode(int argc, char** argv) {
   const Model m = vm.count("model") ? Model::load(vm["model"].as<std::string>())
                                     : Model::random(preset(vm["preset"].as<std::string>()), seed);
   const Config& c = m.config;
-  const auto device = ttt::app::select_device(vm);
-  host::Context ctx(device);
+  ttt::Runtime rt(ttt::app::device_spec(vm));
+  ttt::host::Context& ctx = ttt::host::context(rt);
+  const ttt::host::DeviceInfo& device = ctx.device();
   const std::string matvec = vm["matvec"].as<std::string>();
   if (matvec != "kernels" && matvec != "gemv" && matvec != "gemm") throw Error("--matvec takes kernels, gemv or gemm");
 
@@ -391,11 +393,9 @@ int decode(int argc, char** argv) {
   for (const std::string& mode : modes) {
     EngineOptions o;
     o.ttt = mode == "ttt";
-    o.matvec = matvec == "kernels" ? EngineOptions::MatVec::Kernels
-               : matvec == "gemv"  ? EngineOptions::MatVec::ClblastGemv
-                                   : EngineOptions::MatVec::Gemm;
     if (mode == "full") o.window = int(std::max<int64_t>(contexts.back() + tokens + 2, c.sliding_window_size));
-    Engine e(ctx, m, o);
+    Engine e(rt, m, o);
+    set_matvec(e, matvec == "kernels" ? MatVec::Kernels : matvec == "gemv" ? MatVec::ClblastGemv : MatVec::Gemm);
     Session& s = e.session();
     std::fprintf(stderr, "%s: window %d, %.0f MB on the device\n", mode.c_str(), e.window(), e.device_bytes() / 1048576.0);
     for (int64_t context : contexts) {

@@ -5,6 +5,7 @@
 #include "bench/kernels.hpp"
 
 #include "apps/app.hpp"
+#include "host/runtime.hpp"
 #include "host/gemm.hpp"
 #include "lib/ops/ops.hpp"
 #include "tests/cases.hpp"
@@ -67,8 +68,9 @@ int kernels(int argc, char** argv) {
     throw po::error(fmt::format("--family: '{}' is not one of attention, xent, rmsnorm, gemm, all", family));
   const int reps = vm["repeat"].as<int>();
   if (reps < 1) throw po::error(fmt::format("--repeat: {} must be >= 1", reps));
-  const auto device = ttt::app::select_device(vm);
-  host::Context ctx(device);
+  ttt::Runtime rt(ttt::app::device_spec(vm));
+  ttt::host::Context& ctx = ttt::host::context(rt);
+  const ttt::host::DeviceInfo& device = ctx.device();
   auto want = [&](const char* f) { return family == "all" || family == f; };
   nlohmann::json rows = nlohmann::json::array();
 

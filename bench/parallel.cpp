@@ -1,6 +1,7 @@
 // Batched against sequential prefill on the same documents.
 #include "bench/parallel.hpp"
 
+#include "host/runtime.hpp"
 #include "ttt/batch.hpp"
 #include "ttt/engine.hpp"
 #include "ttt/error.hpp"
@@ -35,8 +36,9 @@ std::vector<int> parse_list(const std::string& s) {
   return out;
 }
 
-nlohmann::json prefill_parallel(host::Context& ctx, const Model& m, size_t tokens, size_t docs,
+nlohmann::json prefill_parallel(Runtime& rt, const Model& m, size_t tokens, size_t docs,
                                 const std::vector<int>& parallel, bool ttt, uint64_t seed, bool profile) {
+  host::Context& ctx = host::context(rt);
   std::vector<std::vector<int32_t>> text(docs, std::vector<int32_t>(tokens));
   std::mt19937_64 rng(seed + 1);
   for (auto& d : text)
@@ -44,7 +46,7 @@ nlohmann::json prefill_parallel(host::Context& ctx, const Model& m, size_t token
   std::vector<std::span<const int32_t>> spans(text.begin(), text.end());
   EngineOptions o;
   o.ttt = ttt;
-  Engine e(ctx, m, o);
+  Engine e(rt, m, o);
   const double scored = double(docs) * double(tokens - 1);
   // CPU seconds of the whole process (PoCL's threads included): on a shared
   // machine the work done, where wall time also measures the others' load.
@@ -70,7 +72,7 @@ nlohmann::json prefill_parallel(host::Context& ctx, const Model& m, size_t token
   };
   std::vector<std::vector<float>> ref(docs);
   const double seq = timed([&] {
-    for (size_t i = 0; i < docs; ++i) ref[i] = e.evaluate(text[i]);
+    for (size_t i = 0; i < docs; ++i) ref[i] = e.session().evaluate(text[i]);
   });
   std::fprintf(stderr, "  sequential: %.2f s, %.1f tok/s, %.2f CPU s\n", seq, scored / seq, cpu);
   const nlohmann::json seq_kernels = kernels;

@@ -14,7 +14,7 @@
 namespace ttt::bench {
 
 // docs documents of `tokens` tokens each (seeded); ttt: test-time training on.
-nlohmann::json prefill_parallel(host::Context& ctx, const Model& m, size_t tokens, size_t docs,
+nlohmann::json prefill_parallel(Runtime& rt, const Model& m, size_t tokens, size_t docs,
                                 const std::vector<int>& parallel, bool ttt, uint64_t seed, bool profile);
 
 std::vector<int> parse_list(const std::string& s);

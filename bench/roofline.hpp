@@ -5,7 +5,7 @@
 #pragma once
 
 #include "ttt/config.hpp"
-#include "ttt/device.hpp"
+#include "host/runtime.hpp"
 
 #include <nlohmann/json.hpp>
 

@@ -9,7 +9,7 @@
 #include "bench/roofline.hpp"
 #include "lib/engine/full_gradient.hpp"
 #include "lib/reference/meta.hpp"
-#include "ttt/device.hpp"
+#include "host/runtime.hpp"
 #include "ttt/error.hpp"
 #include "ttt/output.hpp"
 
@@ -85,10 +85,11 @@ int train(int argc, char** argv) {
   std::vector<std::vector<int32_t>> documents(size_t(docs) + 1, std::vector<int32_t>(size_t(T) + 1));
   for (auto& d : documents)
     for (auto& t : d) t = int32_t(rng() % uint64_t(m.config.vocab_size));
-  const auto device = ttt::app::select_device(vm);
-  host::Context ctx(device);
-  app::announce_compiles(ctx, "ttt-bench");
-  FullGradient fg(ctx, m.config, T);
+  ttt::Runtime rt(ttt::app::device_spec(vm));
+  ttt::host::Context& ctx = ttt::host::context(rt);
+  const ttt::host::DeviceInfo& device = ctx.device();
+  app::announce_compiles(rt, "ttt-bench");
+  FullGradient fg(rt, m.config, T);
   fg.objective(m, documents.back(), mode, inner_lr);  // warm-up: kernel builds, CLBlast's compile
   ctx.profiler().reset();
   ctx.profiler().enable(true);

@@ -7,7 +7,7 @@
 #include "bench/roofline.hpp"
 #include "bench/train.hpp"
 #include "bench/tune.hpp"
-#include "ttt/device.hpp"
+#include "host/runtime.hpp"
 #include "ttt/error.hpp"
 #include "ttt/engine.hpp"
 #include "ttt/output.hpp"
@@ -41,20 +41,20 @@ struct Run {
   std::map<std::string, double> kernel_ms;
 };
 
-Run time_prefill(ttt::host::Context& ctx, const ttt::Model& m, const std::vector<int32_t>& tokens, bool ttt,
-                 bool profile) {
+Run time_prefill(ttt::Runtime& rt, const ttt::Model& m, const std::vector<int32_t>& tokens, bool ttt, bool profile) {
+  ttt::host::Context& ctx = ttt::host::context(rt);
   ttt::EngineOptions o;
   o.ttt = ttt;
-  ttt::Engine e(ctx, m, o);
+  ttt::Engine e(rt, m, o);
   // After a cold kernel cache some drivers (PoCL) still compile at first
   // launch: one short untimed document keeps that out of the figures.
   if (ctx.programs().built_from_source() > 0)
-    e.evaluate(std::span(tokens).first(std::min(tokens.size(), size_t(2 * m.config.mini_batch_size + 2))));
+    e.session().evaluate(std::span(tokens).first(std::min(tokens.size(), size_t(2 * m.config.mini_batch_size + 2))));
   ctx.profiler().reset();
   ctx.profiler().enable(profile);
   const auto t0 = std::chrono::steady_clock::now();
   const bool tty = isatty(fileno(stderr));
-  auto nll = e.evaluate(tokens, [&](size_t done, size_t total) {
+  auto nll = e.session().evaluate(tokens, [&](size_t done, size_t total) {
     if (tty) std::fprintf(stderr, "\r  %s: %zu/%zu tokens", ttt ? "ttt" : "no-ttt", done, total);
   });
   Run r;
@@ -106,9 +106,10 @@ int prefill(int argc, char** argv) {
   std::vector<int32_t> tokens(n);
   std::mt19937_64 rng(seed + 1);
   for (auto& t : tokens) t = int32_t(rng() % uint64_t(m.config.vocab_size));
-  const auto device = ttt::app::select_device(vm);
-  ttt::host::Context ctx(device);
-  ttt::app::announce_compiles(ctx, "ttt-bench");
+  ttt::Runtime rt(ttt::app::device_spec(vm));
+  ttt::host::Context& ctx = ttt::host::context(rt);
+  const ttt::host::DeviceInfo& device = ctx.device();
+  ttt::app::announce_compiles(rt, "ttt-bench");
   const bool profile = !vm["no-profile"].as<bool>();
 
   json j = {{"bench", "prefill"},
@@ -122,18 +123,18 @@ int prefill(int argc, char** argv) {
   if (repeat < 1 || repeat > 100) throw ttt::Error("--repeat must be in 1..100");
   if (!vm["no-warmup"].as<bool>()) {  // the engine builds every kernel; a GEMM makes CLBlast compile its program
     const std::vector<int32_t> head(tokens.begin(), tokens.begin() + 2);
-    time_prefill(ctx, m, head, only != "no-ttt", false);
+    time_prefill(rt, m, head, only != "no-ttt", false);
   }
   Run no, yes;
   ttt::bench::PrefillRuns no_runs, yes_runs;
   for (int r = 0; r < repeat; ++r) {
     if (only != "ttt") {
-      no = time_prefill(ctx, m, tokens, false, profile);
+      no = time_prefill(rt, m, tokens, false, profile);
       no_runs.seconds.push_back(no.seconds);
       no_runs.kernel_ms = no.kernel_ms;
     }
     if (only != "no-ttt") {
-      yes = time_prefill(ctx, m, tokens, true, profile);
+      yes = time_prefill(rt, m, tokens, true, profile);
       yes_runs.seconds.push_back(yes.seconds);
       yes_runs.kernel_ms = yes.kernel_ms;
     }
@@ -155,15 +156,15 @@ int prefill(int argc, char** argv) {
     const auto list = ttt::bench::parse_list(vm["parallel"].as<std::string>());
     const size_t docs = vm["docs"].as<size_t>();
     if (docs < 1) throw ttt::Error("--docs must be at least 1");
-    if (only != "ttt") j["parallel_no_ttt"] = ttt::bench::prefill_parallel(ctx, m, n, docs, list, false, seed, profile);
-    if (only != "no-ttt") j["parallel_ttt"] = ttt::bench::prefill_parallel(ctx, m, n, docs, list, true, seed, profile);
+    if (only != "ttt") j["parallel_no_ttt"] = ttt::bench::prefill_parallel(rt, m, n, docs, list, false, seed, profile);
+    if (only != "no-ttt") j["parallel_ttt"] = ttt::bench::prefill_parallel(rt, m, n, docs, list, true, seed, profile);
   }
   ttt::bench::add_roofline(j, ctx, m.config, int64_t(n - 1), only != "ttt" ? &no_runs : nullptr,
                            only != "no-ttt" ? &yes_runs : nullptr, !vm["no-ceiling"].as<bool>());
   {
     ttt::EngineOptions o;
     o.ttt = only != "no-ttt";
-    ttt::Engine e(ctx, m, o);
+    ttt::Engine e(rt, m, o);
     j["device_mb"] = double(e.device_bytes()) / 1048576.0;
     j["session_mb"] = double(e.session_bytes()) / 1048576.0;  // what one more document costs
   }
@@ -196,9 +197,10 @@ int attention(int argc, char** argv) {
             H = int(int_option(vm, "H", 1, 4096)), E = int(int_option(vm, "E", 1, 4096));
   const int64_t pos = int_option(vm, "pos", 0);
   const int reps = int(int_option(vm, "repeat", 1, 1 << 20));
-  const auto device = ttt::app::select_device(vm);
-  ttt::host::Context ctx(device);
-  ttt::app::announce_compiles(ctx, "ttt-bench");
+  ttt::Runtime rt(ttt::app::device_spec(vm));
+  ttt::host::Context& ctx = ttt::host::context(rt);
+  const ttt::host::DeviceInfo& device = ctx.device();
+  ttt::app::announce_compiles(rt, "ttt-bench");
   const int D = H * E, C = W + T - 1;
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1.f, 1.f);

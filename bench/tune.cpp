@@ -20,7 +20,7 @@
 #include "host/gemm.hpp"
 #include "host/tuning.hpp"
 #include "ttt/config.hpp"
-#include "ttt/device.hpp"
+#include "host/runtime.hpp"
 #include "ttt/error.hpp"
 #include "ttt/output.hpp"
 
@@ -215,7 +215,6 @@ int tune(int argc, char** argv) {
     if (!vm["dry-run"].as<bool>()) paths.output(vm, "out");  // the default file's directory is created if need be
     paths.output(vm, "json").check();
   }
-  const auto dev = ttt::app::select_device(vm);
   if (!vm["dry-run"].as<bool>()) {
     // The file keeps other devices' records: it is rewritten, so it must be a tuning file already, or none.
     std::error_code ec;
@@ -231,7 +230,9 @@ int tune(int argc, char** argv) {
                                           vm.count("out") ? "--out" : "the tuning file", path));
     }
   }
-  host::Context ctx(dev);
+  ttt::Runtime rt(ttt::app::device_spec(vm));
+  ttt::host::Context& ctx = ttt::host::context(rt);
+  const ttt::host::DeviceInfo& dev = ctx.device();
   host::skip_tuning_file(ctx);  // the "default" column is CLBlast's own defaults
 
   auto shapes = model_gemms(cfg, true);

@@ -2,7 +2,7 @@
 // method says otherwise; transfers go through the Context's in-order queue.
 #pragma once
 
-#include "ttt/device.hpp"
+#include "host/device.hpp"
 
 #include <cstddef>
 #include <vector>

@@ -1,5 +1,5 @@
 // Device discovery and selection, the Context and the Profiler.
-#include "ttt/device.hpp"
+#include "host/device.hpp"
 #include "host/error.hpp"
 
 #include "host/gemm.hpp"
@@ -44,6 +44,34 @@ std::string lower(std::string s) {
   return s;
 }
 
+DeviceInfo device_info(cl_platform_id platform, cl_device_id device, int p, int d) {
+  DeviceInfo info;
+  info.platform = platform;
+  info.id = device;
+  info.platform_index = p;
+  info.device_index = d;
+  info.platform_name = platform_str(platform, CL_PLATFORM_NAME);
+  info.platform_version = platform_str(platform, CL_PLATFORM_VERSION);
+  info.name = device_str(device, CL_DEVICE_NAME);
+  info.vendor = device_str(device, CL_DEVICE_VENDOR);
+  info.driver_version = device_str(device, CL_DRIVER_VERSION);
+  info.device_version = device_str(device, CL_DEVICE_VERSION);
+  info.opencl_c_version = device_str(device, CL_DEVICE_OPENCL_C_VERSION);
+  info.type = device_val<cl_device_type>(device, CL_DEVICE_TYPE);
+  info.compute_units = device_val<cl_uint>(device, CL_DEVICE_MAX_COMPUTE_UNITS);
+  info.clock_mhz = device_val<cl_uint>(device, CL_DEVICE_MAX_CLOCK_FREQUENCY);
+  info.global_mem = device_val<cl_ulong>(device, CL_DEVICE_GLOBAL_MEM_SIZE);
+  info.local_mem = device_val<cl_ulong>(device, CL_DEVICE_LOCAL_MEM_SIZE);
+  info.max_alloc = device_val<cl_ulong>(device, CL_DEVICE_MAX_MEM_ALLOC_SIZE);
+  info.max_work_group = device_val<size_t>(device, CL_DEVICE_MAX_WORK_GROUP_SIZE);
+  clGetDeviceInfo(device, CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof(info.max_work_item),
+                  info.max_work_item, nullptr);
+  const std::string ext = device_str(device, CL_DEVICE_EXTENSIONS);
+  info.fp16 = ext.find("cl_khr_fp16") != std::string::npos;
+  info.fp64 = ext.find("cl_khr_fp64") != std::string::npos;
+  return info;
+}
+
 }  // namespace
 
 std::string DeviceInfo::type_name() const {
@@ -71,33 +99,7 @@ std::vector<DeviceInfo> list_devices() {
     if (clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, 0, nullptr, &nd) != CL_SUCCESS) continue;
     std::vector<cl_device_id> devs(nd);
     check(clGetDeviceIDs(platforms[p], CL_DEVICE_TYPE_ALL, nd, devs.data(), nullptr), "clGetDeviceIDs");
-    for (cl_uint d = 0; d < nd; ++d) {
-      DeviceInfo info;
-      info.platform = platforms[p];
-      info.id = devs[d];
-      info.platform_index = int(p);
-      info.device_index = int(d);
-      info.platform_name = platform_str(platforms[p], CL_PLATFORM_NAME);
-      info.platform_version = platform_str(platforms[p], CL_PLATFORM_VERSION);
-      info.name = device_str(devs[d], CL_DEVICE_NAME);
-      info.vendor = device_str(devs[d], CL_DEVICE_VENDOR);
-      info.driver_version = device_str(devs[d], CL_DRIVER_VERSION);
-      info.device_version = device_str(devs[d], CL_DEVICE_VERSION);
-      info.opencl_c_version = device_str(devs[d], CL_DEVICE_OPENCL_C_VERSION);
-      info.type = device_val<cl_device_type>(devs[d], CL_DEVICE_TYPE);
-      info.compute_units = device_val<cl_uint>(devs[d], CL_DEVICE_MAX_COMPUTE_UNITS);
-      info.clock_mhz = device_val<cl_uint>(devs[d], CL_DEVICE_MAX_CLOCK_FREQUENCY);
-      info.global_mem = device_val<cl_ulong>(devs[d], CL_DEVICE_GLOBAL_MEM_SIZE);
-      info.local_mem = device_val<cl_ulong>(devs[d], CL_DEVICE_LOCAL_MEM_SIZE);
-      info.max_alloc = device_val<cl_ulong>(devs[d], CL_DEVICE_MAX_MEM_ALLOC_SIZE);
-      info.max_work_group = device_val<size_t>(devs[d], CL_DEVICE_MAX_WORK_GROUP_SIZE);
-      clGetDeviceInfo(devs[d], CL_DEVICE_MAX_WORK_ITEM_SIZES, sizeof(info.max_work_item),
-                      info.max_work_item, nullptr);
-      const std::string ext = device_str(devs[d], CL_DEVICE_EXTENSIONS);
-      info.fp16 = ext.find("cl_khr_fp16") != std::string::npos;
-      info.fp64 = ext.find("cl_khr_fp64") != std::string::npos;
-      out.push_back(std::move(info));
-    }
+    for (cl_uint d = 0; d < nd; ++d) out.push_back(device_info(platforms[p], devs[d], int(p), int(d)));
   }
   return out;
 }
@@ -188,6 +190,46 @@ Context::Context(const DeviceInfo& device) : device_(device) {
     clReleaseContext(context_);
     check(err, "clCreateCommandQueue", fmt::format("on '{}'", device_.name));
   }
+  programs_ = std::make_unique<ProgramCache>(*this);
+}
+
+Context::Context(cl_context context, cl_command_queue queue) {
+  if (!context || !queue) throw Error("an OpenCL context and command queue to wrap must not be null");
+  cl_context of_queue = nullptr;
+  cl_device_id id = nullptr;
+  cl_command_queue_properties props = 0;
+  check(clGetCommandQueueInfo(queue, CL_QUEUE_CONTEXT, sizeof(of_queue), &of_queue, nullptr), "clGetCommandQueueInfo",
+        "CL_QUEUE_CONTEXT of the queue to wrap");
+  check(clGetCommandQueueInfo(queue, CL_QUEUE_DEVICE, sizeof(id), &id, nullptr), "clGetCommandQueueInfo",
+        "CL_QUEUE_DEVICE of the queue to wrap");
+  check(clGetCommandQueueInfo(queue, CL_QUEUE_PROPERTIES, sizeof(props), &props, nullptr), "clGetCommandQueueInfo",
+        "CL_QUEUE_PROPERTIES of the queue to wrap");
+  if (of_queue != context) throw Error("the command queue to wrap belongs to another OpenCL context");
+  // The engine orders its work by the queue alone (no events between launches).
+  if (props & CL_QUEUE_OUT_OF_ORDER_EXEC_MODE_ENABLE)
+    throw Error("the command queue to wrap is out of order; ttt needs an in-order queue");
+  // The device's indices and names as list_devices() gives them; a device it
+  // does not list (a sub-device, say) keeps indices -1.
+  bool found = false;
+  for (const DeviceInfo& d : list_devices())
+    if (d.id == id) {
+      device_ = d;
+      found = true;
+    }
+  if (!found) {
+    cl_platform_id platform = nullptr;
+    check(clGetDeviceInfo(id, CL_DEVICE_PLATFORM, sizeof(platform), &platform, nullptr), "clGetDeviceInfo",
+          "CL_DEVICE_PLATFORM of the queue's device");
+    device_ = device_info(platform, id, -1, -1);
+  }
+  // Held until this Context goes: the caller may release its own references at any time.
+  check(clRetainContext(context), "clRetainContext", fmt::format("on '{}'", device_.name));
+  if (const cl_int err = clRetainCommandQueue(queue); err != CL_SUCCESS) {
+    clReleaseContext(context);
+    check(err, "clRetainCommandQueue", fmt::format("on '{}'", device_.name));
+  }
+  context_ = context;
+  queue_ = queue;
   programs_ = std::make_unique<ProgramCache>(*this);
 }
 

@@ -4,7 +4,7 @@
 // source, options, device, driver and platform.
 #pragma once
 
-#include "ttt/device.hpp"
+#include "host/device.hpp"
 
 #include <map>
 #include <string>

@@ -5,7 +5,7 @@
 #pragma once
 
 #include "host/gemm.hpp"
-#include "ttt/device.hpp"
+#include "host/device.hpp"
 
 #include <map>
 #include <string>

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "host/buffer.hpp"
+#include "host/runtime.hpp"
 
 #include <gtest/gtest.h>
 
@@ -93,30 +94,31 @@ inline double max_abs_diff(const std::vector<float>& a, const std::vector<double
 // corrupts the heap: "corrupted double-linked list").
 class DeviceEnvironment : public ::testing::Environment {
  public:
-  static std::unique_ptr<host::Context>& context() {
-    static std::unique_ptr<host::Context> c;
-    return c;
+  static std::unique_ptr<Runtime>& runtime() {
+    static std::unique_ptr<Runtime> r;
+    return r;
   }
-  void TearDown() override { context().reset(); }
+  void TearDown() override { runtime().reset(); }
 };
 inline ::testing::Environment* const kDeviceEnvironment =
     ::testing::AddGlobalTestEnvironment(new DeviceEnvironment);
 
 class DeviceTest : public ::testing::Test {
  protected:
-  static host::Context* ctx() {
+  static Runtime* runtime() {
     static bool tried = false;
-    auto& c = DeviceEnvironment::context();
+    auto& r = DeviceEnvironment::runtime();
     if (!tried) {
       tried = true;
-      if (!host::list_devices().empty()) c = std::make_unique<host::Context>(host::select_device());
+      if (!host::list_devices().empty()) r = std::make_unique<Runtime>();
     }
-    return c.get();
+    return r.get();
   }
   void SetUp() override {
-    if (!ctx()) GTEST_SKIP() << "no OpenCL device on this machine";
+    if (!runtime()) GTEST_SKIP() << "no OpenCL device on this machine";
   }
-  host::Context& dev() { return *ctx(); }
+  Runtime& rt() { return *runtime(); }                 // what Engine and the public API take
+  host::Context& dev() { return host::context(rt()); }  // what the host layer and the ops take
 };
 
 }  // namespace ttt::test

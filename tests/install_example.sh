@@ -10,7 +10,7 @@ trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
 
 cmake --install "$build" --prefix "$prefix" >"$tmp/install.log"
-for f in include/ttt/engine.hpp bin/ttt-perplexity; do
+for f in include/ttt/engine.hpp include/ttt/opencl.hpp bin/ttt-perplexity; do
   [ -e "$prefix/$f" ] || { echo "FAIL: $f not installed"; exit 1; }
 done
 if grep -rlE '#include "(lib|host|apps)/' "$prefix/include"; then

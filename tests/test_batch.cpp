@@ -29,11 +29,11 @@ std::vector<std::vector<int32_t>> documents(int vocab) {
   return docs;
 }
 
-void check_batch(host::Context& ctx, bool ttt_on, int slots) {
+void check_batch(Runtime& rt, bool ttt_on, int slots) {
   const Model m = Model::random(tiny_config(), 21, 0.3f);
   EngineOptions eo;
   eo.ttt = ttt_on;
-  Engine e(ctx, m, eo);
+  Engine e(rt, m, eo);
   const auto docs = documents(m.config.vocab_size);
   std::vector<std::span<const int32_t>> spans;
   for (const auto& d : docs) spans.emplace_back(d);
@@ -41,22 +41,22 @@ void check_batch(host::Context& ctx, bool ttt_on, int slots) {
   const auto got = b.evaluate(spans);
   ASSERT_EQ(got.size(), docs.size());
   for (size_t i = 0; i < docs.size(); ++i) {
-    const auto alone = e.evaluate(docs[i]);
+    const auto alone = e.session().evaluate(docs[i]);
     std::vector<double> want(alone.begin(), alone.end());
     EXPECT_TRUE(all_close(got[i], want, 1e-5, 0)) << "document " << i << " (" << docs[i].size() << " tokens), "
                                                   << slots << " slots, ttt " << ttt_on;
   }
 }
 
-TEST_P(BatchTest, EqualsOneDocumentAtATimeWithTtt) { check_batch(dev(), true, GetParam()); }
-TEST_P(BatchTest, EqualsOneDocumentAtATimeWithoutTtt) { check_batch(dev(), false, GetParam()); }
+TEST_P(BatchTest, EqualsOneDocumentAtATimeWithTtt) { check_batch(rt(), true, GetParam()); }
+TEST_P(BatchTest, EqualsOneDocumentAtATimeWithoutTtt) { check_batch(rt(), false, GetParam()); }
 
 INSTANTIATE_TEST_SUITE_P(Slots, BatchTest, ::testing::Values(1, 2, 3),
                          [](const auto& i) { return "N" + std::to_string(i.param); });
 
 TEST_F(BatchTest, FinishedSlotsTakeTheNextDocumentAndEachIsReportedOnce) {
   const Model m = Model::random(tiny_config(), 22, 0.3f);
-  Engine e(dev(), m);
+  Engine e(rt(), m);
   const auto docs = documents(m.config.vocab_size);
   BatchSession b(e, 2);
   size_t next = 0, scored = 0;
@@ -82,7 +82,7 @@ TEST_F(BatchTest, FinishedSlotsTakeTheNextDocumentAndEachIsReportedOnce) {
 
 TEST_F(BatchTest, RejectsBadDocumentsAndSlotCounts) {
   const Model m = Model::random(tiny_config(), 23, 0.3f);
-  Engine e(dev(), m);
+  Engine e(rt(), m);
   EXPECT_THROW(BatchSession(e, 0), Error);
   BatchSession b(e, 2);
   const std::vector<int32_t> one = {1}, bad = {1, 99};

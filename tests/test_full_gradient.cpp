@@ -90,7 +90,7 @@ TEST_F(FullGradientTest, MatchesTheOracleOnModelVariants) {
     Config c = tiny_config();
     v.edit(c);
     const Model m = Model::random(c, 5, 0.3f);
-    FullGradient fg(dev(), c, 24, 7);  // vocabulary tiles of 7: V 23 in 4 tiles, the last partial
+    FullGradient fg(rt(), c, 24, 7);  // vocabulary tiles of 7: V 23 in 4 tiles, the last partial
     expect_matches_oracle(fg, m, doc(20, c.vocab_size, c.bos_token_id), v.name);
   }
 }
@@ -122,7 +122,7 @@ TEST_F(FullGradientTest, MetaFirstOrderMatchesTheOracle) {
     Config c = base;
     v.edit(c);
     const Model m = Model::random(c, 9, 0.3f);
-    FullGradient fg(dev(), c, 24, 7);
+    FullGradient fg(rt(), c, 24, 7);
     const auto tokens = doc(23, c.vocab_size, c.bos_token_id);  // 22 targets: mini-batches 5, 5, 5, 5, 2
     expect_matches_oracle(fg, m, tokens, v.name, ref::Objective::meta_fo, v.inner_lr);
     expect_matches_oracle(fg, m, doc(9, c.vocab_size, c.bos_token_id), std::string(v.name) + ", 8 targets",
@@ -131,7 +131,7 @@ TEST_F(FullGradientTest, MetaFirstOrderMatchesTheOracle) {
   // inner_lr 0: no test-time change, the pretrain gradient (to rounding: the
   // prime GEMMs run per mini-batch); a real inner_lr changes it.
   const Model m = Model::random(base, 9, 0.3f);
-  FullGradient fg(dev(), base, 24);
+  FullGradient fg(rt(), base, 24);
   const auto tokens = doc(23, base.vocab_size, base.bos_token_id);
   const auto pre = fg.pretrain(m, tokens);
   EXPECT_LT(ref::max_relative_difference(fg.meta_fo(m, tokens, 0.0), pre), 1e-6);
@@ -182,7 +182,7 @@ TEST_P(MetaSecondOrder, MatchesTheOracle) {
   c.suffix_len = 1;
   v.edit(c);
   const Model m = Model::random(c, 11, 0.3f);
-  FullGradient fg(dev(), c, 24, 7);
+  FullGradient fg(rt(), c, 24, 7);
   const auto tokens = doc(23, c.vocab_size, c.bos_token_id);  // 22 targets: mini-batches 5, 5, 5, 5, 2
   expect_matches_oracle(fg, m, tokens, v.name, ref::Objective::meta, v.inner_lr);
   EXPECT_GT(ref::max_relative_difference(fg.objective(m, tokens, ref::Objective::meta, v.inner_lr),
@@ -209,7 +209,7 @@ TEST_F(FullGradientTest, MetaSecondOrderWithMixedClipOnOneObject) {
   std::sort(norms.begin(), norms.end());
   c.inner_clip_gradient = float((norms[1] + norms[2]) / 2);
   const Model m = Model::random(c, 4, 0.3f);
-  FullGradient fg(dev(), c, 24, 7);
+  FullGradient fg(rt(), c, 24, 7);
   const auto want = ref::objective(m, tokens, ref::Objective::meta, lr, false).inner_norms;
   const auto clipped = std::count_if(want.begin(), want.end(), [&](double n) { return n >= c.inner_clip_gradient; });
   EXPECT_GT(clipped, 0);
@@ -230,13 +230,13 @@ TEST_F(FullGradientTest, MetaSecondOrderOnBosMiniBatchAndItsLimit) {
   Config c = tiny_config();
   c.suffix_len = 1;
   const Model m = Model::random(c, 3, 0.3f);
-  FullGradient fg(dev(), c, 24, 7);
+  FullGradient fg(rt(), c, 24, 7);
   auto tokens = doc(23, c.vocab_size, c.bos_token_id);
   for (int i = 6; i <= 10; ++i) tokens[size_t(i)] = c.bos_token_id;  // the targets of mini-batch 1
   expect_matches_oracle(fg, m, tokens, "a mini-batch of BOS targets", ref::Objective::meta, 0.5);
   // Two prime blocks: the first's MLP feeds the second's attention, whose double backward is not on the device.
   const Model two = Model::random(tiny_config(), 3, 0.3f);
-  FullGradient fg2(dev(), two.config, 24);
+  FullGradient fg2(rt(), two.config, 24);
   EXPECT_THROW_MSG(fg2.objective(two, tokens, ref::Objective::meta, 0.5),
                    "FullGradient: the device's meta gradient (second order) covers models with one prime block "
                    "(suffix_len 1); this config has suffix_len 2");
@@ -247,7 +247,7 @@ TEST_F(FullGradientTest, MetaSecondOrderOnBosMiniBatchAndItsLimit) {
 // nothing of an earlier call leaks into the next.
 TEST_F(FullGradientTest, ReusedAcrossDocumentsAndWeights) {
   const Config c = tiny_config();
-  FullGradient fg(dev(), c, 30);
+  FullGradient fg(rt(), c, 30);
   const Model a = Model::random(c, 1, 0.3f), b = Model::random(c, 2, 0.3f);
   expect_matches_oracle(fg, a, doc(31, c.vocab_size, c.bos_token_id), "31 tokens (the maximum)");
   expect_matches_oracle(fg, b, doc(9, c.vocab_size, c.bos_token_id), "9 tokens, other weights");
@@ -259,7 +259,7 @@ TEST_F(FullGradientTest, ReusedAcrossDocumentsAndWeights) {
 
 TEST_F(FullGradientTest, BadCallsNameTheFault) {
   const Config c = tiny_config();
-  FullGradient fg(dev(), c, 10);
+  FullGradient fg(rt(), c, 10);
   const Model m = Model::random(c, 1, 0.3f);
   EXPECT_THROW_MSG(fg.pretrain(m, pattern_tokens(12, c.vocab_size)), "12 tokens; a document needs 2..11");
   EXPECT_THROW_MSG(fg.pretrain(m, pattern_tokens(1, c.vocab_size)), "1 tokens");
@@ -269,7 +269,7 @@ TEST_F(FullGradientTest, BadCallsNameTheFault) {
   Config other = c;
   other.hidden_size = 32;
   EXPECT_THROW_MSG(fg.pretrain(Model::random(other, 1), pattern_tokens(8, c.vocab_size)), "config");
-  EXPECT_THROW_MSG(FullGradient(dev(), c, 0), "max_tokens 0");
+  EXPECT_THROW_MSG(FullGradient(rt(), c, 0), "max_tokens 0");
 }
 
 }  // namespace

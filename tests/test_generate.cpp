@@ -163,7 +163,7 @@ class Decode : public DeviceTest {};
 
 TEST_F(Decode, GreedyGenerationIsDeterministic) {
   const Model m = Model::random(decode_config(), 21, 0.5f);
-  Engine e(dev(), m);
+  Engine e(rt(), m);
   const auto a = generate(e.session(), prompt_tokens(7), 17);
   const auto b = generate(e.session(), prompt_tokens(7), 17);
   EXPECT_EQ(a.doc, b.doc);
@@ -175,7 +175,7 @@ TEST_F(Decode, GreedyGenerationIsDeterministic) {
 // the step comes from a prefill, a replay of a prompt tail, or single tokens.
 TEST_F(Decode, GenerateThenScoreGivesThePrefillWeightsAndNlls) {
   const Model m = Model::random(decode_config(), 22, 0.5f);
-  Engine e(dev(), m);
+  Engine e(rt(), m);
   for (size_t plen : {1u, 3u, 5u, 6u, 12u}) {
     const int n = int(21 - plen);  // 21 tokens: 4 full mini-batches, every step taken
     const auto g = generate(e.session(), prompt_tokens(plen), n);
@@ -212,7 +212,7 @@ TEST_F(Decode, RingWrapAroundMatchesTheReference) {
   for (bool ttt : {false, true}) {
     EngineOptions o;
     o.ttt = ttt;
-    Engine e(dev(), m, o);
+    Engine e(rt(), m, o);
     const auto g = generate(e.session(), prompt_tokens(1), last + 1);  // positions 0..last predicted
     ref::RefModel<double> r(m);
     const auto want = r.evaluate(g.doc, ttt);
@@ -228,12 +228,12 @@ TEST_F(Decode, FullAttentionEqualsSlidingWindowWhenTheWindowCoversTheContext) {
   c.sliding_window_size = 40;
   const Model m = Model::random(c, 24, 0.5f);
   const auto doc = prompt_tokens(33);
-  Engine swa(dev(), m);
+  Engine swa(rt(), m);
   EngineOptions o;
   o.window = 1000;
-  Engine full(dev(), m, o);
+  Engine full(rt(), m, o);
   EXPECT_EQ(full.window(), 1000);
-  EXPECT_TRUE(all_close(full.evaluate(doc), swa.evaluate(doc), 1e-6, 1e-6));
+  EXPECT_TRUE(all_close(full.session().evaluate(doc), swa.session().evaluate(doc), 1e-6, 1e-6));
   const auto a = generate(swa.session(), prompt_tokens(4), 20), b = generate(full.session(), prompt_tokens(4), 20);
   EXPECT_EQ(a.doc, b.doc);
   EXPECT_TRUE(all_close(a.nll, b.nll, 1e-6, 1e-6));
@@ -248,11 +248,11 @@ TEST_F(Decode, FullAttentionMatchesTheReferenceWithAnUnboundedWindow) {
     EngineOptions o;
     o.window = 100;
     o.ttt = ttt;
-    Engine full(dev(), m, o);
+    Engine full(rt(), m, o);
     const auto g = generate(full.session(), prompt_tokens(3), 25);
     ref::RefModel<double> r(unbounded), windowed(m);
     const auto want = r.evaluate(g.doc, ttt);
-    EXPECT_TRUE(all_close(full.evaluate(g.doc), want, 2e-5, 1e-5)) << (ttt ? "ttt" : "no-ttt");
+    EXPECT_TRUE(all_close(full.session().evaluate(g.doc), want, 2e-5, 1e-5)) << (ttt ? "ttt" : "no-ttt");
     const std::vector<double> tail(want.end() - long(g.nll.size()), want.end());
     EXPECT_TRUE(all_close(g.nll, tail, 2e-5, 1e-5)) << (ttt ? "ttt" : "no-ttt");
     // And it is not the sliding window.
@@ -263,7 +263,7 @@ TEST_F(Decode, FullAttentionMatchesTheReferenceWithAnUnboundedWindow) {
 
 TEST_F(Decode, ReplayNeedsTheEndOfAMiniBatch) {
   const Model m = Model::random(decode_config(), 26, 0.5f);
-  Engine e(dev(), m);
+  Engine e(rt(), m);
   const auto t = prompt_tokens(6);
   e.session().reset();
   e.session().forward({t.data(), 3});

@@ -19,8 +19,8 @@ class GoldenModel : public DeviceTest, public ::testing::WithParamInterface<std:
 TEST_P(GoldenModel, NllWithoutTttMatches) {
   const std::string dir = golden_dir(GetParam());
   Model m = Model::load(dir);
-  Engine e(dev(), m, {.ttt = false, .inner_lr = std::nullopt});
-  auto nll = e.evaluate(read_ints(dir + "/tokens.txt"));
+  Engine e(rt(), m, {.ttt = false, .inner_lr = std::nullopt});
+  auto nll = e.session().evaluate(read_ints(dir + "/tokens.txt"));
   auto want = read_doubles(dir + "/nll_no_ttt.txt");
   EXPECT_TRUE(all_close(nll, want, 1e-3, 0));
   RecordProperty("max_abs_diff", std::to_string(max_abs_diff(nll, want)));
@@ -31,12 +31,12 @@ TEST_P(GoldenModel, NllWithoutTttMatches) {
 TEST_P(GoldenModel, NllWithTttAndAdaptedWeightsMatch) {
   const std::string dir = golden_dir(GetParam());
   Model m = Model::load(dir);
-  Engine e(dev(), m);
-  auto nll = e.evaluate(read_ints(dir + "/tokens.txt"));
+  Engine e(rt(), m);
+  auto nll = e.session().evaluate(read_ints(dir + "/tokens.txt"));
   auto want = read_doubles(dir + "/nll_ttt.txt");
   EXPECT_TRUE(all_close(nll, want, 1e-3, 0));
   Model adapted = m, golden = m;
-  e.download_prime(adapted);
+  e.session().download_prime(adapted);
   load_prime_weights(golden, dir + "/prime_after.safetensors");
   auto got = adapted.prime_tensors(), ref = golden.prime_tensors();
   ASSERT_EQ(got.size(), ref.size());
@@ -56,8 +56,8 @@ TEST_P(GoldenModel, ZeroInnerLrEqualsNoTttExactly) {
   const std::string dir = golden_dir(GetParam());
   Model m = Model::load(dir);
   auto tokens = read_ints(dir + "/tokens.txt");
-  Engine off(dev(), m, {.ttt = false, .inner_lr = std::nullopt}), zero(dev(), m, {.ttt = true, .inner_lr = 0.f});
-  auto a = off.evaluate(tokens), b = zero.evaluate(tokens);
+  Engine off(rt(), m, {.ttt = false, .inner_lr = std::nullopt}), zero(rt(), m, {.ttt = true, .inner_lr = 0.f});
+  auto a = off.session().evaluate(tokens), b = zero.session().evaluate(tokens);
   ASSERT_EQ(a.size(), b.size());
   EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
 }
@@ -66,8 +66,8 @@ TEST_P(GoldenModel, RunsAreBitIdenticalAndResetRestoresTheStart) {
   const std::string dir = golden_dir(GetParam());
   Model m = Model::load(dir);
   auto tokens = read_ints(dir + "/tokens.txt");
-  Engine e1(dev(), m), e2(dev(), m);
-  auto a = e1.evaluate(tokens), b = e2.evaluate(tokens), c = e1.evaluate(tokens);  // evaluate() resets
+  Engine e1(rt(), m), e2(rt(), m);
+  auto a = e1.session().evaluate(tokens), b = e2.session().evaluate(tokens), c = e1.session().evaluate(tokens);  // evaluate() resets
   EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float)));
   EXPECT_EQ(0, std::memcmp(a.data(), c.data(), a.size() * sizeof(float)));
 }
@@ -100,11 +100,11 @@ TEST_P(ModelVariant, DeviceMatchesReference) {
   tokens[9] = tokens[20] = 5;  // BOS targets where the variant has one
   ref::RefModel<double> r(m);
   auto want = r.evaluate(tokens, true);
-  Engine e(dev(), m);
-  auto got = e.evaluate(tokens);
+  Engine e(rt(), m);
+  auto got = e.session().evaluate(tokens);
   EXPECT_TRUE(all_close(got, want, 1e-4, 1e-4));
   Model adapted = m;
-  e.download_prime(adapted);
+  e.session().download_prime(adapted);
   auto params = r.prime_params();
   auto out = adapted.prime_tensors();
   for (size_t i = 0; i < params.size(); ++i) {

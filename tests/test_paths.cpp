@@ -10,6 +10,7 @@
 #include "ttt/batch.hpp"
 #include "ttt/decode.hpp"
 #include "ttt/engine.hpp"
+#include "lib/engine/options.hpp"
 #include "tests/common.hpp"
 #include "tests/model_fixtures.hpp"
 
@@ -43,6 +44,7 @@ std::vector<std::vector<int32_t>> documents(int vocab) {
 struct Option {
   std::string name;
   std::function<void(EngineOptions&, SessionOptions&)> set;
+  MatVec matvec = MatVec::Kernels;  // the one-row product (an internal knob, lib/engine/options.hpp)
 };
 
 const std::vector<Option>& options() {
@@ -56,8 +58,8 @@ const std::vector<Option>& options() {
       {"window_64_ttt", [](EngineOptions& e, SessionOptions&) { e.window = 64; }},
       {"window_3", [](EngineOptions& e, SessionOptions&) { e.window = 3; }},
       {"vocab_tile_7", [](EngineOptions& e, SessionOptions&) { e.vocab_tile = 7; }},
-      {"matvec_gemv", [](EngineOptions& e, SessionOptions&) { e.matvec = EngineOptions::MatVec::ClblastGemv; }},
-      {"matvec_gemm", [](EngineOptions& e, SessionOptions&) { e.matvec = EngineOptions::MatVec::Gemm; }},
+      {"matvec_gemv", [](EngineOptions&, SessionOptions&) {}, MatVec::ClblastGemv},
+      {"matvec_gemm", [](EngineOptions&, SessionOptions&) {}, MatVec::Gemm},
   };
   return o;
 }
@@ -118,11 +120,12 @@ struct PathRun {
   bool ttt = false;
 };
 
-PathRun run_option(host::Context& ctx, const Model& m, const Option& o, const std::vector<std::vector<int32_t>>& docs) {
+PathRun run_option(Runtime& rt, const Model& m, const Option& o, const std::vector<std::vector<int32_t>>& docs) {
   EngineOptions eo;
   SessionOptions so;
   o.set(eo, so);
-  Engine e(ctx, m, eo);
+  Engine e(rt, m, eo);
+  set_matvec(e, o.matvec);
   PathRun r{one_at_a_time(e, so, docs), e.window(), Session(e, so).ttt()};
   for (int n : {1, 2, 3})
     EXPECT_TRUE(all_close(flatten(batched(e, so, docs, n)), flatten(r.reference), 1e-5, 0))
@@ -140,7 +143,7 @@ TEST_F(PathsTest, EveryOptionGivesTheSameNumbersOnEveryPath) {
   std::map<std::string, PathRun> runs;
   for (const Option& o : options()) {
     SCOPED_TRACE(o.name);
-    runs[o.name] = run_option(dev(), m, o, docs);
+    runs[o.name] = run_option(rt(), m, o, docs);
   }
   const size_t B = size_t(m.config.mini_batch_size), W = size_t(m.config.sliding_window_size);
   const PathRun& base = runs.at("defaults");

@@ -35,11 +35,11 @@ TEST_F(SessionTest, InterleavedDocumentsEqualEachAlone) {
   const Model m = Model::random(tiny_config(), 21, 0.3f);
   const int B = m.config.mini_batch_size;
   const auto doc_a = pattern_tokens(23, 23, 7, 3), doc_b = pattern_tokens(17, 23, 5, 1);
-  Engine e(dev(), m);
-  const auto alone_a = e.evaluate(doc_a);
+  Engine e(rt(), m);
+  const auto alone_a = e.session().evaluate(doc_a);
   Model adapted_a = m;
-  e.download_prime(adapted_a);
-  const auto alone_b = e.evaluate(doc_b);
+  e.session().download_prime(adapted_a);
+  const auto alone_b = e.session().evaluate(doc_b);
 
   Session a(e), b(e);
   std::vector<float> got_a, got_b;
@@ -67,13 +67,13 @@ TEST_F(SessionTest, InterleavedDocumentsEqualEachAlone) {
 TEST_F(SessionTest, NoTttSessionSharesTheEngine) {
   const Model m = Model::random(tiny_config(), 22, 0.3f);
   const auto doc = pattern_tokens(19, 23);
-  Engine plain(dev(), m, {.ttt = false, .inner_lr = std::nullopt});
-  const auto want = plain.evaluate(doc);
-  Engine e(dev(), m);
+  Engine plain(rt(), m, {.ttt = false, .inner_lr = std::nullopt});
+  const auto want = plain.session().evaluate(doc);
+  Engine e(rt(), m);
   Session off(e, {.ttt = false, .inner_lr = std::nullopt});
   EXPECT_FALSE(off.ttt());
   EXPECT_TRUE(same_bits(off.evaluate(doc), want));
-  EXPECT_FALSE(same_bits(e.evaluate(doc), want)) << "the TTT session must differ once an update was taken";
+  EXPECT_FALSE(same_bits(e.session().evaluate(doc), want)) << "the TTT session must differ once an update was taken";
   EXPECT_THROW(Session(plain, {.ttt = true, .inner_lr = std::nullopt}), Error);
 }
 
@@ -83,7 +83,7 @@ TEST_F(SessionTest, LogitsAgreeWithScore) {
   for (bool tied : {true, false}) {
     c.tie_word_embeddings = tied;
     const Model m = Model::random(c, 23, 0.3f);
-    Engine e(dev(), m);
+    Engine e(rt(), m);
     Session s(e);
     const auto doc = pattern_tokens(5, 23, 3, 4);
     s.forward({doc.data(), 4});
@@ -103,7 +103,7 @@ TEST_F(SessionTest, LogitsAgreeWithScore) {
 
 TEST_F(SessionTest, PhasesCheckTheirOrder) {
   const Model m = Model::random(tiny_config(), 24, 0.3f);
-  Engine e(dev(), m);
+  Engine e(rt(), m);
   Session a(e), b(e);
   const auto doc = pattern_tokens(12, 23);
   auto error_of = [](auto f) {
@@ -138,7 +138,7 @@ TEST_F(SessionTest, PhasesCheckTheirOrder) {
 TEST_F(SessionTest, EachSessionCostsOnlyItsOwnState) {
   const Model m = Model::random(tiny_config(), 25, 0.3f);
   const Config& c = m.config;
-  Engine e(dev(), m);
+  Engine e(rt(), m);
   const size_t C = size_t(c.sliding_window_size + c.mini_batch_size - 1);
   size_t prime = 0;
   int trainable = 0;

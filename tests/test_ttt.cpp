@@ -57,16 +57,16 @@ TEST_F(DeviceInnerStep, GradNormAndUpdateMatchReference) {
     const Model m = Model::random(c, 12, 0.3f);
     const auto tok = tokens(11, 23);
     ref::RefModel<double> r(m);
-    Engine e(dev(), m);
+    Engine e(rt(), m);
     std::vector<float> nll(5);
     for (int s = 0; s < 10; s += 5) {
       r.step(tok.data() + s, tok.data() + s + 1, 5, true, 0.3);
-      e.step(tok.data() + s, tok.data() + s + 1, 5, nll.data());
-      EXPECT_TRUE(e.last_step().updated);
-      EXPECT_NEAR(e.last_step().grad_norm, r.last_grad_norm(), 1e-4 * r.last_grad_norm()) << "clip " << clip;
+      e.session().step(std::span(tok).subspan(size_t(s), 5), std::span(tok).subspan(size_t(s) + 1, 5), nll);
+      EXPECT_TRUE(e.session().last_step().updated);
+      EXPECT_NEAR(e.session().last_step().grad_norm, r.last_grad_norm(), 1e-4 * r.last_grad_norm()) << "clip " << clip;
     }
     Model adapted = m;
-    e.download_prime(adapted);
+    e.session().download_prime(adapted);
     auto got = adapted.prime_tensors();
     auto want = r.prime_params();
     for (size_t i = 0; i < want.size(); ++i)
@@ -78,19 +78,19 @@ TEST_F(DeviceInnerStep, GradNormAndUpdateMatchReference) {
 TEST_F(DeviceInnerStep, PartialMiniBatchScoresWithoutUpdating) {
   const Model m = Model::random(tiny_config(), 13, 0.3f);
   const auto tok = tokens(9, 23);
-  Engine e(dev(), m);
-  std::vector<float> nll(5);
-  e.step(tok.data(), tok.data() + 1, 3, nll.data());
-  EXPECT_FALSE(e.last_step().updated);
+  Engine e(rt(), m);
+  std::vector<float> nll(3);
+  e.session().step(std::span(tok).first(3), std::span(tok).subspan(1, 3), nll);
+  EXPECT_FALSE(e.session().last_step().updated);
   Model after = m;
-  e.download_prime(after);
+  e.session().download_prime(after);
   EXPECT_EQ(after.blocks[2].prime.w1, m.blocks[2].prime.w1);
 }
 
-std::string run_error(host::Context& ctx, const Model& m, const std::vector<int32_t>& tok, EngineOptions o = {}) {
+std::string run_error(Runtime& rt, const Model& m, const std::vector<int32_t>& tok, EngineOptions o = {}) {
   try {
-    Engine e(ctx, m, o);
-    e.evaluate(tok);
+    Engine e(rt, m, o);
+    e.session().evaluate(tok);
   } catch (const Error& err) {
     return err.what();
   }
@@ -100,7 +100,7 @@ std::string run_error(host::Context& ctx, const Model& m, const std::vector<int3
 TEST_F(DeviceInnerStep, NonFiniteLossStopsTheRunNamingTheMiniBatch) {
   Model m = Model::random(tiny_config(), 14, 0.3f);
   m.ln_f.assign(m.ln_f.size(), 3e38f);  // logits overflow to inf
-  const std::string e = run_error(dev(), m, tokens(12, 23));
+  const std::string e = run_error(rt(), m, tokens(12, 23));
   EXPECT_NE(e.find("mini-batch 0"), std::string::npos) << e;
   EXPECT_NE(e.find("non-finite loss"), std::string::npos) << e;
 }
@@ -111,7 +111,7 @@ TEST_F(DeviceInnerStep, OverflowingUpdateStopsTheRun) {
   const Model m = Model::random(c, 15, 0.3f);
   EngineOptions o;
   o.inner_lr = 3e38f;  // w - lr * g overflows
-  const std::string e = run_error(dev(), m, tokens(12, 23), o);
+  const std::string e = run_error(rt(), m, tokens(12, 23), o);
   EXPECT_NE(e.find("mini-batch 0"), std::string::npos) << e;
   EXPECT_NE(e.find("the update made a prime weight non-finite"), std::string::npos) << e;
 }

@@ -25,9 +25,9 @@ int main(int argc, char** argv) {
     if (model.config.bos_token_id >= 0) ids.push_back(model.config.bos_token_id);
     for (int32_t id : tokenizer.encode(text)) ids.push_back(id);
 
-    ttt::host::Context device(ttt::host::select_device());  // --device rules: $TTT_DEVICE, first GPU, first device
-    ttt::Engine engine(device, model);                       // test-time training on, as configured
-    const ttt::PplStats s = ttt::ppl_stats(engine.evaluate(ids));
+    ttt::Runtime device;                // --device rules: $TTT_DEVICE, first GPU, first device
+    ttt::Engine engine(device, model);  // test-time training on, as configured
+    const ttt::PplStats s = ttt::ppl_stats(engine.session().evaluate(ids));
     std::printf("%zu tokens, PPL = %.4f +/- %.5f\n", s.count, s.ppl, s.ppl_err);
     return 0;
   } catch (const std::exception& e) {

@@ -1,113 +1,77 @@
-// Platform and device discovery, device selection (--device / TTT_DEVICE) and
-// the Context that owns the OpenCL context, the profiling queue, the program
-// cache and the profiler. Nothing here knows about models.
+// The devices the library runs on and the Runtime that holds one: listing,
+// selection by index or name (the tools' --device / TTT_DEVICE rules) and a
+// description of each. No OpenCL type appears here: ttt/opencl.hpp is the one
+// header that does, for callers who bring their own context and queue.
 #pragma once
 
 #include "ttt/error.hpp"
 
-#ifndef CL_TARGET_OPENCL_VERSION
-#define CL_TARGET_OPENCL_VERSION 120
-#endif
-#include <CL/cl.h>
-
+#include <cstddef>
+#include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
-namespace ttt::host {
+namespace ttt {
 
-struct DeviceInfo {
-  cl_platform_id platform = nullptr;
-  cl_device_id id = nullptr;
-  int platform_index = 0, device_index = 0;
+enum class DeviceType { GPU, CPU, Accelerator, Other };
+
+struct Device {
+  int platform_index = 0, device_index = 0;  // -1: a device list_devices() does not list (see ttt/opencl.hpp)
   std::string platform_name, platform_version;
   std::string name, vendor, driver_version, device_version, opencl_c_version;
-  cl_device_type type = 0;
-  cl_uint compute_units = 0, clock_mhz = 0;
-  cl_ulong global_mem = 0, local_mem = 0, max_alloc = 0;
+  DeviceType type = DeviceType::Other;
+  unsigned compute_units = 0, clock_mhz = 0;
+  uint64_t global_mem = 0, local_mem = 0, max_alloc = 0;  // bytes
   size_t max_work_group = 0;
-  size_t max_work_item[3] = {0, 0, 0};
   bool fp16 = false, fp64 = false;
 
-  std::string type_name() const;  // "GPU", "CPU", "accelerator", ...
+  std::string type_name() const;  // "GPU", "CPU", "accelerator", "other"
   std::string spec() const;       // "P:D", accepted by select_device
   std::string label() const;      // "P:D 'name' (platform)"
 };
 
-// Every device of every platform, in platform order. Empty when no ICD is installed.
-std::vector<DeviceInfo> list_devices();
+// Every device of every platform, in platform order. Empty when no OpenCL driver is installed.
+std::vector<Device> list_devices();
 
 // spec: "P:D" indices or a case-insensitive substring of the device name. An
 // empty spec falls back to $TTT_DEVICE, then the first GPU, then the first
-// device. Throws an Error that lists the available devices when nothing matches.
-DeviceInfo select_device(const std::string& spec = {});
+// device. Throws ttt::Error listing the available devices when nothing matches.
+Device select_device(const std::string& spec = {});
 
 // One line per device, for error messages and ttt-info.
-std::string describe_devices(const std::vector<DeviceInfo>& devices);
+std::string describe_devices(const std::vector<Device>& devices);
 
-class ProgramCache;
+namespace detail {
+struct RuntimeAccess;
+}
 
-// Kernel execution times gathered from profiling events, by kernel name.
-class Profiler {
+// One device, ready to run on: its context, an in-order queue and the cache of
+// compiled kernels. Engines (ttt/engine.hpp) run on a Runtime, which must
+// outlive them and stay where it is while they do. Used by one thread at a time.
+class Runtime {
  public:
-  bool enabled() const { return enabled_; }
-  void enable(bool on) { enabled_ = on; }
-  void record(const std::string& name, cl_event ev);  // takes ownership of ev
-  void add(const std::string& name, double ms);      // a time measured some other way
-  void collect();                                     // waits for and sums pending events
-  const std::map<std::string, double>& totals_ms() const { return totals_ms_; }
-  void reset();
-  ~Profiler();
+  explicit Runtime(const Device& device);
+  // select_device(spec): "" is $TTT_DEVICE, else the first GPU, else the first device.
+  explicit Runtime(const std::string& spec = {});
+  ~Runtime();
+  Runtime(Runtime&&) noexcept;
+  Runtime& operator=(Runtime&&) noexcept;
+
+  const Device& device() const;
+  // Waits for all enqueued work; throws ttt::Error naming the device when it failed.
+  void finish();
+  // Called with the kernel family's name before a kernel program is compiled
+  // from source (a cache miss: slow, so a tool can say why it waits).
+  void on_compile(std::function<void(const std::string& family)> hook);
+
+  struct Impl;
 
  private:
-  bool enabled_ = false;
-  std::vector<std::pair<std::string, cl_event>> pending_;
-  std::map<std::string, double> totals_ms_;
+  friend struct detail::RuntimeAccess;
+  explicit Runtime(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
-// OpenCL context + in-order profiling queue on one device.
-class Context {
- public:
-  explicit Context(const DeviceInfo& device);
-  ~Context();
-  Context(const Context&) = delete;
-  Context& operator=(const Context&) = delete;
-
-  const DeviceInfo& device() const { return device_; }
-  cl_context context() const { return context_; }
-  cl_command_queue queue() const { return queue_; }
-  ProgramCache& programs() { return *programs_; }
-  Profiler& profiler() { return profiler_; }
-  void finish();  // clFinish, with the device named on failure
-  void flush();   // clFlush: start queued work without waiting for it
-
-  // Launch choices that depend only on this device (a kernel's work-group size,
-  // say), computed once per context under `key`. A Context is used by one
-  // thread at a time, like its queue; the memo lives and dies with it.
-  template <typename T, typename Make>
-  const T& memo(const std::string& key, Make make) {
-    auto it = memo_.find(key);
-    if (it == memo_.end()) it = memo_.emplace(key, std::make_shared<T>(make())).first;
-    return *static_cast<const T*>(it->second.get());
-  }
-
-  // Called with the family name before a kernel program is compiled from
-  // source (a program-cache miss: slow, so a tool can say why it waits).
-  using CompileHook = std::function<void(const std::string& family)>;
-  void on_compile(CompileHook hook) { compile_hook_ = std::move(hook); }
-  const CompileHook& compile_hook() const { return compile_hook_; }
-
- private:
-  DeviceInfo device_;
-  cl_context context_ = nullptr;
-  cl_command_queue queue_ = nullptr;
-  std::unique_ptr<ProgramCache> programs_;
-  Profiler profiler_;
-  std::map<std::string, std::shared_ptr<void>> memo_;
-
-  CompileHook compile_hook_;
-};
-
-}  // namespace ttt::host
+}  // namespace ttt

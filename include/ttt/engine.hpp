@@ -9,10 +9,12 @@
 // and generation uses forward + logits. Several sessions may live on one
 // engine; each costs only its own state. They share the engine's scratch, so a
 // session's score/train/logits must follow its own forward with no other
-// session's forward in between (checked).
+// session's forward in between (checked). An engine runs on a Runtime
+// (ttt/device.hpp), which must outlive it.
 #pragma once
 
 #include "ttt/device.hpp"
+#include "ttt/error.hpp"
 #include "ttt/model.hpp"
 
 #include <cstdint>
@@ -32,11 +34,6 @@ struct EngineOptions {
   // at least as long as every document is full attention (the key/value rings
   // then hold window + B - 1 rows: they grow with the context, not the model).
   int window = 0;
-  // How single-token forwards and the logits of one row multiply by a weight
-  // matrix: the matvec kernels (cl/matvec.cl), CLBlast's GEMV, or a 1-row
-  // GEMM. Measured in docs/design.md ("Decode"); the others are kept to measure.
-  enum class MatVec { Kernels, ClblastGemv, Gemm };
-  MatVec matvec = MatVec::Kernels;
 };
 
 struct SessionOptions {
@@ -54,15 +51,19 @@ struct StepInfo {
 
 class Session;
 
+namespace detail {
+struct EngineAccess;
+}
+
 class Engine {
  public:
-  Engine(host::Context& ctx, const Model& model, EngineOptions opts = {});
+  Engine(Runtime& runtime, const Model& model, EngineOptions opts = {});
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
   const Config& config() const;
-  host::Context& context() const;
+  Runtime& runtime() const;
   bool ttt() const;
   float inner_lr() const;
   int window() const;  // the attention window in effect
@@ -72,20 +73,15 @@ class Engine {
   size_t device_bytes() const;
   size_t session_bytes() const;
 
-  // The engine's own session, for one document at a time; the calls below use it.
+  // The engine's own session (the engine's options), for one document at a
+  // time: engine.session().evaluate(tokens) scores a document.
   Session& session();
-  void reset();
-  int64_t position() const;
-  void step(const int32_t* inputs, const int32_t* targets, int n, float* nll);
-  std::vector<float> evaluate(std::span<const int32_t> tokens,
-                              const std::function<void(size_t, size_t)>& progress = {});
-  const StepInfo& last_step() const;
-  void download_prime(Model& m) const;
 
   struct Impl;
-  Impl& impl() const { return *impl_; }
 
  private:
+  friend struct detail::EngineAccess;
+  Runtime* runtime_;
   std::unique_ptr<Impl> impl_;
   std::unique_ptr<Session> own_;
 };
@@ -137,9 +133,10 @@ class Session {
   // left as they were before the step). Returns the last score's NLLs.
   const std::vector<float>& sync();
 
-  // forward + score + train + sync: scores the next n <= B tokens
-  // (inputs[i] predicts targets[i]) and writes n NLLs.
-  void step(const int32_t* inputs, const int32_t* targets, int n, float* nll);
+  // forward + score + train + sync: scores the next n = inputs.size() (1..B)
+  // tokens (inputs[i] predicts targets[i]) and writes their n NLLs; targets
+  // and nll hold n each (checked).
+  void step(std::span<const int32_t> inputs, std::span<const int32_t> targets, std::span<float> nll);
   // A whole document from a fresh state: T tokens give T-1 NLLs. progress is
   // called after each mini-batch with (tokens scored, total).
   std::vector<float> evaluate(std::span<const int32_t> tokens,
@@ -151,9 +148,9 @@ class Session {
   size_t device_bytes() const;
 
   struct Impl;
-  Impl& impl() const { return *impl_; }
 
  private:
+  friend struct detail::EngineAccess;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -233,7 +233,7 @@ void BatchSession::Impl::step() {
 }
 
 BatchSession::BatchSession(Engine& engine, int slots, SessionOptions opts)
-    : impl_(std::make_unique<Impl>(engine.impl(), slots, opts)) {}
+    : impl_(std::make_unique<Impl>(impl_of(engine), slots, opts)) {}
 BatchSession::~BatchSession() = default;
 
 int BatchSession::slots() const { return impl_->N; }

@@ -39,9 +39,9 @@ void product(const Pass& p, Trans tb, Buffer& out, const Buffer& in, const Weigh
   if (!w.stride) {
     // One row (decode): a matrix-vector product, as the engine's options choose.
     const bool row = T == 1 && tb == Trans::N && w.off == 0;
-    if (row && p.e.opts.matvec == EngineOptions::MatVec::Kernels)
+    if (row && p.e.matvec == MatVec::Kernels)
       ops::matvec_cols(p.ctx, out, in, 0, *w.buf, inner, cols, cols);
-    else if (row && p.e.opts.matvec == EngineOptions::MatVec::ClblastGemv)
+    else if (row && p.e.matvec == MatVec::ClblastGemv)
       host::gemv(p.ctx, Trans::T, K, N, 1.f, *w.buf, w.off, N, in, 0, 0.f, out, 0, label);
     else
       host::gemm(p.ctx, Trans::N, tb, T, N, K, 1.f, in, 0, K, *w.buf, w.off, ldb, 0.f, out, 0, N, label);

@@ -3,6 +3,7 @@
 #include "lib/engine/impl.hpp"
 
 #include "host/gemm.hpp"
+#include "host/runtime.hpp"
 
 #include <fmt/format.h>
 
@@ -131,9 +132,9 @@ SessionSettings resolve(const Engine::Impl& e, const SessionOptions& o) {
   return r;
 }
 
-Engine::Engine(host::Context& ctx, const Model& model, EngineOptions opts)
-    : impl_(std::make_unique<Impl>(ctx, model, opts)) {
-  ops::prepare_kernels(ctx, impl_->c.head_dim());
+Engine::Engine(Runtime& runtime, const Model& model, EngineOptions opts)
+    : runtime_(&runtime), impl_(std::make_unique<Impl>(host::context(runtime), model, opts)) {
+  ops::prepare_kernels(impl_->ctx, impl_->c.head_dim());
   own_ = std::make_unique<Session>(*this);
   impl_->per_session = own_->device_bytes();
 }
@@ -141,24 +142,14 @@ Engine::Engine(host::Context& ctx, const Model& model, EngineOptions opts)
 Engine::~Engine() = default;
 
 const Config& Engine::config() const { return impl_->c; }
-host::Context& Engine::context() const { return impl_->ctx; }
+Runtime& Engine::runtime() const { return *runtime_; }
 bool Engine::ttt() const { return impl_->opts.ttt; }
 float Engine::inner_lr() const { return impl_->lr; }
 int Engine::window() const { return impl_->W; }
 size_t Engine::device_bytes() const { return impl_->bytes + own_->device_bytes(); }
 size_t Engine::session_bytes() const { return impl_->per_session; }
-
 Session& Engine::session() { return *own_; }
-void Engine::reset() { own_->reset(); }
-int64_t Engine::position() const { return own_->position(); }
-void Engine::step(const int32_t* inputs, const int32_t* targets, int n, float* nll) {
-  own_->step(inputs, targets, n, nll);
-}
-std::vector<float> Engine::evaluate(std::span<const int32_t> tokens,
-                                    const std::function<void(size_t, size_t)>& progress) {
-  return own_->evaluate(tokens, progress);
-}
-const StepInfo& Engine::last_step() const { return own_->last_step(); }
-void Engine::download_prime(Model& m) const { own_->download_prime(m); }
+
+void set_matvec(Engine& engine, MatVec m) { impl_of(engine).matvec = m; }
 
 }  // namespace ttt

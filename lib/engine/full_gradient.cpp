@@ -31,12 +31,12 @@ EngineOptions no_ttt(int vocab_tile) {
 
 }  // namespace
 
-FullGradient::Impl::Impl(host::Context& ctx, const Config& cfg, int n, int vocab_tile)
+FullGradient::Impl::Impl(Runtime& rt, const Config& cfg, int n, int vocab_tile)
     : c(cfg),
       max_tokens(n),
       shape(Model::random(whole_document(cfg, n), 0)),
-      engine(ctx, shape, no_ttt(vocab_tile)),
-      e(engine.impl()) {
+      engine(rt, shape, no_ttt(vocab_tile)),
+      e(impl_of(engine)) {
   const size_t R = size_t(n), D = size_t(c.hidden_size);
   auto alloc = [this](size_t floats, const char* what) {
     bytes += floats * sizeof(float);
@@ -64,7 +64,7 @@ void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> to
   if (!inner) {
     EngineOptions o;
     o.vocab_tile = e.opts.vocab_tile;
-    inner = std::make_unique<Engine>(e.ctx, m, o);
+    inner = std::make_unique<Engine>(engine.runtime(), m, o);
     copies.resize(e.table.device.size());
     for (size_t i = 0; i < e.table.device.size(); ++i) {
       if (!e.table.device[i].trainable) continue;
@@ -73,14 +73,14 @@ void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> to
     }
     per_copy.resize(copies.size());
   } else {
-    Engine::Impl& ie = inner->impl();
+    Engine::Impl& ie = impl_of(*inner);
     for (size_t i = 0; i < ie.table.device.size(); ++i) ie.weights[i].upload(ie.table.pack(int(i), m));
   }
   SessionOptions so;
   so.ttt = true;
   so.inner_lr = float(inner_lr);
   Session ts(*inner, so);
-  Session::Impl& ti = ts.impl();
+  Session::Impl& ti = impl_of(ts);
   std::vector<float> nll(static_cast<size_t>(B));
   updated.clear();
   step_norms.clear();
@@ -91,7 +91,8 @@ void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> to
       copies[idx].copy_from(ti.live[idx], bytes_one, 0, size_t(k) * bytes_one);
     }
     const int n = std::min(B, T - r0);
-    ts.step(tokens.data() + r0, tokens.data() + r0 + 1, n, nll.data());
+    ts.step(tokens.subspan(size_t(r0), size_t(n)), tokens.subspan(size_t(r0) + 1, size_t(n)),
+            std::span<float>(nll).first(size_t(n)));
     updated.push_back(ts.last_step().updated);
     step_norms.push_back(ts.last_step().grad_norm);
     if (ts.last_step().updated) r.inner_norms.push_back(double(ts.last_step().grad_norm));
@@ -204,9 +205,9 @@ std::string device_objective_limit(const Config& c, ref::Objective o) {
       c.num_prime_blocks());
 }
 
-FullGradient::FullGradient(host::Context& ctx, const Config& c, int max_tokens, int vocab_tile) {
+FullGradient::FullGradient(Runtime& rt, const Config& c, int max_tokens, int vocab_tile) {
   if (max_tokens < 1) throw Error(fmt::format("FullGradient: max_tokens {} must be >= 1", max_tokens));
-  impl_ = std::make_unique<Impl>(ctx, c, max_tokens, vocab_tile);
+  impl_ = std::make_unique<Impl>(rt, c, max_tokens, vocab_tile);
 }
 FullGradient::~FullGradient() = default;
 

@@ -9,8 +9,8 @@
 // weighting, which checks it (tests/test_full_gradient.cpp).
 #pragma once
 
+#include "lib/format/objective.hpp"
 #include "ttt/device.hpp"
-#include "lib/reference/meta.hpp"
 #include "ttt/model.hpp"
 
 #include <cstdint>
@@ -27,7 +27,7 @@ std::string device_objective_limit(const Config& c, ref::Objective o);
 class FullGradient {
  public:
   // Device memory for documents of up to max_tokens inputs (max_tokens + 1 tokens).
-  FullGradient(host::Context& ctx, const Config& c, int max_tokens, int vocab_tile = 8192);
+  FullGradient(Runtime& rt, const Config& c, int max_tokens, int vocab_tile = 8192);
   ~FullGradient();
   FullGradient(const FullGradient&) = delete;
   FullGradient& operator=(const FullGradient&) = delete;

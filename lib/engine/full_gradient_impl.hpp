@@ -40,7 +40,7 @@ struct FullGradient::Impl {
   std::vector<Buffer> per_copy;
   std::shared_ptr<MetaTail> tail;
 
-  Impl(host::Context& ctx, const Config& cfg, int n, int vocab_tile);
+  Impl(Runtime& rt, const Config& cfg, int n, int vocab_tile);
 
   Buffer& g(int device) { return grads[size_t(device)]; }
   const Buffer& w(int device) const { return e.weights[size_t(device)]; }

@@ -4,6 +4,7 @@
 // GEMM), addressed by their index in the table.
 #pragma once
 
+#include "lib/engine/options.hpp"
 #include "lib/ops/ops.hpp"
 #include "ttt/engine.hpp"
 #include "ttt/params.hpp"
@@ -111,6 +112,7 @@ struct Engine::Impl {
   // Which session's forward the scratch holds: its Impl and the forward's serial number.
   const void* owner = nullptr;
   uint64_t forwards = 0;
+  MatVec matvec = MatVec::Kernels;  // set_matvec (lib/engine/options.hpp)
 
   Impl(host::Context& ctx, const Model& m, EngineOptions o);
   Buffer alloc(size_t floats, const char* what);
@@ -171,5 +173,15 @@ struct Session::Impl {
   void backward();
   void update();
 };
+
+// The Impl behind a public Engine or Session, for the engine's own files.
+namespace detail {
+struct EngineAccess {
+  static Engine::Impl& impl(const Engine& e) { return *e.impl_; }
+  static Session::Impl& impl(const Session& s) { return *s.impl_; }
+};
+}  // namespace detail
+inline Engine::Impl& impl_of(const Engine& e) { return detail::EngineAccess::impl(e); }
+inline Session::Impl& impl_of(const Session& s) { return detail::EngineAccess::impl(s); }
 
 }  // namespace ttt

@@ -60,7 +60,7 @@ void Session::Impl::require_own_forward(const char* phase) const {
                             phase));
 }
 
-Session::Session(Engine& engine, SessionOptions opts) : impl_(std::make_unique<Impl>(engine.impl(), opts)) { reset(); }
+Session::Session(Engine& engine, SessionOptions opts) : impl_(std::make_unique<Impl>(impl_of(engine), opts)) { reset(); }
 Session::~Session() = default;
 
 bool Session::ttt() const { return impl_->trains(); }
@@ -181,12 +181,12 @@ std::vector<float> Session::logits(int row) {
   if (!e.logits) e.logits = e.alloc(size_t(V), "logits row");
   // (1, V) = hf[row] (1, D) @ W^T: wte is (V, D); an untied lm_head is (D, V).
   const bool tied = e.c.tie_word_embeddings;
-  if (e.opts.matvec == EngineOptions::MatVec::Kernels) {
+  if (e.matvec == MatVec::Kernels) {
     if (tied)
       ops::matvec_rows(e.ctx, e.logits, s.w(e.head), e.hf, size_t(row) * D, V, D, D);
     else
       ops::matvec_cols(e.ctx, e.logits, e.hf, size_t(row) * D, s.w(e.head), D, V, V);
-  } else if (e.opts.matvec == EngineOptions::MatVec::ClblastGemv)
+  } else if (e.matvec == MatVec::ClblastGemv)
     host::gemv(e.ctx, tied ? host::Trans::N : host::Trans::T, tied ? V : D, tied ? D : V, 1.f, s.w(e.head), 0,
                tied ? D : V, e.hf, size_t(row) * D, 0.f, e.logits, 0, "gemv_logits_row");
   else
@@ -269,14 +269,18 @@ const std::vector<float>& Session::sync() {
   return s.h_nll;
 }
 
-void Session::step(const int32_t* inputs, const int32_t* targets, int n, float* nll_out) {
-  if (n < 1 || n > impl_->e.B)
-    throw Error(fmt::format("Session::step: {} tokens, expected 1..{} (the mini-batch size)", n, impl_->e.B));
-  forward({inputs, size_t(n)});
-  score({targets, size_t(n)});
+void Session::step(std::span<const int32_t> inputs, std::span<const int32_t> targets, std::span<float> nll) {
+  const int B = impl_->e.B;
+  if (inputs.empty() || inputs.size() > size_t(B))
+    throw Error(fmt::format("Session::step: {} inputs, expected 1..{} (the mini-batch size)", inputs.size(), B));
+  if (targets.size() != inputs.size() || nll.size() != inputs.size())
+    throw Error(fmt::format("Session::step: {} inputs, {} targets and room for {} NLLs; expected as many of each",
+                            inputs.size(), targets.size(), nll.size()));
+  forward(inputs);
+  score(targets);
   train();
-  const std::vector<float>& nll = sync();
-  std::copy(nll.begin(), nll.end(), nll_out);
+  const std::vector<float>& out = sync();
+  std::copy(out.begin(), out.end(), nll.begin());
 }
 
 std::vector<float> Session::evaluate(std::span<const int32_t> tokens,
@@ -288,7 +292,7 @@ std::vector<float> Session::evaluate(std::span<const int32_t> tokens,
   std::vector<float> out(n_pred);
   for (size_t s = 0; s < n_pred; s += B) {
     const size_t n = std::min(B, n_pred - s);
-    step(tokens.data() + s, tokens.data() + s + 1, int(n), out.data() + s);
+    step(tokens.subspan(s, n), tokens.subspan(s + 1, n), std::span<float>(out).subspan(s, n));
     if (progress) progress(s + n, n_pred);
   }
   return out;

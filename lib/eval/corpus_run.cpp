@@ -16,7 +16,7 @@
 namespace ttt {
 
 ReportSettings report_settings(const Engine& engine, const std::string& model_dir, const std::string& tokenizer) {
-  return {model_dir,       engine.context().device().name, tokenizer, engine.ttt(), engine.inner_lr(),
+  return {model_dir,       engine.runtime().device().name, tokenizer, engine.ttt(), engine.inner_lr(),
           engine.config().mini_batch_size, engine.window(), {}};
 }
 
@@ -90,7 +90,7 @@ bool CorpusRun::pass(Engine& engine, bool base) {
 bool CorpusRun::run(Engine& engine, ReportSettings settings, Model* keep) {
   rep_.settings = std::move(settings);
   complete_ = pass(engine, false);
-  if (complete_ && keep) engine.download_prime(*keep);
+  if (complete_ && keep) engine.session().download_prime(*keep);
   if (opts_.compare && complete_ && !stop_()) {
     base_started_ = true;
     complete_ = pass(engine, true);

@@ -37,7 +37,8 @@ PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Doc
       session.reset();
       for (size_t s = 0; s < n_pred; s += B) {
         const size_t n = std::min(B, n_pred - s);
-        session.step(tokens.data() + s, tokens.data() + s + 1, int(n), nll.data() + s);
+        const std::span<const int32_t> doc(tokens);
+        session.step(doc.subspan(s, n), doc.subspan(s + 1, n), std::span<float>(nll).subspan(s, n));
         progress(n);
         sched.poll();
         if (s + n < n_pred && stop()) {
@@ -99,7 +100,7 @@ void warm_up(Engine& engine) {
   const Config& cfg = engine.config();
   std::vector<int32_t> t(size_t(2 * cfg.mini_batch_size + 2));
   for (size_t i = 0; i < t.size(); ++i) t[i] = int32_t(i % size_t(cfg.vocab_size));
-  engine.evaluate(t);
+  engine.session().evaluate(t);
 }
 
 }  // namespace ttt

@@ -161,10 +161,10 @@ std::unique_ptr<Scheduler> World::scheduler(std::vector<size_t> todo, LocalSched
 
 std::string device_spec(const World& w, const std::string& given) {
   if (!given.empty() || w.size() == 1 || std::getenv("TTT_DEVICE")) return given;
-  const auto all = host::list_devices();
-  std::vector<const host::DeviceInfo*> pick;
+  const auto all = list_devices();
+  std::vector<const Device*> pick;
   for (const auto& d : all)
-    if (d.type & CL_DEVICE_TYPE_GPU) pick.push_back(&d);
+    if (d.type == DeviceType::GPU) pick.push_back(&d);
   if (pick.empty())
     for (const auto& d : all) pick.push_back(&d);
   if (pick.empty()) return given;  // select_device reports that there is none

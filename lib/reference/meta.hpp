@@ -30,6 +30,7 @@
 // inner value_and_grad does); the outer gradient flows through them.
 #pragma once
 
+#include "lib/format/objective.hpp"
 #include "ttt/model.hpp"
 
 #include <cstdint>
@@ -39,21 +40,7 @@
 
 namespace ttt::ref {
 
-enum class Objective { pretrain, meta, meta_fo };
-const char* to_string(Objective o);
-Objective parse_objective(const std::string& s);  // "pretrain", "meta", "meta-fo"; ttt::Error otherwise
-
-struct ObjectiveResult {
-  double loss = 0;       // the objective (mean NLL over the scored targets)
-  size_t scored = 0;     // targets that count (not BOS)
-  // d loss / d parameter, one vector per entry of param_table(m.config).params, same order and size.
-  std::vector<std::vector<double>> grads;
-  // Global norm of each test-time step's gradient, in order (meta, meta_fo).
-  std::vector<double> inner_norms;
-  // With ObjectiveOptions::record_increments: for each test-time step, the
-  // change of every prime tensor (per suffix block w1, w3, w2, as RefModel::prime_params()).
-  std::vector<std::vector<std::vector<double>>> increments;
-};
+// Objective and ObjectiveResult: lib/format/objective.hpp.
 
 struct ObjectiveOptions {
   bool mean_over_mini_batches = false;  // the official weighting (see above)

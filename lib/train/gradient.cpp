@@ -1,6 +1,7 @@
 // The training gradient of ttt-train: the double-precision reference
 // objective (lib/reference/meta.hpp). Kept in its own file so that programs
 // with another GradientSource (the optimiser tests) do not link it.
+#include "lib/reference/meta.hpp"
 #include "lib/train/trainer.hpp"
 
 namespace ttt::train {

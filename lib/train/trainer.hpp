@@ -6,13 +6,13 @@
 // optimiser state beside it, and resume bit-exactly.
 #pragma once
 
-#include "lib/reference/meta.hpp"
+#include "lib/format/objective.hpp"
 #include "lib/train/adamw.hpp"
 #include "lib/train/data.hpp"
 #include "ttt/model.hpp"
 
-namespace ttt::host {
-class Context;
+namespace ttt {
+class Runtime;
 }
 
 #include <nlohmann/json_fwd.hpp>
@@ -52,7 +52,7 @@ GradientSource reference_gradient(ref::Objective mode);
 // The pretrain, meta or meta-fo gradient on an OpenCL device, float32, documents of
 // seq_len + 1 tokens (device_gradient.cpp, target ttt_train_device); a mode the
 // device does not cover for c throws with device_gradient_limit's reason.
-GradientSource device_gradient(host::Context& ctx, ref::Objective mode, const Config& c, int seq_len);
+GradientSource device_gradient(Runtime& rt, ref::Objective mode, const Config& c, int seq_len);
 // Empty when device_gradient covers mode for c; else why not (meta with more than one prime block).
 std::string device_gradient_limit(ref::Objective mode, const Config& c);
 

@@ -1,0 +1,117 @@
+// The host layer's devices: discovery, selection (--device / TTT_DEVICE) and
+// the Context that owns the OpenCL context, the profiling queue, the program
+// cache and the profiler. Nothing here knows about models; the public API
+// (include/ttt/device.hpp) wraps it as ttt::Device and ttt::Runtime.
+#pragma once
+
+#include "ttt/error.hpp"
+
+#ifndef CL_TARGET_OPENCL_VERSION
+#define CL_TARGET_OPENCL_VERSION 120
+#endif
+#include <CL/cl.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace ttt::host {
+
+struct DeviceInfo {
+  cl_platform_id platform = nullptr;
+  cl_device_id id = nullptr;
+  int platform_index = 0, device_index = 0;
+  std::string platform_name, platform_version;
+  std::string name, vendor, driver_version, device_version, opencl_c_version;
+  cl_device_type type = 0;
+  cl_uint compute_units = 0, clock_mhz = 0;
+  cl_ulong global_mem = 0, local_mem = 0, max_alloc = 0;
+  size_t max_work_group = 0;
+  size_t max_work_item[3] = {0, 0, 0};
+  bool fp16 = false, fp64 = false;
+
+  std::string type_name() const;  // "GPU", "CPU", "accelerator", ...
+  std::string spec() const;       // "P:D", accepted by select_device
+  std::string label() const;      // "P:D 'name' (platform)"
+};
+
+// Every device of every platform, in platform order. Empty when no ICD is installed.
+std::vector<DeviceInfo> list_devices();
+
+// spec: "P:D" indices or a case-insensitive substring of the device name. An
+// empty spec falls back to $TTT_DEVICE, then the first GPU, then the first
+// device. Throws an Error that lists the available devices when nothing matches.
+DeviceInfo select_device(const std::string& spec = {});
+
+// One line per device, for error messages and ttt-info.
+std::string describe_devices(const std::vector<DeviceInfo>& devices);
+
+class ProgramCache;
+
+// Kernel execution times gathered from profiling events, by kernel name.
+class Profiler {
+ public:
+  bool enabled() const { return enabled_; }
+  void enable(bool on) { enabled_ = on; }
+  void record(const std::string& name, cl_event ev);  // takes ownership of ev
+  void add(const std::string& name, double ms);      // a time measured some other way
+  void collect();                                     // waits for and sums pending events
+  const std::map<std::string, double>& totals_ms() const { return totals_ms_; }
+  void reset();
+  ~Profiler();
+
+ private:
+  bool enabled_ = false;
+  std::vector<std::pair<std::string, cl_event>> pending_;
+  std::map<std::string, double> totals_ms_;
+};
+
+// OpenCL context + in-order profiling queue on one device.
+class Context {
+ public:
+  explicit Context(const DeviceInfo& device);
+  // Wraps a caller's context and in-order queue (both retained, released by the
+  // destructor); kernel times need the queue created with CL_QUEUE_PROFILING_ENABLE.
+  Context(cl_context context, cl_command_queue queue);
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  const DeviceInfo& device() const { return device_; }
+  cl_context context() const { return context_; }
+  cl_command_queue queue() const { return queue_; }
+  ProgramCache& programs() { return *programs_; }
+  Profiler& profiler() { return profiler_; }
+  void finish();  // clFinish, with the device named on failure
+  void flush();   // clFlush: start queued work without waiting for it
+
+  // Launch choices that depend only on this device (a kernel's work-group size,
+  // say), computed once per context under `key`. A Context is used by one
+  // thread at a time, like its queue; the memo lives and dies with it.
+  template <typename T, typename Make>
+  const T& memo(const std::string& key, Make make) {
+    auto it = memo_.find(key);
+    if (it == memo_.end()) it = memo_.emplace(key, std::make_shared<T>(make())).first;
+    return *static_cast<const T*>(it->second.get());
+  }
+
+  // Called with the family name before a kernel program is compiled from
+  // source (a program-cache miss: slow, so a tool can say why it waits).
+  using CompileHook = std::function<void(const std::string& family)>;
+  void on_compile(CompileHook hook) { compile_hook_ = std::move(hook); }
+  const CompileHook& compile_hook() const { return compile_hook_; }
+
+ private:
+  DeviceInfo device_;
+  cl_context context_ = nullptr;
+  cl_command_queue queue_ = nullptr;
+  std::unique_ptr<ProgramCache> programs_;
+  Profiler profiler_;
+  std::map<std::string, std::shared_ptr<void>> memo_;
+
+  CompileHook compile_hook_;
+};
+
+}  // namespace ttt::host
