@@ -7,6 +7,7 @@
 #include "lib/eval/corpus.hpp"
 #include "lib/eval/corpus_run.hpp"
 #include "lib/eval/journal.hpp"
+#include "lib/eval/modes.hpp"
 #include "lib/eval/mpi_shard.hpp"
 #include "lib/report/progress.hpp"
 #include "ttt/device.hpp"
@@ -46,7 +47,13 @@ po::options_description options() {
       ("no-ttt", po::bool_switch(), "turn test-time training off (a plain sliding-window Transformer)")
       ("full-attention", po::bool_switch(), "full attention over each whole document (the key/value cache grows with it), no test-time training: the prefill baseline")
       ("inner-lr", po::value<float>(), "test-time SGD step size, overriding the model's inner_lr; 0 gives exactly the --no-ttt numbers")
-      ("compare", po::bool_switch(), "evaluate every document with and without test-time training and report both side by side")
+      ("compare", po::value<std::string>()->implicit_value("ttt,swa"),
+       "score every document in each of these modes and report them side by side: ttt (test-time training), swa "
+       "(the same sliding window without it), full (full attention over the whole document, no test-time training); "
+       "a comma-separated list, alone ttt,swa. With full, the report, JSON and plot add each mode's difference to "
+       "full attention (the paper's Fig. 6)")
+      ("ctx", po::value<int64_t>(), "cut each document into disjoint windows of exactly N tokens (a shorter tail is dropped), each scored from a fresh state as its own document: the official evaluation's windows")
+      ("chunks", po::value<int64_t>(), "with --ctx: score at most K windows (the first K of the corpus)")
       ("max-tokens", po::value<int64_t>(), "use only the first N tokens of each document (N >= 2)")
       ("tokenizer", po::value<std::string>(), "tokenizer.json or tokenizer.model for -f, instead of the one in the model directory")
       ("parse-special", po::bool_switch(), "turn special-token strings in text (e.g. <|eot_id|>) into their ids; by default they are plain text")
@@ -78,7 +85,9 @@ constexpr const char* kAbout =
 struct Args {
   std::string model_dir, device;
   ttt::CorpusSpec corpus;
-  bool ttt = true, full = false, compare = false, quiet = false, resume = false, force = false;
+  bool ttt = true, no_ttt = false, full = false, quiet = false, resume = false, force = false;
+  std::optional<std::string> compare;  // the --compare list as given
+  std::vector<ttt::Mode> modes;        // the passes, the main one first
   std::optional<float> inner_lr;
   int parallel = 1;
   std::optional<std::string> journal, nll_out, json, plot, save_weights;
@@ -100,8 +109,21 @@ Args read_args(const po::variables_map& vm) {
   if (vm.count("max-tokens")) a.corpus.max_tokens = size_t(ttt::app::int_option(vm, "max-tokens", 2));
   if (vm.count("inner-lr")) a.inner_lr = ttt::app::nonneg_float_option(vm, "inner-lr");
   a.full = vm["full-attention"].as<bool>();
-  a.ttt = !vm["no-ttt"].as<bool>() && !a.full;
-  a.compare = vm["compare"].as<bool>();
+  a.no_ttt = vm["no-ttt"].as<bool>();
+  a.ttt = !a.no_ttt && !a.full;
+  a.compare = given(vm, "compare");
+  if (a.compare) {
+    try {
+      a.modes = ttt::parse_modes(*a.compare);
+    } catch (const ttt::Error& e) {
+      throw ttt::app::UsageError(e.what());
+    }
+    a.ttt = a.ttt && a.modes[0] == ttt::Mode::ttt;  // the sliding-window engine trains only for a ttt pass
+  } else {
+    a.modes = {a.full ? ttt::Mode::full : a.ttt ? ttt::Mode::ttt : ttt::Mode::swa};
+  }
+  if (vm.count("ctx")) a.corpus.window_tokens = size_t(ttt::app::int_option(vm, "ctx", 2));
+  if (vm.count("chunks")) a.corpus.max_windows = size_t(ttt::app::int_option(vm, "chunks", 1));
   a.parallel = vm["parallel"].as<int>();
   a.corpus.text = given_list(vm, "file");
   a.corpus.tokens = given_list(vm, "tokens");
@@ -124,8 +146,13 @@ Args read_args(const po::variables_map& vm) {
 void check_args(const Args& a, const ttt::mpi::World& world) {
   using Usage = ttt::app::UsageError;
   if (a.full && (a.compare || a.save_weights || a.inner_lr))
-    throw Usage("--full-attention turns test-time training off; it does not combine with --compare, --save-weights or --inner-lr");
-  if (a.compare && !a.ttt) throw Usage("--compare already runs without test-time training; drop --no-ttt");
+    throw Usage("--full-attention turns test-time training off; it does not combine with --compare (use --compare "
+                "ttt,full), --save-weights or --inner-lr");
+  if (a.compare && a.no_ttt) throw Usage("--compare already runs without test-time training; drop --no-ttt");
+  if (a.save_weights && a.modes[0] != ttt::Mode::ttt)
+    throw Usage("--save-weights keeps the weights test-time training adapted: --compare needs ttt among its modes");
+  if (a.corpus.max_windows != SIZE_MAX && a.corpus.window_tokens == 0)
+    throw Usage("--chunks counts the windows of --ctx N; give --ctx too");
   if (a.save_weights && !a.ttt)
     throw Usage("--save-weights needs test-time training on (without it the prime weights never change)");
   if (int(!a.corpus.text.empty()) + int(!a.corpus.tokens.empty()) + int(a.corpus.jsonl.has_value()) != 1)
@@ -159,21 +186,21 @@ ttt::Model load_model(const std::string& dir) {
   return model;
 }
 
-ttt::EngineOptions engine_options(const Args& a, const ttt::Corpus& corpus, const ttt::Config& cfg) {
+// The run's engine options; each mode derives its own from them (lib/eval/modes.hpp).
+ttt::EngineOptions engine_options(const Args& a) {
   ttt::EngineOptions eo;
   eo.ttt = a.ttt;
   eo.inner_lr = a.inner_lr;
-  if (a.full) {
-    const size_t longest = ttt::longest_document(corpus.docs);
-    if (longest > size_t(INT32_MAX / 2)) throw ttt::Error("--full-attention: a document is too long");
-    eo.window = std::max(int(longest), cfg.sliding_window_size);
-  }
   return eo;
 }
 
 // Rank 0's journal: what it already holds is reported from it and not evaluated again.
 std::unique_ptr<ttt::Journal> open_journal(const Args& a, const ttt::Config& cfg) {
-  const std::string fp = ttt::journal_fingerprint(a.model_dir, a.ttt, a.inner_lr.value_or(cfg.inner_lr), a.compare);
+  const std::string cut = a.corpus.window_tokens
+                              ? fmt::format("ctx={} chunks={}", a.corpus.window_tokens, a.corpus.max_windows)
+                              : std::string();
+  const std::string fp = ttt::journal_fingerprint(a.model_dir, a.ttt, a.inner_lr.value_or(cfg.inner_lr),
+                                                  ttt::modes_text(a.modes), cut);
   auto journal = std::make_unique<ttt::Journal>(*a.journal, fp, a.resume);
   if (journal->had_torn_line())
     std::fprintf(stderr, "ttt-perplexity: %s: ignored a torn last line (a run was interrupted while writing it)\n",
@@ -213,7 +240,7 @@ std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& cor
                                            const ttt::EngineOptions& eo, ttt::Model& model,
                                            const ttt::mpi::World& world) {
   const bool lead = world.rank() == 0;  // rank 0 alone reports
-  ttt::CorpusRun run(corpus, {.compare = a.compare, .parallel = a.parallel}, world);
+  ttt::CorpusRun run(corpus, {.modes = a.modes, .parallel = a.parallel}, world);
   ttt::Progress progress(run.tokens_to_score(), "progress",
                          a.quiet || !lead ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto, stderr,
                          [&] { return run.seconds(); });
@@ -223,11 +250,20 @@ std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& cor
   run.set_journal(journal.get());
   // One engine holds the weights (uploaded once, kernels compiled or loaded
   // before the clock of the first document starts); the run with test-time
-  // training and the --compare run without it are two sessions on it.
-  ttt::Engine engine(rt, model, eo);
-  if (ttt::host::context(rt).programs().built_from_source() > 0) ttt::warm_up(engine);
-  const bool complete =
-      run.run(engine, ttt::report_settings(engine, a.model_dir, corpus.tokenizer), a.save_weights ? &model : nullptr);
+  // training and the one without it are two sessions on it. Full attention
+  // has its own engine (a window as long as the longest document), made when its pass comes.
+  std::optional<ttt::Engine> sliding, full;
+  auto engine_for = [&](ttt::Mode m) -> ttt::Engine& {
+    std::optional<ttt::Engine>& slot = ttt::own_engine(m) ? full : sliding;
+    if (!slot) {
+      slot.emplace(rt, model, ttt::mode_engine_options(m, eo, corpus, model.config));
+      if (ttt::host::context(rt).programs().built_from_source() > 0) ttt::warm_up(*slot);
+    }
+    return *slot;
+  };
+  ttt::Engine& main = engine_for(a.modes[0]);
+  const bool complete = run.run(engine_for, ttt::report_settings(main, a.model_dir, corpus.tokenizer),
+                                a.save_weights ? &model : nullptr);
   if (complete) progress.finish();  // an interrupted run ends with its own line below, not with "done"
   if (!lead) return std::nullopt;
   return run.results();
@@ -249,7 +285,7 @@ int body(int argc, char** argv) {
   ttt::Runtime rt(ttt::mpi::device_spec(world, a.device));
   const ttt::Device& device = rt.device();
   ttt::app::announce_compiles(rt, "ttt-perplexity");
-  const ttt::EngineOptions eo = engine_options(a, corpus, model.config);
+  const ttt::EngineOptions eo = engine_options(a);
   // Everything but the report goes to stderr, so `> report.txt` holds the report alone.
   if (world.rank() == 0)
     std::fprintf(stderr, "ttt-perplexity: %zu document%s, %zu token%s to score, on %s\n", corpus.docs.size(),

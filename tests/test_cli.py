@@ -350,7 +350,7 @@ def help_usage(c):
     # --help of every tool explains every flag.
     for tool, flags in [("ttt-perplexity", ["--model", "--file", "--tokens", "--no-ttt", "--inner-lr", "--compare",
                                             "--nll-out", "--json", "--plot", "--device", "--max-tokens",
-                                            "--save-weights", "--parse-special"]),
+                                            "--save-weights", "--parse-special", "--ctx", "--chunks"]),
                         ("ttt-tokenize", ["--tokenizer", "--decode", "--parse-special"]),
                         ("ttt-make-model", ["--preset", "--out", "--seed", "--dtype"]),
                         ("ttt-info", ["--help"])]:
@@ -1143,6 +1143,130 @@ def journal_signature(c):
     rc1, so1, se1 = run("ttt-perplexity", "-m", made, "-f", a, "--journal", j)
     rc2, so2, se2 = run("ttt-perplexity", "-m", made, "-f", a, "--journal", j, "--resume")
     check("a real journal still resumes", rc1 == 0 and rc2 == 0 and "PPL = " in so2, (se1 + se2)[-300:])
+
+
+@case
+def compare_modes(c):
+    """--compare ttt,swa,full: each document in each mode, equal to three separate runs; the report, JSON and
+    plot carry every mode and its difference to full attention; bad lists are usage errors."""
+    made, tmp = c.made(), c.tmp
+    docs, _ = c.docs()
+    j3, svg, nll3 = (os.path.join(tmp, x) for x in ("modes.json", "modes.svg", "modes.nll"))
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", docs, "--compare", "ttt,swa,full", "--json", j3,
+                     "--plot", svg, "--nll-out", nll3, "-q")
+    check("--compare ttt,swa,full runs; the text report has a modes table",
+          rc == 0 and "modes (each against full attention)" in so and "full attention" in so
+          and so.rstrip().splitlines()[-1].startswith("PPL = "), (so + se)[-800:])
+    if rc != 0:
+        return
+    j = json.load(open(j3))
+    names = [m["name"] for m in j.get("modes", [])]
+    check("--json: one entry per mode, each but full with its difference to full",
+          names == ["ttt", "swa", "full"] and j["settings"]["modes"] == names
+          and "delta_full" in j["modes"][0] and "delta_full" not in j["modes"][2]
+          and all(len(d["modes"]) == 3 for d in j["documents"]) and j["modes"][0]["buckets"], str(j.get("modes"))[:400])
+    single = {}
+    for mode, flags in [("ttt", []), ("swa", ["--no-ttt"]), ("full", ["--full-attention"])]:
+        path = os.path.join(tmp, f"single-{mode}.json")
+        rc1, _, se1 = run("ttt-perplexity", "-m", made, "-f", docs, *flags, "--json", path, "-q")
+        single[mode] = json.load(open(path)) if rc1 == 0 else se1
+    ok = all(isinstance(v, dict) for v in single.values())
+    for k, mode in enumerate(["ttt", "swa", "full"]):
+        ok = ok and j["modes"][k]["mean_nll"] == single[mode]["total"]["mean_nll"]
+        ok = ok and [d["modes"][k]["mean_nll"] for d in j["documents"]] == [d["mean_nll"] for d in single[mode]["documents"]]
+    check("the three-way comparison equals three separate runs", ok, str(single)[:400])
+    diff = j["modes"][0]["mean_nll"] - j["modes"][2]["mean_nll"]
+    check("delta_full is the difference of the mode means", abs(j["modes"][0]["delta_full"]["mean_nll"] - diff) < 1e-9)
+    check("--nll-out holds the main (ttt) pass", len(floats(nll3)) == j["total"]["tokens"])
+    text = open(svg).read()
+    root = ET.parse(svg).getroot()
+    curves = re.findall(r'class="curve" d=', text)
+    check("--plot: a curve per mode and a difference panel against full attention",
+          root.tag.endswith("svg") and len(curves) == 5 and "mode \u2212 full attention" in text
+          and "full attention: PPL" in text, text[:400])
+    check_plot_legend("--compare ttt,swa,full --plot", svg, tmp)
+    png = os.path.join(tmp, "modes.png")
+    if shutil.which("rsvg-convert"):
+        p = subprocess.run(["rsvg-convert", "-o", png, svg], capture_output=True)
+        check("the three-mode plot renders", p.returncode == 0, p.stderr[-300:])
+    # Any subset, any order; alone it stays ttt,swa.
+    j2 = os.path.join(tmp, "pair.json")
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", docs, "--compare", "full,swa", "--json", j2, "-q")
+    ok = rc == 0 and [m["name"] for m in json.load(open(j2))["modes"]] == ["swa", "full"]
+    check("--compare full,swa: swa against full attention", ok and "no TTT vs full attention" in so, (so + se)[-400:])
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", docs, "--compare", "--json", j2, "-q")
+    ok = rc == 0 and "modes" not in json.load(open(j2)) and json.load(open(j2))["settings"]["modes"] == ["ttt", "swa"]
+    check("--compare alone is ttt,swa (no full-attention panel)", ok and "TTT vs no TTT" in so, (so + se)[-400:])
+    expect_error("--compare with an unknown mode", "ttt-perplexity", ["-m", made, "-f", docs, "--compare", "ttt,foo"],
+                 "--compare", "'foo'", code=2)
+    expect_error("--compare with --full-attention", "ttt-perplexity",
+                 ["-m", made, "-f", docs, "--compare", "ttt,full", "--full-attention"], "--full-attention", code=2)
+    expect_error("--save-weights with --compare swa,full", "ttt-perplexity",
+                 ["-m", made, "-f", docs, "--compare", "swa,full", "--save-weights", os.path.join(tmp, "sw")],
+                 "--save-weights", code=2)
+    # The journal covers the modes: another list is refused, the same one resumes to the same report.
+    jr = os.path.join(tmp, "modes.journal")
+    rc1, rep1, _ = run("ttt-perplexity", "-m", made, "-f", docs, "--compare", "ttt,full", "--journal", jr, "-q")
+    rc2, _, se2 = run("ttt-perplexity", "-m", made, "-f", docs, "--compare", "ttt,swa", "--journal", jr, "--resume")
+    rc3, rep3, _ = run("ttt-perplexity", "-m", made, "-f", docs, "--compare", "ttt,full", "--journal", jr, "--resume",
+                       "-q")
+    untimed = lambda r: [l for l in r.splitlines() if not l.strip().startswith("time")]
+    check("--journal: the modes are in the fingerprint; the same modes resume to the same figures",
+          rc1 == 0 and rc2 == 1 and "fingerprint" in se2 and rc3 == 0 and untimed(rep1)[:4] == untimed(rep3)[:4]
+          and "PPL = " in rep3 and rep1.splitlines()[-1] == rep3.splitlines()[-1], se2[-300:])
+
+
+@case
+def bits_per_byte(c):
+    """bits per byte of text documents: the NLL in bits over the UTF-8 bytes scored; none for token ids."""
+    made, tmp = c.made(), c.tmp
+    docs, texts = c.docs()
+    a = os.path.join(docs, "a.txt")
+    jp, nll = os.path.join(tmp, "bpb.json"), os.path.join(tmp, "bpb.nll")
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", a, "--json", jp, "--nll-out", nll, "-q")
+    ok = rc == 0
+    if ok:
+        j = json.load(open(jp))
+        n_bytes = len(texts["a.txt"].encode("utf-8")) - 1  # byte tokenizer, no BOS: the first byte is not scored
+        want = sum(floats(nll)) / math.log(2) / n_bytes
+        ok = abs(j["total"]["bits_per_byte"] - want) < 1e-6 * want and abs(j["documents"][0]["bits_per_byte"] - want) < 1e-6 * want
+        ok = ok and f"bits per byte  {want:.4f}" in so
+    check("--json and the report carry bits_per_byte of text documents", ok, (so + se)[-400:])
+    rc, so, se = run("ttt-perplexity", "-m", c.tiny, "--tokens", c.tokens, "--json", jp, "-q")
+    check("token-id documents have no bits per byte", rc == 0 and json.load(open(jp))["total"]["bits_per_byte"] is None
+          and "bits per byte" not in so, se[-300:])
+
+
+@case
+def windows(c):
+    """--ctx N: disjoint windows of exactly N tokens, each from a fresh state; --chunks K keeps the first K."""
+    made, tmp = c.made(), c.tmp
+    long_doc = c.long_doc()
+    jp, nll = os.path.join(tmp, "win.json"), os.path.join(tmp, "win.nll")
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", long_doc, "--ctx", "100", "--chunks", "3", "--json", jp,
+                     "--nll-out", nll, "-q")
+    ok = rc == 0
+    if ok:
+        j = json.load(open(jp))
+        ok = [d["name"] for d in j["documents"]] == [f"{long_doc}#{k}" for k in range(3)]
+        ok = ok and all(d["tokens"] == 99 for d in j["documents"])
+    check("--ctx 100 --chunks 3: three windows of 100 tokens (99 scored each), named FILE#k", ok, (so + se)[-400:])
+    if ok:
+        data = open(long_doc, "rb").read()
+        win = c.token_file("window1.txt", " ".join(str(b) for b in data[100:200]))
+        rc2, _, se2 = run("ttt-perplexity", "-m", made, "--tokens", win, "--nll-out", os.path.join(tmp, "w1.nll"), "-q")
+        check("a window is scored from a fresh state: window 1 equals its tokens scored alone",
+              rc2 == 0 and floats(nll)[99:198] == floats(os.path.join(tmp, "w1.nll")), se2[-300:])
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", long_doc, "--ctx", "5000", "--json", jp, "-q")
+    check("--ctx without --chunks keeps every whole window and drops the tail",
+          rc == 0 and len(json.load(open(jp))["documents"]) == 4, se[-300:])
+    expect_error("--chunks without --ctx", "ttt-perplexity", ["-m", made, "-f", long_doc, "--chunks", "2"], "--ctx",
+                 code=2)
+    expect_error("--ctx 1", "ttt-perplexity", ["-m", made, "-f", long_doc, "--ctx", "1"], "--ctx", code=2)
+    expect_error("--chunks 0", "ttt-perplexity", ["-m", made, "-f", long_doc, "--ctx", "10", "--chunks", "0"],
+                 "--chunks", code=2)
+    expect_error("--ctx longer than every document", "ttt-perplexity",
+                 ["-m", made, "-f", long_doc, "--ctx", "100000"], "whole window of 100000 tokens")
 
 
 def interrupt_code(cmd, wait_for=None, delay=1.5, stdin=None):

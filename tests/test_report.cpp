@@ -622,5 +622,63 @@ TEST(reportSvg, EdgeCasesStayValid) {
   }
 }
 
+// ---- modes (--compare ttt,swa,full) and bits per byte ----
+
+ReportInput three_modes() {
+  ReportInput in;
+  in.compare = true;
+  in.modes = {{"ttt", "TTT"}, {"swa", "no TTT"}, {"full", "full attention"}};
+  in.settings.ttt = true;
+  in.settings.mini_batch = 16;
+  for (size_t n : {40u, 1500u}) {
+    DocResult d = doc("d" + std::to_string(n), n, true);
+    std::vector<float> full = d.nll;
+    for (float& x : full) x -= 0.25f;
+    d.mode_nll = {d.nll, d.nll_base, full};
+    d.mode_seconds = {1, 2, 3};
+    in.docs.push_back(d);
+  }
+  return in;
+}
+
+TEST(reportModes, EachModeAgainstFullAttention) {
+  const ReportInput in = three_modes();
+  ASSERT_TRUE(has_reference_mode(in));
+  const Summary ttt = summarize(mode_view(in.docs, 0), true), swa = summarize(mode_view(in.docs, 1), true);
+  EXPECT_NEAR(ttt.delta.mean_nll, 0.25, 1e-6);  // ttt - full
+  EXPECT_NEAR(swa.delta.mean_nll, 0.75, 1e-6);  // (ttt + 0.5) - full
+  const nlohmann::json j = report_json(in);
+  ASSERT_EQ(j.at("modes").size(), 3u);
+  EXPECT_EQ(j["modes"][2]["name"], "full");
+  EXPECT_FALSE(j["modes"][2].contains("delta_full"));
+  EXPECT_NEAR(j["modes"][1]["delta_full"]["mean_nll"].get<double>(), 0.75, 1e-6);
+  EXPECT_EQ(j["documents"][1]["modes"].size(), 3u);
+  const std::string text = format_report(in);
+  EXPECT_NE(text.find("modes (each against full attention)"), std::string::npos);
+  const std::string svg = render_svg(in);
+  EXPECT_NE(svg.find("\xce\x94NLL (mode \xe2\x88\x92 full attention)"), std::string::npos);
+  // Two modes without full are the classic pair: no modes section.
+  ReportInput pair = in;
+  pair.modes.pop_back();
+  for (DocResult& d : pair.docs) d.mode_nll.pop_back(), d.mode_seconds.pop_back();
+  EXPECT_FALSE(has_reference_mode(pair));
+  EXPECT_FALSE(report_json(pair).contains("modes"));
+}
+
+TEST(reportModes, MismatchedModeIsAnError) {
+  ReportInput in = three_modes();
+  in.docs[0].mode_nll[2].pop_back();
+  EXPECT_THROW(validate_report_input(in), Error);
+}
+
+TEST(reportBitsPerByte, NatsToBitsOverBytes) {
+  std::vector<DocResult> docs{doc("a", 10), doc("b", 6)};
+  EXPECT_EQ(bits_per_byte(docs), 0.0);  // token ids: unknown bytes
+  docs[0].bytes = 20;
+  double sum = 0;
+  for (float x : docs[0].nll) sum += x;
+  EXPECT_NEAR(bits_per_byte(docs), sum / std::log(2.0) / 20.0, 1e-12);  // b has no bytes: left out
+}
+
 }  // namespace
 }  // namespace ttt

@@ -56,6 +56,13 @@ struct DocResult {
   std::vector<float> nll;
   std::vector<float> nll_base;
   double seconds = 0, seconds_base = 0;  // evaluation time of each run
+  // With ReportInput::modes: each mode's NLLs and time, in the modes' order
+  // (every one as long as nll); nll and nll_base then hold the first two.
+  std::vector<std::vector<float>> mode_nll;
+  std::vector<double> mode_seconds;
+  // The UTF-8 bytes of text this document's scored tokens (positions 1..) decode
+  // to, for bits per byte; 0: unknown (token-id documents).
+  size_t bytes = 0;
 };
 
 // What the run was: printed in the text header, emitted under "settings".
@@ -80,7 +87,23 @@ struct ReportInput {
   // prefix counts); the planned counts are what the whole run would have had.
   bool partial = false;
   size_t documents_planned = 0, tokens_planned = 0;
+  // The modes every document was scored in (ttt-perplexity --compare), as
+  // (name, label) pairs: e.g. ("ttt", "TTT"), ("swa", "no TTT"), ("full",
+  // "full attention"). Two or more whose last is "full" (the reference): the
+  // renderings add each mode's figures and its difference to the reference,
+  // the paper's Fig. 6. Otherwise the first two label the compare pair.
+  std::vector<std::pair<std::string, std::string>> modes;
 };
+
+// Whether in carries a comparison against full attention (see ReportInput::modes).
+bool has_reference_mode(const ReportInput& in);
+// The documents as mode k against the reference (the last mode): nll is mode
+// k's, nll_base the reference's, so summarize(view, true) and
+// position_buckets(view, true) give mode k, the reference and their difference.
+std::vector<DocResult> mode_view(const std::vector<DocResult>& docs, size_t k);
+// Bits per byte of the scored tokens: total NLL / ln 2 / bytes, over the
+// documents that know their bytes (0 when none do).
+double bits_per_byte(const std::vector<DocResult>& docs);
 
 // Throws ttt::Error when compare is on and a document's nll_base does not
 // match its nll in length. Every function below that takes compare calls it.

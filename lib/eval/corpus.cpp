@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <optional>
 
 namespace ttt {
 
@@ -46,13 +47,30 @@ std::vector<Document> load_jsonl_documents(const std::string& path, const std::s
   return docs;
 }
 
+namespace {
+
+std::vector<Document> cut_windows(std::vector<Document> docs, size_t n, size_t max_windows) {
+  if (n < 2) throw Error(fmt::format("a window needs at least 2 tokens, got {}", n));
+  std::vector<Document> out;
+  for (const Document& d : docs)
+    for (size_t at = 0, k = 0; at + n <= d.tokens.size() && out.size() < max_windows; at += n, ++k)
+      out.push_back({fmt::format("{}#{}", d.name, k), {d.tokens.begin() + long(at), d.tokens.begin() + long(at + n)}});
+  if (out.empty())
+    throw Error(fmt::format("no document holds a whole window of {} tokens (the longest has {})", n,
+                            longest_document(docs)));
+  return out;
+}
+
+}  // namespace
+
 Corpus collect_corpus(const CorpusSpec& spec, const std::string& model_dir, const Config& cfg) {
   if (int(!spec.text.empty()) + int(!spec.tokens.empty()) + int(spec.jsonl.has_value()) != 1)
     throw Error("a corpus is text files, token-id files or a JSON Lines file: exactly one of the three");
   Corpus c;
+  std::optional<Tokenizer> text_tok;
   if (spec.tokens.empty()) {
-    const Tokenizer tok =
-        spec.tokenizer ? Tokenizer::from_file(*spec.tokenizer) : Tokenizer::for_model(model_dir, cfg);
+    const Tokenizer& tok = text_tok.emplace(
+        spec.tokenizer ? Tokenizer::from_file(*spec.tokenizer) : Tokenizer::for_model(model_dir, cfg));
     if (tok.vocab_size() > cfg.vocab_size)
       throw Error(fmt::format("tokenizer {} has {} ids but the model's vocab_size is {}", tok.name(),
                               tok.vocab_size(), cfg.vocab_size));
@@ -65,9 +83,13 @@ Corpus collect_corpus(const CorpusSpec& spec, const std::string& model_dir, cons
   for (auto& d : c.docs) {
     if (spec.max_tokens < d.tokens.size()) d.tokens.resize(spec.max_tokens);
     check_token_ids(d.tokens, cfg.vocab_size, d.name);
-    if (d.tokens.size() < 2)
+    if (d.tokens.size() < 2 && spec.window_tokens == 0)
       throw Error(fmt::format("{}: a document needs at least 2 tokens to score, got {}", d.name, d.tokens.size()));
+  }
+  if (spec.window_tokens > 0) c.docs = cut_windows(std::move(c.docs), spec.window_tokens, spec.max_windows);
+  for (auto& d : c.docs) {
     c.tokens += d.tokens.size() - 1;
+    if (text_tok) d.bytes = text_tok->decode({d.tokens.begin() + 1, d.tokens.end()}).size();
   }
   return c;
 }

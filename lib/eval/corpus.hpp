@@ -25,6 +25,11 @@ struct CorpusSpec {
   std::optional<std::string> tokenizer;  // tokenizer.json / tokenizer.model for text; none: the model directory's
   bool parse_special = false;       // special-token strings in text become their ids
   size_t max_tokens = SIZE_MAX;     // keep the first max_tokens tokens of each document
+  // The official evaluation's windows: 0 scores whole documents; N cuts each
+  // into disjoint windows of exactly N tokens (a shorter tail is dropped), each
+  // scored from a fresh state as a document of its own, named "NAME#k".
+  size_t window_tokens = 0;
+  size_t max_windows = SIZE_MAX;    // with window_tokens: keep the first max_windows windows of the corpus
 };
 
 struct Corpus {
@@ -36,7 +41,8 @@ struct Corpus {
 // Text is encoded by the spec's tokenizer or the model directory's, with the
 // model's BOS prepended when it has one. Errors name the file at fault: a
 // tokenizer with more ids than the model's vocabulary, an id out of range, a
-// document shorter than 2 tokens (after max_tokens).
+// document shorter than 2 tokens (after max_tokens), a corpus with no whole
+// window (window_tokens).
 Corpus collect_corpus(const CorpusSpec& spec, const std::string& model_dir, const Config& cfg);
 
 // The length of the longest document (full attention needs a window that long).

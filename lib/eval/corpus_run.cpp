@@ -23,11 +23,13 @@ ReportSettings report_settings(const Engine& engine, const std::string& model_di
 CorpusRun::CorpusRun(const Corpus& corpus, CorpusOptions opts, const Workers& workers)
     : corpus_(corpus), opts_(opts), workers_(workers) {
   if (opts_.parallel < 1) throw Error(fmt::format("a corpus run needs parallel >= 1, got {}", opts_.parallel));
-  rep_.compare = opts_.compare;
+  if (opts_.modes.empty()) throw Error("a corpus run needs at least one mode");
   for (const auto& d : corpus_.docs) {
-    rep_.docs.push_back({d.name, {}, {}, 0, 0});
+    rep_.docs.push_back({d.name, {}, {}, 0, 0, {}, {}, 0});
     hashes_.push_back(tokens_hash(d.tokens));
   }
+  nll_.assign(opts_.modes.size(), std::vector<std::vector<float>>(corpus_.docs.size()));
+  seconds_.assign(opts_.modes.size(), std::vector<double>(corpus_.docs.size(), 0.0));
 }
 
 double CorpusRun::seconds() const {
@@ -39,18 +41,18 @@ void CorpusRun::advance(size_t n) {
   if (progress_) progress_(done_);
 }
 
-void CorpusRun::store(bool base, size_t doc, std::vector<float> nll, double seconds) {
-  DocResult& d = rep_.docs[doc];
-  (base ? d.nll_base : d.nll) = std::move(nll);
-  (base ? d.seconds_base : d.seconds) = seconds;
+void CorpusRun::store(size_t mode, size_t doc, std::vector<float> nll, double seconds) {
+  nll_[mode][doc] = std::move(nll);
+  seconds_[mode][doc] = seconds;
 }
 
-std::vector<size_t> CorpusRun::replay_journal(bool base) {
+std::vector<size_t> CorpusRun::replay_journal(size_t mode) {
+  const std::string name = mode_name(opts_.modes[mode]);
   std::vector<size_t> todo;
   for (size_t i = 0; i < corpus_.docs.size(); ++i) {
     const JournalRecord* r = nullptr;
     if (journal_) {
-      const auto it = journal_->done().find({i, base});
+      const auto it = journal_->done().find({i, name});
       if (it != journal_->done().end()) r = &it->second;
     }
     if (!r) {
@@ -61,21 +63,21 @@ std::vector<size_t> CorpusRun::replay_journal(bool base) {
     if (r->name != d.name || r->tokens_hash != hashes_[i] || r->nll.size() + 1 != d.tokens.size())
       throw Error(fmt::format("{}: document {} is {} in the journal but {} now (other tokens); use a new journal",
                               journal_->path(), i, r->name, d.name));
-    store(base, i, r->nll, r->seconds);
+    store(mode, i, r->nll, r->seconds);
     advance(r->nll.size());
   }
   return todo;
 }
 
-// One pass over the documents, with (base = false: as the engine has it) or
-// without test-time training. Returns false when a stop cut it short.
-bool CorpusRun::pass(Engine& engine, bool base) {
-  auto sched = workers_.scheduler(replay_journal(base), [&](size_t i, std::vector<float> nll, double s, bool remote) {
+// One pass over the documents in opts_.modes[mode]. Returns false when a stop cut it short.
+bool CorpusRun::pass(Engine& engine, size_t mode) {
+  const Mode m = opts_.modes[mode];
+  auto sched = workers_.scheduler(replay_journal(mode), [&](size_t i, std::vector<float> nll, double s, bool remote) {
     if (remote) advance(nll.size());
-    if (journal_) journal_->append({i, base, corpus_.docs[i].name, hashes_[i], s, nll});
-    store(base, i, std::move(nll), s);
+    if (journal_) journal_->append({i, mode_name(m), corpus_.docs[i].name, hashes_[i], s, nll});
+    store(mode, i, std::move(nll), s);
   });
-  const SessionOptions session{.ttt = !base && engine.ttt(), .inner_lr = std::nullopt};
+  const SessionOptions session{.ttt = m == Mode::ttt && engine.ttt(), .inner_lr = std::nullopt};
   since_ = Clock::now();
   PassEnd end = evaluate_pass(engine, session, corpus_.docs, opts_.parallel, *sched, [&](size_t n) { advance(n); },
                               stop_);
@@ -83,20 +85,24 @@ bool CorpusRun::pass(Engine& engine, bool base) {
   since_.reset();
   workers_.barrier();
   // The scored prefix of the document the stop came in: reported, never journaled.
-  if (end.doc) store(base, *end.doc, std::move(end.nll), end.seconds);
+  if (end.doc) store(mode, *end.doc, std::move(end.nll), end.seconds);
   return !end.interrupted;
 }
 
-bool CorpusRun::run(Engine& engine, ReportSettings settings, Model* keep) {
+bool CorpusRun::run(const EngineFor& engine_for, ReportSettings settings, Model* keep) {
   rep_.settings = std::move(settings);
-  complete_ = pass(engine, false);
-  if (complete_ && keep) engine.session().download_prime(*keep);
-  if (opts_.compare && complete_ && !stop_()) {
-    base_started_ = true;
-    complete_ = pass(engine, true);
+  complete_ = true;
+  for (size_t k = 0; k < opts_.modes.size() && complete_; ++k) {
+    if (k > 0 && stop_()) {
+      complete_ = false;
+      break;
+    }
+    Engine& engine = engine_for(opts_.modes[k]);
+    started_ = k + 1;
+    complete_ = pass(engine, k);
+    if (k == 0 && complete_ && keep) engine.session().download_prime(*keep);
   }
   rep_.seconds = seconds();
-  complete_ = complete_ && (!opts_.compare || base_started_);
   return complete_;
 }
 
@@ -105,24 +111,35 @@ CorpusResults CorpusRun::results() {
   out.complete = complete_;
   out.planned = corpus_.tokens;
   ReportInput& rep = out.report = std::move(rep_);
-  for (const auto& d : rep.docs) {
-    out.scored += d.nll.size();
-    for (float v : d.nll) out.nll_text += fmt::format("{:.9g}\n", v);
+  for (const auto& nll : nll_[0]) {
+    out.scored += nll.size();
+    for (float v : nll) out.nll_text += fmt::format("{:.9g}\n", v);
+  }
+  // Interrupted, compare only what every mode that began scored; one mode alone compares nothing.
+  const size_t modes = complete_ ? opts_.modes.size() : std::max<size_t>(started_, 1);
+  if (modes >= 2)
+    for (size_t k = 0; k < modes; ++k) rep.modes.emplace_back(mode_name(opts_.modes[k]), mode_label(opts_.modes[k]));
+  rep.compare = modes >= 2;
+  for (size_t i = 0; i < rep.docs.size(); ++i) {
+    DocResult& d = rep.docs[i];
+    size_t n = nll_[0][i].size();
+    for (size_t k = 1; k < modes; ++k) n = std::min(n, nll_[k][i].size());
+    for (size_t k = 0; k < modes; ++k) {
+      std::vector<float>& v = nll_[k][i];
+      v.resize(n);
+      if (k == 0) d.nll = v, d.seconds = seconds_[k][i];
+      if (k == 1) d.nll_base = v, d.seconds_base = seconds_[k][i];
+      if (modes >= 2) d.mode_nll.push_back(std::move(v)), d.mode_seconds.push_back(seconds_[k][i]);
+    }
+    // Bits per byte need the bytes of the tokens scored: a document's prefix has none known.
+    if (n + 1 == corpus_.docs[i].tokens.size()) d.bytes = corpus_.docs[i].bytes;
   }
   if (complete_) return out;
   out.nll_text += fmt::format("# partial: {} of {} tokens scored (interrupted)\n", out.scored, out.planned);
   rep.partial = true;
   rep.documents_planned = corpus_.docs.size();
   rep.tokens_planned = corpus_.tokens;
-  // Compare only what both passes scored; without any pass without TTT there is nothing to compare.
-  if (opts_.compare && !base_started_) {
-    rep.compare = false;
-  } else if (opts_.compare) {
-    for (auto& d : rep.docs) d.nll.resize(std::min(d.nll.size(), d.nll_base.size()));
-  }
   std::erase_if(rep.docs, [](const DocResult& d) { return d.nll.empty(); });
-  for (auto& d : rep.docs)
-    if (!rep.compare) d.nll_base.clear();
   return out;
 }
 

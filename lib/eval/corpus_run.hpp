@@ -1,12 +1,13 @@
-// A corpus run: the main pass over a corpus (test-time training as the engine
-// has it), then with `compare` a pass without it, in one process or across the
-// ranks of an MPI job. Documents the journal already holds are reported from
+// A corpus run: one pass over a corpus per mode (lib/eval/modes.hpp: with
+// test-time training, without it, full attention), the first the main one, in
+// one process or across the ranks of an MPI job. Documents the journal already holds are reported from
 // it and each finished one is journaled as it arrives. Rank 0 then assembles
 // the report and the NLL file from what was scored, whole or interrupted.
 #pragma once
 
 #include "lib/eval/corpus.hpp"
 #include "lib/eval/evaluate.hpp"
+#include "lib/eval/modes.hpp"
 #include "ttt/engine.hpp"
 #include "ttt/report.hpp"
 
@@ -22,14 +23,16 @@ namespace ttt {
 class Journal;
 
 struct CorpusOptions {
-  bool compare = false;  // after the main pass, every document again without test-time training
-  int parallel = 1;      // documents at once on the device (a BatchSession above 1)
+  // Every document is scored in each mode, in this order; the first is the
+  // main pass (the NLL file's, --save-weights'). Two or more: a comparison.
+  std::vector<Mode> modes = {Mode::ttt};
+  int parallel = 1;  // documents at once on the device (a BatchSession above 1)
 };
 
 // What rank 0 writes at the end of a run.
 struct CorpusResults {
-  // Interrupted: marked partial, holding only what was scored (with compare,
-  // only what both passes scored; no comparison when the second never began).
+  // Interrupted: marked partial, holding only what was scored (compared, only
+  // what every mode that began scored; no comparison when only the first began).
   ReportInput report;
   // Every NLL the main pass scored, one "%.9g" line each, documents in order;
   // interrupted, a last "# partial: ..." comment line (numpy.loadtxt skips it).
@@ -46,6 +49,9 @@ class CorpusRun {
  public:
   using OnProgress = std::function<void(size_t)>;  // tokens scored so far, all passes (not an increment)
   using Stop = std::function<bool()>;              // asked after every mini-batch: stop now (an interrupt)?
+  // The engine a mode's pass runs on (asked before each pass; lib/eval/modes.hpp
+  // says which modes may share one).
+  using EngineFor = std::function<Engine&(Mode)>;
 
   // corpus and workers must outlive the run.
   CorpusRun(const Corpus& corpus, CorpusOptions opts, const Workers& workers);
@@ -55,25 +61,26 @@ class CorpusRun {
   void on_progress(OnProgress f) { progress_ = std::move(f); }
   void stop_when(Stop f) { stop_ = std::move(f); }
 
-  // Tokens the whole run scores (both passes with compare): a progress display's total.
-  size_t tokens_to_score() const { return corpus_.tokens * (opts_.compare ? 2 : 1); }
+  // Tokens the whole run scores (every mode): a progress display's total.
+  size_t tokens_to_score() const { return corpus_.tokens * opts_.modes.size(); }
   // Scoring time so far: model loading, kernel compilation and warm-up stay
   // outside, so a progress display and the report show one and the same rate.
   double seconds() const;
 
-  // The passes on engine. keep: after a whole main pass, takes its adapted
-  // prime weights (download_prime). Returns whether the run is complete (no
-  // stop cut it short). Every rank calls it; only rank 0's report is whole.
-  bool run(Engine& engine, ReportSettings settings, Model* keep = nullptr);
+  // The passes, each on engine_for(its mode). keep: after a whole main pass,
+  // takes its adapted prime weights (download_prime). Returns whether the run
+  // is complete (no stop cut it short). Every rank calls it; only rank 0's
+  // report is whole.
+  bool run(const EngineFor& engine_for, ReportSettings settings, Model* keep = nullptr);
 
   // Rank 0, after run(): the report and NLL file. Moves the report out.
   CorpusResults results();
 
  private:
   using Clock = std::chrono::steady_clock;
-  bool pass(Engine& engine, bool base);
-  std::vector<size_t> replay_journal(bool base);  // returns the documents still to evaluate
-  void store(bool base, size_t doc, std::vector<float> nll, double seconds);
+  bool pass(Engine& engine, size_t mode);  // mode: an index into opts_.modes
+  std::vector<size_t> replay_journal(size_t mode);  // returns the documents still to evaluate
+  void store(size_t mode, size_t doc, std::vector<float> nll, double seconds);
   void advance(size_t n);
 
   const Corpus& corpus_;
@@ -84,10 +91,13 @@ class CorpusRun {
   Stop stop_ = [] { return false; };
   std::vector<std::string> hashes_;  // of each document's tokens, for the journal
   ReportInput rep_;
+  std::vector<std::vector<std::vector<float>>> nll_;  // [mode][document]
+  std::vector<std::vector<double>> seconds_;          // [mode][document]
+  size_t started_ = 0;                                // passes begun
   size_t done_ = 0;                  // tokens scored, all passes
   double total_ = 0;                 // seconds of the passes that ended
   std::optional<Clock::time_point> since_;  // the start of the pass under way
-  bool complete_ = false, base_started_ = false;
+  bool complete_ = false;
 };
 
 // Writes model into out (the --save-weights directory) with a tokenizer so

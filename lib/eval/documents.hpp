@@ -3,6 +3,7 @@
 // evaluated from a fresh state.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@ class Tokenizer;
 struct Document {
   std::string name;  // the file it came from
   std::vector<int32_t> tokens;
+  size_t bytes = 0;  // UTF-8 bytes that tokens[1..] (the scored ones) decode to; 0 for token-id documents
 };
 
 // Expands directories into their regular files (sorted by name, hidden files

@@ -77,8 +77,10 @@ uint64_t model_fingerprint(const std::string& model_dir) {
   return h;
 }
 
-std::string journal_fingerprint(const std::string& model_dir, bool ttt, float inner_lr, bool compare) {
-  const std::string options = fmt::format("ttt={} inner_lr={} compare={}", ttt, inner_lr, compare);
+std::string journal_fingerprint(const std::string& model_dir, bool ttt, float inner_lr, const std::string& modes,
+                                const std::string& cut) {
+  std::string options = fmt::format("ttt={} inner_lr={} modes={}", ttt, inner_lr, modes);
+  if (!cut.empty()) options += " " + cut;
   return hex64(model_fingerprint(model_dir)) + "-" + hex64(fnv1a(options.data(), options.size()));
 }
 
@@ -129,12 +131,12 @@ Journal::Journal(const std::string& path, const std::string& fingerprint, bool r
       } else {
         JournalRecord r;
         r.doc = j.at("doc").get<size_t>();
-        r.base = j.at("base").get<bool>();
+        r.mode = j.at("mode").get<std::string>();
         r.name = j.at("name").get<std::string>();
         r.tokens_hash = j.at("tokens").get<std::string>();
         r.seconds = j.at("seconds").get<double>();
         for (const auto& v : j.at("nll")) r.nll.push_back(float(v.get<double>()));
-        done_[{r.doc, r.base}] = std::move(r);
+        done_[{r.doc, r.mode}] = std::move(r);
       }
       at = nl + 1;
       good = at;
@@ -157,7 +159,7 @@ void Journal::append(const JournalRecord& r) {
   for (float v : r.nll) nll.push_back(double(v));
   write_all(fd_,
             sealed_line({{"doc", r.doc},
-                         {"base", r.base},
+                         {"mode", r.mode},
                          {"name", r.name},
                          {"tokens", r.tokens_hash},
                          {"seconds", r.seconds},

@@ -23,12 +23,14 @@ std::string hex64(uint64_t v);
 // The model directory's config.json and model.safetensors bytes.
 uint64_t model_fingerprint(const std::string& model_dir);
 // What a journal's first line must match: the model and every option that
-// changes the numbers (test-time training, its step size, --compare).
-std::string journal_fingerprint(const std::string& model_dir, bool ttt, float inner_lr, bool compare);
+// changes the numbers (test-time training, its step size, the modes scored
+// as "ttt,swa,full", the windows as "ctx=N chunks=K").
+std::string journal_fingerprint(const std::string& model_dir, bool ttt, float inner_lr, const std::string& modes,
+                                const std::string& cut = "");
 
 struct JournalRecord {
   size_t doc = 0;
-  bool base = false;  // the --compare pass without test-time training
+  std::string mode = "ttt";  // the pass: "ttt", "swa" or "full" (lib/eval/modes.hpp)
   std::string name;
   std::string tokens_hash;
   double seconds = 0;
@@ -45,8 +47,8 @@ class Journal {
   Journal(const Journal&) = delete;
   Journal& operator=(const Journal&) = delete;
 
-  // Records read at open, by (document, base).
-  const std::map<std::pair<size_t, bool>, JournalRecord>& done() const { return done_; }
+  // Records read at open, by (document, mode).
+  const std::map<std::pair<size_t, std::string>, JournalRecord>& done() const { return done_; }
   // Whether a torn last line was found (and cut off) at open.
   bool had_torn_line() const { return torn_; }
   const std::string& path() const { return path_; }
@@ -57,7 +59,7 @@ class Journal {
   std::string path_;
   int fd_ = -1;
   bool torn_ = false;
-  std::map<std::pair<size_t, bool>, JournalRecord> done_;
+  std::map<std::pair<size_t, std::string>, JournalRecord> done_;
 };
 
 std::string tokens_hash(std::span<const int32_t> tokens);

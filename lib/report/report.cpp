@@ -82,7 +82,41 @@ std::vector<const DocResult*> pointers(const std::vector<DocResult>& docs) {
 }  // namespace
 
 void validate_report_input(const ReportInput& in) {
-  for (const DocResult& d : in.docs) check_doc(d, in.compare);
+  for (const DocResult& d : in.docs) {
+    check_doc(d, in.compare);
+    if (in.modes.empty()) continue;
+    if (d.mode_nll.size() != in.modes.size() || d.mode_seconds.size() != in.modes.size())
+      throw Error(fmt::format("report: document '{}' has {} modes, the report {}", clean_text(d.name),
+                              d.mode_nll.size(), in.modes.size()));
+    for (size_t k = 0; k < in.modes.size(); ++k)
+      if (d.mode_nll[k].size() != d.nll.size())
+        throw Error(fmt::format("report: document '{}' has {} NLL values in mode {} but {} in the main run",
+                                clean_text(d.name), d.mode_nll[k].size(), in.modes[k].first, d.nll.size()));
+  }
+}
+
+bool has_reference_mode(const ReportInput& in) { return in.modes.size() >= 2 && in.modes.back().first == "full"; }
+
+std::vector<DocResult> mode_view(const std::vector<DocResult>& docs, size_t k) {
+  std::vector<DocResult> v;
+  v.reserve(docs.size());
+  for (const DocResult& d : docs) {
+    const size_t ref = d.mode_nll.size() - 1;
+    v.push_back({d.name, d.mode_nll.at(k), d.mode_nll.at(ref), d.mode_seconds.at(k), d.mode_seconds.at(ref), {}, {},
+                 d.bytes});
+  }
+  return v;
+}
+
+double bits_per_byte(const std::vector<DocResult>& docs) {
+  double nll = 0;
+  size_t bytes = 0;
+  for (const DocResult& d : docs) {
+    if (d.bytes == 0) continue;
+    for (float x : d.nll) nll += x;
+    bytes += d.bytes;
+  }
+  return bytes ? nll / std::log(2.0) / double(bytes) : 0.0;
 }
 
 Summary summarize(const DocResult& doc, bool compare) { return summarize_ptrs({&doc}, compare); }
@@ -310,6 +344,38 @@ std::vector<std::string> summary_row(const std::string& name, const Summary& s, 
           rate_text(s.tokens_per_s())};
 }
 
+// Each mode against the reference (full attention): totals, then by position.
+std::string modes_text(const ReportInput& in) {
+  const size_t nm = in.modes.size(), ref = nm - 1;
+  const std::string& rl = in.modes[ref].second;
+  std::vector<std::vector<DocResult>> views;
+  for (size_t k = 0; k < nm; ++k) views.push_back(mode_view(in.docs, k));
+  Table t;
+  t.rows.push_back({"mode", "tokens", "mean NLL", fmt::format("PPL {} err", kPm), fmt::format("{} vs {}", kDelta, rl),
+                    fmt::format("PPL vs {}", rl), "tok/s"});
+  for (size_t k = 0; k < nm; ++k) {
+    const Summary s = summarize(views[k], true);
+    t.rows.push_back({in.modes[k].second, count_text(s.run.count), nll_text(s.run), ppl_pm(s.run),
+                      k == ref ? "-" : delta_text(s.delta), k == ref ? "-" : ratio_text(s.delta),
+                      rate_text(s.tokens_per_s())});
+  }
+  Table b;
+  b.groups = {{"mean NLL", 2, 1 + nm}};
+  if (nm > 1) b.groups.push_back({fmt::format("{} vs {}", kDelta, rl), 2 + nm, 2 + nm + ref - 1});
+  b.rows.push_back({"positions", "tokens"});
+  for (size_t k = 0; k < nm; ++k) b.rows[0].push_back(in.modes[k].second);
+  for (size_t k = 0; k < ref; ++k) b.rows[0].push_back(in.modes[k].second);
+  std::vector<std::vector<Bucket>> bk;
+  for (size_t k = 0; k < nm; ++k) bk.push_back(position_buckets(views[k], true));
+  for (size_t i = 0; i < bk[0].size(); ++i) {
+    std::vector<std::string> row{bucket_label(bk[0][i].lo, bk[0][i].hi), count_text(bk[0][i].count)};
+    for (size_t k = 0; k < nm; ++k) row.push_back(nll_text(bk[k][i].stats));
+    for (size_t k = 0; k < ref; ++k) row.push_back(delta_text(bk[k][i].delta));
+    b.rows.push_back(std::move(row));
+  }
+  return "modes (each against " + rl + ")\n" + t.render() + "\n" + (b.rows.size() > 1 ? b.render() + "\n" : "");
+}
+
 std::string settings_text(const ReportInput& in, const Summary& total, const Labels& l) {
   const ReportSettings& st = in.settings;
   std::vector<std::pair<std::string, std::string>> kv;
@@ -318,8 +384,15 @@ std::string settings_text(const ReportInput& in, const Summary& total, const Lab
   if (!st.tokenizer.empty()) kv.emplace_back("tokenizer", st.tokenizer);
   kv.emplace_back("TTT", st.ttt ? fmt::format("on (inner_lr {}, mini-batch B {})", st.inner_lr, st.mini_batch) : "off");
   if (st.window > 0) kv.emplace_back("window", fmt::format("W {}", st.window));
-  if (in.compare) kv.emplace_back("compare", fmt::format("{} vs {} on the same tokens", l.run, l.base));
+  if (in.modes.size() >= 2) {
+    std::string all;
+    for (const auto& m : in.modes) all += (all.empty() ? "" : " vs ") + m.second;
+    kv.emplace_back("compare", all + " on the same tokens");
+  } else if (in.compare) {
+    kv.emplace_back("compare", fmt::format("{} vs {} on the same tokens", l.run, l.base));
+  }
   kv.emplace_back("documents", fmt::format("{}, {} tokens scored", in.docs.size(), total.run.count));
+  if (const double bpb = bits_per_byte(in.docs); bpb > 0) kv.emplace_back("bits per byte", fmt::format("{:.4f}", bpb));
   if (in.partial)
     kv.emplace_back("status", fmt::format("INTERRUPTED: partial results, {} of {} tokens scored in {} of {} documents",
                                           total.run.count, in.tokens_planned, in.docs.size(), in.documents_planned));
@@ -345,7 +418,8 @@ std::string settings_text(const ReportInput& in, const Summary& total, const Lab
 std::string format_report(const ReportInput& in) {
   validate_report_input(in);
   const bool cmp = in.compare;
-  const Labels l{in.settings.ttt ? "TTT" : "no TTT"};
+  Labels l{in.settings.ttt ? "TTT" : "no TTT"};
+  if (in.modes.size() >= 2) l = {in.modes[0].second, in.modes[1].second};
   const Summary total = summarize(in.docs, cmp);
   std::string out = settings_text(in, total, l) + "\n";
 
@@ -376,6 +450,7 @@ std::string format_report(const ReportInput& in) {
                               ratio_text(b.delta)});
   }
   if (buckets.rows.size() > 1) out += buckets.render() + "\n";
+  if (has_reference_mode(in)) out += modes_text(in);
 
   // llama.cpp prints "Final estimate: PPL = %.4lf +/- %.5lf"; the same
   // precision here, and the main run last so `tail -n 1` finds it.

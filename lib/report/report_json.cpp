@@ -40,6 +40,13 @@
 //   "delta": stats object of the per-token difference nll - nll_base; its
 //            mean_nll is the mean difference (negative: TTT helped), nll_err
 //            its paired standard error, ppl the ratio ppl / base.ppl.
+// "bits_per_byte" (total, documents): the NLL in bits over the UTF-8 bytes the
+// scored tokens decode to (lm-evaluation-harness's), for text documents only.
+// "modes" (top level and per document, only when the run compared against full
+// attention: --compare with full): [ run object + { "name": "ttt" | "swa" |
+// "full", "label": str, "delta_full": stats object of nll - nll_full (absent
+// for full itself) } ], the top-level ones with "buckets" too (each bucket with
+// its "delta_full").
 
 namespace ttt {
 namespace {
@@ -93,6 +100,36 @@ json buckets_json(const std::vector<Bucket>& buckets, bool compare) {
   return a;
 }
 
+// Each mode against the reference (the last mode, full attention).
+json modes_json(const ReportInput& in, const std::vector<DocResult>& docs, bool with_buckets) {
+  json a = json::array();
+  const size_t ref = in.modes.size() - 1;
+  for (size_t k = 0; k < in.modes.size(); ++k) {
+    const std::vector<DocResult> view = mode_view(docs, k);
+    const Summary s = summarize(view, true);
+    json j = {{"name", in.modes[k].first}, {"label", in.modes[k].second}};
+    j.update(run_json(s.run, s.seconds));
+    if (k != ref) j["delta_full"] = stats_json(s.delta);
+    if (with_buckets) {
+      json b = json::array();
+      for (const Bucket& x : position_buckets(view, true)) {
+        json e = {{"lo", x.lo}, {"hi", x.hi}, {"label", bucket_label(x.lo, x.hi)}};
+        e.update(stats_json(x.stats));
+        if (k != ref) e["delta_full"] = stats_json(x.delta);
+        b.push_back(std::move(e));
+      }
+      j["buckets"] = std::move(b);
+    }
+    a.push_back(std::move(j));
+  }
+  return a;
+}
+
+json bpb_json(const std::vector<DocResult>& docs) {
+  const double b = bits_per_byte(docs);
+  return b > 0 ? num(b) : json(nullptr);
+}
+
 }  // namespace
 
 nlohmann::json report_json(const ReportInput& in) {
@@ -122,6 +159,8 @@ nlohmann::json report_json(const ReportInput& in) {
     json j = {{"name", clean_text(d.name)}};
     j.update(summary_json(summarize(d, cmp), cmp));
     j["buckets"] = buckets_json(position_buckets(d, cmp), cmp);
+    j["bits_per_byte"] = bpb_json({d});
+    if (has_reference_mode(in)) j["modes"] = modes_json(in, {d}, false);
     docs.push_back(std::move(j));
   }
 
@@ -133,6 +172,13 @@ nlohmann::json report_json(const ReportInput& in) {
               {"documents", std::move(docs)},
               {"buckets", buckets_json(position_buckets(in.docs, cmp), cmp)},
               {"partial", in.partial}};
+  out["total"]["bits_per_byte"] = bpb_json(in.docs);
+  if (has_reference_mode(in)) out["modes"] = modes_json(in, in.docs, true);
+  if (in.modes.size() >= 2) {
+    json names = json::array();
+    for (const auto& m : in.modes) names.push_back(m.first);
+    out["settings"]["modes"] = std::move(names);
+  }
   if (in.partial) out["planned"] = {{"documents", in.documents_planned}, {"tokens", in.tokens_planned}};
   return out;
 }

@@ -301,6 +301,14 @@ Run make_run(const std::vector<DocResult>& docs, const std::vector<Bucket>& buck
   return r;
 }
 
+// One colour per mode, the same in both panels and every plot.
+std::string mode_colour(const std::string& name) {
+  if (name == "ttt") return "#1f6fb4";
+  if (name == "swa") return "#e07b15";
+  if (name == "full") return "#6a3d9a";
+  return "#2a9d4b";
+}
+
 std::string basename(std::string path) {
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   const auto k = path.find_last_of('/');
@@ -319,37 +327,71 @@ std::string render_svg(const ReportInput& in, const SvgOptions& opt) {
   const char* kDelta = "#2a9d4b";
 
   const double W = std::max(opt.width, 320);
-  const double H = opt.height > 0 ? std::max(opt.height, 240) : (cmp ? 680 : 500);
+  const double H = opt.height > 0 ? std::max(opt.height, 240) : (cmp || has_reference_mode(in) ? 680 : 500);
   size_t n = 0;
   for (const DocResult& d : in.docs) n = std::max(n, d.nll.size());
   const Summary total = summarize(in.docs, cmp);
   const std::vector<Bucket> buckets = position_buckets(in.docs, cmp);
 
   // Test-time training acts from position B on: curves are not smoothed across it.
-  const size_t update_pos = (st.ttt || cmp) && st.mini_batch > 0 && size_t(st.mini_batch) < n ? size_t(st.mini_batch) : 0;
+  const bool multi = has_reference_mode(in);
+  const size_t update_pos =
+      (st.ttt || cmp || multi) && st.mini_batch > 0 && size_t(st.mini_batch) < n ? size_t(st.mini_batch) : 0;
   std::vector<Run> runs;
-  runs.push_back(make_run(
-      in.docs, buckets, opt.log_x, update_pos, [](const DocResult& d, size_t i) { return double(d.nll[i]); },
-      [](const Bucket& b) -> const PplStats& { return b.stats; }, main_label, kMain));
   std::vector<Run> delta;
-  if (cmp) {
-    runs.push_back(make_run(
-        in.docs, buckets, opt.log_x, update_pos, [](const DocResult& d, size_t i) { return double(d.nll_base[i]); },
-        [](const Bucket& b) -> const PplStats& { return b.stats_base; }, "no TTT", kBase));
-    delta.push_back(make_run(
-        in.docs, buckets, opt.log_x, update_pos,
-        [](const DocResult& d, size_t i) { return double(d.nll[i]) - double(d.nll_base[i]); },
-        [](const Bucket& b) -> const PplStats& { return b.delta; }, "difference", kDelta));
-  }
-
   // Legend items: each run with its PPL, and with compare the difference.
-  std::vector<std::pair<const Run*, std::string>> items;
-  items.push_back({&runs[0], fmt::format("{}: PPL {:.3f} \xc2\xb1 {:.3f}", runs[0].label, total.run.ppl, total.run.ppl_err)});
-  if (cmp) {
-    items.push_back({&runs[1], fmt::format("{}: PPL {:.3f} \xc2\xb1 {:.3f}", runs[1].label, total.base.ppl, total.base.ppl_err)});
-    items.push_back({&delta[0], fmt::format("difference: {:+.4f} nats/token ({:+.2f}% PPL)", total.delta.mean_nll,
-                                            (std::exp(total.delta.mean_nll) - 1) * 100)});
+  std::vector<std::string> texts;
+  std::string delta_label = "\xce\x94NLL (TTT \xe2\x88\x92 no TTT)";
+  if (multi) {
+    // The paper's Fig. 6: every mode, and under it each one's difference to full attention (the last mode).
+    const size_t ref = in.modes.size() - 1;
+    for (size_t k = 0; k < in.modes.size(); ++k) {
+      const std::vector<DocResult> view = mode_view(in.docs, k);
+      const std::vector<Bucket> vb = position_buckets(view, true);
+      const Summary s = summarize(view, true);
+      const std::string& label = in.modes[k].second;
+      const std::string colour = mode_colour(in.modes[k].first);
+      runs.push_back(make_run(
+          view, vb, opt.log_x, update_pos, [](const DocResult& d, size_t i) { return double(d.nll[i]); },
+          [](const Bucket& b) -> const PplStats& { return b.stats; }, label, colour));
+      texts.push_back(fmt::format("{}: PPL {:.3f} \xc2\xb1 {:.3f}", label, s.run.ppl, s.run.ppl_err));
+      if (k == ref) continue;
+      delta.push_back(make_run(
+          view, vb, opt.log_x, update_pos,
+          [](const DocResult& d, size_t i) { return double(d.nll[i]) - double(d.nll_base[i]); },
+          [](const Bucket& b) -> const PplStats& { return b.delta; }, label, colour));
+    }
+    for (size_t k = 0; k < delta.size(); ++k) {
+      const Summary s = summarize(mode_view(in.docs, k), true);
+      texts.push_back(fmt::format("{} \xe2\x88\x92 {}: {:+.4f} nats/token", in.modes[k].second, in.modes[ref].second,
+                                  s.delta.mean_nll));
+    }
+    delta_label = "\xce\x94NLL (mode \xe2\x88\x92 " + in.modes[ref].second + ")";
+  } else {
+    const std::string base_label = in.modes.size() >= 2 ? in.modes[1].second : "no TTT";
+    const std::string run_label = in.modes.size() >= 2 ? in.modes[0].second : main_label;
+    runs.push_back(make_run(
+        in.docs, buckets, opt.log_x, update_pos, [](const DocResult& d, size_t i) { return double(d.nll[i]); },
+        [](const Bucket& b) -> const PplStats& { return b.stats; }, run_label, kMain));
+    texts.push_back(fmt::format("{}: PPL {:.3f} \xc2\xb1 {:.3f}", runs[0].label, total.run.ppl, total.run.ppl_err));
+    if (cmp) {
+      runs.push_back(make_run(
+          in.docs, buckets, opt.log_x, update_pos, [](const DocResult& d, size_t i) { return double(d.nll_base[i]); },
+          [](const Bucket& b) -> const PplStats& { return b.stats_base; }, base_label, kBase));
+      delta.push_back(make_run(
+          in.docs, buckets, opt.log_x, update_pos,
+          [](const DocResult& d, size_t i) { return double(d.nll[i]) - double(d.nll_base[i]); },
+          [](const Bucket& b) -> const PplStats& { return b.delta; }, "difference", kDelta));
+      texts.push_back(fmt::format("{}: PPL {:.3f} \xc2\xb1 {:.3f}", runs[1].label, total.base.ppl, total.base.ppl_err));
+      texts.push_back(fmt::format("difference: {:+.4f} nats/token ({:+.2f}% PPL)", total.delta.mean_nll,
+                                  (std::exp(total.delta.mean_nll) - 1) * 100));
+      if (in.modes.size() >= 2) delta_label = "\xce\x94NLL (" + run_label + " \xe2\x88\x92 " + base_label + ")";
+    }
   }
+  const bool lower = cmp || multi;  // a difference panel
+  std::vector<std::pair<const Run*, std::string>> items;
+  for (size_t i = 0; i < texts.size(); ++i)
+    items.push_back({i < runs.size() ? &runs[i] : &delta[i - runs.size()], texts[i]});
 
   // Layout: title and subtitle; the legend in rows under them, outside the
   // plot area so it never hides data; the NLL panel, with compare the
@@ -369,7 +411,7 @@ std::string render_svg(const ReportInput& in, const SvgOptions& opt) {
   const double legend_h = 8 + row_h * rows;
   const double top = legend_top + legend_h + 10;
   const double bottom_all = H - 74;
-  const double split = cmp ? top + (bottom_all - top) * 0.66 : bottom_all;
+  const double split = lower ? top + (bottom_all - top) * 0.66 : bottom_all;
 
   // The x axis spans what is plotted: from the first curve point, not from 1.
   double xlo = INFINITY, xhi = -INFINITY;
@@ -408,7 +450,7 @@ std::string render_svg(const ReportInput& in, const SvgOptions& opt) {
   std::optional<YAxis> yd;
   std::vector<double> ydt;
   double ydstep = 1;
-  if (cmp) {
+  if (lower) {
     auto [dlo, dhi] = y_range(delta, true);
     ydt = nice_ticks(dlo, dhi, 4);
     ydstep = ydt.size() > 1 ? ydt[1] - ydt[0] : 1;
@@ -428,9 +470,8 @@ std::string render_svg(const ReportInput& in, const SvgOptions& opt) {
   svg.text(left, 50, sub, "start", R"~( font-size="12" fill="#555")~");
 
   const double ystep = yt.size() > 1 ? yt[1] - yt[0] : 1;
-  panel(svg, xa, xt, ya, yt, ystep, runs, "mean NLL (nats)", !cmp, false, update_x);
-  if (cmp)
-    panel(svg, xa, xt, *yd, ydt, ydstep, delta, "\xce\x94NLL (TTT \xe2\x88\x92 no TTT)", true, true, update_x);
+  panel(svg, xa, xt, ya, yt, ystep, runs, "mean NLL (nats)", !lower, false, update_x);
+  if (lower) panel(svg, xa, xt, *yd, ydt, ydstep, delta, delta_label, true, true, update_x);
   if (n == 0)
     svg.text((left + right) / 2, (top + split) / 2, "no tokens", "middle", R"~( font-size="14" fill="#888")~");
 
