@@ -74,6 +74,48 @@ TEST_P(GoldenModel, RunsAreBitIdenticalAndResetRestoresTheStart) {
 
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenModel, ::testing::ValuesIn(golden_cases()), golden_case_name);
 
+class SixteenBitWeights : public DeviceTest {};
+
+// The bf16 golden file kept in bf16 on the device (the default, auto) scores as
+// its f32 widening does: the stored numbers are the same, in half the bytes.
+// Prefill: GEMMs on widened weights, the head widened per tile.
+TEST_F(SixteenBitWeights, Bf16StorageMatchesTheF32Widening) {
+  auto& ctx = dev();
+  const std::string dir = golden_dir("bf16-weights");
+  const Model m = Model::load(dir);
+  ASSERT_EQ(m.dtype, DType::BF16);
+  const auto tokens = read_ints(dir + "/tokens.txt");
+  std::vector<float> a, b;
+  {
+    Engine half(ctx, m, {.weight_dtype = std::nullopt}), wide(ctx, m, {.weight_dtype = DType::F32});
+    EXPECT_EQ(half.weight_dtype(), DType::BF16);
+    EXPECT_EQ(wide.weight_dtype(), DType::F32);
+    EXPECT_LT(double(half.weight_bytes()), 0.6 * double(wide.weight_bytes()));
+    a = half.evaluate(tokens);
+    b = wide.evaluate(tokens);
+  }
+  EXPECT_TRUE(all_close(a, b, 1e-3, 0));
+  EXPECT_TRUE(all_close(a, read_doubles(dir + "/nll_ttt.txt"), 1e-3, 0));
+  std::printf("[ bf16     ] TTT NLL bf16 storage vs f32 widening: max |diff| %.3g\n", max_abs_diff(a, to_double(b)));
+  // Decode (T = 1 through the 16-bit matvec kernels) is not compared here yet: in this test process a bf16
+  // engine's one-token logits differed from the f32 widening's (open in issue 20; the kernels alone match their
+  // twins in test_matvec, and a standalone program gets equal logits).
+}
+
+// f16 storage of an f32 file rounds the weights: close to, not equal to, f32.
+TEST_F(SixteenBitWeights, F16StorageOfAnF32FileStaysClose) {
+  auto& ctx = dev();
+  const std::string dir = golden_dir("tiny");
+  const Model m = Model::load(dir);
+  ASSERT_EQ(m.dtype, DType::F32);
+  const auto tokens = read_ints(dir + "/tokens.txt");
+  Engine f16(ctx, m, {.ttt = false, .weight_dtype = DType::F16}), f32(ctx, m, {.ttt = false});
+  EXPECT_EQ(f32.weight_dtype(), DType::F32);  // auto keeps an f32 file f32
+  const auto a = f16.evaluate(tokens), b = f32.evaluate(tokens);
+  EXPECT_TRUE(all_close(a, b, 1e-2, 0));
+  std::printf("[ f16      ] no-TTT NLL f16 storage vs f32: max |diff| %.3g\n", max_abs_diff(a, to_double(b)));
+}
+
 // Shapes the golden cases do not cover: untied lm_head, BOS targets in the
 // loss mask, qk_norm/post_norm off, no clipping, several suffix blocks with
 // W < B, head_dim 80. Device vs the float64 reference, mini-batch by mini-batch.

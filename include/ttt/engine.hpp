@@ -32,6 +32,11 @@ struct EngineOptions {
   // at least as long as every document is full attention (the key/value rings
   // then hold window + B - 1 rows: they grow with the context, not the model).
   int window = 0;
+  // Storage type of the weight matrices on the device (not the test-time
+  // trained ones, nor norm gains: f32 always). Kernels widen as they read and
+  // accumulate in f32. Unset (auto): the file's (Model::dtype), so an f32 file
+  // stays f32. Default f32 until 16-bit decode is checked (issue 20).
+  std::optional<DType> weight_dtype = DType::F32;
   // How single-token forwards and the logits of one row multiply by a weight
   // matrix: the matvec kernels (cl/matvec.cl), CLBlast's GEMV, or a 1-row
   // GEMM. Measured in docs/design.md ("Decode"); the others are kept to measure.
@@ -71,6 +76,8 @@ class Engine {
   // weights and their gradients when it trains).
   size_t device_bytes() const;
   size_t session_bytes() const;
+  size_t weight_bytes() const;  // the weights alone, each in its storage type
+  DType weight_dtype() const;   // the weight matrices' storage type (EngineOptions::weight_dtype resolved)
 
   // The engine's own session, for one document at a time; the calls below use it.
   Session& session();

@@ -165,7 +165,7 @@ void Session::score(std::span<const int32_t> targets) {
   for (int32_t t : targets) count += t != e.c.bos_token_id;
   const float inv_count = count ? 1.f / float(count) : 0.f;
   ops::xent(e.ctx, e.xent, e.nll, s.fwd_keep ? &e.dhf : nullptr, e.hf, s.w(e.head), e.c.tie_word_embeddings, e.targets,
-            n, e.c.hidden_size, e.c.vocab_size, e.c.bos_token_id, inv_count);
+            n, e.c.hidden_size, e.c.vocab_size, e.c.bos_token_id, inv_count, e.dtype(e.head));
   s.h_nll.resize(size_t(n));
   e.nll.read(s.h_nll.data(), size_t(n) * sizeof(float), 0, false);
   s.scored = true;
@@ -180,12 +180,14 @@ std::vector<float> Session::logits(int row) {
   const int D = e.c.hidden_size, V = e.c.vocab_size;
   if (!e.logits) e.logits = e.alloc(size_t(V), "logits row");
   // (1, V) = hf[row] (1, D) @ W^T: wte is (V, D); an untied lm_head is (D, V).
+  // A 16-bit head is read as stored by the kernels whatever the option (widening it would need V x D floats).
   const bool tied = e.c.tie_word_embeddings;
-  if (e.opts.matvec == EngineOptions::MatVec::Kernels) {
+  const DType ht = e.dtype(e.head);
+  if (e.opts.matvec == EngineOptions::MatVec::Kernels || ht != DType::F32) {
     if (tied)
-      ops::matvec_rows(e.ctx, e.logits, s.w(e.head), e.hf, size_t(row) * D, V, D, D);
+      ops::matvec_rows(e.ctx, e.logits, s.w(e.head), e.hf, size_t(row) * D, V, D, D, ht);
     else
-      ops::matvec_cols(e.ctx, e.logits, e.hf, size_t(row) * D, s.w(e.head), D, V, V);
+      ops::matvec_cols(e.ctx, e.logits, e.hf, size_t(row) * D, s.w(e.head), D, V, V, ht);
   } else if (e.opts.matvec == EngineOptions::MatVec::ClblastGemv)
     host::gemv(e.ctx, tied ? host::Trans::N : host::Trans::T, tied ? V : D, tied ? D : V, 1.f, s.w(e.head), 0,
                tied ? D : V, e.hf, size_t(row) * D, 0.f, e.logits, 0, "gemv_logits_row");
