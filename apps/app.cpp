@@ -121,6 +121,26 @@ std::string device_spec(const po::variables_map& vm) {
   return s;
 }
 
+void add_weight_dtype_option(po::options_description& opts) {
+  opts.add_options()("weight-dtype", po::value<std::string>()->default_value("auto")->value_name("T"),
+                     "storage of the weight matrices on the device: auto (the model file's type), f32, f16 or bf16; "
+                     "computed in f32 either way (test-time trained weights and norm gains stay f32)");
+}
+
+std::optional<DType> weight_dtype(const po::variables_map& vm) {
+  const std::string s = vm.count("weight-dtype") ? vm["weight-dtype"].as<std::string>() : "auto";
+  if (s == "auto") return std::nullopt;
+  if (s == "f32") return DType::F32;
+  if (s == "f16") return DType::F16;
+  if (s == "bf16") return DType::BF16;
+  throw UsageError(fmt::format("--weight-dtype '{}': give auto, f32, f16 or bf16", s));
+}
+
+std::string weight_label(const std::optional<DType>& choice, DType file) {
+  const DType t = choice.value_or(file);
+  return fmt::format("{} weights", t == DType::F32 ? "f32" : t == DType::F16 ? "f16" : "bf16");
+}
+
 std::string read_text(const std::string& path, const std::string& flag) {
   std::ostringstream ss;
   if (path == "-") {

@@ -5,11 +5,14 @@
 // replaces an input or another output. The library never exits; only these do.
 #pragma once
 
+#include "ttt/safetensors.hpp"  // DType
+
 #include <boost/program_options.hpp>
 
 #include <csignal>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,6 +52,13 @@ void add_device_option(po::options_description& opts, const char* what = nullptr
 // The device the flag names, for ttt::Runtime ("" when --device was not given: $TTT_DEVICE, else the
 // first GPU, else the first device); an empty --device '' is a UsageError.
 std::string device_spec(const po::variables_map& vm);
+
+// "--weight-dtype auto|f32|f16|bf16": the same flag in every tool that runs a model.
+void add_weight_dtype_option(po::options_description& opts);
+// Its choice: nullopt for auto (the model file's type); a bad value is a UsageError naming the flag.
+std::optional<DType> weight_dtype(const po::variables_map& vm);
+// "bf16 weights": the storage an engine with that choice gives a model of file type `file`, for header lines.
+std::string weight_label(const std::optional<DType>& choice, DType file);
 
 // The text of a file, or of standard input for "-"; errors name `flag` and the path.
 std::string read_text(const std::string& path, const std::string& flag);

@@ -56,6 +56,7 @@ int body(int argc, char** argv) {
       ("json", po::value<std::string>(), "write prompt, generated text and ids, timing and settings as JSON (also on Ctrl-C)")
       ("quiet,q", po::bool_switch(), "no progress and timing on stderr");
   ttt::app::add_device_option(opts);
+  ttt::app::add_weight_dtype_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm,
                        "ttt-generate -m MODEL_DIR (-p PROMPT | -f PROMPT_FILE) [-n 256] [sampling options] "
@@ -112,6 +113,7 @@ int body(int argc, char** argv) {
   const ttt::Device& device = rt.device();
   ttt::EngineOptions eo;
   eo.ttt = !no_ttt;
+  eo.weight_dtype = ttt::app::weight_dtype(vm);
   if (vm.count("inner-lr")) eo.inner_lr = vm["inner-lr"].as<float>();
   if (full) {
     const int64_t context = int64_t(ids.size()) + n_predict;
@@ -121,8 +123,9 @@ int body(int argc, char** argv) {
   ttt::Engine engine(rt, model, eo);
   const std::string mode = full ? "full attention" : no_ttt ? "sliding window, no test-time training" : "test-time training";
   if (!quiet)
-    std::fprintf(stderr, "ttt-generate: %zu prompt tokens, %s (window %d, mini-batch %d), on %s\n", ids.size(),
-                 mode.c_str(), engine.window(), cfg.mini_batch_size, device.label().c_str());
+    std::fprintf(stderr, "ttt-generate: %zu prompt tokens, %s (window %d, mini-batch %d), %s, on %s\n", ids.size(),
+                 mode.c_str(), engine.window(), cfg.mini_batch_size,
+                 ttt::app::weight_label(engine.weight_dtype(), model.dtype).c_str(), device.label().c_str());
 
   // The first Ctrl-C stops generation after the current token; a second one ends the process at once.
   ttt::app::catch_interrupts("ttt-generate", "stopping after the current token");

@@ -69,6 +69,7 @@ po::options_description options() {
       ("resume", po::bool_switch(), "continue the --journal: skip the documents already in it and report them from it")
       ("quiet,q", po::bool_switch(), "no progress display");
   ttt::app::add_device_option(opts);
+  ttt::app::add_weight_dtype_option(opts);
   return opts;
 }
 
@@ -89,6 +90,7 @@ struct Args {
   std::optional<std::string> compare;  // the --compare list as given
   std::vector<ttt::Mode> modes;        // the passes, the main one first
   std::optional<float> inner_lr;
+  std::optional<ttt::DType> weight_dtype;  // nullopt: the file's
   int parallel = 1;
   std::optional<std::string> journal, nll_out, json, plot, save_weights;
 };
@@ -109,6 +111,7 @@ Args read_args(const po::variables_map& vm) {
   if (vm.count("max-tokens")) a.corpus.max_tokens = size_t(ttt::app::int_option(vm, "max-tokens", 2));
   if (vm.count("inner-lr")) a.inner_lr = ttt::app::nonneg_float_option(vm, "inner-lr");
   a.full = vm["full-attention"].as<bool>();
+  a.weight_dtype = ttt::app::weight_dtype(vm);
   a.no_ttt = vm["no-ttt"].as<bool>();
   a.ttt = !a.no_ttt && !a.full;
   a.compare = given(vm, "compare");
@@ -191,6 +194,7 @@ ttt::EngineOptions engine_options(const Args& a) {
   ttt::EngineOptions eo;
   eo.ttt = a.ttt;
   eo.inner_lr = a.inner_lr;
+  eo.weight_dtype = a.weight_dtype;
   return eo;
 }
 
@@ -288,9 +292,9 @@ int body(int argc, char** argv) {
   const ttt::EngineOptions eo = engine_options(a);
   // Everything but the report goes to stderr, so `> report.txt` holds the report alone.
   if (world.rank() == 0)
-    std::fprintf(stderr, "ttt-perplexity: %zu document%s, %zu token%s to score, on %s\n", corpus.docs.size(),
+    std::fprintf(stderr, "ttt-perplexity: %zu document%s, %zu token%s to score, %s, on %s\n", corpus.docs.size(),
                  corpus.docs.size() == 1 ? "" : "s", corpus.tokens, corpus.tokens == 1 ? "" : "s",
-                 device.label().c_str());
+                 ttt::app::weight_label(a.weight_dtype, model.dtype).c_str(), device.label().c_str());
 
   const std::optional<ttt::CorpusResults> results = evaluate(a, corpus, rt, eo, model, world);
   if (!results) return 0;

@@ -336,6 +336,7 @@ int decode(int argc, char** argv) {
       ("json", po::value<std::string>(), "also write the JSON to this file")
       ("plot", po::value<std::string>(), "write an SVG of latency against context, one line per mode");
   ttt::app::add_device_option(opts);
+  ttt::app::add_weight_dtype_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm,
                        "ttt-bench decode (-m DIR | --preset NAME) [--contexts 1024,4096,...] [--fill random|prefill] "
@@ -390,14 +391,20 @@ int decode(int argc, char** argv) {
             {"window", c.sliding_window_size}, {"mini_batch", c.mini_batch_size}, {"fill", fill},
             {"matvec", matvec}, {"tokens_per_point", tokens}};
   std::vector<Point> pts;
+  double stored_bytes = double(m.num_parameters()) * sizeof(float);  // the weights as the engines store them
   for (const std::string& mode : modes) {
     EngineOptions o;
     o.ttt = mode == "ttt";
+    o.weight_dtype = app::weight_dtype(vm);
     if (mode == "full") o.window = int(std::max<int64_t>(contexts.back() + tokens + 2, c.sliding_window_size));
     Engine e(rt, m, o);
     set_matvec(e, matvec == "kernels" ? MatVec::Kernels : matvec == "gemv" ? MatVec::ClblastGemv : MatVec::Gemm);
     Session& s = e.session();
-    std::fprintf(stderr, "%s: window %d, %.0f MB on the device\n", mode.c_str(), e.window(), e.device_bytes() / 1048576.0);
+    std::fprintf(stderr, "%s: window %d, %s, %.0f MB on the device\n", mode.c_str(), e.window(),
+                 app::weight_label(e.weight_dtype(), m.dtype).c_str(), e.device_bytes() / 1048576.0);
+    j["device_bytes"][mode] = e.device_bytes();
+    stored_bytes = double(e.weight_bytes());
+    j["weight_dtype"] = app::weight_label(e.weight_dtype(), m.dtype);
     for (int64_t context : contexts) {
       fill_context(s, context, fill, c.vocab_size, seed + uint64_t(context));
       const bool profile = vm["profile"].as<bool>() && context == contexts.front();
@@ -466,7 +473,7 @@ int decode(int argc, char** argv) {
   }
   if (!vm["no-bandwidth"].as<bool>()) {
     const double host_gbs = host_copy_gbs(), dev_gbs = device_copy_gbs(ctx), read_gbs = host_read_gbs();
-    const double bytes = double(m.num_parameters()) * sizeof(float);
+    const double bytes = stored_bytes;
     // Streaming weights reads them: the read-only figure is the one to compare with.
     const double stream_ms = bytes / (read_gbs * 1e9) * 1e3;
     j["bandwidth_host_memcpy_gbs"] = host_gbs;

@@ -41,10 +41,12 @@ struct Run {
   std::map<std::string, double> kernel_ms;
 };
 
-Run time_prefill(ttt::Runtime& rt, const ttt::Model& m, const std::vector<int32_t>& tokens, bool ttt, bool profile) {
+Run time_prefill(ttt::Runtime& rt, const ttt::Model& m, const std::vector<int32_t>& tokens, bool ttt, bool profile,
+                 std::optional<ttt::DType> wt) {
   ttt::host::Context& ctx = ttt::host::context(rt);
   ttt::EngineOptions o;
   o.ttt = ttt;
+  o.weight_dtype = wt;
   ttt::Engine e(rt, m, o);
   // After a cold kernel cache some drivers (PoCL) still compile at first
   // launch: one short untimed document keeps that out of the figures.
@@ -84,6 +86,7 @@ int prefill(int argc, char** argv) {
       ("no-warmup", po::bool_switch(), "skip the untimed warm-up run (kernel builds, CLBlast's compile)")
       ("no-ceiling", po::bool_switch(), "skip gemm_ceiling_gflops (CLBlast on the model's GEMM shapes)");
   ttt::app::add_device_option(opts);
+  ttt::app::add_weight_dtype_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench prefill (-m DIR | --preset NAME) [--tokens N] [--json FILE]",
                        "Prefill throughput with and without test-time training on the same model and the same\n"
@@ -93,6 +96,7 @@ int prefill(int argc, char** argv) {
   const uint64_t seed = uint64_t(ttt::app::int_option(vm, "seed", 0));
   const size_t n = size_t(ttt::app::int_option(vm, "tokens", 2));
   const std::string only = vm["only"].as<std::string>();
+  const std::optional<ttt::DType> wt = ttt::app::weight_dtype(vm);
   if (only != "both" && only != "ttt" && only != "no-ttt") throw ttt::app::UsageError("--only takes ttt, no-ttt or both");
   {
     ttt::app::Paths paths;
@@ -123,18 +127,18 @@ int prefill(int argc, char** argv) {
   if (repeat < 1 || repeat > 100) throw ttt::Error("--repeat must be in 1..100");
   if (!vm["no-warmup"].as<bool>()) {  // the engine builds every kernel; a GEMM makes CLBlast compile its program
     const std::vector<int32_t> head(tokens.begin(), tokens.begin() + 2);
-    time_prefill(rt, m, head, only != "no-ttt", false);
+    time_prefill(rt, m, head, only != "no-ttt", false, wt);
   }
   Run no, yes;
   ttt::bench::PrefillRuns no_runs, yes_runs;
   for (int r = 0; r < repeat; ++r) {
     if (only != "ttt") {
-      no = time_prefill(rt, m, tokens, false, profile);
+      no = time_prefill(rt, m, tokens, false, profile, wt);
       no_runs.seconds.push_back(no.seconds);
       no_runs.kernel_ms = no.kernel_ms;
     }
     if (only != "no-ttt") {
-      yes = time_prefill(rt, m, tokens, true, profile);
+      yes = time_prefill(rt, m, tokens, true, profile, wt);
       yes_runs.seconds.push_back(yes.seconds);
       yes_runs.kernel_ms = yes.kernel_ms;
     }
@@ -164,8 +168,12 @@ int prefill(int argc, char** argv) {
   {
     ttt::EngineOptions o;
     o.ttt = only != "no-ttt";
+    o.weight_dtype = wt;
     ttt::Engine e(rt, m, o);
     j["device_mb"] = double(e.device_bytes()) / 1048576.0;
+    j["device_bytes"] = e.device_bytes();  // everything the engine and its own session allocate
+    j["weight_bytes"] = e.weight_bytes();
+    j["weight_dtype"] = ttt::app::weight_label(e.weight_dtype(), m.dtype);
     j["session_mb"] = double(e.session_bytes()) / 1048576.0;  // what one more document costs
   }
   j["peak_rss_mb"] = peak_rss_mb();

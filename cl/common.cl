@@ -84,3 +84,22 @@ inline float wg_max(float v, __local float* scratch) {
 }
 
 inline float sigmoidf(float x) { return 1.0f / (1.0f + exp(-x)); }
+
+// Weight storage (the parameter table's storage type of a device tensor): a
+// family that reads weights directly is built with -DWEIGHT_BF16, -DWEIGHT_F16
+// or neither (f32), and reads them through weight_t and the loads below, always
+// into float. bf16 is the high half of an f32, so a shift widens it exactly;
+// f16 uses vload_half, core OpenCL 1.2 (no cl_khr_fp16 needed).
+#if defined(WEIGHT_BF16)
+typedef ushort weight_t;
+#define WLOAD(i, p) as_float((uint)(p)[i] << 16)
+#define WLOADN(n, p) as_float##n(convert_uint##n(vload##n(0, p)) << 16)
+#elif defined(WEIGHT_F16)
+#define weight_t half  // a pointer's target only: half values need no cl_khr_fp16
+#define WLOAD(i, p) vload_half(i, p)
+#define WLOADN(n, p) vload_half##n(0, p)
+#else
+typedef float weight_t;
+#define WLOAD(i, p) (p)[i]
+#define WLOADN(n, p) vload##n(0, p)
+#endif

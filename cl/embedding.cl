@@ -1,9 +1,11 @@
-// Token embedding lookup. ids (T), wte (V, D) -> out (T, D).
+// Token embedding lookup. ids (T), wte (V, D) -> out (T, D); wte in its storage
+// type (weight_t, common.cl), out in float.
 
-__kernel void embedding_fwd(__global float* out, __global const int* ids, __global const float* wte, int T, int D) {
+__kernel void embedding_fwd(__global float* out, __global const int* ids, __global const weight_t* wte, int T,
+                            int D) {
   const int d = get_global_id(0), t = get_global_id(1);
   if (d >= D || t >= T) return;
-  out[(long)t * D + d] = wte[(long)ids[t] * D + d];
+  out[(long)t * D + d] = WLOAD((long)ids[t] * D + d, wte);
 }
 
 // Its backward: dwte[ids[t]] += dx[t] for every t. One work-item per column d

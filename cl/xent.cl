@@ -79,13 +79,13 @@ __kernel void xent_fwd_final(__global float* nll, __global const float* m_run, _
 // else 0. Row v of the output embedding is element (v, d) at
 // v * w_vstride + d * w_dstride (tied wte: D, 1; lm_head [D, V]: 1, V).
 __kernel void xent_bwd_final(__global float* dh, __global const float* U, __global const float* s_run,
-                             __global const int* targets, __global const float* w, long w_vstride, long w_dstride,
+                             __global const int* targets, __global const weight_t* w, long w_vstride, long w_dstride,
                              int T, int D, int bos, float inv_count) {
   const int d = get_global_id(0), t = get_global_id(1);
   if (d >= D || t >= T) return;
   const int tg = targets[t];
   const float wt = tg == bos ? 0.0f : inv_count;
-  dh[(long)t * D + d] = wt * (U[(long)t * D + d] / s_run[t] - w[(long)tg * w_vstride + (long)d * w_dstride]);
+  dh[(long)t * D + d] = wt * (U[(long)t * D + d] / s_run[t] - WLOAD((long)tg * w_vstride + (long)d * w_dstride, w));
 }
 
 // The logits gradient of one tile, in place, once xent_fwd_tile has swept the

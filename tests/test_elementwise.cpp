@@ -25,6 +25,26 @@ TEST_F(Elementwise, EmbeddingMatchesReference) {
   }
 }
 
+// A 16-bit embedding (f16, bf16) gathers exactly the widened values.
+TEST_F(Elementwise, SixteenBitEmbeddingMatchesTheWidenedReference) {
+  for (DType t : {DType::BF16, DType::F16})
+    for (auto [T, D, V] : {std::tuple{1, 1, 1}, {7, 93, 11}, {1025, 64, 301}, {3, 81, 2}}) {
+      std::vector<int32_t> ids(static_cast<size_t>(T));
+      for (int t2 = 0; t2 < T; ++t2) ids[size_t(t2)] = (t2 * 7919 + 3) % V;
+      const auto wte16 = ref::narrow(random_vec(size_t(V) * D, 1), t);
+      std::vector<float> wte(wte16.size()), want(size_t(T) * D);
+      ref::widen(wte.data(), wte16.data(), wte.size(), t);
+      ref::embedding_fwd(want.data(), ids.data(), wte.data(), T, D);
+      auto dids = int_buffer(dev(), ids);
+      host::Buffer dwte(dev(), wte16.size() * 2, "test 16-bit wte");
+      dwte.write(wte16.data(), wte16.size() * 2);
+      Canaried out(dev(), want.size());
+      ops::embedding_fwd(dev(), out.buf, dids, dwte, T, D, t);
+      EXPECT_EQ(out.get(), want) << dtype_name(t) << " T=" << T << " D=" << D;
+      EXPECT_TRUE(out.canary_intact());
+    }
+}
+
 // Repeated ids (V smaller than T) land in one row, in token order; unused rows keep what they held.
 TEST_F(Elementwise, EmbeddingBackwardMatchesReference) {
   for (auto [T, D, V] : {std::tuple{1, 1, 1}, {7, 93, 11}, {1025, 64, 300}, {3, 80, 2}, {50, 5, 200}}) {

@@ -74,6 +74,63 @@ TEST_P(GoldenModel, RunsAreBitIdenticalAndResetRestoresTheStart) {
 
 INSTANTIATE_TEST_SUITE_P(Golden, GoldenModel, ::testing::ValuesIn(golden_cases()), golden_case_name);
 
+class SixteenBitWeights : public DeviceTest {};
+
+// The bf16 golden file kept in bf16 on the device (the default, auto) scores as
+// its f32 widening does: the stored numbers are the same, in half the bytes.
+// Prefill: GEMMs on widened weights, the head widened per tile.
+TEST_F(SixteenBitWeights, Bf16StorageMatchesTheF32Widening) {
+  const std::string dir = golden_dir("bf16-weights");
+  const Model m = Model::load(dir);
+  ASSERT_EQ(m.dtype, DType::BF16);
+  const auto tokens = read_ints(dir + "/tokens.txt");
+  std::vector<float> a, b;
+  {
+    EngineOptions ho, wo;
+    ho.weight_dtype = std::nullopt;
+    wo.weight_dtype = DType::F32;
+    Engine half(rt(), m, ho), wide(rt(), m, wo);
+    EXPECT_EQ(half.weight_dtype(), DType::BF16);
+    EXPECT_EQ(wide.weight_dtype(), DType::F32);
+    EXPECT_LT(double(half.weight_bytes()), 0.6 * double(wide.weight_bytes()));
+    a = half.session().evaluate(tokens);
+    b = wide.session().evaluate(tokens);
+  }
+  EXPECT_TRUE(all_close(a, b, 1e-3, 0));
+  EXPECT_TRUE(all_close(a, read_doubles(dir + "/nll_ttt.txt"), 1e-3, 0));
+  std::printf("[ bf16     ] TTT NLL bf16 storage vs f32 widening: max |diff| %.3g\n", max_abs_diff(a, to_double(b)));
+  // Decode: one token at a time through the 16-bit matvec kernels, two engines interleaved on one
+  // context, then the logits row: the same numbers as the f32 widening.
+  Engine half(rt(), m, [] { EngineOptions o; o.weight_dtype = std::nullopt; return o; }());
+  Engine wide(rt(), m, [] { EngineOptions o; o.weight_dtype = DType::F32; return o; }());
+  Session &sh = half.session(), &sw = wide.session();
+  sh.reset();
+  sw.reset();
+  for (size_t i = 0; i < 7 && i < tokens.size(); ++i) {
+    sh.forward({&tokens[i], 1});
+    sw.forward({&tokens[i], 1});
+  }
+  const auto lw = sw.logits(0), lh = sh.logits(0);
+  EXPECT_TRUE(all_close(lh, std::vector<double>(lw.begin(), lw.end()), 1e-4, 1e-4)) << "one-token logits";
+}
+
+// f16 storage of an f32 file rounds the weights: close to, not equal to, f32.
+TEST_F(SixteenBitWeights, F16StorageOfAnF32FileStaysClose) {
+  const std::string dir = golden_dir("tiny");
+  const Model m = Model::load(dir);
+  ASSERT_EQ(m.dtype, DType::F32);
+  const auto tokens = read_ints(dir + "/tokens.txt");
+  EngineOptions o16, o32;
+  o16.ttt = o32.ttt = false;
+  o16.weight_dtype = DType::F16;
+  o32.weight_dtype = std::nullopt;
+  Engine f16(rt(), m, o16), f32(rt(), m, o32);
+  EXPECT_EQ(f32.weight_dtype(), DType::F32);  // auto keeps an f32 file f32
+  const auto a = f16.session().evaluate(tokens), b = f32.session().evaluate(tokens);
+  EXPECT_TRUE(all_close(a, b, 1e-2, 0));
+  std::printf("[ f16      ] no-TTT NLL f16 storage vs f32: max |diff| %.3g\n", max_abs_diff(a, to_double(b)));
+}
+
 // Shapes the golden cases do not cover: untied lm_head, BOS targets in the
 // loss mask, qk_norm/post_norm off, no clipping, several suffix blocks with
 // W < B, head_dim 80. Device vs the float64 reference, mini-batch by mini-batch.

@@ -4,7 +4,8 @@
 // from its logits row) must give the same NLLs (1e-5) under each option, and
 // each option must change the numbers exactly where it should: test-time
 // training and its learning rate past the first mini-batch, the window past
-// the window, the vocabulary tile and the one-row product nowhere. The
+// the window, the vocabulary tile and the one-row product nowhere; 16-bit
+// weights round the numbers a little, the same way on every path. The
 // documents are shorter than B, between B and W, and longer than W. (Two MPI
 // ranks cross the same options in tests/test_scale.py.)
 #include "ttt/batch.hpp"
@@ -58,6 +59,10 @@ const std::vector<Option>& options() {
       {"window_64_ttt", [](EngineOptions& e, SessionOptions&) { e.window = 64; }},
       {"window_3", [](EngineOptions& e, SessionOptions&) { e.window = 3; }},
       {"vocab_tile_7", [](EngineOptions& e, SessionOptions&) { e.vocab_tile = 7; }},
+      {"weights_bf16", [](EngineOptions& e, SessionOptions&) { e.weight_dtype = DType::BF16; }},
+      {"weights_f16", [](EngineOptions& e, SessionOptions&) { e.weight_dtype = DType::F16; }},
+      {"weights_bf16_gemv", [](EngineOptions& e, SessionOptions&) { e.weight_dtype = DType::BF16; },
+       MatVec::ClblastGemv},
       {"matvec_gemv", [](EngineOptions&, SessionOptions&) {}, MatVec::ClblastGemv},
       {"matvec_gemm", [](EngineOptions&, SessionOptions&) {}, MatVec::Gemm},
   };
@@ -175,6 +180,11 @@ TEST_F(PathsTest, EveryOptionGivesTheSameNumbersOnEveryPath) {
   EXPECT_GT(max_diff(ref("window_64_ttt"), base.reference, W), changed);
   EXPECT_LT(max_diff(ref("window_3"), base.reference, 0, 3), same);
   EXPECT_GT(max_diff(ref("window_3"), base.reference, 3), changed);
+
+  // 16-bit storage rounds the weights: close to f32, the same on every path (checked above).
+  for (const char* o : {"weights_bf16", "weights_f16", "weights_bf16_gemv"})
+    EXPECT_LT(max_diff(ref(o), base.reference, 0), 5e-2) << o;
+  EXPECT_LT(max_diff(ref("weights_bf16"), ref("weights_bf16_gemv"), 0), same);
 
   // The vocabulary tile and the one-row product are speed choices: the same numbers.
   for (const char* o : {"vocab_tile_7", "matvec_gemv", "matvec_gemm"})

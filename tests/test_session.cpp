@@ -158,5 +158,31 @@ TEST_F(SessionTest, EachSessionCostsOnlyItsOwnState) {
   }
 }
 
+// Forwards with no sync() in between (one token at a time, two sessions on two
+// engines interleaved, as a decoder or a Python session may call them): each
+// forward's ids and positions are staged until the queue has read them, so the
+// logits equal those of the same tokens forwarded as one chunk. (The staging
+// was overwritten by the next forward while its transfer was still queued: the
+// logits came out wrong now and then.)
+TEST_F(SessionTest, ForwardsWithoutSyncKeepTheirInputs) {
+  const Model m = Model::random(tiny_config(), 41, 0.3f);
+  const auto t = pattern_tokens(5, m.config.vocab_size, 7, 2);
+  Engine ref_engine(rt(), m);
+  Session& ref = ref_engine.session();
+  ref.forward(t);
+  const auto want = ref.logits(int(t.size()) - 1);
+  for (int round = 0; round < 6; ++round) {
+    Engine e1(rt(), m), e2(rt(), m);
+    Session &a = e1.session(), &b = e2.session();
+    for (size_t i = 0; i < t.size(); ++i) {
+      a.forward({&t[i], 1});
+      b.forward({&t[i], 1});
+    }
+    const auto la = a.logits(0), lb = b.logits(0);
+    EXPECT_TRUE(all_close(la, std::vector<double>(want.begin(), want.end()), 1e-5, 1e-5)) << "round " << round;
+    EXPECT_TRUE(all_close(lb, std::vector<double>(want.begin(), want.end()), 1e-5, 1e-5)) << "round " << round;
+  }
+}
+
 }  // namespace
 }  // namespace ttt::test

@@ -34,6 +34,11 @@ struct EngineOptions {
   // at least as long as every document is full attention (the key/value rings
   // then hold window + B - 1 rows: they grow with the context, not the model).
   int window = 0;
+  // Storage type of the weight matrices on the device (not the test-time
+  // trained ones, nor norm gains: f32 always). Kernels widen as they read and
+  // accumulate in f32. Unset (auto): the file's (Model::dtype), so an f32 file
+  // stays f32 and a bf16 checkpoint stays bf16 (half the bytes).
+  std::optional<DType> weight_dtype = std::nullopt;
 };
 
 struct SessionOptions {
@@ -72,6 +77,8 @@ class Engine {
   // weights and their gradients when it trains).
   size_t device_bytes() const;
   size_t session_bytes() const;
+  size_t weight_bytes() const;  // the weights alone, each in its storage type
+  DType weight_dtype() const;   // the weight matrices' storage type (EngineOptions::weight_dtype resolved)
 
   // The engine's own session (the engine's options), for one document at a
   // time: engine.session().evaluate(tokens) scores a document.

@@ -32,6 +32,9 @@ struct Model {
   std::vector<float> ln_f;     // (D)
   std::vector<float> lm_head;  // (D, V), only if !tie_word_embeddings
   std::vector<BlockWeights> blocks;
+  // The file's storage type when every tensor shares one (F16, BF16), else F32:
+  // what EngineOptions::weight_dtype's automatic choice keeps on the device.
+  DType dtype = DType::F32;
   std::vector<std::string> warnings;  // e.g. extra tensors ignored at load
 
   // Reads dir/config.json and dir/model.safetensors. Errors name the file and the key or tensor.

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "ttt/config.hpp"
+#include "ttt/safetensors.hpp"  // DType
 
 #include <cstdint>
 #include <functional>
@@ -46,7 +47,12 @@ struct DeviceTensor {
   int64_t rows = 0, cols = 0;
   bool trainable = false;  // every part is trainable (parts never mix)
   std::vector<int> parts;  // ParamTable::params indices, left to right; empty: ones (qk-norm off)
+  // Storage type on the device. f32 unless store_weights() narrows it: kernels
+  // that read it widen to f32 as they read (trainable tensors, their gradients
+  // and norm gains stay f32).
+  DType dtype = DType::F32;
   int64_t size() const { return rows * cols; }
+  size_t bytes() const { return size_t(size()) * dtype_size(dtype); }
 };
 
 struct ParamTable {
@@ -57,9 +63,16 @@ struct ParamTable {
   bool has_device(const std::string& name) const;
   // A device tensor's contents gathered from the model (row-major rows x cols).
   std::vector<float> pack(int device, const Model& m) const;
+  // The same in the device tensor's storage type (exact when the model's
+  // values came from a file of that type: f16 and bf16 round-trip through f32).
+  std::vector<uint8_t> pack_stored(int device, const Model& m) const;
   // The inverse: scatters a device tensor's contents into the model's tensors.
   void unpack(int device, const std::vector<float>& data, Model& m) const;
   size_t num_parameters() const;
+  // Stores every weight matrix that is not trained at test time (embedding,
+  // head, attention and MLP projections) as t; the rest stays f32.
+  void store_weights(DType t);
+  size_t device_bytes() const;  // every device tensor in its storage type
 };
 
 ParamTable param_table(const Config& c);

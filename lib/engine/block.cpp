@@ -22,7 +22,11 @@ const Buffer& Pass::weight(int idx) const {
 
 std::vector<WeightRef> weights_of(const Engine::Impl& e, const std::vector<Buffer>& live) {
   std::vector<WeightRef> w(e.weights.size());
-  for (size_t i = 0; i < w.size(); ++i) w[i].buf = i < live.size() && live[i] ? &live[i] : &e.weights[i];
+  for (size_t i = 0; i < w.size(); ++i) {
+    const bool own = i < live.size() && live[i];  // a session's live copies are trainable: f32
+    w[i].buf = own ? &live[i] : &e.weights[i];
+    w[i].dtype = own ? DType::F32 : e.table.device[i].dtype;
+  }
   return w;
 }
 
@@ -36,11 +40,22 @@ void product(const Pass& p, Trans tb, Buffer& out, const Buffer& in, const Weigh
              const char* label) {
   const size_t T = size_t(p.T), K = size_t(inner), N = size_t(cols);
   const size_t ldb = tb == Trans::N ? N : K;
+  const bool row = T == 1 && tb == Trans::N && w.off == 0 && !w.stride;
+  if (w.dtype != DType::F32 && !(row && p.e.matvec == MatVec::Kernels)) {
+    // CLBlast multiplies f32 only: the weight, (K, N) or (N, K) as stored, widened just before its product.
+    if (w.stride) throw Error(fmt::format("{}: a grouped weight stored in {}", label, dtype_name(w.dtype)));
+    if (p.e.wide.bytes() < K * N * sizeof(float))
+      throw Error(fmt::format("{}: no widening scratch for a {}x{} {} weight", label, K, N, dtype_name(w.dtype)));
+    const int R = tb == Trans::N ? inner : cols, Cn = tb == Trans::N ? cols : inner;
+    ops::convert_widen(p.ctx, p.e.wide, Cn, *w.buf, w.dtype, w.off, Cn, R, Cn);
+    product(p, tb, out, in, WeightRef{&p.e.wide, 0, 0, DType::F32}, inner, cols, label);
+    return;
+  }
   if (!w.stride) {
     // One row (decode): a matrix-vector product, as the engine's options choose.
     const bool row = T == 1 && tb == Trans::N && w.off == 0;
     if (row && p.e.matvec == MatVec::Kernels)
-      ops::matvec_cols(p.ctx, out, in, 0, *w.buf, inner, cols, cols);
+      ops::matvec_cols(p.ctx, out, in, 0, *w.buf, inner, cols, cols, w.dtype);
     else if (row && p.e.matvec == MatVec::ClblastGemv)
       host::gemv(p.ctx, Trans::T, K, N, 1.f, *w.buf, w.off, N, in, 0, 0.f, out, 0, label);
     else
@@ -248,7 +263,7 @@ void final_norm_bwd(const Pass& p, Buffer& d, Buffer& dhf, Buffer& x, Buffer& rs
 
 void forward(const Pass& p, const Buffer& ids, const std::function<BlockIO(int)>& io, Buffer& hf, Buffer& rsf) {
   const int L = p.e.c.num_hidden_layers;
-  ops::embedding_fwd(p.ctx, *io(0).x[0], ids, p.weight(p.e.wte), p.T, p.e.c.hidden_size);
+  ops::embedding_fwd(p.ctx, *io(0).x[0], ids, p.weight(p.e.wte), p.T, p.e.c.hidden_size, p.w[size_t(p.e.wte)].dtype);
   for (int l = 0; l < L; ++l) block_fwd(p, l, io(l));
   final_norm_fwd(p, hf, rsf, *io(L - 1).x[3]);
 }

@@ -26,12 +26,15 @@
 
 namespace ttt::block {
 
-// Where one device tensor's values come from: one matrix at `off` floats, or
-// (stride > 0) a copy per group of `Pass::group` rows, copy k at off + k * stride.
+// Where one device tensor's values come from: one matrix at `off` elements, or
+// (stride > 0) a copy per group of `Pass::group` rows, copy k at off + k * stride;
+// stored as `dtype` (the parameter table's: 16-bit ones are read widened, and
+// only ungrouped ones may be 16-bit, since grouped copies are trained).
 struct WeightRef {
   const Buffer* buf = nullptr;
   size_t off = 0;
   size_t stride = 0;
+  DType dtype = DType::F32;
 };
 
 // Where one device tensor's gradient goes: nowhere (buf null), summed over all
@@ -96,7 +99,9 @@ struct Pass {
 // prime weights), else the engine's.
 std::vector<WeightRef> weights_of(const Engine::Impl& e, const std::vector<Buffer>& live);
 
-// Products against a device tensor, as the tensor's WeightRef says.
+// Products against a device tensor, as the tensor's WeightRef says. A 16-bit
+// weight is multiplied by the matvec kernels as stored (one row), else widened
+// into the engine's `wide` scratch just before its GEMM.
 // out (T, N) = in (T, K) @ W, W (K, N).
 void linear(const Pass& p, Buffer& out, const Buffer& in, int idx, int K, int N, const char* label);
 // din (T, K) = dout (T, N) @ W^T.

@@ -20,21 +20,31 @@ void check_token_ids(std::span<const int32_t> ids, int vocab, const std::string&
                               i, vocab - 1));
 }
 
-Buffer Engine::Impl::alloc(size_t floats, const char* what) {
-  bytes += floats * sizeof(float);
-  return Buffer(ctx, std::max<size_t>(floats, 1) * sizeof(float), what);
+Buffer Engine::Impl::alloc(size_t floats, const char* what) { return alloc_bytes(floats * sizeof(float), what); }
+
+Buffer Engine::Impl::alloc_bytes(size_t n, const char* what) {
+  bytes += n;
+  return Buffer(ctx, std::max<size_t>(n, 1), what);
+}
+
+void Engine::Impl::upload_tensor(size_t i, const Model& m) {
+  const std::vector<uint8_t> data = table.pack_stored(int(i), m);
+  weights[i].write(data.data(), data.size());
 }
 
 void Engine::Impl::upload(const Model& m) {
-  for (size_t i = 0; i < table.device.size(); ++i) {
-    const DeviceTensor& d = table.device[i];
-    Buffer b = alloc(size_t(d.size()), d.name.c_str());
-    b.upload(table.pack(int(i), m));
-    weights.push_back(std::move(b));
-  }
+  table.store_weights(opts.weight_dtype.value_or(m.dtype));
   wte = table.device_index("wte");
   ln_f = table.device_index("ln_f");
   head = c.tie_word_embeddings ? wte : table.device_index("lm_head");
+  size_t widest = 0;  // floats of the largest 16-bit weight a block's GEMM reads
+  for (size_t i = 0; i < table.device.size(); ++i) {
+    const DeviceTensor& d = table.device[i];
+    weights.push_back(alloc_bytes(d.bytes(), d.name.c_str()));
+    upload_tensor(i, m);
+    if (d.dtype != DType::F32 && int(i) != wte && int(i) != head) widest = std::max(widest, size_t(d.size()));
+  }
+  if (widest) wide = alloc(widest, "widened weight");
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const std::string p = fmt::format("blocks.{}.", l);
     auto idx = [&](const char* n) { return table.device_index(p + n); };
@@ -117,6 +127,7 @@ Engine::Impl::Impl(host::Context& ctx_, const Model& m, EngineOptions o)
   const int tile = std::min(opts.vocab_tile, c.vocab_size);
   xent = ops::XentScratch(ctx, B, int(D), tile);
   bytes += (size_t(B) * tile + 3 * size_t(B) + size_t(B) * D) * sizeof(float);
+  if (dtype(head) != DType::F32) xent.wide = alloc(size_t(tile) * D, "xent widened head tile");
   if (S > 0)
     alloc_backward_scratch(*this, size_t(B), c, [this](size_t n, const char* what) { return alloc(n, what); });
 }
@@ -148,6 +159,9 @@ float Engine::inner_lr() const { return impl_->lr; }
 int Engine::window() const { return impl_->W; }
 size_t Engine::device_bytes() const { return impl_->bytes + own_->device_bytes(); }
 size_t Engine::session_bytes() const { return impl_->per_session; }
+size_t Engine::weight_bytes() const { return impl_->table.device_bytes(); }
+DType Engine::weight_dtype() const { return impl_->dtype(impl_->wte); }
+
 Session& Engine::session() { return *own_; }
 
 void set_matvec(Engine& engine, MatVec m) { impl_of(engine).matvec = m; }

@@ -26,6 +26,7 @@ EngineOptions no_ttt(int vocab_tile) {
   EngineOptions o;
   o.ttt = false;
   o.vocab_tile = vocab_tile;
+  o.weight_dtype = DType::F32;  // every weight is trained: f32, as its gradient
   return o;
 }
 
@@ -64,6 +65,7 @@ void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> to
   if (!inner) {
     EngineOptions o;
     o.vocab_tile = e.opts.vocab_tile;
+    o.weight_dtype = DType::F32;  // re-uploaded from the trained model before each pass
     inner = std::make_unique<Engine>(engine.runtime(), m, o);
     copies.resize(e.table.device.size());
     for (size_t i = 0; i < e.table.device.size(); ++i) {
@@ -74,7 +76,7 @@ void FullGradient::Impl::inner_steps(const Model& m, std::span<const int32_t> to
     per_copy.resize(copies.size());
   } else {
     Engine::Impl& ie = impl_of(*inner);
-    for (size_t i = 0; i < ie.table.device.size(); ++i) ie.weights[i].upload(ie.table.pack(int(i), m));
+    for (size_t i = 0; i < ie.table.device.size(); ++i) ie.upload_tensor(i, m);
   }
   SessionOptions so;
   so.ttt = true;
@@ -152,7 +154,7 @@ ref::ObjectiveResult FullGradient::Impl::run(const Model& m, std::span<const int
           bytes += copies[i].bytes();
         }
   }
-  for (size_t i = 0; i < e.table.device.size(); ++i) e.weights[i].upload(e.table.pack(int(i), m));
+  for (size_t i = 0; i < e.table.device.size(); ++i) e.upload_tensor(i, m);
   h_ids.assign(tokens.begin(), tokens.end() - 1);
   h_targets.assign(tokens.begin() + 1, tokens.end());
   h_cs = ops::rope_table(0, T, c.head_dim(), double(c.rope_theta));

@@ -96,8 +96,11 @@ struct Engine::Impl {
   EngineOptions opts;
   float lr = 0;
   int B = 0, C = 0, W = 0;  // mini-batch, ring rows, attention window
-  ParamTable table;
+  ParamTable table;             // each device tensor's storage type set (store_weights)
   std::vector<Buffer> weights;  // one per device tensor; trainable ones hold the values as loaded
+  // A 16-bit weight of the blocks widened to f32 for a GEMM (block::linear):
+  // as large as the largest such tensor; empty when every weight is f32.
+  mutable Buffer wide;
   std::vector<BlockIdx> blocks;
   int wte = -1, ln_f = -1, head = -1;  // head: lm_head, or wte when tied
   size_t bytes = 0, per_session = 0;
@@ -116,7 +119,11 @@ struct Engine::Impl {
 
   Impl(host::Context& ctx, const Model& m, EngineOptions o);
   Buffer alloc(size_t floats, const char* what);
+  Buffer alloc_bytes(size_t bytes, const char* what);
   void upload(const Model& m);
+  // Device tensor i from the model, in its storage type.
+  void upload_tensor(size_t i, const Model& m);
+  DType dtype(int idx) const { return table.device[size_t(idx)].dtype; }
   void alloc_acts(BlockActs& a, bool prime);
   bool can_train() const { return opts.ttt && c.num_prime_blocks() > 0; }
   // The scratch now holds a forward of `who` (a session, a batched session, a
@@ -155,7 +162,19 @@ struct Session::Impl {
   uint64_t fwd_serial = 0;
   bool scored = false, trained = false;
 
-  // Host staging of enqueued transfers, alive until sync() drains the queue.
+  // Host staging of enqueued transfers, alive until the queue drains: sync(),
+  // a blocking read, or restage() before the staging is written again.
+  // Per staging area: a transfer enqueued since the queue last drained may still read or write it.
+  enum Staging { kIds, kTargets, kStats, kStagings };
+  bool staged[kStagings] = {false, false, false};
+  void restage(Staging which) {  // before `which` is written again
+    if (staged[which]) drained();
+    staged[which] = true;
+  }
+  void drained() {
+    e.ctx.finish();
+    for (bool& b : staged) b = false;
+  }
   std::vector<int32_t> h_ids, h_targets;
   std::vector<float> h_cs, h_nll;
   float h_g[3] = {0, 0, 0}, h_w[3] = {0, 0, 0};

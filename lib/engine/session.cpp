@@ -83,7 +83,7 @@ void Session::reset() {
   for (auto& b : s.vc) b.zero();
   for (size_t i = 0; i < s.live.size(); ++i)
     if (s.live[i]) s.live[i].copy_from(s.e.weights[i], s.live[i].bytes());
-  s.e.ctx.finish();
+  s.drained();
 }
 
 void Session::forward(std::span<const int32_t> ids) {
@@ -100,6 +100,7 @@ void Session::forward(std::span<const int32_t> ids) {
 // the suffix activations when keep) and the final norm. Enqueued.
 void Session::Impl::run_forward(std::span<const int32_t> ids, int64_t pos0, bool keep) {
   const int n = int(ids.size());
+  restage(kIds);  // a forward not followed by sync(): its transfers may not have run yet
   h_ids.assign(ids.begin(), ids.end());
   h_cs = ops::rope_table(pos0, n, e.c.head_dim(), double(e.c.rope_theta));
   e.ids.write(h_ids.data(), size_t(n) * 4, 0, false);
@@ -159,13 +160,14 @@ void Session::score(std::span<const int32_t> targets) {
   if (int(targets.size()) != n)
     throw Error(fmt::format("Session::score: {} targets for a forward of {} tokens", targets.size(), n));
   check_token_ids(targets, e.c.vocab_size, fmt::format("mini-batch {} targets", s.info.chunk));
+  s.restage(Impl::kTargets);
   s.h_targets.assign(targets.begin(), targets.end());
   e.targets.write(s.h_targets.data(), size_t(n) * 4, 0, false);
   int count = 0;
   for (int32_t t : targets) count += t != e.c.bos_token_id;
   const float inv_count = count ? 1.f / float(count) : 0.f;
   ops::xent(e.ctx, e.xent, e.nll, s.fwd_keep ? &e.dhf : nullptr, e.hf, s.w(e.head), e.c.tie_word_embeddings, e.targets,
-            n, e.c.hidden_size, e.c.vocab_size, e.c.bos_token_id, inv_count);
+            n, e.c.hidden_size, e.c.vocab_size, e.c.bos_token_id, inv_count, e.dtype(e.head));
   s.h_nll.resize(size_t(n));
   e.nll.read(s.h_nll.data(), size_t(n) * sizeof(float), 0, false);
   s.scored = true;
@@ -180,12 +182,14 @@ std::vector<float> Session::logits(int row) {
   const int D = e.c.hidden_size, V = e.c.vocab_size;
   if (!e.logits) e.logits = e.alloc(size_t(V), "logits row");
   // (1, V) = hf[row] (1, D) @ W^T: wte is (V, D); an untied lm_head is (D, V).
+  // A 16-bit head is read as stored by the kernels whatever the option (widening it would need V x D floats).
   const bool tied = e.c.tie_word_embeddings;
-  if (e.matvec == MatVec::Kernels) {
+  const DType ht = e.dtype(e.head);
+  if (e.matvec == MatVec::Kernels || ht != DType::F32) {
     if (tied)
-      ops::matvec_rows(e.ctx, e.logits, s.w(e.head), e.hf, size_t(row) * D, V, D, D);
+      ops::matvec_rows(e.ctx, e.logits, s.w(e.head), e.hf, size_t(row) * D, V, D, D, ht);
     else
-      ops::matvec_cols(e.ctx, e.logits, e.hf, size_t(row) * D, s.w(e.head), D, V, V);
+      ops::matvec_cols(e.ctx, e.logits, e.hf, size_t(row) * D, s.w(e.head), D, V, V, ht);
   } else if (e.matvec == MatVec::ClblastGemv)
     host::gemv(e.ctx, tied ? host::Trans::N : host::Trans::T, tied ? V : D, tied ? D : V, 1.f, s.w(e.head), 0,
                tied ? D : V, e.hf, size_t(row) * D, 0.f, e.logits, 0, "gemv_logits_row");
@@ -238,6 +242,7 @@ bool Session::train() {
   if (s.trained) throw Error("Session::train: this mini-batch already took its step");
   s.backward();
   s.update();
+  s.restage(Impl::kStats);
   s.gstats.read(s.h_g, sizeof s.h_g, 0, false);
   s.wstats.read(s.h_w, sizeof s.h_w, 0, false);
   s.trained = true;
@@ -246,7 +251,7 @@ bool Session::train() {
 
 const std::vector<float>& Session::sync() {
   Impl& s = *impl_;
-  s.e.ctx.finish();
+  s.drained();
   const int64_t c0 = s.fwd_pos, c1 = s.fwd_pos + s.fwd_n - 1;
   if (s.scored)
     for (size_t i = 0; i < s.h_nll.size(); ++i)

@@ -37,6 +37,7 @@ Model Model::load(const std::string& dir) {
   if (!fs::exists(st_path)) throw Error(fmt::format("{}: missing (every model directory holds its weights there)", st_path));
   SafeTensors st(st_path);
   std::set<std::string> used;
+  std::set<DType> types;
   for (const ParamSpec& s : param_table(m.config).params) {
     const TensorView* t = st.find(s.name);
     if (!t) throw Error(fmt::format("{}: missing tensor '{}' (expected shape {})", st_path, s.name, shape_str(s.shape)));
@@ -45,12 +46,14 @@ Model Model::load(const std::string& dir) {
                               shape_str(s.shape)));
     std::vector<float>& data = s.host(m);
     data = SafeTensors::to_f32(*t);
+    types.insert(t->dtype);
     for (size_t i = 0; i < data.size(); ++i)
       if (!std::isfinite(data[i]))
         throw Error(fmt::format("{}: tensor '{}' holds a non-finite value ({}) at flat index {}", st_path, s.name,
                                 data[i], i));
     used.insert(s.name);
   }
+  if (types.size() == 1) m.dtype = *types.begin();
   for (const auto& t : st.tensors())
     if (!used.count(t.name)) m.warnings.push_back(fmt::format("{}: ignoring extra tensor '{}'", st_path, t.name));
   return m;

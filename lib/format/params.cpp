@@ -145,6 +145,40 @@ void ParamTable::unpack(int di, const std::vector<float>& data, Model& m) const 
   }
 }
 
+std::vector<uint8_t> ParamTable::pack_stored(int di, const Model& m) const {
+  const DeviceTensor& d = device[size_t(di)];
+  std::vector<float> f = pack(di, m);
+  std::vector<uint8_t> out(d.bytes());
+  if (d.dtype == DType::F32) {
+    std::copy_n(reinterpret_cast<const uint8_t*>(f.data()), out.size(), out.data());
+    return out;
+  }
+  auto* h = reinterpret_cast<uint16_t*>(out.data());
+  const bool bf = d.dtype == DType::BF16;
+  const uint16_t exp_mask = bf ? 0x7f80 : 0x7c00;  // all ones: inf or NaN
+  for (size_t i = 0; i < f.size(); ++i) {
+    h[i] = bf ? f32_to_bf16(f[i]) : f32_to_f16(f[i]);
+    if ((h[i] & exp_mask) == exp_mask)
+      throw Error(fmt::format("device tensor '{}': value {} at flat index {} does not fit in {} storage", d.name, f[i],
+                              i, dtype_name(d.dtype)));
+  }
+  return out;
+}
+
+void ParamTable::store_weights(DType t) {
+  for (DeviceTensor& d : device) {
+    if (d.trainable || d.parts.empty()) continue;
+    const ParamRole r = params[size_t(d.parts.front())].role;
+    d.dtype = r == ParamRole::Norm ? DType::F32 : t;
+  }
+}
+
+size_t ParamTable::device_bytes() const {
+  size_t n = 0;
+  for (const DeviceTensor& d : device) n += d.bytes();
+  return n;
+}
+
 size_t ParamTable::num_parameters() const {
   size_t n = 0;
   for (const ParamSpec& p : params) n += size_t(p.size());

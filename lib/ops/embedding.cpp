@@ -6,8 +6,8 @@ namespace ttt::ops {
 using host::Kernel;
 using host::round_up;
 
-void embedding_fwd(Context& ctx, Buffer& out, const Buffer& ids, const Buffer& wte, int T, int D) {
-  Kernel k(ctx, "embedding", "embedding_fwd");
+void embedding_fwd(Context& ctx, Buffer& out, const Buffer& ids, const Buffer& wte, int T, int D, DType wt) {
+  Kernel k(ctx, "embedding", "embedding_fwd", weight_option(wt));
   k.args(out, ids, wte, T, D);
   k.launch({round_up(size_t(D), 64), size_t(T)}, {64, 1});
 }

@@ -12,6 +12,14 @@ namespace ttt::ops {
 
 using host::Kernel;
 
+const char* weight_option(DType t) {
+  switch (t) {
+    case DType::F16: return "-DWEIGHT_F16";
+    case DType::BF16: return "-DWEIGHT_BF16";
+    default: return "";
+  }
+}
+
 size_t reduce_wg(const Context& ctx, int n) {
   // A CPU runs a work-group's items in a loop and every barrier of the tree
   // reduction splits that loop: there 4 items, each a contiguous run of the row.

@@ -1,10 +1,13 @@
 // Device launchers: one per kernel of cl/*.cl, named like their CPU twins in
 // lib/reference/ops.hpp. They enqueue and return without waiting. Matrices are
-// row-major float32; a Mat is (buffer, element offset, leading dimension).
+// row-major float32; a Mat is (buffer, element offset, leading dimension). A
+// weight a kernel reads directly may be stored in 16 bits (its DType, from the
+// parameter table); the kernel widens it as it reads and accumulates in float.
 #pragma once
 
 #include "host/buffer.hpp"
 #include "host/kernel.hpp"
+#include "ttt/safetensors.hpp"  // DType
 
 #include <cstdint>
 #include <vector>
@@ -13,6 +16,12 @@ namespace ttt::ops {
 
 using host::Buffer;
 using host::Context;
+using ttt::DType;
+
+// Build options of a family that reads weights stored as `t` ("", "-DWEIGHT_F16", "-DWEIGHT_BF16").
+const char* weight_option(DType t);
+// Bytes of one element stored as t.
+inline size_t stored_size(DType t) { return t == DType::F32 ? 4 : 2; }
 
 struct Mat {
   Buffer* buf = nullptr;
@@ -21,8 +30,9 @@ struct Mat {
 };
 inline Mat mat(Buffer& b, int ld, int off = 0) { return {&b, off, ld}; }
 
-// out (T, D) = wte[ids[t]].
-void embedding_fwd(Context& ctx, Buffer& out, const Buffer& ids, const Buffer& wte, int T, int D);
+// out (T, D) = wte[ids[t]], wte stored as wt.
+void embedding_fwd(Context& ctx, Buffer& out, const Buffer& ids, const Buffer& wte, int T, int D,
+                   DType wt = DType::F32);
 // dwte (V, D) += dx (T, D) scattered by ids; rows of unused ids are left as they are.
 void embedding_bwd(Context& ctx, Buffer& dwte, const Buffer& dx, const Buffer& ids, int T, int D);
 
@@ -95,14 +105,21 @@ void swiglu_bwd_tangent(Context& ctx, Buffer& dhd, const Buffer& dg, const Buffe
 
 // Matrix-vector products of decoding (cl/matvec.cl): y (N) = x (K) @ A (K, N)
 // and y (M) = A (M, K) @ x (K); A row-major with leading dimension lda. x and
-// y are element offsets into their buffers.
-void matvec_cols(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N, int lda);
+// y are element offsets into their buffers; A is stored as at.
+void matvec_cols(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N, int lda,
+                 DType at = DType::F32);
 // The two shapes matvec_cols chooses between by device type (CPU: serial; else: split); tests run both.
 void matvec_cols_serial(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N,
-                        int lda);
+                        int lda, DType at = DType::F32);
 void matvec_cols_split(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N,
-                       int lda);
-void matvec_rows(Context& ctx, Buffer& y, const Buffer& A, const Buffer& x, size_t x_off, int M, int K, int lda);
+                       int lda, DType at = DType::F32);
+void matvec_rows(Context& ctx, Buffer& y, const Buffer& A, const Buffer& x, size_t x_off, int M, int K, int lda,
+                 DType at = DType::F32);
+
+// Widening (cl/convert.cl): out (R, C), row stride ldo = in (R, C) stored as it,
+// from element in_off with row stride ldi. For GEMMs that run in f32 only.
+void convert_widen(Context& ctx, Buffer& out, int ldo, const Buffer& in, DType it, size_t in_off, int ldi, int R,
+                   int C);
 
 // Logits + log-softmax NLL in vocabulary tiles of at most `tile` columns, so
 // that no more than (T, tile) logits exist at once. W is the output embedding:
@@ -110,12 +127,14 @@ void matvec_rows(Context& ctx, Buffer& y, const Buffer& A, const Buffer& x, size
 // non-BOS targets)/d(h) (inv_count = 1 / that count).
 struct XentScratch {
   Buffer logits, m, s, tgt, U;  // (T, tile), (T) x3, (T, D)
+  Buffer wide;                  // (tile, D): a tile of a 16-bit W widened, allocated at its first use
   int T = 0, tile = 0, D = 0;
   XentScratch() = default;
   XentScratch(Context& ctx, int T, int D, int tile);
 };
+// W stored as wt: each tile of a 16-bit W is widened into w.wide for its GEMMs.
 void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h, const Buffer& W, bool tied,
-          const Buffer& targets, int T, int D, int V, int bos, float inv_count);
+          const Buffer& targets, int T, int D, int V, int bos, float inv_count, DType wt = DType::F32);
 // After xent (its m and s): a second vocabulary sweep that forms each tile's
 // logits gradient and from it dh (T, D) and the output embedding's gradient dW
 // (tied: (V, D); lm_head: (D, V)), both overwritten. For training every weight;

@@ -34,6 +34,26 @@ void logits_tile(Context& ctx, XentScratch& w, const Buffer& h, const Buffer& W,
   tile_product(ctx, w.logits, w.tile, h, W, tied, T, D, V, v0, nv, "gemm_logits");
 }
 
+// A tile of a 16-bit output embedding widened into w.wide, laid out as the
+// tile of an f32 W would be read by the GEMMs: tied (nv, D) rows of wte, ld D;
+// untied (D, nv) columns of lm_head, ld nv. Returns {the widened tile's buffer,
+// element offset, row stride} for the GEMMs (W itself when it is f32).
+struct Tile {
+  const Buffer* buf;
+  size_t off;
+  size_t ld;
+};
+Tile tile_of(Context& ctx, XentScratch& w, const Buffer& W, DType wt, bool tied, int D, int V, int v0, int nv) {
+  if (wt == DType::F32) return tied ? Tile{&W, size_t(v0) * D, size_t(D)} : Tile{&W, size_t(v0), size_t(V)};
+  if (!w.wide) w.wide = Buffer(ctx, size_t(w.tile) * w.D * sizeof(float), "xent widened head tile");
+  if (tied) {
+    convert_widen(ctx, w.wide, D, W, wt, size_t(v0) * D, D, nv, D);
+    return {&w.wide, 0, size_t(D)};
+  }
+  convert_widen(ctx, w.wide, nv, W, wt, size_t(v0), V, D, nv);
+  return {&w.wide, 0, size_t(nv)};
+}
+
 }  // namespace
 
 XentScratch::XentScratch(Context& ctx, int T_, int D_, int tile_)
@@ -47,7 +67,7 @@ XentScratch::XentScratch(Context& ctx, int T_, int D_, int tile_)
       D(D_) {}
 
 void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h, const Buffer& W, bool tied,
-          const Buffer& targets, int T, int D, int V, int bos, float inv_count) {
+          const Buffer& targets, int T, int D, int V, int bos, float inv_count, DType wt) {
   if (T == 0) return;
   // m = -inf, s = 0, U = 0.
   const float neg_inf = -std::numeric_limits<float>::infinity();
@@ -58,25 +78,32 @@ void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h
   Kernel tile_k(ctx, "xent", "xent_fwd_tile");
   for (int v0 = 0; v0 < V; v0 += w.tile) {
     const int nv = std::min(w.tile, V - v0);
-    logits_tile(ctx, w, h, W, tied, T, D, V, v0, nv);
+    const Tile Wt = tile_of(ctx, w, W, wt, tied, D, V, v0, nv);
+    // w.logits (T, nv) = h (T, D) @ W[v0:v0+nv]^T
+    if (tied)
+      host::gemm(ctx, Trans::N, Trans::T, T, nv, D, 1.f, h, 0, D, *Wt.buf, Wt.off, Wt.ld, 0.f, w.logits, 0, w.tile,
+                 "gemm_logits");
+    else
+      host::gemm(ctx, Trans::N, Trans::N, T, nv, D, 1.f, h, 0, D, *Wt.buf, Wt.off, Wt.ld, 0.f, w.logits, 0, w.tile,
+                 "gemm_logits");
     tile_k.args(w.logits, w.tile, nv, v0, w.m, w.s, w.tgt, targets, int32_t(dh != nullptr), w.U, D,
                 Local{wg * sizeof(float)});
     tile_k.launch({size_t(T) * wg}, {wg});
     if (dh) {
       // U (T, D) += p (T, nv) @ W[v0:v0+nv]
       if (tied)
-        host::gemm(ctx, Trans::N, Trans::N, T, D, nv, 1.f, w.logits, 0, w.tile, W, size_t(v0) * D, D, 1.f, w.U, 0, D,
-                   "gemm_xent_bwd");
+        host::gemm(ctx, Trans::N, Trans::N, T, D, nv, 1.f, w.logits, 0, w.tile, *Wt.buf, Wt.off, Wt.ld, 1.f, w.U, 0,
+                   D, "gemm_xent_bwd");
       else
-        host::gemm(ctx, Trans::N, Trans::T, T, D, nv, 1.f, w.logits, 0, w.tile, W, v0, V, 1.f, w.U, 0, D,
-                   "gemm_xent_bwd");
+        host::gemm(ctx, Trans::N, Trans::T, T, D, nv, 1.f, w.logits, 0, w.tile, *Wt.buf, Wt.off, Wt.ld, 1.f, w.U, 0,
+                   D, "gemm_xent_bwd");
     }
   }
   Kernel fin(ctx, "xent", "xent_fwd_final");
   fin.args(nll, w.m, w.s, w.tgt, T);
   fin.launch({round_up(size_t(T), 64)}, {64});
   if (dh) {
-    Kernel bwd(ctx, "xent", "xent_bwd_final");
+    Kernel bwd(ctx, "xent", "xent_bwd_final", weight_option(wt));  // reads W's target rows as stored
     const int64_t vstride = tied ? D : 1, dstride = tied ? 1 : V;
     bwd.args(*dh, w.U, w.s, targets, W, vstride, dstride, T, D, bos, inv_count);
     bwd.launch({round_up(size_t(D), 64), size_t(T)}, {64, 1});

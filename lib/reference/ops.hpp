@@ -6,10 +6,18 @@
 // tangents (suffix d).
 #pragma once
 
+#include "ttt/safetensors.hpp"  // DType and the scalar conversions
+
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace ttt::ref {
+
+// out (n) = in (n) stored as t (F16 or BF16), widened exactly (cl/convert.cl).
+void widen(float* out, const uint16_t* in, size_t n, DType t);
+// in rounded to t (nearest even), as the parameter table stores a 16-bit weight.
+std::vector<uint16_t> narrow(const std::vector<float>& in, DType t);
 
 // out (T, D) = wte[ids[t]] with wte (V, D).
 template <typename F>

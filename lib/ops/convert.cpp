@@ -1,0 +1,20 @@
+// Launcher of cl/convert.cl: a panel of a 16-bit weight widened to float for
+// the GEMMs that CLBlast runs only in f32.
+#include "lib/ops/ops.hpp"
+
+#include "ttt/error.hpp"
+
+#include <fmt/format.h>
+
+namespace ttt::ops {
+
+void convert_widen(Context& ctx, Buffer& out, int ldo, const Buffer& in, DType it, size_t in_off, int ldi, int R,
+                   int C) {
+  if (it == DType::F32) throw Error("convert_widen: the input is already f32 (a copy, not a widening)");
+  if (R == 0 || C == 0) return;
+  host::Kernel k(ctx, "convert", "convert_widen", weight_option(it));
+  k.args(out, ldo, in, int64_t(in_off), ldi, R, C);
+  k.launch({host::round_up(size_t(C), 64), size_t(R)}, {64, 1});
+}
+
+}  // namespace ttt::ops
