@@ -4,6 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstdint>
+
 namespace ttt::host {
 
 std::string Range::str() const {
@@ -13,7 +16,7 @@ std::string Range::str() const {
 }
 
 Kernel::Kernel(Context& ctx, const std::string& family, const std::string& name, const std::string& options)
-    : ctx_(ctx), k_(ctx.programs().kernel(family, name, options)), name_(name) {}
+    : ctx_(ctx), k_(ctx.programs().kernel(family, name, options)), lim_(&ctx.programs().limits(k_)), name_(name) {}
 
 void Kernel::set_raw(cl_uint i, size_t size, const void* value) {
   check(clSetKernelArg(k_, i, size, value), "clSetKernelArg",
@@ -32,17 +35,27 @@ void Kernel::set(cl_uint i, const Local& l) {
 }
 
 size_t Kernel::max_work_group() const {
-  size_t wg = 0;
-  check(clGetKernelWorkGroupInfo(k_, ctx_.device().id, CL_KERNEL_WORK_GROUP_SIZE, sizeof(wg), &wg, nullptr),
-        "clGetKernelWorkGroupInfo", fmt::format("kernel '{}' on '{}'", name_, ctx_.device().name));
+  const DeviceInfo& dev = ctx_.device();
+  return std::max<size_t>(1, std::min({lim_->work_group, dev.max_work_group, dev.max_work_item[0]}));
+}
+
+size_t Kernel::fit(size_t want) const {
+  const size_t limit = max_work_group();
+  if (want <= limit) return want;
+  size_t wg = 1;
+  while (wg * 2 <= limit) wg *= 2;
   return wg;
 }
 
-size_t Kernel::local_mem() const {
-  cl_ulong bytes = 0;
-  check(clGetKernelWorkGroupInfo(k_, ctx_.device().id, CL_KERNEL_LOCAL_MEM_SIZE, sizeof(bytes), &bytes, nullptr),
-        "clGetKernelWorkGroupInfo", fmt::format("kernel '{}' on '{}'", name_, ctx_.device().name));
-  return size_t(bytes);
+Probe probe(Context& ctx, const std::string& family, std::initializer_list<const char*> names,
+            const std::string& options) {
+  Probe p{SIZE_MAX, 0};
+  for (const char* name : names) {
+    const Kernel k(ctx, family, name, options);
+    p.work_group = std::min(p.work_group, k.max_work_group());
+    p.local_mem = std::max(p.local_mem, k.local_mem());
+  }
+  return p;
 }
 
 void Kernel::launch(const Range& global, const Range& local) {
@@ -65,16 +78,15 @@ void Kernel::launch(const Range& global, const Range& local) {
                                 dev.max_work_item[d], d, where()));
   }
   if (global.product() == 0) return;  // nothing to do
-  const size_t wg_limit = std::min(max_work_group(), dev.max_work_group);
+  const size_t wg_limit = std::min(lim_->work_group, dev.max_work_group);
   if (local.product() > wg_limit)
     throw ClError(CL_INVALID_WORK_GROUP_SIZE,
                   fmt::format("CL_INVALID_WORK_GROUP_SIZE (-54) before clEnqueueNDRangeKernel (at most {} work-items "
                               "per group): {}",
                               wg_limit, where()));
-  cl_ulong static_local = 0;
-  clGetKernelWorkGroupInfo(k_, dev.id, CL_KERNEL_LOCAL_MEM_SIZE, sizeof(static_local), &static_local, nullptr);
-  // CL_KERNEL_LOCAL_MEM_SIZE usually includes __local arguments already; take the larger estimate.
-  const cl_ulong need = std::max<cl_ulong>(static_local, local_args);
+  const cl_ulong static_local = lim_->local_mem;
+  // Kept from before any argument was set: the kernel's own __local arrays; its __local arguments add to them.
+  const cl_ulong need = static_local + local_args;
   if (need > dev.local_mem)
     throw ClError(CL_OUT_OF_RESOURCES,
                   fmt::format("CL_OUT_OF_RESOURCES (-5) before clEnqueueNDRangeKernel ({} bytes of local memory, "

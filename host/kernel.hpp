@@ -5,7 +5,9 @@
 #include "host/buffer.hpp"
 #include "host/program.hpp"
 
+#include <algorithm>
 #include <array>
+#include <initializer_list>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -49,10 +51,19 @@ class Kernel {
   void launch(const Range& global, const Range& local);
 
   const std::string& name() const { return name_; }
-  // Largest work-group size this kernel can run with on this device.
+  // Largest work-group size this kernel can run with on this context's device:
+  // the kernel's own limit (kept from its creation) within the device's
+  // work-group and first-dimension limits.
   size_t max_work_group() const;
+  // The kernel's preferred multiple of its work-group size (CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE).
+  size_t preferred_multiple() const { return lim_->preferred_multiple; }
   // Bytes of local memory the compiled kernel declares (CL_KERNEL_LOCAL_MEM_SIZE).
-  size_t local_mem() const;
+  size_t local_mem() const { return lim_->local_mem; }
+  // The work-group size of a 1-D group (or a group's first dimension) for a
+  // launcher that wants `want` items: want when this kernel takes it, else the
+  // largest power of two it takes (reductions need powers of two). Launchers
+  // round their global size up to it.
+  size_t fit(size_t want) const;
 
  private:
   void set(cl_uint i, const Buffer& b);
@@ -68,8 +79,35 @@ class Kernel {
 
   Context& ctx_;
   cl_kernel k_;
+  const KernelLimits* lim_;
   std::string name_;
   size_t local_args_bytes_ = 0;
 };
+
+// What a family's kernels, built with one option string, allow: the smallest
+// of their work-group limits and the most local memory any of them declares.
+struct Probe {
+  size_t work_group = 0, local_mem = 0;
+};
+Probe probe(Context& ctx, const std::string& family, std::initializer_list<const char*> names,
+            const std::string& options);
+
+// Work-group shapes that are compile-time constants of a program (-D, as in
+// CLBlast): starting from the largest wanted `shape`, each candidate's program
+// is built with options(shape) and probed; while some kernel of `names` takes
+// fewer than items(shape) work-items, or more local memory than the device
+// has, shrink(shape, probe) moves to the next smaller candidate (returning
+// false when there is none: the last candidate is kept and launch() refuses
+// it with the sizes named). Each candidate costs a program build, so callers
+// keep the result (Context::memo): it depends only on the device.
+template <typename Shape, typename Options, typename Items, typename Shrink>
+Shape fit_shape(Context& ctx, const std::string& family, std::initializer_list<const char*> names, Shape shape,
+                Options options, Items items, Shrink shrink) {
+  for (;;) {
+    const Probe p = probe(ctx, family, names, options(shape));
+    const size_t wg = std::min({p.work_group, ctx.device().max_work_group, ctx.device().max_work_item[0]});
+    if ((size_t(items(shape)) <= wg && p.local_mem <= ctx.device().local_mem) || !shrink(shape, p)) return shape;
+  }
+}
 
 }  // namespace ttt::host

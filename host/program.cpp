@@ -94,7 +94,21 @@ cl_kernel ProgramCache::kernel(const std::string& family, const std::string& nam
   cl_kernel k = clCreateKernel(prog, name.c_str(), &err);
   check(err, "clCreateKernel",
         fmt::format("kernel '{}' of family '{}' on '{}'", name, family, ctx_.device().name));
+  KernelLimits lim;
+  const cl_device_id dev = ctx_.device().id;
+  cl_ulong local = 0;
+  const std::string where = fmt::format("kernel '{}' of family '{}' on '{}'", name, family, ctx_.device().name);
+  err = clGetKernelWorkGroupInfo(k, dev, CL_KERNEL_WORK_GROUP_SIZE, sizeof(lim.work_group), &lim.work_group, nullptr);
+  if (err == CL_SUCCESS) err = clGetKernelWorkGroupInfo(k, dev, CL_KERNEL_LOCAL_MEM_SIZE, sizeof(local), &local, nullptr);
+  if (err != CL_SUCCESS) clReleaseKernel(k);
+  check(err, "clGetKernelWorkGroupInfo", where);
+  if (clGetKernelWorkGroupInfo(k, dev, CL_KERNEL_PREFERRED_WORK_GROUP_SIZE_MULTIPLE, sizeof(lim.preferred_multiple),
+                               &lim.preferred_multiple, nullptr) != CL_SUCCESS ||
+      lim.preferred_multiple == 0)
+    lim.preferred_multiple = 1;
+  lim.local_mem = size_t(local);
   kernels_.emplace(key, k);
+  limits_.emplace(k, lim);
   return k;
 }
 

@@ -26,6 +26,14 @@ bool cpu_forms(const DeviceInfo& dev);
 
 std::string program_cache_dir();
 
+// What a compiled kernel allows on its device, queried once when the kernel is
+// created and kept: its own work-group limit (CL_KERNEL_WORK_GROUP_SIZE, which
+// can be far below the device's: rusticl on llvmpipe caps some kernels at 32),
+// the preferred multiple of its group size, and the local memory it declares.
+struct KernelLimits {
+  size_t work_group = 0, preferred_multiple = 1, local_mem = 0;
+};
+
 class ProgramCache {
  public:
   explicit ProgramCache(Context& ctx) : ctx_(ctx) {}
@@ -36,6 +44,8 @@ class ProgramCache {
   // A kernel of family's program built with options. The cl_kernel stays
   // owned by the cache; one object per (family, options, name).
   cl_kernel kernel(const std::string& family, const std::string& name, const std::string& options);
+  // The same kernel's limits (created with it, kept for the cache's lifetime).
+  const KernelLimits& limits(cl_kernel k) const { return limits_.at(k); }
 
   // Counters for tests: programs built from source vs loaded from the disk cache.
   int built_from_source() const { return built_; }
@@ -48,6 +58,7 @@ class ProgramCache {
   Context& ctx_;
   std::map<std::pair<std::string, std::string>, cl_program> programs_;
   std::map<std::string, cl_kernel> kernels_;
+  std::map<cl_kernel, KernelLimits> limits_;
   int built_ = 0, loaded_ = 0;
 };
 

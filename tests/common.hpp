@@ -8,8 +8,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -87,6 +90,32 @@ inline double max_abs_diff(const std::vector<float>& a, const std::vector<double
   return m;
 }
 
+// d with its limits lowered to at most `work_group` work-items per group (and
+// per dimension: NVIDIA's 1024 x 1024 x 64 at most) and `local_mem` bytes of
+// local memory: launchers size their groups and tiles from these, and
+// launch() refuses what exceeds them, so a device with small limits can be
+// played on any device.
+inline host::DeviceInfo clamped(host::DeviceInfo d, size_t local_mem, size_t work_group) {
+  d.max_work_group = std::min(d.max_work_group, work_group);
+  const size_t item[3] = {1024, 1024, 64};
+  for (int i = 0; i < 3; ++i) d.max_work_item[i] = std::min(d.max_work_item[i], std::min(item[i], work_group));
+  d.local_mem = std::min<cl_ulong>(d.local_mem, local_mem);
+  return d;
+}
+
+// $TTT_TEST_LIMITS = "WORK_ITEMS,LOCAL_BYTES" (e.g. "32,16384": the smallest
+// limits ttt-cl meets, rusticl on llvmpipe caps some kernels at 32): the test
+// binaries' context is clamped to them (the ctest entries labelled limits).
+inline host::DeviceInfo test_device() {
+  host::DeviceInfo d = host::select_device();
+  const char* lim = std::getenv("TTT_TEST_LIMITS");
+  if (!lim || !*lim) return d;
+  size_t wg = 0, mem = 0;
+  if (std::sscanf(lim, "%zu,%zu", &wg, &mem) != 2 || wg == 0 || mem == 0)
+    throw std::runtime_error(std::string("TTT_TEST_LIMITS='") + lim + "': expected WORK_ITEMS,LOCAL_BYTES");
+  return clamped(d, mem, wg);
+}
+
 // One OpenCL context for the whole test binary; tests skip when no device
 // exists. The context is released when RUN_ALL_TESTS ends, not by a static
 // destructor: at exit the thread-local state of the OpenCL runtime is already
@@ -110,7 +139,8 @@ class DeviceTest : public ::testing::Test {
     auto& r = DeviceEnvironment::runtime();
     if (!tried) {
       tried = true;
-      if (!host::list_devices().empty()) r = std::make_unique<Runtime>();
+      if (!host::list_devices().empty())
+        r = std::make_unique<Runtime>(host::make_runtime(std::make_unique<host::Context>(test_device())));
     }
     return r.get();
   }

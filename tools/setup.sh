@@ -17,6 +17,9 @@ packages=(build-essential cmake pkg-config git ocl-icd-opencl-dev opencl-headers
           libopenmpi-dev openmpi-bin python3 python3-venv librsvg2-bin)
 # The test mode's extra checks (docs/checking.md): kernels under Oclgrind, libFuzzer from clang.
 [ "$mode" = test ] && packages+=(oclgrind clang-14 libclang-rt-14-dev)
+# Mesa's rusticl, the third OpenCL implementation: ctest's rusticl entries run the kernel tests and the
+# golden cases on its llvmpipe device (RUSTICL_ENABLE=llvmpipe, tests/rusticl.sh); PoCL stays the default.
+[ "$mode" = test ] && packages+=(mesa-opencl-icd)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

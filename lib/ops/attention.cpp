@@ -22,33 +22,32 @@ struct AttnConfig {
   std::string bwd_options() const { return cpu ? options + " -DATT_CPU=1" : options; }
 };
 
-// Work-items per group: 64, halved until the compiled kernel accepts it; the
-// key tile is halved until every kernel of the family fits the device's local
+// Work-items per group: 64, halved until every compiled kernel of the family
+// accepts it; the key tile is halved until they all fit the device's local
 // memory (a driver may count a program's __local arrays generously: Oclgrind's
-// 32 KB took 33 KB for head_dim 64 with the first tile).
+// 32 KB took 33 KB for head_dim 64 with the first tile). host::fit_shape, the
+// one mechanism every compile-time group shape goes through.
 AttnConfig attn_config(Context& ctx, int E) {
   if (E < 2 || E > 256 || E % 2) throw Error(fmt::format("attention: head_dim {} is outside 2..256 or odd", E));
   // A CPU's "local memory" is cache and its forward (sweeps) gains from longer
   // tiles: 64 keys ran the 125m forward 1.4x faster than 32 on PoCL.
   const bool cpu = host::cpu_forms(ctx.device());
-  int bk = E <= 64 ? (cpu ? 64 : 32) : E <= 128 ? 16 : 8;
-  int bq = int(std::min<size_t>(64, ctx.device().max_work_group));
-  for (;;) {
-    AttnConfig c{bq, bk, fmt::format("-DATT_E={} -DATT_BQ={} -DATT_BK={}", E, bq, bk), cpu};
-    size_t local = 0, wg = SIZE_MAX;
-    for (const char* name : {"attention_fwd", "attention_bwd_dq", "attention_bwd_dkv"}) {
-      host::Kernel probe(ctx, "attention", name, c.bwd_options());
-      local = std::max(local, probe.local_mem());
-      wg = std::min(wg, probe.max_work_group());
-    }
-    if (local > ctx.device().local_mem && bk > 1) {
-      bk /= 2;
-    } else if (wg < size_t(bq) && bq > 1) {
-      bq /= 2;
-    } else {
-      return c;
-    }
-  }
+  auto make = [&](int bq, int bk) {
+    return AttnConfig{bq, bk, fmt::format("-DATT_E={} -DATT_BQ={} -DATT_BK={}", E, bq, bk), cpu};
+  };
+  return host::fit_shape(
+      ctx, "attention", {"attention_fwd", "attention_bwd_dq", "attention_bwd_dkv"},
+      make(64, E <= 64 ? (cpu ? 64 : 32) : E <= 128 ? 16 : 8), [](const AttnConfig& c) { return c.bwd_options(); },
+      [](const AttnConfig& c) { return c.bq; },
+      [&](AttnConfig& c, const host::Probe& p) {
+        if (p.local_mem > ctx.device().local_mem && c.bk > 1)
+          c = make(c.bq, c.bk / 2);
+        else if (p.work_group < size_t(c.bq) && c.bq > 1)
+          c = make(c.bq / 2, c.bk);
+        else
+          return false;
+        return true;
+      });
 }
 
 // One config per (context, E): it depends on nothing else.
@@ -98,16 +97,25 @@ void attention_decode(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, c
     // The heads are a compile-time constant of this kernel (its per-head state is private).
     host::Kernel k(ctx, "attention_decode", "attention_decode_split", fmt::format("{} -DATT_DH={}", c.options, s.H));
     k.args(part, q, kc, vc, s.C, int64_t(s.pos0), s.W, per, nparts, scale);
-    k.launch({host::round_up(size_t(nparts), 8)}, {8});
+    const size_t wg = k.fit(8);
+    k.launch({host::round_up(size_t(nparts), wg)}, {wg});
   } else {
-    constexpr size_t kItems = 64;  // ATT_DT
-    host::Kernel k(ctx, "attention_decode", "attention_decode_split_wg", c.options);
+    // ATT_DT, the kernel's required group size: 64, halved until the compiled kernel takes it.
+    auto opts = [&](int dt) { return dt == 64 ? c.options : fmt::format("{} -DATT_DT={}", c.options, dt); };
+    const int dt = ctx.memo<int>(fmt::format("attention decode E={}", s.E), [&] {
+      return host::fit_shape(
+          ctx, "attention_decode", {"attention_decode_split_wg"}, 64, opts, [](int n) { return n; },
+          [](int& n, const host::Probe&) { return n > 1 && (n /= 2, true); });
+    });
+    host::Kernel k(ctx, "attention_decode", "attention_decode_split_wg", opts(dt));
+    const size_t items = size_t(dt);
     k.args(part, q, kc, vc, s.H, s.C, int64_t(s.pos0), s.W, per, nparts, scale);
-    k.launch({size_t(nparts) * kItems, size_t(s.H)}, {kItems, 1});
+    k.launch({size_t(nparts) * items, size_t(s.H)}, {items, 1});
   }
   host::Kernel m(ctx, "attention_decode", "attention_decode_merge", c.options);
   m.args(out, lse, part, s.H, nparts);
-  m.launch({host::round_up(size_t(s.E), 16), size_t(s.H)}, {16, 1});
+  const size_t mw = m.fit(16);
+  m.launch({host::round_up(size_t(s.E), mw), size_t(s.H)}, {mw, 1});
 }
 
 void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc, const Buffer& vc,

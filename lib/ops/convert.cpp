@@ -14,7 +14,8 @@ void convert_widen(Context& ctx, Buffer& out, int ldo, const Buffer& in, DType i
   if (R == 0 || C == 0) return;
   host::Kernel k(ctx, "convert", "convert_widen", weight_option(it));
   k.args(out, ldo, in, int64_t(in_off), ldi, R, C);
-  k.launch({host::round_up(size_t(C), 64), size_t(R)}, {64, 1});
+  const size_t wg = k.fit(64);
+  k.launch({host::round_up(size_t(C), wg), size_t(R)}, {wg, 1});
 }
 
 }  // namespace ttt::ops

@@ -20,11 +20,11 @@ const char* weight_option(DType t) {
   }
 }
 
-size_t reduce_wg(const Context& ctx, int n) {
+size_t reduce_wg(const Context& ctx, const Kernel& k, int n) {
   // A CPU runs a work-group's items in a loop and every barrier of the tree
   // reduction splits that loop: there 4 items, each a contiguous run of the row.
   const size_t cap = host::cpu_forms(ctx.device()) ? 4 : 256;
-  size_t limit = std::min<size_t>(cap, ctx.device().max_work_group);
+  const size_t limit = k.fit(cap);
   size_t wg = 1;
   while (wg < size_t(n) && wg * 2 <= limit) wg *= 2;
   return wg;

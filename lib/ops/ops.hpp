@@ -182,7 +182,8 @@ void prepare_kernels(Context& ctx, int head_dim);
 void attention_prepare(Context& ctx, int E);
 void matvec_prepare(Context& ctx);
 
-// Work-group size for reductions over rows of n: a power of two <= 256 and <= the device limit.
-size_t reduce_wg(const Context& ctx, int n);
+// Work-group size of kernel k's reductions over rows of n: a power of two
+// <= 256 (4 in the CPU forms) and <= what k takes on its device (Kernel::fit).
+size_t reduce_wg(const Context& ctx, const host::Kernel& k, int n);
 
 }  // namespace ttt::ops

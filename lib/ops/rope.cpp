@@ -26,7 +26,7 @@ std::vector<float> rope_table(int64_t pos0, int T, int E, double theta) {
 static void rope(Context& ctx, const char* name, Mat out, Mat x, const Buffer& cs, int T, int H, int E) {
   Kernel k(ctx, "rope", name);
   k.args(*out.buf, out.off, out.ld, *x.buf, x.off, x.ld, cs, T, H, E);
-  const size_t lx = std::min<size_t>(round_up(size_t(E / 2), 8), 64);
+  const size_t lx = k.fit(std::min<size_t>(round_up(size_t(E / 2), 8), 64));
   k.launch({round_up(size_t(E / 2), lx), size_t(H), size_t(T)}, {lx, 1, 1});
 }
 

@@ -1,6 +1,8 @@
 // Launchers of the global-norm clip and the fused SGD step.
 #include "lib/ops/ops.hpp"
 
+#include <algorithm>
+
 namespace ttt::ops {
 
 using host::Kernel;
@@ -15,13 +17,13 @@ int sgd_partials(int count) { return count * kGroupsPerParam; }
 
 void global_norm(Context& ctx, const std::vector<std::pair<const Buffer*, int>>& bufs, Buffer& partial, Buffer& stats,
                  float clip) {
-  const size_t wg = reduce_wg(ctx, 256);
   Kernel sumsq(ctx, "sgd", "sgd_sumsq");
+  Kernel norm(ctx, "sgd", "sgd_norm");
+  const size_t wg = std::min(reduce_wg(ctx, sumsq, 256), reduce_wg(ctx, norm, 256));
   for (size_t i = 0; i < bufs.size(); ++i) {
     sumsq.args(partial, int32_t(i * kGroupsPerParam), *bufs[i].first, bufs[i].second, Local{wg * sizeof(float)});
     sumsq.launch({kGroupsPerParam * wg}, {wg});
   }
-  Kernel norm(ctx, "sgd", "sgd_norm");
   norm.args(stats, partial, int32_t(sgd_partials(int(bufs.size()))), clip, Local{wg * sizeof(float)});
   norm.launch({wg}, {wg});
 }
@@ -30,7 +32,8 @@ void sgd_update(Context& ctx, const std::vector<SgdParam>& params, const Buffer&
   Kernel update(ctx, "sgd", "sgd_update");
   for (const auto& p : params) {
     update.args(*p.w, *p.g, stats, lr, p.n);
-    update.launch({round_up(size_t(p.n), 64)}, {64});
+    const size_t wg = update.fit(64);
+    update.launch({round_up(size_t(p.n), wg)}, {wg});
   }
 }
 

@@ -23,7 +23,7 @@ double dot(Context& ctx, const std::vector<std::pair<const Buffer*, const Buffer
            Buffer& partial) {
   if (xy.size() != n.size()) throw Error(fmt::format("ops::dot: {} pairs but {} sizes", xy.size(), n.size()));
   Kernel k(ctx, "vector", "dot_partial");
-  const size_t wg = reduce_wg(ctx, 1 << 20);
+  const size_t wg = reduce_wg(ctx, k, 1 << 20);
   for (size_t p = 0; p < xy.size(); ++p) {
     k.args(partial, int32_t(p * kDotGroups), *xy[p].first, *xy[p].second, int64_t(n[p]), Local{wg * sizeof(float)});
     k.launch({kDotGroups * wg}, {wg});
@@ -39,7 +39,8 @@ void axpby(Context& ctx, Buffer& y, size_t y_off, float a, const Buffer& x, size
   if (n == 0) return;
   Kernel k(ctx, "vector", "axpby");
   k.args(y, int64_t(y_off), a, x, int64_t(x_off), b, int64_t(n));
-  k.launch({round_up(n, 256)}, {256});
+  const size_t wg = k.fit(256);
+  k.launch({round_up(n, wg)}, {wg});
 }
 
 }  // namespace ttt::ops

@@ -74,8 +74,8 @@ void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h
   w.m.fill(neg_inf, size_t(T));
   w.s.zero(size_t(T) * sizeof(float));
   if (dh) w.U.zero(size_t(T) * D * sizeof(float));
-  const size_t wg = reduce_wg(ctx, w.tile);
   Kernel tile_k(ctx, "xent", "xent_fwd_tile");
+  const size_t wg = reduce_wg(ctx, tile_k, w.tile);
   for (int v0 = 0; v0 < V; v0 += w.tile) {
     const int nv = std::min(w.tile, V - v0);
     const Tile Wt = tile_of(ctx, w, W, wt, tied, D, V, v0, nv);
@@ -101,12 +101,12 @@ void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h
   }
   Kernel fin(ctx, "xent", "xent_fwd_final");
   fin.args(nll, w.m, w.s, w.tgt, T);
-  fin.launch({round_up(size_t(T), 64)}, {64});
+  fin.launch({round_up(size_t(T), fin.fit(64))}, {fin.fit(64)});
   if (dh) {
     Kernel bwd(ctx, "xent", "xent_bwd_final", weight_option(wt));  // reads W's target rows as stored
     const int64_t vstride = tied ? D : 1, dstride = tied ? 1 : V;
     bwd.args(*dh, w.U, w.s, targets, W, vstride, dstride, T, D, bos, inv_count);
-    bwd.launch({round_up(size_t(D), 64), size_t(T)}, {64, 1});
+    bwd.launch({round_up(size_t(D), bwd.fit(64)), size_t(T)}, {bwd.fit(64), 1});
   }
 }
 
@@ -119,7 +119,7 @@ void xent_bwd_weights(Context& ctx, XentScratch& w, Buffer& dh, Buffer& dW, cons
     const float beta = v0 == 0 ? 0.f : 1.f;  // dh accumulates over the tiles
     logits_tile(ctx, w, h, W, tied, T, D, V, v0, nv);
     grad.args(w.logits, w.tile, nv, v0, w.m, w.s, targets, bos, inv_count);
-    grad.launch({round_up(size_t(nv), 64), size_t(T)}, {64, 1});
+    grad.launch({round_up(size_t(nv), grad.fit(64)), size_t(T)}, {grad.fit(64), 1});
     if (tied) {
       // dh += G (T, nv) @ wte[v0:v0+nv];  dwte[v0:v0+nv] (nv, D) = G^T @ h
       host::gemm(ctx, Trans::N, Trans::N, T, D, nv, 1.f, w.logits, 0, w.tile, W, size_t(v0) * D, D, beta, dh, 0, D,
@@ -140,8 +140,8 @@ void xent_tangent(Context& ctx, XentScratch& w, Buffer& zd, Buffer& sigma, Buffe
                   float inv_count) {
   if (T == 0) return;
   sigma.zero(size_t(T) * sizeof(float));
-  const size_t wg = reduce_wg(ctx, w.tile);
   Kernel sig(ctx, "xent", "xent_sigma_tile");
+  const size_t wg = reduce_wg(ctx, sig, w.tile);
   for (int v0 = 0; v0 < V; v0 += w.tile) {  // sigma_t = sum_v p zd
     const int nv = std::min(w.tile, V - v0);
     logits_tile(ctx, w, h, W, tied, T, D, V, v0, nv);
@@ -155,7 +155,7 @@ void xent_tangent(Context& ctx, XentScratch& w, Buffer& zd, Buffer& sigma, Buffe
     logits_tile(ctx, w, h, W, tied, T, D, V, v0, nv);
     tile_product(ctx, zd, w.tile, hd, W, tied, T, D, V, v0, nv, "gemm_logits_tangent");
     tan.args(w.logits, zd, w.tile, nv, v0, w.m, w.s, sigma, targets, bos, inv_count);
-    tan.launch({round_up(size_t(nv), 64), size_t(T)}, {64, 1});
+    tan.launch({round_up(size_t(nv), tan.fit(64)), size_t(T)}, {tan.fit(64), 1});
     const float beta = v0 == 0 ? 0.f : 1.f;
     if (tied) {
       // dhd += Gd @ wte[v0:v0+nv];  dWd[v0:v0+nv] += Gd^T h + G^T hd
