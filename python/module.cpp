@@ -198,21 +198,30 @@ class Generator {
       const size_t B = size_t(core_->model.config.mini_batch_size);
       for (; fed_ < prompt_.size() && !irq.check(); fed_ = std::min(prompt_.size(), fed_ + B))
         dec_.append({prompt_.data() + fed_, std::min(B, prompt_.size() - fed_)});
-      while (fed_ == prompt_.size() && !irq.raised && piece.empty()) {
+      // The order of ttt-generate's loop: sample, stop at EOS, print, stop at a stop string or
+      // the limit, append (here deferred to the next call, so a finished text appends nothing).
+      bool end = false;
+      while (fed_ == prompt_.size() && !irq.raised && piece.empty() && !end) {
         if (last_) dec_.append({&*last_, 1});
         last_.reset();
-        if (produced_ == max_tokens_) break;
+        if (produced_ == max_tokens_) {
+          end = true;
+          break;
+        }
         const int32_t id = sampler_.sample(dec_.logits(), dec_.tokens());
-        if (id == eos_) break;
+        if (id == eos_) {
+          end = true;
+          break;
+        }
         ++produced_;
         piece += text_.push(tok.decode({id}));
-        if (text_.stopped()) break;
+        end = text_.stopped();
         last_ = id;
-        if (piece.empty() && irq.check()) break;
+        if (piece.empty() && !end && irq.check()) break;
       }
-      if (piece.empty() && !irq.raised) {
+      if (end) {
         done_ = true;
-        piece = text_.finish();
+        piece += text_.finish();
       }
     }
     irq.rethrow();
@@ -221,7 +230,6 @@ class Generator {
   }
 
   int produced() const { return produced_; }
-  nb::object ids() const { return nb::cast(std::vector<int32_t>(dec_.tokens().begin() + long(prompt_.size()), dec_.tokens().end())); }
 
  private:
   std::shared_ptr<Core> core_;
@@ -340,8 +348,7 @@ NB_MODULE(_tttcl, m) {
            "core"_a, "prompt"_a, "temperature"_a, "top_k"_a, "top_p"_a, "repeat_penalty"_a, "repeat_last_n"_a,
            "seed"_a, "stops"_a, "ttt"_a, "max_tokens"_a)
       .def("next", &Generator::next)
-      .def_prop_ro("produced", &Generator::produced)
-      .def_prop_ro("ids", &Generator::ids);
+      .def_prop_ro("produced", &Generator::produced);
 
   nb::class_<PySession>(m, "DocSession")
       .def(nb::new_([](std::shared_ptr<Core> core, bool ttt, std::optional<float> inner_lr) {

@@ -185,6 +185,8 @@ def test_generation_deterministic_and_cli(kjv):
     word = a.split()[1]
     cut = kjv.generate(prompt, max_tokens=60, stop=[word, "zzz"])
     assert cut == a[:a.index(word)]
+    # Generation ends at the stop string (a limit of 10**6 tokens is never reached).
+    assert kjv.generate(prompt, max_tokens=10**6, stop=word) == cut
     # Without test-time training the model still generates (the same with the same settings).
     assert kjv.generate(prompt, max_tokens=20, ttt=False) == kjv.generate(prompt, max_tokens=20, ttt=False)
     if APPS and os.path.exists(os.path.join(APPS, "ttt-generate")):
@@ -195,9 +197,29 @@ def test_generation_deterministic_and_cli(kjv):
             assert out.decode("utf-8", errors="replace") == kjv.generate(prompt, max_tokens=60, **kw)
 
 
+def incomplete_utf8_tail(b):
+    """Bytes at the end of b that start a UTF-8 sequence b does not complete."""
+    for back in range(1, min(4, len(b)) + 1):
+        c = b[-back]
+        if c & 0xC0 == 0x80:
+            continue
+        n = 4 if 0xF0 <= c <= 0xF4 else 3 if 0xE0 <= c <= 0xEF else 2 if 0xC2 <= c <= 0xDF else 1
+        return back if back < n else 0
+    return 0
+
+
 def test_stream_pieces_are_whole_utf8(kjv):
-    pieces = list(kjv.stream("Ä é — ", max_tokens=40, temperature=1.2, seed=3))
-    assert pieces and all(isinstance(p, str) for p in pieces)
+    text = "Ä é — ü ß " * 3
+    for seed in range(3):
+        kw = dict(max_tokens=80, temperature=1.5, seed=seed)
+        raw = []
+        gen = tttcl._tttcl.Generator(kjv._core, kjv.tokenizer.encode(text), 1.5, 0, 1.0, 1.0, 64, seed, [], True, 80)
+        while (p := gen.next()) is not None:
+            raw.append(p)
+        assert raw and all(incomplete_utf8_tail(p) == 0 for p in raw[:-1])
+        assert gen.produced == 80 and len(b"".join(raw)) == 80
+        pieces = list(kjv.stream(text, **kw))
+        assert "".join(pieces) == b"".join(raw).decode("utf-8", errors="replace") == kjv.generate(text, **kw)
     assert kjv.generate("x", max_tokens=0) == ""
 
 

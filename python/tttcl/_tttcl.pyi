@@ -49,8 +49,7 @@ class Generator:
                  repeat_penalty: float, repeat_last_n: int, seed: int, stops: list[str], ttt: bool,
                  max_tokens: int) -> None: ...
     def next(self) -> Optional[bytes]: ...
-    produced: int
-    ids: list[int]
+    produced: int  # tokens generated so far
 
 class DocSession:
     def __init__(self, core: Core, ttt: bool, inner_lr: Optional[float]) -> None: ...
