@@ -104,8 +104,10 @@ case "$mode" in
       return "$rc"
     }
     # The Python module into the test venv: ctest's python_module runs its pytest suite there.
+    # Its CMake tree stays in $build/python-wheel, so a second run rebuilds only what changed.
     echo "== pip install $root into $venv (the Python module tttcl)"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check "$root" pytest
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+      --config-settings=build-dir="$build/python-wheel" "$root" pytest
     run_ctest "$build" "suite"
     # 2. The suite again with AddressSanitizer and UBSan, sharing build/'s kernel caches.
     asan=${TTT_ASAN_BUILD_DIR:-$root/build-asan}
