@@ -14,7 +14,7 @@ jobs=$(nproc)
 
 packages=(build-essential cmake pkg-config git ocl-icd-opencl-dev opencl-headers libclblast-dev pocl-opencl-icd
           libboost-program-options-dev libfmt-dev nlohmann-json3-dev libpcre2-dev libgtest-dev
-          libopenmpi-dev openmpi-bin python3 python3-venv librsvg2-bin)
+          libopenmpi-dev openmpi-bin python3 python3-venv python3-dev librsvg2-bin)
 # The test mode's extra checks (docs/checking.md): kernels under Oclgrind, libFuzzer from clang.
 [ "$mode" = test ] && packages+=(oclgrind clang-14 libclang-rt-14-dev)
 # Mesa's rusticl, the third OpenCL implementation: ctest's rusticl entries run the kernel tests and the
@@ -106,6 +106,11 @@ case "$mode" in
       rm -f "$log" "$log.xml"
       return "$rc"
     }
+    # The Python module into the test venv: ctest's python_module runs its pytest suite there.
+    # Its CMake tree stays in $build/python-wheel, so a second run rebuilds only what changed.
+    echo "== pip install $root into $venv (the Python module tttcl)"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check \
+      --config-settings=build-dir="$build/python-wheel" "$root" pytest
     run_ctest "$build" "suite"
     # 2. The suite again with AddressSanitizer and UBSan, sharing build/'s kernel caches.
     asan=${TTT_ASAN_BUILD_DIR:-$root/build-asan}
