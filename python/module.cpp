@@ -18,6 +18,7 @@
 #include "ttt/sampling.hpp"
 #include "ttt/tokenizer.hpp"
 
+#include <cctype>
 #include <fmt/format.h>
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
@@ -60,13 +61,23 @@ struct Core {
   std::optional<Tokenizer> tok;
   std::string tok_error;  // why there is no tokenizer (token-id models)
   Runtime rt;
-  // TODO(weight_dtype): EngineOptions gains the 16-bit weight storage; pass it from Model(..., weight_dtype=).
+  EngineOptions base;  // the weight storage every engine of this model uses
   Engine sliding;
   std::optional<Engine> full;
   std::mutex mu;
 
-  Core(const std::string& path, const std::string& device)
-      : dir(path), model(Model::load(path)), rt(device), sliding(rt, model, EngineOptions{}) {
+  static EngineOptions storage(const std::string& weight_dtype) {
+    EngineOptions o;
+    if (weight_dtype == "f32") o.weight_dtype = DType::F32;
+    else if (weight_dtype == "f16") o.weight_dtype = DType::F16;
+    else if (weight_dtype == "bf16") o.weight_dtype = DType::BF16;
+    else if (weight_dtype != "auto")
+      throw Error(fmt::format("weight_dtype='{}': give 'auto', 'f32', 'f16' or 'bf16'", weight_dtype));
+    return o;
+  }
+
+  Core(const std::string& path, const std::string& device, const std::string& weight_dtype)
+      : dir(path), model(Model::load(path)), rt(device), base(storage(weight_dtype)), sliding(rt, model, base) {
     try {
       tok.emplace(Tokenizer::for_model(path, model.config));
       if (tok->vocab_size() > model.config.vocab_size)
@@ -87,7 +98,7 @@ struct Core {
   Engine& full_engine(const std::vector<Document>& docs) {
     Corpus c;
     c.docs = docs;
-    const EngineOptions eo = mode_engine_options(Mode::full, EngineOptions{}, c, model.config);
+    const EngineOptions eo = mode_engine_options(Mode::full, base, c, model.config);
     if (!full || full->window() != eo.window) {
       full.reset();
       full.emplace(rt, model, eo);
@@ -298,11 +309,16 @@ NB_MODULE(_tttcl, m) {
   m.def("select_device", &select_device, "spec"_a = "");
 
   nb::class_<Core>(m, "Core")
-      .def(nb::new_([](const std::string& path, const std::string& device) {
+      .def(nb::new_([](const std::string& path, const std::string& device, const std::string& weight_dtype) {
              nb::gil_scoped_release release;
-             return std::make_shared<Core>(path, device);
+             return std::make_shared<Core>(path, device, weight_dtype);
            }),
-           "path"_a, "device"_a = "")
+           "path"_a, "device"_a = "", "weight_dtype"_a = "auto")
+      .def_prop_ro("weight_dtype", [](const Core& c) {
+        std::string n = dtype_name(c.sliding.weight_dtype());  // "BF16" -> "bf16", as the tools' flag spells it
+        for (char& ch : n) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+        return n;
+      })
       .def_prop_ro("path", [](const Core& c) { return c.dir; })
       .def_prop_ro("device", [](const Core& c) { return c.rt.device(); })
       .def_prop_ro("vocab_size", [](const Core& c) { return c.model.config.vocab_size; })

@@ -233,6 +233,23 @@ def test_tokenizer(kjv):
     assert t.name == "bytes"
 
 
+def test_weight_dtype(models, tmp_path):
+    """16-bit storage: the bf16 checkpoint stays bf16 by default and scores as its f32 widening and as the CLI."""
+    case = os.path.join(GOLDEN, "bf16-weights")
+    toks = golden_tokens("bf16-weights")
+    auto = models["bf16-weights"]
+    assert auto.weight_dtype == "bf16"
+    wide = tttcl.Model(case, weight_dtype="f32")
+    assert wide.weight_dtype == "f32"
+    np.testing.assert_allclose(auto.perplexity(toks).nll, wide.perplexity(toks).nll, atol=1e-3, rtol=0)
+    tokfile = tmp_path / "t.txt"
+    tokfile.write_text(" ".join(str(t) for t in toks))
+    np.testing.assert_array_equal(tttcl.Model(case, weight_dtype="bf16").perplexity(toks).nll,
+                                  cli_nll(tmp_path, "-m", case, "--tokens", str(tokfile), "--weight-dtype", "bf16"))
+    with pytest.raises(tttcl.Error, match="weight_dtype='f8'"):
+        tttcl.Model(case, weight_dtype="f8")
+
+
 def test_errors(kjv, models, tmp_path):
     assert issubclass(tttcl.Error, RuntimeError)
     missing = str(tmp_path / "nope")

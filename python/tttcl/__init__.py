@@ -154,7 +154,7 @@ class Model:
     or a Device. One model is used by one thread at a time (calls from several
     threads are serialised); two models on two threads run side by side."""
 
-    def __init__(self, path: str, device: Union[None, str, int, Device] = None):
+    def __init__(self, path: str, device: Union[None, str, int, Device] = None, weight_dtype: str = "auto"):
         if isinstance(device, Device):
             spec = device.spec
         elif isinstance(device, int) and not isinstance(device, bool):
@@ -166,12 +166,17 @@ class Model:
             spec = device or ""
         else:
             raise Error(f"device={device!r}: expected None, a spec string, an index or a tttcl.Device")
-        self._core = _tttcl.Core(str(path), spec)
+        self._core = _tttcl.Core(str(path), spec, weight_dtype)
         self.tokenizer = Tokenizer(self._core)
 
     @property
     def path(self) -> str:
         return self._core.path
+
+    @property
+    def weight_dtype(self) -> str:
+        """Storage of the weight matrices on the device: 'f32', 'f16' or 'bf16' (weight_dtype='auto': the file's)."""
+        return self._core.weight_dtype
 
     @property
     def device(self) -> Device:
