@@ -7,6 +7,7 @@
 #include "lib/eval/corpus.hpp"
 #include "lib/eval/corpus_run.hpp"
 #include "lib/eval/journal.hpp"
+#include "lib/eval/kld.hpp"
 #include "lib/eval/modes.hpp"
 #include "lib/eval/mpi_shard.hpp"
 #include "lib/report/progress.hpp"
@@ -24,6 +25,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <span>
 #include <optional>
 #include <string>
 #include <vector>
@@ -65,6 +67,13 @@ po::options_description options() {
       ("jsonl", po::value<std::string>(), "JSON Lines corpus: one document per line, its text in --field")
       ("field", po::value<std::string>()->default_value("text"), "the --jsonl field that holds the text")
       ("parallel", po::value<int>()->default_value(1), "documents evaluated at once on the device (a batched session; each keeps its own state)")
+      ("kl-divergence-base", po::value<std::string>(),
+       "write every predicted token's log-probabilities over the whole vocabulary to FILE (16 + 2V bytes a token, "
+       "as llama.cpp's llama-perplexity stores them), a base for --kl-divergence; with --kl-divergence, the base to read")
+      ("kl-divergence", po::bool_switch(),
+       "compare this run with the --kl-divergence-base FILE of the same documents: mean KL divergence with its error "
+       "and percentiles, the change of the target token's probability (mean and RMS dp, percentiles) and how often "
+       "the most likely token is the same (e.g. --no-ttt against a base made with test-time training)")
       ("journal", po::value<std::string>(), "append each finished document's NLLs to this file as soon as it is scored (fsync'ed)")
       ("resume", po::bool_switch(), "continue the --journal: skip the documents already in it and report them from it")
       ("quiet,q", po::bool_switch(), "no progress display");
@@ -91,6 +100,8 @@ struct Args {
   std::optional<float> inner_lr;
   int parallel = 1;
   std::optional<std::string> journal, nll_out, json, plot, save_weights;
+  std::optional<std::string> kld_base;  // --kl-divergence-base: written, or read with --kl-divergence
+  bool kld = false;
 };
 
 std::optional<std::string> given(const po::variables_map& vm, const char* flag) {
@@ -138,6 +149,8 @@ Args read_args(const po::variables_map& vm) {
   a.plot = given(vm, "plot");
   a.save_weights = given(vm, "save-weights");
   a.force = vm["force"].as<bool>();
+  a.kld_base = given(vm, "kl-divergence-base");
+  a.kld = vm["kl-divergence"].as<bool>();
   a.quiet = vm["quiet"].as<bool>();
   return a;
 }
@@ -163,6 +176,13 @@ void check_args(const Args& a, const ttt::mpi::World& world) {
   if (a.save_weights && (a.parallel > 1 || world.size() > 1))
     throw Usage("--save-weights keeps the weights adapted by the last document: use it without --parallel and MPI");
   if (a.resume && !a.journal) throw Usage("--resume continues a --journal FILE");
+  if (a.kld && !a.kld_base) throw Usage("--kl-divergence compares with a base: give --kl-divergence-base FILE");
+  if (a.kld_base && (a.parallel > 1 || world.size() > 1))
+    throw Usage("--kl-divergence-base reads every token's logits one document at a time: use it without --parallel "
+                "and MPI");
+  if (a.kld_base && a.resume)
+    throw Usage("--kl-divergence-base needs every token's logits, and documents taken from a --journal with --resume "
+                "have none: use it without --resume");
 }
 
 // Output paths before any work: a bad one must fail now, not after hours of evaluation.
@@ -174,6 +194,12 @@ void check_outputs(const Args& a, const po::variables_map& vm) {
   if (!a.corpus.text.empty()) paths.inputs("-f", ttt::expand_paths(a.corpus.text));
   if (!a.corpus.tokens.empty()) paths.inputs("--tokens", ttt::expand_paths(a.corpus.tokens));
   paths.output(vm, "nll-out").output(vm, "json").output(vm, "plot").output(vm, "journal");
+  if (a.kld_base) {
+    if (a.kld)
+      paths.input("--kl-divergence-base", *a.kld_base);
+    else
+      paths.output("--kl-divergence-base", *a.kld_base);
+  }
   if (a.save_weights)
     paths.output_dir("--save-weights", *a.save_weights,
                      {"config.json", "model.safetensors", "tokenizer.json", "tokenizer.model"});
@@ -208,6 +234,32 @@ std::unique_ptr<ttt::Journal> open_journal(const Args& a, const ttt::Config& cfg
   return journal;
 }
 
+// --kl-divergence-base: the file this run writes, or (--kl-divergence) the base it is compared with.
+struct Kld {
+  std::optional<ttt::KldWriter> writer;
+  std::optional<ttt::KldComparer> comparer;
+  ttt::LogitRows rows() {
+    if (writer) return [this](size_t doc, size_t pos, int32_t, std::span<const float> l) { writer->row(doc, pos, l); };
+    if (comparer)
+      return [this](size_t doc, size_t pos, int32_t t, std::span<const float> l) { comparer->row(doc, pos, t, l); };
+    return {};
+  }
+};
+
+// Before any work: a base of other documents, vocabulary or token count is refused now.
+void open_kld(Kld& k, const Args& a, const ttt::Corpus& corpus, const ttt::Config& cfg) {
+  if (!a.kld_base) return;
+  const ttt::KldHeader h = ttt::kld_header(corpus.docs, cfg.vocab_size, ttt::model_fingerprint(a.model_dir));
+  if (a.kld) {
+    k.comparer.emplace(*a.kld_base, h);
+    if (k.comparer->other_model())
+      std::fprintf(stderr, "ttt-perplexity: note: %s was made with other model files than %s\n", a.kld_base->c_str(),
+                   a.model_dir.c_str());
+  } else {
+    k.writer.emplace(*a.kld_base, h);
+  }
+}
+
 // The report on stdout (alone there: `> report.txt` holds it), then the files asked for.
 void write_outputs(const Args& a, const ttt::CorpusResults& r) {
   std::fputs(ttt::format_report(r.report).c_str(), stdout);
@@ -218,8 +270,10 @@ void write_outputs(const Args& a, const ttt::CorpusResults& r) {
 }
 
 // The last words on stderr and the exit code; a whole run saves the adapted weights.
-int finish(const Args& a, const ttt::CorpusResults& r, const ttt::Model& model) {
+int finish(const Args& a, const ttt::CorpusResults& r, const ttt::Model& model, Kld& kld) {
   if (!r.complete) {
+    if (kld.writer)
+      std::fprintf(stderr, "ttt-perplexity: --kl-divergence-base not written: the documents were not all read\n");
     if (a.save_weights)
       std::fprintf(stderr, "ttt-perplexity: --save-weights skipped: the documents were not all read\n");
     std::fprintf(stderr, "ttt-perplexity: interrupted: partial results written (%zu of %zu tokens scored)\n", r.scored,
@@ -231,6 +285,11 @@ int finish(const Args& a, const ttt::CorpusResults& r, const ttt::Model& model) 
     ttt::save_adapted_model(model, *a.save_weights, a.model_dir, a.corpus.tokenizer);
     std::fprintf(stderr, "ttt-perplexity: adapted weights written to %s\n", a.save_weights->c_str());
   }
+  if (kld.writer) {
+    kld.writer->commit();
+    std::fprintf(stderr, "ttt-perplexity: KL-divergence base of %zu tokens written to %s\n", r.scored,
+                 a.kld_base->c_str());
+  }
   return 0;
 }
 
@@ -238,9 +297,9 @@ int finish(const Args& a, const ttt::CorpusResults& r, const ttt::Model& model) 
 // rank 0. Returns rank 0's results; nothing on the other ranks.
 std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& corpus, ttt::Runtime& rt,
                                            const ttt::EngineOptions& eo, ttt::Model& model,
-                                           const ttt::mpi::World& world) {
+                                           const ttt::mpi::World& world, Kld& kld) {
   const bool lead = world.rank() == 0;  // rank 0 alone reports
-  ttt::CorpusRun run(corpus, {.modes = a.modes, .parallel = a.parallel}, world);
+  ttt::CorpusRun run(corpus, {.modes = a.modes, .parallel = a.parallel, .rows = kld.rows()}, world);
   ttt::Progress progress(run.tokens_to_score(), "progress",
                          a.quiet || !lead ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto, stderr,
                          [&] { return run.seconds(); });
@@ -282,6 +341,8 @@ int body(int argc, char** argv) {
 
   ttt::Model model = load_model(a.model_dir);
   const ttt::Corpus corpus = ttt::collect_corpus(a.corpus, a.model_dir, model.config);
+  Kld kld;
+  open_kld(kld, a, corpus, model.config);
   ttt::Runtime rt(ttt::mpi::device_spec(world, a.device));
   const ttt::Device& device = rt.device();
   ttt::app::announce_compiles(rt, "ttt-perplexity");
@@ -292,10 +353,11 @@ int body(int argc, char** argv) {
                  corpus.docs.size() == 1 ? "" : "s", corpus.tokens, corpus.tokens == 1 ? "" : "s",
                  device.label().c_str());
 
-  const std::optional<ttt::CorpusResults> results = evaluate(a, corpus, rt, eo, model, world);
+  std::optional<ttt::CorpusResults> results = evaluate(a, corpus, rt, eo, model, world, kld);
   if (!results) return 0;
+  if (kld.comparer) results->report.kld = kld.comparer->summary();
   write_outputs(a, *results);
-  return finish(a, *results, model);
+  return finish(a, *results, model, kld);
 }
 
 }  // namespace

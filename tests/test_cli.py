@@ -350,7 +350,8 @@ def help_usage(c):
     # --help of every tool explains every flag.
     for tool, flags in [("ttt-perplexity", ["--model", "--file", "--tokens", "--no-ttt", "--inner-lr", "--compare",
                                             "--nll-out", "--json", "--plot", "--device", "--max-tokens",
-                                            "--save-weights", "--parse-special", "--ctx", "--chunks"]),
+                                            "--save-weights", "--parse-special", "--ctx", "--chunks",
+                                            "--kl-divergence-base", "--kl-divergence"]),
                         ("ttt-tokenize", ["--tokenizer", "--decode", "--parse-special"]),
                         ("ttt-make-model", ["--preset", "--out", "--seed", "--dtype"]),
                         ("ttt-info", ["--help"])]:
@@ -1267,6 +1268,74 @@ def windows(c):
                  "--chunks", code=2)
     expect_error("--ctx longer than every document", "ttt-perplexity",
                  ["-m", made, "-f", long_doc, "--ctx", "100000"], "whole window of 100000 tokens")
+
+
+@case
+def kl_divergence(c):
+    """--kl-divergence-base FILE saves every token's log-probabilities without changing the NLLs; --kl-divergence
+    compares a run with it: 0 against itself, above 0 without TTT; a base of other tokens or vocabulary is refused
+    untouched."""
+    made, tmp = c.made(), c.tmp
+    doc = c.long_doc()
+    base, nll_a, nll_b = (os.path.join(tmp, x) for x in ("ttt.kld", "kld-a.nll", "kld-b.nll"))
+    cut = ["--max-tokens", "1000"]  # 1000 tokens: many mini-batches of B = 64, so TTT has taken steps
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", doc, *cut, "--kl-divergence-base", base, "--nll-out", nll_a,
+                     "-q")
+    rc2, _, se2 = run("ttt-perplexity", "-m", made, "-f", doc, *cut, "--nll-out", nll_b, "-q")
+    ok = rc == 0 and rc2 == 0 and os.path.getsize(base) == 40 + 16 + 999 * (16 + 2 * 256)
+    check("--kl-divergence-base writes 16 + 2V bytes a predicted token after its header",
+          ok and open(base, "rb").read(8) == b"TTT-KLD\n", (se + se2)[-400:])
+    check("reading every token's logits leaves the NLLs (and the test-time steps) as they are",
+          ok and floats(nll_a) == floats(nll_b) and len(floats(nll_a)) == 999)
+    if not ok:
+        return
+    js = os.path.join(tmp, "kld-self.json")
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", doc, *cut, "--kl-divergence-base", base, "--kl-divergence",
+                     "--json", js, "-q")
+    k = json.load(open(js))["kld"] if rc == 0 else {}
+    check("a run against its own base: KLD 0, \u0394p 0, the same top token everywhere",
+          rc == 0 and k["tokens"] == 999 and k["kld_mean"] == 0 and k["dp_rms"] == 0 and k["same_top"] == 1
+          and k["kld_percentiles"]["max"] == 0 and "same top token   100.000" in so
+          and so.rstrip().splitlines()[-1].startswith("PPL = "), (so + se)[-600:])
+    jn = os.path.join(tmp, "kld-nottt.json")
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", doc, *cut, "--kl-divergence-base", base, "--kl-divergence",
+                     "--no-ttt", "--json", jn, "-q")
+    k = json.load(open(jn))["kld"] if rc == 0 else {}
+    ok = rc == 0 and k["kld_mean"] > 0 and k["kld_err"] > 0 and k["kld_percentiles"]["min"] >= 0
+    # The first mini-batch predates any test-time step: identical there, so the smallest KLDs are 0.
+    ok = ok and k["kld_percentiles"]["min"] == 0 and k["kld_percentiles"]["max"] >= k["kld_percentiles"]["median"] > 0
+    ok = ok and k["dp_rms"] > 0 and 0 <= k["same_top"] < 1 and "mean KLD" in so and "RMS \u0394p" in so
+    check("--no-ttt against a TTT base: KLD above 0, with its error, percentiles, \u0394p and same top token", ok,
+          str(k)[:400] + se[-300:])
+    # Refusals leave the base as it was.
+    before = open(base, "rb").read()
+    other = c.token_file("kld-other.txt", open(doc).read().replace("fox", "cat"))
+    tiny_base = os.path.join(tmp, "tiny.kld")
+    rc, _, se = run("ttt-perplexity", "-m", c.tiny, "--tokens", c.tokens, "--kl-divergence-base", tiny_base, "-q")
+    check("a base of token-id documents", rc == 0, se[-300:])
+    expect_error("--kl-divergence: a base of another vocabulary", "ttt-perplexity",
+                 ["-m", made, "--tokens", c.tokens, "--kl-divergence-base", tiny_base, "--kl-divergence"],
+                 tiny_base, "vocabulary of 97 tokens", "256")
+    expect_error("--kl-divergence: a base of another token count", "ttt-perplexity",
+                 ["-m", made, "-f", doc, "--max-tokens", "500", "--kl-divergence-base", base, "--kl-divergence"],
+                 base, "999 predicted tokens", "499")
+    expect_error("--kl-divergence: a base of other documents", "ttt-perplexity",
+                 ["-m", made, "-f", other, *cut, "--kl-divergence-base", base, "--kl-divergence"],
+                 base, "document 0", "other tokens")
+    expect_error("--kl-divergence: not a base", "ttt-perplexity",
+                 ["-m", made, "-f", doc, "--kl-divergence-base", doc, "--kl-divergence"], doc, "not a KL-divergence base")
+    expect_error("--kl-divergence without a base", "ttt-perplexity", ["-m", made, "-f", doc, "--kl-divergence"],
+                 "--kl-divergence-base", code=2)
+    expect_error("--kl-divergence-base with --parallel", "ttt-perplexity",
+                 ["-m", made, "-f", doc, "--kl-divergence-base", os.path.join(tmp, "p.kld"), "--parallel", "2"],
+                 "--kl-divergence-base", "--parallel", code=2)
+    expect_error("--kl-divergence-base with --resume", "ttt-perplexity",
+                 ["-m", made, "-f", doc, "--kl-divergence-base", base, "--kl-divergence", "--journal",
+                  os.path.join(tmp, "kld.journal"), "--resume"], "--resume", code=2)
+    expect_error("--json over the base being read", "ttt-perplexity",
+                 ["-m", made, "-f", doc, "--kl-divergence-base", base, "--kl-divergence", "--json", base],
+                 "--json", "--kl-divergence-base", code=2)
+    check("a refused run leaves the base untouched", open(base, "rb").read() == before)
 
 
 def interrupt_code(cmd, wait_for=None, delay=1.5, stdin=None):
