@@ -287,6 +287,38 @@ TEST(reportText, CompareShowsBothRunsAndDifference) {
   EXPECT_NE(r.find("-39.35%"), std::string::npos);  // ΔPPL: exp(-0.5) - 1
 }
 
+TEST(reportKld, TextAndJson) {
+  ReportInput in = sample(false, 1);
+  EXPECT_EQ(format_report(in).find("KL divergence"), std::string::npos);
+  EXPECT_FALSE(report_json(in).contains("kld"));
+  KldSummary k;
+  k.base = "ttt.kld";
+  k.count = 999;
+  k.kld_mean = 0.0123456, k.kld_err = 0.0001;
+  k.dp_mean = -0.0125, k.dp_err = 0.001, k.dp_rms = 0.03;
+  k.same_top = 0.875, k.same_top_err = 0.01;
+  k.kld_percentiles = {{"max", 0.5}, {"median", 0.01}, {"min", 0}};
+  k.dp_percentiles = {{"max", 0.2}, {"median", -0.01}, {"min", -0.3}};
+  in.kld = k;
+  const std::string r = format_report(in);
+  EXPECT_TRUE(has_line_starting(r, "KL divergence against ttt.kld: 999 tokens"));
+  EXPECT_NE(r.find("mean KLD         0.012346 \xc2\xb1 0.000100"), std::string::npos);
+  EXPECT_NE(r.find("mean \xce\x94p          -1.250 \xc2\xb1 0.100 %"), std::string::npos);
+  EXPECT_NE(r.find("RMS \xce\x94p           3.000 %"), std::string::npos);
+  EXPECT_NE(r.find("max 20.000%, median -1.000%, min -30.000%"), std::string::npos);
+  EXPECT_NE(r.find("same top token   87.500 \xc2\xb1 1.000 %"), std::string::npos);
+  EXPECT_EQ(lines(r).back().rfind("PPL = ", 0), 0u);
+  const json j = report_json(in)["kld"];
+  EXPECT_EQ(j["base"], "ttt.kld");
+  EXPECT_EQ(j["tokens"], 999);
+  EXPECT_DOUBLE_EQ(j["kld_mean"].get<double>(), 0.0123456);
+  EXPECT_DOUBLE_EQ(j["dp_rms"].get<double>(), 0.03);
+  EXPECT_DOUBLE_EQ(j["same_top"].get<double>(), 0.875);
+  EXPECT_DOUBLE_EQ(j["kld_percentiles"]["max"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(j["dp_percentiles"]["min"].get<double>(), -0.3);
+  EXPECT_FALSE(j["other_model"].get<bool>());
+}
+
 TEST(reportText, EmptyInputStillRenders) {
   ReportInput in;
   const std::string r = format_report(in);
