@@ -1338,6 +1338,68 @@ def kl_divergence(c):
     check("a refused run leaves the base untouched", open(base, "rb").read() == before)
 
 
+@case
+def session_files(c):
+    """ttt-generate --save-session / --load-session: reading a prompt, saving, loading and generating (greedy) gives
+    the text of one uninterrupted run, with and without test-time training; a session of another model, with other
+    options, or a corrupt one is refused."""
+    made, tmp = c.made(), c.tmp
+    prompt = "The quick brown fox jumps over the lazy dog; " * 4  # 180 tokens: past two mini-batches of B = 64
+    ses = lambda name: os.path.join(tmp, name)
+    out = os.path.join(tmp, "gen.json")
+
+    def gen(*args):
+        """(exit status, generated ids, stderr); the text of a random model need not be UTF-8."""
+        if os.path.exists(out):
+            os.remove(out)
+        p = subprocess.run([exe("ttt-generate"), "-m", made, "-q", "--json", out, *args], capture_output=True,
+                           timeout=600)
+        ids = json.load(open(out))["ids"] if p.returncode == 0 else None
+        return p.returncode, ids, p.stderr.decode("utf-8", "replace")
+
+    for flags in ([], ["--no-ttt"]):
+        label = " ".join(flags) or "with test-time training"
+        rc, whole, se = gen("-p", prompt, "-n", "150", *flags)
+        rc1, part1, se1 = gen("-p", prompt, "-n", "0", "--save-session", ses("read.ses"), *flags)
+        rc2, part2, se2 = gen("--load-session", ses("read.ses"), "-n", "150", *flags)
+        check(f"read, save, load, generate = one uninterrupted run ({label})",
+              rc == rc1 == rc2 == 0 and len(whole or []) == 150 and part1 == [] and part2 == whole, (se + se1 + se2)[-400:])
+        # Saved mid-generation (a mini-batch half done), continued with an empty prompt.
+        rc1, part1, se1 = gen("-p", prompt, "-n", "70", "--save-session", ses("mid.ses"), *flags)
+        rc2, part2, se2 = gen("--load-session", ses("mid.ses"), "-p", "", "-n", "80", *flags)
+        check(f"saved after 70 generated tokens, 80 more = the uninterrupted 150 ({label})",
+              rc1 == rc2 == 0 and part1 + part2 == whole, (se1 + se2)[-400:])
+    # A prompt appended to a loaded session is read as if it followed in one run.
+    rc, whole, _ = gen("-p", prompt + "Once more: ", "-n", "40")
+    gen("-p", prompt, "-n", "0", "--save-session", ses("ttt.ses"))
+    expect_error("a session is refused by a run with other options", "ttt-generate",
+                 ["-m", made, "--load-session", ses("ttt.ses"), "--no-ttt"], "ttt.ses", "other options",
+                 "test-time training on")
+    expect_error("--load-session with --full-attention", "ttt-generate",
+                 ["-m", made, "--load-session", ses("ttt.ses"), "--full-attention"], "--full-attention", code=2)
+    rc2, part, se2 = gen("--load-session", ses("ttt.ses"), "-p", "Once more: ", "-n", "40")
+    check("--load-session with a prompt continues the document with it", rc == rc2 == 0 and part == whole, se2[-300:])
+    other = os.path.join(tmp, "made-seed4")
+    if not os.path.exists(other):
+        run("ttt-make-model", "--preset", "tiny", "--seed", "4", "--out", other)
+    expect_error("--load-session of another model", "ttt-generate", ["-m", other, "--load-session", ses("ttt.ses")],
+                 ses("ttt.ses"), "another model")
+    data = bytearray(open(ses("ttt.ses"), "rb").read())
+    data[len(data) // 2] ^= 1
+    open(ses("flipped.ses"), "wb").write(data)
+    open(ses("short.ses"), "wb").write(data[:1000])
+    expect_error("--load-session of a corrupt file", "ttt-generate", ["-m", made, "--load-session", ses("flipped.ses")],
+                 "flipped.ses", "corrupt")
+    expect_error("--load-session of a truncated file", "ttt-generate", ["-m", made, "--load-session", ses("short.ses")],
+                 "short.ses", "corrupt")
+    expect_error("--load-session of a non-session", "ttt-generate",
+                 ["-m", made, "--load-session", os.path.join(made, "config.json")], "not a session file")
+    expect_error("no prompt and no session", "ttt-generate", ["-m", made], "--load-session", code=2)
+    expect_error("--save-session over the model", "ttt-generate",
+                 ["-m", made, "-p", "x", "--save-session", os.path.join(made, "model.safetensors")], "--save-session",
+                 code=2)
+
+
 def interrupt_code(cmd, wait_for=None, delay=1.5, stdin=None):
     """Exit status of cmd after one SIGINT, sent once `wait_for` shows on stderr (or after delay)."""
     p = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

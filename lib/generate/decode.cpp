@@ -7,11 +7,31 @@
 
 #include "ttt/error.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 namespace ttt {
 
 Decoder::Decoder(Session& s) : s_(s) { s_.reset(); }
+
+Decoder::Saved Decoder::save() const {
+  Saved out{doc_, done_, steps_, s_.state()};
+  const int64_t B = s_.mini_batch();
+  out.session.position = out.session.position / B * B;
+  return out;
+}
+
+Decoder::Decoder(Session& s, const Saved& saved) : s_(s), doc_(saved.tokens), done_(saved.done), steps_(saved.steps) {
+  const int64_t B = s_.mini_batch(), n = int64_t(doc_.size()), pos = saved.session.position;
+  // The invariant of append(): a session holds the document's first pos tokens, pos a multiple of B at most one
+  // mini-batch past the ones stepped.
+  if (pos % B != 0 || pos > n || done_ < 0 || done_ * B > pos || (s_.ttt() && pos > (done_ + 1) * B) || steps_ < 0)
+    throw Error(fmt::format("a saved document of {} tokens at position {} with {} mini-batches stepped does not fit "
+                            "a session of mini-batch {}",
+                            n, pos, done_, B));
+  s_.restore(saved.session);
+}
 
 void Decoder::forward_upto(int64_t end) {
   const int64_t B = s_.mini_batch();
