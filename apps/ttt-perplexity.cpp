@@ -10,6 +10,7 @@
 #include "lib/eval/kld.hpp"
 #include "lib/eval/modes.hpp"
 #include "lib/eval/mpi_shard.hpp"
+#include "lib/generate/session_file.hpp"
 #include "lib/report/progress.hpp"
 #include "ttt/device.hpp"
 #include "ttt/engine.hpp"
@@ -63,6 +64,10 @@ po::options_description options() {
       ("json", po::value<std::string>(), "write the whole report as JSON: settings, device, timing, per document, per position bucket")
       ("plot", po::value<std::string>(), "draw mean loss against token position as an SVG (both curves with --compare)")
       ("save-weights", po::value<std::string>(), "write a model directory whose prime MLP weights are those adapted at the end of the (last) document; never the input model's directory, nor a non-empty one without --force")
+      ("save-session", po::value<std::string>(),
+       "write the session at the end of the (last) document to FILE: its tokens, position, key/value rings and "
+       "adapted prime weights, so that ttt-generate --load-session FILE continues the document (same model and "
+       "options)")
       ("force", po::bool_switch(), "let --save-weights write into a non-empty directory")
       ("jsonl", po::value<std::string>(), "JSON Lines corpus: one document per line, its text in --field")
       ("field", po::value<std::string>()->default_value("text"), "the --jsonl field that holds the text")
@@ -100,7 +105,7 @@ struct Args {
   std::optional<float> inner_lr;
   int parallel = 1;
   std::optional<std::string> journal, nll_out, json, plot, save_weights;
-  std::optional<std::string> kld_base;  // --kl-divergence-base: written, or read with --kl-divergence
+  std::optional<std::string> kld_base, save_session;  // --kl-divergence-base: written, or read with --kl-divergence
   bool kld = false;
 };
 
@@ -151,6 +156,7 @@ Args read_args(const po::variables_map& vm) {
   a.force = vm["force"].as<bool>();
   a.kld_base = given(vm, "kl-divergence-base");
   a.kld = vm["kl-divergence"].as<bool>();
+  a.save_session = given(vm, "save-session");
   a.quiet = vm["quiet"].as<bool>();
   return a;
 }
@@ -176,6 +182,11 @@ void check_args(const Args& a, const ttt::mpi::World& world) {
   if (a.save_weights && (a.parallel > 1 || world.size() > 1))
     throw Usage("--save-weights keeps the weights adapted by the last document: use it without --parallel and MPI");
   if (a.resume && !a.journal) throw Usage("--resume continues a --journal FILE");
+  if (a.save_session && (a.parallel > 1 || world.size() > 1 || a.resume))
+    throw Usage("--save-session keeps the state of the last document as it is scored: use it without --parallel, MPI "
+                "and --resume");
+  if (a.save_session && a.modes[0] == ttt::Mode::full)
+    throw Usage("--save-session keeps a sliding-window session; full attention's cache is sized for one run");
   if (a.kld && !a.kld_base) throw Usage("--kl-divergence compares with a base: give --kl-divergence-base FILE");
   if (a.kld_base && (a.parallel > 1 || world.size() > 1))
     throw Usage("--kl-divergence-base reads every token's logits one document at a time: use it without --parallel "
@@ -193,7 +204,7 @@ void check_outputs(const Args& a, const po::variables_map& vm) {
   paths.model("-m", a.model_dir).input(vm, "tokenizer").input(vm, "jsonl");
   if (!a.corpus.text.empty()) paths.inputs("-f", ttt::expand_paths(a.corpus.text));
   if (!a.corpus.tokens.empty()) paths.inputs("--tokens", ttt::expand_paths(a.corpus.tokens));
-  paths.output(vm, "nll-out").output(vm, "json").output(vm, "plot").output(vm, "journal");
+  paths.output(vm, "nll-out").output(vm, "json").output(vm, "plot").output(vm, "journal").output(vm, "save-session");
   if (a.kld_base) {
     if (a.kld)
       paths.input("--kl-divergence-base", *a.kld_base);
@@ -260,6 +271,12 @@ void open_kld(Kld& k, const Args& a, const ttt::Corpus& corpus, const ttt::Confi
   }
 }
 
+// --save-session: the main pass's last document as a Decoder would have saved it, and what a session must match.
+struct KeptSession {
+  std::optional<ttt::Decoder::Saved> saved;
+  ttt::SessionKey key;
+};
+
 // The report on stdout (alone there: `> report.txt` holds it), then the files asked for.
 void write_outputs(const Args& a, const ttt::CorpusResults& r) {
   std::fputs(ttt::format_report(r.report).c_str(), stdout);
@@ -270,8 +287,10 @@ void write_outputs(const Args& a, const ttt::CorpusResults& r) {
 }
 
 // The last words on stderr and the exit code; a whole run saves the adapted weights.
-int finish(const Args& a, const ttt::CorpusResults& r, const ttt::Model& model, Kld& kld) {
+int finish(const Args& a, const ttt::CorpusResults& r, const ttt::Model& model, Kld& kld, const KeptSession& kept) {
   if (!r.complete) {
+    if (a.save_session)
+      std::fprintf(stderr, "ttt-perplexity: --save-session not written: the documents were not all read\n");
     if (kld.writer)
       std::fprintf(stderr, "ttt-perplexity: --kl-divergence-base not written: the documents were not all read\n");
     if (a.save_weights)
@@ -285,6 +304,12 @@ int finish(const Args& a, const ttt::CorpusResults& r, const ttt::Model& model, 
     ttt::save_adapted_model(model, *a.save_weights, a.model_dir, a.corpus.tokenizer);
     std::fprintf(stderr, "ttt-perplexity: adapted weights written to %s\n", a.save_weights->c_str());
   }
+  if (a.save_session) {
+    if (!kept.saved) throw ttt::Error("--save-session: no document was scored in this run");
+    ttt::save_session_file(*a.save_session, kept.key, *kept.saved);
+    std::fprintf(stderr, "ttt-perplexity: session of %zu tokens written to %s\n", kept.saved->tokens.size(),
+                 a.save_session->c_str());
+  }
   if (kld.writer) {
     kld.writer->commit();
     std::fprintf(stderr, "ttt-perplexity: KL-divergence base of %zu tokens written to %s\n", r.scored,
@@ -297,9 +322,15 @@ int finish(const Args& a, const ttt::CorpusResults& r, const ttt::Model& model, 
 // rank 0. Returns rank 0's results; nothing on the other ranks.
 std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& corpus, ttt::Runtime& rt,
                                            const ttt::EngineOptions& eo, ttt::Model& model,
-                                           const ttt::mpi::World& world, Kld& kld) {
+                                           const ttt::mpi::World& world, Kld& kld, KeptSession& kept) {
   const bool lead = world.rank() == 0;  // rank 0 alone reports
-  ttt::CorpusRun run(corpus, {.modes = a.modes, .parallel = a.parallel, .rows = kld.rows()}, world);
+  ttt::DocumentEnd document_end;
+  if (a.save_session)
+    document_end = [&](size_t doc, ttt::Session& s) {
+      if (doc + 1 == corpus.docs.size()) kept.saved = ttt::Decoder::scored(s, corpus.docs[doc].tokens);
+    };
+  ttt::CorpusRun run(corpus, {.modes = a.modes, .parallel = a.parallel, .rows = kld.rows(), .document_end = document_end},
+                     world);
   ttt::Progress progress(run.tokens_to_score(), "progress",
                          a.quiet || !lead ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto, stderr,
                          [&] { return run.seconds(); });
@@ -353,11 +384,15 @@ int body(int argc, char** argv) {
                  corpus.docs.size() == 1 ? "" : "s", corpus.tokens, corpus.tokens == 1 ? "" : "s",
                  device.label().c_str());
 
-  std::optional<ttt::CorpusResults> results = evaluate(a, corpus, rt, eo, model, world, kld);
+  KeptSession kept;
+  kept.key = {ttt::model_fingerprint(a.model_dir), a.ttt && model.config.num_prime_blocks() > 0,
+              a.inner_lr.value_or(model.config.inner_lr), model.config.sliding_window_size,
+              model.config.mini_batch_size, model.config.vocab_size};
+  std::optional<ttt::CorpusResults> results = evaluate(a, corpus, rt, eo, model, world, kld, kept);
   if (!results) return 0;
   if (kld.comparer) results->report.kld = kld.comparer->summary();
   write_outputs(a, *results);
-  return finish(a, *results, model, kld);
+  return finish(a, *results, model, kld, kept);
 }
 
 }  // namespace

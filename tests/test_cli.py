@@ -1369,6 +1369,23 @@ def session_files(c):
         rc2, part2, se2 = gen("--load-session", ses("mid.ses"), "-p", "", "-n", "80", *flags)
         check(f"saved after 70 generated tokens, 80 more = the uninterrupted 150 ({label})",
               rc1 == rc2 == 0 and part1 + part2 == whole, (se1 + se2)[-400:])
+    # ttt-perplexity --save-session: the state at the end of the (last) document, continued by ttt-generate.
+    docs, _ = c.docs()
+    doc = c.token_file("session-doc.txt", prompt)
+    for flags in ([], ["--no-ttt"]):
+        label = " ".join(flags) or "with test-time training"
+        rc1, _, se1 = run("ttt-perplexity", "-m", made, "-f", os.path.join(docs, "a.txt"), "-f", doc, "-q",
+                          "--save-session", ses("ppl.ses"), *flags)
+        rc2, part, se2 = gen("--load-session", ses("ppl.ses"), "-n", "60", *flags)
+        rc3, whole, se3 = gen("-f", doc, "-n", "60", *flags)
+        check(f"ttt-perplexity --save-session, then ttt-generate --load-session = generating after the document ({label})",
+              rc1 == rc2 == rc3 == 0 and len(part) == 60 and part == whole, (se1 + se2 + se3)[-400:])
+    expect_error("ttt-perplexity --save-session with --parallel", "ttt-perplexity",
+                 ["-m", made, "-f", doc, "--parallel", "2", "--save-session", ses("p2.ses")], "--save-session",
+                 code=2)
+    expect_error("ttt-perplexity --save-session with --full-attention", "ttt-perplexity",
+                 ["-m", made, "-f", doc, "--full-attention", "--save-session", ses("p2.ses")], "--save-session",
+                 code=2)
     # A prompt appended to a loaded session is read as if it followed in one run.
     rc, whole, _ = gen("-p", prompt + "Once more: ", "-n", "40")
     gen("-p", prompt, "-n", "0", "--save-session", ses("ttt.ses"))

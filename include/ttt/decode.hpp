@@ -33,6 +33,10 @@ class Decoder {
     SessionState session;
   };
   Saved save() const;
+  // What a Decoder that appended tokens would save, from a session that
+  // scored them mini-batch by mini-batch from their start (Session::evaluate's
+  // way, e.g. a ttt-perplexity document): the same state.
+  static Saved scored(Session& s, std::vector<int32_t> tokens);
   // Continues a saved document on s (a session of the same engine shape).
   Decoder(Session& s, const Saved& saved);
 

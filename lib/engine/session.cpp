@@ -100,6 +100,11 @@ void Session::forward(std::span<const int32_t> ids) {
 // the suffix activations when keep) and the final norm. Enqueued.
 void Session::Impl::run_forward(std::span<const int32_t> ids, int64_t pos0, bool keep) {
   const int n = int(ids.size());
+  // A forward not followed by sync() (generation without test-time training
+  // forwards several mini-batches in a row) may still have its non-blocking
+  // uploads of the staging below in flight: let them finish before it is
+  // overwritten, or they carry the next forward's ids and angles.
+  e.ctx.finish();
   h_ids.assign(ids.begin(), ids.end());
   h_cs = ops::rope_table(pos0, n, e.c.head_dim(), double(e.c.rope_theta));
   e.ids.write(h_ids.data(), size_t(n) * 4, 0, false);

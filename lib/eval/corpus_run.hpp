@@ -30,6 +30,7 @@ struct CorpusOptions {
   // The main pass's every token's logits (KL divergence; parallel 1). Documents
   // the journal already holds are not evaluated again and give none.
   LogitRows rows;
+  DocumentEnd document_end;  // the main pass's, each document's session at its end (parallel 1)
 };
 
 // What rank 0 writes at the end of a run.

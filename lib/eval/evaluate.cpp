@@ -24,11 +24,12 @@ std::optional<size_t> LocalScheduler::next() {
 
 PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Document>& docs, int parallel,
                       Scheduler& sched, const std::function<void(size_t)>& progress, const std::function<bool()>& stop,
-                      const LogitRows& rows) {
+                      const PassHooks& hooks) {
   PassEnd end;
-  if (rows && parallel > 1)
-    throw Error(fmt::format("every token's logits (KL divergence) are read one document at a time, not with {} in "
-                            "parallel",
+  const LogitRows& rows = hooks.rows;
+  if ((rows || hooks.document_end) && parallel > 1)
+    throw Error(fmt::format("every token's logits (KL divergence) and a document's final state are read one document "
+                            "at a time, not with {} in parallel",
                             parallel));
   if (parallel <= 1) {
     const bool own = (!opts.ttt || *opts.ttt == engine.ttt()) && !opts.inner_lr;
@@ -67,6 +68,7 @@ PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Doc
         }
       }
       if (end.interrupted) break;
+      if (hooks.document_end) hooks.document_end(*i, session);
       sched.finished(*i, std::move(nll), std::chrono::duration<double>(Clock::now() - t0).count());
       end.interrupted = stop();
     }

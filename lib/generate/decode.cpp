@@ -22,6 +22,18 @@ Decoder::Saved Decoder::save() const {
   return out;
 }
 
+Decoder::Saved Decoder::scored(Session& s, std::vector<int32_t> tokens) {
+  const int64_t B = s.mini_batch(), n = int64_t(tokens.size());
+  if (n < 1 || s.position() != n - 1)
+    throw Error(fmt::format("Decoder::scored: a session at position {} did not score a document of {} tokens",
+                            s.position(), n));
+  // Every mini-batch whose targets were all known took its step (as append() takes them).
+  const int64_t done = s.ttt() ? (n - 1) / B : 0;
+  Saved out{std::move(tokens), done, done, s.state()};
+  out.session.position = out.session.position / B * B;
+  return out;
+}
+
 Decoder::Decoder(Session& s, const Saved& saved) : s_(s), doc_(saved.tokens), done_(saved.done), steps_(saved.steps) {
   const int64_t B = s_.mini_batch(), n = int64_t(doc_.size()), pos = saved.session.position;
   // The invariant of append(): a session holds the document's first pos tokens, pos a multiple of B at most one
