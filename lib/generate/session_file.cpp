@@ -59,7 +59,7 @@ struct Reader {
   std::vector<T> get_n(uint64_t n, const char* what) {
     if (n > (end - at) / sizeof(T)) throw Error(fmt::format("{}: session file truncated in {}", origin, what));
     std::vector<T> v(n);
-    std::memcpy(v.data(), b.data() + at, n * sizeof(T));
+    if (n) std::memcpy(v.data(), b.data() + at, n * sizeof(T));
     at += n * sizeof(T);
     return v;
   }
