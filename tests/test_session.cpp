@@ -88,7 +88,9 @@ TEST_F(SessionTest, StateRestoredOnAnotherSessionContinuesTheDocument) {
   }
   EXPECT_TRUE(same_bits(got, alone));
   // A state for other ring sizes (another window) is refused, naming what differs.
-  Engine wide(rt(), m, {.window = m.config.sliding_window_size * 2});
+  EngineOptions wide_opts;
+  wide_opts.window = m.config.sliding_window_size * 2;
+  Engine wide(rt(), m, wide_opts);
   Session c(wide);
   try {
     c.restore(st);
