@@ -4,6 +4,8 @@
 // their step every B tokens. Text streams to stdout as it is produced (whole
 // UTF-8 characters only); progress and timing go to stderr.
 #include "apps/app.hpp"
+#include "lib/eval/journal.hpp"
+#include "lib/generate/session_file.hpp"
 #include "ttt/decode.hpp"
 #include "ttt/device.hpp"
 #include "ttt/engine.hpp"
@@ -19,6 +21,7 @@
 #include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <unistd.h>
 
@@ -53,13 +56,19 @@ int body(int argc, char** argv) {
       ("full-attention", po::bool_switch(), "full attention over the whole context (the key/value cache grows with it), no test-time training: the baseline")
       ("inner-lr", po::value<float>(), "test-time SGD step size, overriding the model's inner_lr")
       ("parse-special", po::bool_switch(), "turn special-token strings in the prompt (e.g. <|eot_id|>) into their ids")
+      ("save-session", po::value<std::string>(),
+       "write the whole session at the end to FILE (the tokens, position, key/value rings and adapted prime weights, "
+       "with the model's fingerprint and options; checksummed, written atomically), to continue it with --load-session")
+      ("load-session", po::value<std::string>(),
+       "continue a session saved with --save-session (same model and options): the prompt (-p/-f, may be empty or "
+       "left out) is appended to its document, then generation goes on exactly as one uninterrupted run")
       ("json", po::value<std::string>(), "write prompt, generated text and ids, timing and settings as JSON (also on Ctrl-C)")
       ("quiet,q", po::bool_switch(), "no progress and timing on stderr");
   ttt::app::add_device_option(opts);
   ttt::app::add_weight_dtype_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm,
-                       "ttt-generate -m MODEL_DIR (-p PROMPT | -f PROMPT_FILE) [-n 256] [sampling options] "
+                       "ttt-generate -m MODEL_DIR (-p PROMPT | -f PROMPT_FILE | --load-session FILE) [-n 256] [sampling options] "
                        "[--no-ttt | --full-attention] [--json FILE]",
                        "Generates text with a TTT-E2E model. The prompt is prefilled with test-time training (one\n"
                        "clipped SGD step on the prime MLPs per full mini-batch of B tokens), then tokens are decoded\n"
@@ -71,10 +80,16 @@ int body(int argc, char** argv) {
                        "produced, never splitting a UTF-8 character; progress and timing go to stderr."))
     return 0;
   using Usage = ttt::app::UsageError;
-  if (vm.count("prompt") == vm.count("file")) throw Usage("give the prompt with -p TEXT or -f FILE (one of the two)");
+  const bool load = vm.count("load-session") > 0;
+  if (vm.count("prompt") && vm.count("file")) throw Usage("give the prompt with -p TEXT or -f FILE (one of the two)");
+  if (!load && !vm.count("prompt") && !vm.count("file"))
+    throw Usage("give the prompt with -p TEXT or -f FILE (one of the two), or continue a --load-session FILE");
   const bool full = vm["full-attention"].as<bool>(), no_ttt = vm["no-ttt"].as<bool>() || full;
   if (full && vm["no-ttt"].as<bool>()) throw Usage("--full-attention already turns test-time training off; drop --no-ttt");
   if (full && vm.count("inner-lr")) throw Usage("--inner-lr needs test-time training, which --full-attention turns off");
+  if (full && (load || vm.count("save-session")))
+    throw Usage("--full-attention sizes its key/value cache for one run's context; sessions (--save-session, "
+                "--load-session) keep the sliding window's");
   const int n_predict = vm["n-predict"].as<int>();
   if (n_predict < 0) throw Usage(fmt::format("-n {}: must be >= 0", n_predict));
   if (vm.count("stop"))
@@ -95,19 +110,35 @@ int body(int argc, char** argv) {
   const bool quiet = vm["quiet"].as<bool>();
 
   const std::string model_dir = vm["model"].as<std::string>();
-  ttt::app::Paths().model("-m", model_dir).input(vm, "file").output(vm, "json").check();
+  ttt::app::Paths()
+      .model("-m", model_dir)
+      .input(vm, "file")
+      .input(vm, "load-session")
+      .output(vm, "json")
+      .output(vm, "save-session")
+      .check();
   const ttt::Model model = ttt::Model::load(model_dir);
   for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-generate: warning: %s\n", w.c_str());
   const ttt::Config& cfg = model.config;
   const ttt::Tokenizer tok = ttt::Tokenizer::for_model(model_dir, cfg);
-  const std::string prompt = vm.count("prompt") ? vm["prompt"].as<std::string>() : ttt::app::read_text(vm["file"].as<std::string>(), "-f");
+  const std::string prompt = vm.count("prompt")  ? vm["prompt"].as<std::string>()
+                             : vm.count("file") ? ttt::app::read_text(vm["file"].as<std::string>(), "-f")
+                                                : std::string();
   std::vector<int32_t> ids;
-  if (cfg.bos_token_id >= 0) ids.push_back(cfg.bos_token_id);
+  if (cfg.bos_token_id >= 0 && !load) ids.push_back(cfg.bos_token_id);  // a loaded session's document has its start
   const auto enc = tok.encode(prompt, vm["parse-special"].as<bool>());
   ids.insert(ids.end(), enc.begin(), enc.end());
-  if (ids.empty()) throw ttt::Error("the prompt is empty and the model has no BOS token to start from");
+  if (ids.empty() && !load) throw ttt::Error("the prompt is empty and the model has no BOS token to start from");
   ttt::check_token_ids(ids, cfg.vocab_size, "prompt");
   const int eos = cfg.eos_token_id >= 0 ? cfg.eos_token_id : tok.eos_id();
+
+  // A session must match the model's files and every option that changes the numbers; a loaded one is checked
+  // before any work.
+  const ttt::SessionKey key{ttt::model_fingerprint(model_dir), !no_ttt && cfg.num_prime_blocks() > 0,
+                            vm.count("inner-lr") ? vm["inner-lr"].as<float>() : cfg.inner_lr, cfg.sliding_window_size,
+                            cfg.mini_batch_size, cfg.vocab_size};
+  std::optional<ttt::Decoder::Saved> saved;
+  if (load) saved = ttt::load_session_file(vm["load-session"].as<std::string>(), key);
 
   ttt::Runtime rt(ttt::app::device_spec(vm));
   const ttt::Device& device = rt.device();
@@ -131,7 +162,13 @@ int body(int argc, char** argv) {
   ttt::app::catch_interrupts("ttt-generate", "stopping after the current token");
   auto interrupted = [] { return ttt::app::interrupted() != 0; };
   const bool tty = isatty(fileno(stderr)) && !quiet;
-  ttt::Decoder dec(engine.session());
+  std::optional<ttt::Decoder> dec_;
+  if (saved)
+    dec_.emplace(engine.session(), *saved);
+  else
+    dec_.emplace(engine.session());
+  ttt::Decoder& dec = *dec_;
+  if (load && dec.tokens().empty() && ids.empty()) throw ttt::Error("the loaded session and the prompt are both empty");
   ttt::Sampler sampler(so);
   ttt::TextStream text(vm.count("stop") ? vm["stop"].as<std::vector<std::string>>() : std::vector<std::string>{});
   std::string stopped = "length";
@@ -146,9 +183,10 @@ int body(int argc, char** argv) {
   if (tty) std::fprintf(stderr, "\n");
   const int64_t prefill_steps = dec.steps();
   std::vector<int32_t> generated;
+  const size_t document_start = dec.tokens().size();  // generated tokens are appended after these
   double prefill_s = 0;
   Clock::time_point t1;
-  if (!interrupted()) dec.logits();  // forwards the prompt's tail: part of the prefill, also with -n 0
+  if (!interrupted() && !dec.tokens().empty()) dec.logits();  // forwards the prompt's tail: part of the prefill, also with -n 0
   prefill_s = seconds_since(t0);
   t1 = Clock::now();
   if (!interrupted() && n_predict > 0) {
@@ -169,7 +207,13 @@ int body(int argc, char** argv) {
     }
   }
   if (interrupted()) stopped = "interrupt";
-  write_out(text.finish());
+  if (vm.count("save-session")) {
+    // The last generated token is part of the document too (it was sampled, not yet appended).
+    const size_t appended = dec.tokens().size() - document_start;
+    if (generated.size() > appended) dec.append({generated.data() + appended, generated.size() - appended});
+    ttt::save_session_file(vm["save-session"].as<std::string>(), key, dec.save());
+  }
+  write_out(text.finish(!interrupted()));  // an interrupt leaves whole characters only
   const double decode_s = seconds_since(t1);
   const int64_t steps = dec.steps();
   const double prefill_tps = double(ids.size()) / std::max(prefill_s, 1e-9);

@@ -7,8 +7,10 @@
 #include "lib/eval/corpus.hpp"
 #include "lib/eval/corpus_run.hpp"
 #include "lib/eval/journal.hpp"
+#include "lib/eval/kld.hpp"
 #include "lib/eval/modes.hpp"
 #include "lib/eval/mpi_shard.hpp"
+#include "lib/generate/session_file.hpp"
 #include "lib/report/progress.hpp"
 #include "ttt/device.hpp"
 #include "ttt/engine.hpp"
@@ -24,6 +26,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <memory>
+#include <span>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,10 +64,21 @@ po::options_description options() {
       ("json", po::value<std::string>(), "write the whole report as JSON: settings, device, timing, per document, per position bucket")
       ("plot", po::value<std::string>(), "draw mean loss against token position as an SVG (both curves with --compare)")
       ("save-weights", po::value<std::string>(), "write a model directory whose prime MLP weights are those adapted at the end of the (last) document; never the input model's directory, nor a non-empty one without --force")
+      ("save-session", po::value<std::string>(),
+       "write the session at the end of the (last) document to FILE: its tokens, position, key/value rings and "
+       "adapted prime weights, so that ttt-generate --load-session FILE continues the document (same model and "
+       "options)")
       ("force", po::bool_switch(), "let --save-weights write into a non-empty directory")
       ("jsonl", po::value<std::string>(), "JSON Lines corpus: one document per line, its text in --field")
       ("field", po::value<std::string>()->default_value("text"), "the --jsonl field that holds the text")
       ("parallel", po::value<int>()->default_value(1), "documents evaluated at once on the device (a batched session; each keeps its own state)")
+      ("kl-divergence-base", po::value<std::string>(),
+       "write every predicted token's log-probabilities over the whole vocabulary to FILE (16 + 2V bytes a token, "
+       "as llama.cpp's llama-perplexity stores them), a base for --kl-divergence; with --kl-divergence, the base to read")
+      ("kl-divergence", po::bool_switch(),
+       "compare this run with the --kl-divergence-base FILE of the same documents: mean KL divergence with its error "
+       "and percentiles, the change of the target token's probability (mean and RMS dp, percentiles) and how often "
+       "the most likely token is the same (e.g. --no-ttt against a base made with test-time training)")
       ("journal", po::value<std::string>(), "append each finished document's NLLs to this file as soon as it is scored (fsync'ed)")
       ("resume", po::bool_switch(), "continue the --journal: skip the documents already in it and report them from it")
       ("quiet,q", po::bool_switch(), "no progress display");
@@ -93,6 +107,8 @@ struct Args {
   std::optional<ttt::DType> weight_dtype;  // nullopt: the file's
   int parallel = 1;
   std::optional<std::string> journal, nll_out, json, plot, save_weights;
+  std::optional<std::string> kld_base, save_session;  // --kl-divergence-base: written, or read with --kl-divergence
+  bool kld = false;
 };
 
 std::optional<std::string> given(const po::variables_map& vm, const char* flag) {
@@ -141,6 +157,9 @@ Args read_args(const po::variables_map& vm) {
   a.plot = given(vm, "plot");
   a.save_weights = given(vm, "save-weights");
   a.force = vm["force"].as<bool>();
+  a.kld_base = given(vm, "kl-divergence-base");
+  a.kld = vm["kl-divergence"].as<bool>();
+  a.save_session = given(vm, "save-session");
   a.quiet = vm["quiet"].as<bool>();
   return a;
 }
@@ -166,6 +185,18 @@ void check_args(const Args& a, const ttt::mpi::World& world) {
   if (a.save_weights && (a.parallel > 1 || world.size() > 1))
     throw Usage("--save-weights keeps the weights adapted by the last document: use it without --parallel and MPI");
   if (a.resume && !a.journal) throw Usage("--resume continues a --journal FILE");
+  if (a.save_session && (a.parallel > 1 || world.size() > 1 || a.resume))
+    throw Usage("--save-session keeps the state of the last document as it is scored: use it without --parallel, MPI "
+                "and --resume");
+  if (a.save_session && a.modes[0] == ttt::Mode::full)
+    throw Usage("--save-session keeps a sliding-window session; full attention's cache is sized for one run");
+  if (a.kld && !a.kld_base) throw Usage("--kl-divergence compares with a base: give --kl-divergence-base FILE");
+  if (a.kld_base && (a.parallel > 1 || world.size() > 1))
+    throw Usage("--kl-divergence-base reads every token's logits one document at a time: use it without --parallel "
+                "and MPI");
+  if (a.kld_base && a.resume)
+    throw Usage("--kl-divergence-base needs every token's logits, and documents taken from a --journal with --resume "
+                "have none: use it without --resume");
 }
 
 // Output paths before any work: a bad one must fail now, not after hours of evaluation.
@@ -176,7 +207,13 @@ void check_outputs(const Args& a, const po::variables_map& vm) {
   paths.model("-m", a.model_dir).input(vm, "tokenizer").input(vm, "jsonl");
   if (!a.corpus.text.empty()) paths.inputs("-f", ttt::expand_paths(a.corpus.text));
   if (!a.corpus.tokens.empty()) paths.inputs("--tokens", ttt::expand_paths(a.corpus.tokens));
-  paths.output(vm, "nll-out").output(vm, "json").output(vm, "plot").output(vm, "journal");
+  paths.output(vm, "nll-out").output(vm, "json").output(vm, "plot").output(vm, "journal").output(vm, "save-session");
+  if (a.kld_base) {
+    if (a.kld)
+      paths.input("--kl-divergence-base", *a.kld_base);
+    else
+      paths.output("--kl-divergence-base", *a.kld_base);
+  }
   if (a.save_weights)
     paths.output_dir("--save-weights", *a.save_weights,
                      {"config.json", "model.safetensors", "tokenizer.json", "tokenizer.model"});
@@ -212,6 +249,38 @@ std::unique_ptr<ttt::Journal> open_journal(const Args& a, const ttt::Config& cfg
   return journal;
 }
 
+// --kl-divergence-base: the file this run writes, or (--kl-divergence) the base it is compared with.
+struct Kld {
+  std::optional<ttt::KldWriter> writer;
+  std::optional<ttt::KldComparer> comparer;
+  ttt::LogitRows rows() {
+    if (writer) return [this](size_t doc, size_t pos, int32_t, std::span<const float> l) { writer->row(doc, pos, l); };
+    if (comparer)
+      return [this](size_t doc, size_t pos, int32_t t, std::span<const float> l) { comparer->row(doc, pos, t, l); };
+    return {};
+  }
+};
+
+// Before any work: a base of other documents, vocabulary or token count is refused now.
+void open_kld(Kld& k, const Args& a, const ttt::Corpus& corpus, const ttt::Config& cfg) {
+  if (!a.kld_base) return;
+  const ttt::KldHeader h = ttt::kld_header(corpus.docs, cfg.vocab_size, ttt::model_fingerprint(a.model_dir));
+  if (a.kld) {
+    k.comparer.emplace(*a.kld_base, h);
+    if (k.comparer->other_model())
+      std::fprintf(stderr, "ttt-perplexity: note: %s was made with other model files than %s\n", a.kld_base->c_str(),
+                   a.model_dir.c_str());
+  } else {
+    k.writer.emplace(*a.kld_base, h);
+  }
+}
+
+// --save-session: the main pass's last document as a Decoder would have saved it, and what a session must match.
+struct KeptSession {
+  std::optional<ttt::Decoder::Saved> saved;
+  ttt::SessionKey key;
+};
+
 // The report on stdout (alone there: `> report.txt` holds it), then the files asked for.
 void write_outputs(const Args& a, const ttt::CorpusResults& r) {
   std::fputs(ttt::format_report(r.report).c_str(), stdout);
@@ -222,8 +291,12 @@ void write_outputs(const Args& a, const ttt::CorpusResults& r) {
 }
 
 // The last words on stderr and the exit code; a whole run saves the adapted weights.
-int finish(const Args& a, const ttt::CorpusResults& r, const ttt::Model& model) {
+int finish(const Args& a, const ttt::CorpusResults& r, const ttt::Model& model, Kld& kld, const KeptSession& kept) {
   if (!r.complete) {
+    if (a.save_session)
+      std::fprintf(stderr, "ttt-perplexity: --save-session not written: the documents were not all read\n");
+    if (kld.writer)
+      std::fprintf(stderr, "ttt-perplexity: --kl-divergence-base not written: the documents were not all read\n");
     if (a.save_weights)
       std::fprintf(stderr, "ttt-perplexity: --save-weights skipped: the documents were not all read\n");
     std::fprintf(stderr, "ttt-perplexity: interrupted: partial results written (%zu of %zu tokens scored)\n", r.scored,
@@ -235,6 +308,17 @@ int finish(const Args& a, const ttt::CorpusResults& r, const ttt::Model& model) 
     ttt::save_adapted_model(model, *a.save_weights, a.model_dir, a.corpus.tokenizer);
     std::fprintf(stderr, "ttt-perplexity: adapted weights written to %s\n", a.save_weights->c_str());
   }
+  if (a.save_session) {
+    if (!kept.saved) throw ttt::Error("--save-session: no document was scored in this run");
+    ttt::save_session_file(*a.save_session, kept.key, *kept.saved);
+    std::fprintf(stderr, "ttt-perplexity: session of %zu tokens written to %s\n", kept.saved->tokens.size(),
+                 a.save_session->c_str());
+  }
+  if (kld.writer) {
+    kld.writer->commit();
+    std::fprintf(stderr, "ttt-perplexity: KL-divergence base of %zu tokens written to %s\n", r.scored,
+                 a.kld_base->c_str());
+  }
   return 0;
 }
 
@@ -242,9 +326,15 @@ int finish(const Args& a, const ttt::CorpusResults& r, const ttt::Model& model) 
 // rank 0. Returns rank 0's results; nothing on the other ranks.
 std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& corpus, ttt::Runtime& rt,
                                            const ttt::EngineOptions& eo, ttt::Model& model,
-                                           const ttt::mpi::World& world) {
+                                           const ttt::mpi::World& world, Kld& kld, KeptSession& kept) {
   const bool lead = world.rank() == 0;  // rank 0 alone reports
-  ttt::CorpusRun run(corpus, {.modes = a.modes, .parallel = a.parallel}, world);
+  ttt::DocumentEnd document_end;
+  if (a.save_session)
+    document_end = [&](size_t doc, ttt::Session& s) {
+      if (doc + 1 == corpus.docs.size()) kept.saved = ttt::Decoder::scored(s, corpus.docs[doc].tokens);
+    };
+  ttt::CorpusRun run(corpus, {.modes = a.modes, .parallel = a.parallel, .rows = kld.rows(), .document_end = document_end},
+                     world);
   ttt::Progress progress(run.tokens_to_score(), "progress",
                          a.quiet || !lead ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto, stderr,
                          [&] { return run.seconds(); });
@@ -286,6 +376,8 @@ int body(int argc, char** argv) {
 
   ttt::Model model = load_model(a.model_dir);
   const ttt::Corpus corpus = ttt::collect_corpus(a.corpus, a.model_dir, model.config);
+  Kld kld;
+  open_kld(kld, a, corpus, model.config);
   ttt::Runtime rt(ttt::mpi::device_spec(world, a.device));
   const ttt::Device& device = rt.device();
   ttt::app::announce_compiles(rt, "ttt-perplexity");
@@ -296,10 +388,15 @@ int body(int argc, char** argv) {
                  corpus.docs.size() == 1 ? "" : "s", corpus.tokens, corpus.tokens == 1 ? "" : "s",
                  ttt::app::weight_label(a.weight_dtype, model.dtype).c_str(), device.label().c_str());
 
-  const std::optional<ttt::CorpusResults> results = evaluate(a, corpus, rt, eo, model, world);
+  KeptSession kept;
+  kept.key = {ttt::model_fingerprint(a.model_dir), a.ttt && model.config.num_prime_blocks() > 0,
+              a.inner_lr.value_or(model.config.inner_lr), model.config.sliding_window_size,
+              model.config.mini_batch_size, model.config.vocab_size};
+  std::optional<ttt::CorpusResults> results = evaluate(a, corpus, rt, eo, model, world, kld, kept);
   if (!results) return 0;
+  if (kld.comparer) results->report.kld = kld.comparer->summary();
   write_outputs(a, *results);
-  return finish(a, *results, model);
+  return finish(a, *results, model, kld, kept);
 }
 
 }  // namespace

@@ -350,7 +350,8 @@ def help_usage(c):
     # --help of every tool explains every flag.
     for tool, flags in [("ttt-perplexity", ["--model", "--file", "--tokens", "--no-ttt", "--inner-lr", "--compare",
                                             "--nll-out", "--json", "--plot", "--device", "--max-tokens",
-                                            "--save-weights", "--parse-special", "--ctx", "--chunks"]),
+                                            "--save-weights", "--parse-special", "--ctx", "--chunks",
+                                            "--kl-divergence-base", "--kl-divergence"]),
                         ("ttt-tokenize", ["--tokenizer", "--decode", "--parse-special"]),
                         ("ttt-make-model", ["--preset", "--out", "--seed", "--dtype"]),
                         ("ttt-info", ["--help"])]:
@@ -1267,6 +1268,153 @@ def windows(c):
                  "--chunks", code=2)
     expect_error("--ctx longer than every document", "ttt-perplexity",
                  ["-m", made, "-f", long_doc, "--ctx", "100000"], "whole window of 100000 tokens")
+
+
+@case
+def kl_divergence(c):
+    """--kl-divergence-base FILE saves every token's log-probabilities without changing the NLLs; --kl-divergence
+    compares a run with it: 0 against itself, above 0 without TTT; a base of other tokens or vocabulary is refused
+    untouched."""
+    made, tmp = c.made(), c.tmp
+    doc = c.long_doc()
+    base, nll_a, nll_b = (os.path.join(tmp, x) for x in ("ttt.kld", "kld-a.nll", "kld-b.nll"))
+    cut = ["--max-tokens", "1000"]  # 1000 tokens: many mini-batches of B = 64, so TTT has taken steps
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", doc, *cut, "--kl-divergence-base", base, "--nll-out", nll_a,
+                     "-q")
+    rc2, _, se2 = run("ttt-perplexity", "-m", made, "-f", doc, *cut, "--nll-out", nll_b, "-q")
+    ok = rc == 0 and rc2 == 0 and os.path.getsize(base) == 40 + 16 + 999 * (16 + 2 * 256)
+    check("--kl-divergence-base writes 16 + 2V bytes a predicted token after its header",
+          ok and open(base, "rb").read(8) == b"TTT-KLD\n", (se + se2)[-400:])
+    check("reading every token's logits leaves the NLLs (and the test-time steps) as they are",
+          ok and floats(nll_a) == floats(nll_b) and len(floats(nll_a)) == 999)
+    if not ok:
+        return
+    js = os.path.join(tmp, "kld-self.json")
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", doc, *cut, "--kl-divergence-base", base, "--kl-divergence",
+                     "--json", js, "-q")
+    k = json.load(open(js))["kld"] if rc == 0 else {}
+    check("a run against its own base: KLD 0, \u0394p 0, the same top token everywhere",
+          rc == 0 and k["tokens"] == 999 and k["kld_mean"] == 0 and k["dp_rms"] == 0 and k["same_top"] == 1
+          and k["kld_percentiles"]["max"] == 0 and "same top token   100.000" in so
+          and so.rstrip().splitlines()[-1].startswith("PPL = "), (so + se)[-600:])
+    jn = os.path.join(tmp, "kld-nottt.json")
+    rc, so, se = run("ttt-perplexity", "-m", made, "-f", doc, *cut, "--kl-divergence-base", base, "--kl-divergence",
+                     "--no-ttt", "--json", jn, "-q")
+    k = json.load(open(jn))["kld"] if rc == 0 else {}
+    ok = rc == 0 and k["kld_mean"] > 0 and k["kld_err"] > 0 and k["kld_percentiles"]["min"] >= 0
+    # The first mini-batch predates any test-time step: identical there, so the smallest KLDs are 0.
+    ok = ok and k["kld_percentiles"]["min"] == 0 and k["kld_percentiles"]["max"] >= k["kld_percentiles"]["median"] > 0
+    ok = ok and k["dp_rms"] > 0 and 0 <= k["same_top"] < 1 and "mean KLD" in so and "RMS \u0394p" in so
+    check("--no-ttt against a TTT base: KLD above 0, with its error, percentiles, \u0394p and same top token", ok,
+          str(k)[:400] + se[-300:])
+    # Refusals leave the base as it was.
+    before = open(base, "rb").read()
+    other = c.token_file("kld-other.txt", open(doc).read().replace("fox", "cat"))
+    tiny_base = os.path.join(tmp, "tiny.kld")
+    rc, _, se = run("ttt-perplexity", "-m", c.tiny, "--tokens", c.tokens, "--kl-divergence-base", tiny_base, "-q")
+    check("a base of token-id documents", rc == 0, se[-300:])
+    expect_error("--kl-divergence: a base of another vocabulary", "ttt-perplexity",
+                 ["-m", made, "--tokens", c.tokens, "--kl-divergence-base", tiny_base, "--kl-divergence"],
+                 tiny_base, "vocabulary of 97 tokens", "256")
+    expect_error("--kl-divergence: a base of another token count", "ttt-perplexity",
+                 ["-m", made, "-f", doc, "--max-tokens", "500", "--kl-divergence-base", base, "--kl-divergence"],
+                 base, "999 predicted tokens", "499")
+    expect_error("--kl-divergence: a base of other documents", "ttt-perplexity",
+                 ["-m", made, "-f", other, *cut, "--kl-divergence-base", base, "--kl-divergence"],
+                 base, "document 0", "other tokens")
+    expect_error("--kl-divergence: not a base", "ttt-perplexity",
+                 ["-m", made, "-f", doc, "--kl-divergence-base", doc, "--kl-divergence"], doc, "not a KL-divergence base")
+    expect_error("--kl-divergence without a base", "ttt-perplexity", ["-m", made, "-f", doc, "--kl-divergence"],
+                 "--kl-divergence-base", code=2)
+    expect_error("--kl-divergence-base with --parallel", "ttt-perplexity",
+                 ["-m", made, "-f", doc, "--kl-divergence-base", os.path.join(tmp, "p.kld"), "--parallel", "2"],
+                 "--kl-divergence-base", "--parallel", code=2)
+    expect_error("--kl-divergence-base with --resume", "ttt-perplexity",
+                 ["-m", made, "-f", doc, "--kl-divergence-base", base, "--kl-divergence", "--journal",
+                  os.path.join(tmp, "kld.journal"), "--resume"], "--resume", code=2)
+    expect_error("--json over the base being read", "ttt-perplexity",
+                 ["-m", made, "-f", doc, "--kl-divergence-base", base, "--kl-divergence", "--json", base],
+                 "--json", "--kl-divergence-base", code=2)
+    check("a refused run leaves the base untouched", open(base, "rb").read() == before)
+
+
+@case
+def session_files(c):
+    """ttt-generate --save-session / --load-session: reading a prompt, saving, loading and generating (greedy) gives
+    the text of one uninterrupted run, with and without test-time training; a session of another model, with other
+    options, or a corrupt one is refused."""
+    made, tmp = c.made(), c.tmp
+    prompt = "The quick brown fox jumps over the lazy dog; " * 4  # 180 tokens: past two mini-batches of B = 64
+    ses = lambda name: os.path.join(tmp, name)
+    out = os.path.join(tmp, "gen.json")
+
+    def gen(*args):
+        """(exit status, generated ids, stderr); the text of a random model need not be UTF-8."""
+        if os.path.exists(out):
+            os.remove(out)
+        p = subprocess.run([exe("ttt-generate"), "-m", made, "-q", "--json", out, *args], capture_output=True,
+                           timeout=600)
+        ids = json.load(open(out))["ids"] if p.returncode == 0 else None
+        return p.returncode, ids, p.stderr.decode("utf-8", "replace")
+
+    for flags in ([], ["--no-ttt"]):
+        label = " ".join(flags) or "with test-time training"
+        rc, whole, se = gen("-p", prompt, "-n", "150", *flags)
+        rc1, part1, se1 = gen("-p", prompt, "-n", "0", "--save-session", ses("read.ses"), *flags)
+        rc2, part2, se2 = gen("--load-session", ses("read.ses"), "-n", "150", *flags)
+        check(f"read, save, load, generate = one uninterrupted run ({label})",
+              rc == rc1 == rc2 == 0 and len(whole or []) == 150 and part1 == [] and part2 == whole, (se + se1 + se2)[-400:])
+        # Saved mid-generation (a mini-batch half done), continued with an empty prompt.
+        rc1, part1, se1 = gen("-p", prompt, "-n", "70", "--save-session", ses("mid.ses"), *flags)
+        rc2, part2, se2 = gen("--load-session", ses("mid.ses"), "-p", "", "-n", "80", *flags)
+        check(f"saved after 70 generated tokens, 80 more = the uninterrupted 150 ({label})",
+              rc1 == rc2 == 0 and part1 + part2 == whole, (se1 + se2)[-400:])
+    # ttt-perplexity --save-session: the state at the end of the (last) document, continued by ttt-generate.
+    docs, _ = c.docs()
+    doc = c.token_file("session-doc.txt", prompt)
+    for flags in ([], ["--no-ttt"]):
+        label = " ".join(flags) or "with test-time training"
+        rc1, _, se1 = run("ttt-perplexity", "-m", made, "-f", os.path.join(docs, "a.txt"), "-f", doc, "-q",
+                          "--save-session", ses("ppl.ses"), *flags)
+        rc2, part, se2 = gen("--load-session", ses("ppl.ses"), "-n", "60", *flags)
+        rc3, whole, se3 = gen("-f", doc, "-n", "60", *flags)
+        check(f"ttt-perplexity --save-session, then ttt-generate --load-session = generating after the document ({label})",
+              rc1 == rc2 == rc3 == 0 and len(part) == 60 and part == whole, (se1 + se2 + se3)[-400:])
+    expect_error("ttt-perplexity --save-session with --parallel", "ttt-perplexity",
+                 ["-m", made, "-f", doc, "--parallel", "2", "--save-session", ses("p2.ses")], "--save-session",
+                 code=2)
+    expect_error("ttt-perplexity --save-session with --full-attention", "ttt-perplexity",
+                 ["-m", made, "-f", doc, "--full-attention", "--save-session", ses("p2.ses")], "--save-session",
+                 code=2)
+    # A prompt appended to a loaded session is read as if it followed in one run.
+    rc, whole, _ = gen("-p", prompt + "Once more: ", "-n", "40")
+    gen("-p", prompt, "-n", "0", "--save-session", ses("ttt.ses"))
+    expect_error("a session is refused by a run with other options", "ttt-generate",
+                 ["-m", made, "--load-session", ses("ttt.ses"), "--no-ttt"], "ttt.ses", "other options",
+                 "test-time training on")
+    expect_error("--load-session with --full-attention", "ttt-generate",
+                 ["-m", made, "--load-session", ses("ttt.ses"), "--full-attention"], "--full-attention", code=2)
+    rc2, part, se2 = gen("--load-session", ses("ttt.ses"), "-p", "Once more: ", "-n", "40")
+    check("--load-session with a prompt continues the document with it", rc == rc2 == 0 and part == whole, se2[-300:])
+    other = os.path.join(tmp, "made-seed4")
+    if not os.path.exists(other):
+        run("ttt-make-model", "--preset", "tiny", "--seed", "4", "--out", other)
+    expect_error("--load-session of another model", "ttt-generate", ["-m", other, "--load-session", ses("ttt.ses")],
+                 ses("ttt.ses"), "another model")
+    data = bytearray(open(ses("ttt.ses"), "rb").read())
+    data[len(data) // 2] ^= 1
+    open(ses("flipped.ses"), "wb").write(data)
+    open(ses("short.ses"), "wb").write(data[:1000])
+    expect_error("--load-session of a corrupt file", "ttt-generate", ["-m", made, "--load-session", ses("flipped.ses")],
+                 "flipped.ses", "corrupt")
+    expect_error("--load-session of a truncated file", "ttt-generate", ["-m", made, "--load-session", ses("short.ses")],
+                 "short.ses", "corrupt")
+    expect_error("--load-session of a non-session", "ttt-generate",
+                 ["-m", made, "--load-session", os.path.join(made, "config.json")], "not a session file")
+    expect_error("no prompt and no session", "ttt-generate", ["-m", made], "--load-session", code=2)
+    expect_error("--save-session over the model", "ttt-generate",
+                 ["-m", made, "-p", "x", "--save-session", os.path.join(made, "model.safetensors")], "--save-session",
+                 code=2)
 
 
 def interrupt_code(cmd, wait_for=None, delay=1.5, stdin=None):

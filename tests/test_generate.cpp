@@ -99,6 +99,18 @@ TEST(TextStream, HoldsAUtf8CharacterSplitAcrossTokensUntilItIsWhole) {
   EXPECT_EQ(incomplete_utf8_tail("\xC0"), 0u);  // never a valid lead byte
 }
 
+// At the end of generation an incomplete character comes out as its raw bytes;
+// on an interrupt (keep_incomplete false) it is dropped: whole characters only.
+TEST(TextStream, FinishKeepsOrDropsAnIncompleteCharacter) {
+  for (bool keep : {true, false}) {
+    TextStream t;
+    EXPECT_EQ(t.push("\xc3\xa9" "A"), "\xc3\xa9" "A");
+    EXPECT_EQ(t.push("\xc3"), "");
+    EXPECT_EQ(t.finish(keep), keep ? "\xc3" : "");
+    EXPECT_EQ(t.text(), keep ? "\xc3\xa9" "A\xc3" : "\xc3\xa9" "A");
+  }
+}
+
 TEST(TextStream, StopsAtAStopStringSplitAcrossTokensWithoutPrintingIt) {
   TextStream t({"\n\nUser:", "END"});
   EXPECT_EQ(t.push("Hello"), "Hello");

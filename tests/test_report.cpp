@@ -1,7 +1,10 @@
 // The perplexity report: statistics against hand-computed values (llama.cpp's
 // error formula), bucket edges, text, JSON and SVG renderings with and without
-// compare (the progress display is in test_progress.cpp).
+// compare, and the KL-divergence base files behind --kl-divergence (the
+// progress display is in test_progress.cpp).
 #include "ttt/report.hpp"
+
+#include "lib/eval/kld.hpp"
 
 #include "ttt/error.hpp"
 #include "tests/text_util.hpp"
@@ -285,6 +288,107 @@ TEST(reportText, CompareShowsBothRunsAndDifference) {
   EXPECT_NE(r.find("mean NLL"), std::string::npos);
   EXPECT_NE(r.find("-0.5000"), std::string::npos);  // Δ NLL of every row
   EXPECT_NE(r.find("-39.35%"), std::string::npos);  // ΔPPL: exp(-0.5) - 1
+}
+
+TEST(reportKld, TextAndJson) {
+  ReportInput in = sample(false, 1);
+  EXPECT_EQ(format_report(in).find("KL divergence"), std::string::npos);
+  EXPECT_FALSE(report_json(in).contains("kld"));
+  KldSummary k;
+  k.base = "ttt.kld";
+  k.count = 999;
+  k.kld_mean = 0.0123456, k.kld_err = 0.0001;
+  k.dp_mean = -0.0125, k.dp_err = 0.001, k.dp_rms = 0.03;
+  k.same_top = 0.875, k.same_top_err = 0.01;
+  k.kld_percentiles = {{"max", 0.5}, {"median", 0.01}, {"min", 0}};
+  k.dp_percentiles = {{"max", 0.2}, {"median", -0.01}, {"min", -0.3}};
+  in.kld = k;
+  const std::string r = format_report(in);
+  EXPECT_TRUE(has_line_starting(r, "KL divergence against ttt.kld: 999 tokens"));
+  EXPECT_NE(r.find("mean KLD         0.012346 \xc2\xb1 0.000100"), std::string::npos);
+  EXPECT_NE(r.find("mean \xce\x94p          -1.250 \xc2\xb1 0.100 %"), std::string::npos);
+  EXPECT_NE(r.find("RMS \xce\x94p           3.000 %"), std::string::npos);
+  EXPECT_NE(r.find("max 20.000%, median -1.000%, min -30.000%"), std::string::npos);
+  EXPECT_NE(r.find("same top token   87.500 \xc2\xb1 1.000 %"), std::string::npos);
+  EXPECT_EQ(lines(r).back().rfind("PPL = ", 0), 0u);
+  const json j = report_json(in)["kld"];
+  EXPECT_EQ(j["base"], "ttt.kld");
+  EXPECT_EQ(j["tokens"], 999);
+  EXPECT_DOUBLE_EQ(j["kld_mean"].get<double>(), 0.0123456);
+  EXPECT_DOUBLE_EQ(j["dp_rms"].get<double>(), 0.03);
+  EXPECT_DOUBLE_EQ(j["same_top"].get<double>(), 0.875);
+  EXPECT_DOUBLE_EQ(j["kld_percentiles"]["max"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(j["dp_percentiles"]["min"].get<double>(), -0.3);
+  EXPECT_FALSE(j["other_model"].get<bool>());
+}
+
+// ---- KL-divergence base files (lib/eval/kld) ----
+
+TEST(reportKld, QuantisedRowKeepsTheLogProbabilities) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> g(0.f, 3.f);
+  std::vector<float> x(93);
+  for (float& v : x) v = g(rng);
+  x[40] = x[41] = 20.f;  // a tie: the lowest index is the top
+  const KldRow r = quantize_logits(x);
+  EXPECT_EQ(r.top, 40u);
+  double lse = 0;
+  for (float v : x) lse += std::exp(double(v) - 20.0);
+  lse = 20.0 + std::log(lse);
+  EXPECT_NEAR(r.log_sum_exp, lse, 1e-5);
+  for (size_t j = 0; j < x.size(); ++j) {
+    const double want = std::max(double(x[j]) - lse, 20.0 - lse - double(kKldRange));
+    EXPECT_NEAR(r.log_prob(j), want, r.scale) << "token " << j;
+  }
+}
+
+TEST(reportKld, BaseFileRoundTripAndComparison) {
+  const std::string path = testing::TempDir() + "/report_kld.kld";
+  std::vector<Document> docs{{"a", {1, 0, 1}, 0}, {"b", {0, 1}, 0}};  // 2 + 1 predicted tokens, V = 2
+  const KldHeader h = kld_header(docs, 2, 7);
+  {
+    KldWriter w(path, h);
+    w.row(0, 0, std::vector<float>{0.f, 0.f});  // p = (0.5, 0.5)
+    w.row(0, 1, std::vector<float>{3.f, 1.f});
+    w.row(1, 0, std::vector<float>{-2.f, 5.f});
+    EXPECT_THROW(w.row(0, 0, std::vector<float>{0.f, 0.f}), Error) << "rows past the last one";
+    w.commit();
+  }
+  KldComparer same(path, h);
+  EXPECT_FALSE(same.other_model());
+  same.row(0, 0, 0, std::vector<float>{4.f, 4.f});  // shifted logits: the same distribution
+  same.row(0, 1, 1, std::vector<float>{3.f, 1.f});
+  same.row(1, 0, 1, std::vector<float>{-2.f, 5.f});
+  const KldSummary s = same.summary();
+  EXPECT_EQ(s.count, 3u);
+  EXPECT_EQ(s.kld_mean, 0.0);
+  EXPECT_EQ(s.dp_rms, 0.0);
+  EXPECT_EQ(s.same_top, 1.0);
+
+  KldComparer other(path, kld_header(docs, 2, 8));
+  EXPECT_TRUE(other.other_model());
+  other.row(0, 0, 0, std::vector<float>{float(std::log(3.0)), 0.f});  // p = (0.75, 0.25) against (0.5, 0.5)
+  const KldSummary o = other.summary();
+  EXPECT_NEAR(o.kld_mean, 0.5 * std::log(0.5 / 0.75) + 0.5 * std::log(0.5 / 0.25), 1e-3);
+  EXPECT_NEAR(o.dp_mean, 0.25, 1e-3);  // p(target 0): 0.75 - 0.5
+  EXPECT_EQ(o.same_top, 1.0);          // the tie's top is token 0, as is 0.75's
+
+  // Another vocabulary, other tokens, another token count: refused, naming the file.
+  auto refused = [&](const KldHeader& want, const char* what) {
+    try {
+      KldComparer c(path, want);
+      ADD_FAILURE() << "accepted a base of " << what;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
+    }
+  };
+  refused(kld_header(docs, 3, 7), "another vocabulary");
+  std::vector<Document> changed = docs;
+  changed[1].tokens = {1, 1};
+  refused(kld_header(changed, 2, 7), "other tokens");
+  changed[1].tokens = {0, 1, 1};
+  refused(kld_header(changed, 2, 7), "another token count");
+  std::remove(path.c_str());
 }
 
 TEST(reportText, EmptyInputStillRenders) {

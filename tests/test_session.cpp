@@ -1,7 +1,8 @@
 // Sessions on one engine: documents interleaved mini-batch by mini-batch give
 // exactly what each gives alone; TTT and no-TTT sessions share one engine's
 // weights; the phases (forward, score, logits, train, sync) agree with step();
-// misuse is an error naming the phase; each session costs only its own state.
+// misuse is an error naming the phase; each session costs only its own state;
+// a state restored on another session continues the document.
 #include "ttt/engine.hpp"
 #include "ttt/error.hpp"
 #include "ttt/params.hpp"
@@ -62,6 +63,41 @@ TEST_F(SessionTest, InterleavedDocumentsEqualEachAlone) {
   Model from_session = m;
   a.download_prime(from_session);
   EXPECT_TRUE(same_bits(prime_values(from_session), prime_values(adapted_a)));
+}
+
+TEST_F(SessionTest, StateRestoredOnAnotherSessionContinuesTheDocument) {
+  const Model m = Model::random(tiny_config(), 24, 0.3f);
+  const size_t B = size_t(m.config.mini_batch_size);
+  const auto doc = pattern_tokens(int(5 * B + 3), 23, 7, 3);
+  Engine e(rt(), m);
+  const auto alone = e.session().evaluate(doc);
+  // Two mini-batches (two test-time steps) on one session, the rest on another from its state.
+  Session a(e), b(e);
+  std::vector<float> got(doc.size() - 1);
+  const std::span<const int32_t> d(doc);
+  for (size_t s = 0; s < 2 * B; s += B) a.step(d.subspan(s, B), d.subspan(s + 1, B), std::span<float>(got).subspan(s, B));
+  const SessionState st = a.state();
+  EXPECT_EQ(st.position, int64_t(2 * B));
+  EXPECT_EQ(st.keys.size(), size_t(m.config.num_hidden_layers));
+  b.restore(st);
+  EXPECT_EQ(b.position(), int64_t(2 * B));
+  EXPECT_THROW(b.logits(0), Error) << "a restored session has no last forward";
+  for (size_t s = 2 * B; s < got.size(); s += B) {
+    const size_t n = std::min(B, got.size() - s);
+    b.step(d.subspan(s, n), d.subspan(s + 1, n), std::span<float>(got).subspan(s, n));
+  }
+  EXPECT_TRUE(same_bits(got, alone));
+  // A state for other ring sizes (another window) is refused, naming what differs.
+  EngineOptions wide_opts;
+  wide_opts.window = m.config.sliding_window_size * 2;
+  Engine wide(rt(), m, wide_opts);
+  Session c(wide);
+  try {
+    c.restore(st);
+    ADD_FAILURE() << "a state of another window was restored";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("ring"), std::string::npos) << err.what();
+  }
 }
 
 TEST_F(SessionTest, NoTttSessionSharesTheEngine) {

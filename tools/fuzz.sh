@@ -10,7 +10,7 @@ build=${1:?usage: tools/fuzz.sh BUILD [SECONDS] [TARGET...]}
 secs=${2:-60}
 shift $(( $# >= 2 ? 2 : 1 ))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors config token_npy token_text tokenizer_file tokenizer_encode)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors config token_npy token_text tokenizer_file tokenizer_encode session)
 status=0
 for t in "${targets[@]}"; do
   corpus=$build/fuzz-corpus/$t artifacts=$build/fuzz-artifacts/$t

@@ -23,6 +23,23 @@ class Decoder {
   // Starts a fresh document on the session (resets it).
   explicit Decoder(Session& s);
 
+  // Where a document stands, to continue it later (a session file): its
+  // tokens, the mini-batches stepped, and the session state moved back to the
+  // last multiple of B, so that continuing forwards the tail exactly as an
+  // uninterrupted run does (the ring still holds every row that needs).
+  struct Saved {
+    std::vector<int32_t> tokens;
+    int64_t done = 0, steps = 0;
+    SessionState session;
+  };
+  Saved save() const;
+  // What a Decoder that appended tokens would save, from a session that
+  // scored them mini-batch by mini-batch from their start (Session::evaluate's
+  // way, e.g. a ttt-perplexity document): the same state.
+  static Saved scored(Session& s, std::vector<int32_t> tokens);
+  // Continues a saved document on s (a session of the same engine shape).
+  Decoder(Session& s, const Saved& saved);
+
   // Appends tokens to the document and takes the test-time step of every
   // mini-batch whose targets are now all known. Forwards nothing else.
   void append(std::span<const int32_t> ids);

@@ -54,6 +54,15 @@ struct StepInfo {
   float weight_norm = 0;    // global norm of the prime weights after the update
 };
 
+// A session's whole state on the host (Session::state, Session::restore):
+// its position, every block's key/value ring (row p % rows holds position p)
+// and its live trainable weights, in the parameter table's order.
+struct SessionState {
+  int64_t position = 0;
+  std::vector<std::vector<float>> keys, values;  // per block: (ring rows, hidden_size)
+  std::vector<std::vector<float>> prime;         // per trainable tensor
+};
+
 class Session;
 
 namespace detail {
@@ -148,6 +157,13 @@ class Session {
   // called after each mini-batch with (tokens scored, total).
   std::vector<float> evaluate(std::span<const int32_t> tokens,
                               const std::function<void(size_t, size_t)>& progress = {});
+
+  // The whole state, downloaded; restore() uploads one taken from a session
+  // of the same engine shape (checked: ring and weight sizes) and leaves no
+  // last forward (the next phase is a forward). A position may be moved back
+  // by up to B tokens (to re-forward them: their ring rows are overwritten).
+  SessionState state() const;
+  void restore(const SessionState& st);
 
   const StepInfo& last_step() const;
   // Writes the current (adapted) trainable weights into m.

@@ -8,6 +8,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -78,6 +79,20 @@ struct ReportSettings {
   std::vector<std::pair<std::string, std::string>> extra;
 };
 
+// The main run against a KL-divergence base (ttt-perplexity --kl-divergence),
+// llama.cpp's figures: per token, KLD = sum_j p_base(j) ln(p_base(j) / p(j))
+// over the vocabulary, and Δp = p(target) - p_base(target).
+struct KldSummary {
+  std::string base;          // the base file
+  bool other_model = false;  // made from another model directory's bytes
+  size_t count = 0;          // tokens compared
+  double kld_mean = 0, kld_err = 0;
+  double dp_mean = 0, dp_err = 0, dp_rms = 0;
+  double same_top = 0, same_top_err = 0;  // fraction of tokens whose most likely next token is the base's
+  // ("max", v), ("99.9%", v), ..., ("median", v), ..., ("min", v)
+  std::vector<std::pair<std::string, double>> kld_percentiles, dp_percentiles;
+};
+
 struct ReportInput {
   std::vector<DocResult> docs;
   ReportSettings settings;
@@ -93,6 +108,7 @@ struct ReportInput {
   // renderings add each mode's figures and its difference to the reference,
   // the paper's Fig. 6. Otherwise the first two label the compare pair.
   std::vector<std::pair<std::string, std::string>> modes;
+  std::optional<KldSummary> kld;  // --kl-divergence: the main run against its base
 };
 
 // Whether in carries a comparison against full attention (see ReportInput::modes).

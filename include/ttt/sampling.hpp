@@ -49,9 +49,10 @@ class TextStream {
  public:
   explicit TextStream(std::vector<std::string> stops = {});
   std::string push(std::string_view bytes);
-  // What is still held back (at the end of generation or on an interrupt):
-  // an incomplete UTF-8 sequence comes out as its raw bytes.
-  std::string finish();
+  // What is still held back at the end of generation: an incomplete UTF-8
+  // sequence comes out as its raw bytes, or (keep_incomplete false, as on an
+  // interrupt, where the character was cut short by the user) is dropped.
+  std::string finish(bool keep_incomplete = true);
   bool stopped() const { return stopped_; }
   // Everything returned so far (push and finish), i.e. the generated text.
   const std::string& text() const { return text_; }

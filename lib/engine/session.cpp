@@ -303,6 +303,52 @@ std::vector<float> Session::evaluate(std::span<const int32_t> tokens,
   return out;
 }
 
+SessionState Session::state() const {
+  const Impl& s = *impl_;
+  SessionState st;
+  st.position = s.pos;
+  const size_t ring = size_t(s.e.C) * size_t(s.e.c.hidden_size);
+  for (size_t l = 0; l < s.kc.size(); ++l) {
+    st.keys.push_back(s.kc[l].download<float>(ring));
+    st.values.push_back(s.vc[l].download<float>(ring));
+  }
+  for (const Buffer& b : s.live)
+    if (b) st.prime.push_back(b.download<float>(b.bytes() / sizeof(float)));
+  return st;
+}
+
+void Session::restore(const SessionState& st) {
+  Impl& s = *impl_;
+  const size_t ring = size_t(s.e.C) * size_t(s.e.c.hidden_size);
+  size_t trainable = 0;
+  for (const Buffer& b : s.live) trainable += bool(b);
+  if (st.position < 0 || st.keys.size() != s.kc.size() || st.values.size() != s.vc.size() ||
+      st.prime.size() != trainable)
+    throw Error(fmt::format("Session::restore: a state of {} key rings, {} value rings and {} trainable tensors at "
+                            "position {}; this session has {} blocks and {} trainable tensors",
+                            st.keys.size(), st.values.size(), st.prime.size(), st.position, s.kc.size(), trainable));
+  for (size_t l = 0; l < s.kc.size(); ++l)
+    if (st.keys[l].size() != ring || st.values[l].size() != ring)
+      throw Error(fmt::format("Session::restore: block {} ring of {} / {} floats, this session's holds {} (another "
+                              "window or mini-batch)",
+                              l, st.keys[l].size(), st.values[l].size(), ring));
+  for (size_t i = 0, k = 0; i < s.live.size(); ++i)
+    if (s.live[i] && st.prime[k++].size() * sizeof(float) != s.live[i].bytes())
+      throw Error(fmt::format("Session::restore: trainable tensor {} ({}) of {} floats, this session's has {}", k - 1,
+                              s.e.table.device[i].name, st.prime[k - 1].size(), s.live[i].bytes() / sizeof(float)));
+  s.drained();
+  for (size_t l = 0; l < s.kc.size(); ++l) {
+    s.kc[l].write(st.keys[l].data(), ring * sizeof(float));
+    s.vc[l].write(st.values[l].data(), ring * sizeof(float));
+  }
+  for (size_t i = 0, k = 0; i < s.live.size(); ++i)
+    if (s.live[i]) s.live[i].write(st.prime[k].data(), st.prime[k].size() * sizeof(float)), ++k;
+  s.pos = st.position;
+  s.info = {};
+  s.fwd_n = 0;
+  s.scored = s.trained = false;
+}
+
 void Session::download_prime(Model& m) const {
   const Impl& s = *impl_;
   for (size_t i = 0; i < s.live.size(); ++i) {

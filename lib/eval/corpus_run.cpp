@@ -80,7 +80,7 @@ bool CorpusRun::pass(Engine& engine, size_t mode) {
   const SessionOptions session{.ttt = m == Mode::ttt && engine.ttt(), .inner_lr = std::nullopt};
   since_ = Clock::now();
   PassEnd end = evaluate_pass(engine, session, corpus_.docs, opts_.parallel, *sched, [&](size_t n) { advance(n); },
-                              stop_);
+                              stop_, mode == 0 ? PassHooks{opts_.rows, opts_.document_end} : PassHooks{});
   total_ = seconds();
   since_.reset();
   workers_.barrier();

@@ -27,6 +27,10 @@ struct CorpusOptions {
   // main pass (the NLL file's, --save-weights'). Two or more: a comparison.
   std::vector<Mode> modes = {Mode::ttt};
   int parallel = 1;  // documents at once on the device (a BatchSession above 1)
+  // The main pass's every token's logits (KL divergence; parallel 1). Documents
+  // the journal already holds are not evaluated again and give none.
+  LogitRows rows;
+  DocumentEnd document_end;  // the main pass's, each document's session at its end (parallel 1)
 };
 
 // What rank 0 writes at the end of a run.

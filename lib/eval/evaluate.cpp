@@ -3,7 +3,11 @@
 #include "lib/eval/evaluate.hpp"
 
 #include "ttt/batch.hpp"
+#include "ttt/error.hpp"
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <chrono>
 #include <map>
 
@@ -19,8 +23,14 @@ std::optional<size_t> LocalScheduler::next() {
 }
 
 PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Document>& docs, int parallel,
-                      Scheduler& sched, const std::function<void(size_t)>& progress, const std::function<bool()>& stop) {
+                      Scheduler& sched, const std::function<void(size_t)>& progress, const std::function<bool()>& stop,
+                      const PassHooks& hooks) {
   PassEnd end;
+  const LogitRows& rows = hooks.rows;
+  if ((rows || hooks.document_end) && parallel > 1)
+    throw Error(fmt::format("every token's logits (KL divergence) and a document's final state are read one document "
+                            "at a time, not with {} in parallel",
+                            parallel));
   if (parallel <= 1) {
     const bool own = (!opts.ttt || *opts.ttt == engine.ttt()) && !opts.inner_lr;
     std::optional<Session> mine;
@@ -38,7 +48,17 @@ PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Doc
       for (size_t s = 0; s < n_pred; s += B) {
         const size_t n = std::min(B, n_pred - s);
         const std::span<const int32_t> doc(tokens);
-        session.step(doc.subspan(s, n), doc.subspan(s + 1, n), std::span<float>(nll).subspan(s, n));
+        if (!rows) {
+          session.step(doc.subspan(s, n), doc.subspan(s + 1, n), std::span<float>(nll).subspan(s, n));
+        } else {
+          // step()'s phases with each row's logits read after the score, before the test-time step.
+          session.forward(doc.subspan(s, n));
+          session.score(doc.subspan(s + 1, n));
+          for (size_t r = 0; r < n; ++r) rows(*i, s + r, tokens[s + r + 1], session.logits(int(r)));
+          session.train();
+          const std::vector<float>& out = session.sync();
+          std::copy(out.begin(), out.end(), nll.begin() + std::ptrdiff_t(s));
+        }
         progress(n);
         sched.poll();
         if (s + n < n_pred && stop()) {
@@ -48,6 +68,7 @@ PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Doc
         }
       }
       if (end.interrupted) break;
+      if (hooks.document_end) hooks.document_end(*i, session);
       sched.finished(*i, std::move(nll), std::chrono::duration<double>(Clock::now() - t0).count());
       end.interrupted = stop();
     }

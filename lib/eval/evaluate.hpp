@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <vector>
 
 namespace ttt {
@@ -74,12 +75,27 @@ struct PassEnd {
   double seconds = 0;
 };
 
+// Every predicted token's logits over the whole vocabulary: (document,
+// position, target, logits). Analysis modes only (KL divergence): it reads a
+// row per token, between each mini-batch's score and its test-time step, so
+// the NLLs and the steps are those of a pass without it.
+using LogitRows = std::function<void(size_t, size_t, int32_t, std::span<const float>)>;
+// A document's session right after its last mini-batch (document, session):
+// to keep its state (ttt-perplexity --save-session). One at a time only.
+using DocumentEnd = std::function<void(size_t, Session&)>;
+struct PassHooks {
+  LogitRows rows;
+  DocumentEnd document_end;
+};
+
 // Scores the documents sched hands out with a session of `opts` on engine
 // (the engine's own session when opts are its defaults). progress(n): n more
-// tokens scored here; stop() is asked after every mini-batch.
+// tokens scored here; stop() is asked after every mini-batch; hooks, when
+// set, take every token's logits and each document's final session (one
+// document at a time only: parallel 1).
 PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Document>& docs, int parallel,
                       Scheduler& sched, const std::function<void(size_t)>& progress,
-                      const std::function<bool()>& stop = [] { return false; });
+                      const std::function<bool()>& stop = [] { return false; }, const PassHooks& hooks = {});
 
 // One short untimed document. After a cold kernel cache some drivers (PoCL)
 // finish compiling each kernel at its first launch, which would otherwise be

@@ -7,11 +7,43 @@
 
 #include "ttt/error.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 
 namespace ttt {
 
 Decoder::Decoder(Session& s) : s_(s) { s_.reset(); }
+
+Decoder::Saved Decoder::save() const {
+  Saved out{doc_, done_, steps_, s_.state()};
+  const int64_t B = s_.mini_batch();
+  out.session.position = out.session.position / B * B;
+  return out;
+}
+
+Decoder::Saved Decoder::scored(Session& s, std::vector<int32_t> tokens) {
+  const int64_t B = s.mini_batch(), n = int64_t(tokens.size());
+  if (n < 1 || s.position() != n - 1)
+    throw Error(fmt::format("Decoder::scored: a session at position {} did not score a document of {} tokens",
+                            s.position(), n));
+  // Every mini-batch whose targets were all known took its step (as append() takes them).
+  const int64_t done = s.ttt() ? (n - 1) / B : 0;
+  Saved out{std::move(tokens), done, done, s.state()};
+  out.session.position = out.session.position / B * B;
+  return out;
+}
+
+Decoder::Decoder(Session& s, const Saved& saved) : s_(s), doc_(saved.tokens), done_(saved.done), steps_(saved.steps) {
+  const int64_t B = s_.mini_batch(), n = int64_t(doc_.size()), pos = saved.session.position;
+  // The invariant of append(): a session holds the document's first pos tokens, pos a multiple of B at most one
+  // mini-batch past the ones stepped.
+  if (pos % B != 0 || pos > n || done_ < 0 || done_ * B > pos || (s_.ttt() && pos > (done_ + 1) * B) || steps_ < 0)
+    throw Error(fmt::format("a saved document of {} tokens at position {} with {} mini-batches stepped does not fit "
+                            "a session of mini-batch {}",
+                            n, pos, done_, B));
+  s_.restore(saved.session);
+}
 
 void Decoder::forward_upto(int64_t end) {
   const int64_t B = s_.mini_batch();

@@ -54,10 +54,11 @@ std::string TextStream::push(std::string_view bytes) {
   return out;
 }
 
-std::string TextStream::finish() {
+std::string TextStream::finish(bool keep_incomplete) {
   std::string out;
   if (!stopped_) out.swap(held_);
   held_.clear();
+  if (!keep_incomplete) out.resize(out.size() - incomplete_utf8_tail(out));
   text_ += out;
   return out;
 }

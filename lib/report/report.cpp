@@ -376,6 +376,24 @@ std::string modes_text(const ReportInput& in) {
   return "modes (each against " + rl + ")\n" + t.render() + "\n" + (b.rows.size() > 1 ? b.render() + "\n" : "");
 }
 
+// The main run against its --kl-divergence base, with llama.cpp's figures.
+std::string kld_text(const KldSummary& k) {
+  std::string out = fmt::format("KL divergence against {}: {} tokens{}\n", clean_text(k.base), k.count,
+                                k.other_model ? " (the base is of another model file)" : "");
+  auto pct = [](const std::vector<std::pair<std::string, double>>& v, double scale, int digits, const char* unit) {
+    std::string line;
+    for (const auto& [name, x] : v) line += fmt::format("{}{} {:.{}f}{}", line.empty() ? "" : ", ", name, x * scale, digits, unit);
+    return line;
+  };
+  out += fmt::format("  mean KLD         {:.6f} {} {:.6f}\n", k.kld_mean, kPm, k.kld_err);
+  out += fmt::format("  KLD percentiles  {}\n", pct(k.kld_percentiles, 1, 6, ""));
+  out += fmt::format("  mean {}p          {:.3f} {} {:.3f} %\n", "\xce\x94", k.dp_mean * 100, kPm, k.dp_err * 100);
+  out += fmt::format("  RMS {}p           {:.3f} %\n", "\xce\x94", k.dp_rms * 100);
+  out += fmt::format("  {}p percentiles   {}\n", "\xce\x94", pct(k.dp_percentiles, 100, 3, "%"));
+  out += fmt::format("  same top token   {:.3f} {} {:.3f} %\n\n", k.same_top * 100, kPm, k.same_top_err * 100);
+  return out;
+}
+
 std::string settings_text(const ReportInput& in, const Summary& total, const Labels& l) {
   const ReportSettings& st = in.settings;
   std::vector<std::pair<std::string, std::string>> kv;
@@ -451,6 +469,7 @@ std::string format_report(const ReportInput& in) {
   }
   if (buckets.rows.size() > 1) out += buckets.render() + "\n";
   if (has_reference_mode(in)) out += modes_text(in);
+  if (in.kld) out += kld_text(*in.kld);
 
   // llama.cpp prints "Final estimate: PPL = %.4lf +/- %.5lf"; the same
   // precision here, and the main run last so `tail -n 1` finds it.

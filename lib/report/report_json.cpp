@@ -47,6 +47,13 @@
 // "full", "label": str, "delta_full": stats object of nll - nll_full (absent
 // for full itself) } ], the top-level ones with "buckets" too (each bucket with
 // its "delta_full").
+// "kld" (--kl-divergence only): the main run against a base file, llama.cpp's
+// figures: { "base": path, "other_model": bool (the base's model files differ),
+// "tokens": int, "kld_mean", "kld_err": mean KL divergence (nats) and its
+// standard error, "kld_percentiles": { "max", "99.9%", ..., "median", ...,
+// "min" }, "dp_mean", "dp_err", "dp_rms", "dp_percentiles": Δp = p(target) -
+// p_base(target) as a probability (not %), "same_top", "same_top_err": the
+// fraction of tokens whose most likely next token is the base's }.
 
 namespace ttt {
 namespace {
@@ -180,6 +187,20 @@ nlohmann::json report_json(const ReportInput& in) {
     out["settings"]["modes"] = std::move(names);
   }
   if (in.partial) out["planned"] = {{"documents", in.documents_planned}, {"tokens", in.tokens_planned}};
+  if (in.kld) {
+    const KldSummary& k = *in.kld;
+    auto pct = [](const std::vector<std::pair<std::string, double>>& v) {
+      json o = json::object();
+      for (const auto& [name, x] : v) o[name] = num(x);
+      return o;
+    };
+    out["kld"] = {{"base", clean_text(k.base)},     {"other_model", k.other_model},
+                  {"tokens", k.count},              {"kld_mean", num(k.kld_mean)},
+                  {"kld_err", num(k.kld_err)},      {"kld_percentiles", pct(k.kld_percentiles)},
+                  {"dp_mean", num(k.dp_mean)},      {"dp_err", num(k.dp_err)},
+                  {"dp_rms", num(k.dp_rms)},        {"dp_percentiles", pct(k.dp_percentiles)},
+                  {"same_top", num(k.same_top)},    {"same_top_err", num(k.same_top_err)}};
+  }
   return out;
 }
 

@@ -1,0 +1,30 @@
+// Session files: a document's whole state (its tokens, the mini-batches
+// stepped, the session's position, key/value rings and adapted prime weights),
+// with the model's fingerprint and the options that change the numbers, so
+// that generation continues later exactly where a run left it
+// (ttt-generate --save-session / --load-session). Checksummed, written atomically.
+#pragma once
+
+#include "ttt/decode.hpp"
+
+#include <cstdint>
+#include <string>
+
+namespace ttt {
+
+// What a session must match to be continued.
+struct SessionKey {
+  uint64_t model = 0;  // fingerprint of the model's files
+  bool ttt = true;
+  float inner_lr = 0;
+  int32_t window = 0, mini_batch = 0, vocab = 0;
+};
+
+void save_session_file(const std::string& path, const SessionKey& key, const Decoder::Saved& saved);
+// Throws ttt::Error naming path on a file that is not a session, is corrupt
+// (checksum, sizes), or is of another model or other options than `expect`.
+Decoder::Saved load_session_file(const std::string& path, const SessionKey& expect);
+// The same from the file's bytes (the fuzz target's entry point).
+Decoder::Saved parse_session(const std::string& bytes, const std::string& origin, const SessionKey& expect);
+
+}  // namespace ttt
