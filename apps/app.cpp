@@ -3,8 +3,10 @@
 
 #include "host/error.hpp"
 #include "host/program.hpp"
+#include "ttt/config.hpp"
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
+#include "ttt/tokenizer.hpp"
 
 #include <fmt/format.h>
 
@@ -137,6 +139,20 @@ std::string read_text(const std::string& path, const std::string& flag) {
   return ss.str();
 }
 
+Tokenizer tokenizer_for(const std::string& path, const Config& cfg) {
+  Tokenizer t = [&] {
+    try {
+      return Tokenizer::from_file(path);
+    } catch (const Error& e) {
+      throw Error(fmt::format("--tokenizer: {}", e.what()));
+    }
+  }();
+  if (cfg.vocab_size > 0 && t.vocab_size() > cfg.vocab_size)
+    throw Error(fmt::format("--tokenizer {}: {} ids, but the model's vocab_size is {}", path, t.vocab_size(),
+                            cfg.vocab_size));
+  return t;
+}
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -262,6 +278,25 @@ void announce_compiles(host::Context& ctx, const char* tool) {
     said = true;
     std::fprintf(stderr, "%s: compiling kernels for %s (first run only, cached in %s)\n", tool.c_str(),
                  device.c_str(), dir.c_str());
+    std::fflush(stderr);
+  });
+  // Each build takes seconds: say which program, out of how many, so a long first run is never silent.
+  ctx.programs().on_build([tool = std::string(tool), tty = ::isatty(STDERR_FILENO) == 1,
+                           open = false](const host::ProgramCache::BuildEvent& e) mutable {
+    if (e.family.empty()) {  // the end of a batch
+      if (open) std::fputc('\n', stderr);
+      open = false;
+      return;
+    }
+    if (e.done) return;
+    const std::string what = e.planned ? fmt::format("{}/{} {}", e.index, e.planned, e.family) : e.family;
+    if (tty) {
+      std::fprintf(stderr, "\r%s: compiling kernels: %-40s", tool.c_str(), what.c_str());
+      open = e.planned > 0;
+      if (!open) std::fputc('\n', stderr);
+    } else {
+      std::fprintf(stderr, "%s: compiling kernels: %s\n", tool.c_str(), what.c_str());
+    }
     std::fflush(stderr);
   });
 }

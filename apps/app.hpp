@@ -13,6 +13,11 @@
 #include <string>
 #include <vector>
 
+namespace ttt {
+class Tokenizer;
+struct Config;
+}
+
 namespace ttt::host {
 class Context;
 struct DeviceInfo;
@@ -54,6 +59,9 @@ host::DeviceInfo select_device(const po::variables_map& vm);
 // The text of a file, or of standard input for "-"; errors name `flag` and the path.
 std::string read_text(const std::string& path, const std::string& flag);
 
+// The tokenizer file given with --tokenizer, checked against the model's vocabulary (errors name the flag).
+Tokenizer tokenizer_for(const std::string& path, const Config& cfg);
+
 // Every file a run reads and writes, each with the flag that named it. check(),
 // before any work: an output that is an input or another output (after
 // resolving links and "..", the same file by inode where both exist) is a
@@ -85,7 +93,9 @@ class Paths {
 };
 
 // Prints "TOOL: compiling kernels for DEVICE (first run only, cached in DIR)"
-// on stderr before ctx builds its first kernel program from source.
+// on stderr before ctx builds its first kernel program from source, then a
+// line per program built ("TOOL: compiling kernels: 3/8 attention"), redrawn
+// in place on a terminal.
 void announce_compiles(host::Context& ctx, const char* tool);
 
 // Interrupts: after catch_interrupts(), SIGINT and SIGTERM only raise a flag

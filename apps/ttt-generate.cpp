@@ -52,6 +52,8 @@ int body(int argc, char** argv) {
       ("no-ttt", po::bool_switch(), "turn test-time training off: a plain sliding-window Transformer")
       ("full-attention", po::bool_switch(), "full attention over the whole context (the key/value cache grows with it), no test-time training: the baseline")
       ("inner-lr", po::value<float>(), "test-time SGD step size, overriding the model's inner_lr")
+      ("tokenizer", po::value<std::string>()->value_name("FILE"), "tokenizer.json or tokenizer.model for the prompt and "
+       "the text, instead of the one in the model directory")
       ("parse-special", po::bool_switch(), "turn special-token strings in the prompt (e.g. <|eot_id|>) into their ids")
       ("json", po::value<std::string>(), "write prompt, generated text and ids, timing and settings as JSON (also on Ctrl-C)")
       ("quiet,q", po::bool_switch(), "no progress and timing on stderr");
@@ -94,11 +96,12 @@ int body(int argc, char** argv) {
   const bool quiet = vm["quiet"].as<bool>();
 
   const std::string model_dir = vm["model"].as<std::string>();
-  ttt::app::Paths().model("-m", model_dir).input(vm, "file").output(vm, "json").check();
+  ttt::app::Paths().model("-m", model_dir).input(vm, "tokenizer").input(vm, "file").output(vm, "json").check();
   const ttt::Model model = ttt::Model::load(model_dir);
   for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-generate: warning: %s\n", w.c_str());
   const ttt::Config& cfg = model.config;
-  const ttt::Tokenizer tok = ttt::Tokenizer::for_model(model_dir, cfg);
+  const ttt::Tokenizer tok = vm.count("tokenizer") ? ttt::app::tokenizer_for(vm["tokenizer"].as<std::string>(), cfg)
+                                                  : ttt::Tokenizer::for_model(model_dir, cfg);
   const std::string prompt = vm.count("prompt") ? vm["prompt"].as<std::string>() : ttt::app::read_text(vm["file"].as<std::string>(), "-f");
   std::vector<int32_t> ids;
   if (cfg.bos_token_id >= 0) ids.push_back(cfg.bos_token_id);
@@ -110,6 +113,7 @@ int body(int argc, char** argv) {
 
   const auto device = ttt::app::select_device(vm);
   ttt::host::Context ctx(device);
+  ttt::app::announce_compiles(ctx, "ttt-generate");
   ttt::EngineOptions eo;
   eo.ttt = !no_ttt;
   if (vm.count("inner-lr")) eo.inner_lr = vm["inner-lr"].as<float>();

@@ -30,6 +30,14 @@ CorpusRun::CorpusRun(const Corpus& corpus, CorpusOptions opts, const Workers& wo
   }
 }
 
+std::pair<size_t, size_t> CorpusRun::journaled() const {
+  std::pair<size_t, size_t> n{0, 0};
+  if (!journal_) return n;
+  for (const auto& [key, r] : journal_->done())
+    if (key.first < corpus_.docs.size()) ++(key.second ? n.second : n.first);
+  return n;
+}
+
 double CorpusRun::seconds() const {
   return total_ + (since_ ? std::chrono::duration<double>(Clock::now() - *since_).count() : 0.0);
 }
@@ -115,10 +123,21 @@ CorpusResults CorpusRun::results() {
   rep.documents_planned = corpus_.docs.size();
   rep.tokens_planned = corpus_.tokens;
   // Compare only what both passes scored; without any pass without TTT there is nothing to compare.
+  // Either way the report says what of the comparison is missing.
   if (opts_.compare && !base_started_) {
     rep.compare = false;
+    rep.settings.extra.emplace_back("comparison", "MISSING: interrupted before the run without test-time training "
+                                                  "started; the figures are those with test-time training alone");
   } else if (opts_.compare) {
-    for (auto& d : rep.docs) d.nll.resize(std::min(d.nll.size(), d.nll_base.size()));
+    size_t base = 0;
+    for (auto& d : rep.docs) {
+      base += d.nll_base.size();
+      d.nll.resize(std::min(d.nll.size(), d.nll_base.size()));
+    }
+    rep.settings.extra.emplace_back(
+        "comparison", fmt::format("INCOMPLETE: {} of {} tokens scored without test-time training; both runs are "
+                                  "compared on those alone",
+                                  base, out.planned));
   }
   std::erase_if(rep.docs, [](const DocResult& d) { return d.nll.empty(); });
   for (auto& d : rep.docs)
