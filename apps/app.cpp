@@ -20,6 +20,9 @@
 #include <fstream>
 #include <iostream>
 #include <new>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sstream>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -46,6 +49,14 @@ extern "C" void quit_on_signal(int) {
 
 int run(const char* name, int argc, char** argv, int (*body)(int, char**)) {
   g_tool = name;
+#if defined(__GLIBC__)
+  // Device buffers on a CPU driver (PoCL) are host allocations of megabytes, made and freed
+  // per engine and per GEMM (CLBlast's temporaries). glibc's default mmap threshold rises to
+  // 32 MB after the first such free, and later ones then sit in the heaps of PoCL's threads,
+  // never returned: 125m prefill peaked at 3.56 GB instead of 2.65 (docs/design.md, Memory).
+  // A fixed threshold keeps every buffer of 1 MiB or more in its own mapping.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
   const int n = std::snprintf(g_quit_notice, sizeof g_quit_notice, "\n%s: interrupted\n", name);
   g_quit_notice_len = n > 0 ? std::min(size_t(n), sizeof g_quit_notice - 1) : 0;
   struct sigaction sa {};
