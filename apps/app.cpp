@@ -3,8 +3,11 @@
 
 #include "host/error.hpp"
 #include "host/program.hpp"
+#include "host/runtime.hpp"
+#include "ttt/config.hpp"
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
+#include "ttt/tokenizer.hpp"
 
 #include <fmt/format.h>
 
@@ -18,6 +21,9 @@
 #include <fstream>
 #include <iostream>
 #include <new>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sstream>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -44,6 +50,14 @@ extern "C" void quit_on_signal(int) {
 
 int run(const char* name, int argc, char** argv, int (*body)(int, char**)) {
   g_tool = name;
+#if defined(__GLIBC__)
+  // Device buffers on a CPU driver (PoCL) are host allocations of megabytes, made and freed
+  // per engine and per GEMM (CLBlast's temporaries). glibc's default mmap threshold rises to
+  // 32 MB after the first such free, and later ones then sit in the heaps of PoCL's threads,
+  // never returned: 125m prefill peaked at 3.56 GB instead of 2.65 (docs/design.md, Memory).
+  // A fixed threshold keeps every buffer of 1 MiB or more in its own mapping.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
   const int n = std::snprintf(g_quit_notice, sizeof g_quit_notice, "\n%s: interrupted\n", name);
   g_quit_notice_len = n > 0 ? std::min(size_t(n), sizeof g_quit_notice - 1) : 0;
   struct sigaction sa {};
@@ -153,6 +167,20 @@ std::string read_text(const std::string& path, const std::string& flag) {
   ss << f.rdbuf();
   if (f.bad()) throw Error(fmt::format("{} {}: cannot read: {}", flag, path, std::strerror(errno)));
   return ss.str();
+}
+
+Tokenizer tokenizer_for(const std::string& path, const Config& cfg) {
+  Tokenizer t = [&] {
+    try {
+      return Tokenizer::from_file(path);
+    } catch (const Error& e) {
+      throw Error(fmt::format("--tokenizer: {}", e.what()));
+    }
+  }();
+  if (cfg.vocab_size > 0 && t.vocab_size() > cfg.vocab_size)
+    throw Error(fmt::format("--tokenizer {}: {} ids, but the model's vocab_size is {}", path, t.vocab_size(),
+                            cfg.vocab_size));
+  return t;
 }
 
 namespace {
@@ -280,6 +308,25 @@ void announce_compiles(Runtime& rt, const char* tool) {
     said = true;
     std::fprintf(stderr, "%s: compiling kernels for %s (first run only, cached in %s)\n", tool.c_str(),
                  device.c_str(), dir.c_str());
+    std::fflush(stderr);
+  });
+  // Each build takes seconds: say which program, out of how many, so a long first run is never silent.
+  host::context(rt).programs().on_build([tool = std::string(tool), tty = ::isatty(STDERR_FILENO) == 1,
+                           open = false](const host::ProgramCache::BuildEvent& e) mutable {
+    if (e.family.empty()) {  // the end of a batch
+      if (open) std::fputc('\n', stderr);
+      open = false;
+      return;
+    }
+    if (e.done) return;
+    const std::string what = e.planned ? fmt::format("{}/{} {}", e.index, e.planned, e.family) : e.family;
+    if (tty) {
+      std::fprintf(stderr, "\r%s: compiling kernels: %-40s", tool.c_str(), what.c_str());
+      open = e.planned > 0;
+      if (!open) std::fputc('\n', stderr);
+    } else {
+      std::fprintf(stderr, "%s: compiling kernels: %s\n", tool.c_str(), what.c_str());
+    }
     std::fflush(stderr);
   });
 }

@@ -18,6 +18,8 @@
 
 namespace ttt {
 class Runtime;
+class Tokenizer;
+struct Config;
 }
 
 namespace ttt::app {
@@ -63,6 +65,9 @@ std::string weight_label(const std::optional<DType>& choice, DType file);
 // The text of a file, or of standard input for "-"; errors name `flag` and the path.
 std::string read_text(const std::string& path, const std::string& flag);
 
+// The tokenizer file given with --tokenizer, checked against the model's vocabulary (errors name the flag).
+Tokenizer tokenizer_for(const std::string& path, const Config& cfg);
+
 // Every file a run reads and writes, each with the flag that named it. check(),
 // before any work: an output that is an input or another output (after
 // resolving links and "..", the same file by inode where both exist) is a
@@ -94,7 +99,9 @@ class Paths {
 };
 
 // Prints "TOOL: compiling kernels for DEVICE (first run only, cached in DIR)"
-// on stderr before rt builds its first kernel program from source.
+// on stderr before rt builds its first kernel program from source, then a
+// line per program built ("TOOL: compiling kernels: 3/8 attention"), redrawn
+// in place on a terminal.
 void announce_compiles(Runtime& rt, const char* tool);
 
 // Interrupts: after catch_interrupts(), SIGINT and SIGTERM only raise a flag

@@ -55,6 +55,8 @@ int body(int argc, char** argv) {
       ("no-ttt", po::bool_switch(), "turn test-time training off: a plain sliding-window Transformer")
       ("full-attention", po::bool_switch(), "full attention over the whole context (the key/value cache grows with it), no test-time training: the baseline")
       ("inner-lr", po::value<float>(), "test-time SGD step size, overriding the model's inner_lr")
+      ("tokenizer", po::value<std::string>()->value_name("FILE"), "tokenizer.json or tokenizer.model for the prompt and "
+       "the text, instead of the one in the model directory")
       ("parse-special", po::bool_switch(), "turn special-token strings in the prompt (e.g. <|eot_id|>) into their ids")
       ("save-session", po::value<std::string>(),
        "write the whole session at the end to FILE (the tokens, position, key/value rings and adapted prime weights, "
@@ -112,6 +114,7 @@ int body(int argc, char** argv) {
   const std::string model_dir = vm["model"].as<std::string>();
   ttt::app::Paths()
       .model("-m", model_dir)
+      .input(vm, "tokenizer")
       .input(vm, "file")
       .input(vm, "load-session")
       .output(vm, "json")
@@ -120,7 +123,8 @@ int body(int argc, char** argv) {
   const ttt::Model model = ttt::Model::load(model_dir);
   for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-generate: warning: %s\n", w.c_str());
   const ttt::Config& cfg = model.config;
-  const ttt::Tokenizer tok = ttt::Tokenizer::for_model(model_dir, cfg);
+  const ttt::Tokenizer tok = vm.count("tokenizer") ? ttt::app::tokenizer_for(vm["tokenizer"].as<std::string>(), cfg)
+                                                  : ttt::Tokenizer::for_model(model_dir, cfg);
   const std::string prompt = vm.count("prompt")  ? vm["prompt"].as<std::string>()
                              : vm.count("file") ? ttt::app::read_text(vm["file"].as<std::string>(), "-f")
                                                 : std::string();
@@ -142,6 +146,7 @@ int body(int argc, char** argv) {
 
   ttt::Runtime rt(ttt::app::device_spec(vm));
   const ttt::Device& device = rt.device();
+  ttt::app::announce_compiles(rt, "ttt-generate");
   ttt::EngineOptions eo;
   eo.ttt = !no_ttt;
   eo.weight_dtype = ttt::app::weight_dtype(vm);

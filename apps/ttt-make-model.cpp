@@ -4,13 +4,28 @@
 #include "ttt/error.hpp"
 #include "ttt/model.hpp"
 #include "ttt/output.hpp"
+#include "ttt/tokenizer.hpp"
 
 #include <fmt/format.h>
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <vector>
 
 namespace {
+
+// An HF tokenizer.json is a JSON object; anything else is read as a tiktoken rank file (as Tokenizer::from_file).
+bool json_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return std::filesystem::path(path).extension() != ".model";
+  int ch = 0;
+  while ((ch = std::fgetc(f)) == ' ' || ch == '\t' || ch == '\r' || ch == '\n') {
+  }
+  std::fclose(f);
+  return ch == '{';
+}
 
 int body(int argc, char** argv) {
   namespace po = ttt::app::po;
@@ -23,11 +38,14 @@ int body(int argc, char** argv) {
        "model directory to write (created if needed; an existing one must be empty unless --force)")
       ("force", po::bool_switch(), "write into a non-empty --out directory, replacing its config.json and model.safetensors")
       ("seed", po::value<int64_t>()->default_value(0), "random seed of the initialisation (>= 0)")
+      ("tokenizer", po::value<std::string>()->value_name("FILE"),
+       "copy this tokenizer.json or tokenizer.model into --out (checked against the vocabulary first); the official "
+       "presets read Meta's Llama-3 tokenizer")
       ("dtype", po::value<std::string>()->default_value("f32"), "weight type on disk: f32, f16 or bf16")
       ("init-std", po::value<float>()->default_value(0.02f),
        "standard deviation of the normal initialisation of linears and the embedding (norms are ones)");
   po::variables_map vm;
-  if (!ttt::app::parse(argc, argv, opts, vm, "ttt-make-model --preset NAME --out DIR [--seed S] [--dtype f32|f16|bf16]",
+  if (!ttt::app::parse(argc, argv, opts, vm, "ttt-make-model --preset NAME --out DIR [--tokenizer FILE] [--seed S] [--dtype f32|f16|bf16]",
                        "Writes config.json and model.safetensors of an untrained TTT-E2E model. Presets 125m..3b are\n"
                        "the official configurations (Llama-3 vocabulary, window 8192, mini-batch 1024, e2e suffix\n"
                        "lengths and prime widths); 'tiny' is a byte-level model small enough for a CPU."))
@@ -45,15 +63,35 @@ int body(int argc, char** argv) {
     throw ttt::app::UsageError(e.what());
   }
   const std::string out = vm["out"].as<std::string>();
-  ttt::app::Paths().output_dir("--out", out, {"config.json", "model.safetensors"}).check();
+  namespace fs = std::filesystem;
+  // The tokenizer keeps its kind's name in the model directory, where the tools look for it.
+  const std::optional<std::string> tok_path =
+      vm.count("tokenizer") ? std::optional(vm["tokenizer"].as<std::string>()) : std::nullopt;
+  const std::string tok_name = tok_path && !json_file(*tok_path) ? "tokenizer.model" : "tokenizer.json";
+  ttt::app::Paths paths;
+  std::vector<std::string> files = {"config.json", "model.safetensors"};
+  if (tok_path) files.push_back(tok_name);
+  paths.input(vm, "tokenizer").output_dir("--out", out, files).check();
+  if (tok_path && c.tokenizer == "bytes")
+    throw ttt::app::UsageError(fmt::format("--tokenizer: preset {} reads bytes (\"tokenizer\": \"bytes\"); it takes no "
+                                           "tokenizer file", vm["preset"].as<std::string>()));
+  if (tok_path) ttt::app::tokenizer_for(*tok_path, c);  // a bad or too large tokenizer fails before anything is written
   ttt::check_output_dir(out, "--out", vm["force"].as<bool>());
   std::fprintf(stderr, "initialising preset %s (seed %llu) ...\n", vm["preset"].as<std::string>().c_str(),
                static_cast<unsigned long long>(seed));
   const ttt::Model m = ttt::Model::random(c, seed, std_dev);
   m.save(out, dtype);
+  if (tok_path) ttt::write_file_atomic((fs::path(out) / tok_name).string(), ttt::app::read_text(*tok_path, "--tokenizer"));
   fmt::print("wrote {} : {} parameters ({:.1f} M), {} layers, width {}, {} heads, vocabulary {}, {} on disk\n", out,
              m.num_parameters(), m.num_parameters() / 1e6, c.num_hidden_layers, c.hidden_size, c.num_attention_heads,
              c.vocab_size, ttt::dtype_name(dtype));
+  if (tok_path) {
+    fmt::print("copied tokenizer {} to {}\n", *tok_path, (fs::path(out) / tok_name).string());
+  } else if (c.tokenizer != "bytes") {
+    std::fprintf(stderr,
+                 "ttt-make-model: note: %s has no tokenizer, so it scores token ids (--tokens) but not text; %s\n",
+                 out.c_str(), ttt::tokenizer_hint(c, out).c_str());
+  }
   return 0;
 }
 

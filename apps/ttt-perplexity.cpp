@@ -342,6 +342,15 @@ std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& cor
   run.stop_when([] { return ttt::app::interrupted() != 0; });
   const auto journal = lead && a.journal ? open_journal(a, model.config) : nullptr;
   run.set_journal(journal.get());
+  if (journal && a.resume && !a.quiet) {
+    const auto [held, held_base] = run.journaled();
+    std::fprintf(stderr, "ttt-perplexity: --resume: the journal %s already holds %zu of %zu documents%s; %s\n",
+                 a.journal->c_str(), held, corpus.docs.size(),
+                 a.modes.size() > 1 ? fmt::format(" ({} in every other mode)", held_base).c_str() : "",
+                 held == corpus.docs.size() && (a.modes.size() < 2 || held_base == corpus.docs.size())
+                     ? "nothing is left to score"
+                     : "scoring the rest");
+  }
   // One engine holds the weights (uploaded once, kernels compiled or loaded
   // before the clock of the first document starts); the run with test-time
   // training and the one without it are two sessions on it. Full attention

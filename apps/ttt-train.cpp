@@ -132,8 +132,10 @@ int body(int argc, char** argv) {
       ("ilr-warmup", po::value<int64_t>(), "meta modes: steps of that rise (default --warmup, as the official configs; 0: inner_lr throughout)")
       ("seed", po::value<int64_t>()->default_value(0), "seed of the initial weights and of the document order")
       ("eval-data", po::value<std::vector<std::string>>()->multitoken()->composing(),
-       "held-out text files: every document of them is scored with and without test-time training")
-      ("eval-every", po::value<int64_t>(), "evaluate on --eval-data every K steps (default: at the end only)")
+       "held-out text files: every document of them is scored with and without test-time training; with --resume, "
+       "the checkpoint's files by default")
+      ("eval-every", po::value<int64_t>(), "evaluate on --eval-data every K steps (default: at the end only; with "
+       "--resume, the checkpoint's)")
       ("checkpoint-every", po::value<int64_t>(), "write a checkpoint into --out every K steps (always: at the end and on Ctrl-C)")
       ("gradient", po::value<std::string>()->default_value("reference"), "where gradients are computed: reference (the CPU "
        "oracle, double precision, every mode) or device (the OpenCL engine, float32; every mode, meta for models with one "
@@ -175,10 +177,10 @@ int body(int argc, char** argv) {
   if (vm.count("steps")) steps = ttt::app::int_option(vm, "steps", 1);
   const int64_t threads = vm.count("threads") ? ttt::app::int_option(vm, "threads", 1, 1024)
                                               : int64_t(std::max(1u, std::thread::hardware_concurrency()));
-  const int64_t eval_every = vm.count("eval-every") ? ttt::app::int_option(vm, "eval-every", 1) : 0;
+  int64_t eval_every = vm.count("eval-every") ? ttt::app::int_option(vm, "eval-every", 1) : 0;
   const int64_t ck_every = vm.count("checkpoint-every") ? ttt::app::int_option(vm, "checkpoint-every", 1) : 0;
-  if (eval_every && !vm.count("eval-data")) throw UsageError("--eval-every needs --eval-data FILES");
-  const std::vector<std::string> eval_files = vm.count("eval-data") ? input_files(vm, "eval-data") : std::vector<std::string>{};
+  if (eval_every && !vm.count("eval-data") && !resume) throw UsageError("--eval-every needs --eval-data FILES");
+  std::vector<std::string> eval_files = vm.count("eval-data") ? input_files(vm, "eval-data") : std::vector<std::string>{};
   // No file of --out may be an input (with --force a data file there would be replaced).
   auto check_paths = [&](const std::vector<std::string>& data) {
     ttt::app::Paths paths;
@@ -201,6 +203,17 @@ int body(int argc, char** argv) {
     if (!fs::is_directory(from)) throw UsageError(fmt::format("--resume {}: no such directory", from));
     ttt::check_output_dir(out, "--out", vm["force"].as<bool>(), {from});
     ck = ttt::train::load_checkpoint(from);
+    // The held-out evaluation goes on as the run had it, unless given again.
+    if (!vm.count("eval-data")) {
+      eval_files = ck.settings.eval_data;
+      for (const auto& f : eval_files)
+        if (!fs::is_regular_file(f))
+          throw UsageError(fmt::format("--resume {}: its held-out data {} is not there; give the files with "
+                                       "--eval-data", from, f));
+    }
+    if (!vm.count("eval-every")) eval_every = eval_files.empty() ? 0 : ck.settings.eval_every;
+    if (eval_every && eval_files.empty())
+      throw UsageError("--eval-every needs --eval-data FILES (the checkpoint's run had none)");
     if (steps && *steps != ck.settings.steps)
       throw UsageError(fmt::format("--steps {}: the checkpoint's run has {} (its learning-rate schedule spans them)",
                                    *steps, ck.settings.steps));
@@ -258,6 +271,8 @@ int body(int argc, char** argv) {
     s.data = data_files;
     ck.model = ttt::Model::random(cfg, s.seed);
   }
+  ck.settings.eval_data = eval_files;
+  ck.settings.eval_every = eval_every;
   const ttt::train::Settings& s = ck.settings;
   const int64_t until = vm.count("until") ? ttt::app::int_option(vm, "until", 1, s.steps) : s.steps;
   if (ck.opt.step >= s.steps)
@@ -315,11 +330,29 @@ int body(int argc, char** argv) {
   double train_seconds = 0, last_print = -1e9;
   const auto t0 = Clock::now();
   auto since_start = [&] { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  // Steps from `step` (whose evaluation comes after its progress line) to `until` that end with a held-out evaluation.
+  auto evals_from = [&](int64_t step) {
+    if (eval_docs.empty()) return int64_t(0);
+    int64_t n = eval_every ? until / eval_every - (step - 1) / eval_every : 0;
+    if (until == s.steps && (!eval_every || s.steps % eval_every != 0)) ++n;  // the final one
+    return n;
+  };
+  double eval_seconds = -1;  // of the last evaluation; -1: none yet
+  const size_t eval_targets = ttt::train::heldout_targets(eval_docs);
   auto evaluate = [&](int64_t step) {
     const double e0 = since_start();
-    const auto e = ttt::train::evaluate_heldout(trainer.state().model, eval_docs, int(threads),
-                                                [] { return ttt::app::interrupted() != 0; });
+    std::optional<ttt::Progress> bar;
+    if (!quiet)
+      bar.emplace(eval_targets, fmt::format("ttt-train: eval at step {} (with and without TTT)", step),
+                  ttt::Progress::Mode::Auto, stderr);
+    const auto e = ttt::train::evaluate_heldout(
+        trainer.state().model, eval_docs, int(threads), [] { return ttt::app::interrupted() != 0; },
+        [&](size_t done) {
+          if (bar) bar->update(done);
+        });
     if (e.documents < eval_docs.size()) return;  // interrupted: no half evaluation in the log
+    if (bar) bar->finish();
+    eval_seconds = since_start() - e0;
     log.write({{"step", step}, {"eval_nll_ttt", e.nll_ttt}, {"eval_nll_no_ttt", e.nll_no_ttt},
                {"eval_tokens", e.tokens}, {"eval_documents", e.documents}, {"seconds", since_start() - e0}});
     if (!quiet)
@@ -345,9 +378,15 @@ int body(int argc, char** argv) {
                {"seconds", dt}});
     if (!quiet && (r.step == first + 1 || r.step == until || since_start() - last_print >= 1.0)) {
       last_print = since_start();
+      // The ETA counts the evaluations still to come: at the last one's duration, once one has run.
+      const int64_t evals = evals_from(r.step);
+      const double eta = train_seconds / double(done) * double(until - r.step) + (eval_seconds >= 0 ? double(evals) * eval_seconds : 0);
+      const std::string eta_text =
+          ttt::format_duration(eta) +
+          (evals && eval_seconds < 0 ? fmt::format(" + {} evaluation{}", evals, evals == 1 ? "" : "s") : "");
       std::fprintf(stderr, "ttt-train: step %lld/%lld  loss %.4f  lr %.3g  |g| %.3g  %.0f tok/s  ETA %s\n",
                    (long long)r.step, (long long)until, r.loss, r.update.lr, r.update.grad_norm, tok_s,
-                   ttt::format_duration(train_seconds / double(done) * double(until - r.step)).c_str());
+                   eta_text.c_str());
       std::fflush(stderr);
     }
     if (!eval_docs.empty() && ((eval_every && r.step % eval_every == 0) || r.step == s.steps) &&

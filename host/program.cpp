@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -112,9 +113,23 @@ cl_kernel ProgramCache::kernel(const std::string& family, const std::string& nam
   return k;
 }
 
+void ProgramCache::begin_batch(int programs) {
+  batch_planned_ = std::max(programs, 0);
+  batch_index_ = 0;
+}
+
+void ProgramCache::end_batch() {
+  if (batch_planned_ && listener_) listener_({"", batch_index_, batch_planned_, true});
+  batch_planned_ = batch_index_ = 0;
+}
+
 cl_program ProgramCache::program(const std::string& family, const std::string& options) {
   auto key = std::make_pair(family, options);
   if (auto it = programs_.find(key); it != programs_.end()) return it->second;
+  if (batch_planned_) {
+    ++batch_index_;
+    batch_planned_ = std::max(batch_planned_, batch_index_);  // a retry (attention's smaller tiles) adds one
+  }
   cl_program p = build(family, options);
   programs_.emplace(std::move(key), p);
   return p;
@@ -157,6 +172,7 @@ cl_program ProgramCache::build(const std::string& family, const std::string& opt
 
   // 2. From source.
   if (ctx_.compile_hook()) ctx_.compile_hook()(family);
+  if (listener_) listener_({family, batch_index_, batch_planned_, false});
   const char* s = src.c_str();
   const size_t n = src.size();
   cl_program p = clCreateProgramWithSource(ctx_.context(), 1, &s, &n, &err);
@@ -170,6 +186,7 @@ cl_program ProgramCache::build(const std::string& family, const std::string& opt
                       dev.name, dev.platform_name, dev.driver_version, log));
   }
   ++built_;
+  if (listener_) listener_({family, batch_index_, batch_planned_, true});
 
   // 3. Store the binary; the cache is an optimisation, so failures to write it are ignored.
   if (!file.empty()) {

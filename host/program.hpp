@@ -6,6 +6,7 @@
 
 #include "host/device.hpp"
 
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -47,6 +48,22 @@ class ProgramCache {
   // The same kernel's limits (created with it, kept for the cache's lifetime).
   const KernelLimits& limits(cl_kernel k) const { return limits_.at(k); }
 
+  // Progress of builds from source, which take seconds each (PoCL: ~11 s). A
+  // batch of requests announced ahead (ops::prepare_kernels) numbers them
+  // "index of planned"; outside a batch planned is 0. The listener hears of
+  // each build from source when it starts (done = false) and ends (done =
+  // true), and, with an empty family, of the end of a batch.
+  struct BuildEvent {
+    std::string family;
+    int index = 0, planned = 0;
+    bool done = false;
+  };
+  using BuildListener = std::function<void(const BuildEvent&)>;
+  void on_build(BuildListener fn) { listener_ = std::move(fn); }
+  // The next `programs` distinct programs asked for form one batch; end_batch() closes it.
+  void begin_batch(int programs);
+  void end_batch();
+
   // Counters for tests: programs built from source vs loaded from the disk cache.
   int built_from_source() const { return built_; }
   int loaded_from_cache() const { return loaded_; }
@@ -60,6 +77,8 @@ class ProgramCache {
   std::map<std::string, cl_kernel> kernels_;
   std::map<cl_kernel, KernelLimits> limits_;
   int built_ = 0, loaded_ = 0;
+  BuildListener listener_;
+  int batch_planned_ = 0, batch_index_ = 0;
 };
 
 }  // namespace ttt::host

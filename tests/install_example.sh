@@ -10,9 +10,13 @@ trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
 
 cmake --install "$build" --prefix "$prefix" >"$tmp/install.log"
-for f in include/ttt/engine.hpp include/ttt/opencl.hpp bin/ttt-perplexity; do
+for f in include/ttt/engine.hpp include/ttt/opencl.hpp bin/ttt-perplexity bin/ttt-generate bin/ttt-train bin/ttt-bench; do
   [ -e "$prefix/$f" ] || { echo "FAIL: $f not installed"; exit 1; }
 done
+# The README has users run `ttt-bench tune`: installed whenever it is built.
+if [ -e "$build/bench/ttt-bench" ] && [ ! -e "$prefix/bin/ttt-bench" ]; then
+  echo "FAIL: bin/ttt-bench not installed"; exit 1
+fi
 if grep -rlE '#include "(lib|host|apps)/' "$prefix/include"; then
   echo "FAIL: an installed header includes an internal one"; exit 1
 fi

@@ -55,4 +55,9 @@ class Tokenizer {
   std::shared_ptr<const tok::Impl> impl_;
 };
 
+// Where a model directory without a tokenizer gets one: the file to fetch for
+// its vocabulary (Meta's Llama-3 tokenizer for vocab_size 128256) and where
+// to put it, or --tokenizer. for_model's error ends with it.
+std::string tokenizer_hint(const Config& config, const std::string& dir);
+
 }  // namespace ttt

@@ -32,6 +32,18 @@ CorpusRun::CorpusRun(const Corpus& corpus, CorpusOptions opts, const Workers& wo
   seconds_.assign(opts_.modes.size(), std::vector<double>(corpus_.docs.size(), 0.0));
 }
 
+std::pair<size_t, size_t> CorpusRun::journaled() const {
+  if (!journal_) return {0, 0};
+  std::vector<size_t> per_mode(opts_.modes.size(), 0);
+  for (const auto& [key, r] : journal_->done())
+    if (key.first < corpus_.docs.size())
+      for (size_t k = 0; k < opts_.modes.size(); ++k)
+        if (key.second == mode_name(opts_.modes[k])) ++per_mode[k];
+  size_t others = per_mode.size() > 1 ? SIZE_MAX : 0;
+  for (size_t k = 1; k < per_mode.size(); ++k) others = std::min(others, per_mode[k]);
+  return {per_mode[0], others};
+}
+
 double CorpusRun::seconds() const {
   return total_ + (since_ ? std::chrono::duration<double>(Clock::now() - *since_).count() : 0.0);
 }
@@ -139,6 +151,23 @@ CorpusResults CorpusRun::results() {
   rep.partial = true;
   rep.documents_planned = corpus_.docs.size();
   rep.tokens_planned = corpus_.tokens;
+  // Say what of the comparison is missing: modes never started, or compared on a prefix.
+  if (opts_.modes.size() >= 2) {
+    std::string missing;
+    for (size_t k = modes; k < opts_.modes.size(); ++k)
+      missing += (missing.empty() ? "" : ", ") + std::string(mode_name(opts_.modes[k]));
+    size_t compared = 0;
+    for (const auto& d : rep.docs) compared += d.nll.size();
+    if (modes < 2)
+      rep.settings.extra.emplace_back("comparison", fmt::format("MISSING: interrupted before {} started; the figures "
+                                                                "are those of {} alone",
+                                                                missing, mode_name(opts_.modes[0])));
+    else
+      rep.settings.extra.emplace_back(
+          "comparison", fmt::format("INCOMPLETE: {} of {} tokens scored in every compared mode{}; the modes are "
+                                    "compared on those alone",
+                                    compared, out.planned, missing.empty() ? "" : "; never started: " + missing));
+  }
   std::erase_if(rep.docs, [](const DocResult& d) { return d.nll.empty(); });
   return out;
 }

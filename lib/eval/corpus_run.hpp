@@ -62,6 +62,8 @@ class CorpusRun {
 
   // Rank 0's journal, or none: the documents it holds are not evaluated again.
   void set_journal(Journal* journal) { journal_ = journal; }
+  // Documents of this corpus the journal holds: from the first mode, and (the fewest) from the others.
+  std::pair<size_t, size_t> journaled() const;
   void on_progress(OnProgress f) { progress_ = std::move(f); }
   void stop_when(Stop f) { stop_ = std::move(f); }
 

@@ -7,6 +7,7 @@
 #include "host/program.hpp"
 
 #include <algorithm>
+#include <iterator>
 
 namespace ttt::ops {
 
@@ -34,6 +35,12 @@ void prepare_kernels(Context& ctx, int head_dim) {
   const std::pair<const char*, const char*> kernels[] = {
       {"embedding", "embedding_fwd"}, {"rmsnorm", "rmsnorm_fwd"}, {"rope", "rope_fwd"}, {"swiglu", "swiglu_fwd"},
       {"xent", "xent_fwd_tile"},      {"sgd", "sgd_update"}};
+  // One batch for the compile progress ("3/8 attention"): the families above, attention, matvec.
+  ctx.programs().begin_batch(int(std::size(kernels)) + 2);
+  struct EndBatch {
+    Context& ctx;
+    ~EndBatch() { ctx.programs().end_batch(); }  // also when a build throws: the progress line is closed
+  } end_batch{ctx};
   for (auto [family, name] : kernels) Kernel(ctx, family, name);
   attention_prepare(ctx, head_dim);
   matvec_prepare(ctx);

@@ -161,6 +161,17 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
   }
 }
 
+std::string tokenizer_hint(const Config& config, const std::string& dir) {
+  namespace fs = std::filesystem;
+  const std::string where = (fs::path(dir) / "tokenizer.json").string();
+  if (config.vocab_size == 128256)  // the official presets: Llama-3's 128,000 tokens and 256 special ones
+    return fmt::format("this vocabulary is Llama-3's: fetch tokenizer.json from huggingface.co/meta-llama/"
+                       "Meta-Llama-3-8B (under the Llama 3 Community License) and put it at {}, or give "
+                       "--tokenizer FILE",
+                       where);
+  return fmt::format("put the model's tokenizer.json (or tokenizer.model) at {}, or give --tokenizer FILE", where);
+}
+
 Tokenizer Tokenizer::for_model(const std::string& dir, const Config& config) {
   namespace fs = std::filesystem;
   const std::string json_path = (fs::path(dir) / "tokenizer.json").string();
@@ -178,8 +189,8 @@ Tokenizer Tokenizer::for_model(const std::string& dir, const Config& config) {
     t = from_file(model_path);
   } else {
     throw Error(fmt::format("{}: no tokenizer: looked for {} and {} (a byte-level model says \"tokenizer\": "
-                            "\"bytes\" in config.json)",
-                            dir, json_path, model_path));
+                            "\"bytes\" in config.json); {}",
+                            dir, json_path, model_path, tokenizer_hint(config, dir)));
   }
   if (config.vocab_size > 0 && t.vocab_size() > config.vocab_size)
     throw Error(fmt::format("{}: tokenizer {} has {} ids but config.json has vocab_size {}", dir, t.name(),

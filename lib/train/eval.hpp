@@ -18,9 +18,15 @@ struct EvalResult {
   size_t documents = 0;                // evaluated (all unless stopped)
 };
 
+// Targets scored by an evaluation of docs, both passes counted: progress's total.
+size_t heldout_targets(const std::vector<std::vector<int32_t>>& docs);
+
 // Documents in parallel on `threads` threads; stop() is asked before each
-// document, and the documents already started finish.
+// document, and the documents already started finish. progress, if set, hears
+// the targets scored so far (both passes) after each pass of a document, from
+// one thread at a time.
 EvalResult evaluate_heldout(const Model& m, const std::vector<std::vector<int32_t>>& docs, int threads,
-                            const std::function<bool()>& stop = [] { return false; });
+                            const std::function<bool()>& stop = [] { return false; },
+                            const std::function<void(size_t)>& progress = {});
 
 }  // namespace ttt::train

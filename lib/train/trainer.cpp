@@ -84,7 +84,9 @@ json Settings::to_json() const {
           {"ilr_init", ilr_init},
           {"ilr_warmup", ilr_warmup},
           {"data", data},
-          {"data_fingerprint", hex64(data_fingerprint)}};
+          {"data_fingerprint", hex64(data_fingerprint)},
+          {"eval_data", eval_data},
+          {"eval_every", eval_every}};
 }
 
 Settings Settings::from_json(const json& j, const std::string& origin) {
@@ -108,6 +110,10 @@ Settings Settings::from_json(const json& j, const std::string& origin) {
   s.ilr_warmup = get<int64_t>(j, "ilr_warmup", origin);
   s.data = get<std::vector<std::string>>(j, "data", origin);
   s.data_fingerprint = std::stoull(get<std::string>(j, "data_fingerprint", origin), nullptr, 16);
+  // Absent from checkpoints written before they were kept: no held-out evaluation.
+  if (j.contains("eval_data")) s.eval_data = get<std::vector<std::string>>(j, "eval_data", origin);
+  if (j.contains("eval_every")) s.eval_every = get<int64_t>(j, "eval_every", origin);
+  if (s.eval_every < 0) throw Error(fmt::format("{}: eval_every must be >= 0", origin));
   if (s.steps < 1 || s.batch < 1 || s.seq_len < 1)
     throw Error(fmt::format("{}: steps, batch and seq_len must be positive", origin));
   return s;

@@ -38,6 +38,10 @@ struct Settings {
   int64_t ilr_warmup = 0;  // steps until the config's inner_lr is reached (0: from the start)
   std::vector<std::string> data;  // training files, as given
   uint64_t data_fingerprint = 0;
+  // Held-out evaluation: not part of the numbers, but kept so that --resume
+  // evaluates as the run did (a later --eval-data / --eval-every replaces them).
+  std::vector<std::string> eval_data;
+  int64_t eval_every = 0;  // 0: at the end only
 
   nlohmann::json to_json() const;
   static Settings from_json(const nlohmann::json& j, const std::string& origin);
