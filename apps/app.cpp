@@ -56,7 +56,7 @@ int run(const char* name, int argc, char** argv, int (*body)(int, char**)) {
   // 32 MB after the first such free, and later ones then sit in the heaps of PoCL's threads,
   // never returned: 125m prefill peaked at 3.56 GB instead of 2.65 (docs/design.md, Memory).
   // A fixed threshold keeps every buffer of 1 MiB or more in its own mapping.
-  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+  if (!std::getenv("TTT_NO_MALLOPT")) mallopt(M_MMAP_THRESHOLD, 1 << 20);
 #endif
   const int n = std::snprintf(g_quit_notice, sizeof g_quit_notice, "\n%s: interrupted\n", name);
   g_quit_notice_len = n > 0 ? std::min(size_t(n), sizeof g_quit_notice - 1) : 0;
