@@ -230,6 +230,7 @@ struct Cell {
   int needle, context;
   double depth;
   int trials = 0, correct = 0;
+  int64_t prompt_tokens = 0;  // of its prompts together
 };
 
 std::string esc(const std::string& s) {
@@ -459,6 +460,7 @@ int body(int argc, char** argv) {
       }
       Cell& c = cells[items[item].cell];
       c.trials += 1;
+      c.prompt_tokens += int64_t(p.ids.size());
       const std::string reply = tok.decode(out);
       c.correct += trim(reply) == p.answer;
       if (vm["verbose"].as<bool>()) {
@@ -486,7 +488,8 @@ int body(int argc, char** argv) {
                        {"depth", c.depth},
                        {"trials", c.trials},
                        {"correct", c.correct},
-                       {"accuracy", double(c.correct) / c.trials}});
+                       {"accuracy", double(c.correct) / c.trials},
+                       {"prompt_tokens", c.prompt_tokens}});
   }
   if (!quiet) {
     std::fprintf(stderr, "ttt-niah: accuracy by mode (all needles, contexts and depths):");

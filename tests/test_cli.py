@@ -1766,6 +1766,10 @@ def niah(c):
     rc2, j2, err2 = niah_run("again", "--needle", "all", "--modes", "ttt,swa,full", "--seed", "7", "-q")
     check("ttt-niah: the same seed gives the same JSON", rc2 == 0 and strip(j2) == strip(j) and err2.strip() == "",
           err2[-400:])
+    rc3, j3, err3 = niah_run("other-seed", "--needle", "all", "--modes", "ttt,swa,full", "--seed", "8", "-q")
+    check("ttt-niah: another seed gives other prompts (their token counts)",
+          rc3 == 0 and [r["prompt_tokens"] for r in j3["results"]] != [r["prompt_tokens"] for r in res]
+          and all(r["prompt_tokens"] <= r["context"] for r in res), err3[-400:])
     by_mode = []
     for m in ("ttt", "swa", "full"):
         rcm, jm, errm = niah_run("one-" + m, "--needle", "all", "--modes", m, "--seed", "7", "-q")
