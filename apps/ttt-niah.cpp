@@ -429,13 +429,13 @@ int body(int argc, char** argv) {
   // Full attention's window: the longest prompt and its answer.
   ttt::Corpus longest;
   longest.docs.push_back({"niah", std::vector<int32_t>(size_t(contexts.back() + answer_max), 0), 0});
+  ttt::app::catch_interrupts("ttt-niah", "stopping after the current prompt, then writing the cells completed");
   if (!quiet)
     std::fprintf(stderr, "ttt-niah: %zu prompts (%s; contexts %d..%d; %zu depths; %d trials), modes %s, %s, on %s\n",
                  items.size() / modes.size(), vm["needle"].as<std::string>().c_str(), contexts.front(), contexts.back(),
                  depths.size(), trials, ttt::modes_text(modes).c_str(),
                  ttt::app::weight_label(eo.weight_dtype, model.dtype).c_str(), device.label().c_str());
 
-  ttt::app::catch_interrupts("ttt-niah", "stopping after the current prompt, then writing the cells completed");
   auto interrupted = [] { return ttt::app::interrupted() != 0; };
   ttt::Progress progress(total_tokens, "ttt-niah", quiet ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto,
                          stderr);
@@ -475,7 +475,13 @@ int body(int argc, char** argv) {
       progress.update(done_tokens);
     }
   }
-  if (!interrupted()) progress.finish();
+  size_t prompts_done = 0;
+  for (const Cell& c : cells) prompts_done += size_t(c.trials);
+  if (!interrupted())
+    progress.finish();
+  else
+    std::fprintf(stderr, "\nttt-niah: interrupted after %zu of %zu prompts; the cells completed are written\n",
+                 prompts_done, items.size());
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   using json = nlohmann::json;

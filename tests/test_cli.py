@@ -1778,6 +1778,23 @@ def niah(c):
     rc, jh, err = niah_run("hay", "--needle", "3", "--haystack", hay, "--seed", "1")
     check("ttt-niah --haystack FILE --needle 3", rc == 0 and len(jh["results"]) == 4 and jh["haystack"] == hay
           and jh["modes"] == "ttt", err[-400:])
+    # Ctrl-C: the prompt in flight ends, the cells completed are written (whole cells only), exit 130.
+    import signal
+    js, sp = os.path.join(c.tmp, "niah-int.json"), os.path.join(c.tmp, "niah-int.svg")
+    p = subprocess.Popen([exe("ttt-niah"), "-m", model, "--contexts", "512", "--depths", "0,0.25,0.5,0.75,1",
+                          "--trials", "20", "--needle", "1", "--json", js, "--plot", sp], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    head = p.stderr.readline() + p.stderr.readline()  # the header, then the first progress line (10%)
+    p.send_signal(signal.SIGINT)
+    _, se = p.communicate(timeout=600)
+    try:
+        j = json.load(open(js))
+        ET.parse(sp)
+        ok = p.returncode == 130 and j["interrupted"] is True and len(j["results"]) < 5
+        ok = ok and all(r["trials"] == 20 for r in j["results"]) and "interrupted after" in se
+    except (OSError, ValueError, KeyError, ET.ParseError) as e:
+        ok, se = False, se + repr(e)
+    check("ttt-niah on Ctrl-C writes the cells completed and exits 130", ok, f"exit {p.returncode}, {(head + se)[-500:]}")
     golden = os.path.join(GOLDEN, "tiny")
     expect_error("ttt-niah on a golden model without a tokenizer names the model and the tokenizer", "ttt-niah",
                  ["-m", golden, "--contexts", "64", "--depths", "0.5", "--trials", "1"], "no tokenizer", golden, code=1)
