@@ -1809,6 +1809,13 @@ def niah(c):
                      code=1 if frag == "--json" else 2)
     expect_error("ttt-niah --haystack of a missing file names it", "ttt-niah",
                  m + ["--haystack", os.path.join(c.tmp, "missing.txt")], "--haystack", "missing.txt")
+    # The conventions of every tool (flag_conventions): --version, --device '' exits 2, a missing model exits 1.
+    version = version_of_project()
+    rc, so, se = run("ttt-niah", "--version")
+    check(f"ttt-niah --version prints {version}", rc == 0 and so.strip() == f"ttt-niah (ttt-cl) {version}", so + se)
+    expect_error("ttt-niah --device '' is a usage error", "ttt-niah", m + ["--device", ""], "--device", code=2)
+    expect_error("ttt-niah -m of a missing directory exits 1, naming it", "ttt-niah",
+                 ["-m", os.path.join(c.tmp, "no-such-model")], "no-such-model", code=1)
 
 
 def main():
