@@ -1714,6 +1714,110 @@ def prefill_memory(c):
           f"+ host weights + 400 MB ({limit:.0f} MB)", rc == 0 and 0 < j["peak_rss_mb"] <= limit, se[-400:])
 
 
+@case
+def niah(c):
+    """ttt-niah: S-NIAH on the bundled byte-level model (JSON shape and counts, the same seed gives the same JSON, a
+    three-mode run equals the modes run one by one, one SVG cell per context and depth and mode), a golden model
+    without a tokenizer is a clear error, and bad options are usage errors naming the flag."""
+    import xml.etree.ElementTree as ET
+    root = os.path.dirname(os.path.dirname(os.path.abspath(DATA)))
+    model = os.path.join(root, "models", "kjv-bytes")
+    rc, out, _ = run("ttt-niah", "--help")
+    flags = ["--model", "--contexts", "--depths", "--trials", "--needle", "--modes", "--haystack", "--seed", "--json",
+             "--plot", "--device", "--weight-dtype"]
+    check("ttt-niah --help", rc == 0 and all(f in out for f in flags), out[:300])
+    hay = os.path.join(c.tmp, "niah-hay.txt")
+    with open(hay, "w") as f:
+        f.write("In the beginning God created the heaven and the earth. And the earth was without form, and void.\n")
+
+    def niah_run(name, *args):
+        js = os.path.join(c.tmp, name + ".json")
+        p = subprocess.run([exe("ttt-niah"), "-m", model, "--contexts", "256,512", "--depths", "0.25,0.75",
+                            "--trials", "1", "--json", js, *args], capture_output=True, timeout=600)
+        err = p.stderr.decode(errors="replace")
+        try:
+            j = json.load(open(js)) if p.returncode == 0 else None
+        except (OSError, ValueError) as e:
+            j, err = None, err + repr(e)
+        return p.returncode, j, err
+
+    svg = os.path.join(c.tmp, "niah.svg")
+    rc, j, err = niah_run("all", "--needle", "all", "--modes", "ttt,swa,full", "--seed", "7", "--plot", svg)
+    res = j["results"] if j else []
+    keys = {"mode", "needle", "context", "depth", "trials", "correct", "accuracy"}
+    ok = rc == 0 and len(res) == 3 * 3 * 2 * 2 and all(set(r) >= keys for r in res)
+    ok = ok and {(r["mode"], r["needle"], r["context"], r["depth"]) for r in res} == {
+        (m, n, ctx, d) for m in ("ttt", "swa", "full") for n in (1, 2, 3) for ctx in (256, 512) for d in (0.25, 0.75)}
+    ok = ok and all(r["trials"] == 1 and 0 <= r["correct"] <= 1 and 0 <= r["accuracy"] <= 1 for r in res)
+    ok = ok and j["seed"] == 7 and j["contexts"] == [256, 512] and j["depths"] == [0.25, 0.75] and j["trials"] == 1
+    check("ttt-niah --json: one result per mode, needle, context and depth, with counts", ok, (str(j)[:400], err[-400:]))
+    try:
+        tree = ET.parse(svg).getroot()
+        panels = [g for g in tree.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "panel"]
+        cells = [[r for r in g.iter("{http://www.w3.org/2000/svg}rect") if r.get("class") == "cell"] for g in panels]
+        ok, detail = len(panels) == 3 and all(len(x) == 2 * 2 for x in cells), [len(x) for x in cells]
+    except (OSError, ET.ParseError) as e:
+        ok, detail = False, repr(e)
+    check("ttt-niah --plot: well-formed SVG, a panel per mode with a cell per context and depth", ok, str(detail))
+
+    def strip(j):
+        return {k: v for k, v in (j or {}).items() if k != "seconds"}
+
+    rc2, j2, err2 = niah_run("again", "--needle", "all", "--modes", "ttt,swa,full", "--seed", "7", "-q")
+    check("ttt-niah: the same seed gives the same JSON", rc2 == 0 and strip(j2) == strip(j) and err2.strip() == "",
+          err2[-400:])
+    rc3, j3, err3 = niah_run("other-seed", "--needle", "all", "--modes", "ttt,swa,full", "--seed", "8", "-q")
+    check("ttt-niah: another seed gives other prompts (their token counts)",
+          rc3 == 0 and [r["prompt_tokens"] for r in j3["results"]] != [r["prompt_tokens"] for r in res]
+          and all(r["prompt_tokens"] <= r["context"] for r in res), err3[-400:])
+    by_mode = []
+    for m in ("ttt", "swa", "full"):
+        rcm, jm, errm = niah_run("one-" + m, "--needle", "all", "--modes", m, "--seed", "7", "-q")
+        by_mode += jm["results"] if rcm == 0 and jm else [errm[-300:]]
+    check("ttt-niah --modes ttt,swa,full equals the three modes run one by one", by_mode == res, str(by_mode)[:400])
+    rc, jh, err = niah_run("hay", "--needle", "3", "--haystack", hay, "--seed", "1")
+    check("ttt-niah --haystack FILE --needle 3", rc == 0 and len(jh["results"]) == 4 and jh["haystack"] == hay
+          and jh["modes"] == "ttt", err[-400:])
+    # Ctrl-C: the prompt in flight ends, the cells completed are written (whole cells only), exit 130.
+    import signal
+    js, sp = os.path.join(c.tmp, "niah-int.json"), os.path.join(c.tmp, "niah-int.svg")
+    p = subprocess.Popen([exe("ttt-niah"), "-m", model, "--contexts", "512", "--depths", "0,0.25,0.5,0.75,1",
+                          "--trials", "20", "--needle", "1", "--json", js, "--plot", sp], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    head = p.stderr.readline() + p.stderr.readline()  # the header, then the first progress line (10%)
+    p.send_signal(signal.SIGINT)
+    _, se = p.communicate(timeout=600)
+    try:
+        j = json.load(open(js))
+        ET.parse(sp)
+        ok = p.returncode == 130 and j["interrupted"] is True and len(j["results"]) < 5
+        ok = ok and all(r["trials"] == 20 for r in j["results"]) and "interrupted after" in se
+    except (OSError, ValueError, KeyError, ET.ParseError) as e:
+        ok, se = False, se + repr(e)
+    check("ttt-niah on Ctrl-C writes the cells completed and exits 130", ok, f"exit {p.returncode}, {(head + se)[-500:]}")
+    golden = os.path.join(GOLDEN, "tiny")
+    expect_error("ttt-niah on a golden model without a tokenizer names the model and the tokenizer", "ttt-niah",
+                 ["-m", golden, "--contexts", "64", "--depths", "0.5", "--trials", "1"], "no tokenizer", golden, code=1)
+    m = ["-m", model]
+    for args, frag in ((["--contexts", "256,x"], "--contexts"), (["--contexts", "10"], "--contexts"),
+                       (["--depths", "1.5"], "--depths"), (["--depths", ""], "--depths"),
+                       (["--trials", "0"], "--trials"), (["--needle", "4"], "--needle"),
+                       (["--modes", "ttt,nope"], "--modes"), (["--weight-dtype", "f8"], "--weight-dtype"),
+                       (["--modes", "swa", "--inner-lr", "0.5"], "--inner-lr"),
+                       (["--json", os.path.join(c.tmp, "no", "such", "dir", "x.json")], "--json")):
+        expect_error(f"ttt-niah {' '.join(args)[:40]} is refused, naming {frag}", "ttt-niah", m + args, frag,
+                     code=1 if frag == "--json" else 2)
+    expect_error("ttt-niah --haystack of a missing file names it", "ttt-niah",
+                 m + ["--haystack", os.path.join(c.tmp, "missing.txt")], "--haystack", "missing.txt")
+    # The conventions of every tool (flag_conventions): --version, --device '' exits 2, a missing model exits 1.
+    version = version_of_project()
+    rc, so, se = run("ttt-niah", "--version")
+    check(f"ttt-niah --version prints {version}", rc == 0 and so.strip() == f"ttt-niah (ttt-cl) {version}", so + se)
+    expect_error("ttt-niah --device '' is a usage error", "ttt-niah", m + ["--device", ""], "--device", code=2)
+    expect_error("ttt-niah -m of a missing directory exits 1, naming it", "ttt-niah",
+                 ["-m", os.path.join(c.tmp, "no-such-model")], "no-such-model", code=1)
+
+
 def main():
     """test_cli.py BIN_DIR DATA_DIR [--list | CASE...]: the named cases (ctest runs
     each as its own entry), or all of them."""
