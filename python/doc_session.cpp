@@ -85,6 +85,30 @@ const std::vector<float>& DocSession::logits() {
   return logits_;
 }
 
+Decoder::Saved DocSession::save() const {
+  if (ended_) throw Error("Session.save: flush() ended the document; save before flush(), or reset() and start another");
+  Decoder::Saved out{doc_, done_, s_.ttt() ? done_ : 0, s_.state()};
+  // position is in done_ * B .. size <= (done_ + 1) * B: moving back to done_ * B is at most B (Session::restore).
+  out.session.position = done_ * B_;
+  return out;
+}
+
+void DocSession::load(const Decoder::Saved& saved) {
+  reset();
+  const int64_t B = B_, n = int64_t(saved.tokens.size()), pos = saved.session.position;
+  // Without test-time training a Decoder forwards whole mini-batches without scoring them (done stays 0):
+  // those up to pos count as scored here, so that the next mini-batch is forwarded and scored in one step.
+  const int64_t done = s_.ttt() ? saved.done : std::max<int64_t>(saved.done, pos / std::max<int64_t>(B, 1));
+  if (n > 0 && (done + 1) * B <= n - 1)
+    throw Error(fmt::format("a saved document of {} tokens with {} mini-batches scored leaves more than one "
+                            "mini-batch unscored (mini-batch {})",
+                            n, done, B));
+  check_token_ids(saved.tokens, vocab_, "the saved session's tokens");
+  const Decoder restore(s_, saved);  // checks the position against the mini-batches and restores s_
+  doc_ = saved.tokens;
+  done_ = done;
+}
+
 void DocSession::reset() {
   s_.reset();
   doc_.clear();

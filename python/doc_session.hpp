@@ -6,6 +6,7 @@
 // the mini-batch is then replayed with its activations kept (Session::replay).
 #pragma once
 
+#include "ttt/decode.hpp"
 #include "ttt/engine.hpp"
 
 #include <cstdint>
@@ -34,11 +35,24 @@ class DocSession {
   const std::vector<float>& logits();
   void reset();
 
+  // The document so far as a session file holds it (Decoder::save's form):
+  // every token fed, the pending ones included, and the session moved back to
+  // the first unscored mini-batch, which the next feed() or flush() after
+  // load() scores (and trains on) as an uninterrupted document would. NLLs
+  // already scored are not part of it. Refused after flush().
+  Decoder::Saved save() const;
+  // Replaces the document by a saved one (checked as Decoder's restoring
+  // constructor checks it). A file written by a Decoder without test-time
+  // training (which forwards whole mini-batches unscored) continues from its
+  // position: those tokens' NLLs are not returned.
+  void load(const Decoder::Saved& saved);
+
   int64_t position() const { return int64_t(doc_.size()); }
   // Tokens whose NLL is not scored yet (the incomplete mini-batch).
   int64_t pending() const;
   bool ended() const { return ended_; }
   bool ttt() const { return s_.ttt(); }
+  const Session& session() const { return s_; }
 
  private:
   void forward_upto(int64_t end);

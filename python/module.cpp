@@ -8,7 +8,9 @@
 
 #include "lib/eval/corpus.hpp"
 #include "lib/eval/evaluate.hpp"
+#include "lib/eval/journal.hpp"
 #include "lib/eval/modes.hpp"
+#include "lib/generate/session_file.hpp"
 #include "ttt/decode.hpp"
 #include "ttt/device.hpp"
 #include "ttt/engine.hpp"
@@ -65,6 +67,12 @@ struct Core {
   Engine sliding;
   std::optional<Engine> full;
   std::mutex mu;
+  std::optional<uint64_t> fingerprint_;  // model_fingerprint(dir), read when a session file first needs it (under mu)
+
+  uint64_t fingerprint() {
+    if (!fingerprint_) fingerprint_ = model_fingerprint(dir);
+    return *fingerprint_;
+  }
 
   static EngineOptions storage(const std::string& weight_dtype) {
     EngineOptions o;
@@ -281,6 +289,18 @@ struct PySession {
     std::lock_guard lock(core->mu);
     return f();
   }
+  // What a session file must match: ttt-generate's key for the same model and options.
+  SessionKey key() {
+    const Config& c = core->model.config;
+    return SessionKey{core->fingerprint(), s.ttt(), s.session().inner_lr(), c.sliding_window_size, c.mini_batch_size,
+                      c.vocab_size};
+  }
+  void save(const std::string& path) {
+    locked([&] { save_session_file(path, key(), s.save()); });
+  }
+  void load(const std::string& path) {
+    locked([&] { s.load(load_session_file(path, key())); });
+  }
 };
 
 }  // namespace
@@ -378,6 +398,8 @@ NB_MODULE(_tttcl, m) {
       .def("flush", [](PySession& p) { return to_numpy(p.locked([&] { return p.s.flush(); })); })
       .def("logits", [](PySession& p) { return to_numpy(p.locked([&] { return p.s.logits(); })); })
       .def("reset", [](PySession& p) { p.locked([&] { p.s.reset(); }); })
+      .def("save", &PySession::save, "path"_a)
+      .def("load", &PySession::load, "path"_a)
       .def_prop_ro("position", [](const PySession& p) { return p.s.position(); })
       .def_prop_ro("pending", [](const PySession& p) { return p.s.pending(); })
       .def_prop_ro("ended", [](const PySession& p) { return p.s.ended(); })

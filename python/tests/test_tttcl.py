@@ -171,6 +171,105 @@ def test_logits_predict_the_scored_token(models):
     assert got[-1] == pytest.approx(nll, abs=1e-4)
 
 
+@pytest.mark.parametrize("ttt", [True, False])
+def test_session_save_load_continues(models, tmp_path, ttt):
+    m = models["medium"]
+    toks = golden_tokens("medium")
+    B = m.mini_batch_size
+    whole = m.perplexity(toks, ttt=ttt).nll
+    # Cut inside a mini-batch (pending tokens), on a boundary, and after logits() forwarded the tail.
+    for cut, ask in [(2 * B + 5, False), (3 * B + 1, False), (B + 17, True), (2 * B, True)]:
+        s = m.session(ttt=ttt)
+        got = [s.feed(toks[:cut])]
+        before = s.logits() if ask else None
+        path = tmp_path / f"s{cut}.ses"
+        s.save(path)
+        t = tttcl.Session.load(m, path, ttt=ttt)
+        assert t.position == s.position == cut and t.pending == s.pending and t.ttt == ttt
+        after = t.logits()
+        if ask:
+            assert np.array_equal(after, before)
+        assert np.array_equal(after, s.logits())
+        got.append(t.feed(toks[cut:]))
+        got.append(t.flush())
+        assert np.array_equal(np.concatenate(got), whole), cut
+    # An empty session saves and loads too.
+    m.session(ttt=ttt).save(tmp_path / "empty.ses")
+    e = tttcl.Session.load(m, str(tmp_path / "empty.ses"), ttt=ttt)
+    assert e.position == 0
+    assert np.array_equal(np.concatenate([e.feed(toks), e.flush()]), whole)
+
+
+def test_session_file_errors(models, tmp_path):
+    m = models["medium"]
+    toks = golden_tokens("medium")
+    s = m.session()
+    s.feed(toks[:100])
+    path = tmp_path / "a.ses"
+    s.save(path)
+    with pytest.raises(tttcl.Error, match="another model"):
+        tttcl.Session.load(models["tiny"], path)
+    with pytest.raises(tttcl.Error, match="other options"):
+        tttcl.Session.load(m, path, ttt=False)
+    with pytest.raises(tttcl.Error, match="other options"):
+        tttcl.Session.load(m, path, inner_lr=0.5)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    bad = tmp_path / "bad.ses"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(tttcl.Error, match="bad.ses.*corrupt"):
+        tttcl.Session.load(m, bad)
+    bad.write_bytes(b"not a session")
+    with pytest.raises(tttcl.Error, match="bad.ses"):
+        tttcl.Session.load(m, bad)
+    with pytest.raises(tttcl.Error, match="missing.ses"):
+        tttcl.Session.load(m, tmp_path / "missing.ses")
+    with pytest.raises(tttcl.Error, match="missing/x.ses|missing"):
+        s.save(tmp_path / "missing" / "x.ses")
+    s.flush()
+    with pytest.raises(tttcl.Error, match="flush"):
+        s.save(path)
+
+
+def test_session_file_with_ttt_generate(kjv, tmp_path):
+    exe = tool("ttt-generate")
+    prompt = "In the beginning God created"
+    s = kjv.session()
+    s.feed(prompt)
+    path = tmp_path / "py.ses"
+    s.save(path)
+    # Python -> ttt-generate: greedy continuation of the saved prompt is generate()'s.
+    out = subprocess.run([exe, "-m", KJV, "--load-session", str(path), "-p", "", "-n", "20", "-q"], check=True,
+                         capture_output=True).stdout
+    want = kjv.generate(prompt, max_tokens=20)
+    assert out.decode("utf-8", errors="replace") == want
+    # The same greedy continuation from the Python session after load.
+    t = tttcl.Session.load(kjv, path)
+    ids = []
+    for _ in range(20):
+        ids.append(int(np.argmax(t.logits())))
+        t.feed([ids[-1]])
+    assert kjv.tokenizer.decode(ids) == want
+    # ttt-generate -> Python: the document is the prompt and the 20 generated tokens; the next greedy token follows.
+    gen = tmp_path / "gen.ses"
+    subprocess.run([exe, "-m", KJV, "-p", prompt, "-n", "20", "-q", "--save-session", str(gen)], check=True,
+                   capture_output=True)
+    u = tttcl.Session.load(kjv, gen)
+    assert u.position == len(prompt.encode()) + 20
+    nxt = kjv.generate(prompt, max_tokens=21).encode()
+    assert len(nxt) == 21 and int(np.argmax(u.logits())) == nxt[-1]
+    with pytest.raises(tttcl.Error, match="other options"):
+        tttcl.Session.load(kjv, gen, ttt=False)
+    # Without test-time training ttt-generate forwards whole mini-batches unscored: the session continues after them.
+    subprocess.run([exe, "-m", KJV, "-p", prompt, "-n", "20", "-q", "--no-ttt", "--save-session", str(gen)],
+                   check=True, capture_output=True)
+    v = tttcl.Session.load(kjv, gen, ttt=False)
+    assert v.position == len(prompt.encode()) + 20
+    nxt = kjv.generate(prompt, max_tokens=21, ttt=False).encode()
+    assert len(nxt) == 21 and int(np.argmax(v.logits())) == nxt[-1]
+    assert np.all(np.isfinite(v.feed(kjv.tokenizer.encode(" and the earth" * 8)))) and np.all(np.isfinite(v.flush()))
+
+
 def test_generation_deterministic_and_cli(kjv):
     prompt = "In the beginning God created"
     a = kjv.generate(prompt, max_tokens=60)

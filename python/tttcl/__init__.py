@@ -12,6 +12,7 @@ KeyboardInterrupt between mini-batches and leaves the model usable.
 """
 from __future__ import annotations
 
+import os
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
@@ -102,7 +103,10 @@ class Session:
     a whole-document perplexity() does: each mini-batch is scored (and, with
     test-time training, trained on) once all its targets are known. So
     concatenating what feed() returns and what flush() returns gives
-    perplexity(doc).nll bit for bit."""
+    perplexity(doc).nll bit for bit.
+
+    save(path) and Session.load(model, path) keep a document in a session
+    file, the format of ttt-generate --save-session / --load-session."""
 
     def __init__(self, model: "Model", ttt: bool = True, inner_lr: Optional[float] = None):
         self.model = model
@@ -129,6 +133,34 @@ class Session:
     def reset(self) -> None:
         """A fresh document: position 0, prime weights as loaded."""
         self._s.reset()
+
+    def save(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Writes the document so far to a session file (checksummed, written
+        atomically): every token fed, the key/value rings and the adapted
+        prime weights, with the model's fingerprint and the session's options.
+        Pending tokens (a partial mini-batch) are saved as tokens, not scored:
+        after Session.load() the next feed() or flush() scores them exactly as
+        an uninterrupted session would, so the NLLs returned before save()
+        followed by those returned after load() equal feeding the document
+        whole, and logits() is the same. NLLs held back by an interrupted
+        feed() are not saved. Raises Error after flush().
+
+        The file continues in `ttt-generate --load-session FILE` (same model,
+        --no-ttt and --inner-lr as this session's ttt and inner_lr)."""
+        self._s.save(os.fspath(path))
+
+    @classmethod
+    def load(cls, model: "Model", path: Union[str, "os.PathLike[str]"], ttt: bool = True,
+             inner_lr: Optional[float] = None) -> "Session":
+        """A session continuing a document saved by save() (or by
+        ttt-generate / ttt-perplexity --save-session). ttt and inner_lr must be
+        the options it was saved with; a file of another model, other options,
+        or a corrupt one raises Error naming the file. A file written without
+        test-time training by ttt-generate continues from its last whole
+        mini-batch: the NLLs of the tokens it forwarded are not returned."""
+        s = cls(model, ttt=ttt, inner_lr=inner_lr)
+        s._s.load(os.fspath(path))
+        return s
 
     @property
     def position(self) -> int:
