@@ -78,7 +78,10 @@ tests() {
     echo "}"; } > "$work/tests.json"
   return $rc
 }
-step tests 150 "$work/tests.json" tests
+# timeout runs programs, not shell functions: the function goes to a child bash.
+export build work
+export -f tests
+step tests $((150 * scale)) "$work/tests.json" bash -c tests  # not shrunk by --scale: the tests are what they are
 
 # CLBlast's SGEMM tuned on the 125m shapes, one minute of tuner runs; a
 # scaled-down run (a dry run on a CPU) measures but writes no tuning file.
