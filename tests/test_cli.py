@@ -1798,6 +1798,24 @@ def niah(c):
     golden = os.path.join(GOLDEN, "tiny")
     expect_error("ttt-niah on a golden model without a tokenizer names the model and the tokenizer", "ttt-niah",
                  ["-m", golden, "--contexts", "64", "--depths", "0.5", "--trials", "1"], "no tokenizer", golden, code=1)
+    # A golden model runs too: partial-chunk (vocab 256, B 32, W 64) read through the built-in byte tokenizer.
+    gold = os.path.join(c.tmp, "niah-golden")
+    shutil.copytree(os.path.join(GOLDEN, "partial-chunk"), gold)
+    with open(os.path.join(gold, "config.json")) as f:
+        cfg = json.load(f)
+    cfg["tokenizer"] = "bytes"
+    with open(os.path.join(gold, "config.json"), "w") as f:
+        json.dump(cfg, f)
+    gj = os.path.join(c.tmp, "niah-golden.json")
+    p = subprocess.run([exe("ttt-niah"), "-m", gold, "--contexts", "200", "--depths", "0.25,0.75", "--trials", "1",
+                        "--modes", "ttt,swa", "--json", gj, "-q"], capture_output=True, text=True, timeout=600)
+    try:
+        res = json.load(open(gj))["results"]
+        ok = p.returncode == 0 and len(res) == 2 * 2 * 3 and all(0 <= r["accuracy"] <= 1 for r in res)
+    except (OSError, ValueError, KeyError) as e:
+        ok, res = False, repr(e)
+    check("ttt-niah runs on a golden model (partial-chunk through the byte tokenizer)", ok,
+          f"exit {p.returncode}: {p.stderr[-400:]} {str(res)[:200]}")
     m = ["-m", model]
     for args, frag in ((["--contexts", "256,x"], "--contexts"), (["--contexts", "10"], "--contexts"),
                        (["--depths", "1.5"], "--depths"), (["--depths", ""], "--depths"),
