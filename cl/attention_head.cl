@@ -22,3 +22,9 @@ typedef float2 floatv;
 #define hsum(x) ((x).s0 + (x).s1)
 #endif
 #define EV (ATT_E / VW)
+
+// Keys and values (the rings, and a chunk's own rows) are read only through
+// these, so that their storage type is decided here once. f32 for now.
+#define kv_t float
+#define KVLOAD(i, p) (p)[i]     // one element
+#define KVLOADV(p) vloadv(0, p)  // VW elements from p
