@@ -30,6 +30,14 @@ inline void load_tile(__local floatv* dst, __global const float* src, long first
     dst[i] = vloadv(0, src + row * ld + h * ATT_E + e * VW);
   }
 }
+// The same for keys and values (kv_t, attention_head.cl).
+inline void load_tile_kv(__local floatv* dst, __global const kv_t* src, long first, int n, int C, int ld, int h) {
+  for (int i = get_local_id(0); i < n * EV; i += ATT_BQ) {
+    const int j = i / EV, e = i % EV;
+    const long row = C > 0 ? (first + j) % C : first + j;
+    dst[i] = KVLOADV(src + row * ld + h * ATT_E + e * VW);
+  }
+}
 
 // The window rule in one place. Keys any query of the group starting at
 // chunk row t0 sees (uniform across the group, as its barriers need):
@@ -70,6 +78,18 @@ inline void load_rows(__local float* dst, __global const float* src, long first,
       for (int e = 0; e < ATT_E; ++e) dst[j * ATT_E + e] = r[e];
   }
 }
+// The same for keys and values (kv_t, attention_head.cl).
+inline void load_rows_kv(__local float* dst, __global const kv_t* src, long first, int n, int C, int ld, int h,
+                         bool transpose) {
+  for (int j = get_local_id(0); j < n; j += ATT_BQ) {
+    const long row = C > 0 ? (first + j) % C : first + j;
+    __global const kv_t* r = src + row * ld + h * ATT_E;
+    if (transpose)
+      for (int e = 0; e < ATT_E; ++e) dst[e * ATT_BK + j] = KVLOAD(e, r);
+    else
+      for (int e = 0; e < ATT_E; ++e) dst[j * ATT_E + e] = KVLOAD(e, r);
+  }
+}
 
 // s[j] = a . row j of a tile held transposed (E, BK): BK dot products as E
 // axpys over j, a contiguous sweep with no reduction.
@@ -101,7 +121,7 @@ inline void row_axpy(float* acc, float w, __local const float* r) {
 }
 
 inline void attention_fwd_body(__global float* out, __global float* lse, __global const float* q,
-                               __global const float* kc, __global const float* vc, int T, int H, int C, long pos0,
+                               __global const kv_t* kc, __global const kv_t* vc, int T, int H, int C, long pos0,
                                int W, float scale, __local floatv* ks4, __local floatv* vs4) {
   __local float* kt = (__local float*)ks4;  // (ATT_E, ATT_BK)
   __local float* vs = (__local float*)vs4;  // (ATT_BK, ATT_E)
@@ -119,8 +139,8 @@ inline void attention_fwd_body(__global float* out, __global float* lse, __globa
   group_keys(pos0, t0, T, W, &k_lo, &k_hi);
   for (long kb = k_lo; kb <= k_hi; kb += ATT_BK) {
     const int nk = (int)min((long)ATT_BK, k_hi - kb + 1);
-    load_rows(kt, kc, kb, nk, C, D, h, true);
-    load_rows(vs, vc, kb, nk, C, D, h, false);
+    load_rows_kv(kt, kc, kb, nk, C, D, h, true);
+    load_rows_kv(vs, vc, kb, nk, C, D, h, false);
     barrier(CLK_LOCAL_MEM_FENCE);
     if (active) {
       int j_lo, j_hi;
@@ -154,7 +174,7 @@ inline void attention_fwd_body(__global float* out, __global float* lse, __globa
 }
 #else
 inline void attention_fwd_body(__global float* out, __global float* lse, __global const float* q,
-                               __global const float* kc, __global const float* vc, int T, int H, int C, long pos0,
+                               __global const kv_t* kc, __global const kv_t* vc, int T, int H, int C, long pos0,
                                int W, float scale, __local floatv* ks, __local floatv* vs) {
   const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
   const int t0 = get_group_id(0) * ATT_BQ, t = t0 + lid;
@@ -171,8 +191,8 @@ inline void attention_fwd_body(__global float* out, __global float* lse, __globa
   group_keys(pos0, t0, T, W, &k_lo, &k_hi);
   for (long kb = k_lo; kb <= k_hi; kb += ATT_BK) {
     const int nk = (int)min((long)ATT_BK, k_hi - kb + 1);
-    load_tile(ks, kc, kb, nk, C, D, h);
-    load_tile(vs, vc, kb, nk, C, D, h);
+    load_tile_kv(ks, kc, kb, nk, C, D, h);
+    load_tile_kv(vs, vc, kb, nk, C, D, h);
     barrier(CLK_LOCAL_MEM_FENCE);
     if (active) {
       int j_lo, j_hi;
@@ -206,7 +226,7 @@ inline void attention_fwd_body(__global float* out, __global float* lse, __globa
 #endif
 
 __kernel void attention_fwd(__global float* out, __global float* lse, __global const float* q,
-                            __global const float* kc, __global const float* vc,
+                            __global const kv_t* kc, __global const kv_t* vc,
                             int T, int H, int C, long pos0, int W, float scale) {
   __local floatv ks[ATT_BK * EV], vs[ATT_BK * EV];
   attention_fwd_body(out, lse, q, kc, vc, T, H, C, pos0, W, scale, ks, vs);
@@ -219,7 +239,7 @@ __kernel void attention_fwd(__global float* out, __global float* lse, __global c
 // (E, BK) for the scores and as rows (BK, E) for dq; vs the value tile transposed.
 inline void attention_bwd_dq_body(__global float* dq, __global float* dsum, __global const float* dout,
                                   __global const float* out, __global const float* q, __global const float* lse,
-                                  __global const float* kc, __global const float* vc, int T, int H, int C, long pos0,
+                                  __global const kv_t* kc, __global const kv_t* vc, int T, int H, int C, long pos0,
                                   int W, float scale, __local floatv* ks4, __local floatv* vs4) {
   __local float* kt = (__local float*)ks4;
   __local float* kr = kt + ATT_E * ATT_BK;
@@ -242,9 +262,9 @@ inline void attention_bwd_dq_body(__global float* dq, __global float* dsum, __gl
   group_keys(pos0, t0, T, W, &k_lo, &k_hi);
   for (long kb = k_lo; kb <= k_hi; kb += ATT_BK) {
     const int nk = (int)min((long)ATT_BK, k_hi - kb + 1);
-    load_rows(kt, kc, kb, nk, C, D, h, true);
-    load_rows(kr, kc, kb, nk, C, D, h, false);
-    load_rows(vt, vc, kb, nk, C, D, h, true);
+    load_rows_kv(kt, kc, kb, nk, C, D, h, true);
+    load_rows_kv(kr, kc, kb, nk, C, D, h, false);
+    load_rows_kv(vt, vc, kb, nk, C, D, h, true);
     barrier(CLK_LOCAL_MEM_FENCE);
     if (active) {
       int j_lo, j_hi;
@@ -264,7 +284,7 @@ inline void attention_bwd_dq_body(__global float* dq, __global float* dsum, __gl
 #else
 inline void attention_bwd_dq_body(__global float* dq, __global float* dsum, __global const float* dout,
                                   __global const float* out, __global const float* q, __global const float* lse,
-                                  __global const float* kc, __global const float* vc, int T, int H, int C, long pos0,
+                                  __global const kv_t* kc, __global const kv_t* vc, int T, int H, int C, long pos0,
                                   int W, float scale, __local floatv* ks, __local floatv* vs) {
   const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
   const int t0 = get_group_id(0) * ATT_BQ, t = t0 + lid;
@@ -285,8 +305,8 @@ inline void attention_bwd_dq_body(__global float* dq, __global float* dsum, __gl
   group_keys(pos0, t0, T, W, &k_lo, &k_hi);
   for (long kb = k_lo; kb <= k_hi; kb += ATT_BK) {
     const int nk = (int)min((long)ATT_BK, k_hi - kb + 1);
-    load_tile(ks, kc, kb, nk, C, D, h);
-    load_tile(vs, vc, kb, nk, C, D, h);
+    load_tile_kv(ks, kc, kb, nk, C, D, h);
+    load_tile_kv(vs, vc, kb, nk, C, D, h);
     barrier(CLK_LOCAL_MEM_FENCE);
     if (active) {
       int j_lo, j_hi;
@@ -309,7 +329,7 @@ inline void attention_bwd_dq_body(__global float* dq, __global float* dsum, __gl
 
 __kernel void attention_bwd_dq(__global float* dq, __global float* dsum, __global const float* dout,
                                __global const float* out, __global const float* q, __global const float* lse,
-                               __global const float* kc, __global const float* vc,
+                               __global const kv_t* kc, __global const kv_t* vc,
                                int T, int H, int C, long pos0, int W, float scale) {
   __local floatv ks[ATT_BK * EV * (1 + ATT_CPU)], vs[ATT_BK * EV];
   attention_bwd_dq_body(dq, dsum, dout, out, q, lse, kc, vc, T, H, C, pos0, W, scale, ks, vs);
@@ -325,8 +345,8 @@ __kernel void attention_bwd_dq(__global float* dq, __global float* dsum, __globa
 // scores and as rows (BK, E) for dk and dv.
 inline void attention_bwd_dkv_body(__global float* dk, long dk_off, int dk_ld, __global float* dv, long dv_off,
                                    int dv_ld, __global const float* dout, __global const float* q,
-                                   __global const float* lse, __global const float* dsum, __global const float* kc,
-                                   __global const float* vc, int T, int H, int C, long pos0, int W, float scale,
+                                   __global const float* lse, __global const float* dsum, __global const kv_t* kc,
+                                   __global const kv_t* vc, int T, int H, int C, long pos0, int W, float scale,
                                    __local floatv* qs4, __local floatv* dos4, __local float* ls, __local float* dss) {
   __local float* qt = (__local float*)qs4;
   __local float* qr = qt + ATT_E * ATT_BK;
@@ -338,8 +358,8 @@ inline void attention_bwd_dkv_body(__global float* dk, long dk_off, int dk_ld, _
   float kf[ATT_E], vf[ATT_E], dka[ATT_E], dva[ATT_E], sc[ATT_BK], dp[ATT_BK];
   const long row = ((pos0 + j) % C) * D + h * ATT_E;
   for (int e = 0; e < ATT_E; ++e) {
-    kf[e] = active ? kc[row + e] * scale : 0.0f;
-    vf[e] = active ? vc[row + e] : 0.0f;
+    kf[e] = active ? KVLOAD(row + e, kc) * scale : 0.0f;
+    vf[e] = active ? KVLOAD(row + e, vc) : 0.0f;
     dka[e] = dva[e] = 0.0f;
   }
   const int q_lo = j0, q_hi = (int)min((long)T - 1, (long)j0 + ATT_BQ - 1 + W - 1);
@@ -379,8 +399,8 @@ inline void attention_bwd_dkv_body(__global float* dk, long dk_off, int dk_ld, _
 #else
 inline void attention_bwd_dkv_body(__global float* dk, long dk_off, int dk_ld, __global float* dv, long dv_off,
                                    int dv_ld, __global const float* dout, __global const float* q,
-                                   __global const float* lse, __global const float* dsum, __global const float* kc,
-                                   __global const float* vc, int T, int H, int C, long pos0, int W, float scale,
+                                   __global const float* lse, __global const float* dsum, __global const kv_t* kc,
+                                   __global const kv_t* vc, int T, int H, int C, long pos0, int W, float scale,
                                    __local floatv* qs, __local floatv* dos, __local float* ls, __local float* dss) {
   const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
   const int j0 = get_group_id(0) * ATT_BQ, j = j0 + lid;
@@ -388,8 +408,8 @@ inline void attention_bwd_dkv_body(__global float* dk, long dk_off, int dk_ld, _
   floatv kv[EV], vv[EV], dka[EV], dva[EV];
   for (int e = 0; e < EV; ++e) {
     const long row = ((pos0 + j) % C) * D + h * ATT_E + e * VW;
-    kv[e] = active ? vloadv(0, kc + row) * scale : (floatv)0.0f;
-    vv[e] = active ? vloadv(0, vc + row) : (floatv)0.0f;
+    kv[e] = active ? KVLOADV(kc + row) * scale : (floatv)0.0f;
+    vv[e] = active ? KVLOADV(vc + row) : (floatv)0.0f;
     dka[e] = 0.0f;
     dva[e] = 0.0f;
   }
@@ -429,7 +449,7 @@ inline void attention_bwd_dkv_body(__global float* dk, long dk_off, int dk_ld, _
 
 __kernel void attention_bwd_dkv(__global float* dk, int dk_off, int dk_ld, __global float* dv, int dv_off, int dv_ld,
                                 __global const float* dout, __global const float* q, __global const float* lse,
-                                __global const float* dsum, __global const float* kc, __global const float* vc,
+                                __global const float* dsum, __global const kv_t* kc, __global const kv_t* vc,
                                 int T, int H, int C, long pos0, int W, float scale) {
   __local floatv qs[ATT_BK * EV * (1 + ATT_CPU)], dos[ATT_BK * EV * (1 + ATT_CPU)];
   __local float ls[ATT_BK], dss[ATT_BK];
@@ -451,7 +471,7 @@ __kernel void attention_bwd_dkv(__global float* dk, int dk_off, int dk_ld, __glo
   if ((int)get_group_id(0) * ATT_BQ >= T) return;
 
 __kernel void attention_fwd_batched(__global float* out, __global float* lse, __global const float* q,
-                                    __global const float* kc, __global const float* vc, __global const long* seg,
+                                    __global const kv_t* kc, __global const kv_t* vc, __global const long* seg,
                                     int R, int H, int C, int W, float scale) {
   __local floatv ks[ATT_BK * EV], vs[ATT_BK * EV];
   SEGMENT_SETUP
@@ -461,7 +481,7 @@ __kernel void attention_fwd_batched(__global float* out, __global float* lse, __
 
 __kernel void attention_bwd_dq_batched(__global float* dq, __global float* dsum, __global const float* dout,
                                        __global const float* out, __global const float* q, __global const float* lse,
-                                       __global const float* kc, __global const float* vc, __global const long* seg,
+                                       __global const kv_t* kc, __global const kv_t* vc, __global const long* seg,
                                        int R, int H, int C, int W, float scale) {
   __local floatv ks[ATT_BK * EV * (1 + ATT_CPU)], vs[ATT_BK * EV];
   SEGMENT_SETUP
@@ -472,7 +492,7 @@ __kernel void attention_bwd_dq_batched(__global float* dq, __global float* dsum,
 __kernel void attention_bwd_dkv_batched(__global float* dk, int dk_off, int dk_ld, __global float* dv, int dv_off,
                                         int dv_ld, __global const float* dout, __global const float* q,
                                         __global const float* lse, __global const float* dsum,
-                                        __global const float* kc, __global const float* vc, __global const long* seg,
+                                        __global const kv_t* kc, __global const kv_t* vc, __global const long* seg,
                                         int R, int H, int C, int W, float scale) {
   __local floatv qs[ATT_BK * EV * (1 + ATT_CPU)], dos[ATT_BK * EV * (1 + ATT_CPU)];
   __local float ls[ATT_BK], dss[ATT_BK];

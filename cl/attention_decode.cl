@@ -13,8 +13,8 @@
 // contiguously, and keeps one online softmax per head; it writes one partial
 // {m, l, acc[E]} (unnormalised) per (head, run). attention_decode_merge folds
 // the runs of a head in order: deterministic, no atomics, no local memory.
-__kernel void attention_decode_split(__global float* part, __global const float* q, __global const float* kc,
-                                     __global const float* vc, int C, long pos0, int W, int per, int nparts,
+__kernel void attention_decode_split(__global float* part, __global const float* q, __global const kv_t* kc,
+                                     __global const kv_t* vc, int C, long pos0, int W, int per, int nparts,
                                      float scale) {
   const int i = get_global_id(0);
   if (i >= nparts) return;
@@ -30,11 +30,11 @@ __kernel void attention_decode_split(__global float* part, __global const float*
   }
   long r = b0 % C;  // ring row of key j, advanced with j
   for (long j = b0; j < b1; ++j) {
-    __global const float* kr = kc + r * D;
-    __global const float* vr = vc + r * D;
+    __global const kv_t* kr = kc + r * D;
+    __global const kv_t* vr = vc + r * D;
     for (int h = 0; h < ATT_DH; ++h) {
       floatv sv = 0.0f;
-      for (int e = 0; e < EV; ++e) sv = mad(vloadv(0, q + h * ATT_E + e * VW), vloadv(0, kr + h * ATT_E + e * VW), sv);
+      for (int e = 0; e < EV; ++e) sv = mad(vloadv(0, q + h * ATT_E + e * VW), KVLOADV(kr + h * ATT_E + e * VW), sv);
       const float sc = hsum(sv) * scale;
       if (sc > m[h]) {  // rescale only when the maximum grows
         const float c = exp(m[h] - sc);
@@ -44,7 +44,7 @@ __kernel void attention_decode_split(__global float* part, __global const float*
       }
       const float p = exp(sc - m[h]);
       l[h] += p;
-      for (int e = 0; e < EV; ++e) acc[h * EV + e] = mad(p, vloadv(0, vr + h * ATT_E + e * VW), acc[h * EV + e]);
+      for (int e = 0; e < EV; ++e) acc[h * EV + e] = mad(p, KVLOADV(vr + h * ATT_E + e * VW), acc[h * EV + e]);
     }
     if (++r == C) r = 0;
   }
@@ -69,7 +69,7 @@ __kernel void attention_decode_split(__global float* part, __global const float*
 #define ATT_EPI ((ATT_E + ATT_DT - 1) / ATT_DT)
 
 __kernel __attribute__((reqd_work_group_size(ATT_DT, 1, 1))) void attention_decode_split_wg(
-    __global float* part, __global const float* q, __global const float* kc, __global const float* vc, int H, int C,
+    __global float* part, __global const float* q, __global const kv_t* kc, __global const kv_t* vc, int H, int C,
     long pos0, int W, int per, int nparts, float scale) {
   __local float qs[ATT_E];
   __local float ps[ATT_DT];
@@ -85,9 +85,9 @@ __kernel __attribute__((reqd_work_group_size(ATT_DT, 1, 1))) void attention_deco
     const int n = (int)min((long)ATT_DT, b1 - j0);
     float sc = -INFINITY;
     if (t < n) {
-      __global const float* kr = kc + ((j0 + t) % C) * D + h * ATT_E;
+      __global const kv_t* kr = kc + ((j0 + t) % C) * D + h * ATT_E;
       float s = 0.0f;
-      for (int e = 0; e < ATT_E; ++e) s = mad(qs[e], kr[e], s);
+      for (int e = 0; e < ATT_E; ++e) s = mad(qs[e], KVLOAD(e, kr), s);
       sc = s * scale;
     }
     ps[t] = sc;
@@ -100,10 +100,10 @@ __kernel __attribute__((reqd_work_group_size(ATT_DT, 1, 1))) void attention_deco
     for (int j = 0; j < n; ++j) {
       const float p = exp(ps[j] - mt);
       l += p;
-      __global const float* vr = vc + ((j0 + j) % C) * D + h * ATT_E;
+      __global const kv_t* vr = vc + ((j0 + j) % C) * D + h * ATT_E;
       for (int u = 0; u < ATT_EPI; ++u) {
         const int e = t + u * ATT_DT;
-        if (e < ATT_E) acc[u] = mad(p, vr[e], acc[u]);
+        if (e < ATT_E) acc[u] = mad(p, KVLOAD(e, vr), acc[u]);
       }
     }
     m = mt;

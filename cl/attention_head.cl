@@ -24,7 +24,19 @@ typedef float2 floatv;
 #define EV (ATT_E / VW)
 
 // Keys and values (the rings, and a chunk's own rows) are read only through
-// these, so that their storage type is decided here once. f32 for now.
+// these, so that their storage type is decided here once: f32, or f16 with
+// -DKV_F16 (EngineOptions::kv_dtype), widened as read. A pointer to half needs
+// no cl_khr_fp16; vload_half(N) is core OpenCL and needs only 2-byte alignment.
+#ifdef KV_F16
+#define kv_t half
+#define KVLOAD(i, p) vload_half((i), (p))  // one element, as float
+#if VW == 4
+#define KVLOADV(p) vload_half4(0, (p))  // VW elements from p, as floatv
+#else
+#define KVLOADV(p) vload_half2(0, (p))
+#endif
+#else
 #define kv_t float
 #define KVLOAD(i, p) (p)[i]     // one element
 #define KVLOADV(p) vloadv(0, p)  // VW elements from p
+#endif

@@ -2,27 +2,56 @@
 // backward vs the reference for T < W, T = W, T > W, ring wrap-around, large
 // positions and head_dim 16/64/80/256, single queries (the split decode
 // kernels); dk/dv written into strided slices of a fused matrix; the batched
-// (several documents) kernels per segment; the reference backward against
-// finite differences.
+// (several documents) kernels per segment; all of it again with keys and values
+// stored in f16 (against the reference on the rounded numbers); the f16
+// narrowing of rows entering a ring; the reference backward against finite
+// differences.
 #include "lib/ops/ops.hpp"
 #include "lib/reference/ops.hpp"
 #include "tests/cases.hpp"
 #include "tests/common.hpp"
+#include "ttt/safetensors.hpp"
+
+#include <cstring>
 
 namespace ttt::test {
 namespace {
 
 using Case = cases::Attention;
 
-class Attention : public DeviceTest, public ::testing::WithParamInterface<Case> {};
+// Keys and values stored as kv: f32 as they are; f16 rounded to nearest even,
+// so that the reference, on the rounded numbers, sees what the kernels widen.
+std::vector<float> rounded(std::vector<float> x, DType kv) {
+  if (kv == DType::F16)
+    for (float& v : x) v = f16_to_f32(f32_to_f16(v));
+  return x;
+}
+// A ring as a device buffer of kv elements (f16 packed two to a float), with its canary after.
+Canaried stored(host::Context& ctx, const std::vector<float>& ring, DType kv) {
+  if (kv == DType::F32) return Canaried(ctx, ring);
+  const std::vector<uint16_t> h = ref::narrow(ring, DType::F16);
+  std::vector<float> packed((h.size() + 1) / 2, 0.f);
+  std::memcpy(packed.data(), h.data(), h.size() * sizeof(uint16_t));
+  return Canaried(ctx, packed);
+}
 
-TEST_P(Attention, ForwardAndBackwardMatchReference) {
+class Attention : public DeviceTest, public ::testing::WithParamInterface<Case> {
+ protected:
+  void forward_and_backward(DType store);
+};
+
+TEST_P(Attention, ForwardAndBackwardMatchReference) { forward_and_backward(DType::F32); }
+// f16 rings: every kernel form (forward tiles and sweeps, decode per item and
+// per group, the backward) on the stored keys and values, widened exactly.
+TEST_P(Attention, F16KeysAndValuesMatchReference) { forward_and_backward(DType::F16); }
+
+void Attention::forward_and_backward(DType store) {
   const auto c = GetParam();
   const int D = c.H * c.E, C = c.W + c.T - 1 + c.extra_ring;
   const int64_t kpos0 = std::max<int64_t>(0, c.pos0 - (c.W - 1));
   const int Tk = int(c.pos0 + c.T - kpos0);
-  auto q = random_vec(size_t(c.T) * D, 1), k = random_vec(size_t(Tk) * D, 2), v = random_vec(size_t(Tk) * D, 3),
-       dout = random_vec(size_t(c.T) * D, 4);
+  auto q = random_vec(size_t(c.T) * D, 1), k = rounded(random_vec(size_t(Tk) * D, 2), store),
+       v = rounded(random_vec(size_t(Tk) * D, 3), store), dout = random_vec(size_t(c.T) * D, 4);
   // Reference.
   std::vector<float> out(size_t(c.T) * D), lse(size_t(c.T) * c.H), dq(q.size()), dk(k.size()), dv(v.size());
   ref::attention_fwd(out.data(), lse.data(), q.data(), k.data(), v.data(), c.T, Tk, c.pos0, kpos0, c.H, c.E, c.W);
@@ -35,9 +64,10 @@ TEST_P(Attention, ForwardAndBackwardMatchReference) {
       kring[size_t((kpos0 + j) % C) * D + d] = k[size_t(j) * D + d];
       vring[size_t((kpos0 + j) % C) * D + d] = v[size_t(j) * D + d];
     }
-  Canaried dq_(dev(), q), dk_ring(dev(), kring), dv_ring(dev(), vring), ddout(dev(), dout), dout_(dev(), out.size()),
-      dlse(dev(), lse.size()), ddq(dev(), q.size()), dsum(dev(), lse.size()), dkv(dev(), size_t(c.T) * 3 * D, 7.f);
-  const ops::AttnShape s{c.T, c.H, c.E, C, c.W, c.pos0};
+  Canaried dq_(dev(), q), dk_ring = stored(dev(), kring, store), dv_ring = stored(dev(), vring, store),
+      ddout(dev(), dout), dout_(dev(), out.size()), dlse(dev(), lse.size()), ddq(dev(), q.size()),
+      dsum(dev(), lse.size()), dkv(dev(), size_t(c.T) * 3 * D, 7.f);
+  const ops::AttnShape s{c.T, c.H, c.E, C, c.W, c.pos0, store};
   ops::attention_fwd(dev(), dout_.buf, dlse.buf, dq_.buf, dk_ring.buf, dv_ring.buf, s);
   ops::attention_bwd(dev(), ddq.buf, ops::mat(dkv.buf, 3 * D, D), ops::mat(dkv.buf, 3 * D, 2 * D), dsum.buf, ddout.buf,
                      dout_.buf, dq_.buf, dlse.buf, dk_ring.buf, dv_ring.buf, s);
@@ -115,13 +145,19 @@ TEST_F(DeviceTest, AttentionNanKeyReachesTheQueriesThatSeeIt) {
 INSTANTIATE_TEST_SUITE_P(Shapes, Attention, ::testing::ValuesIn(cases::attention()),
                          [](const auto& i) { return i.param.name(); });
 
-class AttentionBatched : public DeviceTest {};
+class AttentionBatched : public DeviceTest {
+ protected:
+  void segments(DType store);
+};
 
 // The batched kernels: segments of different lengths (including 0 and 1) at
 // different positions, each against its own ring, vs the reference per
 // segment; padding rows are never written; one segment gives exactly what the
 // plain kernels give.
-TEST_F(AttentionBatched, SegmentsMatchReferenceEach) {
+TEST_F(AttentionBatched, SegmentsMatchReferenceEach) { segments(DType::F32); }
+TEST_F(AttentionBatched, F16KeysAndValuesMatchReference) { segments(DType::F16); }
+
+void AttentionBatched::segments(DType store) {
   const int R = 20, W = 12, H = 2, E = 16, D = H * E, C = W + R - 1;
   struct Seg { int64_t pos; int n; };
   const Seg segs[] = {{0, 20}, {37, 7}, {5, 1}, {100, 0}, {1000003, 20}};
@@ -137,7 +173,7 @@ TEST_F(AttentionBatched, SegmentsMatchReferenceEach) {
     if (n == 0) continue;
     const int64_t kpos0 = std::max<int64_t>(0, pos0 - (W - 1));
     const int Tk = int(pos0 + n - kpos0);
-    auto k = random_vec(size_t(Tk) * D, 40 + s), v = random_vec(size_t(Tk) * D, 50 + s);
+    auto k = rounded(random_vec(size_t(Tk) * D, 40 + s), store), v = rounded(random_vec(size_t(Tk) * D, 50 + s), store);
     for (int j = 0; j < Tk; ++j)
       for (int d = 0; d < D; ++d) {
         kring[(size_t(s) * C + size_t((kpos0 + j) % C)) * D + d] = k[size_t(j) * D + d];
@@ -158,10 +194,10 @@ TEST_F(AttentionBatched, SegmentsMatchReferenceEach) {
   host::Buffer dseg(dev(), seg.size() * 8, "segments");
   dseg.write(seg.data(), seg.size() * 8);
   const size_t rows = size_t(S) * R;
-  Canaried dq_(dev(), q), dk_ring(dev(), kring), dv_ring(dev(), vring), ddout(dev(), dout),
-      dout_(dev(), rows * D, 9.f), dlse(dev(), rows * H, 9.f), ddq(dev(), rows * D, 9.f), dsum(dev(), rows * H),
-      dkv(dev(), rows * 3 * D, 7.f);
-  const ops::AttnBatch b{S, R, H, E, C, W};
+  Canaried dq_(dev(), q), dk_ring = stored(dev(), kring, store), dv_ring = stored(dev(), vring, store),
+      ddout(dev(), dout), dout_(dev(), rows * D, 9.f), dlse(dev(), rows * H, 9.f), ddq(dev(), rows * D, 9.f),
+      dsum(dev(), rows * H), dkv(dev(), rows * 3 * D, 7.f);
+  const ops::AttnBatch b{S, R, H, E, C, W, store};
   ops::attention_fwd_batched(dev(), dout_.buf, dlse.buf, dq_.buf, dk_ring.buf, dv_ring.buf, dseg, b);
   ops::attention_bwd_batched(dev(), ddq.buf, ops::mat(dkv.buf, 3 * D, D), ops::mat(dkv.buf, 3 * D, 2 * D), dsum.buf,
                              ddout.buf, dout_.buf, dq_.buf, dlse.buf, dk_ring.buf, dv_ring.buf, dseg, b);
@@ -198,6 +234,42 @@ TEST_F(AttentionBatched, OneSegmentEqualsThePlainKernels) {
   ops::attention_fwd_batched(dev(), o2.buf, l2.buf, q.buf, kr.buf, vr.buf, dseg, {1, T, H, E, C, W});
   EXPECT_EQ(o1.get(), o2.get());
   EXPECT_EQ(l1.get(), l2.get());
+}
+
+// Rows entering an f16 ring: a (R, C) block from a strided f32 matrix (the
+// v-slice of qkv) into a strided f16 one at an offset, rounded to nearest even
+// bit for bit as the reference rounds: ties (to even, also among subnormals),
+// overflow to infinity, the largest finite, signed zero; nothing else written.
+TEST_F(DeviceTest, NarrowingToF16MatchesReference) {
+  const float ties[] = {1.f + 0x1p-11f, 1.f + 3 * 0x1p-11f, 0x1p-25f, 3 * 0x1p-25f, 65520.f, 65519.f, -0.f,
+                        -65504.f, 1e-9f, -7e-6f, 1e6f};
+  for (auto [R, C] : {std::pair{1, 1}, {7, 93}, {93, 7}, {3, 1025}, {2, 11}}) {
+    const int ldi = 3 * C + 2, in_off = 5, ldo = C + 3, out_off = 9;
+    auto in = random_vec(size_t(in_off) + size_t(R) * ldi, 7, -3.f, 3.f);
+    for (size_t i = 0; i < std::size(ties) && i < size_t(C); ++i) in[size_t(in_off) + i] = ties[i];
+    const size_t n16 = size_t(out_off) + size_t(R) * ldo;
+    std::vector<uint16_t> want(n16 + 1, 0x7777);  // + 1: an even count, packed two to a float
+    ref::narrow_rows_f16(want.data() + out_off, size_t(ldo), in.data() + in_off, size_t(ldi), size_t(R), size_t(C));
+    std::vector<float> init(want.size() / 2);
+    const std::vector<uint16_t> fill(want.size(), 0x7777);
+    std::memcpy(init.data(), fill.data(), fill.size() * 2);
+    Canaried din(dev(), in), out(dev(), init);
+    ops::convert_narrow_f16(dev(), out.buf, size_t(out_off), ldo, din.buf, size_t(in_off), ldi, R, C);
+    const auto packed = out.get();
+    std::vector<uint16_t> got(want.size());
+    std::memcpy(got.data(), packed.data(), got.size() * 2);
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_EQ(got[i], want[i]) << "R=" << R << " C=" << C << " at " << i;
+    EXPECT_TRUE(out.canary_intact());
+  }
+  // The reference rounds as the format's f32_to_f16 does (ties to even).
+  uint16_t h[4];
+  const float x[4] = {1.f + 0x1p-11f, 1.f + 3 * 0x1p-11f, 0x1p-25f, 65520.f};
+  ref::narrow_rows_f16(h, 4, x, 4, 1, 4);
+  EXPECT_EQ(h[0], 0x3c00);
+  EXPECT_EQ(h[1], 0x3c02);
+  EXPECT_EQ(h[2], 0x0000);
+  EXPECT_EQ(h[3], 0x7c00);
 }
 
 TEST(AttentionReference, BackwardMatchesFiniteDifferences) {

@@ -1,6 +1,7 @@
 // Launchers of the attention family. The head dimension and tile sizes are
 // compile-time constants of the program (-DATT_E, -DATT_BQ, -DATT_BK); the
-// tile is sized so that two tiles fit comfortably in local memory.
+// tile is sized so that two tiles fit comfortably in local memory. Rings
+// stored in f16 (AttnShape::kv) build the same kernels with -DKV_F16.
 #include "lib/ops/ops.hpp"
 
 #include "host/program.hpp"
@@ -80,6 +81,7 @@ void attention_decode(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, c
   check_ring(s);
   if (s.T != 1) throw Error(fmt::format("attention_decode: {} queries, expected 1", s.T));
   const AttnConfig& c = cached_config(ctx, s.E);
+  const std::string options = c.options + kv_option(s.kv);
   if (kind == DecodeKernel::automatic)
     kind = ctx.device().type & CL_DEVICE_TYPE_CPU ? DecodeKernel::per_item : DecodeKernel::per_group;
   const int64_t keys = std::min<int64_t>(s.W, s.pos0 + 1);
@@ -95,14 +97,14 @@ void attention_decode(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, c
   const float scale = float(1.0 / std::sqrt(double(s.E)));
   if (kind == DecodeKernel::per_item) {
     // The heads are a compile-time constant of this kernel (its per-head state is private).
-    host::Kernel k(ctx, "attention_decode", "attention_decode_split", fmt::format("{} -DATT_DH={}", c.options, s.H));
+    host::Kernel k(ctx, "attention_decode", "attention_decode_split", fmt::format("{} -DATT_DH={}", options, s.H));
     k.args(part, q, kc, vc, s.C, int64_t(s.pos0), s.W, per, nparts, scale);
     const size_t wg = k.fit(8);
     k.launch({host::round_up(size_t(nparts), wg)}, {wg});
   } else {
     // ATT_DT, the kernel's required group size: 64, halved until the compiled kernel takes it.
-    auto opts = [&](int dt) { return dt == 64 ? c.options : fmt::format("{} -DATT_DT={}", c.options, dt); };
-    const int dt = ctx.memo<int>(fmt::format("attention decode E={}", s.E), [&] {
+    auto opts = [&](int dt) { return dt == 64 ? options : fmt::format("{} -DATT_DT={}", options, dt); };
+    const int dt = ctx.memo<int>(fmt::format("attention decode E={}{}", s.E, kv_option(s.kv)), [&] {
       return host::fit_shape(
           ctx, "attention_decode", {"attention_decode_split_wg"}, 64, opts, [](int n) { return n; },
           [](int& n, const host::Probe&) { return n > 1 && (n /= 2, true); });
@@ -112,7 +114,7 @@ void attention_decode(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, c
     k.args(part, q, kc, vc, s.H, s.C, int64_t(s.pos0), s.W, per, nparts, scale);
     k.launch({size_t(nparts) * items, size_t(s.H)}, {items, 1});
   }
-  host::Kernel m(ctx, "attention_decode", "attention_decode_merge", c.options);
+  host::Kernel m(ctx, "attention_decode", "attention_decode_merge", c.options);  // reads no key or value
   m.args(out, lse, part, s.H, nparts);
   const size_t mw = m.fit(16);
   m.launch({host::round_up(size_t(s.E), mw), size_t(s.H)}, {mw, 1});
@@ -123,7 +125,7 @@ void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, cons
   check_ring(s);
   const AttnConfig& c = cached_config(ctx, s.E);
   if (s.T == 1) return attention_decode(ctx, out, lse, q, kc, vc, s, DecodeKernel::automatic);
-  host::Kernel k(ctx, "attention", "attention_fwd", fwd_options(c, kind));
+  host::Kernel k(ctx, "attention", "attention_fwd", fwd_options(c, kind) + kv_option(s.kv));
   k.args(out, lse, q, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), s.W, float(1.0 / std::sqrt(double(s.E))));
   k.launch({host::round_up(size_t(s.T), size_t(c.bq)), size_t(s.H)}, {size_t(c.bq), 1});
 }
@@ -134,10 +136,11 @@ void attention_bwd(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const
   const AttnConfig& c = cached_config(ctx, s.E);
   const float scale = float(1.0 / std::sqrt(double(s.E)));
   const host::Range global{host::round_up(size_t(s.T), size_t(c.bq)), size_t(s.H)}, local{size_t(c.bq), 1};
-  host::Kernel kq(ctx, "attention", "attention_bwd_dq", c.bwd_options());
+  const std::string options = c.bwd_options() + kv_option(s.kv);
+  host::Kernel kq(ctx, "attention", "attention_bwd_dq", options);
   kq.args(dq, dsum, dout, out, q, lse, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), s.W, scale);
   kq.launch(global, local);
-  host::Kernel kkv(ctx, "attention", "attention_bwd_dkv", c.bwd_options());
+  host::Kernel kkv(ctx, "attention", "attention_bwd_dkv", options);
   kkv.args(*dk.buf, dk.off, dk.ld, *dv.buf, dv.off, dv.ld, dout, q, lse, dsum, kc, vc, s.T, s.H, s.C,
            int64_t(s.pos0), s.W, scale);
   kkv.launch(global, local);
@@ -147,7 +150,8 @@ void attention_fwd_batched(Context& ctx, Buffer& out, Buffer& lse, const Buffer&
                            const Buffer& vc, const Buffer& seg, const AttnBatch& b) {
   check_ring({b.R, b.H, b.E, b.C, b.W, 0});
   const AttnConfig& c = cached_config(ctx, b.E);
-  host::Kernel k(ctx, "attention", "attention_fwd_batched", fwd_options(c, ForwardKernel::automatic));
+  host::Kernel k(ctx, "attention", "attention_fwd_batched",
+                 fwd_options(c, ForwardKernel::automatic) + kv_option(b.kv));
   k.args(out, lse, q, kc, vc, seg, b.R, b.H, b.C, b.W, float(1.0 / std::sqrt(double(b.E))));
   k.launch({host::round_up(size_t(b.R), size_t(c.bq)), size_t(b.H), size_t(b.S)}, {size_t(c.bq), 1, 1});
 }
@@ -160,10 +164,11 @@ void attention_bwd_batched(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsu
   const float scale = float(1.0 / std::sqrt(double(b.E)));
   const host::Range global{host::round_up(size_t(b.R), size_t(c.bq)), size_t(b.H), size_t(b.S)},
       local{size_t(c.bq), 1, 1};
-  host::Kernel kq(ctx, "attention", "attention_bwd_dq_batched", c.bwd_options());
+  const std::string options = c.bwd_options() + kv_option(b.kv);
+  host::Kernel kq(ctx, "attention", "attention_bwd_dq_batched", options);
   kq.args(dq, dsum, dout, out, q, lse, kc, vc, seg, b.R, b.H, b.C, b.W, scale);
   kq.launch(global, local);
-  host::Kernel kkv(ctx, "attention", "attention_bwd_dkv_batched", c.bwd_options());
+  host::Kernel kkv(ctx, "attention", "attention_bwd_dkv_batched", options);
   kkv.args(*dk.buf, dk.off, dk.ld, *dv.buf, dv.off, dv.ld, dout, q, lse, dsum, kc, vc, seg, b.R, b.H, b.C, b.W, scale);
   kkv.launch(global, local);
 }

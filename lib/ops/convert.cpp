@@ -1,5 +1,5 @@
-// Launcher of cl/convert.cl: a panel of a 16-bit weight widened to float for
-// the GEMMs that CLBlast runs only in f32.
+// Launchers of cl/convert.cl: a panel of a 16-bit weight widened to float for
+// the GEMMs that CLBlast runs only in f32; rows of keys and values narrowed to f16 for f16 rings.
 #include "lib/ops/ops.hpp"
 
 #include "ttt/error.hpp"
@@ -14,6 +14,15 @@ void convert_widen(Context& ctx, Buffer& out, int ldo, const Buffer& in, DType i
   if (R == 0 || C == 0) return;
   host::Kernel k(ctx, "convert", "convert_widen", weight_option(it));
   k.args(out, ldo, in, int64_t(in_off), ldi, R, C);
+  const size_t wg = k.fit(64);
+  k.launch({host::round_up(size_t(C), wg), size_t(R)}, {wg, 1});
+}
+
+void convert_narrow_f16(Context& ctx, Buffer& out, size_t out_off, int ldo, const Buffer& in, size_t in_off, int ldi,
+                        int R, int C) {
+  if (R == 0 || C == 0) return;
+  host::Kernel k(ctx, "convert", "convert_narrow_f16");
+  k.args(out, int64_t(out_off), ldo, in, int64_t(in_off), ldi, R, C);
   const size_t wg = k.fit(64);
   k.launch({host::round_up(size_t(C), wg), size_t(R)}, {wg, 1});
 }

@@ -6,6 +6,11 @@
 #include "host/gemm.hpp"
 #include "host/program.hpp"
 
+#include "ttt/error.hpp"
+#include "ttt/safetensors.hpp"
+
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <iterator>
 
@@ -18,6 +23,14 @@ const char* weight_option(DType t) {
     case DType::F16: return "-DWEIGHT_F16";
     case DType::BF16: return "-DWEIGHT_BF16";
     default: return "";
+  }
+}
+
+const char* kv_option(DType t) {
+  switch (t) {
+    case DType::F32: return "";
+    case DType::F16: return " -DKV_F16";
+    default: throw Error(fmt::format("keys and values stored as {}: give f32 or f16", dtype_name(t)));
   }
 }
 

@@ -20,6 +20,9 @@ using ttt::DType;
 
 // Build options of a family that reads weights stored as `t` ("", "-DWEIGHT_F16", "-DWEIGHT_BF16").
 const char* weight_option(DType t);
+// Build options of the attention families for keys and values stored as `t` ("" for f32, "-DKV_F16");
+// throws for a type the rings cannot hold (bf16).
+const char* kv_option(DType t);
 // Bytes of one element stored as t.
 inline size_t stored_size(DType t) { return t == DType::F32 ? 4 : 2; }
 
@@ -63,9 +66,11 @@ void rope_fwd(Context& ctx, Mat out, Mat x, const Buffer& cs, int T, int H, int 
 void rope_bwd(Context& ctx, Mat dx, Mat dy, const Buffer& cs, int T, int H, int E);
 
 // Windowed attention of T queries at positions pos0.. against the ring kc/vc of C rows.
+// kv: the storage type of kc/vc (f32 or f16); the kernels widen as they read.
 struct AttnShape {
   int T, H, E, C, W;
   int64_t pos0;
+  DType kv = DType::F32;
 };
 // T > 1: `automatic` is `sweeps` on a CPU (fixed-length, contiguous inner loops that
 // LLVM vectorises inside PoCL's work-item loops), `tiles` elsewhere (float4 dot products
@@ -88,6 +93,7 @@ void attention_bwd(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const
 // per segment (2S int64). With S = 1 it computes what the plain kernels do.
 struct AttnBatch {
   int S, R, H, E, C, W;
+  DType kv = DType::F32;  // as AttnShape::kv
 };
 void attention_fwd_batched(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc,
                            const Buffer& vc, const Buffer& seg, const AttnBatch& b);
@@ -120,6 +126,11 @@ void matvec_rows(Context& ctx, Buffer& y, const Buffer& A, const Buffer& x, size
 // from element in_off with row stride ldi. For GEMMs that run in f32 only.
 void convert_widen(Context& ctx, Buffer& out, int ldo, const Buffer& in, DType it, size_t in_off, int ldi, int R,
                    int C);
+// Narrowing (cl/convert.cl) of float rows to f16, rounded to nearest even: out (R, C) from element
+// out_off with row stride ldo = in (R, C) from element in_off with row stride ldi. Keys and values
+// entering f16 rings.
+void convert_narrow_f16(Context& ctx, Buffer& out, size_t out_off, int ldo, const Buffer& in, size_t in_off, int ldi,
+                        int R, int C);
 
 // Logits + log-softmax NLL in vocabulary tiles of at most `tile` columns, so
 // that no more than (T, tile) logits exist at once. W is the output embedding:

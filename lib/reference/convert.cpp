@@ -19,4 +19,9 @@ std::vector<uint16_t> narrow(const std::vector<float>& in, DType t) {
   return out;
 }
 
+void narrow_rows_f16(uint16_t* out, size_t ldo, const float* in, size_t ldi, size_t R, size_t C) {
+  for (size_t r = 0; r < R; ++r)
+    for (size_t c = 0; c < C; ++c) out[r * ldo + c] = f32_to_f16(in[r * ldi + c]);
+}
+
 }  // namespace ttt::ref

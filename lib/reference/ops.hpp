@@ -18,6 +18,9 @@ namespace ttt::ref {
 void widen(float* out, const uint16_t* in, size_t n, DType t);
 // in rounded to t (nearest even), as the parameter table stores a 16-bit weight.
 std::vector<uint16_t> narrow(const std::vector<float>& in, DType t);
+// out (R, C), row stride ldo = in (R, C), row stride ldi, each rounded to the
+// nearest f16 (ties to even): the twin of convert_narrow_f16 (cl/convert.cl).
+void narrow_rows_f16(uint16_t* out, size_t ldo, const float* in, size_t ldi, size_t R, size_t C);
 
 // out (T, D) = wte[ids[t]] with wte (V, D).
 template <typename F>
