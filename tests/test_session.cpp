@@ -2,10 +2,12 @@
 // exactly what each gives alone; TTT and no-TTT sessions share one engine's
 // weights; the phases (forward, score, logits, train, sync) agree with step();
 // misuse is an error naming the phase; each session costs only its own state;
-// a state restored on another session continues the document.
+// a state restored on another session continues the document, also from f16
+// key/value rings.
 #include "ttt/engine.hpp"
 #include "ttt/error.hpp"
 #include "ttt/params.hpp"
+#include "ttt/safetensors.hpp"
 #include "lib/ops/ops.hpp"
 #include "tests/common.hpp"
 #include "tests/model_fixtures.hpp"
@@ -171,6 +173,57 @@ TEST_F(SessionTest, PhasesCheckTheirOrder) {
 // A session holds its rings (2 L C D floats), live prime weights and, when it
 // trains, their gradients: nothing that depends on the document's length or
 // on the number of other sessions.
+// f16 rings: the state holds their values widened exactly (f32, each one an
+// f16 number), restore() puts back the same bits (state -> restore -> state is
+// the identity) and the restored session continues the document exactly; the
+// rings take half the bytes; bf16 rings are refused.
+TEST_F(SessionTest, F16RingsRoundTripThroughTheF32State) {
+  const Model m = Model::random(tiny_config(), 24, 0.3f);
+  const Config& c = m.config;
+  const size_t B = size_t(c.mini_batch_size);
+  const auto doc = pattern_tokens(int(5 * B + 3), 23, 7, 3);
+  EngineOptions o16;
+  o16.kv_dtype = DType::F16;
+  Engine e(rt(), m, o16), e32(rt(), m);
+  EXPECT_EQ(e.kv_dtype(), DType::F16);
+  EXPECT_EQ(e32.kv_dtype(), DType::F32);
+  const auto alone = e.session().evaluate(doc);
+  Session a(e), b(e);
+  std::vector<float> got(doc.size() - 1);
+  const std::span<const int32_t> d(doc);
+  for (size_t s = 0; s < 2 * B; s += B)
+    a.step(d.subspan(s, B), d.subspan(s + 1, B), std::span<float>(got).subspan(s, B));
+  const SessionState st = a.state();
+  size_t nonzero = 0;
+  for (const auto* rings : {&st.keys, &st.values})
+    for (const auto& ring : *rings)
+      for (float x : ring) {
+        ASSERT_EQ(f16_to_f32(f32_to_f16(x)), x) << "a ring value that is no f16 number";
+        nonzero += x != 0.f;
+      }
+  EXPECT_GT(nonzero, size_t(0));
+  b.restore(st);
+  const SessionState back = b.state();
+  for (size_t l = 0; l < st.keys.size(); ++l) {
+    EXPECT_TRUE(same_bits(back.keys[l], st.keys[l])) << "block " << l;
+    EXPECT_TRUE(same_bits(back.values[l], st.values[l])) << "block " << l;
+  }
+  for (size_t s = 2 * B; s < got.size(); s += B) {
+    const size_t n = std::min(B, got.size() - s);
+    b.step(d.subspan(s, n), d.subspan(s + 1, n), std::span<float>(got).subspan(s, n));
+  }
+  EXPECT_TRUE(same_bits(got, alone));
+  // Half the ring bytes: a no-TTT session is its rings and its prime weights.
+  const size_t C = size_t(c.sliding_window_size + c.mini_batch_size - 1);
+  const size_t rings = 2 * size_t(c.num_hidden_layers) * C * size_t(c.hidden_size);
+  Session off16(e, {.ttt = false, .inner_lr = std::nullopt}), off32(e32, {.ttt = false, .inner_lr = std::nullopt});
+  EXPECT_EQ(off32.device_bytes() - off16.device_bytes(), rings * 2);
+  EXPECT_LT(e.device_bytes(), e32.device_bytes());
+  EngineOptions bf;
+  bf.kv_dtype = DType::BF16;
+  EXPECT_THROW(Engine(rt(), m, bf), Error);
+}
+
 TEST_F(SessionTest, EachSessionCostsOnlyItsOwnState) {
   const Model m = Model::random(tiny_config(), 25, 0.3f);
   const Config& c = m.config;

@@ -39,6 +39,12 @@ struct EngineOptions {
   // accumulate in f32. Unset (auto): the file's (Model::dtype), so an f32 file
   // stays f32 and a bf16 checkpoint stays bf16 (half the bytes).
   std::optional<DType> weight_dtype = std::nullopt;
+  // Storage type of the key/value rings on the device: f32, or f16 (half the
+  // bytes of the largest part of a session). Keys and values are rounded to
+  // nearest even as they enter a ring; attention widens them as it reads and
+  // accumulates in f32, and the test-time step's gradients are taken at the
+  // stored (rounded) keys and values. bf16 is refused. SessionState stays f32.
+  DType kv_dtype = DType::F32;
 };
 
 struct SessionOptions {
@@ -56,7 +62,9 @@ struct StepInfo {
 
 // A session's whole state on the host (Session::state, Session::restore):
 // its position, every block's key/value ring (row p % rows holds position p)
-// and its live trainable weights, in the parameter table's order.
+// and its live trainable weights, in the parameter table's order. Always f32:
+// f16 rings (EngineOptions::kv_dtype) widen exactly into it, and restore()
+// rounds to nearest even into them (exact for a state taken from f16 rings).
 struct SessionState {
   int64_t position = 0;
   std::vector<std::vector<float>> keys, values;  // per block: (ring rows, hidden_size)
@@ -88,6 +96,7 @@ class Engine {
   size_t session_bytes() const;
   size_t weight_bytes() const;  // the weights alone, each in its storage type
   DType weight_dtype() const;   // the weight matrices' storage type (EngineOptions::weight_dtype resolved)
+  DType kv_dtype() const;       // the key/value rings' storage type (EngineOptions::kv_dtype)
 
   // The engine's own session (the engine's options), for one document at a
   // time: engine.session().evaluate(tokens) scores a document.

@@ -36,8 +36,10 @@ BatchSession::Impl::Impl(Engine::Impl& eng, int slots, SessionOptions o) : e(eng
   const Config& c = e.c;
   const size_t D = size_t(c.hidden_size), E = size_t(c.head_dim()), R = size_t(T);
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    kc.push_back(alloc(size_t(N) * size_t(e.C) * D, "key rings"));
-    vc.push_back(alloc(size_t(N) * size_t(e.C) * D, "value rings"));
+    // f16 rings take half the floats' bytes (alloc counts in floats and zeroes).
+    const size_t ring = size_t(N) * size_t(e.C) * D, floats = e.kv() == DType::F32 ? ring : (ring + 1) / 2;
+    kc.push_back(alloc(floats, "key rings"));
+    vc.push_back(alloc(floats, "value rings"));
   }
   slot.resize(size_t(N));
   const size_t nt = e.table.device.size();
@@ -98,7 +100,7 @@ void BatchSession::Impl::reset_slot(int s) {
   sl.pos = 0;
   sl.chunk = 0;
   sl.nll.clear();
-  const size_t ring = size_t(e.C) * size_t(e.c.hidden_size) * sizeof(float);
+  const size_t ring = size_t(e.C) * size_t(e.c.hidden_size) * e.kv_size();
   for (auto& b : kc) b.zero(ring, size_t(s) * ring);
   for (auto& b : vc) b.zero(ring, size_t(s) * ring);
   for (size_t i = 0; i < live.size(); ++i)

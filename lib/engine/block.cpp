@@ -146,12 +146,12 @@ namespace {
 
 ops::AttnShape one_document(const Pass& p) {
   const Config& c = p.e.c;
-  return {p.T, c.num_attention_heads, c.head_dim(), p.e.C, p.e.W, p.docs.at(0).pos};
+  return {p.T, c.num_attention_heads, c.head_dim(), p.e.C, p.e.W, p.docs.at(0).pos, p.e.kv()};
 }
 
 ops::AttnBatch documents(const Pass& p) {
   const Config& c = p.e.c;
-  return {int(p.docs.size()), p.group, c.num_attention_heads, c.head_dim(), p.e.C, p.e.W};
+  return {int(p.docs.size()), p.group, c.num_attention_heads, c.head_dim(), p.e.C, p.e.W, p.e.kv()};
 }
 
 }  // namespace
@@ -170,16 +170,22 @@ void attn_fwd(const Pass& p, int l, BlockActs& a, Buffer& x0, Buffer& x1) {
                    c.qk_norm);
   ops::rope_fwd(p.ctx, mat(a.qr, D), mat(a.qr, D), *p.cs, T, H, E);
   ops::rope_fwd(p.ctx, mat(a.kr, D), mat(a.kr, D), *p.cs, T, H, E);
-  // Each document's keys and values enter its ring at rows (pos + t) % C, in at most two runs.
+  // Each document's keys and values enter its ring at rows (pos + t) % C, in at most two runs:
+  // copied into f32 rings, rounded to nearest even into f16 ones.
   Buffer &kring = (*p.kc)[size_t(l)], &vring = (*p.vc)[size_t(l)];
   const size_t row_bytes = size_t(D) * sizeof(float);
   for (const Document& d : p.docs)
     for (int t = 0; t < d.n;) {
       const int row = int((d.pos + t) % C), run = std::min(d.n - t, C - row);
       const size_t src = size_t(d.row0 + t), dst = d.ring0 + size_t(row);
-      kring.copy_from(a.kr, size_t(run) * row_bytes, src * row_bytes, dst * row_bytes);
-      host::copy_rows(p.ctx, a.qkv, (src * 3 * D + 2 * D) * sizeof(float), 3 * row_bytes, vring, dst * row_bytes,
-                      row_bytes, row_bytes, size_t(run));
+      if (p.e.kv() == DType::F16) {
+        ops::convert_narrow_f16(p.ctx, kring, dst * D, D, a.kr, src * D, D, run, D);
+        ops::convert_narrow_f16(p.ctx, vring, dst * D, D, a.qkv, src * 3 * D + 2 * D, 3 * D, run, D);
+      } else {
+        kring.copy_from(a.kr, size_t(run) * row_bytes, src * row_bytes, dst * row_bytes);
+        host::copy_rows(p.ctx, a.qkv, (src * 3 * D + 2 * D) * sizeof(float), 3 * row_bytes, vring, dst * row_bytes,
+                        row_bytes, row_bytes, size_t(run));
+      }
       t += run;
     }
   if (p.seg)

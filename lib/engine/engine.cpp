@@ -106,6 +106,8 @@ Engine::Impl::Impl(host::Context& ctx_, const Model& m, EngineOptions o)
   lr = opts.inner_lr.value_or(c.inner_lr);
   if (!std::isfinite(lr) || lr < 0) throw Error(fmt::format("inner learning rate {} must be a finite number >= 0", lr));
   if (opts.vocab_tile < 1) throw Error("vocab_tile must be >= 1");
+  if (opts.kv_dtype != DType::F32 && opts.kv_dtype != DType::F16)
+    throw Error(fmt::format("key/value rings stored as {}: give f32 or f16", dtype_name(opts.kv_dtype)));
   if (opts.window < 0) throw Error(fmt::format("attention window {} must be >= 0 (0: the model's)", opts.window));
   B = c.mini_batch_size;
   W = opts.window ? opts.window : c.sliding_window_size;
@@ -161,6 +163,7 @@ size_t Engine::device_bytes() const { return impl_->bytes + own_->device_bytes()
 size_t Engine::session_bytes() const { return impl_->per_session; }
 size_t Engine::weight_bytes() const { return impl_->table.device_bytes(); }
 DType Engine::weight_dtype() const { return impl_->dtype(impl_->wte); }
+DType Engine::kv_dtype() const { return impl_->opts.kv_dtype; }
 
 Session& Engine::session() { return *own_; }
 

@@ -27,6 +27,7 @@ EngineOptions no_ttt(int vocab_tile) {
   o.ttt = false;
   o.vocab_tile = vocab_tile;
   o.weight_dtype = DType::F32;  // every weight is trained: f32, as its gradient
+  o.kv_dtype = DType::F32;      // and the keys and values differentiated through: f32 (this path takes no choice)
   return o;
 }
 

@@ -126,6 +126,8 @@ struct Engine::Impl {
   DType dtype(int idx) const { return table.device[size_t(idx)].dtype; }
   void alloc_acts(BlockActs& a, bool prime);
   bool can_train() const { return opts.ttt && c.num_prime_blocks() > 0; }
+  DType kv() const { return opts.kv_dtype; }
+  size_t kv_size() const { return ops::stored_size(opts.kv_dtype); }  // bytes of one ring element
   // The scratch now holds a forward of `who` (a session, a batched session, a
   // training pass): any other session's score, logits or train must run its
   // forward again first.
@@ -151,7 +153,7 @@ struct Session::Impl {
   StepInfo info;
   size_t bytes = 0;
 
-  std::vector<Buffer> kc, vc;      // per block: key/value ring (C, D), position p at row p % C
+  std::vector<Buffer> kc, vc;      // per block: key/value ring (C, D) of kv_dtype, position p at row p % C
   std::vector<Buffer> live, grad;  // per device tensor: trainable ones only (others empty)
   Buffer partial, gstats, wstats;
 
@@ -182,6 +184,7 @@ struct Session::Impl {
   Impl(Engine::Impl& e, SessionOptions o);
   ~Impl();  // drains the queue: enqueued transfers still point into the staging above
   Buffer alloc(size_t floats, const char* what);
+  Buffer alloc_bytes(size_t n, const char* what);
   bool trains() const { return ttt && e.c.num_prime_blocks() > 0; }
   // The buffer of a device tensor: this session's live copy if trainable, else the engine's.
   Buffer& w(int idx) { return live[size_t(idx)] ? live[size_t(idx)] : e.weights[size_t(idx)]; }

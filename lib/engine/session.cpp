@@ -5,6 +5,7 @@
 
 #include "host/gemm.hpp"
 #include "lib/engine/block.hpp"
+#include "ttt/safetensors.hpp"
 
 #include <fmt/format.h>
 
@@ -19,8 +20,8 @@ Session::Impl::Impl(Engine::Impl& eng, SessionOptions o) : e(eng) {
   lr = set.lr;
   const size_t D = size_t(e.c.hidden_size);
   for (int l = 0; l < e.c.num_hidden_layers; ++l) {
-    kc.push_back(alloc(size_t(e.C) * D, "key ring"));
-    vc.push_back(alloc(size_t(e.C) * D, "value ring"));
+    kc.push_back(alloc_bytes(size_t(e.C) * D * e.kv_size(), "key ring"));
+    vc.push_back(alloc_bytes(size_t(e.C) * D * e.kv_size(), "value ring"));
   }
   live.resize(e.table.device.size());
   grad.resize(e.table.device.size());
@@ -47,10 +48,33 @@ Session::Impl::~Impl() {
   }
 }
 
-Buffer Session::Impl::alloc(size_t floats, const char* what) {
-  bytes += floats * sizeof(float);
-  return Buffer(e.ctx, std::max<size_t>(floats, 1) * sizeof(float), what);
+Buffer Session::Impl::alloc(size_t floats, const char* what) { return alloc_bytes(floats * sizeof(float), what); }
+
+Buffer Session::Impl::alloc_bytes(size_t n, const char* what) {
+  bytes += n;
+  return Buffer(e.ctx, std::max<size_t>(n, 1), what);
 }
+
+namespace {
+
+// Host-side ring rows: f32 as the public state holds them, converted to and
+// from the rings' storage type (f16 rounds to nearest even, widens exactly).
+void write_ring(Buffer& ring, DType kv, const float* src, size_t n, size_t first) {
+  if (kv == DType::F32) return ring.write(src, n * sizeof(float), first * sizeof(float));
+  std::vector<uint16_t> h(n);
+  for (size_t i = 0; i < n; ++i) h[i] = f32_to_f16(src[i]);
+  ring.write(h.data(), n * sizeof(uint16_t), first * sizeof(uint16_t));
+}
+
+std::vector<float> read_ring(const Buffer& ring, DType kv, size_t n) {
+  if (kv == DType::F32) return ring.download<float>(n);
+  const std::vector<uint16_t> h = ring.download<uint16_t>(n);
+  std::vector<float> out(n);
+  for (size_t i = 0; i < n; ++i) out[i] = f16_to_f32(h[i]);
+  return out;
+}
+
+}  // namespace
 
 void Session::Impl::require_own_forward(const char* phase) const {
   if (fwd_n == 0) throw Error(fmt::format("Session::{}: no forward to follow (call forward first)", phase));
@@ -228,8 +252,8 @@ void Session::fill_random(int64_t position, uint64_t seed) {
   for (size_t l = 0; l < s.kc.size(); ++l)
     for (size_t r = 0; r < size_t(s.e.C); r += rows) {
       const size_t n = std::min(rows, size_t(s.e.C) - r);
-      s.kc[l].write(block.data(), n * D * sizeof(float), r * D * sizeof(float));
-      s.vc[l].write(block.data(), n * D * sizeof(float), r * D * sizeof(float));
+      write_ring(s.kc[l], s.e.kv(), block.data(), n * D, r * D);
+      write_ring(s.vc[l], s.e.kv(), block.data(), n * D, r * D);
     }
   s.pos = position;
 }
@@ -309,8 +333,8 @@ SessionState Session::state() const {
   st.position = s.pos;
   const size_t ring = size_t(s.e.C) * size_t(s.e.c.hidden_size);
   for (size_t l = 0; l < s.kc.size(); ++l) {
-    st.keys.push_back(s.kc[l].download<float>(ring));
-    st.values.push_back(s.vc[l].download<float>(ring));
+    st.keys.push_back(read_ring(s.kc[l], s.e.kv(), ring));
+    st.values.push_back(read_ring(s.vc[l], s.e.kv(), ring));
   }
   for (const Buffer& b : s.live)
     if (b) st.prime.push_back(b.download<float>(b.bytes() / sizeof(float)));
@@ -338,8 +362,8 @@ void Session::restore(const SessionState& st) {
                               s.e.table.device[i].name, st.prime[k - 1].size(), s.live[i].bytes() / sizeof(float)));
   s.drained();
   for (size_t l = 0; l < s.kc.size(); ++l) {
-    s.kc[l].write(st.keys[l].data(), ring * sizeof(float));
-    s.vc[l].write(st.values[l].data(), ring * sizeof(float));
+    write_ring(s.kc[l], s.e.kv(), st.keys[l].data(), ring, 0);
+    write_ring(s.vc[l], s.e.kv(), st.values[l].data(), ring, 0);
   }
   for (size_t i = 0, k = 0; i < s.live.size(); ++i)
     if (s.live[i]) s.live[i].write(st.prime[k].data(), st.prime[k].size() * sizeof(float)), ++k;
