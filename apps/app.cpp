@@ -155,6 +155,21 @@ std::string weight_label(const std::optional<DType>& choice, DType file) {
   return fmt::format("{} weights", t == DType::F32 ? "f32" : t == DType::F16 ? "f16" : "bf16");
 }
 
+void add_kv_dtype_option(po::options_description& opts) {
+  opts.add_options()("kv-dtype", po::value<std::string>()->default_value("f32")->value_name("T"),
+                     "storage of the key/value rings on the device: f32 or f16 (half the bytes; keys and values "
+                     "rounded to nearest even as stored, attention computed in f32)");
+}
+
+DType kv_dtype(const po::variables_map& vm) {
+  const std::string s = vm.count("kv-dtype") ? vm["kv-dtype"].as<std::string>() : "f32";
+  if (s == "f32") return DType::F32;
+  if (s == "f16") return DType::F16;
+  throw UsageError(fmt::format("--kv-dtype '{}': give f32 or f16", s));
+}
+
+std::string kv_label(DType t) { return t == DType::F16 ? "f16 kv" : "f32 kv"; }
+
 std::string read_text(const std::string& path, const std::string& flag) {
   std::ostringstream ss;
   if (path == "-") {

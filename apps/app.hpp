@@ -61,6 +61,12 @@ void add_weight_dtype_option(po::options_description& opts);
 std::optional<DType> weight_dtype(const po::variables_map& vm);
 // "bf16 weights": the storage an engine with that choice gives a model of file type `file`, for header lines.
 std::string weight_label(const std::optional<DType>& choice, DType file);
+// "--kv-dtype f32|f16": the same flag in every tool that runs a model (EngineOptions::kv_dtype).
+void add_kv_dtype_option(po::options_description& opts);
+// Its choice (f32 when absent); a bad value is a UsageError naming the flag.
+DType kv_dtype(const po::variables_map& vm);
+// "f16 kv": the rings' storage, for header lines.
+std::string kv_label(DType t);
 
 // The text of a file, or of standard input for "-"; errors name `flag` and the path.
 std::string read_text(const std::string& path, const std::string& flag);

@@ -68,6 +68,7 @@ int body(int argc, char** argv) {
       ("quiet,q", po::bool_switch(), "no progress and timing on stderr");
   ttt::app::add_device_option(opts);
   ttt::app::add_weight_dtype_option(opts);
+  ttt::app::add_kv_dtype_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm,
                        "ttt-generate -m MODEL_DIR (-p PROMPT | -f PROMPT_FILE | --load-session FILE) [-n 256] [sampling options] "
@@ -92,6 +93,7 @@ int body(int argc, char** argv) {
   if (full && (load || vm.count("save-session")))
     throw Usage("--full-attention sizes its key/value cache for one run's context; sessions (--save-session, "
                 "--load-session) keep the sliding window's");
+  const ttt::DType kv_dtype = ttt::app::kv_dtype(vm);  // a usage error before the model loads
   const int n_predict = vm["n-predict"].as<int>();
   if (n_predict < 0) throw Usage(fmt::format("-n {}: must be >= 0", n_predict));
   if (vm.count("stop"))
@@ -150,6 +152,7 @@ int body(int argc, char** argv) {
   ttt::EngineOptions eo;
   eo.ttt = !no_ttt;
   eo.weight_dtype = ttt::app::weight_dtype(vm);
+  eo.kv_dtype = kv_dtype;
   if (vm.count("inner-lr")) eo.inner_lr = vm["inner-lr"].as<float>();
   if (full) {
     const int64_t context = int64_t(ids.size()) + n_predict;
@@ -159,9 +162,10 @@ int body(int argc, char** argv) {
   ttt::Engine engine(rt, model, eo);
   const std::string mode = full ? "full attention" : no_ttt ? "sliding window, no test-time training" : "test-time training";
   if (!quiet)
-    std::fprintf(stderr, "ttt-generate: %zu prompt tokens, %s (window %d, mini-batch %d), %s, on %s\n", ids.size(),
-                 mode.c_str(), engine.window(), cfg.mini_batch_size,
-                 ttt::app::weight_label(engine.weight_dtype(), model.dtype).c_str(), device.label().c_str());
+    std::fprintf(stderr, "ttt-generate: %zu prompt tokens, %s (window %d, mini-batch %d), %s, %s, on %s\n",
+                 ids.size(), mode.c_str(), engine.window(), cfg.mini_batch_size,
+                 ttt::app::weight_label(engine.weight_dtype(), model.dtype).c_str(),
+                 ttt::app::kv_label(engine.kv_dtype()).c_str(), device.label().c_str());
 
   // The first Ctrl-C stops generation after the current token; a second one ends the process at once.
   ttt::app::catch_interrupts("ttt-generate", "stopping after the current token");

@@ -341,6 +341,7 @@ int body(int argc, char** argv) {
       ("quiet,q", po::bool_switch(), "no progress on stderr");
   ttt::app::add_device_option(opts);
   ttt::app::add_weight_dtype_option(opts);
+  ttt::app::add_kv_dtype_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm,
                        "ttt-niah -m MODEL_DIR [--contexts 1024,2048] [--depths 0,0.5,1] [--trials 4] [--needle all] "
@@ -425,16 +426,19 @@ int body(int argc, char** argv) {
   ttt::app::announce_compiles(rt, "ttt-niah");
   ttt::EngineOptions eo;
   eo.weight_dtype = ttt::app::weight_dtype(vm);
+  eo.kv_dtype = ttt::app::kv_dtype(vm);
   if (vm.count("inner-lr")) eo.inner_lr = vm["inner-lr"].as<float>();
   // Full attention's window: the longest prompt and its answer.
   ttt::Corpus longest;
   longest.docs.push_back({"niah", std::vector<int32_t>(size_t(contexts.back() + answer_max), 0), 0});
   ttt::app::catch_interrupts("ttt-niah", "stopping after the current prompt, then writing the cells completed");
   if (!quiet)
-    std::fprintf(stderr, "ttt-niah: %zu prompts (%s; contexts %d..%d; %zu depths; %d trials), modes %s, %s, on %s\n",
+    std::fprintf(stderr,
+                 "ttt-niah: %zu prompts (%s; contexts %d..%d; %zu depths; %d trials), modes %s, %s, %s, on %s\n",
                  items.size() / modes.size(), vm["needle"].as<std::string>().c_str(), contexts.front(), contexts.back(),
                  depths.size(), trials, ttt::modes_text(modes).c_str(),
-                 ttt::app::weight_label(eo.weight_dtype, model.dtype).c_str(), device.label().c_str());
+                 ttt::app::weight_label(eo.weight_dtype, model.dtype).c_str(), ttt::app::kv_label(eo.kv_dtype).c_str(),
+                 device.label().c_str());
 
   auto interrupted = [] { return ttt::app::interrupted() != 0; };
   ttt::Progress progress(total_tokens, "ttt-niah", quiet ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto,

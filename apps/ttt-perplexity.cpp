@@ -84,6 +84,7 @@ po::options_description options() {
       ("quiet,q", po::bool_switch(), "no progress display");
   ttt::app::add_device_option(opts);
   ttt::app::add_weight_dtype_option(opts);
+  ttt::app::add_kv_dtype_option(opts);
   return opts;
 }
 
@@ -105,6 +106,7 @@ struct Args {
   std::vector<ttt::Mode> modes;        // the passes, the main one first
   std::optional<float> inner_lr;
   std::optional<ttt::DType> weight_dtype;  // nullopt: the file's
+  ttt::DType kv_dtype = ttt::DType::F32;
   int parallel = 1;
   std::optional<std::string> journal, nll_out, json, plot, save_weights;
   std::optional<std::string> kld_base, save_session;  // --kl-divergence-base: written, or read with --kl-divergence
@@ -128,6 +130,7 @@ Args read_args(const po::variables_map& vm) {
   if (vm.count("inner-lr")) a.inner_lr = ttt::app::nonneg_float_option(vm, "inner-lr");
   a.full = vm["full-attention"].as<bool>();
   a.weight_dtype = ttt::app::weight_dtype(vm);
+  a.kv_dtype = ttt::app::kv_dtype(vm);
   a.no_ttt = vm["no-ttt"].as<bool>();
   a.ttt = !a.no_ttt && !a.full;
   a.compare = given(vm, "compare");
@@ -232,6 +235,7 @@ ttt::EngineOptions engine_options(const Args& a) {
   eo.ttt = a.ttt;
   eo.inner_lr = a.inner_lr;
   eo.weight_dtype = a.weight_dtype;
+  eo.kv_dtype = a.kv_dtype;
   return eo;
 }
 
@@ -393,9 +397,10 @@ int body(int argc, char** argv) {
   const ttt::EngineOptions eo = engine_options(a);
   // Everything but the report goes to stderr, so `> report.txt` holds the report alone.
   if (world.rank() == 0)
-    std::fprintf(stderr, "ttt-perplexity: %zu document%s, %zu token%s to score, %s, on %s\n", corpus.docs.size(),
+    std::fprintf(stderr, "ttt-perplexity: %zu document%s, %zu token%s to score, %s, %s, on %s\n", corpus.docs.size(),
                  corpus.docs.size() == 1 ? "" : "s", corpus.tokens, corpus.tokens == 1 ? "" : "s",
-                 ttt::app::weight_label(a.weight_dtype, model.dtype).c_str(), device.label().c_str());
+                 ttt::app::weight_label(a.weight_dtype, model.dtype).c_str(), ttt::app::kv_label(a.kv_dtype).c_str(),
+                 device.label().c_str());
 
   KeptSession kept;
   kept.key = {ttt::model_fingerprint(a.model_dir), a.ttt && model.config.num_prime_blocks() > 0,

@@ -337,6 +337,7 @@ int decode(int argc, char** argv) {
       ("plot", po::value<std::string>(), "write an SVG of latency against context, one line per mode");
   ttt::app::add_device_option(opts);
   ttt::app::add_weight_dtype_option(opts);
+  ttt::app::add_kv_dtype_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm,
                        "ttt-bench decode (-m DIR | --preset NAME) [--contexts 1024,4096,...] [--fill random|prefill] "
@@ -396,15 +397,18 @@ int decode(int argc, char** argv) {
     EngineOptions o;
     o.ttt = mode == "ttt";
     o.weight_dtype = app::weight_dtype(vm);
+    o.kv_dtype = app::kv_dtype(vm);
     if (mode == "full") o.window = int(std::max<int64_t>(contexts.back() + tokens + 2, c.sliding_window_size));
     Engine e(rt, m, o);
     set_matvec(e, matvec == "kernels" ? MatVec::Kernels : matvec == "gemv" ? MatVec::ClblastGemv : MatVec::Gemm);
     Session& s = e.session();
-    std::fprintf(stderr, "%s: window %d, %s, %.0f MB on the device\n", mode.c_str(), e.window(),
-                 app::weight_label(e.weight_dtype(), m.dtype).c_str(), e.device_bytes() / 1048576.0);
+    std::fprintf(stderr, "%s: window %d, %s, %s, %.0f MB on the device\n", mode.c_str(), e.window(),
+                 app::weight_label(e.weight_dtype(), m.dtype).c_str(), app::kv_label(e.kv_dtype()).c_str(),
+                 e.device_bytes() / 1048576.0);
     j["device_bytes"][mode] = e.device_bytes();
     stored_bytes = double(e.weight_bytes());
     j["weight_dtype"] = app::weight_label(e.weight_dtype(), m.dtype);
+    j["kv_dtype"] = e.kv_dtype() == DType::F16 ? "f16" : "f32";
     for (int64_t context : contexts) {
       fill_context(s, context, fill, c.vocab_size, seed + uint64_t(context));
       const bool profile = vm["profile"].as<bool>() && context == contexts.front();

@@ -37,14 +37,15 @@ std::vector<int> parse_list(const std::string& s) {
 }
 
 nlohmann::json prefill_parallel(Runtime& rt, const Model& m, size_t tokens, size_t docs,
-                                const std::vector<int>& parallel, bool ttt, uint64_t seed, bool profile) {
+                                const std::vector<int>& parallel, bool ttt, uint64_t seed, bool profile,
+                                const EngineOptions& storage) {
   host::Context& ctx = host::context(rt);
   std::vector<std::vector<int32_t>> text(docs, std::vector<int32_t>(tokens));
   std::mt19937_64 rng(seed + 1);
   for (auto& d : text)
     for (auto& t : d) t = int32_t(rng() % uint64_t(m.config.vocab_size));
   std::vector<std::span<const int32_t>> spans(text.begin(), text.end());
-  EngineOptions o;
+  EngineOptions o = storage;  // the weights' and the rings' storage types, as the prefill's
   o.ttt = ttt;
   Engine e(rt, m, o);
   const double scored = double(docs) * double(tokens - 1);

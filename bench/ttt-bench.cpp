@@ -41,12 +41,12 @@ struct Run {
   std::map<std::string, double> kernel_ms;
 };
 
+// storage: the weights' and the rings' storage types (--weight-dtype, --kv-dtype).
 Run time_prefill(ttt::Runtime& rt, const ttt::Model& m, const std::vector<int32_t>& tokens, bool ttt, bool profile,
-                 std::optional<ttt::DType> wt) {
+                 const ttt::EngineOptions& storage) {
   ttt::host::Context& ctx = ttt::host::context(rt);
-  ttt::EngineOptions o;
+  ttt::EngineOptions o = storage;
   o.ttt = ttt;
-  o.weight_dtype = wt;
   ttt::Engine e(rt, m, o);
   // After a cold kernel cache some drivers (PoCL) still compile at first
   // launch: one short untimed document keeps that out of the figures.
@@ -87,6 +87,7 @@ int prefill(int argc, char** argv) {
       ("no-ceiling", po::bool_switch(), "skip gemm_ceiling_gflops (CLBlast on the model's GEMM shapes)");
   ttt::app::add_device_option(opts);
   ttt::app::add_weight_dtype_option(opts);
+  ttt::app::add_kv_dtype_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench prefill (-m DIR | --preset NAME) [--tokens N] [--json FILE]",
                        "Prefill throughput with and without test-time training on the same model and the same\n"
@@ -96,7 +97,9 @@ int prefill(int argc, char** argv) {
   const uint64_t seed = uint64_t(ttt::app::int_option(vm, "seed", 0));
   const size_t n = size_t(ttt::app::int_option(vm, "tokens", 2));
   const std::string only = vm["only"].as<std::string>();
-  const std::optional<ttt::DType> wt = ttt::app::weight_dtype(vm);
+  ttt::EngineOptions wt;
+  wt.weight_dtype = ttt::app::weight_dtype(vm);
+  wt.kv_dtype = ttt::app::kv_dtype(vm);
   if (only != "both" && only != "ttt" && only != "no-ttt") throw ttt::app::UsageError("--only takes ttt, no-ttt or both");
   {
     ttt::app::Paths paths;
@@ -160,20 +163,22 @@ int prefill(int argc, char** argv) {
     const auto list = ttt::bench::parse_list(vm["parallel"].as<std::string>());
     const size_t docs = vm["docs"].as<size_t>();
     if (docs < 1) throw ttt::Error("--docs must be at least 1");
-    if (only != "ttt") j["parallel_no_ttt"] = ttt::bench::prefill_parallel(rt, m, n, docs, list, false, seed, profile);
-    if (only != "no-ttt") j["parallel_ttt"] = ttt::bench::prefill_parallel(rt, m, n, docs, list, true, seed, profile);
+    if (only != "ttt")
+      j["parallel_no_ttt"] = ttt::bench::prefill_parallel(rt, m, n, docs, list, false, seed, profile, wt);
+    if (only != "no-ttt")
+      j["parallel_ttt"] = ttt::bench::prefill_parallel(rt, m, n, docs, list, true, seed, profile, wt);
   }
   ttt::bench::add_roofline(j, ctx, m.config, int64_t(n - 1), only != "ttt" ? &no_runs : nullptr,
                            only != "no-ttt" ? &yes_runs : nullptr, !vm["no-ceiling"].as<bool>());
   {
-    ttt::EngineOptions o;
+    ttt::EngineOptions o = wt;
     o.ttt = only != "no-ttt";
-    o.weight_dtype = wt;
     ttt::Engine e(rt, m, o);
     j["device_mb"] = double(e.device_bytes()) / 1048576.0;
     j["device_bytes"] = e.device_bytes();  // everything the engine and its own session allocate
     j["weight_bytes"] = e.weight_bytes();
     j["weight_dtype"] = ttt::app::weight_label(e.weight_dtype(), m.dtype);
+    j["kv_dtype"] = e.kv_dtype() == ttt::DType::F16 ? "f16" : "f32";
     j["session_mb"] = double(e.session_bytes()) / 1048576.0;  // what one more document costs
   }
   j["peak_rss_mb"] = peak_rss_mb();

@@ -63,7 +63,7 @@ struct Core {
   std::optional<Tokenizer> tok;
   std::string tok_error;  // why there is no tokenizer (token-id models)
   Runtime rt;
-  EngineOptions base;  // the weight storage every engine of this model uses
+  EngineOptions base;  // the weight and key/value storage every engine of this model uses
   Engine sliding;
   std::optional<Engine> full;
   std::mutex mu;
@@ -74,8 +74,10 @@ struct Core {
     return *fingerprint_;
   }
 
-  static EngineOptions storage(const std::string& weight_dtype) {
+  static EngineOptions storage(const std::string& weight_dtype, const std::string& kv_dtype) {
     EngineOptions o;
+    if (kv_dtype == "f16") o.kv_dtype = DType::F16;
+    else if (kv_dtype != "f32") throw Error(fmt::format("kv_dtype='{}': give 'f32' or 'f16'", kv_dtype));
     if (weight_dtype == "f32") o.weight_dtype = DType::F32;
     else if (weight_dtype == "f16") o.weight_dtype = DType::F16;
     else if (weight_dtype == "bf16") o.weight_dtype = DType::BF16;
@@ -84,8 +86,12 @@ struct Core {
     return o;
   }
 
-  Core(const std::string& path, const std::string& device, const std::string& weight_dtype)
-      : dir(path), model(Model::load(path)), rt(device), base(storage(weight_dtype)), sliding(rt, model, base) {
+  Core(const std::string& path, const std::string& device, const std::string& weight_dtype, const std::string& kv_dtype)
+      : dir(path),
+        model(Model::load(path)),
+        rt(device),
+        base(storage(weight_dtype, kv_dtype)),
+        sliding(rt, model, base) {
     try {
       tok.emplace(Tokenizer::for_model(path, model.config));
       if (tok->vocab_size() > model.config.vocab_size)
@@ -329,11 +335,13 @@ NB_MODULE(_tttcl, m) {
   m.def("select_device", &select_device, "spec"_a = "");
 
   nb::class_<Core>(m, "Core")
-      .def(nb::new_([](const std::string& path, const std::string& device, const std::string& weight_dtype) {
+      .def(nb::new_([](const std::string& path, const std::string& device, const std::string& weight_dtype,
+                       const std::string& kv_dtype) {
              nb::gil_scoped_release release;
-             return std::make_shared<Core>(path, device, weight_dtype);
+             return std::make_shared<Core>(path, device, weight_dtype, kv_dtype);
            }),
-           "path"_a, "device"_a = "", "weight_dtype"_a = "auto")
+           "path"_a, "device"_a = "", "weight_dtype"_a = "auto", "kv_dtype"_a = "f32")
+      .def_prop_ro("kv_dtype", [](const Core& c) { return c.sliding.kv_dtype() == DType::F16 ? "f16" : "f32"; })
       .def_prop_ro("weight_dtype", [](const Core& c) {
         std::string n = dtype_name(c.sliding.weight_dtype());  // "BF16" -> "bf16", as the tools' flag spells it
         for (char& ch : n) ch = char(std::tolower(static_cast<unsigned char>(ch)));

@@ -1841,6 +1841,51 @@ def niah(c):
                  ["-m", os.path.join(c.tmp, "no-such-model")], "no-such-model", code=1)
 
 
+@case
+def kv_dtype(c):
+    """--kv-dtype f32|f16 in every tool that runs a model: listed by --help, bf16 or a typo is a usage error naming
+    the flag; f16 rings on a golden case stay within 1e-2 of its NLLs yet differ from the f32 run, and the header line
+    says so; ttt-bench reports kv_dtype and fewer device bytes."""
+    for tool, args in [("ttt-perplexity", []), ("ttt-generate", []), ("ttt-niah", []), ("ttt-bench", ["prefill"]),
+                       ("ttt-bench", ["decode"])]:
+        rc, out, _ = run(tool, *args, "--help")
+        check(f"{tool} {' '.join(args)} --help lists --kv-dtype", rc == 0 and "--kv-dtype" in out and "f16" in out,
+              out[-300:])
+    med = os.path.join(GOLDEN, "medium")
+    toks = os.path.join(med, "tokens.txt")
+    for bad in ("bf16", "f8"):
+        expect_error(f"--kv-dtype {bad} is refused, naming the flag", "ttt-perplexity",
+                     ["-m", med, "--tokens", toks, "--kv-dtype", bad], "--kv-dtype", bad, code=2)
+    expect_error("ttt-generate --kv-dtype f64 is refused", "ttt-generate", ["-m", med, "-p", "x", "--kv-dtype", "f64"],
+                 "--kv-dtype", code=2)
+    got = {}
+    for kv in ("f32", "f16"):
+        out = os.path.join(c.tmp, f"kv-{kv}.txt")
+        rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", toks, "--nll-out", out, "--kv-dtype", kv)
+        got[kv] = floats(out) if rc == 0 else []
+        check(f"ttt-perplexity --kv-dtype {kv}: the header line says '{kv} kv'", rc == 0 and f"{kv} kv" in se,
+              se[-400:])
+    want = floats(os.path.join(med, "nll_ttt.txt"))
+    diff = max((abs(a - b) for a, b in zip(got["f16"], want)), default=1e9)
+    check(f"golden medium with f16 keys and values within 1e-2 (max diff {diff:.2e}), not the f32 numbers",
+          len(got["f16"]) == len(want) and diff <= 1e-2 and got["f16"] != got["f32"])
+    bench = {}
+    for kv in ("f32", "f16"):
+        rc, so, se = run("ttt-bench", "decode", "--preset", "tiny", "--contexts", "64", "--tokens", "2", "--modes",
+                         "swa", "--no-bandwidth", "--kv-dtype", kv)
+        bench[kv] = json.loads(so) if rc == 0 else {}
+        check(f"ttt-bench decode --kv-dtype {kv} reports it", bench[kv].get("kv_dtype") == kv, se[-400:])
+    b16, b32 = (bench[k].get("device_bytes", {}).get("swa", 0) for k in ("f16", "f32"))
+    check(f"ttt-bench decode: f16 rings take fewer device bytes ({b16} < {b32})", 0 < b16 < b32)
+    rc, so, se = run("ttt-bench", "prefill", "--preset", "tiny", "--tokens", "40", "--only", "ttt", "--no-ceiling",
+                     "--no-profile", "--no-warmup", "--kv-dtype", "f16", "--weight-dtype", "bf16", "--parallel", "2",
+                     "--docs", "2")
+    j = json.loads(so) if rc == 0 else {}
+    check("ttt-bench prefill --kv-dtype f16 --weight-dtype bf16 reports both, and --parallel takes them too",
+          j.get("kv_dtype") == "f16" and j.get("weight_dtype") == "bf16 weights"
+          and j.get("parallel_ttt", {}).get("runs", [{}])[0].get("max_abs_nll_diff", 1) <= 1e-5, se[-400:])
+
+
 def main():
     """test_cli.py BIN_DIR DATA_DIR [--list | CASE...]: the named cases (ctest runs
     each as its own entry), or all of them."""

@@ -349,6 +349,32 @@ def test_weight_dtype(models, tmp_path):
         tttcl.Model(case, weight_dtype="f8")
 
 
+def test_kv_dtype(tmp_path):
+    """f16 keys and values: Model(kv_dtype='f16') scores as the CLI's --kv-dtype f16, near and yet not equal to f32;
+    a session saved from f16 rings loads and continues exactly; anything but f32 or f16 is refused."""
+    case = os.path.join(GOLDEN, "medium")
+    toks = golden_tokens("medium")
+    m16 = tttcl.Model(case, kv_dtype="f16")
+    assert m16.kv_dtype == "f16" and tttcl.Model(case).kv_dtype == "f32"
+    half = m16.perplexity(toks).nll
+    wide = tttcl.Model(case).perplexity(toks).nll
+    np.testing.assert_allclose(half, wide, atol=1e-2, rtol=0)
+    assert not np.array_equal(half, wide)
+    tokfile = tmp_path / "t.txt"
+    tokfile.write_text(" ".join(str(t) for t in toks))
+    np.testing.assert_array_equal(half, cli_nll(tmp_path, "-m", case, "--tokens", str(tokfile), "--kv-dtype", "f16"))
+    B = m16.mini_batch_size
+    s = m16.session()
+    got = [s.feed(toks[:2 * B + 5])]
+    s.save(tmp_path / "kv16.ses")
+    t = tttcl.Session.load(m16, tmp_path / "kv16.ses")
+    got += [t.feed(toks[2 * B + 5:]), t.flush()]
+    assert np.array_equal(np.concatenate(got), half)
+    for bad in ("bf16", "auto"):
+        with pytest.raises(tttcl.Error, match=f"kv_dtype='{bad}'"):
+            tttcl.Model(case, kv_dtype=bad)
+
+
 def test_errors(kjv, models, tmp_path):
     assert issubclass(tttcl.Error, RuntimeError)
     missing = str(tmp_path / "nope")

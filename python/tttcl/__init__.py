@@ -186,7 +186,8 @@ class Model:
     or a Device. One model is used by one thread at a time (calls from several
     threads are serialised); two models on two threads run side by side."""
 
-    def __init__(self, path: str, device: Union[None, str, int, Device] = None, weight_dtype: str = "auto"):
+    def __init__(self, path: str, device: Union[None, str, int, Device] = None, weight_dtype: str = "auto",
+                 kv_dtype: str = "f32"):
         if isinstance(device, Device):
             spec = device.spec
         elif isinstance(device, int) and not isinstance(device, bool):
@@ -198,7 +199,7 @@ class Model:
             spec = device or ""
         else:
             raise Error(f"device={device!r}: expected None, a spec string, an index or a tttcl.Device")
-        self._core = _tttcl.Core(str(path), spec, weight_dtype)
+        self._core = _tttcl.Core(str(path), spec, weight_dtype, kv_dtype)
         self.tokenizer = Tokenizer(self._core)
 
     @property
@@ -209,6 +210,12 @@ class Model:
     def weight_dtype(self) -> str:
         """Storage of the weight matrices on the device: 'f32', 'f16' or 'bf16' (weight_dtype='auto': the file's)."""
         return self._core.weight_dtype
+
+    @property
+    def kv_dtype(self) -> str:
+        """Storage of the key/value rings on the device: 'f32' or 'f16' (half the bytes; attention computes in f32).
+        Session states (save/load) hold f32 either way."""
+        return self._core.kv_dtype
 
     @property
     def device(self) -> Device:
