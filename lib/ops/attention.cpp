@@ -114,8 +114,7 @@ void attention_decode(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, c
   }
   host::Kernel m(ctx, "attention_decode", "attention_decode_merge", c.options);
   m.args(out, lse, part, s.H, nparts);
-  const size_t mw = m.fit(16);
-  m.launch({host::round_up(size_t(s.E), mw), size_t(s.H)}, {mw, 1});
+  m.launch({size_t(s.H)}, {1});  // a work-item per head
 }
 
 void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc, const Buffer& vc,
