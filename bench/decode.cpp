@@ -34,6 +34,8 @@
 #include <sstream>
 #include <thread>
 
+#include <sys/resource.h>
+
 namespace ttt::bench {
 namespace {
 
@@ -217,7 +219,16 @@ struct Point {
   std::string mode;
   int64_t context;
   double median, p90, min;  // min: the least disturbed token on a shared machine
+  double busy;              // CPU time of this process over wall time x hardware threads, while timing
 };
+
+// This process's CPU time (every thread: the host's and an OpenCL CPU device's), in ms.
+double cpu_ms() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return (double(u.ru_utime.tv_sec) + double(u.ru_stime.tv_sec)) * 1e3 +
+         (double(u.ru_utime.tv_usec) + double(u.ru_stime.tv_usec)) * 1e-3;
+}
 
 // Latency of `tokens` single-token decodes (forward + logits: the host's one
 // wait per token) after `warmup` untimed ones, from position `context`.
@@ -497,12 +508,26 @@ int decode(int argc, char** argv) {
                               {"read_gbs_probe", probe_gbs}, {"kernels", prof}};
         fill_context(s, context, fill, c.vocab_size, seed + uint64_t(context));
       }
-      ms = time_tokens(s, tokens, 2, c.vocab_size, seed + 7);
-      pts.push_back({mode, context, quantile(ms, 0.5), quantile(ms, 0.9), quantile(ms, 0)});
-      std::fprintf(stderr, "  %-4s context %7lld: %8.2f ms/token median, %8.2f p90, %8.2f min\n", mode.c_str(),
-                   (long long)context, pts.back().median, pts.back().p90, pts.back().min);
+      time_tokens(s, 2, 0, c.vocab_size, seed + 5);  // untimed warm-up
+      const double cpu0 = cpu_ms();
+      const auto wall0 = Clock::now();
+      ms = time_tokens(s, tokens, 0, c.vocab_size, seed + 7);
+      const double busy = (cpu_ms() - cpu0) / (ms_since(wall0) * std::max(1u, std::thread::hardware_concurrency()));
+      pts.push_back({mode, context, quantile(ms, 0.5), quantile(ms, 0.9), quantile(ms, 0), busy});
+      // What a token must read: every weight once (a ttt session's f32 prime copies counted as stored) and
+      // the keys and values in its window (f32 rings).
+      const double read_bytes = double(e.weight_bytes()) + 2.0 * c.num_hidden_layers *
+                                                               double(std::min<int64_t>(context + 1, e.window())) *
+                                                               c.hidden_size * sizeof(float);
+      const double gbs = read_bytes / (pts.back().median * 1e-3) * 1e-9;
+      std::fprintf(stderr,
+                   "  %-4s context %7lld: %8.2f ms/token median, %8.2f p90, %8.2f min; %.0f MB a token, %.1f GB/s; "
+                   "CPU busy %3.0f%%\n",
+                   mode.c_str(), (long long)context, pts.back().median, pts.back().p90, pts.back().min,
+                   read_bytes / 1e6, gbs, 100 * busy);
       j["results"].push_back({{"mode", mode}, {"context", context}, {"latency_ms_median", pts.back().median},
-                              {"latency_ms_p90", pts.back().p90}, {"latency_ms_min", pts.back().min}});
+                              {"latency_ms_p90", pts.back().p90}, {"latency_ms_min", pts.back().min},
+                              {"megabytes_per_token", read_bytes / 1e6}, {"gbs", gbs}, {"cpu_busy", busy}});
     }
     if (mode == "ttt" && !vm["no-step"].as<bool>() && c.num_prime_blocks() > 0) {
       // The step of one mini-batch as generation takes it: replay (forward with
