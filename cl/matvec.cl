@@ -3,10 +3,10 @@
 // written to read each weight exactly once, contiguously.
 //   matvec_cols: y (N) = x (K) @ A (K, N), A row-major with leading dimension lda
 //                (every projection x @ W), shaped for a CPU. Work-item s takes a
-//                slab of whole rows k0 .. k1-1 of A, so it reads one contiguous
-//                run of memory (MV_RB rows side by side, 128-bit loads and
-//                wider), and adds them into its own partial row part[s] (N
-//                floats, resident in the core's cache). matvec_cols_sum adds
+//                slab of whole rows k0 .. k1-1 of A (at most nb = 4096 columns
+//                of them), so it reads one contiguous run of memory (MV_RB rows
+//                side by side, 16-wide loads), and adds them into its own
+//                partial row part[s] (N floats, resident in the core's cache). matvec_cols_sum adds
 //                the partial rows of each column in order (deterministic); with
 //                one slab the slab writes y itself. PoCL runs each work-group
 //                as a loop over its items on one thread: the host gives
@@ -68,12 +68,14 @@ inline void slab_rows(__global float* p, __global const float* x, __global const
   }
 }
 
-// Slab s = get_global_id(0) of ks rows; part holds one row of N floats per slab (y itself when there is one).
+// Slab s = get_global_id(0) of ks rows, columns c0 = get_global_id(1) * nb .. c0 + nb - 1 (a wide
+// product, an untied head, is cut into column blocks so that a partial row stays in L1); part holds
+// one row of N floats per slab (y itself when there is one slab).
 __kernel void matvec_cols(__global float* part, __global const float* x, int x_off, __global const weight_t* A,
-                          int K, int N, int lda, int ks) {
-  const int s = get_global_id(0), k0 = s * ks;
-  if (k0 >= K) return;
-  slab_rows(part + (long)s * N, x + x_off, A, k0, min(K, k0 + ks), N, lda);
+                          int K, int N, int lda, int ks, int nb) {
+  const int s = get_global_id(0), k0 = s * ks, c0 = get_global_id(1) * nb;
+  if (k0 >= K || c0 >= N) return;
+  slab_rows(part + (long)s * N + c0, x + x_off, A + c0, k0, min(K, k0 + ks), min(nb, N - c0), lda);
 }
 
 // y[n] = part[0][n] + part[1][n] + ... + part[S-1][n], 16 columns per work-item.

@@ -46,17 +46,20 @@ void matvec_cols_split(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, c
 // Slabs of whole rows (matvec.cl): about kSlabsPerCore one-item work-groups per compute unit, so that
 // every core streams and a core that falls behind on a shared machine is helped by the others, and at
 // least kSlabRows rows a slab (the partial rows, S x N floats, stay a small part of the bytes read).
-constexpr int kSlabsPerCore = 8, kSlabRows = 16;
+// Columns in blocks of at most kSlabCols (a 16 KB partial row, in L1: the 125m products are one block,
+// an untied head of 128K columns is 32).
+constexpr int kSlabsPerCore = 8, kSlabRows = 16, kSlabCols = 4096;
 
 void matvec_cols_serial(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N,
                         int lda, DType at) {
   const int cus = int(std::max<cl_uint>(1, ctx.device().compute_units));
   const int want = std::max(1, std::min(kSlabsPerCore * cus, K / kSlabRows));
   const int ks = (K + want - 1) / want, S = (K + ks - 1) / ks;
+  const int nb = std::min(N, kSlabCols), blocks = (N + nb - 1) / nb;
   host::Kernel k(ctx, "matvec", "matvec_cols", options(at));
   if (S == 1) {  // one slab: it writes y
-    k.args(y, x, int32_t(x_off), A, K, N, lda, ks);
-    k.launch({1}, {1});
+    k.args(y, x, int32_t(x_off), A, K, N, lda, ks, nb);
+    k.launch({1, size_t(blocks)}, {1, 1});
     return;
   }
   size_t floats = 1024;
@@ -64,8 +67,8 @@ void matvec_cols_serial(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, 
   const Buffer& part = ctx.memo<Buffer>(fmt::format("matvec partial rows {}", floats), [&] {
     return Buffer(ctx, floats * sizeof(float), "matvec partial rows");
   });
-  k.args(part, x, int32_t(x_off), A, K, N, lda, ks);
-  k.launch({size_t(S)}, {1});
+  k.args(part, x, int32_t(x_off), A, K, N, lda, ks, nb);
+  k.launch({size_t(S), size_t(blocks)}, {1, 1});
   host::Kernel sum(ctx, "matvec", "matvec_cols_sum", options(DType::F32));
   sum.args(y, part, N, S);
   const size_t items = size_t((N + 15) / 16), wg = sum.fit(std::min<size_t>(16, items));
