@@ -18,6 +18,7 @@
 #include "host/gemm.hpp"
 #include "lib/engine/options.hpp"
 #include "lib/ops/ops.hpp"
+#include "lib/reference/ops.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -28,9 +29,12 @@
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <thread>
+
+#include <sys/resource.h>
 
 namespace ttt::bench {
 namespace {
@@ -117,7 +121,10 @@ double device_copy_gbs(host::Context& ctx) {
 
 // One-row products of the model's shapes three ways: CLBlast 1-row GEMM,
 // CLBlast GEMV and the matvec kernels; median of 7 after a warm-up, in ms.
-json time_matvec(host::Context& ctx, const Config& c) {
+// Each timed call multiplies by `copies` distinct weights of the shape, at least
+// 512 MB in all (as decode does: 12 layers of weights do not fit in a cache),
+// and the time is per product; with GB/s of weight bytes.
+json time_matvec(host::Context& ctx, const Config& c, DType wt, bool clblast) {
   const int D = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   json out = json::array();
   auto median_ms = [&](auto&& f) {
@@ -132,43 +139,78 @@ json time_matvec(host::Context& ctx, const Config& c) {
     }
     return quantile(ms, 0.5);
   };
+  double kern_min = 0;  // the least disturbed of the kernels' runs (a shared machine)
+  auto kern_ms = [&](auto&& f) {
+    f();
+    ctx.finish();
+    std::vector<double> ms;
+    for (int r = 0; r < 7; ++r) {
+      const auto t0 = Clock::now();
+      f();
+      ctx.finish();
+      ms.push_back(ms_since(t0));
+    }
+    kern_min = quantile(ms, 0);
+    return quantile(ms, 0.5);
+  };
   struct Shape {
     const char* name;
     int K, N;
     bool rows;  // y = A x with A (N, K) (tied logits), else y = x A with A (K, N)
   };
-  for (const Shape& sh : {Shape{"qkv", D, 3 * D, false}, Shape{"w13", D, 2 * I, false}, Shape{"w2", I, D, false},
-                          Shape{"logits (tied)", D, V, true}}) {
-    host::Buffer A(ctx, size_t(sh.K) * size_t(sh.N) * 4, "matvec A"), x(ctx, size_t(sh.K) * 4, "matvec x"),
-        y(ctx, size_t(sh.N) * 4, "matvec y");
-    A.fill(0.01f, size_t(sh.K) * size_t(sh.N));
+  const size_t esize = wt == DType::F32 ? 4 : 2;
+  for (const Shape& sh : {Shape{"qkv", D, 3 * D, false}, Shape{"wo", D, D, false}, Shape{"w13", D, 2 * I, false},
+                          Shape{"w2", I, D, false}, Shape{"logits (tied)", D, V, true}}) {
+    const size_t elems = size_t(sh.K) * size_t(sh.N), bytes = elems * esize;
+    const size_t copies = std::max<size_t>(1, (size_t(512) << 20) / bytes);
+    std::vector<host::Buffer> As, wides;
+    for (size_t i = 0; i < copies; ++i) {
+      As.emplace_back(ctx, bytes, "matvec A");
+      std::vector<float> v(elems, 0.01f);
+      std::vector<uint16_t> h;
+      if (wt == DType::F32)
+        As.back().write(v.data(), bytes);
+      else {
+        h = ref::narrow(v, wt);
+        As.back().write(h.data(), bytes);
+      }
+    }
+    host::Buffer x(ctx, size_t(sh.K) * 4, "matvec x"), y(ctx, size_t(sh.N) * 4, "matvec y");
     x.fill(0.5f, size_t(sh.K));
     using host::Trans;
-    const double gemm = median_ms([&] {
-      if (sh.rows)
-        host::gemm(ctx, Trans::N, Trans::T, 1, size_t(sh.N), size_t(sh.K), 1.f, x, 0, size_t(sh.K), A, 0, size_t(sh.K),
-                   0.f, y, 0, size_t(sh.N));
-      else
-        host::gemm(ctx, Trans::N, Trans::N, 1, size_t(sh.N), size_t(sh.K), 1.f, x, 0, size_t(sh.K), A, 0, size_t(sh.N),
-                   0.f, y, 0, size_t(sh.N));
-    });
-    const double gemv = median_ms([&] {
-      if (sh.rows)
-        host::gemv(ctx, Trans::N, size_t(sh.N), size_t(sh.K), 1.f, A, 0, size_t(sh.K), x, 0, 0.f, y, 0);
-      else
-        host::gemv(ctx, Trans::T, size_t(sh.K), size_t(sh.N), 1.f, A, 0, size_t(sh.N), x, 0, 0.f, y, 0);
-    });
-    const double kern = median_ms([&] {
-      if (sh.rows)
-        ops::matvec_rows(ctx, y, A, x, 0, sh.N, sh.K, sh.K);
-      else
-        ops::matvec_cols(ctx, y, x, 0, A, sh.K, sh.N, sh.N);
-    });
-    const double mb = double(sh.K) * sh.N * 4 / 1e6;
-    std::fprintf(stderr, "  %-14s %5d x %6d (%6.1f MB): gemm %8.2f ms, gemv %8.2f ms, kernels %8.2f ms\n", sh.name,
-                 sh.K, sh.N, mb, gemm, gemv, kern);
-    out.push_back({{"shape", sh.name}, {"K", sh.K}, {"N", sh.N}, {"megabytes", mb}, {"gemm_ms", gemm},
-                   {"gemv_ms", gemv}, {"kernels_ms", kern}});
+    const bool f32 = clblast && wt == DType::F32;  // CLBlast multiplies f32 weights only
+    const double gemm = !f32 ? NAN : median_ms([&] {
+      for (auto& A : As)
+        if (sh.rows)
+          host::gemm(ctx, Trans::N, Trans::T, 1, size_t(sh.N), size_t(sh.K), 1.f, x, 0, size_t(sh.K), A, 0,
+                     size_t(sh.K), 0.f, y, 0, size_t(sh.N));
+        else
+          host::gemm(ctx, Trans::N, Trans::N, 1, size_t(sh.N), size_t(sh.K), 1.f, x, 0, size_t(sh.K), A, 0,
+                     size_t(sh.N), 0.f, y, 0, size_t(sh.N));
+    }) / double(copies);
+    const double gemv = !f32 ? NAN : median_ms([&] {
+      for (auto& A : As)
+        if (sh.rows)
+          host::gemv(ctx, Trans::N, size_t(sh.N), size_t(sh.K), 1.f, A, 0, size_t(sh.K), x, 0, 0.f, y, 0);
+        else
+          host::gemv(ctx, Trans::T, size_t(sh.K), size_t(sh.N), 1.f, A, 0, size_t(sh.N), x, 0, 0.f, y, 0);
+    }) / double(copies);
+    const double kern = kern_ms([&] {
+      for (auto& A : As)
+        if (sh.rows)
+          ops::matvec_rows(ctx, y, A, x, 0, sh.N, sh.K, sh.K, wt);
+        else
+          ops::matvec_cols(ctx, y, x, 0, A, sh.K, sh.N, sh.N, wt);
+    }) / double(copies);
+    kern_min /= double(copies);
+    const double mb = double(bytes) / 1e6;
+    std::fprintf(stderr,
+                 "  %-14s %5d x %6d (%6.1f MB, %3zu copies): gemm %8.2f ms, gemv %8.2f ms, kernels %8.3f ms (%5.1f GB/s; min %5.1f GB/s)\n",
+                 sh.name, sh.K, sh.N, mb, copies, gemm, gemv, kern, mb / kern, mb / kern_min);
+    out.push_back({{"shape", sh.name}, {"K", sh.K}, {"N", sh.N}, {"megabytes", mb}, {"copies", copies},
+                   {"gemm_ms", f32 ? json(gemm) : json(nullptr)}, {"gemv_ms", f32 ? json(gemv) : json(nullptr)},
+                   {"kernels_ms", kern}, {"kernels_gbs", mb / kern}, {"kernels_ms_min", kern_min},
+                   {"kernels_gbs_max", mb / kern_min}});
   }
   return out;
 }
@@ -177,7 +219,16 @@ struct Point {
   std::string mode;
   int64_t context;
   double median, p90, min;  // min: the least disturbed token on a shared machine
+  double busy;              // CPU time of this process over wall time x hardware threads, while timing
 };
+
+// This process's CPU time (every thread: the host's and an OpenCL CPU device's), in ms.
+double cpu_ms() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return (double(u.ru_utime.tv_sec) + double(u.ru_stime.tv_sec)) * 1e3 +
+         (double(u.ru_utime.tv_usec) + double(u.ru_stime.tv_usec)) * 1e-3;
+}
 
 // Latency of `tokens` single-token decodes (forward + logits: the host's one
 // wait per token) after `warmup` untimed ones, from position `context`.
@@ -331,7 +382,8 @@ int decode(int argc, char** argv) {
        "single-token products: kernels (cl/matvec.cl), gemv (CLBlast) or gemm (CLBlast, 1 row), to compare")
       ("no-bandwidth", po::bool_switch(), "do not measure the memory bandwidth")
       ("profile", po::bool_switch(), "also print device time per kernel and token, at the first context of each mode")
-      ("matvec-only", po::bool_switch(), "only time the one-row products of the model's shapes (GEMM, GEMV, kernels)")
+      ("matvec-only", po::bool_switch(), "only time the one-row products of the model's shapes (kernels; GB/s)")
+      ("matvec-clblast", po::bool_switch(), "with --matvec-only, also CLBlast's 1-row GEMM and GEMV (f32, slow)")
       ("seed", po::value<uint64_t>()->default_value(0), "seed of the tokens, keys/values and a preset's weights")
       ("json", po::value<std::string>(), "also write the JSON to this file")
       ("plot", po::value<std::string>(), "write an SVG of latency against context, one line per mode");
@@ -384,7 +436,13 @@ int decode(int argc, char** argv) {
   if (matvec != "kernels" && matvec != "gemv" && matvec != "gemm") throw Error("--matvec takes kernels, gemv or gemm");
 
   if (vm["matvec-only"].as<bool>()) {
-    json j = {{"bench", "decode-matvec"}, {"device", device.name}, {"model", name}, {"products", time_matvec(ctx, c)}};
+    // The read bandwidth just before and after, for the kernels' share of it on a shared machine.
+    const double before = host_read_gbs();
+    json products = time_matvec(ctx, c, app::weight_dtype(vm).value_or(DType::F32), vm["matvec-clblast"].as<bool>());
+    const double after = host_read_gbs();
+    std::fprintf(stderr, "  read bandwidth (host probe): %.1f GB/s before, %.1f GB/s after\n", before, after);
+    json j = {{"bench", "decode-matvec"}, {"device", device.name}, {"model", name}, {"products", products},
+              {"bandwidth_host_read_gbs_before", before}, {"bandwidth_host_read_gbs_after", after}};
     std::cout << j.dump(2) << "\n";
     return 0;
   }
@@ -415,6 +473,7 @@ int decode(int argc, char** argv) {
       std::vector<double> ms;
       if (profile) {
         // Untimed: profiling events and the GEMMs' host timing add waits.
+        const double probe_gbs = host_read_gbs();
         ctx.profiler().reset();
         ctx.profiler().enable(true);
         time_tokens(s, tokens, 0, c.vocab_size, seed + 7);
@@ -422,17 +481,57 @@ int decode(int argc, char** argv) {
         ctx.profiler().enable(false);
         double total = 0;
         for (const auto& [k, v] : ctx.profiler().totals_ms()) total += v;
-        std::fprintf(stderr, "  %s device time per token: %.2f ms\n", mode.c_str(), total / tokens);
-        for (const auto& [k, v] : ctx.profiler().totals_ms())
-          std::fprintf(stderr, "    %-28s %8.3f ms\n", k.c_str(), v / tokens);
+        std::fprintf(stderr, "  %s device time per token: %.2f ms (read bandwidth probe: %.1f GB/s)\n", mode.c_str(),
+                     total / tokens, probe_gbs);
+        // The bytes each streaming kernel must read per token: the head (logits), every other weight
+        // (the block matvecs; norm gains are a rounding error) and the keys and values in the window.
+        const double esize = e.weight_dtype() == DType::F32 ? 4 : 2;
+        const double head = double(c.vocab_size) * c.hidden_size * esize;
+        const double keys = double(std::min<int64_t>(context + 1, e.window()));
+        const std::map<std::string, double> bytes = {
+            {"matvec_rows", c.tie_word_embeddings ? head : 0},
+            {"matvec_cols", double(e.weight_bytes()) - head},
+            {"attention_decode_split", 2.0 * c.num_hidden_layers * keys * c.hidden_size * sizeof(float)}};
+        json prof = json::object();
+        for (const auto& [k, v] : ctx.profiler().totals_ms()) {
+          const double ms_tok = v / tokens;
+          const auto b = bytes.find(k);
+          prof[k]["ms_per_token"] = ms_tok;
+          if (b == bytes.end() || b->second <= 0) {
+            std::fprintf(stderr, "    %-28s %8.3f ms\n", k.c_str(), ms_tok);
+            continue;
+          }
+          const double gbs = b->second / (ms_tok * 1e-3) * 1e-9;
+          prof[k]["megabytes_per_token"] = b->second / 1e6;
+          prof[k]["gbs"] = gbs;
+          std::fprintf(stderr, "    %-28s %8.3f ms  %7.1f MB  %5.1f GB/s (%3.0f%% of the probe; %.3f ms at it)\n",
+                       k.c_str(), ms_tok, b->second / 1e6, gbs, 100 * gbs / probe_gbs,
+                       b->second / (probe_gbs * 1e9) * 1e3);
+        }
+        j["profile"][mode] = {{"context", context}, {"device_ms_per_token", total / tokens},
+                              {"read_gbs_probe", probe_gbs}, {"kernels", prof}};
         fill_context(s, context, fill, c.vocab_size, seed + uint64_t(context));
       }
-      ms = time_tokens(s, tokens, 2, c.vocab_size, seed + 7);
-      pts.push_back({mode, context, quantile(ms, 0.5), quantile(ms, 0.9), quantile(ms, 0)});
-      std::fprintf(stderr, "  %-4s context %7lld: %8.2f ms/token median, %8.2f p90, %8.2f min\n", mode.c_str(),
-                   (long long)context, pts.back().median, pts.back().p90, pts.back().min);
+      time_tokens(s, 2, 0, c.vocab_size, seed + 5);  // untimed warm-up
+      const double cpu0 = cpu_ms();
+      const auto wall0 = Clock::now();
+      ms = time_tokens(s, tokens, 0, c.vocab_size, seed + 7);
+      const double busy = (cpu_ms() - cpu0) / (ms_since(wall0) * std::max(1u, std::thread::hardware_concurrency()));
+      pts.push_back({mode, context, quantile(ms, 0.5), quantile(ms, 0.9), quantile(ms, 0), busy});
+      // What a token must read: every weight once (a ttt session's f32 prime copies counted as stored) and
+      // the keys and values in its window (f32 rings).
+      const double read_bytes = double(e.weight_bytes()) + 2.0 * c.num_hidden_layers *
+                                                               double(std::min<int64_t>(context + 1, e.window())) *
+                                                               c.hidden_size * sizeof(float);
+      const double gbs = read_bytes / (pts.back().median * 1e-3) * 1e-9;
+      std::fprintf(stderr,
+                   "  %-4s context %7lld: %8.2f ms/token median, %8.2f p90, %8.2f min; %.0f MB a token, %.1f GB/s; "
+                   "CPU busy %3.0f%%\n",
+                   mode.c_str(), (long long)context, pts.back().median, pts.back().p90, pts.back().min,
+                   read_bytes / 1e6, gbs, 100 * busy);
       j["results"].push_back({{"mode", mode}, {"context", context}, {"latency_ms_median", pts.back().median},
-                              {"latency_ms_p90", pts.back().p90}, {"latency_ms_min", pts.back().min}});
+                              {"latency_ms_p90", pts.back().p90}, {"latency_ms_min", pts.back().min},
+                              {"megabytes_per_token", read_bytes / 1e6}, {"gbs", gbs}, {"cpu_busy", busy}});
     }
     if (mode == "ttt" && !vm["no-step"].as<bool>() && c.num_prime_blocks() > 0) {
       // The step of one mini-batch as generation takes it: replay (forward with

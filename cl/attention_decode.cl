@@ -13,6 +13,9 @@
 // contiguously, and keeps one online softmax per head; it writes one partial
 // {m, l, acc[E]} (unnormalised) per (head, run). attention_decode_merge folds
 // the runs of a head in order: deterministic, no atomics, no local memory.
+// A key row's ATT_DH scores are computed first (independent sums, two chains
+// each), then its value row is added in; exponentials are of non-positive
+// numbers (exp_nonpos, common.cl: no library call).
 __kernel void attention_decode_split(__global float* part, __global const float* q, __global const kv_t* kc,
                                      __global const kv_t* vc, int C, long pos0, int W, int per, int nparts,
                                      float scale) {
@@ -22,7 +25,7 @@ __kernel void attention_decode_split(__global float* part, __global const float*
   const long k_lo = max(0L, pos0 - W + 1);
   const long b0 = k_lo + (long)i * per, b1 = min(pos0 + 1, b0 + per);
   floatv acc[ATT_DH * EV];
-  float m[ATT_DH], l[ATT_DH];
+  float m[ATT_DH], l[ATT_DH], sc[ATT_DH];
   for (int h = 0; h < ATT_DH; ++h) {
     m[h] = -INFINITY;
     l[h] = 0.0f;
@@ -33,16 +36,23 @@ __kernel void attention_decode_split(__global float* part, __global const float*
     __global const kv_t* kr = kc + r * D;
     __global const kv_t* vr = vc + r * D;
     for (int h = 0; h < ATT_DH; ++h) {
-      floatv sv = 0.0f;
-      for (int e = 0; e < EV; ++e) sv = mad(vloadv(0, q + h * ATT_E + e * VW), KVLOADV(kr + h * ATT_E + e * VW), sv);
-      const float sc = hsum(sv) * scale;
-      if (sc > m[h]) {  // rescale only when the maximum grows
-        const float c = exp(m[h] - sc);
+      floatv s0 = 0.0f, s1 = 0.0f;
+      int e = 0;
+      for (; e + 2 <= EV; e += 2) {
+        s0 = mad(vloadv(0, q + h * ATT_E + e * VW), KVLOADV(kr + h * ATT_E + e * VW), s0);
+        s1 = mad(vloadv(0, q + h * ATT_E + (e + 1) * VW), KVLOADV(kr + h * ATT_E + (e + 1) * VW), s1);
+      }
+      if (e < EV) s0 = mad(vloadv(0, q + h * ATT_E + e * VW), KVLOADV(kr + h * ATT_E + e * VW), s0);
+      sc[h] = hsum(s0 + s1) * scale;
+    }
+    for (int h = 0; h < ATT_DH; ++h) {
+      if (sc[h] > m[h]) {  // rescale only when the maximum grows
+        const float c = exp_nonpos(m[h] - sc[h]);  // first key (m = -inf): 2^-126 times l = 0 and acc = 0
         l[h] *= c;
         for (int e = 0; e < EV; ++e) acc[h * EV + e] *= c;
-        m[h] = sc;
+        m[h] = sc[h];
       }
-      const float p = exp(sc - m[h]);
+      const float p = exp_nonpos(sc[h] - m[h]);
       l[h] += p;
       for (int e = 0; e < EV; ++e) acc[h * EV + e] = mad(p, KVLOADV(vr + h * ATT_E + e * VW), acc[h * EV + e]);
     }
@@ -120,20 +130,24 @@ __kernel __attribute__((reqd_work_group_size(ATT_DT, 1, 1))) void attention_deco
   }
 }
 
-// out (1, H*E) and lse (1, H) of the decode query from the nparts partials of each head.
+// out (1, H*E) and lse (1, H) of the decode query from the nparts partials of
+// each head: work-item h folds head h's runs in order, one weight per run.
 __kernel void attention_decode_merge(__global float* out, __global float* lse, __global const float* part, int H,
                                      int nparts) {
-  const int e = get_global_id(0), h = get_global_id(1);
-  if (e >= ATT_E) return;
+  const int h = get_global_id(0);
+  if (h >= H) return;
   __global const float* p = part + (long)h * nparts * (ATT_E + 2);
   float M = -INFINITY;
   for (int s = 0; s < nparts; ++s) M = fmax(M, p[s * (ATT_E + 2)]);
-  float L = 0.0f, a = 0.0f;
+  float L = 0.0f;
+  floatv a[EV];
+  for (int e = 0; e < EV; ++e) a[e] = 0.0f;
   for (int s = 0; s < nparts; ++s) {
-    const float c = p[s * (ATT_E + 2)] > -INFINITY ? exp(p[s * (ATT_E + 2)] - M) : 0.0f;
-    L = mad(c, p[s * (ATT_E + 2) + 1], L);
-    a = mad(c, p[s * (ATT_E + 2) + 2 + e], a);
+    __global const float* ps = p + s * (ATT_E + 2);
+    const float c = ps[0] > -INFINITY ? exp(ps[0] - M) : 0.0f;
+    L = mad(c, ps[1], L);
+    for (int e = 0; e < EV; ++e) a[e] = mad(c, vloadv(0, ps + 2 + e * VW), a[e]);
   }
-  out[h * ATT_E + e] = a / L;
-  if (e == 0) lse[h] = M + log(L);
+  for (int e = 0; e < EV; ++e) vstorev(a[e] / L, out + h * ATT_E + e * VW);
+  lse[h] = M + log(L);
 }

@@ -13,8 +13,13 @@ namespace {
 
 class Matvec : public DeviceTest {};
 
+// Sizes: a slab's rows not a multiple of the 4 read side by side (93, 1667), one slab writing y
+// directly (K < 32), columns not a multiple of 16 and fewer than 16, a long K of few columns (many
+// slabs: the partial rows' sum), more columns than a slab's block (4096: 4099 with one slab, 8195 with
+// several), and for the rows form runs of several rows per item with a remainder.
 TEST_F(Matvec, ColumnsAndRowsMatchReference) {
-  for (auto [K, N] : {std::pair{1, 1}, {7, 93}, {93, 7}, {64, 1023}, {768, 1024}, {33, 1025}, {5, 2}}) {
+  for (auto [K, N] : {std::pair{1, 1}, {7, 93}, {93, 7}, {64, 1023}, {768, 1024}, {33, 1025}, {5, 2}, {1667, 17},
+                      {2, 4099}, {130, 2305}, {40, 8195}}) {
     const int lda = N + 3, x_off = 5;
     auto A = random_vec(size_t(K) * lda, 1), xv = random_vec(size_t(K) + x_off, 2);
     // Reference on the packed (K, N) matrix.
@@ -49,7 +54,8 @@ host::Buffer stored(host::Context& ctx, const std::vector<uint16_t>& v) {
 
 TEST_F(Matvec, SixteenBitWeightsMatchTheWidenedReference) {
   for (DType t : {DType::BF16, DType::F16})
-    for (auto [K, N] : {std::pair{1, 1}, {7, 93}, {93, 7}, {33, 1025}, {5, 2}, {768, 1024}}) {
+    for (auto [K, N] : {std::pair{1, 1}, {7, 93}, {93, 7}, {33, 1025}, {5, 2}, {768, 1024}, {1667, 17}, {130, 2305},
+                        {40, 8195}}) {
       const int lda = N + 3, x_off = 5;
       const auto A16 = ref::narrow(random_vec(size_t(K) * lda, 1), t);
       std::vector<float> A(A16.size());

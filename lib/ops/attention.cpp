@@ -72,7 +72,8 @@ void check_ring(const AttnShape& s) {
 void attention_prepare(Context& ctx, int E) { cached_config(ctx, E); }
 
 // A single query (decode) splits its keys into runs. On a CPU (per_item):
-// runs of at least 32 keys, one work-item each with every head's state.
+// runs of at least 64 keys, one work-item each with every head's state, and
+// at most 32 runs per core (enough to balance the cores; the merge reads every run).
 // Elsewhere (per_group): one work-group per (run, head), with enough runs for
 // two work-groups per compute unit and at least 64 keys a run. The partials
 // live in a scratch buffer of the context, one per size.
@@ -87,7 +88,7 @@ void attention_decode(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, c
   const int64_t keys = std::min<int64_t>(s.W, s.pos0 + 1);
   const int64_t cus = int64_t(ctx.device().compute_units);
   const int nparts = kind == DecodeKernel::per_item
-                         ? int(std::clamp<int64_t>(keys / 32, 1, std::max<int64_t>(1, 256 * cus)))
+                         ? int(std::clamp<int64_t>(keys / 64, 1, std::max<int64_t>(1, 32 * cus)))
                          : int(std::clamp<int64_t>((2 * cus + s.H - 1) / s.H, 1, std::max<int64_t>(1, keys / 64)));
   const int per = int((keys + nparts - 1) / nparts);
   size_t floats = 1024;
@@ -116,8 +117,7 @@ void attention_decode(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, c
   }
   host::Kernel m(ctx, "attention_decode", "attention_decode_merge", c.options);  // reads no key or value
   m.args(out, lse, part, s.H, nparts);
-  const size_t mw = m.fit(16);
-  m.launch({host::round_up(size_t(s.E), mw), size_t(s.H)}, {mw, 1});
+  m.launch({size_t(s.H)}, {1});  // a work-item per head
 }
 
 void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc, const Buffer& vc,

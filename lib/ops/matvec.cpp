@@ -3,14 +3,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 namespace ttt::ops {
 
-constexpr int kCols = 16;  // MV_NC: columns per work-item of matvec_cols (16: 51 ms vs 74 ms at 4 for the 125m blocks on PoCL)
-// -DMV_NC, and the weight's storage type (one program per type).
-std::string options(DType at) {
-  const std::string w = weight_option(at);
-  return fmt::format("-DMV_NC={}", kCols) + (w.empty() ? "" : " " + w);
-}
+// The weight's storage type (one program per type).
+std::string options(DType at) { return weight_option(at); }
 
 void matvec_prepare(Context& ctx) { host::Kernel(ctx, "matvec", "matvec_cols", options(DType::F32)); }
 
@@ -45,12 +43,36 @@ void matvec_cols_split(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, c
   k.launch({host::round_up(size_t(N), size_t(s.cols)), size_t(s.k)}, {size_t(s.cols), size_t(s.k)});
 }
 
+// Slabs of whole rows (matvec.cl): about kSlabsPerCore one-item work-groups per compute unit, so that
+// every core streams and a core that falls behind on a shared machine is helped by the others, and at
+// least kSlabRows rows a slab (the partial rows, S x N floats, stay a small part of the bytes read).
+// Columns in blocks of at most kSlabCols (a 16 KB partial row, in L1: the 125m products are one block,
+// an untied head of 128K columns is 32).
+constexpr int kSlabsPerCore = 8, kSlabRows = 16, kSlabCols = 4096;
+
 void matvec_cols_serial(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N,
                         int lda, DType at) {
+  const int cus = int(std::max<cl_uint>(1, ctx.device().compute_units));
+  const int want = std::max(1, std::min(kSlabsPerCore * cus, K / kSlabRows));
+  const int ks = (K + want - 1) / want, S = (K + ks - 1) / ks;
+  const int nb = std::min(N, kSlabCols), blocks = (N + nb - 1) / nb;
   host::Kernel k(ctx, "matvec", "matvec_cols", options(at));
-  k.args(y, x, int32_t(x_off), A, K, N, lda);
-  const size_t wg = k.fit(64);
-  k.launch({host::round_up(size_t((N + kCols - 1) / kCols), wg)}, {wg});
+  if (S == 1) {  // one slab: it writes y
+    k.args(y, x, int32_t(x_off), A, K, N, lda, ks, nb);
+    k.launch({1, size_t(blocks)}, {1, 1});
+    return;
+  }
+  size_t floats = 1024;
+  while (floats < size_t(S) * size_t(N)) floats *= 2;
+  const Buffer& part = ctx.memo<Buffer>(fmt::format("matvec partial rows {}", floats), [&] {
+    return Buffer(ctx, floats * sizeof(float), "matvec partial rows");
+  });
+  k.args(part, x, int32_t(x_off), A, K, N, lda, ks, nb);
+  k.launch({size_t(S), size_t(blocks)}, {1, 1});
+  host::Kernel sum(ctx, "matvec", "matvec_cols_sum", options(DType::F32));
+  sum.args(y, part, N, S);
+  const size_t items = size_t((N + 15) / 16), wg = sum.fit(std::min<size_t>(16, items));
+  sum.launch({host::round_up(items, wg)}, {wg});
 }
 
 void matvec_cols(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const Buffer& A, int K, int N, int lda,
@@ -65,10 +87,14 @@ void matvec_cols(Context& ctx, Buffer& y, const Buffer& x, size_t x_off, const B
 
 void matvec_rows(Context& ctx, Buffer& y, const Buffer& A, const Buffer& x, size_t x_off, int M, int K, int lda,
                  DType at) {
+  // A CPU: one-item work-groups of rb rows (a multiple of MV_RR = 4), about 64 per core. Elsewhere: an item per 4 rows.
   host::Kernel k(ctx, "matvec", "matvec_rows", options(at));
-  k.args(y, A, x, int32_t(x_off), M, K, lda);
-  const size_t wg = k.fit(64);
-  k.launch({host::round_up(size_t(M), wg)}, {wg});
+  const bool cpu = ctx.device().type & CL_DEVICE_TYPE_CPU;
+  const int cus = int(std::max<cl_uint>(1, ctx.device().compute_units));
+  const int rb = cpu ? std::max(4, (M + 64 * cus - 1) / (64 * cus) + 3) / 4 * 4 : 4;
+  k.args(y, A, x, int32_t(x_off), M, K, lda, rb);
+  const size_t items = size_t((M + rb - 1) / rb), wg = cpu ? 1 : k.fit(std::min<size_t>(64, items));
+  k.launch({host::round_up(items, wg)}, {wg});
 }
 
 }  // namespace ttt::ops
