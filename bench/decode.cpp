@@ -485,13 +485,13 @@ int decode(int argc, char** argv) {
                      total / tokens, probe_gbs);
         // The bytes each streaming kernel must read per token: the head (logits), every other weight
         // (the block matvecs; norm gains are a rounding error) and the keys and values in the window.
-        const double esize = e.weight_dtype() == DType::F32 ? 4 : 2;
+        const double esize = e.weight_dtype() == DType::F32 ? 4 : 2, kv_size = e.kv_dtype() == DType::F32 ? 4 : 2;
         const double head = double(c.vocab_size) * c.hidden_size * esize;
         const double keys = double(std::min<int64_t>(context + 1, e.window()));
         const std::map<std::string, double> bytes = {
             {"matvec_rows", c.tie_word_embeddings ? head : 0},
             {"matvec_cols", double(e.weight_bytes()) - head},
-            {"attention_decode_split", 2.0 * c.num_hidden_layers * keys * c.hidden_size * sizeof(float)}};
+            {"attention_decode_split", 2.0 * c.num_hidden_layers * keys * c.hidden_size * kv_size}};
         json prof = json::object();
         for (const auto& [k, v] : ctx.profiler().totals_ms()) {
           const double ms_tok = v / tokens;
@@ -519,10 +519,10 @@ int decode(int argc, char** argv) {
       const double busy = (cpu_ms() - cpu0) / (ms_since(wall0) * std::max(1u, std::thread::hardware_concurrency()));
       pts.push_back({mode, context, quantile(ms, 0.5), quantile(ms, 0.9), quantile(ms, 0), busy});
       // What a token must read: every weight once (a ttt session's f32 prime copies counted as stored) and
-      // the keys and values in its window (f32 rings).
+      // the keys and values in its window, as the rings store them.
       const double read_bytes = double(e.weight_bytes()) + 2.0 * c.num_hidden_layers *
                                                                double(std::min<int64_t>(context + 1, e.window())) *
-                                                               c.hidden_size * sizeof(float);
+                                                               c.hidden_size * (e.kv_dtype() == DType::F32 ? 4.0 : 2.0);
       const double gbs = read_bytes / (pts.back().median * 1e-3) * 1e-9;
       std::fprintf(stderr,
                    "  %-4s context %7lld: %8.2f ms/token median, %8.2f p90, %8.2f min; %.0f MB a token, %.1f GB/s; "
