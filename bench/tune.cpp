@@ -287,8 +287,16 @@ int tune(int argc, char** argv) {
   std::fprintf(stderr, "  defaults: %.2f s of GEMMs per mini-batch\n", def.objective);
 
   // 2. The tuners, each under its share of the budget; the record already
-  // in the tuning file for this device competes too.
+  // in the tuning file for this device and the built-in one compete too.
   std::vector<Candidate> cands = seeds();
+  // The built-in record for this class of device (what a user without a file
+  // gets) competes as it is, plan included: the file's record refines it.
+  if (const host::BuiltinRecord* b = host::builtin_record(host::DeviceClass::of(dev))) {
+    Candidate c;
+    c.origin = fmt::format("the built-in record '{}'", b->name);
+    c.kernels = b->kernels;
+    cands.push_back(std::move(c));
+  }
   if (std::ifstream in(path); in) {
     std::stringstream text;
     text << in.rdbuf();
