@@ -6,7 +6,8 @@ reference here, never a dependency of ttt-cl's tools or library.
     ttt-bench prefill --preset 125m --tokens 2049 --json prefill.json
     build/venv/bin/python bench/openblas_gemm.py prefill.json [--reps 2]
 
-Reads `gemm_ceiling_shapes` ("gemm_w13 NN 1024x3328x768": {count, gflops}),
+Reads `gemm_ceiling_shapes` ("gemm_w13 NN 1024x3328x768": {count, gflops}), or
+a `ttt-bench tune` JSON's `shapes` (its chosen record's `tuned_gflops`),
 times numpy.matmul on each shape (row-major, with the shape's transposes, the
 best of --reps after one warm-up call), and prints JSON: per shape CLBlast and
 OpenBLAS GFLOP/s and their ratio, and the same weighted by the shapes' counts
@@ -40,11 +41,13 @@ def blas_name():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("prefill_json", help="a ttt-bench prefill JSON with gemm_ceiling_shapes ('-': stdin)")
+    ap.add_argument("prefill_json", help="a ttt-bench prefill (or tune) JSON with the GEMM shapes ('-': stdin)")
     ap.add_argument("--reps", type=int, default=2)
     a = ap.parse_args()
     doc = json.load(sys.stdin if a.prefill_json == "-" else open(a.prefill_json))
     shapes = doc.get("gemm_ceiling_shapes")
+    if not shapes and isinstance(doc.get("shapes"), list):  # a ttt-bench tune JSON: its chosen record's figures
+        shapes = {r["shape"]: {"count": r["count"], "gflops": r["tuned_gflops"]} for r in doc["shapes"]}
     if not shapes:
         sys.exit(f"openblas_gemm.py: {a.prefill_json} has no gemm_ceiling_shapes (run ttt-bench prefill without --no-ceiling)")
     rng = np.random.default_rng(0)
