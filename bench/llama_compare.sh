@@ -81,8 +81,9 @@ for dt in f32 f16; do
 done
 
 # 4. Alternating runs.
-have_depth=0
-"$lb" --help 2>&1 | grep -q -- '-d, --n-depth' && have_depth=1
+have_depth=0  # -d (context depth) appeared in llama-bench in 2025
+help=$("$lb" --help 2>&1 || true)
+case $help in *--n-depth*) have_depth=1 ;; esac
 run() {  # name, command...: JSON to $name.r$round.json, the load before it in the file's name list
   local name=$1; shift
   echo "$name r$round load $(load)" >>loads.txt
