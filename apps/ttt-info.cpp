@@ -3,6 +3,7 @@
 #include "apps/app.hpp"
 #include "ttt/device.hpp"
 #include "host/program.hpp"
+#include "host/tuning.hpp"
 
 #include <fmt/format.h>
 
@@ -47,6 +48,7 @@ int body(int argc, char** argv) {
              env && *env ? fmt::format("TTT_DEVICE={}", env) : std::string("first GPU, else first device"));
   const std::string cache = ttt::host::program_cache_dir();
   fmt::print("Kernel cache:   {}\n", cache.empty() ? "disabled" : cache);
+  fmt::print("GEMM tuning:    {}\n", ttt::host::describe_tuning(ttt::host::select_device()));
   return 0;
 }
 

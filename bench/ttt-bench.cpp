@@ -4,6 +4,7 @@
 #include "apps/app.hpp"
 #include "bench/kernels.hpp"
 #include "bench/decode.hpp"
+#include "bench/peak.hpp"
 #include "bench/roofline.hpp"
 #include "bench/train.hpp"
 #include "bench/tune.hpp"
@@ -12,6 +13,7 @@
 #include "ttt/engine.hpp"
 #include "ttt/output.hpp"
 #include "host/program.hpp"
+#include "host/tuning.hpp"
 #include "lib/ops/ops.hpp"
 #include "bench/parallel.hpp"
 
@@ -84,7 +86,8 @@ int prefill(int argc, char** argv) {
       ("docs", po::value<size_t>()->default_value(4), "documents of --tokens each for --parallel")
       ("repeat", po::value<int>()->default_value(1), "timed runs per mode (median and spread reported)")
       ("no-warmup", po::bool_switch(), "skip the untimed warm-up run (kernel builds, CLBlast's compile)")
-      ("no-ceiling", po::bool_switch(), "skip gemm_ceiling_gflops (CLBlast on the model's GEMM shapes)");
+      ("no-ceiling", po::bool_switch(), "skip gemm_ceiling_gflops (CLBlast on the model's GEMM shapes)")
+      ("no-peak", po::bool_switch(), "skip fma_peak_gflops (the device's FMA peak, ttt-bench peak)");
   ttt::app::add_device_option(opts);
   ttt::app::add_weight_dtype_option(opts);
   ttt::app::add_kv_dtype_option(opts);
@@ -118,6 +121,8 @@ int prefill(int argc, char** argv) {
   const ttt::host::DeviceInfo& device = ctx.device();
   ttt::app::announce_compiles(rt, "ttt-bench");
   const bool profile = !vm["no-profile"].as<bool>();
+  const ttt::host::TuningState& tuning = ttt::host::tuning_state(ctx);  // what the GEMMs below run with
+  std::fprintf(stderr, "ttt-bench: CLBlast tuning record: %s\n", tuning.record().c_str());
 
   json j = {{"bench", "prefill"},
             {"device", device.name},
@@ -125,7 +130,8 @@ int prefill(int argc, char** argv) {
             {"parameters", m.num_parameters()},
             {"tokens", n},
             {"mini_batch", m.config.mini_batch_size},
-            {"window", m.config.sliding_window_size}};
+            {"window", m.config.sliding_window_size},
+            {"tuning", {{"record", tuning.source_name()}, {"name", tuning.record()}, {"file_state", tuning.name()}}}};
   const int repeat = vm["repeat"].as<int>();
   if (repeat < 1 || repeat > 100) throw ttt::Error("--repeat must be in 1..100");
   if (!vm["no-warmup"].as<bool>()) {  // the engine builds every kernel; a GEMM makes CLBlast compile its program
@@ -170,6 +176,15 @@ int prefill(int argc, char** argv) {
   }
   ttt::bench::add_roofline(j, ctx, m.config, int64_t(n - 1), only != "ttt" ? &no_runs : nullptr,
                            only != "no-ttt" ? &yes_runs : nullptr, !vm["no-ceiling"].as<bool>());
+  if (!vm["no-peak"].as<bool>()) {  // the achieved GFLOP/s against what the device's FMA units can do
+    std::fprintf(stderr, "  fma peak: cl/peak.cl on every compute unit ...\n");
+    j.update(ttt::bench::fma_peak(ctx));
+    const double peak = j["fma_peak_gflops"].get<double>();
+    for (const char* mode : {"no_ttt_", "ttt_"})
+      if (j.contains(std::string(mode) + "achieved_gflops"))
+        j[std::string(mode) + "over_fma_peak"] = j[std::string(mode) + "achieved_gflops"].get<double>() / peak;
+    if (j.contains("gemm_ceiling_gflops")) j["gemm_ceiling_over_fma_peak"] = j["gemm_ceiling_gflops"].get<double>() / peak;
+  }
   {
     ttt::EngineOptions o = wt;
     o.ttt = only != "no-ttt";
@@ -264,6 +279,7 @@ int body(int argc, char** argv) {
                  "  kernels   every kernel test case (tests/cases.hpp) timed (JSON)\n"
                  "  decode    per-token decode latency against context: ttt, swa, full attention (JSON, SVG)\n"
                  "  tune      tune CLBlast's SGEMM on the model's shapes, write the tuning file (JSON)\n"
+                 "  peak      the device's float32 FMA peak, GFLOP/s (JSON)\n"
                  "  compare   ttt-cl against the PyTorch reference: tokens/s and NLL difference (JSON)\n"
                  "  roofline  FLOPs and bytes of every kernel per mini-batch, time at a GPU's peak (JSON)\n"
                  "  train     the training gradient (every parameter) on the device against the CPU reference (JSON)\n\n"
@@ -285,6 +301,7 @@ int body(int argc, char** argv) {
   if (cmd == "kernels") return sub(ttt::bench::kernels);
   if (cmd == "decode") return sub(ttt::bench::decode);
   if (cmd == "tune") return sub(ttt::bench::tune);
+  if (cmd == "peak") return sub(ttt::bench::peak);
   if (cmd == "compare") return sub(ttt::bench::compare);
   if (cmd == "roofline") return sub(ttt::bench::roofline_table);
   if (cmd == "train") return sub(ttt::bench::train);

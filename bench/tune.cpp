@@ -12,7 +12,8 @@
 //     each applied with OverrideParameters and timed on every distinct shape;
 //     the objective is sum(count * seconds): one mini-batch's GEMM time;
 //  3. the --plans best of those again under each host::GemmPlan of kPlans
-//     (column-major hand-over, K and N panels), timed the same way.
+//     (column-major hand-over, K and N panels), timed the same way; a
+//     candidate that has a plan (the file's record, the built-in one) under the others.
 #include "bench/gemm_timing.hpp"
 #include "bench/model_flops.hpp"
 #include "bench/tune.hpp"
@@ -32,6 +33,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -287,8 +289,18 @@ int tune(int argc, char** argv) {
   std::fprintf(stderr, "  defaults: %.2f s of GEMMs per mini-batch\n", def.objective);
 
   // 2. The tuners, each under its share of the budget; the record already
-  // in the tuning file for this device competes too.
+  // in the tuning file for this device and the built-in one compete too.
   std::vector<Candidate> cands = seeds();
+  // The built-in record for this class of device (what a user without a file
+  // gets) competes as it is, plan included: the file's record refines it.
+  const char* no_builtin = std::getenv("TTT_TUNING_BUILTIN");
+  if (const host::BuiltinRecord* b = host::builtin_record(host::DeviceClass::of(dev));
+      b && !(no_builtin && std::string(no_builtin) == "off")) {
+    Candidate c;
+    c.origin = fmt::format("the built-in record '{}'", b->name);
+    c.kernels = b->kernels;
+    cands.push_back(std::move(c));
+  }
   if (std::ifstream in(path); in) {
     std::stringstream text;
     text << in.rdbuf();
@@ -353,7 +365,9 @@ int tune(int argc, char** argv) {
   base.resize(std::min(base.size(), size_t(std::max(0, vm["plans"].as<int>()))));
   for (const Candidate& b : base)
     for (const host::GemmPlan& p : kPlans) {
-      if (b.kernels.count(host::kGemmPlanKernel)) break;  // the file's record already has one
+      // A record with a plan (the file's, the built-in one) is tried under the others too.
+      const auto own = b.kernels.find(host::kGemmPlanKernel);
+      if (own != b.kernels.end() && host::gemm_plan_from_params(own->second) == p) continue;
       Candidate c = b;
       c.origin = b.origin + " | " + plan_name(p);
       c.kernels[host::kGemmPlanKernel] = host::gemm_plan_params(p);

@@ -95,12 +95,14 @@ void timed_call(Context& ctx, const char* label, const std::string& where, Call 
 namespace {
 // Once per process, at the first model-sized GEMM (512^3 multiply-adds: a 125m
 // projection is 14x that, the bundled byte models' largest a quarter) on a CPU
-// with no record for it: CLBlast's defaults run 7x slower there than a tuned
-// record with its plan (docs/performance.md), which a user cannot guess.
+// with no record for it, neither in the file nor built in: CLBlast's defaults
+// run 7x slower there than a tuned record with its plan (docs/performance.md),
+// which a user cannot guess.
 void suggest_tuning(Context& ctx, size_t mnk, const TuningState& st) {
   static std::atomic<bool> said{false};
   if (mnk < (size_t(1) << 27) || !(ctx.device().type & CL_DEVICE_TYPE_CPU) ||
-      (st.kind != TuningState::Missing && st.kind != TuningState::Stale) || said.exchange(true))
+      (st.kind != TuningState::Missing && st.kind != TuningState::Stale) || st.source != TuningState::None ||
+      said.exchange(true))
     return;
   std::fprintf(stderr,
                "ttt-cl: note: no CLBlast tuning record for '%s' in '%s': GEMMs run with CLBlast's defaults, several "

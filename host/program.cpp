@@ -123,6 +123,17 @@ void ProgramCache::end_batch() {
   batch_planned_ = batch_index_ = 0;
 }
 
+void ProgramCache::external(const std::string& label, const std::function<void()>& run) {
+  if (batch_planned_) {
+    ++batch_index_;
+    batch_planned_ = std::max(batch_planned_, batch_index_);
+  }
+  const bool cold = built_ > 0 && listener_;
+  if (cold) listener_({label, batch_index_, batch_planned_, false});
+  run();
+  if (cold) listener_({label, batch_index_, batch_planned_, true});
+}
+
 cl_program ProgramCache::program(const std::string& family, const std::string& options) {
   auto key = std::make_pair(family, options);
   if (auto it = programs_.find(key); it != programs_.end()) return it->second;

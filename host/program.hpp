@@ -63,6 +63,10 @@ class ProgramCache {
   // The next `programs` distinct programs asked for form one batch; end_batch() closes it.
   void begin_batch(int programs);
   void end_batch();
+  // A build this cache does not see (CLBlast's GEMM program, built inside its
+  // first call): counted in the batch, and announced like a build from source
+  // when this cache has built from source already (a cold cache), then run.
+  void external(const std::string& label, const std::function<void()>& run);
 
   // Counters for tests: programs built from source vs loaded from the disk cache.
   int built_from_source() const { return built_; }

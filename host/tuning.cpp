@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -34,6 +35,49 @@ std::string tuning_file_path() {
 
 TuningKey TuningKey::of(const DeviceInfo& d) {
   return {d.name, d.platform_version, d.driver_version, clblast_version()};
+}
+
+DeviceClass DeviceClass::of(const DeviceInfo& d) {
+  DeviceClass c;
+  c.cpu = (d.type & CL_DEVICE_TYPE_CPU) != 0;
+  c.pocl = d.platform_name == "Portable Computing Language";
+  cl_uint w = 0;
+  if (d.id && clGetDeviceInfo(d.id, CL_DEVICE_NATIVE_VECTOR_WIDTH_FLOAT, sizeof w, &w, nullptr) == CL_SUCCESS)
+    c.vector_width = w;
+  return c;
+}
+
+const BuiltinRecord* builtin_record(const DeviceClass& c) {
+  // PoCL on a CPU with 8-wide float vectors or wider (AVX2, AVX-512): an
+  // indirect Xgemm without local memory (PoCL's local memory is ordinary
+  // memory, its tiles only copy), 128x128 work-group tiles, 8-wide vectors
+  // (one AVX2 register, half an AVX-512 one), handed over column-major in K
+  // panels of 512. It is the seed `ttt-bench tune --no-tuners` picks on the
+  // 125m shapes (docs/performance.md), and valid on any CLBlast 1.5: only the
+  // speed depends on the device.
+  static const BuiltinRecord pocl_cpu{
+      "pocl-cpu-vec8",
+      "ttt-bench tune --no-tuners --preset 125m on PoCL 3.1, AVX-512 EPYC, 2 cores (docs/performance.md)",
+      {{"Xgemm", {{"GEMMK", 0}, {"KREG", 1}, {"KWG", 16}, {"KWI", 2}, {"MDIMA", 8}, {"MDIMC", 8}, {"MWG", 128},
+                  {"NDIMB", 16}, {"NDIMC", 8}, {"NWG", 128}, {"SA", 0}, {"SB", 0}, {"STRM", 1}, {"STRN", 1},
+                  {"VWM", 8}, {"VWN", 8}}},
+       {"GemmRoutine", {{"XGEMM_MIN_INDIRECT_SIZE", 64}}},
+       {kGemmPlanKernel, {{"COL_MAJOR", 1}, {"K_BLOCK", 512}, {"N_BLOCK", 0}}}}};
+  if (c.cpu && c.pocl && c.vector_width >= 8) return &pocl_cpu;
+  return nullptr;
+}
+
+std::string TuningState::record() const {
+  switch (source) {
+    case File: return fmt::format("user file '{}'", path);
+    case Builtin: return fmt::format("built-in '{}'", builtin);
+    case None: break;
+  }
+  return "none (CLBlast defaults)";
+}
+
+const char* TuningState::source_name() const {
+  return source == File ? "file" : source == Builtin ? "built-in" : "none";
 }
 
 const char* TuningState::name() const {
@@ -134,13 +178,49 @@ ClblastParams gemm_plan_params(const GemmPlan& p) {
 
 namespace {
 
+// Applies a record's kernels (the plan checked first); returns its plan and
+// the kernels applied. Throws on parameters the plan or CLBlast refuses.
+GemmPlan apply_record(Context& ctx, const ClblastKernels& kernels, std::vector<std::string>& applied) {
+  const auto plan = kernels.find(kGemmPlanKernel);
+  const GemmPlan p = plan == kernels.end() ? GemmPlan{} : gemm_plan_from_params(plan->second);  // checks first
+  for (const auto& [kernel, params] : kernels) {
+    if (kernel == kGemmPlanKernel) continue;
+    clblast_override(ctx, kernel, params);  // throws on parameters this CLBlast does not know
+    applied.push_back(kernel);
+  }
+  if (plan != kernels.end()) applied.push_back(kGemmPlanKernel);
+  return p;
+}
+
+// The built-in record for ctx's device when the file gave none (and
+// $TTT_TUNING_BUILTIN is not "off"); a CLBlast that refuses it leaves the defaults.
+void apply_builtin(Context& ctx, TuningState& st) {
+  if (const char* b = std::getenv("TTT_TUNING_BUILTIN"); b && std::string(b) == "off") return;
+  const BuiltinRecord* rec = builtin_record(DeviceClass::of(ctx.device()));
+  if (!rec) return;
+  std::vector<std::string> applied;
+  try {
+    st.plan = apply_record(ctx, rec->kernels, applied);
+  } catch (const std::exception& e) {
+    static std::atomic<bool> said{false};
+    if (!said.exchange(true))
+      std::fprintf(stderr, "ttt-cl: warning: the built-in CLBlast record '%s' does not apply (%s); GEMMs use "
+                   "CLBlast's defaults\n", rec->name, e.what());
+    return;
+  }
+  st.kernels = applied;
+  st.source = TuningState::Builtin;
+  st.builtin = rec->name;
+}
+
 TuningState load_and_apply(Context& ctx) {
   TuningState st;
   st.path = tuning_file_path();
-  if (st.path.empty()) return st;  // Off
+  if (st.path.empty()) return st;  // Off: no file and no built-in record
   std::ifstream in(st.path, std::ios::binary);
   if (!in) {
     st.kind = TuningState::Missing;
+    apply_builtin(ctx, st);
     return st;
   }
   std::ostringstream ss;
@@ -151,36 +231,56 @@ TuningState load_and_apply(Context& ctx) {
       st.kind = TuningState::Stale;
       st.message = fmt::format("no record for '{}' with driver {} and CLBlast {}", ctx.device().name,
                                ctx.device().driver_version, clblast_version());
+      apply_builtin(ctx, st);
       return st;
     }
-    const auto plan = kernels.find(kGemmPlanKernel);
-    const GemmPlan p = plan == kernels.end() ? GemmPlan{} : gemm_plan_from_params(plan->second);  // checks first
-    for (const auto& [kernel, params] : kernels) {
-      if (kernel == kGemmPlanKernel) continue;
-      clblast_override(ctx, kernel, params);  // throws on parameters this CLBlast does not know
-      st.kernels.push_back(kernel);
-    }
-    st.plan = p;
-    if (plan != kernels.end()) st.kernels.push_back(kGemmPlanKernel);
+    st.plan = apply_record(ctx, kernels, st.kernels);
     st.kind = TuningState::Applied;
+    st.source = TuningState::File;
     st.message = fmt::format("{} kernel(s)", st.kernels.size());
   } catch (const std::exception& e) {
     st.kind = TuningState::Invalid;
     st.message = e.what();
+    st.kernels.clear();
+    st.plan = {};
+    apply_builtin(ctx, st);
     // Once per file and process: every Context of a run would say the same.
     static std::mutex mu;
     static std::set<std::string> warned;
     std::lock_guard<std::mutex> lock(mu);
     if (warned.insert(st.path).second)
       std::fprintf(stderr,
-                   "ttt-cl: warning: ignoring CLBlast tuning file '%s': %s; GEMMs use CLBlast's defaults "
+                   "ttt-cl: warning: ignoring CLBlast tuning file '%s': %s; GEMMs use %s "
                    "(re-run 'ttt-bench tune' or delete the file)\n",
-                   st.path.c_str(), st.message.c_str());
+                   st.path.c_str(), st.message.c_str(),
+                   st.source == TuningState::Builtin ? ("the built-in record '" + st.builtin + "'").c_str()
+                                                     : "CLBlast's defaults");
   }
   return st;
 }
 
 }  // namespace
+
+std::string describe_tuning(const DeviceInfo& d) {
+  const std::string path = tuning_file_path();
+  if (path.empty()) return "none (TTT_TUNING_FILE=off: CLBlast's defaults)";
+  std::string why = fmt::format("no file '{}'", path);
+  if (std::ifstream in(path, std::ios::binary); in) {
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    ClblastKernels kernels;
+    try {
+      if (parse_tuning(ss.str(), TuningKey::of(d), kernels)) return fmt::format("user file '{}'", path);
+      why = fmt::format("no record for this device in '{}'", path);
+    } catch (const std::exception& e) {
+      why = fmt::format("'{}' is unusable: {}", path, e.what());
+    }
+  }
+  const char* off = std::getenv("TTT_TUNING_BUILTIN");
+  if (const BuiltinRecord* rec = builtin_record(DeviceClass::of(d)); rec && !(off && std::string(off) == "off"))
+    return fmt::format("built-in '{}' ({}; 'ttt-bench tune --no-tuners' refines it)", rec->name, why);
+  return fmt::format("none ({}: CLBlast's defaults; 'ttt-bench tune --no-tuners' writes one)", why);
+}
 
 const TuningState& tuning_state(Context& ctx) {
   return ctx.memo<TuningState>("clblast-tuning", [&] { return load_and_apply(ctx); });

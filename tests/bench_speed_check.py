@@ -1,6 +1,6 @@
 """ttt-bench's speed reports hold together on the tiny preset: the roofline
 table sums, prefill prints the roofline keys with median and spread over
---repeat, train's device gradient agrees with the reference (pretrain, meta-fo,
+--repeat, the FMA peak beside them and the tuning record it ran with, train's device gradient agrees with the reference (pretrain, meta-fo,
 meta; meta with two prime blocks a usage error), tune's seeds and
 GEMM plans all reproduce CLBlast's default results, and compare (where
 python3-torch exists) agrees with PyTorch."""
@@ -30,6 +30,22 @@ check(p["ttt_seconds_summary"]["n"] == 2, "prefill --repeat 2 gives two runs")
 share = p["ttt_profile"]["gemm_share"] + p["ttt_profile"]["non_gemm_share"]
 check(abs(share - 1) < 1e-9, f"GEMM and non-GEMM shares sum to {share}")
 check(p["ttt_flops_per_token"] > p["no_ttt_flops_per_token"], "the test-time step adds FLOPs")
+# The FMA peak beside the achieved figures, and which tuning record the GEMMs ran with.
+for key in ("fma_peak_gflops", "fma_peak_seconds", "ttt_over_fma_peak", "no_ttt_over_fma_peak",
+            "gemm_ceiling_over_fma_peak"):
+    check(key in p and p[key] > 0, f"prefill has a positive {key}")
+check(abs(p["ttt_over_fma_peak"] - p["ttt_achieved_gflops"] / p["fma_peak_gflops"]) < 1e-9 * p["ttt_over_fma_peak"],
+      "ttt_over_fma_peak is achieved over peak")
+check(p["fma_peak_items"] > 0 and p["fma_peak_iters"] >= 64, "the probe's size")
+check(p["tuning"]["record"] in ("none", "built-in", "file") and p["tuning"]["name"], f"prefill's tuning {p['tuning']}")
+k = run("peak", "--repeat", "1")
+check(k["bench"] == "peak" and k["fma_peak_gflops"] > 0 and k["compute_units"] > 0, "ttt-bench peak")
+env = dict(os.environ, TTT_TUNING_FILE="off")
+proc = subprocess.run([bench, "prefill", "--preset", "tiny", "--tokens", "40", "--no-ceiling", "--no-peak"],
+                      check=True, capture_output=True, text=True, env=env)
+q = json.loads(proc.stdout)
+check(q["tuning"]["record"] == "none" and "fma_peak_gflops" not in q and "CLBlast tuning record: none" in proc.stderr,
+      f"TTT_TUNING_FILE=off: no record, and --no-peak skips the probe: {q.get('tuning')}")
 
 t = run("train", "--preset", "tiny-bytes", "--seq-len", "96", "--docs", "2", "--reference-docs", "2")
 check(t["documents"] == 2 and t["device_tokens_per_s"] > 0 and t["reference_tokens_per_s"] > 0, "train speeds")
@@ -60,7 +76,7 @@ with tempfile.TemporaryDirectory() as d:
     cfg = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "data/golden/tiny/config.json")))
     cfg.update(vocab_size=2100, hidden_size=64, intermediate_size=1100, mini_batch_size=32)
     json.dump(cfg, open(os.path.join(d, "config.json"), "w"))
-    env = dict(os.environ, TTT_TUNING_FILE="off")
+    env = dict(os.environ, TTT_TUNING_FILE="off", TTT_TUNING_BUILTIN="off")  # the seeds alone
     proc = subprocess.run([bench, "tune", "-m", d, "--no-tuners", "--dry-run", "--plans", "1"], check=True,
                           capture_output=True, text=True, env=env)
 u = json.loads(proc.stdout)

@@ -1,14 +1,33 @@
-// Embedding, RoPE and SwiGLU: device vs reference on awkward sizes with
+// The FMA peak probe (cl/peak.cl) against its twin. Embedding, RoPE and SwiGLU: device vs reference on awkward sizes with
 // canaries; RoPE at large positions and through strided slices; the
 // reference backwards of RoPE and SwiGLU against finite differences.
 #include "lib/ops/ops.hpp"
+#include "lib/ops/peak.hpp"
 #include "lib/reference/ops.hpp"
+#include "lib/reference/peak.hpp"
 #include "tests/common.hpp"
 
 namespace ttt::test {
 namespace {
 
 class Elementwise : public DeviceTest {};
+
+// ttt-bench's peak probe computes what its twin computes (so its FLOP count
+// is the work done), at zero, one, odd and long chains; the tail after 1000
+// steps is near the fixed point b / (1 - a), finite.
+TEST_F(Elementwise, FmaPeakMatchesReference) {
+  for (auto [items, iters] : {std::pair<size_t, int>{64, 0}, {64, 1}, {128, 7}, {192, 1000}}) {
+    std::vector<float> want(items);
+    ref::fma_peak(want.data(), items, 0.999f, 1e-3f, iters);
+    Canaried out(dev(), items);
+    ops::fma_peak(dev(), out.buf, items, 0.999f, 1e-3f, iters);
+    EXPECT_TRUE(all_close(out.get(), want, 1e-5, 1e-5)) << "items=" << items << " iters=" << iters;
+    EXPECT_TRUE(out.canary_intact());
+  }
+  EXPECT_EQ(ops::fma_peak_flops(64, 10), 2.0 * 16 * 8 * 10 * 64);
+  host::Buffer small(dev(), 4 * 64, "small");
+  EXPECT_THROW(ops::fma_peak(dev(), small, 128, 0.999f, 1e-3f, 1), Error);  // 128 items do not fit in 64 floats
+}
 
 TEST_F(Elementwise, EmbeddingMatchesReference) {
   for (auto [T, D, V] : {std::tuple{1, 1, 1}, {7, 93, 11}, {1025, 64, 300}, {3, 80, 2}}) {

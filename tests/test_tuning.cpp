@@ -1,6 +1,8 @@
 // The CLBlast tuning file (host/tuning.*): missing or written for another
 // device it changes nothing; corrupt it is one warning line and CLBlast's
 // defaults; for this device its parameters are applied and GEMMs stay exact.
+// With no record of the device's own, PoCL CPUs start from the built-in
+// record, which a user's record overrides and other devices never get.
 // ctest runs each test in its own process, so overrides do not leak.
 #include "host/gemm.hpp"
 #include "host/tuning.hpp"
@@ -31,6 +33,7 @@ class Tuning : public DeviceTest {
   }
   void TearDown() override {
     ::unsetenv("TTT_TUNING_FILE");
+    ::unsetenv("TTT_TUNING_BUILTIN");
     if (!path.empty()) fs::remove(path);
   }
   static std::string fmt_path(const std::string& test) {
@@ -46,6 +49,11 @@ class Tuning : public DeviceTest {
   // A fresh context (tuning is applied once per context, at its first GEMM),
   // one GEMM at awkward sizes checked against the reference; returns the state.
   host::TuningState::Kind gemm_on_fresh_context(std::string* stderr_text = nullptr) {
+    return gemm_state_on_fresh_context(stderr_text).kind;
+  }
+  // Whether the test device is one the built-in record is for.
+  bool builtin_device() { return host::builtin_record(host::DeviceClass::of(dev().device())) != nullptr; }
+  host::TuningState gemm_state_on_fresh_context(std::string* stderr_text = nullptr) {
     host::Context c(host::select_device());
     const int M = 93, N = 144, K = 7;
     auto A = random_vec(size_t(M) * K, 11), B = random_vec(size_t(N) * K, 12);
@@ -58,20 +66,121 @@ class Tuning : public DeviceTest {
     if (stderr_text) *stderr_text = err;
     EXPECT_TRUE(all_close(dC.get(), want, 1e-5, 1e-5));
     EXPECT_TRUE(dC.canary_intact());
-    return host::tuning_state(c).kind;
+    return host::tuning_state(c);
   }
 };
 
-TEST_F(Tuning, MissingFileChangesNothing) {
-  std::string err;
-  EXPECT_EQ(gemm_on_fresh_context(&err), host::TuningState::Missing);
-  EXPECT_EQ(err, "");
+// Which devices the built-in record is for: PoCL on a CPU with 8-wide float
+// vectors or wider; never a GPU, another CPU driver or narrower vectors.
+TEST(TuningBuiltin, IsForPoclCpusWithWideVectorsOnly) {
+  using host::DeviceClass;
+  const host::BuiltinRecord* avx512 = host::builtin_record(DeviceClass{true, true, 16});
+  ASSERT_NE(avx512, nullptr);
+  EXPECT_EQ(std::string(avx512->name), "pocl-cpu-vec8");
+  EXPECT_EQ(host::builtin_record(DeviceClass{true, true, 8}), avx512);  // AVX2
+  EXPECT_EQ(host::builtin_record(DeviceClass{true, true, 4}), nullptr);  // SSE: 8-wide vectors would split
+  EXPECT_EQ(host::builtin_record(DeviceClass{false, true, 16}), nullptr);  // a PoCL GPU (or any non-CPU device)
+  EXPECT_EQ(host::builtin_record(DeviceClass{false, false, 16}), nullptr);
+  EXPECT_EQ(host::builtin_record(DeviceClass{true, false, 16}), nullptr);  // another CPU driver
+  // Its plan is one gemm_plan_from_params accepts, and it keeps the kernels a record needs.
+  EXPECT_EQ(host::gemm_plan_from_params(avx512->kernels.at(host::kGemmPlanKernel)), (host::GemmPlan{true, 512, 0}));
+  EXPECT_EQ(avx512->kernels.count("Xgemm"), 1u);
+  EXPECT_EQ(avx512->kernels.count("GemmRoutine"), 1u);
 }
 
-// On a CPU, the first model-sized GEMM without a record suggests tuning, once
-// per process; the small GEMMs above (and every test model's) never do.
+// The class is read from the device: type, platform and vector width.
+TEST_F(Tuning, DeviceClassIsReadFromTheDevice) {
+  const host::DeviceClass c = host::DeviceClass::of(dev().device());
+  EXPECT_EQ(c.cpu, (dev().device().type & CL_DEVICE_TYPE_CPU) != 0);
+  EXPECT_EQ(c.pocl, dev().device().platform_name == "Portable Computing Language");
+  EXPECT_GE(c.vector_width, 1u);
+}
+
+// The built-in record's parameters are ones CLBlast takes, and GEMMs stay
+// exact with them, on whatever device the tests run (applied by hand here).
+TEST_F(Tuning, BuiltinRecordKeepsGemmsExact) {
+  host::Context c(host::select_device());
+  host::skip_tuning_file(c);
+  const host::BuiltinRecord* rec = host::builtin_record(host::DeviceClass{true, true, 16});
+  for (const auto& [kernel, params] : rec->kernels)
+    if (kernel != host::kGemmPlanKernel) host::clblast_override(c, kernel, params);
+  host::set_gemm_plan(c, host::gemm_plan_from_params(rec->kernels.at(host::kGemmPlanKernel)));
+  const int M = 93, N = 144, K = 1025;  // three K panels of 512
+  auto A = random_vec(size_t(M) * K, 21), B = random_vec(size_t(K) * N, 22);
+  std::vector<float> want(size_t(M) * N);
+  ref::matmul(want.data(), A.data(), B.data(), M, N, K, false, false, false);
+  Canaried dA(c, A), dB(c, B), dC(c, size_t(M) * N);
+  host::gemm(c, host::Trans::N, host::Trans::N, M, N, K, 1.f, dA.buf, 0, K, dB.buf, 0, N, 0.f, dC.buf, 0, N);
+  EXPECT_TRUE(all_close(dC.get(), want, 1e-4, 1e-4));
+  EXPECT_TRUE(dC.canary_intact());
+}
+
+// No file: the built-in record on the devices it is for, CLBlast's defaults
+// elsewhere; never a note on a device the built-in record covers.
+TEST_F(Tuning, MissingFileMeansTheBuiltinRecordWhereOneFits) {
+  std::string err;
+  const host::TuningState st = gemm_state_on_fresh_context(&err);
+  EXPECT_EQ(st.kind, host::TuningState::Missing);
+  EXPECT_EQ(err, "");
+  if (builtin_device()) {
+    EXPECT_EQ(st.source, host::TuningState::Builtin);
+    EXPECT_EQ(st.record(), "built-in 'pocl-cpu-vec8'");
+    EXPECT_EQ(st.plan, (host::GemmPlan{true, 512, 0}));
+  } else {
+    EXPECT_EQ(st.source, host::TuningState::None);
+    EXPECT_EQ(st.record(), "none (CLBlast defaults)");
+    EXPECT_EQ(st.plan, host::GemmPlan{});
+  }
+}
+
+// A record of the device's own in the user's file wins over the built-in one;
+// one for another driver leaves the built-in record in place.
+TEST_F(Tuning, UserRecordWinsOverTheBuiltinRecord) {
+  const host::ClblastKernels mine = {{"GemmRoutine", {{"XGEMM_MIN_INDIRECT_SIZE", 64}}},
+                                     {host::kGemmPlanKernel, {{"COL_MAJOR", 0}, {"K_BLOCK", 64}, {"N_BLOCK", 0}}}};
+  host::TuningKey other = host::TuningKey::of(dev().device());
+  other.driver += "-other";
+  host::save_tuning(path.string(), other, mine, "");
+  host::TuningState st = gemm_state_on_fresh_context();
+  EXPECT_EQ(st.kind, host::TuningState::Stale);
+  EXPECT_EQ(st.source, builtin_device() ? host::TuningState::Builtin : host::TuningState::None);
+  host::save_tuning(path.string(), host::TuningKey::of(dev().device()), mine, "");
+  st = gemm_state_on_fresh_context();
+  EXPECT_EQ(st.kind, host::TuningState::Applied);
+  EXPECT_EQ(st.source, host::TuningState::File);
+  EXPECT_EQ(st.record(), "user file '" + path.string() + "'");
+  EXPECT_EQ(st.plan, (host::GemmPlan{false, 64, 0}));
+}
+
+// TTT_TUNING_FILE=off is CLBlast's defaults everywhere; TTT_TUNING_BUILTIN=off
+// keeps the file and drops the built-in record.
+TEST_F(Tuning, OffSwitchesDropTheBuiltinRecord) {
+  ::setenv("TTT_TUNING_FILE", "off", 1);
+  EXPECT_EQ(gemm_state_on_fresh_context().source, host::TuningState::None);
+  ::setenv("TTT_TUNING_FILE", path.c_str(), 1);
+  ::setenv("TTT_TUNING_BUILTIN", "off", 1);
+  const host::TuningState st = gemm_state_on_fresh_context();
+  EXPECT_EQ(st.kind, host::TuningState::Missing);
+  EXPECT_EQ(st.source, host::TuningState::None);
+  EXPECT_EQ(st.plan, host::GemmPlan{});
+}
+
+// On a CPU, the first model-sized GEMM without a record (in the file or built
+// in) suggests tuning, once per process; the small GEMMs above (and every test
+// model's) never do, nor does a CPU with the built-in record.
 TEST_F(Tuning, MissingRecordOnACpuIsOneNoteAtTheFirstLargeGemm) {
   if (!(dev().device().type & CL_DEVICE_TYPE_CPU)) GTEST_SKIP() << "the note is for CPU devices";
+  if (builtin_device()) {  // with the built-in record: no note
+    host::Context c(host::select_device());
+    const size_t n = 512;
+    host::Buffer a(c, n * n * 4, "a"), b(c, n * n * 4, "b"), out(c, n * n * 4, "c");
+    a.zero(n * n * 4), b.zero(n * n * 4);
+    ::testing::internal::CaptureStderr();
+    host::gemm(c, host::Trans::N, host::Trans::N, n, n, n, 1.f, a, 0, n, b, 0, n, 0.f, out, 0, n);
+    EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+    EXPECT_EQ(host::tuning_state(c).source, host::TuningState::Builtin);
+  }
+  ::setenv("TTT_TUNING_BUILTIN", "off", 1);
   host::Context c(host::select_device());
   const size_t n = 512;
   host::Buffer a(c, n * n * 4, "a"), b(c, n * n * 4, "b"), out(c, n * n * 4, "c");
@@ -89,7 +198,7 @@ TEST_F(Tuning, MissingRecordOnACpuIsOneNoteAtTheFirstLargeGemm) {
   EXPECT_EQ(large_gemm(), "");
 }
 
-TEST_F(Tuning, OffDisablesTheFile) {
+TEST_F(Tuning, OffDisablesTheFileAndTheBuiltinRecord) {
   ::setenv("TTT_TUNING_FILE", "off", 1);
   EXPECT_EQ(host::tuning_file_path(), "");
   EXPECT_EQ(gemm_on_fresh_context(), host::TuningState::Off);
@@ -148,7 +257,7 @@ TEST_F(Tuning, RecordForThisDeviceIsAppliedAndGemmsStayExact) {
   EXPECT_EQ(host::gemm_plan(c), (host::GemmPlan{true, 16, 32}));
 }
 
-TEST_F(Tuning, BadGemmPlanIsOneWarningAndTheDefaults) {
+TEST_F(Tuning, BadGemmPlanIsOneWarningAndNoPlanOfTheFile) {
   const auto key = host::TuningKey::of(dev().device());
   for (const json& plan : {json{{"COL_MAJOR", 2}}, json{{"K_BLOCK", 3}}, json{{"LAYOUT", 1}}}) {
     write(record(key, {{"GemmRoutine", {{"XGEMM_MIN_INDIRECT_SIZE", 64}}}, {"TttGemm", plan}}).dump());
@@ -156,7 +265,9 @@ TEST_F(Tuning, BadGemmPlanIsOneWarningAndTheDefaults) {
     host::Context c(host::select_device());
     EXPECT_NE(host::tuning_state(c).message.find("kernel 'TttGemm'"), std::string::npos)
         << host::tuning_state(c).message;
-    EXPECT_EQ(host::gemm_plan(c), host::GemmPlan{}) << plan;
+    // The file's record is dropped whole: the built-in record where one fits, else the defaults.
+    const host::GemmPlan want = builtin_device() ? host::GemmPlan{true, 512, 0} : host::GemmPlan{};
+    EXPECT_EQ(host::gemm_plan(c), want) << plan;
   }
 }
 

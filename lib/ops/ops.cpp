@@ -5,6 +5,7 @@
 
 #include "host/gemm.hpp"
 #include "host/program.hpp"
+#include "host/tuning.hpp"
 
 #include "ttt/error.hpp"
 #include "ttt/safetensors.hpp"
@@ -48,8 +49,9 @@ void prepare_kernels(Context& ctx, int head_dim) {
   const std::pair<const char*, const char*> kernels[] = {
       {"embedding", "embedding_fwd"}, {"rmsnorm", "rmsnorm_fwd"}, {"rope", "rope_fwd"}, {"swiglu", "swiglu_fwd"},
       {"xent", "xent_fwd_tile"},      {"sgd", "sgd_update"}};
-  // One batch for the compile progress ("3/8 attention"): the families above, attention, matvec.
-  ctx.programs().begin_batch(int(std::size(kernels)) + 2);
+  // One batch for the compile progress ("3/9 attention"): the families above, attention, matvec, and
+  // CLBlast's GEMM programs ("9/9 clblast").
+  ctx.programs().begin_batch(int(std::size(kernels)) + 3);
   struct EndBatch {
     Context& ctx;
     ~EndBatch() { ctx.programs().end_batch(); }  // also when a build throws: the progress line is closed
@@ -57,11 +59,20 @@ void prepare_kernels(Context& ctx, int head_dim) {
   for (auto [family, name] : kernels) Kernel(ctx, family, name);
   attention_prepare(ctx, head_dim);
   matvec_prepare(ctx);
-  Buffer a(ctx, 4, "warm-up"), b(ctx, 4, "warm-up"), c(ctx, 4, "warm-up");
-  a.zero();
-  b.zero();
-  host::gemm(ctx, host::Trans::N, host::Trans::N, 1, 1, 1, 1.f, a, 0, 1, b, 0, 1, 0.f, c, 0, 1, "warm-up");
-  ctx.finish();
+  // CLBlast builds its GEMM programs inside their first call: the direct kernel
+  // (small products) at 1 x 1 x 1 and, with a tuning record (the file's or the
+  // built-in one, whose indirect threshold is 64), the indirect one that
+  // model-sized products run, at 64 x 64 x 64.
+  ctx.programs().external("clblast", [&] {
+    const bool indirect = host::tuning_state(ctx).source != host::TuningState::None;
+    const size_t n = indirect ? 64 : 1;
+    Buffer a(ctx, n * n * 4, "warm-up"), b(ctx, n * n * 4, "warm-up"), c(ctx, n * n * 4, "warm-up");
+    a.zero(n * n * 4);
+    b.zero(n * n * 4);
+    host::gemm(ctx, host::Trans::N, host::Trans::N, 1, 1, 1, 1.f, a, 0, 1, b, 0, 1, 0.f, c, 0, 1, "warm-up");
+    if (indirect) host::gemm(ctx, host::Trans::N, host::Trans::N, n, n, n, 1.f, a, 0, n, b, 0, n, 0.f, c, 0, n, "warm-up");
+    ctx.finish();
+  });
 }
 
 }  // namespace ttt::ops
