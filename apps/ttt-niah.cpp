@@ -14,6 +14,7 @@
 #include "ttt/engine.hpp"
 #include "ttt/error.hpp"
 #include "ttt/output.hpp"
+#include "ttt/sampling.hpp"
 #include "ttt/tokenizer.hpp"
 
 #include <fmt/format.h>
