@@ -7,6 +7,7 @@
 #include "ttt/config.hpp"
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
+#include "ttt/output.hpp"
 #include "ttt/tokenizer.hpp"
 
 #include <fmt/format.h>
@@ -75,6 +76,11 @@ int run(const char* name, int argc, char** argv, int (*body)(int, char**)) {
     std::fprintf(stderr, "%s: error: %s\n", name, e.what());
     if (e.code() == CL_MEM_OBJECT_ALLOCATION_FAILURE || e.code() == CL_OUT_OF_RESOURCES)
       std::fprintf(stderr, "%s: hint: the device ran out of memory; try a smaller model or another --device\n", name);
+  } catch (const Error& e) {  // the library names a setting, not a flag: here it is one
+    if (e.setting().empty())
+      std::fprintf(stderr, "%s: error: %s\n", name, e.what());
+    else
+      std::fprintf(stderr, "%s: error: %s (--%s)\n", name, e.what(), e.setting().c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s: error: %s\n", name, e.what());
   }
@@ -217,47 +223,6 @@ bool same_file(const std::string& a, const std::string& b) {
   return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);  // hard links
 }
 
-// Whether a new file can be made in dir: the one sure test (read-only file
-// systems, /proc, ACLs, root) is to make one. Returns 0 or the errno.
-int probe_dir(const fs::path& dir) {
-  std::string tmp = (dir / ".ttt-write-probe.XXXXXX").string();
-  const int fd = ::mkstemp(tmp.data());
-  if (fd < 0) return errno;
-  ::close(fd);
-  ::unlink(tmp.c_str());
-  return 0;
-}
-
-void check_writable_file(const std::string& flag, const std::string& path) {
-  if (path.empty()) throw UsageError(fmt::format("{}: empty file name", flag));
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0) {
-    if (S_ISDIR(st.st_mode)) throw Error(fmt::format("{} {}: is a directory, expected a file name", flag, path));
-    if (::access(path.c_str(), W_OK) != 0)
-      throw Error(fmt::format("{} {}: cannot write: {}", flag, path, std::strerror(errno)));
-  }
-  fs::path dir = fs::path(path).parent_path();
-  if (dir.empty()) dir = ".";
-  if (::stat(dir.c_str(), &st) != 0)
-    throw Error(fmt::format("{} {}: cannot write: directory '{}' does not exist ({})", flag, path, dir.string(),
-                            std::strerror(errno)));
-  if (!S_ISDIR(st.st_mode))
-    throw Error(fmt::format("{} {}: cannot write: '{}' is not a directory", flag, path, dir.string()));
-  if (const int e = probe_dir(dir))
-    throw Error(fmt::format("{} {}: cannot write in directory '{}': {}", flag, path, dir.string(), std::strerror(e)));
-}
-
-void check_writable_dir(const std::string& flag, const std::string& dir) {
-  if (dir.empty()) throw UsageError(fmt::format("{}: empty directory name", flag));
-  std::error_code ec;
-  fs::path up = fs::absolute(dir);  // the directory, else its nearest existing ancestor (it will be created)
-  while (!fs::exists(up, ec) && up != up.parent_path()) up = up.parent_path();
-  if (!fs::is_directory(up, ec))
-    throw Error(fmt::format("{} {}: cannot write: '{}' is not a directory", flag, dir, up.string()));
-  if (const int e = probe_dir(up))
-    throw Error(fmt::format("{} {}: cannot write in '{}': {}", flag, dir, up.string(), std::strerror(e)));
-}
-
 }  // namespace
 
 Paths& Paths::input(const std::string& flag, const std::string& path) {
@@ -271,6 +236,7 @@ Paths& Paths::inputs(const std::string& flag, const std::vector<std::string>& pa
 }
 
 Paths& Paths::model(const std::string& flag, const std::string& dir) {
+  models_.push_back(dir);
   for (const char* f : {"config.json", "model.safetensors", "tokenizer.json", "tokenizer.model"})
     in_.push_back({flag, (fs::path(dir) / f).string()});
   return *this;
@@ -281,8 +247,9 @@ Paths& Paths::output(const std::string& flag, const std::string& path) {
   return *this;
 }
 
-Paths& Paths::output_dir(const std::string& flag, const std::string& dir, const std::vector<std::string>& files) {
-  out_.push_back({flag, dir, Entry::dir});
+Paths& Paths::output_dir(const std::string& flag, const std::string& dir, const std::vector<std::string>& files,
+                         bool force) {
+  out_.push_back({flag, dir, force ? Entry::dir_force : Entry::dir});
   for (const auto& f : files) out_.push_back({flag, (fs::path(dir) / f).string(), Entry::in_dir});
   return *this;
 }
@@ -296,6 +263,12 @@ Paths& Paths::output(const po::variables_map& vm, const char* name) {
 }
 
 void Paths::check() const {
+  // Directories first: "is the input model directory" says more than a clash of the files in it.
+  for (const Entry& o : out_)
+    if (o.kind == Entry::dir || o.kind == Entry::dir_force) {
+      if (o.path.empty()) throw UsageError(fmt::format("{}: empty directory name", o.flag));
+      check_output_dir(o.path, o.flag, o.kind == Entry::dir_force, models_);
+    }
   auto show = [](const Entry& e) { return fmt::format("{} {}", e.flag, e.path); };
   for (size_t i = 0; i < out_.size(); ++i) {
     const Entry& o = out_[i];
@@ -310,8 +283,9 @@ void Paths::check() const {
                                      show(out_[k]), show(o)));
   }
   for (const Entry& o : out_) {
-    if (o.kind == Entry::file) check_writable_file(o.flag, o.path);
-    if (o.kind == Entry::dir) check_writable_dir(o.flag, o.path);
+    if (o.kind != Entry::file) continue;
+    if (o.path.empty()) throw UsageError(fmt::format("{}: empty file name", o.flag));
+    check_output_file(o.path, o.flag);
   }
 }
 

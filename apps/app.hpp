@@ -77,10 +77,10 @@ Tokenizer tokenizer_for(const std::string& path, const Config& cfg);
 // Every file a run reads and writes, each with the flag that named it. check(),
 // before any work: an output that is an input or another output (after
 // resolving links and "..", the same file by inode where both exist) is a
-// UsageError naming both flags; then every output must be writable (its
-// directory exists and takes a new file, an existing file is writable, it is
-// not a directory), else a ttt::Error naming the user's path and the reason.
-// "-" (standard input or output) is never compared.
+// UsageError naming both flags; then every output must be writable, by the
+// library's one check (ttt::check_output_file, ttt::check_output_dir: a
+// ttt::Error naming the user's path and the reason). "-" (standard input or
+// output) is never compared.
 class Paths {
  public:
   Paths& input(const std::string& flag, const std::string& path);
@@ -89,8 +89,10 @@ class Paths {
   Paths& model(const std::string& flag, const std::string& dir);
   Paths& output(const std::string& flag, const std::string& path);
   // A directory the tool creates or fills, and the names of the files it writes
-  // there: compared with the rest; the directory itself must be creatable or writable.
-  Paths& output_dir(const std::string& flag, const std::string& dir, const std::vector<std::string>& files);
+  // there: compared with the rest; the directory itself must be creatable or
+  // writable, never a model() directory, and empty unless force.
+  Paths& output_dir(const std::string& flag, const std::string& dir, const std::vector<std::string>& files,
+                    bool force = true);
   // Optional flags: added only when given (flag is "--name").
   Paths& input(const po::variables_map& vm, const char* name);
   Paths& output(const po::variables_map& vm, const char* name);
@@ -99,9 +101,11 @@ class Paths {
  private:
   struct Entry {
     std::string flag, path;
-    enum Kind { file, dir, in_dir } kind = file;  // in_dir: a file of an output directory, which is checked as a whole
+    // in_dir: a file of an output directory, which is checked as a whole; dir_force: one that may hold files
+    enum Kind { file, dir, dir_force, in_dir } kind = file;
   };
   std::vector<Entry> in_, out_;
+  std::vector<std::string> models_;  // model() directories: never an output directory
 };
 
 // Prints "TOOL: compiling kernels for DEVICE (first run only, cached in DIR)"

@@ -122,7 +122,7 @@ int body(int argc, char** argv) {
       .output(vm, "json")
       .output(vm, "save-session")
       .check();
-  const ttt::Model model = ttt::Model::load(model_dir);
+  const ttt::Model model = ttt::Model::load(model_dir, ttt::Weights::deferred);  // read as the engine uploads
   for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-generate: warning: %s\n", w.c_str());
   const ttt::Config& cfg = model.config;
   const ttt::Tokenizer tok = vm.count("tokenizer") ? ttt::app::tokenizer_for(vm["tokenizer"].as<std::string>(), cfg)
@@ -137,6 +137,8 @@ int body(int argc, char** argv) {
   if (ids.empty() && !load) throw ttt::Error("the prompt is empty and the model has no BOS token to start from");
   ttt::check_token_ids(ids, cfg.vocab_size, "prompt");
   const int eos = cfg.eos_token_id >= 0 ? cfg.eos_token_id : tok.eos_id();
+  so.vocab = tok.vocab_size();  // never an id the tokenizer cannot decode (a model's vocabulary may be wider)
+  so.eos = eos;
 
   // A session must match the model's files and every option that changes the numbers; a loaded one is checked
   // before any work.

@@ -71,12 +71,11 @@ int body(int argc, char** argv) {
   ttt::app::Paths paths;
   std::vector<std::string> files = {"config.json", "model.safetensors"};
   if (tok_path) files.push_back(tok_name);
-  paths.input(vm, "tokenizer").output_dir("--out", out, files).check();
+  paths.input(vm, "tokenizer").output_dir("--out", out, files, vm["force"].as<bool>()).check();
   if (tok_path && c.tokenizer == "bytes")
     throw ttt::app::UsageError(fmt::format("--tokenizer: preset {} reads bytes (\"tokenizer\": \"bytes\"); it takes no "
                                            "tokenizer file", vm["preset"].as<std::string>()));
   if (tok_path) ttt::app::tokenizer_for(*tok_path, c);  // a bad or too large tokenizer fails before anything is written
-  ttt::check_output_dir(out, "--out", vm["force"].as<bool>());
   std::fprintf(stderr, "initialising preset %s (seed %llu) ...\n", vm["preset"].as<std::string>().c_str(),
                static_cast<unsigned long long>(seed));
   const ttt::Model m = ttt::Model::random(c, seed, std_dev);
@@ -89,7 +88,8 @@ int body(int argc, char** argv) {
     fmt::print("copied tokenizer {} to {}\n", *tok_path, (fs::path(out) / tok_name).string());
   } else if (c.tokenizer != "bytes") {
     std::fprintf(stderr,
-                 "ttt-make-model: note: %s has no tokenizer, so it scores token ids (--tokens) but not text; %s\n",
+                 "ttt-make-model: note: %s has no tokenizer, so it scores token ids (--tokens) but not text; %s "
+                 "(--tokenizer FILE)\n",
                  out.c_str(), ttt::tokenizer_hint(c, out).c_str());
   }
   return 0;

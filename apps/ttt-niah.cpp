@@ -14,6 +14,7 @@
 #include "ttt/engine.hpp"
 #include "ttt/error.hpp"
 #include "ttt/output.hpp"
+#include "ttt/sampling.hpp"
 #include "ttt/tokenizer.hpp"
 
 #include <fmt/format.h>
@@ -377,7 +378,7 @@ int body(int argc, char** argv) {
       .output(vm, "plot")
       .check();
 
-  const ttt::Model model = ttt::Model::load(model_dir);
+  const ttt::Model model = ttt::Model::load(model_dir, ttt::Weights::deferred);  // read as each engine uploads
   for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-niah: warning: %s\n", w.c_str());
   const ttt::Config& cfg = model.config;
   const ttt::Tokenizer tok = vm.count("tokenizer") ? ttt::app::tokenizer_for(vm["tokenizer"].as<std::string>(), cfg)
@@ -449,6 +450,8 @@ int body(int argc, char** argv) {
   for (const ttt::Mode m : modes) {
     if (interrupted()) break;
     ttt::Engine engine(rt, model, ttt::mode_engine_options(m, eo, longest, cfg));
+    // Greedy over the ids the tokenizer decodes (a model's vocabulary may be wider), and end-of-text.
+    ttt::Sampler greedy({.vocab = tok.vocab_size(), .eos = cfg.eos_token_id});
     for (; item < items.size() && cells[items[item].cell].mode == m && !interrupted(); ++item) {
       const Prompt& p = items[item].prompt;
       ttt::Decoder dec(engine.session());
@@ -456,8 +459,7 @@ int body(int argc, char** argv) {
       if (interrupted()) break;
       std::vector<int32_t> out;
       for (int k = 0; k < p.answer_tokens; ++k) {
-        const std::vector<float>& logits = dec.logits();
-        const int32_t id = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+        const int32_t id = greedy.sample(dec.logits(), {});
         if (id == cfg.eos_token_id) break;
         out.push_back(id);
         if (k + 1 < p.answer_tokens) dec.append({&id, 1});

@@ -205,7 +205,6 @@ void check_args(const Args& a, const ttt::mpi::World& world) {
 // Output paths before any work: a bad one must fail now, not after hours of evaluation.
 // No output may replace an input or another output; each must be writable.
 void check_outputs(const Args& a, const po::variables_map& vm) {
-  if (a.save_weights) ttt::check_output_dir(*a.save_weights, "--save-weights", a.force, {a.model_dir});
   ttt::app::Paths paths;
   paths.model("-m", a.model_dir).input(vm, "tokenizer").input(vm, "jsonl");
   if (!a.corpus.text.empty()) paths.inputs("-f", ttt::expand_paths(a.corpus.text));
@@ -219,12 +218,14 @@ void check_outputs(const Args& a, const po::variables_map& vm) {
   }
   if (a.save_weights)
     paths.output_dir("--save-weights", *a.save_weights,
-                     {"config.json", "model.safetensors", "tokenizer.json", "tokenizer.model"});
+                     {"config.json", "model.safetensors", "tokenizer.json", "tokenizer.model"}, a.force);
   paths.check();
 }
 
 ttt::Model load_model(const std::string& dir) {
-  ttt::Model model = ttt::Model::load(dir);
+  // Deferred: the engines read the weights from the file as they upload them (no host copy
+  // stays beside the device's); --save-weights reads them again when it writes.
+  ttt::Model model = ttt::Model::load(dir, ttt::Weights::deferred);
   for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-perplexity: warning: %s\n", w.c_str());
   return model;
 }

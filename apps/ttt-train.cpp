@@ -191,7 +191,8 @@ int body(int argc, char** argv) {
         paths.input("--resume", (fs::path(vm["resume"].as<std::string>()) / f).string());
     }
     paths.output_dir("--out", out, {"config.json", "model.safetensors", "optimizer.safetensors", "trainer.json",
-                                    "train.jsonl"});
+                                    "train.jsonl"},
+                     vm["force"].as<bool>());
     paths.check();
   };
 
@@ -201,7 +202,6 @@ int body(int argc, char** argv) {
   if (resume) {
     const std::string from = vm["resume"].as<std::string>();
     if (!fs::is_directory(from)) throw UsageError(fmt::format("--resume {}: no such directory", from));
-    ttt::check_output_dir(out, "--out", vm["force"].as<bool>(), {from});
     ck = ttt::train::load_checkpoint(from);
     // The held-out evaluation goes on as the run had it, unless given again.
     if (!vm.count("eval-data")) {
@@ -226,7 +226,6 @@ int body(int argc, char** argv) {
     ck.settings.data = data_files;
     kept_log = log_until((fs::path(from) / "train.jsonl").string(), ck.opt.step);
   } else {
-    ttt::check_output_dir(out, "--out", vm["force"].as<bool>());
     data_files = input_files(vm, "data");
     check_paths(data_files);
     ttt::Config cfg;

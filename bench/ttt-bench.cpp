@@ -111,8 +111,12 @@ int prefill(int argc, char** argv) {
   }
   const std::string name = vm.count("model") ? vm["model"].as<std::string>() : "preset:" + vm["preset"].as<std::string>();
   std::fprintf(stderr, "loading %s\n", name.c_str());
-  const ttt::Model m = vm.count("model") ? ttt::Model::load(vm["model"].as<std::string>())
-                                         : ttt::Model::random(ttt::preset(vm["preset"].as<std::string>()), seed);
+  // Every engine reads the weights from the file (or the preset's seed) as it uploads them: the
+  // host holds no copy of its own beside the device's, so peak RSS is the device's plus the driver's.
+  const ttt::Model m =
+      vm.count("model") ? ttt::Model::load(vm["model"].as<std::string>(), ttt::Weights::deferred)
+                        : ttt::Model::random(ttt::preset(vm["preset"].as<std::string>()), seed, 0.02f,
+                                             ttt::Weights::deferred);
   std::vector<int32_t> tokens(n);
   std::mt19937_64 rng(seed + 1);
   for (auto& t : tokens) t = int32_t(rng() % uint64_t(m.config.vocab_size));

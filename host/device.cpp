@@ -58,6 +58,10 @@ DeviceInfo device_info(cl_platform_id platform, cl_device_id device, int p, int 
   info.device_version = device_str(device, CL_DEVICE_VERSION);
   info.opencl_c_version = device_str(device, CL_DEVICE_OPENCL_C_VERSION);
   info.type = device_val<cl_device_type>(device, CL_DEVICE_TYPE);
+  info.Device::type = info.type & CL_DEVICE_TYPE_GPU           ? DeviceType::GPU
+                      : info.type & CL_DEVICE_TYPE_CPU         ? DeviceType::CPU
+                      : info.type & CL_DEVICE_TYPE_ACCELERATOR ? DeviceType::Accelerator
+                                                               : DeviceType::Other;
   info.compute_units = device_val<cl_uint>(device, CL_DEVICE_MAX_COMPUTE_UNITS);
   info.clock_mhz = device_val<cl_uint>(device, CL_DEVICE_MAX_CLOCK_FREQUENCY);
   info.global_mem = device_val<cl_ulong>(device, CL_DEVICE_GLOBAL_MEM_SIZE);
@@ -74,19 +78,6 @@ DeviceInfo device_info(cl_platform_id platform, cl_device_id device, int p, int 
 
 }  // namespace
 
-std::string DeviceInfo::type_name() const {
-  if (type & CL_DEVICE_TYPE_GPU) return "GPU";
-  if (type & CL_DEVICE_TYPE_CPU) return "CPU";
-  if (type & CL_DEVICE_TYPE_ACCELERATOR) return "accelerator";
-  return "other";
-}
-
-std::string DeviceInfo::spec() const { return fmt::format("{}:{}", platform_index, device_index); }
-
-std::string DeviceInfo::label() const {
-  return fmt::format("{} '{}' ({})", spec(), name, platform_name);
-}
-
 std::vector<DeviceInfo> list_devices() {
   std::vector<DeviceInfo> out;
   cl_uint np = 0;
@@ -102,13 +93,6 @@ std::vector<DeviceInfo> list_devices() {
     for (cl_uint d = 0; d < nd; ++d) out.push_back(device_info(platforms[p], devs[d], int(p), int(d)));
   }
   return out;
-}
-
-std::string describe_devices(const std::vector<DeviceInfo>& devices) {
-  if (devices.empty()) return "  (no OpenCL devices: is an ICD such as pocl-opencl-icd installed?)\n";
-  std::string s;
-  for (const auto& d : devices) s += fmt::format("  {}  [{}]\n", d.label(), d.type_name());
-  return s;
 }
 
 DeviceInfo select_device(const std::string& spec_in) {
@@ -144,7 +128,7 @@ DeviceInfo select_device(const std::string& spec_in) {
       if (lower(dev.name).find(want) != std::string::npos) return dev;
   }
   throw Error(fmt::format("{} '{}' matches no OpenCL device; available devices:\n{}", source, spec,
-                          describe_devices(devices)));
+                          describe_devices(std::vector<Device>(devices.begin(), devices.end()))));
 }
 
 // ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 // (include/ttt/device.hpp) wraps it as ttt::Device and ttt::Runtime.
 #pragma once
 
+#include "ttt/device.hpp"
 #include "ttt/error.hpp"
 
 #ifndef CL_TARGET_OPENCL_VERSION
@@ -19,22 +20,15 @@
 
 namespace ttt::host {
 
-struct DeviceInfo {
+// A device as the public API describes it (ttt::Device: names, type, limits),
+// and what only the host layer needs: its OpenCL handles, its type bits and
+// its per-dimension work-item limits. The public Device is this one, sliced.
+struct DeviceInfo : Device {
   cl_platform_id platform = nullptr;
   cl_device_id id = nullptr;
-  int platform_index = 0, device_index = 0;
-  std::string platform_name, platform_version;
-  std::string name, vendor, driver_version, device_version, opencl_c_version;
+  // CL_DEVICE_TYPE bits, as the launchers test them; Device::type is the same as the public enum.
   cl_device_type type = 0;
-  cl_uint compute_units = 0, clock_mhz = 0;
-  cl_ulong global_mem = 0, local_mem = 0, max_alloc = 0;
-  size_t max_work_group = 0;
   size_t max_work_item[3] = {0, 0, 0};
-  bool fp16 = false, fp64 = false;
-
-  std::string type_name() const;  // "GPU", "CPU", "accelerator", ...
-  std::string spec() const;       // "P:D", accepted by select_device
-  std::string label() const;      // "P:D 'name' (platform)"
 };
 
 // Every device of every platform, in platform order. Empty when no ICD is installed.
@@ -44,9 +38,6 @@ std::vector<DeviceInfo> list_devices();
 // empty spec falls back to $TTT_DEVICE, then the first GPU, then the first
 // device. Throws an Error that lists the available devices when nothing matches.
 DeviceInfo select_device(const std::string& spec = {});
-
-// One line per device, for error messages and ttt-info.
-std::string describe_devices(const std::vector<DeviceInfo>& devices);
 
 class ProgramCache;
 

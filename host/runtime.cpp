@@ -9,35 +9,8 @@
 namespace ttt {
 namespace host {
 
-Device public_device(const DeviceInfo& d) {
-  Device o;
-  o.platform_index = d.platform_index;
-  o.device_index = d.device_index;
-  o.platform_name = d.platform_name;
-  o.platform_version = d.platform_version;
-  o.name = d.name;
-  o.vendor = d.vendor;
-  o.driver_version = d.driver_version;
-  o.device_version = d.device_version;
-  o.opencl_c_version = d.opencl_c_version;
-  o.type = d.type & CL_DEVICE_TYPE_GPU           ? DeviceType::GPU
-           : d.type & CL_DEVICE_TYPE_CPU         ? DeviceType::CPU
-           : d.type & CL_DEVICE_TYPE_ACCELERATOR ? DeviceType::Accelerator
-                                                 : DeviceType::Other;
-  o.compute_units = d.compute_units;
-  o.clock_mhz = d.clock_mhz;
-  o.global_mem = d.global_mem;
-  o.local_mem = d.local_mem;
-  o.max_alloc = d.max_alloc;
-  o.max_work_group = d.max_work_group;
-  o.fp16 = d.fp16;
-  o.fp64 = d.fp64;
-  return o;
-}
-
 Runtime make_runtime(std::unique_ptr<Context> ctx) {
   auto impl = std::make_unique<Runtime::Impl>();
-  impl->device = public_device(ctx->device());
   impl->ctx = std::move(ctx);
   return detail::RuntimeAccess::make(std::move(impl));
 }
@@ -68,11 +41,11 @@ std::string Device::label() const { return spec() + " '" + name + "' (" + platfo
 
 std::vector<Device> list_devices() {
   std::vector<Device> out;
-  for (const host::DeviceInfo& d : host::list_devices()) out.push_back(host::public_device(d));
+  for (const host::DeviceInfo& d : host::list_devices()) out.push_back(d);
   return out;
 }
 
-Device select_device(const std::string& spec) { return host::public_device(host::select_device(spec)); }
+Device select_device(const std::string& spec) { return host::select_device(spec); }
 
 std::string describe_devices(const std::vector<Device>& devices) {
   if (devices.empty()) return "  (no OpenCL devices: is an ICD such as pocl-opencl-icd installed?)\n";
@@ -90,7 +63,7 @@ Runtime::~Runtime() = default;
 Runtime::Runtime(Runtime&&) noexcept = default;
 Runtime& Runtime::operator=(Runtime&&) noexcept = default;
 
-const Device& Runtime::device() const { return impl_->device; }
+const Device& Runtime::device() const { return impl_->ctx->device(); }
 void Runtime::finish() { impl_->ctx->finish(); }
 void Runtime::on_compile(std::function<void(const std::string& family)> hook) {
   impl_->ctx->on_compile(std::move(hook));

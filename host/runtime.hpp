@@ -10,8 +10,7 @@
 namespace ttt {
 
 struct Runtime::Impl {
-  std::unique_ptr<host::Context> ctx;
-  Device device;  // ctx's device, as the public API describes it
+  std::unique_ptr<host::Context> ctx;  // its device() is the public Device too (host::DeviceInfo derives from it)
 };
 
 namespace detail {
@@ -26,7 +25,6 @@ namespace host {
 inline Context& context(const Runtime& rt) { return *detail::RuntimeAccess::impl(rt).ctx; }
 // A Runtime owning ctx.
 Runtime make_runtime(std::unique_ptr<Context> ctx);
-Device public_device(const DeviceInfo& d);
 
 }  // namespace host
 }  // namespace ttt

@@ -88,7 +88,7 @@ struct Core {
 
   Core(const std::string& path, const std::string& device, const std::string& weight_dtype, const std::string& kv_dtype)
       : dir(path),
-        model(Model::load(path)),
+        model(Model::load(path, Weights::deferred)),
         rt(device),
         base(storage(weight_dtype, kv_dtype)),
         sliding(rt, model, base) {
@@ -208,6 +208,11 @@ class Generator {
     check_token_ids(prompt_, core_->model.config.vocab_size, "prompt");
     const int eos = core_->model.config.eos_token_id;
     eos_ = eos >= 0 ? eos : core_->tok ? core_->tok->eos_id() : -1;
+    if (core_->tok) {  // never an id the tokenizer cannot decode (a model's vocabulary may be wider)
+      so.vocab = core_->tok->vocab_size();
+      so.eos = eos_;
+      sampler_ = Sampler(so);
+    }
   }
 
   // The next piece of text (whole UTF-8 characters, as bytes: a byte-level

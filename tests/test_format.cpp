@@ -3,11 +3,14 @@
 // never a crash), dtype conversions, save/load round trips, token files.
 #include "ttt/error.hpp"
 #include "ttt/model.hpp"
+#include "ttt/params.hpp"
 #include "ttt/token_io.hpp"
 #include "tests/common.hpp"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace ttt::test {
@@ -232,6 +235,61 @@ TEST_F(FormatTest, SaveLoadRoundTripInEveryDtype) {
     EXPECT_TRUE(all_close(back.blocks[2].prime.w2, m.blocks[2].prime.w2, atol, rtol)) << dtype_name(t);
     EXPECT_EQ(back.config.to_json(), m.config.to_json());
   }
+}
+
+// A deferred model reads each tensor when asked (an engine's upload, save):
+// the same values as a held one, from the file or the preset's seed, in any order.
+TEST_F(FormatTest, DeferredWeightsEqualHeldOnes) {
+  const Model held = Model::load(dir_.string());
+  Model lazy = Model::load(dir_.string(), Weights::deferred);
+  EXPECT_TRUE(lazy.wte.empty());
+  EXPECT_EQ(lazy.dtype, held.dtype);
+  EXPECT_THROW(lazy.prime_tensors(), Error);  // nothing held to point at
+  const ParamTable table = param_table(held.config);
+  std::vector<float> scratch;
+  for (auto it = table.params.rbegin(); it != table.params.rend(); ++it) {  // backwards: a random source restarts
+    const std::span<const float> v = lazy.values(*it, scratch);
+    EXPECT_TRUE(std::equal(v.begin(), v.end(), it->host(const_cast<Model&>(held)).begin(),
+                           it->host(const_cast<Model&>(held)).end()))
+        << it->name;
+  }
+  lazy.save(file("copy"));
+  EXPECT_EQ(Model::load(file("copy")).wte, held.wte);
+  lazy.hold_weights();
+  EXPECT_EQ(lazy.wte, held.wte);
+  EXPECT_FALSE(lazy.source);
+
+  Config c = held.config;
+  c.tie_word_embeddings = false;
+  const Model r = Model::random(c, 5), d = Model::random(c, 5, 0.02f, Weights::deferred);
+  const ParamTable tc = param_table(c);
+  for (const ParamSpec& p : {tc.params.back(), tc.params.front(), tc.params[3], tc.params.back()}) {
+    const std::span<const float> v = d.values(p, scratch);
+    EXPECT_TRUE(std::equal(v.begin(), v.end(), p.host(const_cast<Model&>(r)).begin(), p.host(const_cast<Model&>(r)).end()))
+        << p.name;
+  }
+  Model dh = d;
+  dh.hold_weights();
+  EXPECT_EQ(dh.lm_head, r.lm_head);
+  EXPECT_EQ(dh.blocks[2].prime.w2, r.blocks[2].prime.w2);
+}
+
+// A non-finite value in a deferred model's file is found when it is read, naming the tensor.
+TEST_F(FormatTest, DeferredNonFiniteValueIsReportedWhenRead) {
+  Model m = Model::load(dir_.string());
+  m.blocks[1].wo[5] = std::nanf("");
+  m.save(file("nan"));
+  Model lazy = Model::load(file("nan"), Weights::deferred);  // the header is fine
+  const std::string err = [&] {
+    try {
+      lazy.hold_weights();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  }();
+  EXPECT_NE(err.find("blocks.1.attn.wo"), std::string::npos) << err;
+  EXPECT_NE(err.find("non-finite"), std::string::npos) << err;
 }
 
 TEST(Dtype, HalfConversionsRoundTripEveryValue) {

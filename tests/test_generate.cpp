@@ -82,6 +82,30 @@ TEST(Sampler, RepeatPenaltyDividesPositiveAndMultipliesNegativeLogits) {
   EXPECT_THROW(Sampler(SamplingOptions{.top_p = 0.f}), Error);
 }
 
+TEST(Sampler, NeverChoosesAnIdBeyondTheUsableVocabularyButEndOfText) {
+  // A model of 300 ids read by the 256-byte tokenizer: ids 256..299 have no text.
+  std::vector<float> logits(300, 0.f);
+  logits[290] = 9.f;  // the most likely id has no text
+  logits[299] = 5.f;  // end-of-text
+  logits[7] = 4.f;
+  EXPECT_EQ(Sampler().sample(logits, {}), 290);  // no usable vocabulary given: every id
+  EXPECT_EQ(Sampler({.vocab = 256}).sample(logits, {}), 7);
+  EXPECT_EQ(Sampler({.vocab = 256, .eos = 299}).sample(logits, {}), 299);
+  for (const SamplingOptions o : {SamplingOptions{.temperature = 2.f, .vocab = 256, .eos = 299},
+                                  SamplingOptions{.temperature = 2.f, .top_k = 50, .vocab = 256, .eos = 299},
+                                  SamplingOptions{.temperature = 2.f, .top_p = 0.99f, .vocab = 256, .eos = 299}}) {
+    Sampler s(o);
+    int eos = 0;
+    for (int i = 0; i < 2000; ++i) {
+      const int32_t id = s.sample(logits, {});
+      ASSERT_TRUE(id < 256 || id == 299) << id;
+      eos += id == 299;
+    }
+    EXPECT_GT(eos, 0);
+  }
+  EXPECT_THROW(Sampler(SamplingOptions{.vocab = -1}), Error);
+}
+
 TEST(TextStream, HoldsAUtf8CharacterSplitAcrossTokensUntilItIsWhole) {
   TextStream t;
   EXPECT_EQ(t.push("a\xC3"), "a");

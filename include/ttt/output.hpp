@@ -11,15 +11,21 @@
 
 namespace ttt {
 
-// Throws ttt::Error naming `flag` and `path` when `path` cannot be written as
-// a file: its directory is missing or not writable, or `path` is a directory.
+// The one check of an output path, run before any work (the tools' Paths
+// and the Python module use it): throws ttt::Error naming `flag` (the option
+// or argument that gave the path) and `path` with the reason (strerror) when
+// `path` cannot be written as a file: it is a directory or an unwritable
+// file, or its directory is missing, not a directory, or does not take a new
+// file. The last is tried by making one (read-only file systems, /proc, ACLs
+// and root, whom access() never refuses, all answer truly).
 void check_output_file(const std::string& path, const std::string& flag);
 
 // For a directory a tool fills (a model directory). Throws ttt::Error naming
 // `flag` when `dir` is an existing non-directory; is one of `protect` (the
 // same directory by canonical path, e.g. the input model: refused even with
-// force); is a non-empty directory and force is off; or cannot be created
-// (its nearest existing ancestor is not a writable directory).
+// force); is a non-empty directory and force is off (Error::setting()
+// "force"); or cannot take new files (it, or its nearest existing ancestor
+// when it is to be created, tried as check_output_file does).
 void check_output_dir(const std::string& dir, const std::string& flag, bool force,
                       const std::vector<std::string>& protect = {});
 

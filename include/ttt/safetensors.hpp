@@ -40,6 +40,9 @@ class SafeTensors {
   // The tensor converted to float32, or an Error naming it if it is absent.
   std::vector<float> to_f32(const std::string& name) const;
   static std::vector<float> to_f32(const TensorView& t);
+  // Drops the pages of t's data from this process's memory (they are read
+  // from the file again if touched): mapped pages count in the resident set.
+  void release(const TensorView& t) const;
 
  private:
   std::string path_;

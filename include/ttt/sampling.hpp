@@ -20,6 +20,11 @@ struct SamplingOptions {
   float repeat_penalty = 1.f;  // > 1 discourages ids among the last repeat_last_n (CTRL / llama.cpp rule)
   int repeat_last_n = 64;
   uint64_t seed = 0;           // same seed, same logits: same choices
+  // The ids the caller can use: [0, vocab) (0: every id of the logits) and eos
+  // (-1: none). A model's vocabulary may be wider than its tokenizer's (300
+  // ids over 256 bytes): an id the tokenizer cannot decode is never chosen.
+  int vocab = 0;
+  int32_t eos = -1;
 
   // Throws ttt::Error naming the first option out of range.
   void validate() const;

@@ -57,7 +57,7 @@ class Tokenizer {
 
 // Where a model directory without a tokenizer gets one: the file to fetch for
 // its vocabulary (Meta's Llama-3 tokenizer for vocab_size 128256) and where
-// to put it, or --tokenizer. for_model's error ends with it.
+// to put it, or another tokenizer file (Error::setting "tokenizer"). for_model's error ends with it.
 std::string tokenizer_hint(const Config& config, const std::string& dir);
 
 }  // namespace ttt

@@ -33,7 +33,7 @@ std::vector<Document> load_jsonl_documents(const std::string& path, const std::s
     }
     if (!j.is_object()) throw Error(fmt::format("{}: expected a JSON object", where));
     const auto it = j.find(field);
-    if (it == j.end()) throw Error(fmt::format("{}: no field \"{}\" (see --field)", where, field));
+    if (it == j.end()) throw Error(fmt::format("{}: no field \"{}\" (the field that holds the text is a setting)", where, field), "field");
     if (!it->is_string()) throw Error(fmt::format("{}: field \"{}\" is not a string", where, field));
     const std::string& text = it->get_ref<const std::string&>();
     if (text.empty()) throw Error(fmt::format("{}: empty text in field \"{}\"", where, field));

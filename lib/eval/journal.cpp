@@ -93,7 +93,7 @@ Journal::Journal(const std::string& path, const std::string& fingerprint, bool r
   std::error_code ec;
   const bool exists = fs::exists(path, ec);
   if (exists && !resume && fs::file_size(path, ec) > 0)
-    throw Error(fmt::format("{}: journal exists; pass --resume to continue it, or remove it to start over", path));
+    throw Error(fmt::format("{}: journal exists; resume it to continue, or remove it to start over", path), "resume");
   size_t good = 0;  // bytes of intact lines
   bool header = false;
   if (exists && resume) {

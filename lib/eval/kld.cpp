@@ -146,8 +146,9 @@ KldComparer::KldComparer(const std::string& path, const KldHeader& expect) : pat
   in_.open(path, std::ios::binary);
   if (!in_) throw Error(fmt::format("{}: cannot read the KL-divergence base", path));
   auto fail = [&](const std::string& why) {
-    return Error(fmt::format("{}: {}; make a base for this run with --kl-divergence-base FILE (without --kl-divergence)",
-                             path, why));
+    return Error(fmt::format("{}: {}; make a base for this run first (a run that writes the base, not one that compares)",
+                             path, why),
+                 "kl-divergence-base");
   };
   char fixed[40];
   if (!in_.read(fixed, sizeof fixed) || std::memcmp(fixed, kMagic, sizeof kMagic) != 0)

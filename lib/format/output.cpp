@@ -26,14 +26,27 @@ fs::path parent_of(const std::string& path) {
   return p.empty() ? fs::path(".") : p;
 }
 
-void check_writable_dir(const fs::path& dir, const std::string& path, const std::string& flag) {
-  std::error_code ec;
-  const auto st = fs::status(dir, ec);
-  if (!fs::exists(st))
-    throw Error(fmt::format("{} {}: directory '{}' does not exist", flag, path, dir.string()));
-  if (!fs::is_directory(st)) throw Error(fmt::format("{} {}: '{}' is not a directory", flag, path, dir.string()));
-  if (::access(dir.c_str(), W_OK | X_OK) != 0)
-    throw Error(fmt::format("{} {}: directory '{}' is not writable: {}", flag, path, dir.string(), std::strerror(errno)));
+// Whether a new file can be made in dir: the one sure test (read-only file
+// systems, /proc, ACLs, root, whom access() never refuses) is to make one.
+// Returns 0 or the errno.
+int probe_dir(const fs::path& dir) {
+  std::string tmp = (dir / ".ttt-write-probe.XXXXXX").string();
+  const int fd = ::mkstemp(tmp.data());
+  if (fd < 0) return errno;
+  ::close(fd);
+  ::unlink(tmp.c_str());
+  return 0;
+}
+
+// dir exists, is a directory and takes a new file; errors name `what` (flag and path).
+void check_dir_takes_files(const fs::path& dir, const std::string& what) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0)
+    throw Error(fmt::format("{}: cannot write: directory '{}' does not exist ({})", what, dir.string(),
+                            std::strerror(errno)));
+  if (!S_ISDIR(st.st_mode)) throw Error(fmt::format("{}: cannot write: '{}' is not a directory", what, dir.string()));
+  if (const int e = probe_dir(dir))
+    throw Error(fmt::format("{}: cannot write in directory '{}': {}", what, dir.string(), std::strerror(e)));
 }
 
 // Symlinks resolved, "." and ".." folded, no trailing separator: two
@@ -50,34 +63,37 @@ fs::path canonical_dir(const std::string& dir) {
 
 void check_output_file(const std::string& path, const std::string& flag) {
   if (path.empty()) throw Error(fmt::format("{}: empty file name", flag));
-  std::error_code ec;
-  if (fs::is_directory(path, ec)) throw Error(fmt::format("{} {}: is a directory, expected a file name", flag, path));
-  check_writable_dir(parent_of(path), path, flag);
-  if (fs::exists(path, ec) && ::access(path.c_str(), W_OK) != 0)
-    throw Error(fmt::format("{} {}: not writable: {}", flag, path, std::strerror(errno)));
+  const std::string what = fmt::format("{} {}", flag, path);
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) throw Error(fmt::format("{}: is a directory, expected a file name", what));
+    if (::access(path.c_str(), W_OK) != 0) throw Error(fmt::format("{}: cannot write: {}", what, std::strerror(errno)));
+  }
+  check_dir_takes_files(parent_of(path), what);
 }
 
 void check_output_dir(const std::string& dir, const std::string& flag, bool force,
                       const std::vector<std::string>& protect) {
   if (dir.empty()) throw Error(fmt::format("{}: empty directory name", flag));
+  const std::string what = fmt::format("{} {}", flag, dir);
   std::error_code ec;
   const fs::path canon = canonical_dir(dir);
   for (const std::string& p : protect) {
     if (canonical_dir(p) == canon)
-      throw Error(fmt::format("{} {}: is the input model directory '{}'; write the output somewhere else", flag, dir, p));
+      throw Error(fmt::format("{}: is the input model directory '{}'; write the output somewhere else", what, p));
   }
   const auto st = fs::status(dir, ec);
   if (fs::exists(st)) {
-    if (!fs::is_directory(st)) throw Error(fmt::format("{} {}: exists and is not a directory", flag, dir));
+    if (!fs::is_directory(st)) throw Error(fmt::format("{}: exists and is not a directory", what));
     if (!force && !fs::is_empty(dir, ec))
-      throw Error(fmt::format("{} {}: directory is not empty; pass --force to write into it anyway", flag, dir));
-    check_writable_dir(dir, dir, flag);
+      throw Error(fmt::format("{}: directory is not empty; writing into it must be asked for", what), "force");
+    check_dir_takes_files(dir, what);
     return;
   }
-  // Created later: the nearest existing ancestor must be a writable directory.
+  // Created later: the nearest existing ancestor must be a directory that takes new entries.
   fs::path up = fs::absolute(dir).parent_path();
   while (!up.empty() && !fs::exists(up, ec) && up != up.parent_path()) up = up.parent_path();
-  check_writable_dir(up, dir, flag);
+  check_dir_takes_files(up, what);
 }
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {

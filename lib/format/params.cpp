@@ -118,10 +118,10 @@ std::vector<float> ParamTable::pack(int di, const Model& m) const {
   const DeviceTensor& d = device[size_t(di)];
   if (d.parts.empty()) return std::vector<float>(size_t(d.size()), 1.f);
   std::vector<float> out(size_t(d.size()));
-  auto& mm = const_cast<Model&>(m);  // host() hands out mutable storage; only read here
+  std::vector<float> scratch;  // a deferred model's tensor, one at a time
   for (int pi : d.parts) {
     const ParamSpec& p = params[size_t(pi)];
-    const std::vector<float>& src = p.host(mm);
+    const std::span<const float> src = m.values(p, scratch);
     const int64_t w = p.size() / d.rows;
     if (int64_t(src.size()) != p.size())
       throw Error(fmt::format("tensor '{}' holds {} values, expected {}", p.name, src.size(), p.size()));

@@ -209,6 +209,13 @@ std::vector<float> SafeTensors::to_f32(const std::string& name) const {
   return to_f32(*t);
 }
 
+void SafeTensors::release(const TensorView& t) const {
+  if (!map_ || !t.bytes) return;
+  const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = uintptr_t(t.data) & ~(page - 1), end = uintptr_t(t.data) + t.bytes;
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);  // advice: a failure changes nothing
+}
+
 std::vector<float> SafeTensors::to_f32(const TensorView& t) {
   const size_t n = size_t(t.numel());
   std::vector<float> out(n);

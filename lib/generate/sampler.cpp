@@ -22,6 +22,7 @@ void SamplingOptions::validate() const {
   if (!(repeat_penalty > 0) || !std::isfinite(repeat_penalty))
     throw Error(fmt::format("repeat penalty {} must be a finite number > 0 (1: off)", repeat_penalty));
   if (repeat_last_n < 0) throw Error(fmt::format("repeat-last-n {} must be >= 0", repeat_last_n));
+  if (vocab < 0) throw Error(fmt::format("usable vocabulary {} must be >= 0 (0: every id)", vocab));
 }
 
 Sampler::Sampler(SamplingOptions o) : o_(o), rng_(o.seed) { o_.validate(); }
@@ -36,6 +37,10 @@ int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> 
     for (int32_t id : seen)
       if (id >= 0 && id < V) work_[size_t(id)] = work_[size_t(id)] > 0 ? work_[size_t(id)] / o_.repeat_penalty
                                                                           : work_[size_t(id)] * o_.repeat_penalty;
+  }
+  if (o_.vocab > 0 && o_.vocab < V) {  // ids the caller cannot use weigh nothing
+    for (int id = o_.vocab; id < V; ++id)
+      if (id != o_.eos) work_[size_t(id)] = -INFINITY;
   }
   if (o_.temperature == 0.f) return int32_t(std::max_element(work_.begin(), work_.end()) - work_.begin());
 

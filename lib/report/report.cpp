@@ -37,8 +37,8 @@ namespace {
 
 void check_doc(const DocResult& d, bool compare) {
   if (compare && d.nll_base.size() != d.nll.size())
-    throw Error(fmt::format("report: document '{}' has {} NLL values with TTT but {} without; --compare needs both "
-                            "runs over the same tokens",
+    throw Error(fmt::format("report: document '{}' has {} NLL values with TTT but {} without; a comparison needs "
+                            "both runs over the same tokens",
                             clean_text(d.name), d.nll.size(), d.nll_base.size()));
 }
 

@@ -167,9 +167,9 @@ std::string tokenizer_hint(const Config& config, const std::string& dir) {
   if (config.vocab_size == 128256)  // the official presets: Llama-3's 128,000 tokens and 256 special ones
     return fmt::format("this vocabulary is Llama-3's: fetch tokenizer.json from huggingface.co/meta-llama/"
                        "Meta-Llama-3-8B (under the Llama 3 Community License) and put it at {}, or give "
-                       "--tokenizer FILE",
+                       "the tokenizer file",
                        where);
-  return fmt::format("put the model's tokenizer.json (or tokenizer.model) at {}, or give --tokenizer FILE", where);
+  return fmt::format("put the model's tokenizer.json (or tokenizer.model) at {}, or give the tokenizer file", where);
 }
 
 Tokenizer Tokenizer::for_model(const std::string& dir, const Config& config) {
@@ -190,7 +190,8 @@ Tokenizer Tokenizer::for_model(const std::string& dir, const Config& config) {
   } else {
     throw Error(fmt::format("{}: no tokenizer: looked for {} and {} (a byte-level model says \"tokenizer\": "
                             "\"bytes\" in config.json); {}",
-                            dir, json_path, model_path, tokenizer_hint(config, dir)));
+                            dir, json_path, model_path, tokenizer_hint(config, dir)),
+                "tokenizer");
   }
   if (config.vocab_size > 0 && t.vocab_size() > config.vocab_size)
     throw Error(fmt::format("{}: tokenizer {} has {} ids but config.json has vocab_size {}", dir, t.name(),

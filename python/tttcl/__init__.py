@@ -12,6 +12,8 @@ KeyboardInterrupt between mini-batches and leaves the model usable.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
 
@@ -24,6 +26,32 @@ __all__ = ["Device", "Error", "Model", "PerplexityResult", "Session", "Tokenizer
 __version__ = "0.1.0"
 
 Doc = Union[str, Sequence[int], np.ndarray]
+
+
+def _options_of(source: Callable, without: Sequence[str] = ()):
+    """For a method that passes its options on to `source`: its signature is its
+    own leading parameters followed by source's options (those with defaults,
+    less `without`), so help() and editors show them, a wrong one raises
+    TypeError naming it, and their defaults are written once, in source. The
+    body receives the options given as keyword arguments (**options)."""
+    src = inspect.signature(source)
+
+    def decorate(body: Callable) -> Callable:
+        lead = [p for p in inspect.signature(body).parameters.values() if p.kind != p.VAR_KEYWORD]
+        options = [p for p in src.parameters.values() if p.default is not p.empty and p.name not in without]
+        sig = inspect.signature(body).replace(parameters=lead + options)
+
+        @functools.wraps(body)
+        def wrapper(*args, **kwargs):
+            bound = sig.bind(*args, **kwargs)
+            given = dict(bound.arguments)
+            leading = [given.pop(p.name) for p in lead]
+            return body(*leading, **given)
+
+        wrapper.__signature__ = sig
+        return wrapper
+
+    return decorate
 
 
 def devices() -> list[Device]:
@@ -158,7 +186,7 @@ class Session:
         or a corrupt one raises Error naming the file. A file written without
         test-time training by ttt-generate continues from its last whole
         mini-batch: the NLLs of the tokens it forwarded are not returned."""
-        s = cls(model, ttt=ttt, inner_lr=inner_lr)
+        s = cls(model, ttt=ttt, inner_lr=inner_lr)  # the options a session file was saved with, checked by load
         s._s.load(os.fspath(path))
         return s
 
@@ -243,20 +271,6 @@ class Model:
             return self.tokenizer.encode(doc, bos=True)  # BOS as ttt-perplexity -f adds it
         return _ids(doc, what)
 
-    def perplexity(self, doc: Doc, ttt: bool = True, inner_lr: Optional[float] = None,
-                   full_attention: bool = False,
-                   progress: Optional[Callable[[int, int], None]] = None) -> PerplexityResult:
-        """Scores one document from a fresh state, as ttt-perplexity does.
-
-        doc: text (tokenised with BOS, as `ttt-perplexity -f`), or token ids.
-        ttt=False: no test-time training (--no-ttt); inner_lr overrides the
-        model's step size (--inner-lr); full_attention=True: attention over the
-        whole document without test-time training (--full-attention).
-        progress(done, total) is called after every mini-batch; an exception
-        it raises stops the run and propagates."""
-        return self.perplexity_many([doc], ttt=ttt, inner_lr=inner_lr, full_attention=full_attention,
-                                    progress=progress)[0]
-
     def perplexity_many(self, docs: Iterable[Doc], parallel: int = 1, ttt: bool = True,
                         inner_lr: Optional[float] = None, full_attention: bool = False,
                         progress: Optional[Callable[[int, int], None]] = None) -> list[PerplexityResult]:
@@ -268,9 +282,22 @@ class Model:
         nll = self._core.score(arrays, ttt, inner_lr, full_attention, parallel, progress)
         return [PerplexityResult(v) for v in nll]
 
-    def session(self, ttt: bool = True, inner_lr: Optional[float] = None) -> Session:
+    @_options_of(perplexity_many, without=("parallel",))
+    def perplexity(self, doc: Doc, **options) -> PerplexityResult:
+        """Scores one document from a fresh state, as ttt-perplexity does.
+
+        doc: text (tokenised with BOS, as `ttt-perplexity -f`), or token ids.
+        ttt=False: no test-time training (--no-ttt); inner_lr overrides the
+        model's step size (--inner-lr); full_attention=True: attention over the
+        whole document without test-time training (--full-attention).
+        progress(done, total) is called after every mini-batch; an exception
+        it raises stops the run and propagates."""
+        return self.perplexity_many([doc], **options)[0]
+
+    @_options_of(Session.__init__)
+    def session(self, **options) -> Session:
         """A document fed in pieces, keeping its adapted state; see Session."""
-        return Session(self, ttt=ttt, inner_lr=inner_lr)
+        return Session(self, **options)
 
     def stream(self, prompt: Doc, max_tokens: int = 256, temperature: float = 0.0, top_k: int = 0,
                top_p: float = 1.0, repeat_penalty: float = 1.0, seed: int = 0,
@@ -293,11 +320,7 @@ class Model:
                 return
             yield piece.decode("utf-8", errors="replace")
 
-    def generate(self, prompt: Doc, max_tokens: int = 256, temperature: float = 0.0, top_k: int = 0,
-                 top_p: float = 1.0, repeat_penalty: float = 1.0, seed: int = 0,
-                 stop: Union[None, str, Sequence[str]] = None, ttt: bool = True,
-                 repeat_last_n: int = 64) -> str:
+    @_options_of(stream)
+    def generate(self, prompt: Doc, **options) -> str:
         """The generated text (without the prompt); see stream()."""
-        return "".join(self.stream(prompt, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
-                                   top_p=top_p, repeat_penalty=repeat_penalty, seed=seed, stop=stop, ttt=ttt,
-                                   repeat_last_n=repeat_last_n))
+        return "".join(self.stream(prompt, **options))
