@@ -7,6 +7,7 @@
 #include "ttt/config.hpp"
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
+#include "ttt/output.hpp"
 #include "ttt/tokenizer.hpp"
 
 #include <fmt/format.h>
@@ -262,7 +263,16 @@ Paths& Paths::model(const std::string& flag, const std::string& dir) {
 }
 
 Paths& Paths::output(const std::string& flag, const std::string& path) {
-  if (path != "-") out_.push_back({flag, path});
+  // A file, never standard output: stdout carries the report (ttt-tokenize -o - is its own case).
+  if (path == "-")
+    throw UsageError(fmt::format("{} -: give a file name; this output is not written to standard output", flag));
+  out_.push_back({flag, path});
+  return *this;
+}
+
+Paths& Paths::report(const std::string& flag, const std::string& path) {
+  output(flag, path);
+  if (!path.empty()) out_.push_back({fmt::format("{} (partial results)", flag), partial_path(path)});
   return *this;
 }
 
@@ -278,6 +288,10 @@ Paths& Paths::input(const po::variables_map& vm, const char* name) {
 
 Paths& Paths::output(const po::variables_map& vm, const char* name) {
   return vm.count(name) ? output(fmt::format("--{}", name), vm[name].as<std::string>()) : *this;
+}
+
+Paths& Paths::report(const po::variables_map& vm, const char* name) {
+  return vm.count(name) ? report(fmt::format("--{}", name), vm[name].as<std::string>()) : *this;
 }
 
 void Paths::check() const {
@@ -358,5 +372,19 @@ void catch_interrupts(const char* tool, const char* then) {
 }
 
 int interrupted() { return g_signal.load(); }
+
+std::string partial_path(const std::string& path) { return path + ".partial"; }
+
+void write_output(const std::string& path, std::string_view data) {
+  std::error_code ec;
+  if (interrupted() && std::filesystem::exists(path, ec)) {
+    const std::string partial = partial_path(path);
+    write_file_atomic(partial, data);
+    std::fprintf(stderr, "%s: %s kept (the run was interrupted); partial results written to %s\n", g_tool.c_str(),
+                 path.c_str(), partial.c_str());
+    return;
+  }
+  write_file_atomic(path, data);
+}
 
 }  // namespace ttt::app

@@ -117,7 +117,7 @@ int body(int argc, char** argv) {
       .input(vm, "tokenizer")
       .input(vm, "file")
       .input(vm, "load-session")
-      .output(vm, "json")
+      .report(vm, "json")
       .output(vm, "save-session")
       .check();
   const ttt::Model model = ttt::Model::load(model_dir);
@@ -251,7 +251,7 @@ int body(int argc, char** argv) {
               {"sampling",
                {{"temperature", so.temperature}, {"top_k", so.top_k}, {"top_p", so.top_p},
                 {"repeat_penalty", so.repeat_penalty}, {"repeat_last_n", so.repeat_last_n}, {"seed", so.seed}}}};
-    ttt::write_file_atomic(vm["json"].as<std::string>(), j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+    ttt::app::write_output(vm["json"].as<std::string>(), j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   }
   return interrupted() ? 130 : 0;
 }

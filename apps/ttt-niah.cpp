@@ -372,8 +372,8 @@ int body(int argc, char** argv) {
       .model("-m", model_dir)
       .input(vm, "haystack")
       .input(vm, "tokenizer")
-      .output(vm, "json")
-      .output(vm, "plot")
+      .report(vm, "json")
+      .report(vm, "plot")
       .check();
 
   const ttt::Model model = ttt::Model::load(model_dir);
@@ -525,10 +525,10 @@ int body(int argc, char** argv) {
               {"interrupted", interrupted()},
               {"seconds", seconds},
               {"results", results}};
-    ttt::write_file_atomic(vm["json"].as<std::string>(), j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+    ttt::app::write_output(vm["json"].as<std::string>(), j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   }
   if (vm.count("plot"))
-    ttt::write_file_atomic(vm["plot"].as<std::string>(),
+    ttt::app::write_output(vm["plot"].as<std::string>(),
                            render_svg(cells, modes, contexts, depths,
                                       fmt::format("S-NIAH accuracy: {} (needle {}, {} trials)", model_dir,
                                                   vm["needle"].as<std::string>(), trials)));

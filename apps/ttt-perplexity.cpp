@@ -207,7 +207,7 @@ void check_outputs(const Args& a, const po::variables_map& vm) {
   paths.model("-m", a.model_dir).input(vm, "tokenizer").input(vm, "jsonl");
   if (!a.corpus.text.empty()) paths.inputs("-f", ttt::expand_paths(a.corpus.text));
   if (!a.corpus.tokens.empty()) paths.inputs("--tokens", ttt::expand_paths(a.corpus.tokens));
-  paths.output(vm, "nll-out").output(vm, "json").output(vm, "plot").output(vm, "journal").output(vm, "save-session");
+  paths.report(vm, "nll-out").report(vm, "json").report(vm, "plot").output(vm, "journal").output(vm, "save-session");
   if (a.kld_base) {
     if (a.kld)
       paths.input("--kl-divergence-base", *a.kld_base);
@@ -285,9 +285,9 @@ struct KeptSession {
 void write_outputs(const Args& a, const ttt::CorpusResults& r) {
   std::fputs(ttt::format_report(r.report).c_str(), stdout);
   std::fflush(stdout);
-  if (a.nll_out) ttt::write_file_atomic(*a.nll_out, r.nll_text);
-  if (a.json) ttt::write_file_atomic(*a.json, ttt::report_json(r.report).dump(2) + "\n");
-  if (a.plot) ttt::write_file_atomic(*a.plot, ttt::render_svg(r.report));
+  if (a.nll_out) ttt::app::write_output(*a.nll_out, r.nll_text);
+  if (a.json) ttt::app::write_output(*a.json, ttt::report_json(r.report).dump(2) + "\n");
+  if (a.plot) ttt::app::write_output(*a.plot, ttt::render_svg(r.report));
 }
 
 // The last words on stderr and the exit code; a whole run saves the adapted weights.

@@ -86,7 +86,9 @@ int body(int argc, char** argv) {
   const std::string in_path = vm["file"].as<std::string>(), out_path = vm["output"].as<std::string>();
   ttt::app::Paths paths;
   if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
-  paths.input(vm, "tokenizer").input("-f", in_path).output("-o", out_path).check();
+  paths.input(vm, "tokenizer").input("-f", in_path);
+  if (out_path != "-") paths.output("-o", out_path);  // "-": standard output
+  paths.check();
 
   const ttt::Tokenizer tok = open_tokenizer(vm);
   const std::string input = ttt::app::read_text(in_path, "-f");

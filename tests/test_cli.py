@@ -758,6 +758,40 @@ def interrupts(c):
 
 
 @case
+def interrupt_keeps_complete(c):
+    """An interrupted re-run replaces no complete output: its partial results go to PATH.partial."""
+    tmp = c.tmp
+    made, long_doc = c.made(), c.long_doc()
+    jp, npth = os.path.join(tmp, "keep.json"), os.path.join(tmp, "keep.nll")
+    rc, _, err = run("ttt-perplexity", "-m", made, "-f", long_doc, "--json", jp, "--nll-out", npth)
+    before = {p: open(p).read() for p in (jp, npth)} if rc == 0 else {}
+    check("keep: the complete run writes its outputs", rc == 0 and not json.loads(before[jp]).get("partial"), err[-300:])
+    p = subprocess.Popen([exe("ttt-perplexity"), "-m", made, "-f", long_doc, "--json", jp, "--nll-out", npth],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    head = p.stderr.readline()
+    p.send_signal(signal.SIGINT)
+    _, se = p.communicate(timeout=600)
+    se = head + se
+    kept = all(open(f).read() == t for f, t in before.items())
+    pj = json.load(open(jp + ".partial")) if os.path.exists(jp + ".partial") else {}
+    pn = open(npth + ".partial").read().splitlines() if os.path.exists(npth + ".partial") else [""]
+    ok = p.returncode == 130 and kept and pj.get("partial") is True and pn[-1].startswith("# partial: ")
+    ok = ok and f"{jp} kept" in se and f"{jp}.partial" in se
+    check("keep: an interrupted re-run leaves the complete JSON and NLLs, partial results beside them", ok,
+          f"exit {p.returncode}, kept {kept}, {se[-500:]!r}")
+    # PATH.partial is an output too: checked before any work.
+    bad = os.path.join(tmp, "keep2.json")
+    os.mkdir(bad + ".partial")
+    expect_error("keep: PATH.partial that cannot be written is refused before work", "ttt-perplexity",
+                 ["-m", made, "-f", long_doc, "--json", bad], "keep2.json.partial", code=1)
+    # "-" is no file name for an output (stdout carries the report): a usage error, no file named "-".
+    for flag in ("--json", "--nll-out", "--plot"):
+        expect_error(f"keep: {flag} - is a usage error", "ttt-perplexity", ["-m", made, "-f", long_doc, flag, "-"],
+                     f"{flag} -", code=2)
+    check("keep: no file named '-' was made", not os.path.exists("-"))
+
+
+@case
 def input_forms(c):
     tmp = c.tmp
     tiny, made = c.tiny, c.made()
