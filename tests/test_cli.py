@@ -1680,6 +1680,35 @@ def train_resume_eval(c):
 
 
 @case
+def train_interrupted_eval(c):
+    """An evaluation an interrupt drops is said on stderr, and --resume does it before the next step."""
+    f, tmp = train_fixture(c), c.tmp
+    part, rest = os.path.join(tmp, "t-ie-part"), os.path.join(tmp, "t-ie-rest")
+    args = train_args(f, part, "--eval-data", f["eval"], "--eval-every", "1", steps=50)
+    args.remove("--quiet")
+    proc = subprocess.Popen([exe("ttt-train"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    for line in proc.stderr:
+        seen += line
+        if "step 1/" in line:
+            break
+    proc.send_signal(signal.SIGINT)  # during step 1's evaluation, or the step after: an evaluation is dropped
+    _, err = proc.communicate(timeout=300)
+    err = seen + err
+    step = json.load(open(os.path.join(part, "trainer.json")))["step"] if proc.returncode == 130 else -1
+    evals = [r["step"] for r in jsonl(os.path.join(part, "train.jsonl")) if "eval_nll_ttt" in r]
+    ok = proc.returncode == 130 and step not in evals and f"held-out evaluation of step {step} was" in err
+    check("an evaluation dropped by an interrupt is said on stderr", ok, f"exit {proc.returncode}, step {step}, "
+          f"evals {evals}, {err[-400:]!r}")
+    if not ok:
+        return
+    rc, _, e2 = run("ttt-train", "--resume", part, "--out", rest, "--until", str(step + 1))
+    evals = [r["step"] for r in jsonl(os.path.join(rest, "train.jsonl")) if "eval_nll_ttt" in r] if rc == 0 else []
+    ok = rc == 0 and evals == list(range(1, step + 2)) and f"evaluation of step {step} was not finished" in e2
+    check("--resume does the dropped evaluation first", ok, f"exit {rc}, evals {evals}, {e2[-400:]!r}")
+
+
+@case
 def corpus_resume_note(c):
     """A resumed corpus run says how many documents its journal already held."""
     made, tmp = c.made(), c.tmp
