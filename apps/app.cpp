@@ -178,9 +178,8 @@ Tokenizer tokenizer_for(const std::string& path, const Config& cfg) {
       throw Error(fmt::format("--tokenizer: {}", e.what()));
     }
   }();
-  if (cfg.vocab_size > 0 && t.vocab_size() > cfg.vocab_size)
-    throw Error(fmt::format("--tokenizer {}: {} ids, but the model's vocab_size is {}", path, t.vocab_size(),
-                            cfg.vocab_size));
+  if (const std::string why = tokenizer_mismatch(t, cfg); !why.empty())
+    throw Error(fmt::format("--tokenizer {}: {}", path, why));
   return t;
 }
 

@@ -1758,7 +1758,15 @@ def preset_tokenizer(c):
     check("ttt-make-model --tokenizer copies it into the model", ok, se[-400:])
     rc, so, se = run("ttt-tokenize", "-m", m125, "-f", c.token_file("pt.txt", "Hello world"))
     check("and the model then reads text", rc == 0 and so.split() == ["9906", "1917"], (so + se)[-300:])
+    # A tokenizer of another family (50257 GPT-2 ids against 128256): every number would be wrong, so refused.
+    expect_error("ttt-perplexity --tokenizer with far fewer ids than the model's vocabulary", "ttt-perplexity",
+                 ["-m", m125, "-f", c.token_file("pt.txt", "Hello world"), "--tokenizer", gpt2], "50257 ids",
+                 "128256", "fewer than half", code=1)
     shutil.rmtree(m125, ignore_errors=True)
+    expect_error("ttt-make-model --tokenizer with far fewer ids than the preset's vocabulary", "ttt-make-model",
+                 ["--preset", "125m", "--dtype", "bf16", "--out", m125, "--tokenizer", gpt2], "--tokenizer",
+                 "50257 ids", "fewer than half")
+    check("and writes no model", not os.path.exists(os.path.join(m125, "tokenizer.json")))
 
 
 @case
