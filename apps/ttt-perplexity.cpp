@@ -20,6 +20,7 @@
 #include "host/runtime.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -43,7 +44,8 @@ po::options_description options() {
       ("model,m", po::value<std::string>()->required(), "model directory (config.json + model.safetensors [+ tokenizer])")
       ("file,f", po::value<std::vector<std::string>>()->composing(),
        "text document to tokenise with the model's tokenizer (BOS prepended when the model has one), - for standard "
-       "input; repeat it, or name a directory, for several documents, each evaluated from a fresh state")
+       "input; repeat it, or name a directory (its files, except hidden ones and tool outputs: .nll, .json, .jsonl, "
+       ".svg, .journal, .partial), for several documents, each evaluated from a fresh state")
       ("tokens", po::value<std::vector<std::string>>()->composing(),
        "token-id document instead of text: whitespace-separated decimal ids, or a .npy array of int32, uint32, int64 "
        "or uint16; repeatable")
@@ -205,8 +207,16 @@ void check_outputs(const Args& a, const po::variables_map& vm) {
   if (a.save_weights) ttt::check_output_dir(*a.save_weights, "--save-weights", a.force, {a.model_dir});
   ttt::app::Paths paths;
   paths.model("-m", a.model_dir).input(vm, "tokenizer").input(vm, "jsonl");
-  if (!a.corpus.text.empty()) paths.inputs("-f", ttt::expand_paths(a.corpus.text));
-  if (!a.corpus.tokens.empty()) paths.inputs("--tokens", ttt::expand_paths(a.corpus.tokens));
+  if (std::count(a.corpus.text.begin(), a.corpus.text.end(), "-") > 1)
+    throw ttt::app::UsageError("-f - given twice: standard input can be read once");
+  for (const auto& [flag, given] : {std::pair{"-f", &a.corpus.text}, std::pair{"--tokens", &a.corpus.tokens}}) {
+    if (given->empty()) continue;
+    std::vector<std::string> skipped;
+    paths.inputs(flag, ttt::expand_paths(*given, &skipped));
+    if (!skipped.empty())
+      std::fprintf(stderr, "ttt-perplexity: %s: skipped %s (tool outputs, not documents)\n", flag,
+                   fmt::format("{}", fmt::join(skipped, ", ")).c_str());
+  }
   paths.report(vm, "nll-out").report(vm, "json").report(vm, "plot").output(vm, "journal").output(vm, "save-session");
   if (a.kld_base) {
     if (a.kld)

@@ -792,6 +792,24 @@ def interrupt_keeps_complete(c):
 
 
 @case
+def folder_skips_outputs(c):
+    """-f DIR takes the documents of a folder, not the tools' outputs written there; -f - reads stdin once."""
+    made, tmp = c.made(), c.tmp
+    d = os.path.join(tmp, "fold")
+    os.mkdir(d)
+    with open(os.path.join(d, "a.txt"), "w") as f:
+        f.write("In the beginning was the word. " * 4)
+    rc1, _, e1 = run("ttt-perplexity", "-m", made, "-f", d, "--nll-out", os.path.join(d, "out.nll"), "--json",
+                     os.path.join(d, "rep.json"))
+    rc2, so, e2 = run("ttt-perplexity", "-m", made, "-f", d, "--json", os.path.join(tmp, "fold2.json"))
+    j = json.load(open(os.path.join(tmp, "fold2.json"))) if rc2 == 0 else {}
+    names = [os.path.basename(x.get("name", "")) for x in j.get("documents", [])]
+    ok = rc1 == rc2 == 0 and names == ["a.txt"] and "skipped" in e2 and "out.nll" in e2 and "rep.json" in e2
+    check("-f DIR skips the .nll and .json outputs of an earlier run, and says so", ok, f"{names} {(e1 + e2)[-400:]!r}")
+    expect_error("-f - twice is a usage error", "ttt-perplexity", ["-m", made, "-f", "-", "-f", "-"], "-f -", code=2)
+
+
+@case
 def input_forms(c):
     tmp = c.tmp
     tiny, made = c.tiny, c.made()
