@@ -640,6 +640,12 @@ def make_model(c):
     rc, _, se = run("ttt-make-model", "--preset", "tiny", "--seed", "3", "--out", made, "--force")
     check("ttt-make-model --force writes into it, leaving no temporary files",
           rc == 0 and sorted(os.listdir(made)) == ["config.json", "model.safetensors"], se[-300:])
+    with open(os.path.join(made, "README.md"), "w") as f:
+        f.write("a trained model\n")
+    before = open(os.path.join(made, "model.safetensors"), "rb").read()
+    rc, _, se = run("ttt-make-model", "--preset", "tiny", "--seed", "4", "--out", made, "--force")
+    ok = rc == 1 and "README.md" in se and open(os.path.join(made, "model.safetensors"), "rb").read() == before
+    check("ttt-make-model --force refuses a folder holding other files (names them), leaving it whole", ok, se[-300:])
     bj = os.path.join(tmp, "bench.json")
     rc, so, se = run("ttt-bench", "prefill", "--preset", "tiny", "--tokens", "100", "--json", bj)
     check("ttt-bench --json writes the JSON it prints",
