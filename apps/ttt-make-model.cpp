@@ -46,7 +46,7 @@ int body(int argc, char** argv) {
        "copy this tokenizer.json or tokenizer.model into --out (checked against the vocabulary first); the official "
        "presets read Meta's Llama-3 tokenizer")
       ("dtype", po::value<std::string>()->default_value("f32"), "weight type on disk: f32, f16 or bf16")
-      ("init-std", po::value<float>()->default_value(0.02f),
+      ("init-std", po::value<float>()->default_value(0.02f, "0.02"),
        "standard deviation of the normal initialisation of linears and the embedding (norms are ones)");
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-make-model --preset NAME --out DIR [--tokenizer FILE] [--seed S] [--dtype f32|f16|bf16]",
