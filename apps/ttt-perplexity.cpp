@@ -352,6 +352,10 @@ std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& cor
   run.stop_when([] { return ttt::app::interrupted() != 0; });
   const auto journal = lead && a.journal ? open_journal(a, model.config) : nullptr;
   run.set_journal(journal.get());
+  if (journal && a.resume)
+    for (const std::string& r : run.renamed())
+      std::fprintf(stderr, "ttt-perplexity: warning: --resume: %s (the same tokens: taken from the journal)\n",
+                   r.c_str());
   if (journal && a.resume && !a.quiet) {
     const auto [held, held_base] = run.journaled();
     std::fprintf(stderr, "ttt-perplexity: --resume: the journal %s already holds %zu of %zu documents%s; %s\n",

@@ -1746,6 +1746,37 @@ def corpus_resume_note(c):
 
 
 @case
+def journal_renamed(c):
+    """--resume matches documents by their tokens: a renamed file only warns; other tokens are refused; a file that
+    is no journal is named so, also without --resume."""
+    made, tmp = c.made(), c.tmp
+    a = os.path.join(tmp, "jr-a.txt")
+    with open(a, "w") as f:
+        f.write("And God said, Let there be light: and there was light. " * 3)
+    journal = os.path.join(tmp, "jr.journal")
+    rc1, so1, e1 = run("ttt-perplexity", "-m", made, "-f", a, "--journal", journal, "-q")
+    b = os.path.join(tmp, "jr-b.txt")
+    shutil.copy(a, b)
+    rc2, so2, e2 = run("ttt-perplexity", "-m", made, "-f", b, "--journal", journal, "--resume")
+    ok = rc1 == rc2 == 0 and "warning" in e2 and "jr-a.txt in the journal" in e2 and "already holds 1 of 1" in e2
+    ok = ok and re.search(r"PPL = \S+", so1).group(0) == re.search(r"PPL = \S+", so2).group(0)
+    check("--resume takes a renamed document with the same tokens from the journal, with a warning", ok,
+          (e1 + e2)[-500:])
+    with open(b, "a") as f:
+        f.write("More words.")
+    rc, _, err = run("ttt-perplexity", "-m", made, "-f", b, "--journal", journal, "--resume")
+    check("--resume refuses a document whose tokens changed", rc == 1 and "error:" in err and "other tokens" in err,
+          err[-400:])
+    notes = os.path.join(tmp, "notes.txt")
+    with open(notes, "w") as f:
+        f.write("my own notes\n")
+    rc, _, err = run("ttt-perplexity", "-m", made, "-f", a, "--journal", notes)
+    check("--journal naming a file that is no journal says so (no --resume)",
+          rc == 1 and "not a ttt-perplexity journal" in err and "untouched" in err and "--resume" not in err, err[-400:])
+    check("and leaves it untouched", open(notes).read() == "my own notes\n")
+
+
+@case
 def preset_tokenizer(c):
     """A preset with the Llama-3 vocabulary: ttt-make-model --tokenizer copies the tokenizer in; without one it says
     where to get it, and so does the error of a tool that reads text; ttt-generate takes --tokenizer."""
