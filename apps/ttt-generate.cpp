@@ -225,9 +225,10 @@ int body(int argc, char** argv) {
   const double decode_tps = double(generated.size()) / std::max(decode_s, 1e-9);
   if (!quiet)
     std::fprintf(stderr,
-                 "\nttt-generate: prompt %zu tokens in %.2f s (%.1f tok/s); generated %zu tokens in %.2f s (%.2f tok/s); "
+                 "\nttt-generate: prompt %zu token%s in %.2f s (%.1f tok/s); generated %zu token%s in %.2f s (%.2f tok/s); "
                  "test-time steps %lld (%lld in the prefill, %lld while generating); stopped: %s\n",
-                 ids.size(), prefill_s, prefill_tps, generated.size(), decode_s, decode_tps, (long long)steps,
+                 ids.size(), ids.size() == 1 ? "" : "s", prefill_s, prefill_tps, generated.size(),
+                 generated.size() == 1 ? "" : "s", decode_s, decode_tps, (long long)steps,
                  (long long)prefill_steps, (long long)(steps - prefill_steps), stopped.c_str());
   if (vm.count("json")) {
     using json = nlohmann::json;

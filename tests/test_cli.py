@@ -1882,6 +1882,18 @@ def niah(c):
     ok = ok and all(r["trials"] == 1 and 0 <= r["correct"] <= 1 and 0 <= r["accuracy"] <= 1 for r in res)
     ok = ok and j["seed"] == 7 and j["contexts"] == [256, 512] and j["depths"] == [0.25, 0.75] and j["trials"] == 1
     check("ttt-niah --json: one result per mode, needle, context and depth, with counts", ok, (str(j)[:400], err[-400:]))
+    # prompt_tokens is one prompt's length (the mean of a cell's), not the sum over its trials.
+    rc4, j4, err4 = niah_run("trials3", "--needle", "1", "--modes", "swa", "--trials", "3", "--seed", "7", "-q")
+    rc5, j5, err5 = niah_run("trials1", "--needle", "1", "--modes", "swa", "--trials", "1", "--seed", "7", "-q")
+    ok = rc4 == rc5 == 0 and all(0.9 * r5["prompt_tokens"] <= r4["prompt_tokens"] <= r4["context"]
+                                 for r4, r5 in zip(j4["results"], j5["results"]))
+    check("ttt-niah: prompt_tokens is a prompt's length, whatever --trials", ok, (str(j4)[-300:], err4[-300:]))
+    p = subprocess.run([exe("ttt-niah"), "-m", model, "--contexts", "256", "--depths", "0.5", "--trials", "1",
+                        "--modes", "swa", "--needle", "1"], capture_output=True, text=True, timeout=600)
+    lines = p.stdout.splitlines()
+    ok = p.returncode == 0 and len(lines) == 2 and lines[0].split()[:3] == ["mode", "needle", "context"]
+    ok = ok and lines[1].split()[:3] == ["swa", "1", "256"] and "1 prompt (" in p.stderr
+    check("ttt-niah prints its table on stdout (a row per cell); '1 prompt'", ok, (p.stdout + p.stderr)[-400:])
     try:
         tree = ET.parse(svg).getroot()
         panels = [g for g in tree.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "panel"]
@@ -1921,7 +1933,7 @@ def niah(c):
     try:
         j = json.load(open(js))
         ET.parse(sp)
-        ok = p.returncode == 130 and j["interrupted"] is True and len(j["results"]) < 5
+        ok = p.returncode == 130 and j["partial"] is True and "interrupted" not in j and len(j["results"]) < 5
         ok = ok and all(r["trials"] == 20 for r in j["results"]) and "interrupted after" in se
     except (OSError, ValueError, KeyError, ET.ParseError) as e:
         ok, se = False, se + repr(e)
