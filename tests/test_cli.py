@@ -798,6 +798,16 @@ def interrupt_keeps_complete(c):
 
 
 @case
+def tokenize_positional(c):
+    """ttt-tokenize takes its input file as a positional argument too; -f and a positional file together are refused."""
+    made, tmp = c.made(), c.tmp
+    hw = c.token_file("tok-hw.txt", "hi")
+    rc, so, se = run("ttt-tokenize", "-m", made, hw, stdin="abc")
+    check("ttt-tokenize FILE reads the file, not standard input", rc == 0 and so.split() == ["104", "105"], so + se)
+    expect_error("ttt-tokenize -f FILE OTHER is a usage error", "ttt-tokenize", ["-m", made, "-f", hw, hw], code=2)
+
+
+@case
 def folder_skips_outputs(c):
     """-f DIR takes the documents of a folder, not the tools' outputs written there; -f - reads stdin once."""
     made, tmp = c.made(), c.tmp
