@@ -808,6 +808,17 @@ def tokenize_positional(c):
 
 
 @case
+def usage_codes(c):
+    """Writing onto the input model is a usage error (exit 2), named before any work."""
+    made, tmp = c.made(), c.tmp
+    a = c.token_file("uc.txt", "In the beginning.")
+    expect_error("--save-weights onto the input model's folder: exit 2", "ttt-perplexity",
+                 ["-m", made, "-f", a, "--save-weights", made, "--force"], "--save-weights", code=2)
+    expect_error("ttt-train --resume DIR --out DIR: exit 2", "ttt-train", ["--resume", made, "--out", made], "--out",
+                 "--resume", code=2)
+
+
+@case
 def folder_skips_outputs(c):
     """-f DIR takes the documents of a folder, not the tools' outputs written there; -f - reads stdin once."""
     made, tmp = c.made(), c.tmp
