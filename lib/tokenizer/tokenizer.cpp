@@ -200,11 +200,13 @@ Tokenizer Tokenizer::for_model(const std::string& dir, const Config& config) {
 std::string tokenizer_mismatch(const Tokenizer& t, const Config& config) {
   const int v = config.vocab_size, n = t.vocab_size();
   if (v <= 0) return {};
-  if (n > v) return fmt::format("tokenizer {} has {} ids but the model's vocab_size is {}", t.name(), n, v);
+  if (n > v)
+    return fmt::format("tokenizer {}: {} ids, more than the model's vocab_size {} (it could not embed them)",
+                       t.name(), n, v);
   if (t.name() == "bytes" && config.tokenizer == "bytes") return {};
   if (2 * int64_t(n) < int64_t(v))
-    return fmt::format("tokenizer {} has {} ids but the model's vocab_size is {}: fewer than half, so it is not "
-                       "the model's tokenizer (its numbers would be wrong)",
+    return fmt::format("tokenizer {}: {} ids, fewer than half the model's vocab_size {}, so it is not the model's "
+                       "tokenizer (its numbers would be wrong)",
                        t.name(), n, v);
   return {};
 }
