@@ -1729,7 +1729,10 @@ def train_interrupted_eval(c):
     """An evaluation an interrupt drops is said on stderr, and --resume does it before the next step."""
     f, tmp = train_fixture(c), c.tmp
     part, rest = os.path.join(tmp, "t-ie-part"), os.path.join(tmp, "t-ie-rest")
-    args = train_args(f, part, "--eval-data", f["eval"], "--eval-every", "1", steps=50)
+    big = os.path.join(tmp, "t-ie-eval.txt")  # an evaluation of seconds, so that the interrupt comes during one
+    with open(big, "w") as fh:
+        fh.write(open(f["eval"]).read() * max(1, 300000 // max(1, os.path.getsize(f["eval"]))))
+    args = train_args(f, part, "--eval-data", big, "--eval-every", "1", steps=50)
     args.remove("--quiet")
     proc = subprocess.Popen([exe("ttt-train"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = ""
@@ -1737,7 +1740,7 @@ def train_interrupted_eval(c):
         seen += line
         if "step 1/" in line:
             break
-    proc.send_signal(signal.SIGINT)  # during step 1's evaluation, or the step after: an evaluation is dropped
+    proc.send_signal(signal.SIGINT)  # during step 1's evaluation (or, were it done already, step 2's is skipped)
     _, err = proc.communicate(timeout=300)
     err = seen + err
     step = json.load(open(os.path.join(part, "trainer.json")))["step"] if proc.returncode == 130 else -1
