@@ -245,6 +245,13 @@ void check_writable_dir(const std::string& flag, const std::string& dir) {
 
 }  // namespace
 
+void check_not_input_dir(const std::string& flag, const std::string& dir, const std::string& input_flag,
+                         const std::string& input_dir) {
+  if (!dir.empty() && same_file(dir, input_dir))
+    throw UsageError(fmt::format("{} {}: is the input model directory ({} {}); write the output somewhere else", flag,
+                                 dir, input_flag, input_dir));
+}
+
 Paths& Paths::input(const std::string& flag, const std::string& path) {
   if (path != "-") in_.push_back({flag, path});
   return *this;

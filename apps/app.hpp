@@ -69,6 +69,10 @@ std::string read_text(const std::string& path, const std::string& flag);
 // The tokenizer file given with --tokenizer, checked against the model's vocabulary (errors name the flag).
 Tokenizer tokenizer_for(const std::string& path, const Config& cfg);
 
+// An output directory that is the input model's (links and ".." resolved): a UsageError naming both flags.
+void check_not_input_dir(const std::string& flag, const std::string& dir, const std::string& input_flag,
+                         const std::string& input_dir);
+
 // Every file a run reads and writes, each with the flag that named it. check(),
 // before any work: an output that is an input or another output (after
 // resolving links and "..", the same file by inode where both exist) is a

@@ -204,6 +204,7 @@ void check_args(const Args& a, const ttt::mpi::World& world) {
 // Output paths before any work: a bad one must fail now, not after hours of evaluation.
 // No output may replace an input or another output; each must be writable.
 void check_outputs(const Args& a, const po::variables_map& vm) {
+  if (a.save_weights) ttt::app::check_not_input_dir("--save-weights", *a.save_weights, "-m", a.model_dir);
   ttt::app::Paths paths;
   paths.model("-m", a.model_dir).input(vm, "tokenizer").input(vm, "jsonl");
   if (std::count(a.corpus.text.begin(), a.corpus.text.end(), "-") > 1)
@@ -226,7 +227,7 @@ void check_outputs(const Args& a, const po::variables_map& vm) {
   if (a.save_weights)
     paths.output_dir("--save-weights", *a.save_weights,
                      {"config.json", "model.safetensors", "tokenizer.json", "tokenizer.model"});
-  paths.check();  // first: --save-weights onto the input model is a usage error
+  paths.check();
   if (a.save_weights) ttt::check_output_dir(*a.save_weights, "--save-weights", a.force, {a.model_dir});
 }
 

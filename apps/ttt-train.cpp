@@ -210,7 +210,7 @@ int body(int argc, char** argv) {
   if (resume) {
     const std::string from = vm["resume"].as<std::string>();
     if (!fs::is_directory(from)) throw UsageError(fmt::format("--resume {}: no such directory", from));
-    ttt::app::Paths().model("--resume", from).output_dir("--out", out, {"config.json", "model.safetensors"}).check();
+    ttt::app::check_not_input_dir("--out", out, "--resume", from);
     ttt::check_output_dir(out, "--out", vm["force"].as<bool>(), {from});
     ck = ttt::train::load_checkpoint(from);
     // The held-out evaluation goes on as the run had it, unless given again.

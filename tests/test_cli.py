@@ -605,7 +605,7 @@ def save_weights(c):
         for extra in [[], ["--force"]]:
             rc, _, se = run("ttt-perplexity", "-m", victim, "--tokens", mtoks, "--save-weights", spelling, *extra)
             check(f"--save-weights {spelling} {' '.join(extra)} refuses the input model",
-                  rc == 1 and "input model" in se and "tokens to score" not in se, se[-300:])
+                  rc == 2 and "input model" in se and "tokens to score" not in se, se[-300:])
     check("the input model is untouched", open(os.path.join(victim, "model.safetensors"), "rb").read() == before)
     rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--save-weights", saved)
     check("--save-weights refuses a non-empty directory", rc == 1 and "--force" in se and "not empty" in se,
