@@ -820,6 +820,19 @@ def usage_codes(c):
 
 
 @case
+def clblast_compile_notice(c):
+    """A first CLBlast call that runs long (its kernels compiling on a cold cache) says so on stderr; warm runs with the
+    default threshold (5 s) stay quiet. TTT_SLOW_NOTICE_S=0 makes every first call say it, deterministically."""
+    made = c.made()
+    a = c.token_file("cn.txt", "In the beginning was the word. " * 20)
+    rc, _, se = run("ttt-perplexity", "-m", made, "-f", a, "-q", env={"TTT_SLOW_NOTICE_S": "0"})
+    check("a first CLBlast call past the threshold names itself on stderr",
+          rc == 0 and "compiling CLBlast kernels (first run only" in se and "clblast::Gemm" in se, se[-400:])
+    rc, _, se = run("ttt-perplexity", "-m", made, "-f", a, "-q")
+    check("a warm run says nothing of it", rc == 0 and "compiling CLBlast" not in se, se[-400:])
+
+
+@case
 def folder_skips_outputs(c):
     """-f DIR takes the documents of a folder, not the tools' outputs written there; -f - reads stdin once."""
     made, tmp = c.made(), c.tmp
