@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -133,6 +134,19 @@ std::string device_spec(const po::variables_map& vm) {
   if (!vm.count("device")) return {};
   const std::string s = vm["device"].as<std::string>();
   if (s.empty()) throw UsageError("--device '': give a device index, P:D indices or part of a device name");
+  // A device that is not there is a bad option value (exit 2), said before any work.
+  try {
+    select_device(s);
+  } catch (const Error& e) {
+    std::string what = e.what();
+    while (!what.empty() && std::isspace(static_cast<unsigned char>(what.back()))) what.pop_back();
+    const bool a_name = s.find_first_not_of("0123456789:") != std::string::npos;
+    std::error_code ec;
+    if (a_name && !std::getenv("RUSTICL_ENABLE") && std::filesystem::exists("/etc/OpenCL/vendors/rusticl.icd", ec))
+      what += "\n(Mesa's rusticl is installed but lists no device until enabled: RUSTICL_ENABLE=llvmpipe for its "
+              "CPU driver)";
+    throw UsageError(what);
+  }
   return s;
 }
 

@@ -458,9 +458,12 @@ def bad_inputs(c):
                  "nope.txt")
     expect_error("device matches nothing", "ttt-perplexity",
                  ["-m", tiny, "--tokens", tokens, "--device", "no-such-gpu"], "no-such-gpu",
-                 "matches no OpenCL device", "0:0")
+                 "matches no OpenCL device", "0:0", code=2)
     expect_error("device index matches nothing", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--device", "7:3"],
-                 "7:3", "available devices")
+                 "7:3", "available devices", code=2)
+    if os.path.exists("/etc/OpenCL/vendors/rusticl.icd") and not os.environ.get("RUSTICL_ENABLE"):
+        expect_error("a device name matching nothing, with Mesa installed, names RUSTICL_ENABLE", "ttt-perplexity",
+                     ["-m", tiny, "--tokens", tokens, "--device", "llvmpipe"], "RUSTICL_ENABLE=llvmpipe", code=2)
     expect_error("save weights without ttt", "ttt-perplexity",
                  ["-m", tiny, "--tokens", tokens, "--no-ttt", "--save-weights", os.path.join(tmp, "w")],
                  "--save-weights")
@@ -1561,12 +1564,13 @@ def flag_conventions(c):
     specs = re.findall(r"^  Device ([0-9]+:[0-9]+)", info, re.M)
     rc, _, se = run("ttt-perplexity", "-m", tiny, "--tokens", tokens, "--device", "1", "-q")
     if len(specs) == 1:
-        check("--device 1 with one device matches nothing (not a name holding '1')",
-              rc == 1 and "matches no OpenCL device" in se, se[-300:])
+        check("--device 1 with one device matches nothing (not a name holding '1'): a usage error",
+              rc == 2 and "matches no OpenCL device" in se, se[-300:])
     else:
         check("--device 1 is the second device", rc == 0 and f"on {specs[1]} " in se, se[-300:])
     rc, _, se = run("ttt-perplexity", "-m", tiny, "--tokens", tokens, "--device", str(len(specs)), "-q")
-    check("--device N past the last device matches nothing", rc == 1 and "matches no OpenCL device" in se, se[-300:])
+    check("--device N past the last device matches nothing: a usage error", rc == 2 and "matches no OpenCL device" in se,
+          se[-300:])
 
     # Usage errors exit 2, runtime errors 1, in every tool.
     nope = os.path.join(tmp, "no-such-dir")
