@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
@@ -138,6 +139,19 @@ std::string device_spec(const po::variables_map& vm) {
   if (!vm.count("device")) return {};
   const std::string s = vm["device"].as<std::string>();
   if (s.empty()) throw UsageError("--device '': give a device index, P:D indices or part of a device name");
+  // A device that is not there is a bad option value (exit 2), said before any work.
+  try {
+    select_device(s);
+  } catch (const Error& e) {
+    std::string what = e.what();
+    while (!what.empty() && std::isspace(static_cast<unsigned char>(what.back()))) what.pop_back();
+    const bool a_name = s.find_first_not_of("0123456789:") != std::string::npos;
+    std::error_code ec;
+    if (a_name && !std::getenv("RUSTICL_ENABLE") && std::filesystem::exists("/etc/OpenCL/vendors/rusticl.icd", ec))
+      what += "\n(Mesa's rusticl is installed but lists no device until enabled: RUSTICL_ENABLE=llvmpipe for its "
+              "CPU driver)";
+    throw UsageError(what);
+  }
   return s;
 }
 
@@ -198,9 +212,8 @@ Tokenizer tokenizer_for(const std::string& path, const Config& cfg) {
       throw Error(fmt::format("--tokenizer: {}", e.what()));
     }
   }();
-  if (cfg.vocab_size > 0 && t.vocab_size() > cfg.vocab_size)
-    throw Error(fmt::format("--tokenizer {}: {} ids, but the model's vocab_size is {}", path, t.vocab_size(),
-                            cfg.vocab_size));
+  if (const std::string why = tokenizer_mismatch(t, cfg); !why.empty())
+    throw Error(fmt::format("--tokenizer {}: {}", path, why));
   return t;
 }
 
@@ -243,7 +256,16 @@ Paths& Paths::model(const std::string& flag, const std::string& dir) {
 }
 
 Paths& Paths::output(const std::string& flag, const std::string& path) {
-  if (path != "-") out_.push_back({flag, path});
+  // A file, never standard output: stdout carries the report (ttt-tokenize -o - is its own case).
+  if (path == "-")
+    throw UsageError(fmt::format("{} -: give a file name; this output is not written to standard output", flag));
+  out_.push_back({flag, path});
+  return *this;
+}
+
+Paths& Paths::report(const std::string& flag, const std::string& path) {
+  output(flag, path);
+  if (!path.empty()) out_.push_back({fmt::format("{} (partial results)", flag), partial_path(path)});
   return *this;
 }
 
@@ -262,11 +284,19 @@ Paths& Paths::output(const po::variables_map& vm, const char* name) {
   return vm.count(name) ? output(fmt::format("--{}", name), vm[name].as<std::string>()) : *this;
 }
 
+Paths& Paths::report(const po::variables_map& vm, const char* name) {
+  return vm.count(name) ? report(fmt::format("--{}", name), vm[name].as<std::string>()) : *this;
+}
+
 void Paths::check() const {
   // Directories first: "is the input model directory" says more than a clash of the files in it.
   for (const Entry& o : out_)
     if (o.kind == Entry::dir || o.kind == Entry::dir_force) {
       if (o.path.empty()) throw UsageError(fmt::format("{}: empty directory name", o.flag));
+      for (const std::string& m : models_)  // a usage error: the command line names one folder twice
+        if (same_file(o.path, m))
+          throw UsageError(fmt::format("{} {}: is the input model directory '{}'; write the output somewhere else",
+                                       o.flag, o.path, m));
       check_output_dir(o.path, o.flag, o.kind == Entry::dir_force, models_);
     }
   auto show = [](const Entry& e) { return fmt::format("{} {}", e.flag, e.path); };
@@ -347,5 +377,19 @@ void catch_interrupts(const char* tool, const char* then) {
 }
 
 int interrupted() { return g_signal.load(); }
+
+std::string partial_path(const std::string& path) { return path + ".partial"; }
+
+void write_output(const std::string& path, std::string_view data) {
+  std::error_code ec;
+  if (interrupted() && std::filesystem::exists(path, ec)) {
+    const std::string partial = partial_path(path);
+    write_file_atomic(partial, data);
+    std::fprintf(stderr, "%s: %s kept (the run was interrupted); partial results written to %s\n", g_tool.c_str(),
+                 path.c_str(), partial.c_str());
+    return;
+  }
+  write_file_atomic(path, data);
+}
 
 }  // namespace ttt::app

@@ -14,6 +14,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace ttt {
@@ -79,8 +80,8 @@ Tokenizer tokenizer_for(const std::string& path, const Config& cfg);
 // resolving links and "..", the same file by inode where both exist) is a
 // UsageError naming both flags; then every output must be writable, by the
 // library's one check (ttt::check_output_file, ttt::check_output_dir: a
-// ttt::Error naming the user's path and the reason). "-" (standard input or
-// output) is never compared.
+// ttt::Error naming the user's path and the reason). "-" (standard input) is never compared;
+// "-" as an output is a UsageError (stdout carries the report).
 class Paths {
  public:
   Paths& input(const std::string& flag, const std::string& path);
@@ -88,6 +89,8 @@ class Paths {
   // A model directory: the files a tool reads from it.
   Paths& model(const std::string& flag, const std::string& dir);
   Paths& output(const std::string& flag, const std::string& path);
+  // An output written with write_output that an interrupt can leave partial: PATH and PATH.partial.
+  Paths& report(const std::string& flag, const std::string& path);
   // A directory the tool creates or fills, and the names of the files it writes
   // there: compared with the rest; the directory itself must be creatable or
   // writable, never a model() directory, and empty unless force.
@@ -96,6 +99,7 @@ class Paths {
   // Optional flags: added only when given (flag is "--name").
   Paths& input(const po::variables_map& vm, const char* name);
   Paths& output(const po::variables_map& vm, const char* name);
+  Paths& report(const po::variables_map& vm, const char* name);
   void check() const;
 
  private:
@@ -120,5 +124,12 @@ void announce_compiles(Runtime& rt, const char* tool);
 // `then` is what the notice says the tool does before it stops.
 void catch_interrupts(const char* tool, const char* then = "finishing the current mini-batch, then writing partial results");
 int interrupted();
+
+// Writes a tool's output file atomically (ttt::write_file_atomic). After an
+// interrupt the data is partial and replaces no complete file: where PATH exists it stays, and the data
+// goes to PATH.partial instead (said on stderr). Paths::output checks PATH.partial with PATH.
+void write_output(const std::string& path, std::string_view data);
+// "PATH.partial": where write_output puts the partial results of an interrupted run when PATH exists.
+std::string partial_path(const std::string& path);
 
 }  // namespace ttt::app

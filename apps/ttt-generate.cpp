@@ -119,7 +119,7 @@ int body(int argc, char** argv) {
       .input(vm, "tokenizer")
       .input(vm, "file")
       .input(vm, "load-session")
-      .output(vm, "json")
+      .report(vm, "json")
       .output(vm, "save-session")
       .check();
   const ttt::Model model = ttt::Model::load(model_dir, ttt::Weights::deferred);  // read as the engine uploads
@@ -231,9 +231,10 @@ int body(int argc, char** argv) {
   const double decode_tps = double(generated.size()) / std::max(decode_s, 1e-9);
   if (!quiet)
     std::fprintf(stderr,
-                 "\nttt-generate: prompt %zu tokens in %.2f s (%.1f tok/s); generated %zu tokens in %.2f s (%.2f tok/s); "
+                 "\nttt-generate: prompt %zu token%s in %.2f s (%.1f tok/s); generated %zu token%s in %.2f s (%.2f tok/s); "
                  "test-time steps %lld (%lld in the prefill, %lld while generating); stopped: %s\n",
-                 ids.size(), prefill_s, prefill_tps, generated.size(), decode_s, decode_tps, (long long)steps,
+                 ids.size(), ids.size() == 1 ? "" : "s", prefill_s, prefill_tps, generated.size(),
+                 generated.size() == 1 ? "" : "s", decode_s, decode_tps, (long long)steps,
                  (long long)prefill_steps, (long long)(steps - prefill_steps), stopped.c_str());
   if (vm.count("json")) {
     using json = nlohmann::json;
@@ -257,7 +258,7 @@ int body(int argc, char** argv) {
               {"sampling",
                {{"temperature", so.temperature}, {"top_k", so.top_k}, {"top_p", so.top_p},
                 {"repeat_penalty", so.repeat_penalty}, {"repeat_last_n", so.repeat_last_n}, {"seed", so.seed}}}};
-    ttt::write_file_atomic(vm["json"].as<std::string>(), j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+    ttt::app::write_output(vm["json"].as<std::string>(), j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   }
   return interrupted() ? 130 : 0;
 }

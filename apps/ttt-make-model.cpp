@@ -7,9 +7,11 @@
 #include "ttt/tokenizer.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cmath>
 #include <cstdio>
+#include <algorithm>
 #include <filesystem>
 #include <optional>
 #include <vector>
@@ -36,13 +38,15 @@ int body(int argc, char** argv) {
       ("preset", po::value<std::string>()->required(), ("configuration: " + names).c_str())
       ("out,o", po::value<std::string>()->required(),
        "model directory to write (created if needed; an existing one must be empty unless --force)")
-      ("force", po::bool_switch(), "write into a non-empty --out directory, replacing its config.json and model.safetensors")
+      ("force", po::bool_switch(), "write into a non-empty --out directory that holds a model's files only (config.json, "
+       "model.safetensors, and tokenizer.json or tokenizer.model with --tokenizer), replacing them; a folder "
+       "holding other files is refused")
       ("seed", po::value<int64_t>()->default_value(0), "random seed of the initialisation (>= 0)")
       ("tokenizer", po::value<std::string>()->value_name("FILE"),
        "copy this tokenizer.json or tokenizer.model into --out (checked against the vocabulary first); the official "
        "presets read Meta's Llama-3 tokenizer")
       ("dtype", po::value<std::string>()->default_value("f32"), "weight type on disk: f32, f16 or bf16")
-      ("init-std", po::value<float>()->default_value(0.02f),
+      ("init-std", po::value<float>()->default_value(0.02f, "0.02"),
        "standard deviation of the normal initialisation of linears and the embedding (norms are ones)");
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-make-model --preset NAME --out DIR [--tokenizer FILE] [--seed S] [--dtype f32|f16|bf16]",
@@ -76,6 +80,19 @@ int body(int argc, char** argv) {
     throw ttt::app::UsageError(fmt::format("--tokenizer: preset {} reads bytes (\"tokenizer\": \"bytes\"); it takes no "
                                            "tokenizer file", vm["preset"].as<std::string>()));
   if (tok_path) ttt::app::tokenizer_for(*tok_path, c);  // a bad or too large tokenizer fails before anything is written
+  // --force replaces the files of a model, never part of one: a folder holding anything else (a trained model's
+  // README.md or training.json, another tokenizer) would describe a model it no longer holds.
+  if (std::error_code ec; fs::is_directory(out, ec)) {
+    std::vector<std::string> others;
+    for (const auto& e : fs::directory_iterator(out, ec))
+      if (std::find(files.begin(), files.end(), e.path().filename().string()) == files.end())
+        others.push_back(e.path().filename().string());
+    std::sort(others.begin(), others.end());
+    if (!others.empty())
+      throw ttt::Error(fmt::format(
+          "--out {}: --force replaces only {}, but the folder also holds {}; remove them or choose another folder",
+          out, fmt::join(files, ", "), fmt::join(others, ", ")));
+  }
   std::fprintf(stderr, "initialising preset %s (seed %llu) ...\n", vm["preset"].as<std::string>().c_str(),
                static_cast<unsigned long long>(seed));
   const ttt::Model m = ttt::Model::random(c, seed, std_dev);

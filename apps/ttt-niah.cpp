@@ -374,8 +374,8 @@ int body(int argc, char** argv) {
       .model("-m", model_dir)
       .input(vm, "haystack")
       .input(vm, "tokenizer")
-      .output(vm, "json")
-      .output(vm, "plot")
+      .report(vm, "json")
+      .report(vm, "plot")
       .check();
 
   const ttt::Model model = ttt::Model::load(model_dir, ttt::Weights::deferred);  // read as each engine uploads
@@ -435,8 +435,9 @@ int body(int argc, char** argv) {
   ttt::app::catch_interrupts("ttt-niah", "stopping after the current prompt, then writing the cells completed");
   if (!quiet)
     std::fprintf(stderr,
-                 "ttt-niah: %zu prompts (%s; contexts %d..%d; %zu depths; %d trials), modes %s, %s, %s, on %s\n",
-                 items.size() / modes.size(), vm["needle"].as<std::string>().c_str(), contexts.front(), contexts.back(),
+                 "ttt-niah: %zu prompt%s (%s; contexts %d..%d; %zu depths; %d trials), modes %s, %s, %s, on %s\n",
+                 items.size() / modes.size(), items.size() / modes.size() == 1 ? "" : "s",
+                 vm["needle"].as<std::string>().c_str(), contexts.front(), contexts.back(),
                  depths.size(), trials, ttt::modes_text(modes).c_str(),
                  ttt::app::weight_label(eo.weight_dtype, model.dtype).c_str(), ttt::app::kv_label(eo.kv_dtype).c_str(),
                  device.label().c_str());
@@ -501,8 +502,17 @@ int body(int argc, char** argv) {
                        {"trials", c.trials},
                        {"correct", c.correct},
                        {"accuracy", double(c.correct) / c.trials},
-                       {"prompt_tokens", c.prompt_tokens}});
+                       {"prompt_tokens", (c.prompt_tokens + c.trials / 2) / c.trials}});  // per prompt
   }
+  // The report on stdout: a row per mode, needle, context and depth completed.
+  std::printf("%-5s %6s %8s %6s %7s %8s %9s %13s\n", "mode", "needle", "context", "depth", "trials", "correct",
+              "accuracy", "prompt_tokens");
+  for (const json& r : results)
+    std::printf("%-5s %6d %8d %6g %7d %8d %8.1f%% %13lld\n", r["mode"].get<std::string>().c_str(),
+                r["needle"].get<int>(), r["context"].get<int>(), r["depth"].get<double>(), r["trials"].get<int>(),
+                r["correct"].get<int>(), 100.0 * r["accuracy"].get<double>(), r["prompt_tokens"].get<long long>());
+  if (interrupted()) std::printf("INTERRUPTED: %zu of %zu prompts\n", prompts_done, items.size());
+  std::fflush(stdout);
   if (!quiet) {
     std::fprintf(stderr, "ttt-niah: accuracy by mode (all needles, contexts and depths):");
     for (const ttt::Mode m : modes) {
@@ -528,13 +538,13 @@ int body(int argc, char** argv) {
               {"seed", seed},
               {"mini_batch", cfg.mini_batch_size},
               {"sliding_window", cfg.sliding_window_size},
-              {"interrupted", interrupted()},
+              {"partial", interrupted()},
               {"seconds", seconds},
               {"results", results}};
-    ttt::write_file_atomic(vm["json"].as<std::string>(), j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+    ttt::app::write_output(vm["json"].as<std::string>(), j.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   }
   if (vm.count("plot"))
-    ttt::write_file_atomic(vm["plot"].as<std::string>(),
+    ttt::app::write_output(vm["plot"].as<std::string>(),
                            render_svg(cells, modes, contexts, depths,
                                       fmt::format("S-NIAH accuracy: {} (needle {}, {} trials)", model_dir,
                                                   vm["needle"].as<std::string>(), trials)));

@@ -20,6 +20,7 @@
 #include "host/runtime.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -43,7 +44,8 @@ po::options_description options() {
       ("model,m", po::value<std::string>()->required(), "model directory (config.json + model.safetensors [+ tokenizer])")
       ("file,f", po::value<std::vector<std::string>>()->composing(),
        "text document to tokenise with the model's tokenizer (BOS prepended when the model has one), - for standard "
-       "input; repeat it, or name a directory, for several documents, each evaluated from a fresh state")
+       "input; repeat it, or name a directory (its files, except hidden ones and tool outputs: .nll, .json, .jsonl, "
+       ".svg, .journal, .partial), for several documents, each evaluated from a fresh state")
       ("tokens", po::value<std::vector<std::string>>()->composing(),
        "token-id document instead of text: whitespace-separated decimal ids, or a .npy array of int32, uint32, int64 "
        "or uint16; repeatable")
@@ -207,9 +209,17 @@ void check_args(const Args& a, const ttt::mpi::World& world) {
 void check_outputs(const Args& a, const po::variables_map& vm) {
   ttt::app::Paths paths;
   paths.model("-m", a.model_dir).input(vm, "tokenizer").input(vm, "jsonl");
-  if (!a.corpus.text.empty()) paths.inputs("-f", ttt::expand_paths(a.corpus.text));
-  if (!a.corpus.tokens.empty()) paths.inputs("--tokens", ttt::expand_paths(a.corpus.tokens));
-  paths.output(vm, "nll-out").output(vm, "json").output(vm, "plot").output(vm, "journal").output(vm, "save-session");
+  if (std::count(a.corpus.text.begin(), a.corpus.text.end(), "-") > 1)
+    throw ttt::app::UsageError("-f - given twice: standard input can be read once");
+  for (const auto& [flag, given] : {std::pair{"-f", &a.corpus.text}, std::pair{"--tokens", &a.corpus.tokens}}) {
+    if (given->empty()) continue;
+    std::vector<std::string> skipped;
+    paths.inputs(flag, ttt::expand_paths(*given, &skipped));
+    if (!skipped.empty())
+      std::fprintf(stderr, "ttt-perplexity: %s: skipped %s (tool outputs, not documents)\n", flag,
+                   fmt::format("{}", fmt::join(skipped, ", ")).c_str());
+  }
+  paths.report(vm, "nll-out").report(vm, "json").report(vm, "plot").output(vm, "journal").output(vm, "save-session");
   if (a.kld_base) {
     if (a.kld)
       paths.input("--kl-divergence-base", *a.kld_base);
@@ -290,9 +300,9 @@ struct KeptSession {
 void write_outputs(const Args& a, const ttt::CorpusResults& r) {
   std::fputs(ttt::format_report(r.report).c_str(), stdout);
   std::fflush(stdout);
-  if (a.nll_out) ttt::write_file_atomic(*a.nll_out, r.nll_text);
-  if (a.json) ttt::write_file_atomic(*a.json, ttt::report_json(r.report).dump(2) + "\n");
-  if (a.plot) ttt::write_file_atomic(*a.plot, ttt::render_svg(r.report));
+  if (a.nll_out) ttt::app::write_output(*a.nll_out, r.nll_text);
+  if (a.json) ttt::app::write_output(*a.json, ttt::report_json(r.report).dump(2) + "\n");
+  if (a.plot) ttt::app::write_output(*a.plot, ttt::render_svg(r.report));
 }
 
 // The last words on stderr and the exit code; a whole run saves the adapted weights.
@@ -347,6 +357,10 @@ std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& cor
   run.stop_when([] { return ttt::app::interrupted() != 0; });
   const auto journal = lead && a.journal ? open_journal(a, model.config) : nullptr;
   run.set_journal(journal.get());
+  if (journal && a.resume)
+    for (const std::string& r : run.renamed())
+      std::fprintf(stderr, "ttt-perplexity: warning: --resume: %s (the same tokens: taken from the journal)\n",
+                   r.c_str());
   if (journal && a.resume && !a.quiet) {
     const auto [held, held_base] = run.journaled();
     std::fprintf(stderr, "ttt-perplexity: --resume: the journal %s already holds %zu of %zu documents%s; %s\n",

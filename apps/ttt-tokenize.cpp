@@ -62,7 +62,8 @@ int body(int argc, char** argv) {
        "tokenizer file: an HF tokenizer.json (byte-level BPE) or a tiktoken rank file (tokenizer.model) of "
        "the Llama-3 or GPT-2 size, which gets that family's regex and special tokens")  //
       ("file,f", po::value<std::string>()->value_name("FILE")->default_value("-"),
-       "read the input from this file (- for standard input, the default)")  //
+       "read the input from this file (- for standard input, the default); also given as the one positional "
+       "argument")  //
       ("output,o", po::value<std::string>()->value_name("FILE")->default_value("-"),
        "write the result to this file (- for standard output, the default)")  //
       ("decode", po::bool_switch(), "read token ids (integers separated by white space) and write their text")  //
@@ -70,12 +71,15 @@ int body(int argc, char** argv) {
        "turn special-token strings in the text, such as <|begin_of_text|>, into their ids; without it they "
        "are encoded as plain text, so a document cannot inject control tokens");
   po::variables_map vm;
+  po::positional_options_description positional;
+  positional.add("file", 1);  // ttt-tokenize --tokenizer T hw.txt: the same as -f hw.txt
   if (!ttt::app::parse(argc, argv, opts, vm,
-                       "ttt-tokenize (-m MODEL_DIR | --tokenizer FILE) [--decode] [--parse-special] [-f IN] [-o OUT]",
+                       "ttt-tokenize (-m MODEL_DIR | --tokenizer FILE) [--decode] [--parse-special] [-f IN | IN] [-o OUT]",
                        "Encodes text into token ids, written on one line separated by spaces. With --decode it\n"
                        "reads token ids and writes the text they stand for. Any bytes encode, invalid UTF-8 included,\n"
                        "and decoding gives them back exactly. No BOS token is added. Input is standard input or -f,\n"
-                       "output standard output or -o."))
+                       "output standard output or -o.",
+                       &positional))
     return 0;
   using Usage = ttt::app::UsageError;
   if (vm.count("model") == vm.count("tokenizer"))
@@ -86,7 +90,9 @@ int body(int argc, char** argv) {
   const std::string in_path = vm["file"].as<std::string>(), out_path = vm["output"].as<std::string>();
   ttt::app::Paths paths;
   if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
-  paths.input(vm, "tokenizer").input("-f", in_path).output("-o", out_path).check();
+  paths.input(vm, "tokenizer").input("-f", in_path);
+  if (out_path != "-") paths.output("-o", out_path);  // "-": standard output
+  paths.check();
 
   const ttt::Tokenizer tok = open_tokenizer(vm);
   const std::string input = ttt::app::read_text(in_path, "-f");

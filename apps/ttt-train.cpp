@@ -103,6 +103,15 @@ std::vector<std::string> log_until(const std::string& path, int64_t step) {
   return out;
 }
 
+// Whether a log holds the held-out evaluation of `step`.
+bool logged_eval(const std::vector<std::string>& log, int64_t step) {
+  for (const std::string& line : log) {
+    const auto j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object() && j.value("step", int64_t(-1)) == step && j.contains("eval_nll_ttt")) return true;
+  }
+  return false;
+}
+
 int body(int argc, char** argv) {
   po::options_description opts("Options");
   opts.add_options()
@@ -202,6 +211,8 @@ int body(int argc, char** argv) {
   if (resume) {
     const std::string from = vm["resume"].as<std::string>();
     if (!fs::is_directory(from)) throw UsageError(fmt::format("--resume {}: no such directory", from));
+    if (std::error_code ec; fs::equivalent(out, from, ec))  // before reading it: the command line is wrong
+      throw UsageError(fmt::format("--out {}: is the --resume directory; write the output somewhere else", out));
     ck = ttt::train::load_checkpoint(from);
     // The held-out evaluation goes on as the run had it, unless given again.
     if (!vm.count("eval-data")) {
@@ -338,6 +349,12 @@ int body(int argc, char** argv) {
   };
   double eval_seconds = -1;  // of the last evaluation; -1: none yet
   const size_t eval_targets = ttt::train::heldout_targets(eval_docs);
+  // An interrupt drops the evaluation due at a step (the final one has its own notice at the end).
+  auto eval_dropped = [&](int64_t step, const char* how) {
+    if (step < s.steps)
+      std::fprintf(stderr, "ttt-train: interrupted: the held-out evaluation of step %lld was %s and is not logged "
+                   "(--resume does it first)\n", (long long)step, how);
+  };
   auto evaluate = [&](int64_t step) {
     const double e0 = since_start();
     std::optional<ttt::Progress> bar;
@@ -349,7 +366,11 @@ int body(int argc, char** argv) {
         [&](size_t done) {
           if (bar) bar->update(done);
         });
-    if (e.documents < eval_docs.size()) return;  // interrupted: no half evaluation in the log
+    if (e.documents < eval_docs.size()) {  // interrupted: no half evaluation in the log
+      bar.reset();  // ends its line
+      eval_dropped(step, "cut short");
+      return;
+    }
     if (bar) bar->finish();
     eval_seconds = since_start() - e0;
     log.write({{"step", step}, {"eval_nll_ttt", e.nll_ttt}, {"eval_nll_no_ttt", e.nll_no_ttt},
@@ -358,6 +379,13 @@ int body(int argc, char** argv) {
       std::fprintf(stderr, "ttt-train: eval at step %lld: NLL %.4f with TTT, %.4f without (%zu tokens)\n",
                    (long long)step, e.nll_ttt, e.nll_no_ttt, e.tokens);
   };
+  // A resumed run first redoes the evaluation that an interrupt cut short: due at the checkpoint's step, not logged.
+  if (resume && !eval_docs.empty() && eval_every && first > 0 && first % eval_every == 0 &&
+      !logged_eval(kept_log, first)) {
+    std::fprintf(stderr, "ttt-train: --resume: the held-out evaluation of step %lld was not finished; doing it now\n",
+                 (long long)first);
+    evaluate(first);
+  }
   while (trainer.steps_taken() < until && !ttt::app::interrupted()) {
     const auto a = Clock::now();
     ttt::train::StepResult r;
@@ -388,9 +416,12 @@ int body(int argc, char** argv) {
                    eta_text.c_str());
       std::fflush(stderr);
     }
-    if (!eval_docs.empty() && ((eval_every && r.step % eval_every == 0) || r.step == s.steps) &&
-        !ttt::app::interrupted())
-      evaluate(r.step);
+    if (!eval_docs.empty() && ((eval_every && r.step % eval_every == 0) || r.step == s.steps)) {
+      if (!ttt::app::interrupted())
+        evaluate(r.step);
+      else
+        eval_dropped(r.step, "skipped");
+    }
     if (ck_every && r.step % ck_every == 0 && r.step < until) trainer.save(out);
   }
   trainer.save(out);

@@ -11,6 +11,11 @@
 #include <atomic>
 #include <cstdio>
 #include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <set>
+#include <thread>
 #include <unordered_map>
 
 namespace ttt::host {
@@ -73,6 +78,59 @@ void check_operand(const char* which, const Buffer& buf, size_t off, size_t need
                             need, off, buf.bytes() / sizeof(float)));
 }
 
+// CLBlast compiles its kernels inside the first call of each routine and shape:
+// minutes on a cold PoCL cache, with nothing else on screen. The first call of
+// each `where` in a process is watched: still running after TTT_SLOW_NOTICE_S
+// seconds (default 5; 0: at once), it says so on stderr, and again every 20 s. A warm call
+// ends long before, and later calls are not watched (no thread per GEMM).
+class FirstCallNotice {
+ public:
+  explicit FirstCallNotice(const std::string& where) {
+    static std::mutex seen_mutex;
+    static std::set<std::string> seen;
+    {
+      std::lock_guard<std::mutex> lk(seen_mutex);
+      if (!seen.insert(where).second) return;
+    }
+    const char* env = std::getenv("TTT_SLOW_NOTICE_S");
+    const double first = env && *env ? std::atof(env) : 5.0;
+    if (first <= 0) {  // TTT_SLOW_NOTICE_S=0: every first call says it, at once (what a test checks)
+      std::fprintf(stderr, "ttt-cl: compiling CLBlast kernels (first run only, cached after): %s\n", where.c_str());
+      return;
+    }
+    thread_ = std::thread([this, where, first] {
+      using namespace std::chrono;
+      const auto t0 = steady_clock::now();
+      double next = first;
+      std::unique_lock<std::mutex> lk(m_);
+      while (!cv_.wait_until(lk, t0 + duration_cast<steady_clock::duration>(duration<double>(next)),
+                             [&] { return done_; })) {
+        std::fprintf(stderr, "ttt-cl: compiling CLBlast kernels (first run only, cached after): %s: %.0f s so far\n",
+                     where.c_str(), duration<double>(steady_clock::now() - t0).count());
+        std::fflush(stderr);
+        next += 20;
+      }
+    });
+  }
+  ~FirstCallNotice() {
+    if (!thread_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      done_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  FirstCallNotice(const FirstCallNotice&) = delete;
+  FirstCallNotice& operator=(const FirstCallNotice&) = delete;
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
 // A CLBlast routine may run several kernels (pad, transpose, gemm) and its
 // event covers only the last, so with profiling on a GEMM is timed on the
 // host between two queue drains instead: exact, at the cost of two waits.
@@ -81,7 +139,10 @@ void timed_call(Context& ctx, const char* label, const std::string& where, Call 
   const bool profile = ctx.profiler().enabled();
   if (profile) ctx.finish();
   const auto t0 = std::chrono::steady_clock::now();
-  const clblast::StatusCode st = call();
+  const clblast::StatusCode st = [&] {
+    FirstCallNotice notice(where);
+    return call();
+  }();
   if (st != clblast::StatusCode::kSuccess)
     throw ClError(int(st), fmt::format("{} ({}) in {}", clblast_status_name(int(st)), int(st), where));
   if (profile) {

@@ -94,9 +94,7 @@ struct Core {
         sliding(rt, model, base) {
     try {
       tok.emplace(Tokenizer::for_model(path, model.config));
-      if (tok->vocab_size() > model.config.vocab_size)
-        throw Error(fmt::format("tokenizer {} has {} ids but the model's vocab_size is {}", tok->name(),
-                                tok->vocab_size(), model.config.vocab_size));
+      if (const std::string why = tokenizer_mismatch(*tok, model.config); !why.empty()) throw Error(why);
     } catch (const Error& e) {
       tok.reset();
       tok_error = e.what();

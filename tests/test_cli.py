@@ -242,6 +242,7 @@ def generate_tests(tmp):
           repr(p.stdout))
     # Ctrl-C: stops cleanly (exit 130) with what was generated so far, whole characters, and the JSON.
     import signal
+    had_json = os.path.exists(js)
     proc = subprocess.Popen([exe, "-m", model, "-p", "A", "-n", "1000000", "--no-ttt", "--json", js],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     # The first character has been generated. Read the fd itself: a buffered read could take more
@@ -256,7 +257,7 @@ def generate_tests(tmp):
     rest, err = proc.communicate(timeout=120)
     text = first + rest
     try:
-        with open(js) as f:
+        with open(js + ".partial" if had_json else js) as f:  # an interrupt replaces no complete JSON
             j = json.load(f)
     except (OSError, ValueError) as e:
         j = {"error": str(e)}
@@ -457,9 +458,12 @@ def bad_inputs(c):
                  "nope.txt")
     expect_error("device matches nothing", "ttt-perplexity",
                  ["-m", tiny, "--tokens", tokens, "--device", "no-such-gpu"], "no-such-gpu",
-                 "matches no OpenCL device", "0:0")
+                 "matches no OpenCL device", "0:0", code=2)
     expect_error("device index matches nothing", "ttt-perplexity", ["-m", tiny, "--tokens", tokens, "--device", "7:3"],
-                 "7:3", "available devices")
+                 "7:3", "available devices", code=2)
+    if os.path.exists("/etc/OpenCL/vendors/rusticl.icd") and not os.environ.get("RUSTICL_ENABLE"):
+        expect_error("a device name matching nothing, with Mesa installed, names RUSTICL_ENABLE", "ttt-perplexity",
+                     ["-m", tiny, "--tokens", tokens, "--device", "llvmpipe"], "RUSTICL_ENABLE=llvmpipe", code=2)
     expect_error("save weights without ttt", "ttt-perplexity",
                  ["-m", tiny, "--tokens", tokens, "--no-ttt", "--save-weights", os.path.join(tmp, "w")],
                  "--save-weights")
@@ -605,7 +609,7 @@ def save_weights(c):
         for extra in [[], ["--force"]]:
             rc, _, se = run("ttt-perplexity", "-m", victim, "--tokens", mtoks, "--save-weights", spelling, *extra)
             check(f"--save-weights {spelling} {' '.join(extra)} refuses the input model",
-                  rc == 1 and "input model" in se and "tokens to score" not in se, se[-300:])
+                  rc == 2 and "input model" in se and "tokens to score" not in se, se[-300:])
     check("the input model is untouched", open(os.path.join(victim, "model.safetensors"), "rb").read() == before)
     rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", mtoks, "--save-weights", saved)
     check("--save-weights refuses a non-empty directory", rc == 1 and "--force" in se and "not empty" in se,
@@ -640,6 +644,12 @@ def make_model(c):
     rc, _, se = run("ttt-make-model", "--preset", "tiny", "--seed", "3", "--out", made, "--force")
     check("ttt-make-model --force writes into it, leaving no temporary files",
           rc == 0 and sorted(os.listdir(made)) == ["config.json", "model.safetensors"], se[-300:])
+    with open(os.path.join(made, "README.md"), "w") as f:
+        f.write("a trained model\n")
+    before = open(os.path.join(made, "model.safetensors"), "rb").read()
+    rc, _, se = run("ttt-make-model", "--preset", "tiny", "--seed", "4", "--out", made, "--force")
+    ok = rc == 1 and "README.md" in se and open(os.path.join(made, "model.safetensors"), "rb").read() == before
+    check("ttt-make-model --force refuses a folder holding other files (names them), leaving it whole", ok, se[-300:])
     bj = os.path.join(tmp, "bench.json")
     rc, so, se = run("ttt-bench", "prefill", "--preset", "tiny", "--tokens", "100", "--json", bj)
     check("ttt-bench --json writes the JSON it prints",
@@ -755,6 +765,92 @@ def interrupts(c):
         ok = ok and os.path.exists(sp) and ET.parse(sp).getroot().tag.endswith("svg")
         check(f"{signal.Signals(sig).name}: partial report, JSON, NLLs and plot, exit {code} "
               f"({n_scored} tokens)", ok, f"exit {p.returncode}; {(so + se)[-600:]}")
+
+
+@case
+def interrupt_keeps_complete(c):
+    """An interrupted re-run replaces no complete output: its partial results go to PATH.partial."""
+    tmp = c.tmp
+    made, long_doc = c.made(), c.long_doc()
+    jp, npth = os.path.join(tmp, "keep.json"), os.path.join(tmp, "keep.nll")
+    rc, _, err = run("ttt-perplexity", "-m", made, "-f", long_doc, "--json", jp, "--nll-out", npth)
+    before = {p: open(p).read() for p in (jp, npth)} if rc == 0 else {}
+    check("keep: the complete run writes its outputs", rc == 0 and not json.loads(before[jp]).get("partial"), err[-300:])
+    p = subprocess.Popen([exe("ttt-perplexity"), "-m", made, "-f", long_doc, "--json", jp, "--nll-out", npth],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    head = p.stderr.readline()
+    p.send_signal(signal.SIGINT)
+    _, se = p.communicate(timeout=600)
+    se = head + se
+    kept = all(open(f).read() == t for f, t in before.items())
+    pj = json.load(open(jp + ".partial")) if os.path.exists(jp + ".partial") else {}
+    pn = open(npth + ".partial").read().splitlines() if os.path.exists(npth + ".partial") else [""]
+    ok = p.returncode == 130 and kept and pj.get("partial") is True and pn[-1].startswith("# partial: ")
+    ok = ok and f"{jp} kept" in se and f"{jp}.partial" in se
+    check("keep: an interrupted re-run leaves the complete JSON and NLLs, partial results beside them", ok,
+          f"exit {p.returncode}, kept {kept}, {se[-500:]!r}")
+    # PATH.partial is an output too: checked before any work.
+    bad = os.path.join(tmp, "keep2.json")
+    os.mkdir(bad + ".partial")
+    expect_error("keep: PATH.partial that cannot be written is refused before work", "ttt-perplexity",
+                 ["-m", made, "-f", long_doc, "--json", bad], "keep2.json.partial", code=1)
+    # "-" is no file name for an output (stdout carries the report): a usage error, no file named "-".
+    for flag in ("--json", "--nll-out", "--plot"):
+        expect_error(f"keep: {flag} - is a usage error", "ttt-perplexity", ["-m", made, "-f", long_doc, flag, "-"],
+                     f"{flag} -", code=2)
+    check("keep: no file named '-' was made", not os.path.exists("-"))
+
+
+@case
+def tokenize_positional(c):
+    """ttt-tokenize takes its input file as a positional argument too; -f and a positional file together are refused."""
+    made, tmp = c.made(), c.tmp
+    hw = c.token_file("tok-hw.txt", "hi")
+    rc, so, se = run("ttt-tokenize", "-m", made, hw, stdin="abc")
+    check("ttt-tokenize FILE reads the file, not standard input", rc == 0 and so.split() == ["104", "105"], so + se)
+    expect_error("ttt-tokenize -f FILE OTHER is a usage error", "ttt-tokenize", ["-m", made, "-f", hw, hw], code=2)
+
+
+@case
+def usage_codes(c):
+    """Writing onto the input model is a usage error (exit 2), named before any work."""
+    made, tmp = c.made(), c.tmp
+    a = c.token_file("uc.txt", "In the beginning.")
+    expect_error("--save-weights onto the input model's folder: exit 2", "ttt-perplexity",
+                 ["-m", made, "-f", a, "--save-weights", made, "--force"], "--save-weights", code=2)
+    expect_error("ttt-train --resume DIR --out DIR: exit 2", "ttt-train", ["--resume", made, "--out", made], "--out",
+                 "--resume", code=2)
+
+
+@case
+def clblast_compile_notice(c):
+    """A first CLBlast call that runs long (its kernels compiling on a cold cache) says so on stderr; warm runs with the
+    default threshold (5 s) stay quiet. TTT_SLOW_NOTICE_S=0 makes every first call say it, deterministically."""
+    made = c.made()
+    a = c.token_file("cn.txt", "In the beginning was the word. " * 20)
+    rc, _, se = run("ttt-perplexity", "-m", made, "-f", a, "-q", env={"TTT_SLOW_NOTICE_S": "0"})
+    check("a first CLBlast call past the threshold names itself on stderr",
+          rc == 0 and "compiling CLBlast kernels (first run only" in se and "clblast::Gemm" in se, se[-400:])
+    rc, _, se = run("ttt-perplexity", "-m", made, "-f", a, "-q")
+    check("a warm run says nothing of it", rc == 0 and "compiling CLBlast" not in se, se[-400:])
+
+
+@case
+def folder_skips_outputs(c):
+    """-f DIR takes the documents of a folder, not the tools' outputs written there; -f - reads stdin once."""
+    made, tmp = c.made(), c.tmp
+    d = os.path.join(tmp, "fold")
+    os.mkdir(d)
+    with open(os.path.join(d, "a.txt"), "w") as f:
+        f.write("In the beginning was the word. " * 4)
+    rc1, _, e1 = run("ttt-perplexity", "-m", made, "-f", d, "--nll-out", os.path.join(d, "out.nll"), "--json",
+                     os.path.join(d, "rep.json"))
+    rc2, so, e2 = run("ttt-perplexity", "-m", made, "-f", d, "--json", os.path.join(tmp, "fold2.json"))
+    j = json.load(open(os.path.join(tmp, "fold2.json"))) if rc2 == 0 else {}
+    names = [os.path.basename(x.get("name", "")) for x in j.get("documents", [])]
+    ok = rc1 == rc2 == 0 and names == ["a.txt"] and "skipped" in e2 and "out.nll" in e2 and "rep.json" in e2
+    check("-f DIR skips the .nll and .json outputs of an earlier run, and says so", ok, f"{names} {(e1 + e2)[-400:]!r}")
+    expect_error("-f - twice is a usage error", "ttt-perplexity", ["-m", made, "-f", "-", "-f", "-"], "-f -", code=2)
 
 
 @case
@@ -1468,12 +1564,13 @@ def flag_conventions(c):
     specs = re.findall(r"^  Device ([0-9]+:[0-9]+)", info, re.M)
     rc, _, se = run("ttt-perplexity", "-m", tiny, "--tokens", tokens, "--device", "1", "-q")
     if len(specs) == 1:
-        check("--device 1 with one device matches nothing (not a name holding '1')",
-              rc == 1 and "matches no OpenCL device" in se, se[-300:])
+        check("--device 1 with one device matches nothing (not a name holding '1'): a usage error",
+              rc == 2 and "matches no OpenCL device" in se, se[-300:])
     else:
         check("--device 1 is the second device", rc == 0 and f"on {specs[1]} " in se, se[-300:])
     rc, _, se = run("ttt-perplexity", "-m", tiny, "--tokens", tokens, "--device", str(len(specs)), "-q")
-    check("--device N past the last device matches nothing", rc == 1 and "matches no OpenCL device" in se, se[-300:])
+    check("--device N past the last device matches nothing: a usage error", rc == 2 and "matches no OpenCL device" in se,
+          se[-300:])
 
     # Usage errors exit 2, runtime errors 1, in every tool.
     nope = os.path.join(tmp, "no-such-dir")
@@ -1647,6 +1744,38 @@ def train_resume_eval(c):
 
 
 @case
+def train_interrupted_eval(c):
+    """An evaluation an interrupt drops is said on stderr, and --resume does it before the next step."""
+    f, tmp = train_fixture(c), c.tmp
+    part, rest = os.path.join(tmp, "t-ie-part"), os.path.join(tmp, "t-ie-rest")
+    big = os.path.join(tmp, "t-ie-eval.txt")  # an evaluation of seconds, so that the interrupt comes during one
+    with open(big, "w") as fh:
+        fh.write(open(f["eval"]).read() * max(1, 300000 // max(1, os.path.getsize(f["eval"]))))
+    args = train_args(f, part, "--eval-data", big, "--eval-every", "1", steps=50)
+    args.remove("--quiet")
+    proc = subprocess.Popen([exe("ttt-train"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    for line in proc.stderr:
+        seen += line
+        if "step 1/" in line:
+            break
+    proc.send_signal(signal.SIGINT)  # during step 1's evaluation (or, were it done already, step 2's is skipped)
+    _, err = proc.communicate(timeout=300)
+    err = seen + err
+    step = json.load(open(os.path.join(part, "trainer.json")))["step"] if proc.returncode == 130 else -1
+    evals = [r["step"] for r in jsonl(os.path.join(part, "train.jsonl")) if "eval_nll_ttt" in r]
+    ok = proc.returncode == 130 and step not in evals and f"held-out evaluation of step {step} was" in err
+    check("an evaluation dropped by an interrupt is said on stderr", ok, f"exit {proc.returncode}, step {step}, "
+          f"evals {evals}, {err[-400:]!r}")
+    if not ok:
+        return
+    rc, _, e2 = run("ttt-train", "--resume", part, "--out", rest, "--until", str(step + 1))
+    evals = [r["step"] for r in jsonl(os.path.join(rest, "train.jsonl")) if "eval_nll_ttt" in r] if rc == 0 else []
+    ok = rc == 0 and evals == list(range(1, step + 2)) and f"evaluation of step {step} was not finished" in e2
+    check("--resume does the dropped evaluation first", ok, f"exit {rc}, evals {evals}, {e2[-400:]!r}")
+
+
+@case
 def corpus_resume_note(c):
     """A resumed corpus run says how many documents its journal already held."""
     made, tmp = c.made(), c.tmp
@@ -1657,6 +1786,37 @@ def corpus_resume_note(c):
     rc2, _, e2 = run("ttt-perplexity", "-m", made, "-f", a, "-f", b, "--journal", journal, "--resume")
     ok = rc1 == rc2 == 0 and "--resume: the journal" in e2 and "already holds 1 of 2 documents" in e2
     check("--resume says what the journal held", ok, (e1 + e2)[-500:])
+
+
+@case
+def journal_renamed(c):
+    """--resume matches documents by their tokens: a renamed file only warns; other tokens are refused; a file that
+    is no journal is named so, also without --resume."""
+    made, tmp = c.made(), c.tmp
+    a = os.path.join(tmp, "jr-a.txt")
+    with open(a, "w") as f:
+        f.write("And God said, Let there be light: and there was light. " * 3)
+    journal = os.path.join(tmp, "jr.journal")
+    rc1, so1, e1 = run("ttt-perplexity", "-m", made, "-f", a, "--journal", journal, "-q")
+    b = os.path.join(tmp, "jr-b.txt")
+    shutil.copy(a, b)
+    rc2, so2, e2 = run("ttt-perplexity", "-m", made, "-f", b, "--journal", journal, "--resume")
+    ok = rc1 == rc2 == 0 and "warning" in e2 and "jr-a.txt in the journal" in e2 and "already holds 1 of 1" in e2
+    ok = ok and re.search(r"PPL = \S+", so1).group(0) == re.search(r"PPL = \S+", so2).group(0)
+    check("--resume takes a renamed document with the same tokens from the journal, with a warning", ok,
+          (e1 + e2)[-500:])
+    with open(b, "a") as f:
+        f.write("More words.")
+    rc, _, err = run("ttt-perplexity", "-m", made, "-f", b, "--journal", journal, "--resume")
+    check("--resume refuses a document whose tokens changed", rc == 1 and "error:" in err and "other tokens" in err,
+          err[-400:])
+    notes = os.path.join(tmp, "notes.txt")
+    with open(notes, "w") as f:
+        f.write("my own notes\n")
+    rc, _, err = run("ttt-perplexity", "-m", made, "-f", a, "--journal", notes)
+    check("--journal naming a file that is no journal says so (no --resume)",
+          rc == 1 and "not a ttt-perplexity journal" in err and "untouched" in err and "--resume" not in err, err[-400:])
+    check("and leaves it untouched", open(notes).read() == "my own notes\n")
 
 
 @case
@@ -1696,7 +1856,15 @@ def preset_tokenizer(c):
     check("ttt-make-model --tokenizer copies it into the model", ok, se[-400:])
     rc, so, se = run("ttt-tokenize", "-m", m125, "-f", c.token_file("pt.txt", "Hello world"))
     check("and the model then reads text", rc == 0 and so.split() == ["9906", "1917"], (so + se)[-300:])
+    # A tokenizer of another family (50257 GPT-2 ids against 128256): every number would be wrong, so refused.
+    expect_error("ttt-perplexity --tokenizer with far fewer ids than the model's vocabulary", "ttt-perplexity",
+                 ["-m", m125, "-f", c.token_file("pt.txt", "Hello world"), "--tokenizer", gpt2], "50257 ids",
+                 "128256", "fewer than half", code=1)
     shutil.rmtree(m125, ignore_errors=True)
+    expect_error("ttt-make-model --tokenizer with far fewer ids than the preset's vocabulary", "ttt-make-model",
+                 ["--preset", "125m", "--dtype", "bf16", "--out", m125, "--tokenizer", gpt2], "--tokenizer",
+                 "50257 ids", "fewer than half")
+    check("and writes no model", not os.path.exists(os.path.join(m125, "tokenizer.json")))
 
 
 @case
@@ -1770,6 +1938,25 @@ def niah(c):
     ok = ok and all(r["trials"] == 1 and 0 <= r["correct"] <= 1 and 0 <= r["accuracy"] <= 1 for r in res)
     ok = ok and j["seed"] == 7 and j["contexts"] == [256, 512] and j["depths"] == [0.25, 0.75] and j["trials"] == 1
     check("ttt-niah --json: one result per mode, needle, context and depth, with counts", ok, (str(j)[:400], err[-400:]))
+    # prompt_tokens is one prompt's length (the mean of a cell's), not the sum over its trials.
+    def trials_run(n):
+        js = os.path.join(c.tmp, f"trials{n}.json")
+        p = subprocess.run([exe("ttt-niah"), "-m", model, "--contexts", "256,512", "--depths", "0.25,0.75", "--trials",
+                            str(n), "--json", js, "--needle", "1", "--modes", "swa", "--seed", "7", "-q"],
+                           capture_output=True, text=True, timeout=600)
+        return p.returncode, json.load(open(js)) if p.returncode == 0 else None, p.stderr
+
+    rc4, j4, err4 = trials_run(3)
+    rc5, j5, err5 = trials_run(1)
+    ok = rc4 == rc5 == 0 and all(0.9 * r5["prompt_tokens"] <= r4["prompt_tokens"] <= r4["context"]
+                                 for r4, r5 in zip(j4["results"], j5["results"]))
+    check("ttt-niah: prompt_tokens is a prompt's length, whatever --trials", ok, (str(j4)[-300:], err4[-300:]))
+    p = subprocess.run([exe("ttt-niah"), "-m", model, "--contexts", "256", "--depths", "0.5", "--trials", "1",
+                        "--modes", "swa", "--needle", "1"], capture_output=True, text=True, timeout=600)
+    lines = p.stdout.splitlines()
+    ok = p.returncode == 0 and len(lines) == 2 and lines[0].split()[:3] == ["mode", "needle", "context"]
+    ok = ok and lines[1].split()[:3] == ["swa", "1", "256"] and "1 prompt (" in p.stderr
+    check("ttt-niah prints its table on stdout (a row per cell); '1 prompt'", ok, (p.stdout + p.stderr)[-400:])
     try:
         tree = ET.parse(svg).getroot()
         panels = [g for g in tree.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "panel"]
@@ -1809,7 +1996,7 @@ def niah(c):
     try:
         j = json.load(open(js))
         ET.parse(sp)
-        ok = p.returncode == 130 and j["interrupted"] is True and len(j["results"]) < 5
+        ok = p.returncode == 130 and j["partial"] is True and "interrupted" not in j and len(j["results"]) < 5
         ok = ok and all(r["trials"] == 20 for r in j["results"]) and "interrupted after" in se
     except (OSError, ValueError, KeyError, ET.ParseError) as e:
         ok, se = False, se + repr(e)

@@ -228,6 +228,26 @@ TEST(TokenizerTinyBpe, ModelDirectorySelection) {
   EXPECT_NE(e.find("vocab_size 257"), std::string::npos) << e;
 }
 
+// A tokenizer must fit the model: not more ids than vocab_size, nor fewer than half (another family's).
+TEST(TokenizerTinyBpe, MismatchedVocabularyIsRefused) {
+  TempDir d;
+  ttt::Config c;
+  d.file("tokenizer.json", tiny_json({{"a", "b"}}, false).dump());  // 258 ids
+  c.vocab_size = 320;                                                // padded: fine
+  EXPECT_EQ(Tokenizer::for_model(d.path.string(), c).vocab_size(), 258);
+  EXPECT_EQ(ttt::tokenizer_mismatch(Tokenizer::for_model(d.path.string(), c), c), "");
+  c.vocab_size = 517;  // 258 < 517 / 2: not this model's tokenizer
+  std::string e = error_of([&] { Tokenizer::for_model(d.path.string(), c); });
+  EXPECT_NE(e.find("258 ids"), std::string::npos) << e;
+  EXPECT_NE(e.find("517"), std::string::npos) << e;
+  EXPECT_NE(ttt::tokenizer_mismatch(Tokenizer::bytes(), c), "");  // 256 bytes on a model that is not byte-level
+  c.tokenizer = "bytes";  // a byte-level model: the byte tokenizer fits any larger vocabulary
+  EXPECT_EQ(ttt::tokenizer_mismatch(Tokenizer::bytes(), c), "");
+  EXPECT_EQ(Tokenizer::for_model(d.path.string(), c).name(), "bytes");
+  c.vocab_size = 255;
+  EXPECT_NE(ttt::tokenizer_mismatch(Tokenizer::bytes(), c), "");
+}
+
 TEST(TokenizerTinyBpe, BadFilesNameTheFileAndTheFault) {
   TempDir d;
   auto err = [&](const std::string& name, const std::string& content) {

@@ -60,4 +60,11 @@ class Tokenizer {
 // to put it, or another tokenizer file (Error::setting "tokenizer"). for_model's error ends with it.
 std::string tokenizer_hint(const Config& config, const std::string& dir);
 
+// Why tokenizer t cannot serve a model of config's vocabulary ("" when it can, or when vocab_size is 0): more
+// ids than vocab_size (the model could not embed them), or fewer than half of them (a tokenizer of another
+// family: every number would be wrong). Fewer ids down to half are accepted: vocabularies padded past the
+// tokenizer's ids (to a multiple of 64, say) are common. The byte tokenizer fits a model whose config says
+// "tokenizer": "bytes" at any vocab_size >= 256.
+std::string tokenizer_mismatch(const Tokenizer& t, const Config& config);
+
 }  // namespace ttt

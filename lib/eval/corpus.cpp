@@ -71,9 +71,7 @@ Corpus collect_corpus(const CorpusSpec& spec, const std::string& model_dir, cons
   if (spec.tokens.empty()) {
     const Tokenizer& tok = text_tok.emplace(
         spec.tokenizer ? Tokenizer::from_file(*spec.tokenizer) : Tokenizer::for_model(model_dir, cfg));
-    if (tok.vocab_size() > cfg.vocab_size)
-      throw Error(fmt::format("tokenizer {} has {} ids but the model's vocab_size is {}", tok.name(),
-                              tok.vocab_size(), cfg.vocab_size));
+    if (const std::string why = tokenizer_mismatch(tok, cfg); !why.empty()) throw Error(why);
     c.tokenizer = tok.name();
     c.docs = spec.jsonl ? load_jsonl_documents(*spec.jsonl, spec.field, tok, spec.parse_special, cfg.bos_token_id)
                         : load_text_documents(expand_paths(spec.text), tok, spec.parse_special, cfg.bos_token_id);

@@ -44,6 +44,17 @@ std::pair<size_t, size_t> CorpusRun::journaled() const {
   return {per_mode[0], others};
 }
 
+std::vector<std::string> CorpusRun::renamed() const {
+  std::vector<std::string> out;
+  if (!journal_) return out;
+  for (const auto& [key, r] : journal_->done())
+    if (key.first < corpus_.docs.size() && key.second == mode_name(opts_.modes[0]) &&
+        r.name != corpus_.docs[key.first].name && r.tokens_hash == hashes_[key.first])
+      out.push_back(fmt::format("document {}: {} in the journal, {} now", key.first, r.name,
+                                corpus_.docs[key.first].name));
+  return out;
+}
+
 double CorpusRun::seconds() const {
   return total_ + (since_ ? std::chrono::duration<double>(Clock::now() - *since_).count() : 0.0);
 }
@@ -72,9 +83,10 @@ std::vector<size_t> CorpusRun::replay_journal(size_t mode) {
       continue;
     }
     const Document& d = corpus_.docs[i];
-    if (r->name != d.name || r->tokens_hash != hashes_[i] || r->nll.size() + 1 != d.tokens.size())
-      throw Error(fmt::format("{}: document {} is {} in the journal but {} now (other tokens); use a new journal",
-                              journal_->path(), i, r->name, d.name));
+    // Documents match by their tokens; a name alone may change (a moved or renamed file: see renamed()).
+    if (r->tokens_hash != hashes_[i] || r->nll.size() + 1 != d.tokens.size())
+      throw Error(fmt::format("{}: document {} has other tokens now ({}) than in the journal ({}); use a new journal",
+                              journal_->path(), i, d.name, r->name));
     store(mode, i, r->nll, r->seconds);
     advance(r->nll.size());
   }

@@ -64,6 +64,9 @@ class CorpusRun {
   void set_journal(Journal* journal) { journal_ = journal; }
   // Documents of this corpus the journal holds: from the first mode, and (the fewest) from the others.
   std::pair<size_t, size_t> journaled() const;
+  // Documents the journal holds under another name (a moved or renamed file) with the same tokens, as
+  // "document 0: c3.jsonl:1 in the journal, c3b.jsonl:1 now": they are taken from it all the same.
+  std::vector<std::string> renamed() const;
   void on_progress(OnProgress f) { progress_ = std::move(f); }
   void stop_when(Stop f) { stop_ = std::move(f); }
 

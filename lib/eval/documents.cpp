@@ -16,7 +16,14 @@
 namespace ttt {
 namespace fs = std::filesystem;
 
-std::vector<std::string> expand_paths(const std::vector<std::string>& paths) {
+bool is_tool_output(const std::string& filename) {
+  const std::string ext = fs::path(filename).extension().string();
+  for (const char* e : {".nll", ".json", ".jsonl", ".svg", ".journal", ".partial"})
+    if (ext == e) return true;
+  return false;
+}
+
+std::vector<std::string> expand_paths(const std::vector<std::string>& paths, std::vector<std::string>* skipped) {
   std::vector<std::string> out;
   for (const auto& p : paths) {
     std::error_code ec;
@@ -24,9 +31,18 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& paths) {
       out.push_back(p);
     } else if (fs::is_directory(p, ec)) {
       std::vector<std::string> files;
-      for (const auto& e : fs::directory_iterator(p, ec))
-        if (e.is_regular_file() && e.path().filename().string()[0] != '.') files.push_back(e.path().string());
-      if (files.empty()) throw Error(fmt::format("{}: directory holds no files to evaluate", p));
+      std::vector<std::string> outputs;
+      for (const auto& e : fs::directory_iterator(p, ec)) {
+        const std::string name = e.path().filename().string();
+        if (!e.is_regular_file() || name[0] == '.') continue;
+        (is_tool_output(name) ? outputs : files).push_back(e.path().string());
+      }
+      std::sort(outputs.begin(), outputs.end());
+      if (skipped) skipped->insert(skipped->end(), outputs.begin(), outputs.end());
+      if (files.empty())
+        throw Error(fmt::format("{}: directory holds no files to evaluate{}", p,
+                                outputs.empty() ? "" : " (only tool outputs: .nll, .json, .jsonl, .svg, .journal, "
+                                                       ".partial files are skipped)"));
       std::sort(files.begin(), files.end());
       out.insert(out.end(), files.begin(), files.end());
     } else if (fs::exists(p, ec)) {

@@ -92,8 +92,17 @@ Journal::Journal(const std::string& path, const std::string& fingerprint, bool r
   namespace fs = std::filesystem;
   std::error_code ec;
   const bool exists = fs::exists(path, ec);
-  if (exists && !resume && fs::file_size(path, ec) > 0)
+  if (exists && !resume && fs::file_size(path, ec) > 0) {
+    // Someone's other file is named no journal: say what it is, not how to continue it.
+    const std::string text = read_all(path);
+    const size_t nl = text.find('\n');
+    const json j = nl == std::string::npos ? json() : json::parse(text.begin(), text.begin() + long(nl), nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !intact(j) || j.value("journal", "") != "ttt-perplexity")
+      throw Error(fmt::format("{}: not a ttt-perplexity journal (its first line is not a journal header); left "
+                              "untouched: name a new file",
+                              path));
     throw Error(fmt::format("{}: journal exists; resume it to continue, or remove it to start over", path), "resume");
+  }
   size_t good = 0;  // bytes of intact lines
   bool header = false;
   if (exists && resume) {

@@ -193,10 +193,23 @@ Tokenizer Tokenizer::for_model(const std::string& dir, const Config& config) {
                             dir, json_path, model_path, tokenizer_hint(config, dir)),
                 "tokenizer");
   }
-  if (config.vocab_size > 0 && t.vocab_size() > config.vocab_size)
-    throw Error(fmt::format("{}: tokenizer {} has {} ids but config.json has vocab_size {}", dir, t.name(),
-                            t.vocab_size(), config.vocab_size));
+  if (const std::string why = tokenizer_mismatch(t, config); !why.empty())
+    throw Error(fmt::format("{}: {} (config.json)", dir, why));
   return t;
+}
+
+std::string tokenizer_mismatch(const Tokenizer& t, const Config& config) {
+  const int v = config.vocab_size, n = t.vocab_size();
+  if (v <= 0) return {};
+  if (n > v)
+    return fmt::format("tokenizer {}: {} ids, more than the model's vocab_size {} (it could not embed them)",
+                       t.name(), n, v);
+  if (t.name() == "bytes" && config.tokenizer == "bytes") return {};
+  if (2 * int64_t(n) < int64_t(v))
+    return fmt::format("tokenizer {}: {} ids, fewer than half the model's vocab_size {}, so it is not the model's "
+                       "tokenizer (its numbers would be wrong)",
+                       t.name(), n, v);
+  return {};
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special) const {
