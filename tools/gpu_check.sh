@@ -73,8 +73,10 @@ tests() {
       local n=${t##*/gtest-}
       [ $first = 1 ] || echo ","
       first=0
-      printf '"%s": %s' "${n%.json}" "$(grep -m1 -o '"tests": [0-9]*, "failures": [0-9]*, "disabled": [0-9]*, "errors": [0-9]*' "$t" |
-        sed 's/^/{/; s/$/}/')"
+      # gtest writes its counts one to a line: joined before matching (an empty match would break the JSON).
+      local counts
+      counts=$(tr -d ' \n' < "$t" | grep -o '"tests":[0-9]*,"failures":[0-9]*,"disabled":[0-9]*,"errors":[0-9]*' | head -n 1)
+      printf '"%s": %s' "${n%.json}" "{${counts:-\"unreadable\":true}}"
     done
     echo "}"; } > "$work/tests.json"
   return $rc
