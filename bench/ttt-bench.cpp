@@ -217,10 +217,12 @@ int attention(int argc, char** argv) {
       ("H", po::value<int64_t>()->default_value(12), "heads")
       ("E", po::value<int64_t>()->default_value(64), "head dimension")
       ("pos", po::value<int64_t>()->default_value(8192), "position of the chunk's first query")
-      ("repeat", po::value<int64_t>()->default_value(3), "timed repetitions (after one warm-up)");
+      ("repeat", po::value<int64_t>()->default_value(3), "timed repetitions (after one warm-up)")
+      ("form", po::value<std::string>()->default_value("automatic"),
+       "kernel form: automatic (the device's), flash, tiles, sweeps, or all (each in turn, under \"forms\")");
   ttt::app::add_device_option(opts);
   po::variables_map vm;
-  if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench attention [--T N --W N --H N --E N --pos P]",
+  if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench attention [--T N --W N --H N --E N --pos P --form F]",
                        "Times attention_fwd and attention_bwd (dq + dk/dv) on random data, as JSON."))
     return 0;
   using ttt::app::int_option;
@@ -229,6 +231,23 @@ int attention(int argc, char** argv) {
             H = int(int_option(vm, "H", 1, 4096)), E = int(int_option(vm, "E", 1, 4096));
   const int64_t pos = int_option(vm, "pos", 0);
   const int reps = int(int_option(vm, "repeat", 1, 1 << 20));
+  using FK = ttt::ops::ForwardKernel;
+  using BK = ttt::ops::BackwardKernel;
+  struct Form {
+    const char* name;
+    FK fwd;
+    BK bwd;
+  };
+  const Form forms_known[] = {{"automatic", FK::automatic, BK::automatic},
+                              {"flash", FK::flash, BK::flash},
+                              {"tiles", FK::tiles, BK::tiles},
+                              {"sweeps", FK::sweeps, BK::sweeps}};
+  const std::string form = vm["form"].as<std::string>();
+  std::vector<Form> forms;
+  for (const Form& f : forms_known)
+    if (form == f.name || form == "all") forms.push_back(f);
+  if (forms.empty())
+    throw ttt::app::po::error(fmt::format("--form: '{}' is not one of automatic, flash, tiles, sweeps, all", form));
   ttt::Runtime rt(ttt::app::device_spec(vm));
   ttt::host::Context& ctx = ttt::host::context(rt);
   const ttt::host::DeviceInfo& device = ctx.device();
@@ -256,17 +275,30 @@ int attention(int argc, char** argv) {
     ctx.finish();
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps;
   };
-  const double fwd = time([&] { ttt::ops::attention_fwd(ctx, out, lse, q, kc, vc, s); });
-  const double bwd = time([&] {
-    ttt::ops::attention_bwd(ctx, dq, ttt::ops::mat(dk, D), ttt::ops::mat(dv, D), dsum, dout, out, q, lse, kc, vc, s);
-  });
   // Score pairs: query t at position pos+t sees min(W, pos+t+1) keys.
   double pairs = 0;
   for (int t = 0; t < T; ++t) pairs += double(std::min<int64_t>(W, pos + t + 1));
   const double fwd_flop = 4.0 * pairs * D, bwd_flop = 10.0 * pairs * D;  // bwd recomputes QK^T twice, 3 more products
-  json j = {{"bench", "attention"}, {"device", device.name}, {"T", T}, {"W", W}, {"H", H}, {"E", E}, {"pos", pos},
-            {"fwd_ms", fwd * 1e3}, {"bwd_ms", bwd * 1e3}, {"fwd_gflops", fwd_flop / fwd * 1e-9},
-            {"bwd_gflops", bwd_flop / bwd * 1e-9}};
+  json j = {{"bench", "attention"}, {"device", device.name}, {"T", T}, {"W", W}, {"H", H}, {"E", E}, {"pos", pos}};
+  for (const Form& f : forms) {
+    json r;
+    try {
+      const double fwd = time([&] { ttt::ops::attention_fwd(ctx, out, lse, q, kc, vc, s, f.fwd); });
+      const double bwd = time([&] {
+        ttt::ops::attention_bwd(ctx, dq, ttt::ops::mat(dk, D), ttt::ops::mat(dv, D), dsum, dout, out, q, lse, kc, vc,
+                                s, f.bwd);
+      });
+      r = {{"fwd_ms", fwd * 1e3}, {"bwd_ms", bwd * 1e3}, {"fwd_gflops", fwd_flop / fwd * 1e-9},
+           {"bwd_gflops", bwd_flop / bwd * 1e-9}};
+    } catch (const ttt::Error& e) {  // a form the device refuses (its loop budget): said, not fatal under --form all
+      if (forms.size() == 1) throw;
+      r = {{"error", e.what()}};
+    }
+    if (form == "all")
+      j["forms"][f.name] = r;
+    else
+      j.update(r);
+  }
   std::cout << j.dump(2) << "\n";
   return 0;
 }

@@ -6,6 +6,11 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <set>
+#include <string>
 
 namespace ttt::host {
 
@@ -58,6 +63,27 @@ Probe probe(Context& ctx, const std::string& family, std::initializer_list<const
   return p;
 }
 
+namespace {
+
+// $TTT_LOG_LAUNCH=1: one line on stderr for the first launch of each (kernel,
+// work-group size, device), with the sizes as passed to clEnqueueNDRangeKernel.
+void log_launch(const std::string& name, const Range& global, const Range& local, const std::string& device) {
+  static const bool on = [] {
+    const char* e = std::getenv("TTT_LOG_LAUNCH");
+    return e && *e && std::string(e) != "0";
+  }();
+  if (!on) return;
+  static std::mutex mu;
+  static std::set<std::string> seen;
+  const std::string key = name + ' ' + local.str() + ' ' + device;
+  const std::lock_guard<std::mutex> lock(mu);
+  if (!seen.insert(key).second) return;
+  std::fprintf(stderr, "ttt launch: kernel '%s' global=%s local=%s on '%s'\n", name.c_str(), global.str().c_str(),
+               local.str().c_str(), device.c_str());
+}
+
+}  // namespace
+
 void Kernel::launch(const Range& global, const Range& local) {
   const DeviceInfo& dev = ctx_.device();
   auto where = [&] {
@@ -92,6 +118,7 @@ void Kernel::launch(const Range& global, const Range& local) {
                   fmt::format("CL_OUT_OF_RESOURCES (-5) before clEnqueueNDRangeKernel ({} bytes of local memory, "
                               "device has {}): {}",
                               need, dev.local_mem, where()));
+  log_launch(name_, global, local, dev.name);
   cl_event ev = nullptr;
   Profiler& prof = ctx_.profiler();
   check(clEnqueueNDRangeKernel(ctx_.queue(), k_, cl_uint(global.dims), nullptr, global.v.data(), local.v.data(), 0,

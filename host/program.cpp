@@ -150,7 +150,20 @@ bool cpu_forms(const DeviceInfo& dev) {
   const char* forms = std::getenv("TTT_KERNEL_FORMS");
   if (forms && std::string(forms) == "cpu") return true;
   if (forms && std::string(forms) == "gpu") return false;
+  // Mesa's llvmpipe (rusticl) is a CPU device that runs work-items as SIMD
+  // lanes, and its compiler ends every loop of a kernel once the loops have
+  // gone round 65535 times in all (LP_MAX_TGSI_LOOP_ITERATIONS, one budget a
+  // kernel invocation, shared by every loop: Mesa 22.3 gallivm), leaving the
+  // rest of the work silently undone. The CPU forms' long fixed sweeps (a
+  // head-long axpy per key, for every key of the window) run past it on
+  // realistic windows; the GPU forms keep per-work-item loops short.
+  if (dev.name.find("llvmpipe") != std::string::npos) return false;
   return (dev.type & CL_DEVICE_TYPE_CPU) != 0;
+}
+
+size_t loop_budget(const DeviceInfo& dev) {
+  if (const char* b = std::getenv("TTT_LOOP_BUDGET"); b && *b) return size_t(std::strtoull(b, nullptr, 10));
+  return dev.name.find("llvmpipe") != std::string::npos ? 65535 : 0;
 }
 
 cl_program ProgramCache::build(const std::string& family, const std::string& options) {

@@ -21,9 +21,17 @@ std::string kernel_source(const std::string& family);
 // $XDG_CACHE_HOME/ttt-cl, else ~/.cache/ttt-cl. Empty when none can be used
 // (TTT_CACHE_DIR=off disables the cache).
 // Whether kernels take their CPU loop shapes (-DTTT_CPU=1, cl/common.cl):
-// on CPU devices, unless $TTT_KERNEL_FORMS = cpu | gpu says otherwise (the
-// Oclgrind checks run both shapes with it).
+// on CPU devices other than Mesa's llvmpipe (whose loop budget the CPU
+// forms exceed: see program.cpp), unless $TTT_KERNEL_FORMS = cpu | gpu says
+// otherwise (the Oclgrind checks run both shapes with it).
 bool cpu_forms(const DeviceInfo& dev);
+
+// How many times, in all, a kernel's loops may go round in one work-item
+// before the device's compiler ends them early (silently: the rest of the
+// work is left undone), or 0 for no limit. Mesa's llvmpipe: 65535
+// (LP_MAX_TGSI_LOOP_ITERATIONS, one budget shared by every loop of a kernel).
+// $TTT_LOOP_BUDGET = N overrides it (tests run the split paths on PoCL).
+size_t loop_budget(const DeviceInfo& dev);
 
 std::string program_cache_dir();
 

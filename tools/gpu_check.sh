@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measures a GPU machine in minutes and writes one JSON: the kernel and golden
 # tests, `ttt-bench tune` on a bounded budget, prefill with and without
-# test-time training (125m at 16K tokens, 1b at 8K), decode at 1K, 8K and 64K
+# test-time training (125m at 16K tokens, 1b at 8K), attention alone in each
+# kernel form (`ttt-bench attention --form all`), decode at 1K, 8K and 64K
 # of context, and `ttt-bench compare --torch-device cuda` when PyTorch is
 # there. Each step runs under its own time limit (about 8 minutes in all), and
 # a step that fails or times out is recorded as such; the others still run.
@@ -72,8 +73,10 @@ tests() {
       local n=${t##*/gtest-}
       [ $first = 1 ] || echo ","
       first=0
-      printf '"%s": %s' "${n%.json}" "$(grep -m1 -o '"tests": [0-9]*, "failures": [0-9]*, "disabled": [0-9]*, "errors": [0-9]*' "$t" |
-        sed 's/^/{/; s/$/}/')"
+      # gtest writes its counts one to a line: joined before matching (an empty match would break the JSON).
+      local counts
+      counts=$(tr -d ' \n' < "$t" | grep -o '"tests":[0-9]*,"failures":[0-9]*,"disabled":[0-9]*,"errors":[0-9]*' | head -n 1)
+      printf '"%s": %s' "${n%.json}" "{${counts:-\"unreadable\":true}}"
     done
     echo "}"; } > "$work/tests.json"
   return $rc
@@ -94,6 +97,12 @@ step "prefill_${p_small}" 75 "$work/prefill_small.json" "$bench" prefill --prese
   --tokens "$(tokens 16384)" --json "$work/prefill_small.json"
 step "prefill_${p_large}" 90 "$work/prefill_large.json" "$bench" prefill --preset "$p_large" \
   --tokens "$(tokens 8192)" --no-ceiling --json "$work/prefill_large.json"
+
+# Attention alone in each kernel form (the flash GPU forms against the one-query-per-item tiles and the
+# CPU sweeps; test_attention above checks every form against its twin), 125m's shape: a 1K-token
+# chunk at 8K of context with an 8K window.
+step attention_forms 60 "$work/attention.json" bash -c "\"$bench\" attention --form all --T $(tokens 1024) \
+  --W $(tokens 8192) --pos $(tokens 8192) --H 12 --E 64 > \"$work/attention.json\""
 
 # Decode latency at three contexts (keys/values filled at random: no prefill).
 step decode 75 "$work/decode.json" "$bench" decode --preset "$p_small" \

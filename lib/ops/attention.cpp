@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <utility>
+#include <vector>
 
 namespace ttt::ops {
 namespace {
@@ -19,8 +21,7 @@ namespace {
 struct AttnConfig {
   int bq, bk;
   std::string options;  // without -DATT_CPU
-  bool cpu;             // the CPU forms (host::cpu_forms): the backward's, and the forward's by default
-  std::string bwd_options() const { return cpu ? options + " -DATT_CPU=1" : options; }
+  bool cpu;             // the CPU forms (host::cpu_forms): attention.cl's sweeps, else attention_flash.cl
 };
 
 // Work-items per group: 64, halved until every compiled kernel of the family
@@ -32,13 +33,17 @@ AttnConfig attn_config(Context& ctx, int E) {
   if (E < 2 || E > 256 || E % 2) throw Error(fmt::format("attention: head_dim {} is outside 2..256 or odd", E));
   // A CPU's "local memory" is cache and its forward (sweeps) gains from longer
   // tiles: 64 keys ran the 125m forward 1.4x faster than 32 on PoCL.
-  const bool cpu = host::cpu_forms(ctx.device());
+  // A device with a loop budget takes the flash forms, the only ones that split long windows.
+  const bool cpu = host::cpu_forms(ctx.device()) && host::loop_budget(ctx.device()) == 0;
   auto make = [&](int bq, int bk) {
     return AttnConfig{bq, bk, fmt::format("-DATT_E={} -DATT_BQ={} -DATT_BK={}", E, bq, bk), cpu};
   };
   return host::fit_shape(
       ctx, "attention", {"attention_fwd", "attention_bwd_dq", "attention_bwd_dkv"},
-      make(64, E <= 64 ? (cpu ? 64 : 32) : E <= 128 ? 16 : 8), [](const AttnConfig& c) { return c.bwd_options(); },
+      make(64, E <= 64 ? (cpu ? 64 : 32) : E <= 128 ? 16 : 8),
+      // The CPU form's program: its backward holds the most local memory and private state, so what
+      // fits it fits the tiles form too, and either may be asked for (tests, ttt-bench).
+      [](const AttnConfig& c) { return c.options + " -DATT_CPU=1"; },
       [](const AttnConfig& c) { return c.bq; },
       [&](AttnConfig& c, const host::Probe& p) {
         if (p.local_mem > ctx.device().local_mem && c.bk > 1)
@@ -56,10 +61,129 @@ const AttnConfig& cached_config(Context& ctx, int E) {
   return ctx.memo<AttnConfig>(fmt::format("attention E={}", E), [&] { return attn_config(ctx, E); });
 }
 
-// The forward program's options: the CPU form is a compile-time switch of the same kernels.
+// The GPU forms (cl/attention_flash.cl), one program per kernel: a group owns
+// fq rows and streams tiles of fk rows, with tr x tc work-items.
+enum class Flash { fwd, dq, dkv };
+struct FlashConfig {
+  int fq, fk, tr, tc;
+  std::string options;
+};
+
+// Local memory each kernel declares for a shape (its __local arrays, rows padded to E+1 and fk+1 floats).
+size_t flash_local_bytes(Flash which, int E, int fq, int fk) {
+  const size_t le = size_t(E) + 1, lk = size_t(fk) + 1, q = size_t(fq), k = size_t(fk);
+  const size_t floats = which == Flash::fwd  ? q * le + k * le + q * lk + q
+                        : which == Flash::dq ? 2 * q * le + 2 * k * le + q * lk + 2 * q
+                                             : 2 * q * le + 2 * k * le + 2 * q * lk + 2 * k;
+  return floats * sizeof(float);
+}
+
+// 128 work-items (16 x 8; 8 x 16 for head_dim > 64, whose per-item head
+// elements would otherwise crowd the registers), 64 rows a group and 32 a tile
+// (16 past head_dim 64); the tile, then the group's rows, are halved until the
+// arrays fit the device's local memory with 1 KB to spare (a driver may count
+// them generously), then host::fit_shape halves the work-items (rows first)
+// until every kernel of the program takes them.
+FlashConfig flash_config(Context& ctx, int E, Flash which) {
+  const size_t budget = ctx.device().local_mem;
+  int tc = E > 64 ? 16 : 8, tr = 128 / tc, fq = 64, fk = E <= 64 ? 32 : 16;
+  while (flash_local_bytes(which, E, fq, fk) + 1024 > budget) {
+    if (fk > 8)
+      fk /= 2;
+    else if (fq > 8)
+      fq /= 2;
+    else if (fk > 1)
+      fk /= 2;
+    else if (fq > 1)
+      fq /= 2;
+    else
+      break;
+  }
+  while (tr > fq) tr /= 2;
+  auto make = [&](int q, int k, int r, int c) {
+    return FlashConfig{
+        q, k, r, c, fmt::format("-DATT_E={} -DATT_FQ={} -DATT_FK={} -DATT_TR={} -DATT_TC={}", E, q, k, r, c)};
+  };
+  auto shrink = [&](FlashConfig& c, const host::Probe& p) {
+    if (p.local_mem > ctx.device().local_mem && c.fk > 1)
+      c = make(c.fq, c.fk / 2, c.tr, c.tc);
+    else if (p.local_mem > ctx.device().local_mem && c.fq > 1)
+      c = make(c.fq / 2, c.fk, std::min(c.tr, c.fq / 2), c.tc);
+    else if (p.work_group < size_t(c.tr) * size_t(c.tc) && c.tr > 1 && c.tr >= c.tc)
+      c = make(c.fq, c.fk, c.tr / 2, c.tc);
+    else if (p.work_group < size_t(c.tr) * size_t(c.tc) && c.tc > 1)
+      c = make(c.fq, c.fk, c.tr, c.tc / 2);
+    else
+      return false;
+    return true;
+  };
+  auto options = [](const FlashConfig& c) { return c.options; };
+  auto items = [](const FlashConfig& c) { return c.tr * c.tc; };
+  const FlashConfig start = make(fq, fk, tr, tc);
+  switch (which) {
+    case Flash::fwd:
+      return host::fit_shape(ctx, "attention_flash", {"attention_fwd_flash", "attention_fwd_flash_batched"}, start,
+                             options, items, shrink);
+    case Flash::dq:
+      return host::fit_shape(ctx, "attention_flash", {"attention_bwd_dq_flash", "attention_bwd_dq_flash_batched"},
+                             start, options, items, shrink);
+    default:
+      return host::fit_shape(ctx, "attention_flash", {"attention_bwd_dkv_flash", "attention_bwd_dkv_flash_batched"},
+                             start, options, items, shrink);
+  }
+}
+
+const FlashConfig& cached_flash(Context& ctx, int E, Flash which) {
+  return ctx.memo<FlashConfig>(fmt::format("attention flash {} E={}", int(which), E),
+                               [&] { return flash_config(ctx, E, which); });
+}
+
+// Lag ranges [lo, hi) of the passes a flash kernel takes the window of W keys
+// in: one, unless the device ends long loops early (host::loop_budget), where
+// each pass streams few enough tiles to go round its loops (counted as if
+// none were unrolled) at most half the budget's times.
+std::vector<std::pair<int, int>> flash_passes(Context& ctx, const FlashConfig& f, int E, int W) {
+  const size_t budget = host::loop_budget(ctx.device());
+  int span = W;
+  if (budget) {
+    const size_t nt = size_t(f.tr) * size_t(f.tc), fk = size_t(f.fk), own = (size_t(f.fq) + nt - 1) / nt;
+    const size_t per_tile = size_t(E) + 4 * fk + 2 * ((fk * size_t(E) + nt - 1) / nt) + 2 * own * fk + 16;
+    const size_t tiles = std::max<size_t>(1, budget / 2 / per_tile);
+    span = int(std::clamp<int64_t>(int64_t(tiles * fk) - f.fq + 1, 1, W));
+  }
+  std::vector<std::pair<int, int>> passes;
+  for (int lo = 0; lo < W; lo += span) passes.emplace_back(lo, std::min(W, lo + span));
+  return passes;
+}
+
+// attention.cl's forms take the whole window in one pass: on a device with a
+// loop budget, refuse (with the sizes named) what would run past it rather
+// than return what the device left undone. A rough count: a head's worth
+// (sweeps) or a vector's worth (tiles) of loop turns for every key a
+// work-item visits.
+void check_loop_budget(Context& ctx, const char* what, int E, int64_t keys, bool sweeps) {
+  const size_t budget = host::loop_budget(ctx.device());
+  const int64_t turns = keys * (sweeps ? E : std::max(1, E / 4));
+  if (budget && turns > int64_t(budget))
+    throw Error(fmt::format("attention: the {} kernel would go round its loops about {} times per work-item ({} keys, "
+                            "head_dim {}), past the loop budget of {} on '{}' (its compiler ends longer loops early); "
+                            "the flash form takes the window in passes",
+                            what, turns, keys, E, budget, ctx.device().name));
+}
+
+ForwardKernel resolve(const AttnConfig& c, ForwardKernel kind) {
+  return kind != ForwardKernel::automatic ? kind : c.cpu ? ForwardKernel::sweeps : ForwardKernel::flash;
+}
+BackwardKernel resolve(const AttnConfig& c, BackwardKernel kind) {
+  return kind != BackwardKernel::automatic ? kind : c.cpu ? BackwardKernel::sweeps : BackwardKernel::flash;
+}
+
+// The options of attention.cl's forms: the CPU form is a compile-time switch of the same kernels.
 std::string fwd_options(const AttnConfig& c, ForwardKernel kind) {
-  if (kind == ForwardKernel::automatic) kind = c.cpu ? ForwardKernel::sweeps : ForwardKernel::tiles;
-  return kind == ForwardKernel::sweeps ? c.options + " -DATT_CPU=1" : c.options;
+  return resolve(c, kind) == ForwardKernel::sweeps ? c.options + " -DATT_CPU=1" : c.options;
+}
+std::string bwd_options(const AttnConfig& c, BackwardKernel kind) {
+  return resolve(c, kind) == BackwardKernel::sweeps ? c.options + " -DATT_CPU=1" : c.options;
 }
 
 void check_ring(const AttnShape& s) {
@@ -69,7 +193,10 @@ void check_ring(const AttnShape& s) {
 
 }  // namespace
 
-void attention_prepare(Context& ctx, int E) { cached_config(ctx, E); }
+void attention_prepare(Context& ctx, int E) {
+  if (cached_config(ctx, E).cpu) return;
+  for (Flash f : {Flash::fwd, Flash::dq, Flash::dkv}) cached_flash(ctx, E, f);
+}
 
 // A single query (decode) splits its keys into runs. On a CPU (per_item):
 // runs of at least 64 keys, one work-item each with every head's state, and
@@ -125,50 +252,116 @@ void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, cons
   check_ring(s);
   const AttnConfig& c = cached_config(ctx, s.E);
   if (s.T == 1) return attention_decode(ctx, out, lse, q, kc, vc, s, DecodeKernel::automatic);
+  const float scale = float(1.0 / std::sqrt(double(s.E)));
+  if (resolve(c, kind) == ForwardKernel::flash) {
+    const FlashConfig& f = cached_flash(ctx, s.E, Flash::fwd);
+    host::Kernel k(ctx, "attention_flash", "attention_fwd_flash", f.options + kv_option(s.kv));
+    const size_t groups = (size_t(s.T) + size_t(f.fq) - 1) / size_t(f.fq), nt = size_t(f.tr) * size_t(f.tc);
+    for (auto [lo, hi] : flash_passes(ctx, f, s.E, s.W)) {
+      k.args(out, lse, q, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), lo, hi, scale);
+      k.launch({groups * nt, size_t(s.H)}, {nt, 1});
+    }
+    return;
+  }
+  check_loop_budget(ctx, "attention_fwd", s.E, std::min<int64_t>(s.W + c.bq - 1, s.pos0 + s.T),
+                    resolve(c, kind) == ForwardKernel::sweeps);
   host::Kernel k(ctx, "attention", "attention_fwd", fwd_options(c, kind) + kv_option(s.kv));
-  k.args(out, lse, q, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), s.W, float(1.0 / std::sqrt(double(s.E))));
+  k.args(out, lse, q, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), s.W, scale);
   k.launch({host::round_up(size_t(s.T), size_t(c.bq)), size_t(s.H)}, {size_t(c.bq), 1});
 }
 
 void attention_bwd(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const Buffer& dout, const Buffer& out,
-                   const Buffer& q, const Buffer& lse, const Buffer& kc, const Buffer& vc, const AttnShape& s) {
+                   const Buffer& q, const Buffer& lse, const Buffer& kc, const Buffer& vc, const AttnShape& s,
+                   BackwardKernel kind) {
   check_ring(s);
   const AttnConfig& c = cached_config(ctx, s.E);
   const float scale = float(1.0 / std::sqrt(double(s.E)));
+  if (resolve(c, kind) == BackwardKernel::flash) {
+    const FlashConfig& fq = cached_flash(ctx, s.E, Flash::dq);
+    host::Kernel kq(ctx, "attention_flash", "attention_bwd_dq_flash", fq.options + kv_option(s.kv));
+    const size_t nq = size_t(fq.tr) * size_t(fq.tc);
+    for (auto [lo, hi] : flash_passes(ctx, fq, s.E, s.W)) {
+      kq.args(dq, dsum, dout, out, q, lse, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), lo, hi, scale);
+      kq.launch({(size_t(s.T) + size_t(fq.fq) - 1) / size_t(fq.fq) * nq, size_t(s.H)}, {nq, 1});
+    }
+    const FlashConfig& fk = cached_flash(ctx, s.E, Flash::dkv);
+    host::Kernel kkv(ctx, "attention_flash", "attention_bwd_dkv_flash", fk.options + kv_option(s.kv));
+    const size_t nk = size_t(fk.tr) * size_t(fk.tc);
+    for (auto [lo, hi] : flash_passes(ctx, fk, s.E, s.W)) {
+      kkv.args(*dk.buf, dk.off, dk.ld, *dv.buf, dv.off, dv.ld, dout, q, lse, dsum, kc, vc, s.T, s.H, s.C,
+               int64_t(s.pos0), lo, hi, scale);
+      kkv.launch({(size_t(s.T) + size_t(fk.fq) - 1) / size_t(fk.fq) * nk, size_t(s.H)}, {nk, 1});
+    }
+    return;
+  }
+  check_loop_budget(ctx, "attention_bwd_dq", s.E, std::min<int64_t>(s.W + c.bq - 1, s.pos0 + s.T),
+                    resolve(c, kind) == BackwardKernel::sweeps);
+  check_loop_budget(ctx, "attention_bwd_dkv", s.E, std::min<int64_t>(s.W + c.bq - 1, s.T),
+                    resolve(c, kind) == BackwardKernel::sweeps);
   const host::Range global{host::round_up(size_t(s.T), size_t(c.bq)), size_t(s.H)}, local{size_t(c.bq), 1};
-  const std::string options = c.bwd_options() + kv_option(s.kv);
-  host::Kernel kq(ctx, "attention", "attention_bwd_dq", options);
+  host::Kernel kq(ctx, "attention", "attention_bwd_dq", bwd_options(c, kind) + kv_option(s.kv));
   kq.args(dq, dsum, dout, out, q, lse, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), s.W, scale);
   kq.launch(global, local);
-  host::Kernel kkv(ctx, "attention", "attention_bwd_dkv", options);
+  host::Kernel kkv(ctx, "attention", "attention_bwd_dkv", bwd_options(c, kind) + kv_option(s.kv));
   kkv.args(*dk.buf, dk.off, dk.ld, *dv.buf, dv.off, dv.ld, dout, q, lse, dsum, kc, vc, s.T, s.H, s.C,
            int64_t(s.pos0), s.W, scale);
   kkv.launch(global, local);
 }
 
 void attention_fwd_batched(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc,
-                           const Buffer& vc, const Buffer& seg, const AttnBatch& b) {
+                           const Buffer& vc, const Buffer& seg, const AttnBatch& b, ForwardKernel kind) {
   check_ring({b.R, b.H, b.E, b.C, b.W, 0});
   const AttnConfig& c = cached_config(ctx, b.E);
-  host::Kernel k(ctx, "attention", "attention_fwd_batched",
-                 fwd_options(c, ForwardKernel::automatic) + kv_option(b.kv));
-  k.args(out, lse, q, kc, vc, seg, b.R, b.H, b.C, b.W, float(1.0 / std::sqrt(double(b.E))));
+  const float scale = float(1.0 / std::sqrt(double(b.E)));
+  if (resolve(c, kind) == ForwardKernel::flash) {
+    const FlashConfig& f = cached_flash(ctx, b.E, Flash::fwd);
+    host::Kernel k(ctx, "attention_flash", "attention_fwd_flash_batched", f.options + kv_option(b.kv));
+    const size_t nt = size_t(f.tr) * size_t(f.tc);
+    for (auto [lo, hi] : flash_passes(ctx, f, b.E, b.W)) {
+      k.args(out, lse, q, kc, vc, seg, b.R, b.H, b.C, lo, hi, scale);
+      k.launch({(size_t(b.R) + size_t(f.fq) - 1) / size_t(f.fq) * nt, size_t(b.H), size_t(b.S)}, {nt, 1, 1});
+    }
+    return;
+  }
+  check_loop_budget(ctx, "attention_fwd_batched", b.E, int64_t(b.W) + c.bq - 1,
+                    resolve(c, kind) == ForwardKernel::sweeps);
+  host::Kernel k(ctx, "attention", "attention_fwd_batched", fwd_options(c, kind) + kv_option(b.kv));
+  k.args(out, lse, q, kc, vc, seg, b.R, b.H, b.C, b.W, scale);
   k.launch({host::round_up(size_t(b.R), size_t(c.bq)), size_t(b.H), size_t(b.S)}, {size_t(c.bq), 1, 1});
 }
 
 void attention_bwd_batched(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const Buffer& dout,
                            const Buffer& out, const Buffer& q, const Buffer& lse, const Buffer& kc, const Buffer& vc,
-                           const Buffer& seg, const AttnBatch& b) {
+                           const Buffer& seg, const AttnBatch& b, BackwardKernel kind) {
   check_ring({b.R, b.H, b.E, b.C, b.W, 0});
   const AttnConfig& c = cached_config(ctx, b.E);
   const float scale = float(1.0 / std::sqrt(double(b.E)));
+  if (resolve(c, kind) == BackwardKernel::flash) {
+    const FlashConfig& fq = cached_flash(ctx, b.E, Flash::dq);
+    host::Kernel kq(ctx, "attention_flash", "attention_bwd_dq_flash_batched", fq.options + kv_option(b.kv));
+    const size_t nq = size_t(fq.tr) * size_t(fq.tc);
+    for (auto [lo, hi] : flash_passes(ctx, fq, b.E, b.W)) {
+      kq.args(dq, dsum, dout, out, q, lse, kc, vc, seg, b.R, b.H, b.C, lo, hi, scale);
+      kq.launch({(size_t(b.R) + size_t(fq.fq) - 1) / size_t(fq.fq) * nq, size_t(b.H), size_t(b.S)}, {nq, 1, 1});
+    }
+    const FlashConfig& fk = cached_flash(ctx, b.E, Flash::dkv);
+    host::Kernel kkv(ctx, "attention_flash", "attention_bwd_dkv_flash_batched", fk.options + kv_option(b.kv));
+    const size_t nk = size_t(fk.tr) * size_t(fk.tc);
+    for (auto [lo, hi] : flash_passes(ctx, fk, b.E, b.W)) {
+      kkv.args(*dk.buf, dk.off, dk.ld, *dv.buf, dv.off, dv.ld, dout, q, lse, dsum, kc, vc, seg, b.R, b.H, b.C, lo, hi,
+               scale);
+      kkv.launch({(size_t(b.R) + size_t(fk.fq) - 1) / size_t(fk.fq) * nk, size_t(b.H), size_t(b.S)}, {nk, 1, 1});
+    }
+    return;
+  }
+  check_loop_budget(ctx, "attention_bwd_batched", b.E, int64_t(b.W) + c.bq - 1,
+                    resolve(c, kind) == BackwardKernel::sweeps);
   const host::Range global{host::round_up(size_t(b.R), size_t(c.bq)), size_t(b.H), size_t(b.S)},
       local{size_t(c.bq), 1, 1};
-  const std::string options = c.bwd_options() + kv_option(b.kv);
-  host::Kernel kq(ctx, "attention", "attention_bwd_dq_batched", options);
+  host::Kernel kq(ctx, "attention", "attention_bwd_dq_batched", bwd_options(c, kind) + kv_option(b.kv));
   kq.args(dq, dsum, dout, out, q, lse, kc, vc, seg, b.R, b.H, b.C, b.W, scale);
   kq.launch(global, local);
-  host::Kernel kkv(ctx, "attention", "attention_bwd_dkv_batched", options);
+  host::Kernel kkv(ctx, "attention", "attention_bwd_dkv_batched", bwd_options(c, kind) + kv_option(b.kv));
   kkv.args(*dk.buf, dk.off, dk.ld, *dv.buf, dv.off, dv.ld, dout, q, lse, dsum, kc, vc, seg, b.R, b.H, b.C, b.W, scale);
   kkv.launch(global, local);
 }

@@ -72,10 +72,12 @@ struct AttnShape {
   int64_t pos0;
   DType kv = DType::F32;
 };
-// T > 1: `automatic` is `sweeps` on a CPU (fixed-length, contiguous inner loops that
-// LLVM vectorises inside PoCL's work-item loops), `tiles` elsewhere (float4 dot products
-// per work-item, visible keys only). Same numbers up to float rounding.
-enum class ForwardKernel { automatic, tiles, sweeps };
+// T > 1: `automatic` is `sweeps` in the CPU forms (fixed-length, contiguous inner loops that
+// LLVM vectorises inside PoCL's work-item loops), `flash` elsewhere (cl/attention_flash.cl:
+// a tile of queries per work-group, several queries x head elements per work-item in
+// registers, online softmax); `tiles` is one query per work-item with float4 dot products.
+// Same numbers up to float rounding.
+enum class ForwardKernel { automatic, tiles, sweeps, flash };
 void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc, const Buffer& vc,
                    const AttnShape& s, ForwardKernel kind = ForwardKernel::automatic);
 // T = 1 (decode), which attention_fwd forwards here with `automatic`: per_item on a CPU (each
@@ -84,8 +86,11 @@ enum class DecodeKernel { automatic, per_item, per_group };
 void attention_decode(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc, const Buffer& vc,
                       const AttnShape& s, DecodeKernel kind);
 // dq (T, D); dk, dv for the chunk's own keys (rows 0..T-1 of the Mats); dsum (T, H) is scratch.
+// The backward's forms, chosen as the forward's (`automatic`: sweeps in the CPU forms, flash elsewhere).
+enum class BackwardKernel { automatic, tiles, sweeps, flash };
 void attention_bwd(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const Buffer& dout, const Buffer& out,
-                   const Buffer& q, const Buffer& lse, const Buffer& kc, const Buffer& vc, const AttnShape& s);
+                   const Buffer& q, const Buffer& lse, const Buffer& kc, const Buffer& vc, const AttnShape& s,
+                   BackwardKernel kind = BackwardKernel::automatic);
 
 // Batched: S documents' segments of one mini-batch, segment s in rows s*R ..
 // s*R + n_s - 1 of q/out/lse/dout (and of dk/dv), its queries at positions
@@ -96,10 +101,11 @@ struct AttnBatch {
   DType kv = DType::F32;  // as AttnShape::kv
 };
 void attention_fwd_batched(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, const Buffer& kc,
-                           const Buffer& vc, const Buffer& seg, const AttnBatch& b);
+                           const Buffer& vc, const Buffer& seg, const AttnBatch& b,
+                           ForwardKernel kind = ForwardKernel::automatic);
 void attention_bwd_batched(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const Buffer& dout,
                            const Buffer& out, const Buffer& q, const Buffer& lse, const Buffer& kc, const Buffer& vc,
-                           const Buffer& seg, const AttnBatch& b);
+                           const Buffer& seg, const AttnBatch& b, BackwardKernel kind = BackwardKernel::automatic);
 
 // g (T, I) = silu(h[:, :I]) * h[:, I:]; and its backward into dh (T, 2I).
 void swiglu_fwd(Context& ctx, Buffer& g, const Buffer& h, int T, int I);
