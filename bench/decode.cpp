@@ -127,7 +127,7 @@ double device_copy_gbs(host::Context& ctx) {
 json time_matvec(host::Context& ctx, const Config& c, DType wt, bool clblast) {
   const int D = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   json out = json::array();
-  auto median_ms = [&](auto&& f) {
+  auto runs_ms = [&](auto&& f) {  // one untimed run, then 7 timed
     f();
     ctx.finish();
     std::vector<double> ms;
@@ -137,19 +137,12 @@ json time_matvec(host::Context& ctx, const Config& c, DType wt, bool clblast) {
       ctx.finish();
       ms.push_back(ms_since(t0));
     }
-    return quantile(ms, 0.5);
+    return ms;
   };
+  auto median_ms = [&](auto&& f) { return quantile(runs_ms(f), 0.5); };
   double kern_min = 0;  // the least disturbed of the kernels' runs (a shared machine)
   auto kern_ms = [&](auto&& f) {
-    f();
-    ctx.finish();
-    std::vector<double> ms;
-    for (int r = 0; r < 7; ++r) {
-      const auto t0 = Clock::now();
-      f();
-      ctx.finish();
-      ms.push_back(ms_since(t0));
-    }
+    const std::vector<double> ms = runs_ms(f);
     kern_min = quantile(ms, 0);
     return quantile(ms, 0.5);
   };

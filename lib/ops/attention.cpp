@@ -191,6 +191,24 @@ void check_ring(const AttnShape& s) {
     throw Error(fmt::format("attention: ring of {} rows is too small for window {} + chunk {} - 1", s.C, s.W, s.T));
 }
 
+// Launches a flash kernel (attention_flash.cl) over `rows` rows of `heads`
+// heads (and `docs` documents when batched), once per pass of the window:
+// its arguments are `lead...`, then the pass's distance range and the scale.
+template <typename... Lead>
+void flash_launch(Context& ctx, const char* kernel, Flash which, int E, int W, DType kv, size_t rows, size_t heads,
+                  size_t docs, float scale, const Lead&... lead) {
+  const FlashConfig& f = cached_flash(ctx, E, which);
+  host::Kernel k(ctx, "attention_flash", kernel, f.options + kv_option(kv));
+  const size_t items = size_t(f.tr) * size_t(f.tc), groups = (rows + size_t(f.fq) - 1) / size_t(f.fq);
+  for (auto [lo, hi] : flash_passes(ctx, f, E, W)) {
+    k.args(lead..., lo, hi, scale);
+    if (docs)
+      k.launch({groups * items, heads, docs}, {items, 1, 1});
+    else
+      k.launch({groups * items, heads}, {items, 1});
+  }
+}
+
 }  // namespace
 
 void attention_prepare(Context& ctx, int E) {
@@ -254,14 +272,8 @@ void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, cons
   if (s.T == 1) return attention_decode(ctx, out, lse, q, kc, vc, s, DecodeKernel::automatic);
   const float scale = float(1.0 / std::sqrt(double(s.E)));
   if (resolve(c, kind) == ForwardKernel::flash) {
-    const FlashConfig& f = cached_flash(ctx, s.E, Flash::fwd);
-    host::Kernel k(ctx, "attention_flash", "attention_fwd_flash", f.options + kv_option(s.kv));
-    const size_t groups = (size_t(s.T) + size_t(f.fq) - 1) / size_t(f.fq), nt = size_t(f.tr) * size_t(f.tc);
-    for (auto [lo, hi] : flash_passes(ctx, f, s.E, s.W)) {
-      k.args(out, lse, q, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), lo, hi, scale);
-      k.launch({groups * nt, size_t(s.H)}, {nt, 1});
-    }
-    return;
+    return flash_launch(ctx, "attention_fwd_flash", Flash::fwd, s.E, s.W, s.kv, size_t(s.T), size_t(s.H), 0, scale,
+                        out, lse, q, kc, vc, s.T, s.H, s.C, int64_t(s.pos0));
   }
   check_loop_budget(ctx, "attention_fwd", s.E, std::min<int64_t>(s.W + c.bq - 1, s.pos0 + s.T),
                     resolve(c, kind) == ForwardKernel::sweeps);
@@ -277,22 +289,11 @@ void attention_bwd(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const
   const AttnConfig& c = cached_config(ctx, s.E);
   const float scale = float(1.0 / std::sqrt(double(s.E)));
   if (resolve(c, kind) == BackwardKernel::flash) {
-    const FlashConfig& fq = cached_flash(ctx, s.E, Flash::dq);
-    host::Kernel kq(ctx, "attention_flash", "attention_bwd_dq_flash", fq.options + kv_option(s.kv));
-    const size_t nq = size_t(fq.tr) * size_t(fq.tc);
-    for (auto [lo, hi] : flash_passes(ctx, fq, s.E, s.W)) {
-      kq.args(dq, dsum, dout, out, q, lse, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), lo, hi, scale);
-      kq.launch({(size_t(s.T) + size_t(fq.fq) - 1) / size_t(fq.fq) * nq, size_t(s.H)}, {nq, 1});
-    }
-    const FlashConfig& fk = cached_flash(ctx, s.E, Flash::dkv);
-    host::Kernel kkv(ctx, "attention_flash", "attention_bwd_dkv_flash", fk.options + kv_option(s.kv));
-    const size_t nk = size_t(fk.tr) * size_t(fk.tc);
-    for (auto [lo, hi] : flash_passes(ctx, fk, s.E, s.W)) {
-      kkv.args(*dk.buf, dk.off, dk.ld, *dv.buf, dv.off, dv.ld, dout, q, lse, dsum, kc, vc, s.T, s.H, s.C,
-               int64_t(s.pos0), lo, hi, scale);
-      kkv.launch({(size_t(s.T) + size_t(fk.fq) - 1) / size_t(fk.fq) * nk, size_t(s.H)}, {nk, 1});
-    }
-    return;
+    flash_launch(ctx, "attention_bwd_dq_flash", Flash::dq, s.E, s.W, s.kv, size_t(s.T), size_t(s.H), 0, scale, dq,
+                 dsum, dout, out, q, lse, kc, vc, s.T, s.H, s.C, int64_t(s.pos0));
+    return flash_launch(ctx, "attention_bwd_dkv_flash", Flash::dkv, s.E, s.W, s.kv, size_t(s.T), size_t(s.H), 0,
+                        scale, *dk.buf, dk.off, dk.ld, *dv.buf, dv.off, dv.ld, dout, q, lse, dsum, kc, vc, s.T, s.H,
+                        s.C, int64_t(s.pos0));
   }
   check_loop_budget(ctx, "attention_bwd_dq", s.E, std::min<int64_t>(s.W + c.bq - 1, s.pos0 + s.T),
                     resolve(c, kind) == BackwardKernel::sweeps);
@@ -314,14 +315,8 @@ void attention_fwd_batched(Context& ctx, Buffer& out, Buffer& lse, const Buffer&
   const AttnConfig& c = cached_config(ctx, b.E);
   const float scale = float(1.0 / std::sqrt(double(b.E)));
   if (resolve(c, kind) == ForwardKernel::flash) {
-    const FlashConfig& f = cached_flash(ctx, b.E, Flash::fwd);
-    host::Kernel k(ctx, "attention_flash", "attention_fwd_flash_batched", f.options + kv_option(b.kv));
-    const size_t nt = size_t(f.tr) * size_t(f.tc);
-    for (auto [lo, hi] : flash_passes(ctx, f, b.E, b.W)) {
-      k.args(out, lse, q, kc, vc, seg, b.R, b.H, b.C, lo, hi, scale);
-      k.launch({(size_t(b.R) + size_t(f.fq) - 1) / size_t(f.fq) * nt, size_t(b.H), size_t(b.S)}, {nt, 1, 1});
-    }
-    return;
+    return flash_launch(ctx, "attention_fwd_flash_batched", Flash::fwd, b.E, b.W, b.kv, size_t(b.R), size_t(b.H),
+                        size_t(b.S), scale, out, lse, q, kc, vc, seg, b.R, b.H, b.C);
   }
   check_loop_budget(ctx, "attention_fwd_batched", b.E, int64_t(b.W) + c.bq - 1,
                     resolve(c, kind) == ForwardKernel::sweeps);
@@ -337,22 +332,11 @@ void attention_bwd_batched(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsu
   const AttnConfig& c = cached_config(ctx, b.E);
   const float scale = float(1.0 / std::sqrt(double(b.E)));
   if (resolve(c, kind) == BackwardKernel::flash) {
-    const FlashConfig& fq = cached_flash(ctx, b.E, Flash::dq);
-    host::Kernel kq(ctx, "attention_flash", "attention_bwd_dq_flash_batched", fq.options + kv_option(b.kv));
-    const size_t nq = size_t(fq.tr) * size_t(fq.tc);
-    for (auto [lo, hi] : flash_passes(ctx, fq, b.E, b.W)) {
-      kq.args(dq, dsum, dout, out, q, lse, kc, vc, seg, b.R, b.H, b.C, lo, hi, scale);
-      kq.launch({(size_t(b.R) + size_t(fq.fq) - 1) / size_t(fq.fq) * nq, size_t(b.H), size_t(b.S)}, {nq, 1, 1});
-    }
-    const FlashConfig& fk = cached_flash(ctx, b.E, Flash::dkv);
-    host::Kernel kkv(ctx, "attention_flash", "attention_bwd_dkv_flash_batched", fk.options + kv_option(b.kv));
-    const size_t nk = size_t(fk.tr) * size_t(fk.tc);
-    for (auto [lo, hi] : flash_passes(ctx, fk, b.E, b.W)) {
-      kkv.args(*dk.buf, dk.off, dk.ld, *dv.buf, dv.off, dv.ld, dout, q, lse, dsum, kc, vc, seg, b.R, b.H, b.C, lo, hi,
-               scale);
-      kkv.launch({(size_t(b.R) + size_t(fk.fq) - 1) / size_t(fk.fq) * nk, size_t(b.H), size_t(b.S)}, {nk, 1, 1});
-    }
-    return;
+    flash_launch(ctx, "attention_bwd_dq_flash_batched", Flash::dq, b.E, b.W, b.kv, size_t(b.R), size_t(b.H),
+                 size_t(b.S), scale, dq, dsum, dout, out, q, lse, kc, vc, seg, b.R, b.H, b.C);
+    return flash_launch(ctx, "attention_bwd_dkv_flash_batched", Flash::dkv, b.E, b.W, b.kv, size_t(b.R), size_t(b.H),
+                        size_t(b.S), scale, *dk.buf, dk.off, dk.ld, *dv.buf, dv.off, dv.ld, dout, q, lse, dsum, kc,
+                        vc, seg, b.R, b.H, b.C);
   }
   check_loop_budget(ctx, "attention_bwd_batched", b.E, int64_t(b.W) + c.bq - 1,
                     resolve(c, kind) == BackwardKernel::sweeps);
