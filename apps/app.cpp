@@ -170,9 +170,10 @@ std::optional<DType> weight_dtype(const po::variables_map& vm) {
   throw UsageError(fmt::format("--weight-dtype '{}': give auto, f32, f16 or bf16", s));
 }
 
+const char* dtype_flag(DType t) { return t == DType::F32 ? "f32" : t == DType::F16 ? "f16" : "bf16"; }
+
 std::string weight_label(const std::optional<DType>& choice, DType file) {
-  const DType t = choice.value_or(file);
-  return fmt::format("{} weights", t == DType::F32 ? "f32" : t == DType::F16 ? "f16" : "bf16");
+  return fmt::format("{} weights", dtype_flag(choice.value_or(file)));
 }
 
 void add_kv_dtype_option(po::options_description& opts) {
@@ -188,7 +189,7 @@ DType kv_dtype(const po::variables_map& vm) {
   throw UsageError(fmt::format("--kv-dtype '{}': give f32 or f16", s));
 }
 
-std::string kv_label(DType t) { return t == DType::F16 ? "f16 kv" : "f32 kv"; }
+std::string kv_label(DType t) { return fmt::format("{} kv", dtype_flag(t)); }
 
 std::string read_text(const std::string& path, const std::string& flag) {
   std::ostringstream ss;

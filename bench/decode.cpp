@@ -458,8 +458,8 @@ int decode(int argc, char** argv) {
                  e.device_bytes() / 1048576.0);
     j["device_bytes"][mode] = e.device_bytes();
     stored_bytes = double(e.weight_bytes());
-    j["weight_dtype"] = app::weight_label(e.weight_dtype(), m.dtype);
-    j["kv_dtype"] = e.kv_dtype() == DType::F16 ? "f16" : "f32";
+    j["weight_dtype"] = app::dtype_flag(e.weight_dtype());
+    j["kv_dtype"] = app::dtype_flag(e.kv_dtype());
     for (int64_t context : contexts) {
       fill_context(s, context, fill, c.vocab_size, seed + uint64_t(context));
       const bool profile = vm["profile"].as<bool>() && context == contexts.front();

@@ -196,8 +196,8 @@ int prefill(int argc, char** argv) {
     j["device_mb"] = double(e.device_bytes()) / 1048576.0;
     j["device_bytes"] = e.device_bytes();  // everything the engine and its own session allocate
     j["weight_bytes"] = e.weight_bytes();
-    j["weight_dtype"] = ttt::app::weight_label(e.weight_dtype(), m.dtype);
-    j["kv_dtype"] = e.kv_dtype() == ttt::DType::F16 ? "f16" : "f32";
+    j["weight_dtype"] = ttt::app::dtype_flag(e.weight_dtype());
+    j["kv_dtype"] = ttt::app::dtype_flag(e.kv_dtype());
     j["session_mb"] = double(e.session_bytes()) / 1048576.0;  // what one more document costs
   }
   j["peak_rss_mb"] = peak_rss_mb();

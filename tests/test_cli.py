@@ -2083,7 +2083,7 @@ def kv_dtype(c):
                      "--docs", "2")
     j = json.loads(so) if rc == 0 else {}
     check("ttt-bench prefill --kv-dtype f16 --weight-dtype bf16 reports both, and --parallel takes them too",
-          j.get("kv_dtype") == "f16" and j.get("weight_dtype") == "bf16 weights"
+          j.get("kv_dtype") == "f16" and j.get("weight_dtype") == "bf16"
           and j.get("parallel_ttt", {}).get("runs", [{}])[0].get("max_abs_nll_diff", 1) <= 1e-5, se[-400:])
 
 

@@ -382,8 +382,11 @@ def test_errors(kjv, models, tmp_path):
         tttcl.Model(missing)
     with pytest.raises(tttcl.Error, match="no-such-device"):
         tttcl.Model(KJV, device="no-such-device")
-    with pytest.raises(tttcl.Error, match="device=99"):
+    with pytest.raises(tttcl.Error, match="device=99: out of range"):
         tttcl.Model(KJV, device=99)
+    for blank in ("", "  "):  # the CLI refuses --device '' too
+        with pytest.raises(tttcl.Error, match="empty"):
+            tttcl.Model(KJV, device=blank)
     with pytest.raises(tttcl.Error, match="at least 2 tokens"):
         kjv.perplexity([5])
     with pytest.raises(tttcl.Error, match="256"):

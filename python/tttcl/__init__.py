@@ -221,10 +221,15 @@ class Model:
         elif isinstance(device, int) and not isinstance(device, bool):
             devs = devices()
             if not 0 <= device < len(devs):
-                raise Error(f"device={device}: there are {len(devs)} devices (tttcl.devices())")
+                raise Error(f"device={device}: out of range; tttcl.devices() lists {len(devs)} "
+                            f"device{'' if len(devs) == 1 else 's'}, from index 0")
             spec = devs[device].spec
-        elif device is None or isinstance(device, str):
-            spec = device or ""
+        elif device is None:
+            spec = ""
+        elif isinstance(device, str):
+            if not device.strip():
+                raise Error("device='': empty; pass None for the default device, a spec string or an index")
+            spec = device
         else:
             raise Error(f"device={device!r}: expected None, a spec string, an index or a tttcl.Device")
         self._core = _tttcl.Core(str(path), spec, weight_dtype, kv_dtype)
