@@ -4,6 +4,7 @@
 #include "host/error.hpp"
 #include "host/program.hpp"
 #include "host/runtime.hpp"
+#include "lib/report/progress.hpp"
 #include "ttt/config.hpp"
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
@@ -15,6 +16,7 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -349,6 +351,33 @@ void announce_compiles(Runtime& rt, const char* tool) {
     }
     std::fflush(stderr);
   });
+}
+
+namespace {
+
+double steady_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+DeviceProgress::DeviceProgress(Progress& progress, Runtime& rt) : progress_(progress), rt_(rt) {
+  if (progress.mode() == Progress::Mode::Quiet) return;
+  watching_ = true;
+  last_ = steady_seconds();
+  rt.mark_progress(true);
+  progress.watch([&rt] {  // called only once a step is slow
+    rt.mark_progress(true);
+    return rt.reached();
+  });
+}
+
+void DeviceProgress::update(size_t done) {
+  progress_.update(done);
+  if (!watching_) return;
+  const double t = steady_seconds();
+  rt_.mark_progress(t - last_ >= kSlowStep);
+  last_ = t;
 }
 
 namespace {

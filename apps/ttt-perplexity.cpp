@@ -353,7 +353,6 @@ std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& cor
   ttt::Progress progress(run.tokens_to_score(), "progress",
                          a.quiet || !lead ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto, stderr,
                          [&] { return run.seconds(); });
-  run.on_progress([&](size_t done) { progress.update(done); });
   run.stop_when([] { return ttt::app::interrupted() != 0; });
   const auto journal = lead && a.journal ? open_journal(a, model.config) : nullptr;
   run.set_journal(journal.get());
@@ -384,6 +383,9 @@ std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& cor
     return *slot;
   };
   ttt::Engine& main = engine_for(a.modes[0]);
+  // Started once the kernels are built (their own lines say enough).
+  ttt::app::DeviceProgress shown(progress, rt);
+  run.on_progress([&](size_t done) { shown.update(done); });
   const bool complete = run.run(engine_for, ttt::report_settings(main, a.model_dir, corpus.tokenizer),
                                 a.save_weights ? &model : nullptr);
   if (complete) progress.finish();  // an interrupted run ends with its own line below, not with "done"
