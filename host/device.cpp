@@ -239,6 +239,9 @@ void Context::mark(std::string label) {
   cl_event ev = nullptr;
   check(clEnqueueMarkerWithWaitList(queue_, 0, nullptr, &ev), "clEnqueueMarkerWithWaitList",
         fmt::format("mark '{}' on '{}'", label, device_.name));
+  // Sent on now: a driver may run what it holds as one batch and set every
+  // status in it at the end (rusticl), which would pass all the marks at once.
+  flush();
   std::lock_guard<std::mutex> lock(marks_mutex_);
   marks_.emplace_back(ev, std::move(label));
   if (marks_.size() > 256) drop_marks(false);  // a long queue between finishes: bound the live events
