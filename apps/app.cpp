@@ -341,7 +341,8 @@ void announce_compiles(Runtime& rt, const char* tool) {
       return;
     }
     if (e.done) return;
-    const std::string what = e.planned ? fmt::format("{}/{} {}", e.index, e.planned, e.family) : e.family;
+    const std::string what = (e.planned ? fmt::format("{}/{} {}", e.index, e.planned, e.family) : e.family) +
+                             (e.retry ? " (a smaller shape)" : "");
     if (tty) {
       std::fprintf(stderr, "\r%s: compiling kernels: %-40s", tool.c_str(), what.c_str());
       open = e.planned > 0;

@@ -1687,6 +1687,10 @@ def compile_progress(c):
     ok = ok and all(int(n) == int(steps[-1][1]) for _, n, _ in steps)
     ok = ok and {"attention", "matvec", "clblast"} <= {f for *_, f in steps}  # CLBlast's GEMM programs too
     check("ttt-perplexity: a cold cache names each program compiled, k/N", ok, se[-800:])
+    loose = re.findall(r"^ttt-perplexity: compiling kernels: (\w+)$", se, re.M)  # compiled outside the count
+    ok = rc == 0 and not loose and steps and steps[-1][0] == steps[-1][1]
+    check("ttt-perplexity: the count holds every program the run compiles (attention_decode too) and ends at N/N",
+          ok, f"not counted: {loose}; " + se[-800:])
     rc, _, se = run("ttt-perplexity", "-m", made, "-f", doc, "-q", env=cold)
     check("a warm cache compiles nothing and says nothing", rc == 0 and "compiling kernels" not in se, se[-300:])
     rc, _, se = run("ttt-generate", "-m", made, "-p", "In the", "-n", "3", "-q",

@@ -12,9 +12,13 @@
 #include "tests/common.hpp"
 #include "tests/model_fixtures.hpp"
 
+#include "ttt/batch.hpp"
 #include "ttt/opencl.hpp"
+#include "host/program.hpp"
+#include "host/runtime.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <chrono>
 #include <cstring>
@@ -228,6 +232,34 @@ TEST_F(SessionTest, MarksNameTheMiniBatchAndPhaseTheDeviceHasPassed) {
   s.sync();
   EXPECT_EQ(rt().reached(), "");
   EXPECT_TRUE(s.last_step().updated);
+}
+
+// The compile progress ("3/12 attention") numbers every program an engine's
+// sessions use: the engine plans them all in one batch, so scoring documents
+// one at a time and batched, a one-token chunk (attention_decode) and a logits
+// row ask for no program outside it, whatever the weight and key/value types.
+TEST_F(SessionTest, EngineBatchPlansEveryProgramItsSessionsUse) {
+  const Model m = Model::random(tiny_config(), 26, 0.3f);
+  const int B = m.config.mini_batch_size;
+  const auto doc = pattern_tokens(size_t(2 * B + 2), 23);  // chunks of B, B and 1
+  for (const auto& [weights, kv] : {std::pair{DType::F32, DType::F32}, std::pair{DType::BF16, DType::F16},
+                                    std::pair{DType::F16, DType::F32}}) {
+    Runtime fresh = host::make_runtime(std::make_unique<host::Context>(test_device()));  // asks for every program anew
+    const host::ProgramCache& programs = host::context(fresh).programs();
+    EngineOptions eo;
+    eo.weight_dtype = weights;
+    eo.kv_dtype = kv;
+    Engine e(fresh, m, eo);
+    e.session().evaluate(doc);
+    Session s(e, {.ttt = false, .inner_lr = std::nullopt});
+    s.evaluate(doc);
+    s.logits(0);
+    BatchSession batch(e, 2);
+    batch.evaluate({doc, std::span(doc).first(size_t(B + 3))});
+    EXPECT_TRUE(programs.unplanned().empty())
+        << dtype_name(weights) << " weights, " << dtype_name(kv) << " kv: built outside the engine's batch: "
+        << fmt::format("{}", fmt::join(programs.unplanned(), "; "));
+  }
 }
 
 // A session holds its rings (2 L C D floats), live prime weights and, when it
