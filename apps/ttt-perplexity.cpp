@@ -70,7 +70,9 @@ po::options_description options() {
        "write the session at the end of the (last) document to FILE: its tokens, position, key/value rings and "
        "adapted prime weights, so that ttt-generate --load-session FILE continues the document (same model and "
        "options)")
-      ("force", po::bool_switch(), "let --save-weights write into a non-empty directory")
+      ("force", po::bool_switch(),
+       "let --save-weights write into a directory that is not empty: its config.json, model.safetensors and "
+       "tokenizer file are replaced, other files are left as they are; the input model's directory is refused even so")
       ("jsonl", po::value<std::string>(), "JSON Lines corpus: one document per line, its text in --field")
       ("field", po::value<std::string>()->default_value("text"), "the --jsonl field that holds the text")
       ("parallel", po::value<int>()->default_value(1), "documents evaluated at once on the device (a batched session; each keeps its own state)")

@@ -151,7 +151,10 @@ int body(int argc, char** argv) {
        "prime block). Not kept by a checkpoint: give it again with --resume")
       ("threads", po::value<int64_t>(), "CPU threads for the reference gradients and the held-out evaluation (one "
        "document each; the result does not depend on it; default: all cores)")
-      ("force", po::bool_switch(), "write into a non-empty --out")
+      ("force", po::bool_switch(),
+       "write into an --out that is not empty: its config.json, model.safetensors, optimizer.safetensors and "
+       "trainer.json are replaced and train.jsonl is started afresh; other files are left as they are; the --resume "
+       "directory is refused even so")
       ("quiet,q", po::bool_switch(), "no progress lines");
   ttt::app::add_device_option(opts, "with --gradient device");
   po::variables_map vm;

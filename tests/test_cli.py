@@ -344,6 +344,22 @@ def case(fn):
     return fn
 
 
+def help_options(text):
+    """A --help's options as {"--name": "its explanation"} (Boost's layout: the flag, then the text beside it or
+    on the lines below, further indented)."""
+    opts, name = {}, None
+    for line in text.splitlines():
+        m = re.match(r"^  (?:-\w \[ )?(--[\w-]+)(?: \])?(?: \S+)?(?: \(=[^)]*\))?(?:\s{2,}(.*))?$", line)
+        if m:
+            name = m.group(1)
+            opts[name] = m.group(2) or ""
+        elif name and line.startswith("    ") and line.strip():
+            opts[name] += " " + line.strip()
+        elif not line.strip():
+            name = None
+    return opts
+
+
 @case
 def help_usage(c):
     tmp = c.tmp
@@ -358,6 +374,27 @@ def help_usage(c):
                         ("ttt-info", ["--help"])]:
         rc, out, _ = run(tool, "--help")
         check(f"{tool} --help", rc == 0 and all(f in out for f in flags), out[:300])
+
+    # Every flag of every tool (and of every ttt-bench command) comes with an explanation.
+    commands = [(t, []) for t in ("ttt-perplexity", "ttt-generate", "ttt-niah", "ttt-train", "ttt-tokenize",
+                                  "ttt-make-model", "ttt-info")]
+    commands += [("ttt-bench", [cmd]) for cmd in ("prefill", "attention", "kernels", "decode", "tune", "peak",
+                                                  "compare", "roofline", "train")]
+    for tool, sub in commands:
+        rc, out, _ = run(tool, *sub, "--help")
+        opts = help_options(out)
+        bare = [f for f, text in opts.items() if len(text.split()) < 2]
+        check(f"{' '.join([tool] + sub)} --help explains each of its {len(opts)} flags", rc == 0 and len(opts) >= 2
+              and not bare, f"unexplained: {bare}" if opts else out[:300])
+    # --force says what it lets happen to the files already there, and what it still refuses.
+    force = help_options(run("ttt-perplexity", "--help")[1]).get("--force", "")
+    check("ttt-perplexity --help: --force says which files are replaced, that others stay and the input model is "
+          "refused", all(w in force for w in ("config.json", "model.safetensors", "replaced", "other files",
+                                              "input model")), force)
+    force = help_options(run("ttt-train", "--help")[1]).get("--force", "")
+    check("ttt-train --help: --force says which files are replaced and that others stay",
+          all(w in force for w in ("optimizer.safetensors", "train.jsonl", "replaced", "other files", "--resume")),
+          force)
 
     # Usage errors exit 2.
     expect_error("unknown flag", "ttt-perplexity", ["--bogus"], "bogus", code=2)
