@@ -799,6 +799,8 @@ def interrupts(c):
         # Interrupted during the run with TTT: the report says that the comparison is missing.
         ok = ok and re.search(r"comparison +MISSING", so) and "MISSING" in j.get("settings", {}).get("extra", {}).get(
             "comparison", "")
+        # ... and the JSON says which modes were asked for and which it holds (not a bare "compare": false).
+        ok = ok and j["planned"].get("modes") == ["ttt", "swa"] and j["planned"].get("modes_scored") == ["ttt"]
         ok = ok and os.path.exists(sp) and ET.parse(sp).getroot().tag.endswith("svg")
         check(f"{signal.Signals(sig).name}: partial report, JSON, NLLs and plot, exit {code} "
               f"({n_scored} tokens)", ok, f"exit {p.returncode}; {(so + se)[-600:]}")
