@@ -224,17 +224,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Links resolved, "." and ".." folded: two spellings of one file compare equal (the file need not exist).
-fs::path resolved(const std::string& path) {
-  std::error_code ec;
-  fs::path p = fs::weakly_canonical(fs::absolute(path), ec);
-  if (ec) p = fs::absolute(path).lexically_normal();
-  while (!p.has_filename() && p.has_relative_path()) p = p.parent_path();
-  return p;
-}
-
 bool same_file(const std::string& a, const std::string& b) {
-  if (resolved(a) == resolved(b)) return true;
+  if (canonical_path(a) == canonical_path(b)) return true;
   std::error_code ec;
   return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);  // hard links
 }
@@ -296,10 +287,11 @@ void Paths::check() const {
   for (const Entry& o : out_)
     if (o.kind == Entry::dir || o.kind == Entry::dir_force) {
       if (o.path.empty()) throw UsageError(fmt::format("{}: empty directory name", o.flag));
-      for (const std::string& m : models_)  // a usage error: the command line names one folder twice
-        if (same_file(o.path, m))
-          throw UsageError(fmt::format("{} {}: is the input model directory '{}'; write the output somewhere else",
-                                       o.flag, o.path, m));
+      try {  // a usage error: the command line names one folder twice
+        check_not_protected(o.path, o.flag, models_);
+      } catch (const Error& e) {
+        throw UsageError(e.what());
+      }
       check_output_dir(o.path, o.flag, o.kind == Entry::dir_force, models_);
     }
   auto show = [](const Entry& e) { return fmt::format("{} {}", e.flag, e.path); };
