@@ -1129,13 +1129,8 @@ def train_diverge(c):
         check("the kept weights load as a model", rc == 0, se[-300:])
 
 
-@case
-def train_interrupt(c):
-    """SIGINT: the step in flight finishes, a checkpoint is written, exit 130; --resume continues it."""
-    f, tmp = train_fixture(c), c.tmp
-    out = os.path.join(tmp, "t-int")
-    args = train_args(f, out, steps=100000)
-    args.remove("--quiet")
+def interrupt_train(args, timeout):
+    """Runs ttt-train with args, sends SIGINT once it has logged step 1, and waits: (the process, all its stderr)."""
     proc = subprocess.Popen([exe("ttt-train"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = ""
     for line in proc.stderr:
@@ -1143,8 +1138,18 @@ def train_interrupt(c):
         if "step 1/" in line:
             break
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    err = seen + err
+    _, err = proc.communicate(timeout=timeout)
+    return proc, seen + err
+
+
+@case
+def train_interrupt(c):
+    """SIGINT: the step in flight finishes, a checkpoint is written, exit 130; --resume continues it."""
+    f, tmp = train_fixture(c), c.tmp
+    out = os.path.join(tmp, "t-int")
+    args = train_args(f, out, steps=100000)
+    args.remove("--quiet")
+    proc, err = interrupt_train(args, timeout=120)
     try:
         with open(os.path.join(out, "trainer.json")) as fh:
             step = json.load(fh)["step"]
@@ -1797,15 +1802,7 @@ def train_interrupted_eval(c):
         fh.write(open(f["eval"]).read() * max(1, 300000 // max(1, os.path.getsize(f["eval"]))))
     args = train_args(f, part, "--eval-data", big, "--eval-every", "1", steps=50)
     args.remove("--quiet")
-    proc = subprocess.Popen([exe("ttt-train"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = ""
-    for line in proc.stderr:
-        seen += line
-        if "step 1/" in line:
-            break
-    proc.send_signal(signal.SIGINT)  # during step 1's evaluation (or, were it done already, step 2's is skipped)
-    _, err = proc.communicate(timeout=300)
-    err = seen + err
+    proc, err = interrupt_train(args, timeout=300)  # during step 1's evaluation (or, were it done, step 2's is skipped)
     step = json.load(open(os.path.join(part, "trainer.json")))["step"] if proc.returncode == 130 else -1
     evals = [r["step"] for r in jsonl(os.path.join(part, "train.jsonl")) if "eval_nll_ttt" in r]
     ok = proc.returncode == 130 and step not in evals and f"held-out evaluation of step {step} was" in err
