@@ -4,6 +4,7 @@
 #include "host/error.hpp"
 #include "host/program.hpp"
 #include "host/runtime.hpp"
+#include "lib/report/progress.hpp"
 #include "ttt/config.hpp"
 #include "ttt/device.hpp"
 #include "ttt/error.hpp"
@@ -15,6 +16,7 @@
 #include <atomic>
 #include <cctype>
 #include <cerrno>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -222,17 +224,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Links resolved, "." and ".." folded: two spellings of one file compare equal (the file need not exist).
-fs::path resolved(const std::string& path) {
-  std::error_code ec;
-  fs::path p = fs::weakly_canonical(fs::absolute(path), ec);
-  if (ec) p = fs::absolute(path).lexically_normal();
-  while (!p.has_filename() && p.has_relative_path()) p = p.parent_path();
-  return p;
-}
-
 bool same_file(const std::string& a, const std::string& b) {
-  if (resolved(a) == resolved(b)) return true;
+  if (canonical_path(a) == canonical_path(b)) return true;
   std::error_code ec;
   return fs::exists(a, ec) && fs::exists(b, ec) && fs::equivalent(a, b, ec);  // hard links
 }
@@ -294,10 +287,11 @@ void Paths::check() const {
   for (const Entry& o : out_)
     if (o.kind == Entry::dir || o.kind == Entry::dir_force) {
       if (o.path.empty()) throw UsageError(fmt::format("{}: empty directory name", o.flag));
-      for (const std::string& m : models_)  // a usage error: the command line names one folder twice
-        if (same_file(o.path, m))
-          throw UsageError(fmt::format("{} {}: is the input model directory '{}'; write the output somewhere else",
-                                       o.flag, o.path, m));
+      try {  // a usage error: the command line names one folder twice
+        check_not_protected(o.path, o.flag, models_);
+      } catch (const Error& e) {
+        throw UsageError(e.what());
+      }
       check_output_dir(o.path, o.flag, o.kind == Entry::dir_force, models_);
     }
   auto show = [](const Entry& e) { return fmt::format("{} {}", e.flag, e.path); };
@@ -339,7 +333,8 @@ void announce_compiles(Runtime& rt, const char* tool) {
       return;
     }
     if (e.done) return;
-    const std::string what = e.planned ? fmt::format("{}/{} {}", e.index, e.planned, e.family) : e.family;
+    const std::string what = (e.planned ? fmt::format("{}/{} {}", e.index, e.planned, e.family) : e.family) +
+                             (e.retry ? " (a smaller shape)" : "");
     if (tty) {
       std::fprintf(stderr, "\r%s: compiling kernels: %-40s", tool.c_str(), what.c_str());
       open = e.planned > 0;
@@ -349,6 +344,33 @@ void announce_compiles(Runtime& rt, const char* tool) {
     }
     std::fflush(stderr);
   });
+}
+
+namespace {
+
+double steady_seconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+DeviceProgress::DeviceProgress(Progress& progress, Runtime& rt) : progress_(progress), rt_(rt) {
+  if (progress.mode() == Progress::Mode::Quiet) return;
+  watching_ = true;
+  last_ = steady_seconds();
+  rt.mark_progress(true);
+  progress.watch([&rt] {  // called only once a step is slow
+    rt.mark_progress(true);
+    return rt.reached();
+  });
+}
+
+void DeviceProgress::update(size_t done) {
+  progress_.update(done);
+  if (!watching_) return;
+  const double t = steady_seconds();
+  rt_.mark_progress(t - last_ >= kSlowStep);
+  last_ = t;
 }
 
 namespace {

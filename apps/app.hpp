@@ -18,6 +18,7 @@
 #include <vector>
 
 namespace ttt {
+class Progress;
 class Runtime;
 class Tokenizer;
 struct Config;
@@ -119,6 +120,24 @@ class Paths {
 // line per program built ("TOOL: compiling kernels: 3/8 attention"), redrawn
 // in place on a terminal.
 void announce_compiles(Runtime& rt, const char* tool);
+
+// A progress display that one slow mini-batch (a minute on a slow device)
+// does not silence: after Progress::kStillAfter seconds without an update it
+// says "still working" and which block the device has passed. Those marks
+// (Runtime::mark_progress) are enqueued for the first step, then only while
+// steps are slow (kSlowStep seconds or more apart) or once the display found
+// one slow: a fast run's queue stays as it was. Nothing for a quiet display.
+class DeviceProgress {
+ public:
+  static constexpr double kSlowStep = 1.0;
+  DeviceProgress(Progress& progress, Runtime& rt);
+  void update(size_t done);  // progress.update(done), and marks on or off
+ private:
+  Progress& progress_;
+  Runtime& rt_;
+  bool watching_ = false;
+  double last_ = 0;
+};
 
 // Interrupts: after catch_interrupts(), SIGINT and SIGTERM only raise a flag
 // that long loops poll between mini-batches (and say so on stderr); a second

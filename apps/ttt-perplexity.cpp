@@ -70,7 +70,9 @@ po::options_description options() {
        "write the session at the end of the (last) document to FILE: its tokens, position, key/value rings and "
        "adapted prime weights, so that ttt-generate --load-session FILE continues the document (same model and "
        "options)")
-      ("force", po::bool_switch(), "let --save-weights write into a non-empty directory")
+      ("force", po::bool_switch(),
+       "let --save-weights write into a directory that is not empty: its config.json, model.safetensors and "
+       "tokenizer file are replaced, other files are left as they are; the input model's directory is refused even so")
       ("jsonl", po::value<std::string>(), "JSON Lines corpus: one document per line, its text in --field")
       ("field", po::value<std::string>()->default_value("text"), "the --jsonl field that holds the text")
       ("parallel", po::value<int>()->default_value(1), "documents evaluated at once on the device (a batched session; each keeps its own state)")
@@ -353,7 +355,6 @@ std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& cor
   ttt::Progress progress(run.tokens_to_score(), "progress",
                          a.quiet || !lead ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto, stderr,
                          [&] { return run.seconds(); });
-  run.on_progress([&](size_t done) { progress.update(done); });
   run.stop_when([] { return ttt::app::interrupted() != 0; });
   const auto journal = lead && a.journal ? open_journal(a, model.config) : nullptr;
   run.set_journal(journal.get());
@@ -384,6 +385,9 @@ std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& cor
     return *slot;
   };
   ttt::Engine& main = engine_for(a.modes[0]);
+  // Started once the kernels are built (their own lines say enough).
+  ttt::app::DeviceProgress shown(progress, rt);
+  run.on_progress([&](size_t done) { shown.update(done); });
   const bool complete = run.run(engine_for, ttt::report_settings(main, a.model_dir, corpus.tokenizer),
                                 a.save_weights ? &model : nullptr);
   if (complete) progress.finish();  // an interrupted run ends with its own line below, not with "done"

@@ -151,7 +151,10 @@ int body(int argc, char** argv) {
        "prime block). Not kept by a checkpoint: give it again with --resume")
       ("threads", po::value<int64_t>(), "CPU threads for the reference gradients and the held-out evaluation (one "
        "document each; the result does not depend on it; default: all cores)")
-      ("force", po::bool_switch(), "write into a non-empty --out")
+      ("force", po::bool_switch(),
+       "write into an --out that is not empty: its config.json, model.safetensors, optimizer.safetensors and "
+       "trainer.json are replaced and train.jsonl is started afresh; other files are left as they are; the --resume "
+       "directory is refused even so")
       ("quiet,q", po::bool_switch(), "no progress lines");
   ttt::app::add_device_option(opts, "with --gradient device");
   po::variables_map vm;
@@ -348,6 +351,7 @@ int body(int argc, char** argv) {
     return n;
   };
   double eval_seconds = -1;  // of the last evaluation; -1: none yet
+  double eval_guess = -1;    // an evaluation's estimated seconds before one has run; -1: not estimated yet
   const size_t eval_targets = ttt::train::heldout_targets(eval_docs);
   // An interrupt drops the evaluation due at a step (the final one has its own notice at the end).
   auto eval_dropped = [&](int64_t step, const char* how) {
@@ -405,12 +409,15 @@ int body(int argc, char** argv) {
                {"seconds", dt}});
     if (!quiet && (r.step == first + 1 || r.step == until || since_start() - last_print >= 1.0)) {
       last_print = since_start();
-      // The ETA counts the evaluations still to come: at the last one's duration, once one has run.
+      // The ETA counts the evaluations still to come: at the last one's duration once one has run, before
+      // that at a timed sample's rate (one mini-batch scored both ways: "~", an estimate).
       const int64_t evals = evals_from(r.step);
-      const double eta = train_seconds / double(done) * double(until - r.step) + (eval_seconds >= 0 ? double(evals) * eval_seconds : 0);
-      const std::string eta_text =
-          ttt::format_duration(eta) +
-          (evals && eval_seconds < 0 ? fmt::format(" + {} evaluation{}", evals, evals == 1 ? "" : "s") : "");
+      if (evals && eval_seconds < 0 && eval_guess < 0)
+        eval_guess = ttt::train::heldout_seconds(ttt::train::time_heldout_sample(trainer.state().model, eval_docs),
+                                                 eval_docs, trainer.state().model.config.mini_batch_size, int(threads));
+      const double per_eval = eval_seconds >= 0 ? eval_seconds : std::max(eval_guess, 0.0);
+      const double eta = train_seconds / double(done) * double(until - r.step) + double(evals) * per_eval;
+      const std::string eta_text = (evals && eval_seconds < 0 ? "~" : "") + ttt::format_duration(eta);
       std::fprintf(stderr, "ttt-train: step %lld/%lld  loss %.4f  lr %.3g  |g| %.3g  %.0f tok/s  ETA %s\n",
                    (long long)r.step, (long long)until, r.loss, r.update.lr, r.update.grad_norm, tok_s,
                    eta_text.c_str());

@@ -55,7 +55,7 @@ int compare(int argc, char** argv) {
       ("no-ttt", po::bool_switch(), "both sides without test-time training")
       ("threads", po::value<int>()->default_value(0), "PyTorch threads (0: the number of cores)")
       ("python", po::value<std::string>()->default_value(""), "Python with torch (default: /usr/bin/python3)")
-      ("script", po::value<std::string>()->default_value(TTT_PYTORCH_REFERENCE), "pytorch_reference.py")
+      ("script", po::value<std::string>()->default_value(TTT_PYTORCH_REFERENCE), "the PyTorch reference script that --python runs (bench/pytorch_reference.py)")
       ("torch-device", po::value<std::string>()->default_value("cpu"),
        "where PyTorch runs: cpu, or cuda (an NVIDIA GPU, float32 with TF32 off) to set ttt-cl on a GPU beside it")
       ("json", po::value<std::string>(), "also write the JSON to this file");

@@ -213,8 +213,8 @@ int attention(int argc, char** argv) {
   po::options_description opts("Options");
   opts.add_options()
       ("T", po::value<int64_t>()->default_value(1024), "queries in the chunk (mini-batch)")
-      ("W", po::value<int64_t>()->default_value(8192), "window")
-      ("H", po::value<int64_t>()->default_value(12), "heads")
+      ("W", po::value<int64_t>()->default_value(8192), "attention window: the keys each query sees")
+      ("H", po::value<int64_t>()->default_value(12), "attention heads")
       ("E", po::value<int64_t>()->default_value(64), "head dimension")
       ("pos", po::value<int64_t>()->default_value(8192), "position of the chunk's first query")
       ("repeat", po::value<int64_t>()->default_value(3), "timed repetitions (after one warm-up)")

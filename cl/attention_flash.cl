@@ -34,23 +34,35 @@
 #define FLK (ATT_FK + 1)                   // padded row of a score tile
 #define FOWN ((ATT_FQ + FNT - 1) / FNT)    // rows whose softmax state a work-item keeps
 
-// Rows first..first+n-1 of head h of a (rows, ld) matrix into dst (rows padded
-// to FLE), times mul; rows n..rows-1 of dst are zeroed.
+// The one tile loop of both loaders: element e of tile row j (< n) is
+// READ(j, e) * mul, rows n..rows-1 are zeroed; rows padded to FLE.
+#define FLASH_TILE(dst, rows, n, mul, READ)                          \
+  for (int i = get_local_id(0); i < (rows) * ATT_E; i += FNT) {      \
+    const int j = i / ATT_E, e = i % ATT_E;                          \
+    (dst)[j * FLE + e] = j < (n) ? (READ) * (mul) : 0.0f;            \
+  }
+
+// Rows first..first+n-1 of head h of a (rows, ld) matrix into dst, times mul.
 inline void flash_load(__local float* dst, int rows, __global const float* src, long first, int n, int ld, int h,
                        float mul) {
-  for (int i = get_local_id(0); i < rows * ATT_E; i += FNT) {
-    const int j = i / ATT_E, e = i % ATT_E;
-    dst[j * FLE + e] = j < n ? src[(first + j) * ld + h * ATT_E + e] * mul : 0.0f;
-  }
+  FLASH_TILE(dst, rows, n, mul, src[(first + j) * ld + h * ATT_E + e])
 }
 
 // The same from a key/value ring of C rows (position p in row p % C).
 inline void flash_load_kv(__local float* dst, int rows, __global const kv_t* src, long first, int n, int C, int ld,
                           int h, float mul) {
-  for (int i = get_local_id(0); i < rows * ATT_E; i += FNT) {
-    const int j = i / ATT_E, e = i % ATT_E;
-    dst[j * FLE + e] = j < n ? KVLOAD(((first + j) % C) * ld + h * ATT_E + e, src) * mul : 0.0f;
-  }
+  FLASH_TILE(dst, rows, n, mul, KVLOAD(((first + j) % C) * ld + h * ATT_E + e, src))
+}
+
+// A query group's start: its accumulator zeroed and its (scaled) query rows
+// t0..t0+nq-1 in qs, t0 = the group's first chunk row; returns nq.
+inline int flash_query_group(float acc[FRR][FRD], __local float* qs, __global const float* q, int T, int D, int h,
+                             float scale) {
+  const int t0 = get_group_id(0) * ATT_FQ, nq = min(ATT_FQ, T - t0);
+  for (int i = 0; i < FRR; ++i)
+    for (int k = 0; k < FRD; ++k) acc[i][k] = 0.0f;
+  flash_load(qs, ATT_FQ, q, t0, nq, D, h, scale);
+  return nq;
 }
 
 // s[i][j] = A[row i] . B[col j] for this work-item's rows a + i*TR and columns
@@ -128,12 +140,9 @@ inline void attention_fwd_flash_body(__global float* out, __global float* lse, _
                                      __global const kv_t* kc, __global const kv_t* vc, int T, int H, int C, long pos0,
                                      int lo, int hi, float scale, __local float* qs, __local float* kvs,
                                      __local float* ps, __local float* cs, __local float* os) {
-  const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
-  const int t0 = get_group_id(0) * ATT_FQ, nq = min(ATT_FQ, T - t0);
+  const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0), t0 = get_group_id(0) * ATT_FQ;
   float acc[FRR][FRD], s[FRR][FRC], u[FRR][FRC];
-  for (int i = 0; i < FRR; ++i)
-    for (int k = 0; k < FRD; ++k) acc[i][k] = 0.0f;
-  flash_load(qs, ATT_FQ, q, t0, nq, D, h, scale);
+  const int nq = flash_query_group(acc, qs, q, T, D, h, scale);
   // The running maximum and sum of rows lid + n*FNT, kept by the work-item that updates them.
   float mrow[FOWN], lrow[FOWN];
   for (int n = 0; n < FOWN; ++n) {
@@ -227,12 +236,9 @@ inline void attention_bwd_dq_flash_body(__global float* dq, __global float* dsum
                                         int T, int H, int C, long pos0, int lo, int hi, float scale, __local float* qs,
                                         __local float* dos, __local float* ks, __local float* vs, __local float* ps,
                                         __local float* Ls, __local float* Ds) {
-  const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
-  const int t0 = get_group_id(0) * ATT_FQ, nq = min(ATT_FQ, T - t0);
+  const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0), t0 = get_group_id(0) * ATT_FQ;
   float acc[FRR][FRD], s[FRR][FRC], u[FRR][FRC];
-  for (int i = 0; i < FRR; ++i)
-    for (int k = 0; k < FRD; ++k) acc[i][k] = 0.0f;
-  flash_load(qs, ATT_FQ, q, t0, nq, D, h, scale);
+  const int nq = flash_query_group(acc, qs, q, T, D, h, scale);
   flash_load(dos, ATT_FQ, dout, t0, nq, D, h, 1.0f);
   for (int r = lid; r < ATT_FQ; r += FNT) {
     float Dt = 0.0f, L = 0.0f;

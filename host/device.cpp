@@ -219,6 +219,7 @@ Context::Context(cl_context context, cl_command_queue queue) {
 
 Context::~Context() {
   if (queue_) clFinish(queue_);
+  drop_marks(true);
   clear_gemm_cache();
   programs_.reset();
   profiler_.reset();
@@ -226,7 +227,53 @@ Context::~Context() {
   if (context_) clReleaseContext(context_);
 }
 
-void Context::finish() { check(clFinish(queue_), "clFinish", fmt::format("on '{}'", device_.name)); }
+void Context::finish() {
+  check(clFinish(queue_), "clFinish", fmt::format("on '{}'", device_.name));
+  std::lock_guard<std::mutex> lock(marks_mutex_);
+  drop_marks(true);
+  passed_.clear();  // nothing is in flight: the next work has passed no mark yet
+}
+
+void Context::mark(std::string label) {
+  if (!marking_) return;
+  cl_event ev = nullptr;
+  check(clEnqueueMarkerWithWaitList(queue_, 0, nullptr, &ev), "clEnqueueMarkerWithWaitList",
+        fmt::format("mark '{}' on '{}'", label, device_.name));
+  // Sent on now: a driver may run what it holds as one batch and set every
+  // status in it at the end (rusticl), which would pass all the marks at once.
+  flush();
+  std::lock_guard<std::mutex> lock(marks_mutex_);
+  marks_.emplace_back(ev, std::move(label));
+  if (marks_.size() > 256) drop_marks(false);  // a long queue between finishes: bound the live events
+}
+
+// Releases the events of the markers passed (all of them when all_passed: after a clFinish), newest label kept.
+void Context::drop_marks(bool all_passed) {
+  size_t last = marks_.size();  // the newest passed, if any; markers pass in order (in-order queue)
+  if (all_passed) {
+    last = marks_.empty() ? last : marks_.size() - 1;
+  } else {
+    for (size_t i = marks_.size(); i-- > 0;) {
+      cl_int status = CL_QUEUED;
+      if (clGetEventInfo(marks_[i].first, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof status, &status, nullptr) ==
+              CL_SUCCESS &&
+          status == CL_COMPLETE) {
+        last = i;
+        break;
+      }
+    }
+  }
+  if (last == marks_.size()) return;
+  passed_ = std::move(marks_[last].second);
+  for (size_t i = 0; i <= last; ++i) clReleaseEvent(marks_[i].first);
+  marks_.erase(marks_.begin(), marks_.begin() + std::ptrdiff_t(last) + 1);
+}
+
+std::string Context::passed() {
+  std::lock_guard<std::mutex> lock(marks_mutex_);
+  drop_marks(false);
+  return passed_;
+}
 void Context::flush() { check(clFlush(queue_), "clFlush", fmt::format("on '{}'", device_.name)); }
 
 }  // namespace ttt::host

@@ -12,9 +12,12 @@
 #endif
 #include <CL/cl.h>
 
+#include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -78,6 +81,18 @@ class Context {
   void finish();  // clFinish, with the device named on failure
   void flush();   // clFlush: start queued work without waiting for it
 
+  // Marks: how far the device has got in the work enqueued so far, seen
+  // without waiting for it, for progress displays on slow devices. While
+  // marking is on, mark(label) enqueues a marker after everything enqueued
+  // before it (no host wait: the queue stays full), and passed() gives the
+  // label of the last marker the device has passed since the last finish() ("" when
+  // none has). Off, mark() costs one test. passed() and set_marking() may be
+  // called from another thread; the rest is the queue's thread's.
+  void set_marking(bool on) { marking_ = on; }
+  bool marking() const { return marking_; }
+  void mark(std::string label);
+  std::string passed();
+
   // Launch choices that depend only on this device (a kernel's work-group size,
   // say), computed once per context under `key`. A Context is used by one
   // thread at a time, like its queue; the memo lives and dies with it.
@@ -103,6 +118,12 @@ class Context {
   std::map<std::string, std::shared_ptr<void>> memo_;
 
   CompileHook compile_hook_;
+
+  std::atomic<bool> marking_{false};
+  std::mutex marks_mutex_;
+  std::deque<std::pair<cl_event, std::string>> marks_;  // enqueued, not yet seen passed, oldest first
+  std::string passed_;                                   // the label of the last marker seen passed
+  void drop_marks(bool all_passed);                      // with marks_mutex_ held
 };
 
 }  // namespace ttt::host

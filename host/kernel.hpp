@@ -103,10 +103,16 @@ Probe probe(Context& ctx, const std::string& family, std::initializer_list<const
 template <typename Shape, typename Options, typename Items, typename Shrink>
 Shape fit_shape(Context& ctx, const std::string& family, std::initializer_list<const char*> names, Shape shape,
                 Options options, Items items, Shrink shrink) {
+  // Every candidate after the first is a retry of one planned program (the compile progress numbers it once).
+  struct Retries {
+    ProgramCache& programs;
+    ~Retries() { programs.set_retry(false); }
+  } retries{ctx.programs()};
   for (;;) {
     const Probe p = probe(ctx, family, names, options(shape));
     const size_t wg = std::min({p.work_group, ctx.device().max_work_group, ctx.device().max_work_item[0]});
     if ((size_t(items(shape)) <= wg && p.local_mem <= ctx.device().local_mem) || !shrink(shape, p)) return shape;
+    ctx.programs().set_retry(true);
   }
 }
 

@@ -113,9 +113,13 @@ cl_kernel ProgramCache::kernel(const std::string& family, const std::string& nam
   return k;
 }
 
-void ProgramCache::begin_batch(int programs) {
-  batch_planned_ = std::max(programs, 0);
+void ProgramCache::begin_batch(int steps) {
+  batch_planned_ = std::max(steps, 0);
   batch_index_ = 0;
+}
+
+void ProgramCache::next_in_batch() {
+  if (batch_planned_) batch_planned_ = std::max(batch_planned_, ++batch_index_);  // more steps than planned: it grows
 }
 
 void ProgramCache::end_batch() {
@@ -124,10 +128,6 @@ void ProgramCache::end_batch() {
 }
 
 void ProgramCache::external(const std::string& label, const std::function<void()>& run) {
-  if (batch_planned_) {
-    ++batch_index_;
-    batch_planned_ = std::max(batch_planned_, batch_index_);
-  }
   const bool cold = built_ > 0 && listener_;
   if (cold) listener_({label, batch_index_, batch_planned_, false});
   run();
@@ -137,10 +137,7 @@ void ProgramCache::external(const std::string& label, const std::function<void()
 cl_program ProgramCache::program(const std::string& family, const std::string& options) {
   auto key = std::make_pair(family, options);
   if (auto it = programs_.find(key); it != programs_.end()) return it->second;
-  if (batch_planned_) {
-    ++batch_index_;
-    batch_planned_ = std::max(batch_planned_, batch_index_);  // a retry (attention's smaller tiles) adds one
-  }
+  if (!batch_planned_) unplanned_.push_back(options.empty() ? family : family + " " + options);
   cl_program p = build(family, options);
   programs_.emplace(std::move(key), p);
   return p;
@@ -196,7 +193,7 @@ cl_program ProgramCache::build(const std::string& family, const std::string& opt
 
   // 2. From source.
   if (ctx_.compile_hook()) ctx_.compile_hook()(family);
-  if (listener_) listener_({family, batch_index_, batch_planned_, false});
+  if (listener_) listener_({family, batch_index_, batch_planned_, false, retry_});
   const char* s = src.c_str();
   const size_t n = src.size();
   cl_program p = clCreateProgramWithSource(ctx_.context(), 1, &s, &n, &err);
@@ -210,7 +207,7 @@ cl_program ProgramCache::build(const std::string& family, const std::string& opt
                       dev.name, dev.platform_name, dev.driver_version, log));
   }
   ++built_;
-  if (listener_) listener_({family, batch_index_, batch_planned_, true});
+  if (listener_) listener_({family, batch_index_, batch_planned_, true, retry_});
 
   // 3. Store the binary; the cache is an optimisation, so failures to write it are ignored.
   if (!file.empty()) {

@@ -10,6 +10,7 @@
 #include <map>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace ttt::host {
 
@@ -57,28 +58,38 @@ class ProgramCache {
   const KernelLimits& limits(cl_kernel k) const { return limits_.at(k); }
 
   // Progress of builds from source, which take seconds each (PoCL: ~11 s). A
-  // batch of requests announced ahead (ops::prepare_kernels) numbers them
-  // "index of planned"; outside a batch planned is 0. The listener hears of
+  // batch of steps announced ahead (ops::prepare_kernels: each step asks for
+  // one program, and maybe smaller shapes of it) numbers them "index of
+  // planned"; outside a batch planned is 0. The listener hears of
   // each build from source when it starts (done = false) and ends (done =
   // true), and, with an empty family, of the end of a batch.
   struct BuildEvent {
     std::string family;
     int index = 0, planned = 0;
     bool done = false;
+    bool retry = false;  // another shape of the same planned program (host::fit_shape's smaller tiles)
   };
   using BuildListener = std::function<void(const BuildEvent&)>;
   void on_build(BuildListener fn) { listener_ = std::move(fn); }
-  // The next `programs` distinct programs asked for form one batch; end_batch() closes it.
-  void begin_batch(int programs);
+  // A batch of `steps` steps, each begun by next_in_batch(); end_batch() closes it.
+  void begin_batch(int steps);
+  void next_in_batch();
   void end_batch();
+  // While set, a program asked for is a retry of the last one (a smaller
+  // shape of it: host::fit_shape) and takes no number of its own in the batch.
+  void set_retry(bool on) { retry_ = on; }
   // A build this cache does not see (CLBlast's GEMM program, built inside its
-  // first call): counted in the batch, and announced like a build from source
-  // when this cache has built from source already (a cold cache), then run.
+  // first call): announced like a build from source when this cache has built
+  // from source already (a cold cache), then run.
   void external(const std::string& label, const std::function<void()>& run);
 
   // Counters for tests: programs built from source vs loaded from the disk cache.
   int built_from_source() const { return built_; }
   int loaded_from_cache() const { return loaded_; }
+  // Programs asked for outside any batch ("family options" each): the ones a
+  // compile progress could not number. An engine's batch plans every one its
+  // sessions use, so after it this stays empty (tests check it).
+  const std::vector<std::string>& unplanned() const { return unplanned_; }
 
  private:
   cl_program program(const std::string& family, const std::string& options);
@@ -91,6 +102,8 @@ class ProgramCache {
   int built_ = 0, loaded_ = 0;
   BuildListener listener_;
   int batch_planned_ = 0, batch_index_ = 0;
+  bool retry_ = false;
+  std::vector<std::string> unplanned_;
 };
 
 }  // namespace ttt::host

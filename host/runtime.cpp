@@ -69,6 +69,9 @@ void Runtime::on_compile(std::function<void(const std::string& family)> hook) {
   impl_->ctx->on_compile(std::move(hook));
 }
 
+void Runtime::mark_progress(bool on) { impl_->ctx->set_marking(on); }
+std::string Runtime::reached() const { return impl_->ctx->passed(); }
+
 namespace opencl {
 
 Runtime wrap(cl_context context, cl_command_queue queue) {

@@ -344,6 +344,22 @@ def case(fn):
     return fn
 
 
+def help_options(text):
+    """A --help's options as {"--name": "its explanation"} (Boost's layout: the flag, then the text beside it or
+    on the lines below, further indented)."""
+    opts, name = {}, None
+    for line in text.splitlines():
+        m = re.match(r"^  (?:-\w \[ )?(--[\w-]+)(?: \])?(?: \S+)?(?: \(=[^)]*\))?(?:\s{2,}(.*))?$", line)
+        if m:
+            name = m.group(1)
+            opts[name] = m.group(2) or ""
+        elif name and line.startswith("    ") and line.strip():
+            opts[name] += " " + line.strip()
+        elif not line.strip():
+            name = None
+    return opts
+
+
 @case
 def help_usage(c):
     tmp = c.tmp
@@ -358,6 +374,27 @@ def help_usage(c):
                         ("ttt-info", ["--help"])]:
         rc, out, _ = run(tool, "--help")
         check(f"{tool} --help", rc == 0 and all(f in out for f in flags), out[:300])
+
+    # Every flag of every tool (and of every ttt-bench command) comes with an explanation.
+    commands = [(t, []) for t in ("ttt-perplexity", "ttt-generate", "ttt-niah", "ttt-train", "ttt-tokenize",
+                                  "ttt-make-model", "ttt-info")]
+    commands += [("ttt-bench", [cmd]) for cmd in ("prefill", "attention", "kernels", "decode", "tune", "peak",
+                                                  "compare", "roofline", "train")]
+    for tool, sub in commands:
+        rc, out, _ = run(tool, *sub, "--help")
+        opts = help_options(out)
+        bare = [f for f, text in opts.items() if len(text.split()) < 2]
+        check(f"{' '.join([tool] + sub)} --help explains each of its {len(opts)} flags", rc == 0 and len(opts) >= 2
+              and not bare, f"unexplained: {bare}" if opts else out[:300])
+    # --force says what it lets happen to the files already there, and what it still refuses.
+    force = help_options(run("ttt-perplexity", "--help")[1]).get("--force", "")
+    check("ttt-perplexity --help: --force says which files are replaced, that others stay and the input model is "
+          "refused", all(w in force for w in ("config.json", "model.safetensors", "replaced", "other files",
+                                              "input model")), force)
+    force = help_options(run("ttt-train", "--help")[1]).get("--force", "")
+    check("ttt-train --help: --force says which files are replaced and that others stay",
+          all(w in force for w in ("optimizer.safetensors", "train.jsonl", "replaced", "other files", "--resume")),
+          force)
 
     # Usage errors exit 2.
     expect_error("unknown flag", "ttt-perplexity", ["--bogus"], "bogus", code=2)
@@ -762,6 +799,8 @@ def interrupts(c):
         # Interrupted during the run with TTT: the report says that the comparison is missing.
         ok = ok and re.search(r"comparison +MISSING", so) and "MISSING" in j.get("settings", {}).get("extra", {}).get(
             "comparison", "")
+        # ... and the JSON says which modes were asked for and which it holds (not a bare "compare": false).
+        ok = ok and j["planned"].get("modes") == ["ttt", "swa"] and j["planned"].get("modes_scored") == ["ttt"]
         ok = ok and os.path.exists(sp) and ET.parse(sp).getroot().tag.endswith("svg")
         check(f"{signal.Signals(sig).name}: partial report, JSON, NLLs and plot, exit {code} "
               f"({n_scored} tokens)", ok, f"exit {p.returncode}; {(so + se)[-600:]}")
@@ -1090,13 +1129,8 @@ def train_diverge(c):
         check("the kept weights load as a model", rc == 0, se[-300:])
 
 
-@case
-def train_interrupt(c):
-    """SIGINT: the step in flight finishes, a checkpoint is written, exit 130; --resume continues it."""
-    f, tmp = train_fixture(c), c.tmp
-    out = os.path.join(tmp, "t-int")
-    args = train_args(f, out, steps=100000)
-    args.remove("--quiet")
+def interrupt_train(args, timeout):
+    """Runs ttt-train with args, sends SIGINT once it has logged step 1, and waits: (the process, all its stderr)."""
     proc = subprocess.Popen([exe("ttt-train"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     seen = ""
     for line in proc.stderr:
@@ -1104,8 +1138,18 @@ def train_interrupt(c):
         if "step 1/" in line:
             break
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    err = seen + err
+    _, err = proc.communicate(timeout=timeout)
+    return proc, seen + err
+
+
+@case
+def train_interrupt(c):
+    """SIGINT: the step in flight finishes, a checkpoint is written, exit 130; --resume continues it."""
+    f, tmp = train_fixture(c), c.tmp
+    out = os.path.join(tmp, "t-int")
+    args = train_args(f, out, steps=100000)
+    args.remove("--quiet")
+    proc, err = interrupt_train(args, timeout=120)
     try:
         with open(os.path.join(out, "trainer.json")) as fh:
             step = json.load(fh)["step"]
@@ -1687,6 +1731,10 @@ def compile_progress(c):
     ok = ok and all(int(n) == int(steps[-1][1]) for _, n, _ in steps)
     ok = ok and {"attention", "matvec", "clblast"} <= {f for *_, f in steps}  # CLBlast's GEMM programs too
     check("ttt-perplexity: a cold cache names each program compiled, k/N", ok, se[-800:])
+    loose = re.findall(r"^ttt-perplexity: compiling kernels: (\w+)$", se, re.M)  # compiled outside the count
+    ok = rc == 0 and not loose and steps and steps[-1][0] == steps[-1][1]
+    check("ttt-perplexity: the count holds every program the run compiles (attention_decode too) and ends at N/N",
+          ok, f"not counted: {loose}; " + se[-800:])
     rc, _, se = run("ttt-perplexity", "-m", made, "-f", doc, "-q", env=cold)
     check("a warm cache compiles nothing and says nothing", rc == 0 and "compiling kernels" not in se, se[-300:])
     rc, _, se = run("ttt-generate", "-m", made, "-p", "In the", "-n", "3", "-q",
@@ -1697,14 +1745,15 @@ def compile_progress(c):
 
 @case
 def train_eval_progress(c):
-    """ttt-train's held-out evaluations show progress, and the ETA counts those still to come."""
+    """ttt-train's held-out evaluations show progress, and the ETA counts those still to come (estimated from a timed
+    sample before the first has run)."""
     f, tmp = train_fixture(c), c.tmp
     out = os.path.join(tmp, "t-evp")
     args = train_args(f, out, "--eval-data", f["eval"], "--eval-every", "1")
     args.remove("--quiet")
     rc, _, se = run("ttt-train", *args)
-    ok = rc == 0 and re.search(r"step 1/3 .*ETA \S+ \+ 3 evaluations", se)
-    check("before the first evaluation the ETA says how many evaluations it leaves out", ok, se[-800:])
+    ok = rc == 0 and re.search(r"step 1/3 .*ETA ~[0-9hms]+\n", se) and not re.search(r"\+ \d+ evaluation", se)
+    check("before the first evaluation the ETA is an estimate (~) that counts the evaluations", ok, se[-800:])
     ok = rc == 0 and all(re.search(rf"eval at step {k} \(with and without TTT\): done, (\d+)/\1 tokens", se)
                          for k in (1, 2, 3))
     check("each evaluation shows its progress and its end", ok, se[-800:])
@@ -1753,15 +1802,7 @@ def train_interrupted_eval(c):
         fh.write(open(f["eval"]).read() * max(1, 300000 // max(1, os.path.getsize(f["eval"]))))
     args = train_args(f, part, "--eval-data", big, "--eval-every", "1", steps=50)
     args.remove("--quiet")
-    proc = subprocess.Popen([exe("ttt-train"), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = ""
-    for line in proc.stderr:
-        seen += line
-        if "step 1/" in line:
-            break
-    proc.send_signal(signal.SIGINT)  # during step 1's evaluation (or, were it done already, step 2's is skipped)
-    _, err = proc.communicate(timeout=300)
-    err = seen + err
+    proc, err = interrupt_train(args, timeout=300)  # during step 1's evaluation (or, were it done, step 2's is skipped)
     step = json.load(open(os.path.join(part, "trainer.json")))["step"] if proc.returncode == 130 else -1
     evals = [r["step"] for r in jsonl(os.path.join(part, "train.jsonl")) if "eval_nll_ttt" in r]
     ok = proc.returncode == 130 and step not in evals and f"held-out evaluation of step {step} was" in err

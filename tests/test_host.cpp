@@ -8,7 +8,9 @@
 #include "tests/cases.hpp"
 #include "tests/common.hpp"
 
+#include <chrono>
 #include <cstdlib>
+#include <thread>
 
 namespace ttt::test {
 namespace {
@@ -70,6 +72,43 @@ TEST(HostErrors, SymbolicNames) {
   EXPECT_STREQ(host::cl_error_name(-9999), "CL_UNKNOWN_ERROR");
   const std::string e = error_of([] { host::check(CL_INVALID_VALUE, "clFoo", "kernel 'bar'"); });
   EXPECT_EQ(e, "CL_INVALID_VALUE (-30) in clFoo: kernel 'bar'");
+}
+
+// Marks show how far the device got without waiting for it: a marker behind
+// work that cannot run yet (a user event holds the queue) is not passed; once
+// the work runs it is, seen from the host while nothing waits; finish() starts
+// the count again; marking off enqueues nothing.
+TEST_F(Host, MarksShowHowFarTheQueueGotWithoutWaiting) {
+  host::Context& ctx = dev();
+  ctx.finish();
+  EXPECT_EQ(ctx.passed(), "");
+  ctx.mark("not marking");
+  EXPECT_EQ(ctx.passed(), "");
+  ctx.set_marking(true);
+  cl_int err = CL_SUCCESS;
+  cl_event gate = clCreateUserEvent(ctx.context(), &err);
+  ASSERT_EQ(err, CL_SUCCESS);
+  ASSERT_EQ(clEnqueueBarrierWithWaitList(ctx.queue(), 1, &gate, nullptr), CL_SUCCESS);
+  ctx.mark("first");
+  ctx.mark("second");
+  ctx.flush();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(ctx.passed(), "") << "a marker behind a closed gate was passed";
+  ASSERT_EQ(clSetUserEventStatus(gate, CL_COMPLETE), CL_SUCCESS);
+  std::string seen;
+  for (int i = 0; i < 200 && seen != "second"; ++i) {
+    seen = ctx.passed();
+    if (seen != "second") std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_EQ(seen, "second");
+  EXPECT_EQ(ctx.passed(), "second");  // stays until the next finish
+  ctx.finish();
+  EXPECT_EQ(ctx.passed(), "");
+  ctx.set_marking(false);
+  ctx.mark("off again");
+  ctx.finish();
+  EXPECT_EQ(ctx.passed(), "");
+  clReleaseEvent(gate);
 }
 
 TEST_F(Host, LaunchChecksNameKernelSizesAndDevice) {

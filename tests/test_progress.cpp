@@ -5,8 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <mutex>
+#include <thread>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -140,6 +144,93 @@ TEST(reportProgress, QuietAndAutoAndZeroTotal) {
   ASSERT_EQ(ls.size(), 2u);
   EXPECT_NE(ls[0].find("0/0 tokens (100.0%)"), std::string::npos) << ls[0];
   EXPECT_EQ(ls[1].rfind("z: done", 0), 0u) << ls[1];
+}
+
+
+// One mini-batch that takes a minute (a slow device): no update comes, and the
+// timer's ticks say what the probe says, after kStillAfter and then every
+// kPlainStillEvery seconds in a log; an update starts the count again.
+TEST(reportProgress, PlainStillWorkingDuringOneLongStep) {
+  Capture cap;
+  double t = 0, w = 100;
+  Progress p(81, "progress", Progress::Mode::Plain, cap.f, [&] { return t; });
+  std::string where = "tokens 0-63: forward, block 7/12 done";
+  p.set_probe([&] { return where; }, [&] { return w; });
+  for (int k = 1; k <= 4; ++k) {  // 2 s: not yet
+    w += 0.5;
+    p.tick();
+  }
+  EXPECT_EQ(cap.str(), "");
+  for (int k = 1; k <= 116; ++k) {  // to 60 s, ticking twice a second
+    w += 0.5;
+    if (k == 60) where = "tokens 0-63: backward, block 2/10 done";
+    p.tick();
+  }
+  const auto ls = lines(cap.str());
+  ASSERT_EQ(ls.size(), 4u) << cap.str();  // at 5, 20, 35 and 50 s
+  EXPECT_EQ(ls[0], "progress: still working (5s since the last update): tokens 0-63: forward, block 7/12 done");
+  EXPECT_EQ(ls[3], "progress: still working (50s since the last update): tokens 0-63: backward, block 2/10 done");
+  t = 60;
+  p.update(63);  // the mini-batch ends: a plain line (past the 2 s gap and a decile)
+  w += 4;
+  p.tick();  // 4 s after it: quiet again
+  EXPECT_EQ(lines(cap.str()).size(), 5u) << cap.str();
+  w += 1;
+  p.tick();
+  const auto after = lines(cap.str());
+  ASSERT_EQ(after.size(), 6u) << cap.str();
+  EXPECT_EQ(after[5], "progress: still working (5s since the last update): tokens 0-63: backward, block 2/10 done");
+  p.finish();
+  const size_t n = lines(cap.str()).size();
+  w += 100;
+  p.tick();  // finished: nothing more
+  EXPECT_EQ(lines(cap.str()).size(), n);
+}
+
+TEST(reportProgress, TtyStillWorkingRedrawsTheBarWithTheProbe) {
+  Capture cap;
+  double t = 0, w = 0;
+  Progress p(100, "eval", Progress::Mode::Tty, cap.f, [&] { return t; });
+  std::string where;  // nothing to say yet
+  p.set_probe([&] { return where; }, [&] { return w; });
+  t = 1;
+  p.update(10);
+  w = 6;
+  p.tick();
+  w = 7;
+  where = "tokens 0-63: loss done";
+  p.tick();  // a terminal is redrawn every tick
+  const std::string out = cap.str();
+  EXPECT_EQ(count(out, "\r"), 3u) << out;
+  EXPECT_EQ(count(out, "\n"), 0u) << out;
+  EXPECT_NE(out.find("] 10/100 tokens, still working 6s\r"), std::string::npos) << out;
+  EXPECT_NE(out.find("] 10/100 tokens, still working 7s: tokens 0-63: loss done"), std::string::npos) << out;
+}
+
+// The timer thread itself: a probe that counts its calls, a real clock.
+TEST(reportProgress, WatchThreadStopsAtFinish) {
+  Capture cap;
+  std::atomic<int> calls{0};
+  double t = 0;
+  Progress p(10, "w", Progress::Mode::Plain, cap.f, [&] { return t; });
+  double w = 0;
+  std::mutex m;
+  p.watch(
+      [&] {
+        ++calls;
+        return std::string("somewhere");
+      },
+      [&] {
+        std::lock_guard<std::mutex> lock(m);
+        return w += 3;  // 6 s a tick: every tick is past kStillAfter
+      });
+  for (int i = 0; i < 100 && calls.load() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  p.finish();
+  const int seen = calls.load();
+  EXPECT_GE(seen, 1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  EXPECT_EQ(calls.load(), seen);  // no tick after finish()
+  EXPECT_NE(cap.str().find("w: still working ("), std::string::npos) << cap.str();
 }
 
 }  // namespace

@@ -424,6 +424,13 @@ TEST(reportJson, PartialRunIsMarked) {
   EXPECT_EQ(j["planned"]["documents"], 5);
   EXPECT_EQ(j["planned"]["tokens"], 9999);
   EXPECT_EQ(j["total"]["tokens"], 4225);
+  // An interrupted --compare ttt,swa that holds ttt's figures alone says so.
+  in.modes_planned = {"ttt", "swa"};
+  in.modes_scored = {"ttt"};
+  j = report_json(in);
+  EXPECT_EQ(j["settings"]["compare"], false);
+  EXPECT_EQ(j["planned"]["modes"], json({"ttt", "swa"}));
+  EXPECT_EQ(j["planned"]["modes_scored"], json({"ttt"}));
 }
 
 TEST(reportJson, KeysAndValues) {

@@ -12,7 +12,17 @@
 #include "tests/common.hpp"
 #include "tests/model_fixtures.hpp"
 
+#include "ttt/batch.hpp"
+#include "ttt/opencl.hpp"
+#include "host/program.hpp"
+#include "host/runtime.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 namespace ttt::test {
 namespace {
@@ -168,6 +178,88 @@ TEST_F(SessionTest, PhasesCheckTheirOrder) {
   b.forward({doc.data() + 5, 3});  // a partial mini-batch only scores
   b.score({doc.data() + 6, 3});
   EXPECT_FALSE(b.train());
+}
+
+// Runtime::mark_progress: the device's way through a mini-batch is seen from
+// the host as it goes (held back by a gate here, so the test sees it before and
+// after), ending with the update; marking changes no number.
+TEST_F(SessionTest, MarksNameTheMiniBatchAndPhaseTheDeviceHasPassed) {
+  const Model m = Model::random(tiny_config(), 25, 0.3f);
+  const auto doc = pattern_tokens(13, 23);
+  Engine e(rt(), m);
+  const std::vector<float> want = e.session().evaluate(doc);
+  struct Off {
+    Runtime& r;
+    ~Off() { r.mark_progress(false); }
+  } off{rt()};
+  rt().mark_progress(true);
+  EXPECT_TRUE(same_bits(e.session().evaluate(doc), want));
+  EXPECT_EQ(rt().reached(), "") << "evaluate waited for its work: nothing is in flight";
+  Session s(e);
+  const int B = s.mini_batch(), L = m.config.num_hidden_layers, lowest = m.config.first_prime_block();
+  cl_int err = CL_SUCCESS;
+  cl_event gate = clCreateUserEvent(opencl::context(rt()), &err);
+  ASSERT_EQ(err, CL_SUCCESS);
+  ASSERT_EQ(clEnqueueBarrierWithWaitList(opencl::queue(rt()), 1, &gate, nullptr), CL_SUCCESS);
+  s.forward({doc.data(), size_t(B)});
+  s.score({doc.data() + 1, size_t(B)});
+  ASSERT_TRUE(s.train());
+  clFlush(opencl::queue(rt()));
+  EXPECT_EQ(rt().reached(), "");
+  ASSERT_EQ(clSetUserEventStatus(gate, CL_COMPLETE), CL_SUCCESS);
+  const std::string last = fmt::format("tokens 0-{}: update done", B - 1);
+  std::vector<std::string> seen;
+  for (int i = 0; i < 400 && (seen.empty() || seen.back() != last); ++i) {
+    const std::string r = rt().reached();
+    if (!r.empty() && (seen.empty() || seen.back() != r)) seen.push_back(r);
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  clReleaseEvent(gate);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_EQ(seen.back(), last);
+  // Whatever was seen on the way is one of the pass's marks, in order.
+  std::vector<std::string> marks;
+  for (int l = 1; l <= L; ++l) marks.push_back(fmt::format("tokens 0-{}: forward, block {}/{} done", B - 1, l, L));
+  marks.push_back(fmt::format("tokens 0-{}: loss done", B - 1));
+  for (int k = 1; k <= L - lowest; ++k)
+    marks.push_back(fmt::format("tokens 0-{}: backward, block {}/{} done", B - 1, k, L - lowest));
+  marks.push_back(last);
+  size_t at = 0;
+  for (const std::string& r : seen) {
+    while (at < marks.size() && marks[at] != r) ++at;
+    EXPECT_LT(at, marks.size()) << "unexpected or out-of-order mark: " << r;
+  }
+  s.sync();
+  EXPECT_EQ(rt().reached(), "");
+  EXPECT_TRUE(s.last_step().updated);
+}
+
+// The compile progress ("3/12 attention") numbers every program an engine's
+// sessions use: the engine plans them all in one batch, so scoring documents
+// one at a time and batched, a one-token chunk (attention_decode) and a logits
+// row ask for no program outside it, whatever the weight and key/value types.
+TEST_F(SessionTest, EngineBatchPlansEveryProgramItsSessionsUse) {
+  const Model m = Model::random(tiny_config(), 26, 0.3f);
+  const int B = m.config.mini_batch_size;
+  const auto doc = pattern_tokens(size_t(2 * B + 2), 23);  // chunks of B, B and 1
+  for (const auto& [weights, kv] : {std::pair{DType::F32, DType::F32}, std::pair{DType::BF16, DType::F16},
+                                    std::pair{DType::F16, DType::F32}}) {
+    Runtime fresh = host::make_runtime(std::make_unique<host::Context>(test_device()));  // asks for every program anew
+    const host::ProgramCache& programs = host::context(fresh).programs();
+    EngineOptions eo;
+    eo.weight_dtype = weights;
+    eo.kv_dtype = kv;
+    Engine e(fresh, m, eo);
+    e.session().evaluate(doc);
+    Session s(e, {.ttt = false, .inner_lr = std::nullopt});
+    s.evaluate(doc);
+    s.logits(0);
+    BatchSession batch(e, 2);
+    batch.evaluate({doc, std::span(doc).first(size_t(B + 3))});
+    EXPECT_TRUE(programs.unplanned().empty())
+        << dtype_name(weights) << " weights, " << dtype_name(kv) << " kv: built outside the engine's batch: "
+        << fmt::format("{}", fmt::join(programs.unplanned(), "; "));
+  }
 }
 
 // A session holds its rings (2 L C D floats), live prime weights and, when it

@@ -6,6 +6,7 @@
 // the same bits, and a checkpoint resumes exactly.
 #include "lib/train/adamw.hpp"
 #include "lib/train/data.hpp"
+#include "lib/train/eval.hpp"
 #include "lib/train/trainer.hpp"
 #include "tests/model_fixtures.hpp"
 #include "ttt/error.hpp"
@@ -27,6 +28,9 @@ namespace {
 namespace fs = std::filesystem;
 using train::AdamW;
 using train::AdamWState;
+using train::heldout_seconds;
+using train::HeldoutSample;
+using train::time_heldout_sample;
 
 // lr(step) == 0.1 for every step: the schedule out of the way.
 AdamW constant_lr(double lr) {
@@ -254,6 +258,29 @@ ref::ObjectiveResult zeros(const Model& m, std::span<const int32_t> tokens, doub
   for (const ParamSpec& p : param_table(m.config).params) r.grads.emplace_back(size_t(p.size()), 0.0);
   r.scored = tokens.size() - 1;
   return r;
+}
+
+// An evaluation's estimate before one has run: every document's mini-batches
+// at the sample's rate, documents handed in order to the first free thread.
+TEST(HeldoutEstimate, MiniBatchesAtTheSampleRateOverTheThreads) {
+  auto doc = [](size_t tokens) { return std::vector<int32_t>(tokens, 1); };
+  const HeldoutSample sample{2.0, 1};  // 2 s a mini-batch, both passes
+  // Mini-batches of 4: 9 tokens -> 8 targets -> 2; 10 -> 9 -> 3; 2 -> 1 -> 1.
+  const std::vector<std::vector<int32_t>> docs = {doc(9), doc(10), doc(2)};
+  EXPECT_DOUBLE_EQ(heldout_seconds(sample, docs, 4, 1), 2.0 * (2 + 3 + 1));
+  // Two threads: 2 and 3 mini-batches at once, the third document after the first: max(4 + 2, 6).
+  EXPECT_DOUBLE_EQ(heldout_seconds(sample, docs, 4, 2), 6.0);
+  EXPECT_DOUBLE_EQ(heldout_seconds(sample, docs, 4, 8), 6.0);  // no more threads than documents help
+  EXPECT_DOUBLE_EQ(heldout_seconds({}, docs, 4, 1), 0.0);       // nothing timed: no estimate
+  EXPECT_DOUBLE_EQ(heldout_seconds(sample, {}, 4, 1), 0.0);
+}
+
+TEST(HeldoutEstimate, SampleTimesOneMiniBatchOfTheFirstScorableDocument) {
+  const Model m = Model::random(tiny_config(), 7);
+  const HeldoutSample s = time_heldout_sample(m, {{3}, std::vector<int32_t>(40, 2)});
+  EXPECT_EQ(s.minibatches, 1u);
+  EXPECT_GT(s.seconds, 0.0);
+  EXPECT_EQ(time_heldout_sample(m, {{3}}).minibatches, 0u);  // no document of two tokens: nothing to time
 }
 
 TEST(Loop, WeightDecayFollowsTheParameterTable) {

@@ -49,7 +49,8 @@ struct RuntimeAccess;
 
 // One device, ready to run on: its context, an in-order queue and the cache of
 // compiled kernels. Engines (ttt/engine.hpp) run on a Runtime, which must
-// outlive them and stay where it is while they do. Used by one thread at a time.
+// outlive them and stay where it is while they do. Used by one thread at a time
+// (mark_progress and reached excepted).
 class Runtime {
  public:
   explicit Runtime(const Device& device);
@@ -65,6 +66,15 @@ class Runtime {
   // Called with the kernel family's name before a kernel program is compiled
   // from source (a cache miss: slow, so a tool can say why it waits).
   void on_compile(std::function<void(const std::string& family)> hook);
+  // Progress inside long device work, for displays on slow devices (where one
+  // mini-batch can take a minute). While on, the engines enqueue a marker after
+  // each block of a forward and of a backward, after the loss and after the
+  // update (no host wait: the work stays queued as it was), and reached() says
+  // which the device has passed last since the work was last waited for, e.g.
+  // "tokens 0-63: forward, block 7/12 done" ("" when none). These two are the
+  // calls another thread may make while the runtime works (a display's timer).
+  void mark_progress(bool on);
+  std::string reached() const;
 
   struct Impl;
 

@@ -20,6 +20,16 @@ namespace ttt {
 // and root, whom access() never refuses, all answer truly).
 void check_output_file(const std::string& path, const std::string& flag);
 
+// A path with links resolved, "." and ".." folded and no trailing separator
+// (the file need not exist): two spellings of one file or directory are equal.
+std::string canonical_path(const std::string& path);
+
+// The one rule that keeps an output directory off an input model's: throws
+// ttt::Error "FLAG DIR: is the input model directory 'P'; ..." when dir is one
+// of `protect`, however spelt (canonical_path). check_output_dir runs it; the
+// tools' Paths runs it first, as a usage error.
+void check_not_protected(const std::string& dir, const std::string& flag, const std::vector<std::string>& protect);
+
 // For a directory a tool fills (a model directory). Throws ttt::Error naming
 // `flag` when `dir` is an existing non-directory; is one of `protect` (the
 // same directory by canonical path, e.g. the input model: refused even with

@@ -102,6 +102,9 @@ struct ReportInput {
   // prefix counts); the planned counts are what the whole run would have had.
   bool partial = false;
   size_t documents_planned = 0, tokens_planned = 0;
+  // Partial only: every mode the run was to score, and those whose figures it
+  // holds (an interrupted --compare ttt,swa may hold ttt's alone: then compare is false).
+  std::vector<std::string> modes_planned, modes_scored;
   // The modes every document was scored in (ttt-perplexity --compare), as
   // (name, label) pairs: e.g. ("ttt", "TTT"), ("swa", "no TTT"), ("full",
   // "full attention"). Two or more whose last is "full" (the reference): the

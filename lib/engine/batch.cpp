@@ -180,6 +180,7 @@ void BatchSession::Impl::step() {
   const float inv = ref >= 0 ? 1.f / float(count[size_t(ref)]) : 0.f;
   ops::xent(e.ctx, xent, nll, keep ? &dhf : nullptr, hf, e.weights[size_t(e.head)], c.tie_word_embeddings, targets, T, D,
             c.vocab_size, c.bos_token_id, inv, e.dtype(e.head));
+  block::mark(p, "loss");
   h_nll.resize(size_t(T));
   nll.read(h_nll.data(), h_nll.size() * sizeof(float), 0, false);
   if (keep) {
@@ -210,6 +211,7 @@ void BatchSession::Impl::step() {
       sl.gstats.read(sl.h_g, sizeof sl.h_g, 0, false);
       sl.wstats.read(sl.h_w, sizeof sl.h_w, 0, false);
     }
+    block::mark(p, "update");
   }
   e.ctx.finish();
   for (int s = 0; s < N; ++s) {

@@ -267,10 +267,21 @@ void final_norm_bwd(const Pass& p, Buffer& d, Buffer& dhf, Buffer& x, Buffer& rs
   ops::rmsnorm_bwd(p.ctx, mat(d, D), false, mat(dhf, D), mat(x, D), p.weight(p.e.ln_f), rsf, p.T, 1, D);
 }
 
+void mark(const Pass& p, const char* phase, int k, int n) {
+  if (!p.ctx.marking()) return;
+  const std::string rows = p.docs.size() == 1
+                               ? fmt::format("tokens {}-{}", p.docs[0].pos, p.docs[0].pos + p.docs[0].n - 1)
+                               : fmt::format("{} documents", p.docs.size());
+  p.ctx.mark(n ? fmt::format("{}: {}, block {}/{} done", rows, phase, k, n) : fmt::format("{}: {} done", rows, phase));
+}
+
 void forward(const Pass& p, const Buffer& ids, const std::function<BlockIO(int)>& io, Buffer& hf, Buffer& rsf) {
   const int L = p.e.c.num_hidden_layers;
   ops::embedding_fwd(p.ctx, *io(0).x[0], ids, p.weight(p.e.wte), p.T, p.e.c.hidden_size, p.w[size_t(p.e.wte)].dtype);
-  for (int l = 0; l < L; ++l) block_fwd(p, l, io(l));
+  for (int l = 0; l < L; ++l) {
+    block_fwd(p, l, io(l));
+    mark(p, "forward", l + 1, L);
+  }
   final_norm_fwd(p, hf, rsf, *io(L - 1).x[3]);
 }
 
@@ -291,8 +302,9 @@ void backward(const Pass& p, const std::function<BlockIO(int)>& io, const Buffer
       mlp_bwd(p, b.prime, b.prime_norm, b.prime_post_norm, a.prime, *x.x[1], d, !stop, s.mlp);  // d = dL/dx1
       if (after_prime) after_prime(l, d);
     }
-    if (stop) return;
+    if (stop) return mark(p, "backward", L - l, L - lowest);
     attn_bwd(p, l, a, *x.x[0], d, s);  // d = dL/dx0
+    mark(p, "backward", L - l, L - lowest);
   }
   if (reach == Reach::embedding && p.wants_grad(p.e.wte)) {
     // Tied, the head's sweep has already written the embedding's first part.

@@ -135,8 +135,13 @@ void attn_bwd(const Pass& p, int l, BlockActs& a, Buffer& x0, Buffer& d, const S
 
 void block_fwd(const Pass& p, int l, const BlockIO& io);
 
+// A progress mark after a phase of the pass (Runtime::mark_progress; nothing
+// when marking is off): "tokens 64-127: forward, block 3/12 done" for block k
+// of n, "tokens 64-127: loss done" when n is 0.
+void mark(const Pass& p, const char* phase, int k = 0, int n = 0);
+
 // The forward of every block from the embedding of `ids` to the final norm
-// (hf, rsf), block l through io(l).
+// (hf, rsf), block l through io(l); a mark after each block.
 void forward(const Pass& p, const Buffer& ids, const std::function<BlockIO(int)>& io, Buffer& hf, Buffer& rsf);
 
 // How far a backward goes.
@@ -147,7 +152,7 @@ enum class Reach {
 // From dhf = dL/d(final norm output) down through the blocks, into the Pass's
 // gradients; d is the residual gradient (T, D), updated in place.
 // after_prime(l, d), when set, runs once block l's prime MLP has its backward
-// (d = dL/dx1 of block l then).
+// (d = dL/dx1 of block l then). A mark after each block.
 void backward(const Pass& p, const std::function<BlockIO(int)>& io, const Buffer& ids, Buffer& dhf, Buffer& rsf,
               Buffer& d, Reach reach, const Scratch& s,
               const std::function<void(int, Buffer&)>& after_prime = nullptr);

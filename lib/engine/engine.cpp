@@ -147,7 +147,10 @@ SessionSettings resolve(const Engine::Impl& e, const SessionOptions& o) {
 
 Engine::Engine(Runtime& runtime, const Model& model, EngineOptions opts)
     : runtime_(&runtime), impl_(std::make_unique<Impl>(host::context(runtime), model, opts)) {
-  ops::prepare_kernels(impl_->ctx, impl_->c.head_dim());
+  ops::KernelPlan plan{impl_->c.head_dim(), impl_->c.num_attention_heads, impl_->opts.kv_dtype, {}};
+  for (const DeviceTensor& d : impl_->table.device)
+    if (std::find(plan.weights.begin(), plan.weights.end(), d.dtype) == plan.weights.end()) plan.weights.push_back(d.dtype);
+  ops::prepare_kernels(impl_->ctx, plan);
   own_ = std::make_unique<Session>(*this);
   impl_->per_session = own_->device_bytes();
 }

@@ -174,6 +174,7 @@ void Session::Impl::update() {
   }
   ops::sgd_step(e.ctx, params, partial, gstats, lr, e.c.inner_clip_gradient);
   ops::global_norm(e.ctx, weights, partial, wstats, 0.f);
+  block::mark(pass(), "update");
 }
 
 void Session::score(std::span<const int32_t> targets) {
@@ -192,6 +193,7 @@ void Session::score(std::span<const int32_t> targets) {
   const float inv_count = count ? 1.f / float(count) : 0.f;
   ops::xent(e.ctx, e.xent, e.nll, s.fwd_keep ? &e.dhf : nullptr, e.hf, s.w(e.head), e.c.tie_word_embeddings, e.targets,
             n, e.c.hidden_size, e.c.vocab_size, e.c.bos_token_id, inv_count, e.dtype(e.head));
+  block::mark(s.pass(), "loss");
   s.h_nll.resize(size_t(n));
   e.nll.read(s.h_nll.data(), size_t(n) * sizeof(float), 0, false);
   s.scored = true;

@@ -163,6 +163,10 @@ CorpusResults CorpusRun::results() {
   rep.partial = true;
   rep.documents_planned = corpus_.docs.size();
   rep.tokens_planned = corpus_.tokens;
+  for (size_t k = 0; k < opts_.modes.size(); ++k) {
+    rep.modes_planned.push_back(mode_name(opts_.modes[k]));
+    if (k < modes) rep.modes_scored.push_back(mode_name(opts_.modes[k]));
+  }
   // Say what of the comparison is missing: modes never started, or compared on a prefix.
   if (opts_.modes.size() >= 2) {
     std::string missing;

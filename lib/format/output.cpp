@@ -49,17 +49,23 @@ void check_dir_takes_files(const fs::path& dir, const std::string& what) {
     throw Error(fmt::format("{}: cannot write in directory '{}': {}", what, dir.string(), std::strerror(e)));
 }
 
-// Symlinks resolved, "." and ".." folded, no trailing separator: two
-// spellings of one directory compare equal.
-fs::path canonical_dir(const std::string& dir) {
+}  // namespace
+
+std::string canonical_path(const std::string& path) {
   std::error_code ec;
-  fs::path p = fs::weakly_canonical(fs::absolute(dir), ec);
-  if (ec) p = fs::absolute(dir).lexically_normal();
+  fs::path p = fs::weakly_canonical(fs::absolute(path), ec);
+  if (ec) p = fs::absolute(path).lexically_normal();
   while (!p.has_filename() && p.has_relative_path()) p = p.parent_path();
-  return p;
+  return p.string();
 }
 
-}  // namespace
+void check_not_protected(const std::string& dir, const std::string& flag, const std::vector<std::string>& protect) {
+  const std::string canon = canonical_path(dir);
+  for (const std::string& p : protect)
+    if (canonical_path(p) == canon)
+      throw Error(fmt::format("{} {}: is the input model directory '{}'; write the output somewhere else", flag, dir,
+                              p));
+}
 
 void check_output_file(const std::string& path, const std::string& flag) {
   if (path.empty()) throw Error(fmt::format("{}: empty file name", flag));
@@ -76,12 +82,8 @@ void check_output_dir(const std::string& dir, const std::string& flag, bool forc
                       const std::vector<std::string>& protect) {
   if (dir.empty()) throw Error(fmt::format("{}: empty directory name", flag));
   const std::string what = fmt::format("{} {}", flag, dir);
+  check_not_protected(dir, flag, protect);
   std::error_code ec;
-  const fs::path canon = canonical_dir(dir);
-  for (const std::string& p : protect) {
-    if (canonical_dir(p) == canon)
-      throw Error(fmt::format("{}: is the input model directory '{}'; write the output somewhere else", what, p));
-  }
   const auto st = fs::status(dir, ec);
   if (fs::exists(st)) {
     if (!fs::is_directory(st)) throw Error(fmt::format("{}: exists and is not a directory", what));

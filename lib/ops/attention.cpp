@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -211,9 +212,58 @@ void flash_launch(Context& ctx, const char* kernel, Flash which, int E, int W, D
 
 }  // namespace
 
-void attention_prepare(Context& ctx, int E) {
-  if (cached_config(ctx, E).cpu) return;
-  for (Flash f : {Flash::fwd, Flash::dq, Flash::dkv}) cached_flash(ctx, E, f);
+namespace {
+
+DecodeKernel decode_kind(const Context& ctx, DecodeKernel kind) {
+  if (kind != DecodeKernel::automatic) return kind;
+  return ctx.device().type & CL_DEVICE_TYPE_CPU ? DecodeKernel::per_item : DecodeKernel::per_group;
+}
+
+// attention_decode's split kernel of `kind` (resolved) for E, H and the rings'
+// type; per_group's ATT_DT (its required group size: 64, halved until the
+// compiled kernel takes it) goes to *dt.
+host::Kernel decode_split(Context& ctx, int E, int H, DType kv, DecodeKernel kind, int* dt = nullptr) {
+  const std::string options = cached_config(ctx, E).options + kv_option(kv);
+  if (kind == DecodeKernel::per_item)  // the heads are a compile-time constant (its per-head state is private)
+    return host::Kernel(ctx, "attention_decode", "attention_decode_split", fmt::format("{} -DATT_DH={}", options, H));
+  auto opts = [&](int n) { return n == 64 ? options : fmt::format("{} -DATT_DT={}", options, n); };
+  const int n = ctx.memo<int>(fmt::format("attention decode E={}{}", E, kv_option(kv)), [&] {
+    return host::fit_shape(
+        ctx, "attention_decode", {"attention_decode_split_wg"}, 64, opts, [](int n) { return n; },
+        [](int& n, const host::Probe&) { return n > 1 && (n /= 2, true); });
+  });
+  if (dt) *dt = n;
+  return host::Kernel(ctx, "attention_decode", "attention_decode_split_wg", opts(n));
+}
+
+host::Kernel decode_merge(Context& ctx, int E) {
+  return host::Kernel(ctx, "attention_decode", "attention_decode_merge", cached_config(ctx, E).options);  // reads no key or value
+}
+
+}  // namespace
+
+std::vector<std::function<void()>> attention_programs(Context& ctx, int E, int H, DType kv) {
+  std::vector<std::function<void()>> steps;
+  steps.push_back([&ctx, E] { cached_config(ctx, E); });  // the "attention" program: the CPU forms, probed
+  const bool cpu = host::cpu_forms(ctx.device()) && host::loop_budget(ctx.device()) == 0;  // as attn_config
+  if (cpu && kv != DType::F32)
+    steps.push_back([&ctx, E, kv] {
+      host::Kernel(ctx, "attention", "attention_fwd", fwd_options(cached_config(ctx, E), ForwardKernel::sweeps) +
+                                                          kv_option(kv));
+    });
+  if (!cpu)
+    for (Flash f : {Flash::fwd, Flash::dq, Flash::dkv}) {
+      steps.push_back([&ctx, E, f] { cached_flash(ctx, E, f); });
+      if (kv != DType::F32)
+        steps.push_back([&ctx, E, f, kv] {
+          const char* name = f == Flash::fwd ? "attention_fwd_flash" : f == Flash::dq ? "attention_bwd_dq_flash"
+                                                                                      : "attention_bwd_dkv_flash";
+          host::Kernel(ctx, "attention_flash", name, cached_flash(ctx, E, f).options + kv_option(kv));
+        });
+    }
+  steps.push_back([&ctx, E, H, kv] { decode_split(ctx, E, H, kv, decode_kind(ctx, DecodeKernel::automatic)); });
+  steps.push_back([&ctx, E] { decode_merge(ctx, E); });
+  return steps;
 }
 
 // A single query (decode) splits its keys into runs. On a CPU (per_item):
@@ -226,10 +276,7 @@ void attention_decode(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, c
                       const AttnShape& s, DecodeKernel kind) {
   check_ring(s);
   if (s.T != 1) throw Error(fmt::format("attention_decode: {} queries, expected 1", s.T));
-  const AttnConfig& c = cached_config(ctx, s.E);
-  const std::string options = c.options + kv_option(s.kv);
-  if (kind == DecodeKernel::automatic)
-    kind = ctx.device().type & CL_DEVICE_TYPE_CPU ? DecodeKernel::per_item : DecodeKernel::per_group;
+  kind = decode_kind(ctx, kind);
   const int64_t keys = std::min<int64_t>(s.W, s.pos0 + 1);
   const int64_t cus = int64_t(ctx.device().compute_units);
   const int nparts = kind == DecodeKernel::per_item
@@ -241,26 +288,18 @@ void attention_decode(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, c
   const Buffer& part = ctx.memo<Buffer>(fmt::format("attention decode partials {}", floats),
                                         [&] { return Buffer(ctx, floats * sizeof(float), "attention decode partials"); });
   const float scale = float(1.0 / std::sqrt(double(s.E)));
+  int dt = 0;
+  host::Kernel k = decode_split(ctx, s.E, s.H, s.kv, kind, &dt);
   if (kind == DecodeKernel::per_item) {
-    // The heads are a compile-time constant of this kernel (its per-head state is private).
-    host::Kernel k(ctx, "attention_decode", "attention_decode_split", fmt::format("{} -DATT_DH={}", options, s.H));
     k.args(part, q, kc, vc, s.C, int64_t(s.pos0), s.W, per, nparts, scale);
     const size_t wg = k.fit(8);
     k.launch({host::round_up(size_t(nparts), wg)}, {wg});
   } else {
-    // ATT_DT, the kernel's required group size: 64, halved until the compiled kernel takes it.
-    auto opts = [&](int dt) { return dt == 64 ? options : fmt::format("{} -DATT_DT={}", options, dt); };
-    const int dt = ctx.memo<int>(fmt::format("attention decode E={}{}", s.E, kv_option(s.kv)), [&] {
-      return host::fit_shape(
-          ctx, "attention_decode", {"attention_decode_split_wg"}, 64, opts, [](int n) { return n; },
-          [](int& n, const host::Probe&) { return n > 1 && (n /= 2, true); });
-    });
-    host::Kernel k(ctx, "attention_decode", "attention_decode_split_wg", opts(dt));
     const size_t items = size_t(dt);
     k.args(part, q, kc, vc, s.H, s.C, int64_t(s.pos0), s.W, per, nparts, scale);
     k.launch({size_t(nparts) * items, size_t(s.H)}, {items, 1});
   }
-  host::Kernel m(ctx, "attention_decode", "attention_decode_merge", c.options);  // reads no key or value
+  host::Kernel m = decode_merge(ctx, s.E);
   m.args(out, lse, part, s.H, nparts);
   m.launch({size_t(s.H)}, {1});  // a work-item per head
 }

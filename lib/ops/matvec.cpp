@@ -10,7 +10,6 @@ namespace ttt::ops {
 // The weight's storage type (one program per type).
 std::string options(DType at) { return weight_option(at); }
 
-void matvec_prepare(Context& ctx) { host::Kernel(ctx, "matvec", "matvec_cols", options(DType::F32)); }
 
 // MVS_C x MVS_K of matvec_cols_split: 32 x 8 (a 256-item work-group), halved (k-slices first while they
 // are more than a quarter of the columns) until the compiled kernel takes it.

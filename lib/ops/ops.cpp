@@ -45,34 +45,50 @@ size_t reduce_wg(const Context& ctx, const Kernel& k, int n) {
   return wg;
 }
 
-void prepare_kernels(Context& ctx, int head_dim) {
-  const std::pair<const char*, const char*> kernels[] = {
-      {"embedding", "embedding_fwd"}, {"rmsnorm", "rmsnorm_fwd"}, {"rope", "rope_fwd"}, {"swiglu", "swiglu_fwd"},
-      {"xent", "xent_fwd_tile"},      {"sgd", "sgd_update"}};
-  // One batch for the compile progress ("3/9 attention"): the families above, attention, matvec, and
-  // CLBlast's GEMM programs ("9/9 clblast").
-  ctx.programs().begin_batch(int(std::size(kernels)) + 3);
-  struct EndBatch {
-    Context& ctx;
-    ~EndBatch() { ctx.programs().end_batch(); }  // also when a build throws: the progress line is closed
-  } end_batch{ctx};
-  for (auto [family, name] : kernels) Kernel(ctx, family, name);
-  attention_prepare(ctx, head_dim);
-  matvec_prepare(ctx);
+void prepare_kernels(Context& ctx, const KernelPlan& plan) {
+  std::vector<std::function<void()>> steps;
+  auto program = [&](const char* family, const char* name, std::string options = {}) {
+    steps.push_back([&ctx, family, name, options] { Kernel(ctx, family, name, options); });
+  };
+  for (auto [family, name] : {std::pair{"embedding", "embedding_fwd"}, {"rmsnorm", "rmsnorm_fwd"}, {"rope", "rope_fwd"},
+                              {"swiglu", "swiglu_fwd"}, {"xent", "xent_fwd_tile"}, {"sgd", "sgd_update"}})
+    program(family, name);
+  program("matvec", "matvec_cols");
+  for (DType t : plan.weights) {  // a 16-bit weight is read as stored: embedded, widened, the head's rows and products
+    if (t == DType::F32) continue;
+    program("embedding", "embedding_fwd", weight_option(t));
+    program("convert", "convert_widen", weight_option(t));
+    program("xent", "xent_bwd_final", weight_option(t));
+    program("matvec", "matvec_rows", weight_option(t));
+  }
+  if (plan.kv != DType::F32) program("convert", "convert_narrow_f16");  // keys and values into f16 rings
+  for (auto& step : attention_programs(ctx, plan.head_dim, plan.heads, plan.kv)) steps.push_back(std::move(step));
   // CLBlast builds its GEMM programs inside their first call: the direct kernel
   // (small products) at 1 x 1 x 1 and, with a tuning record (the file's or the
   // built-in one, whose indirect threshold is 64), the indirect one that
   // model-sized products run, at 64 x 64 x 64.
-  ctx.programs().external("clblast", [&] {
-    const bool indirect = host::tuning_state(ctx).source != host::TuningState::None;
-    const size_t n = indirect ? 64 : 1;
-    Buffer a(ctx, n * n * 4, "warm-up"), b(ctx, n * n * 4, "warm-up"), c(ctx, n * n * 4, "warm-up");
-    a.zero(n * n * 4);
-    b.zero(n * n * 4);
-    host::gemm(ctx, host::Trans::N, host::Trans::N, 1, 1, 1, 1.f, a, 0, 1, b, 0, 1, 0.f, c, 0, 1, "warm-up");
-    if (indirect) host::gemm(ctx, host::Trans::N, host::Trans::N, n, n, n, 1.f, a, 0, n, b, 0, n, 0.f, c, 0, n, "warm-up");
-    ctx.finish();
+  steps.push_back([&ctx] {
+    ctx.programs().external("clblast", [&] {
+      const bool indirect = host::tuning_state(ctx).source != host::TuningState::None;
+      const size_t n = indirect ? 64 : 1;
+      Buffer a(ctx, n * n * 4, "warm-up"), b(ctx, n * n * 4, "warm-up"), c(ctx, n * n * 4, "warm-up");
+      a.zero(n * n * 4);
+      b.zero(n * n * 4);
+      host::gemm(ctx, host::Trans::N, host::Trans::N, 1, 1, 1, 1.f, a, 0, 1, b, 0, 1, 0.f, c, 0, 1, "warm-up");
+      if (indirect) host::gemm(ctx, host::Trans::N, host::Trans::N, n, n, n, 1.f, a, 0, n, b, 0, n, 0.f, c, 0, n, "warm-up");
+      ctx.finish();
+    });
   });
+  // One batch for the compile progress ("3/12 attention"), a number a step.
+  ctx.programs().begin_batch(int(steps.size()));
+  struct EndBatch {
+    Context& ctx;
+    ~EndBatch() { ctx.programs().end_batch(); }  // also when a build throws: the progress line is closed
+  } end_batch{ctx};
+  for (auto& step : steps) {
+    ctx.programs().next_in_batch();
+    step();
+  }
 }
 
 }  // namespace ttt::ops

@@ -10,6 +10,7 @@
 #include "ttt/safetensors.hpp"  // DType
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace ttt::ops {
@@ -192,12 +193,21 @@ void global_norm(Context& ctx, const std::vector<std::pair<const Buffer*, int>>&
 void sgd_update(Context& ctx, const std::vector<SgdParam>& params, const Buffer& stats, float lr);
 void sgd_step(Context& ctx, const std::vector<SgdParam>& params, Buffer& partial, Buffer& stats, float lr, float clip);
 
-// Builds (or loads from the program cache) every kernel the engine uses, and
-// runs one tiny GEMM so that CLBlast compiles its kernels too: the first
-// mini-batch then measures compute, not compilation.
-void prepare_kernels(Context& ctx, int head_dim);
-void attention_prepare(Context& ctx, int E);
-void matvec_prepare(Context& ctx);
+// What an engine's kernels are built for: the attention shape, the rings'
+// type and the storage types of its weights.
+struct KernelPlan {
+  int head_dim = 0, heads = 0;
+  DType kv = DType::F32;
+  std::vector<DType> weights;  // each type once
+};
+// Builds (or loads from the program cache) every program the engine's
+// sessions use, as one batch of numbered steps (the compile progress: "3/12
+// attention"), and runs one tiny GEMM so that CLBlast compiles its kernels
+// too: the first mini-batch then measures compute, not compilation.
+void prepare_kernels(Context& ctx, const KernelPlan& plan);
+// attention's part of it: a step per program (the CPU forms' probe, the flash
+// forms, their f16-ring variants, decode's split and merge).
+std::vector<std::function<void()>> attention_programs(Context& ctx, int E, int H, DType kv);
 
 // Work-group size of kernel k's reductions over rows of n: a power of two
 // <= 256 (4 in the CPU forms) and <= what k takes on its device (Kernel::fit).

@@ -1,4 +1,5 @@
-// Progress: the terminal bar and the plain log lines, with their rate limits.
+// Progress: the terminal bar and the plain log lines, with their rate limits,
+// and the timer that says "still working" while one long step runs.
 #include "lib/report/progress.hpp"
 
 #include <fmt/format.h>
@@ -25,9 +26,11 @@ Progress::Progress(size_t total, std::string label, Mode mode, std::FILE* out, C
   if (!out_) mode_ = Mode::Quiet;
   if (mode_ == Mode::Auto) mode_ = isatty(fileno(out_)) ? Mode::Tty : Mode::Plain;
   start_ = now();
+  last_update_wall_ = wall();
 }
 
 Progress::~Progress() {
+  stop_watch();
   if (mode_ == Mode::Tty && !finished_ && bar_len_ > 0) {
     std::fputc('\n', out_);
     std::fflush(out_);
@@ -36,6 +39,12 @@ Progress::~Progress() {
 
 double Progress::now() const {
   if (clock_) return clock_();
+  using namespace std::chrono;
+  return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+double Progress::wall() const {
+  if (wall_) return wall_();
   using namespace std::chrono;
   return duration<double>(steady_clock::now().time_since_epoch()).count();
 }
@@ -53,11 +62,12 @@ std::string Progress::status(bool final) const {
   return s;
 }
 
-void Progress::draw_bar(bool final) {
+void Progress::draw_bar(bool final) { draw_line(status(final), final); }
+
+void Progress::draw_line(const std::string& text, bool final) {
   int cols = 80;
   winsize ws{};
   if (isatty(fileno(out_)) && ioctl(fileno(out_), TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) cols = ws.ws_col;
-  const std::string text = status(final);
   // The bar takes what the label and status leave, within [10, 40]; on a
   // narrow terminal the line is cut short, since a wrapped line breaks \r.
   const int room = cols - 1 - int(label_.size() + text.size() + 5);
@@ -79,8 +89,12 @@ void Progress::draw_bar(bool final) {
 }
 
 void Progress::update(size_t done) {
-  if (finished_ || mode_ == Mode::Quiet) return;
+  if (mode_ == Mode::Quiet) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (finished_) return;
   done_ = done;
+  last_update_wall_ = wall();
+  last_still_ = -1;
   const double t = now();
   if (mode_ == Mode::Tty) {
     if (last_draw_ >= 0 && t - last_draw_ < kTtyInterval) return;
@@ -99,6 +113,8 @@ void Progress::update(size_t done) {
 }
 
 void Progress::finish() {
+  stop_watch();
+  std::lock_guard<std::mutex> lock(mutex_);
   if (finished_) return;
   finished_ = true;
   if (mode_ == Mode::Quiet) return;
@@ -108,6 +124,55 @@ void Progress::finish() {
   }
   std::fprintf(out_, "%s: done, %s\n", label_.c_str(), status(true).c_str());
   std::fflush(out_);
+}
+
+void Progress::set_probe(Probe probe, Clock wall) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  probe_ = std::move(probe);
+  wall_ = std::move(wall);
+  last_update_wall_ = this->wall();
+}
+
+void Progress::watch(Probe probe, Clock wall) {
+  if (mode_ == Mode::Quiet || watcher_.joinable()) return;
+  set_probe(std::move(probe), std::move(wall));
+  watcher_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mutex_);
+    while (!stop_) {
+      wake_.wait_for(lock, std::chrono::milliseconds(500));
+      if (stop_) break;
+      lock.unlock();
+      tick();
+      lock.lock();
+    }
+  });
+}
+
+void Progress::stop_watch() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
+}
+
+void Progress::tick() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (finished_ || mode_ == Mode::Quiet) return;
+  const double t = wall(), idle = t - last_update_wall_;
+  if (idle < kStillAfter) return;
+  if (mode_ == Mode::Plain && last_still_ >= 0 && t - last_still_ < kPlainStillEvery) return;
+  last_still_ = t;
+  const std::string where = probe_ ? probe_() : std::string();
+  const std::string at = where.empty() ? "" : ": " + where;
+  if (mode_ == Mode::Tty) {  // short, for the width of a terminal: the rate and ETA wait for the next update
+    draw_line(fmt::format("{}/{} tokens, still working {}{}", done_, total_, format_duration(idle), at), false);
+  } else {
+    std::fprintf(out_, "%s: still working (%s since the last update)%s\n", label_.c_str(),
+                 format_duration(idle).c_str(), at.c_str());
+    std::fflush(out_);
+  }
 }
 
 }  // namespace ttt

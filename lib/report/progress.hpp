@@ -4,14 +4,18 @@
 // The tools draw it on stderr: stdout carries the report alone.
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
 #include <cstdio>
 #include <functional>
+#include <mutex>
 #include <string>
+#include <thread>
 
 namespace ttt {
 
-// Not thread-safe: one thread calls update() and finish().
+// One thread calls update() and finish(); watch()'s timer thread may show
+// "still working" between them (a mutex keeps the two apart).
 class Progress {
  public:
   enum class Mode {
@@ -28,6 +32,12 @@ class Progress {
   // kPlainMinGap seconds.
   static constexpr double kPlainMinGap = 2.0;
   static constexpr double kPlainHeartbeat = 60.0;
+  // Still working (watch()): after kStillAfter seconds without an update the
+  // bar shows what the probe says; plain lines say it then and every
+  // kPlainStillEvery seconds after, so one slow mini-batch is never silent.
+  static constexpr double kStillAfter = 5.0;
+  static constexpr double kPlainStillEvery = 15.0;
+  using Probe = std::function<std::string()>;  // where the work is now, e.g. "tokens 0-63: forward, block 7/12 done"
 
   Progress(size_t total, std::string label, Mode mode = Mode::Auto, std::FILE* out = stdout, Clock clock = {});
   // Ends a bar left open with a newline, so whatever is printed next (an
@@ -40,11 +50,25 @@ class Progress {
   void finish();             // final line with elapsed time and rate; later calls do nothing
   Mode mode() const { return mode_; }  // never Auto
 
+  // Starts a timer thread that calls tick() twice a second until finish() or
+  // the destructor. probe runs on that thread (Runtime::reached is made for it);
+  // wall: monotonic seconds for the idle time, a steady clock when empty (the
+  // Clock of the constructor may be one only the updating thread can read).
+  void watch(Probe probe, Clock wall = {});
+  // What the timer does, for tests: when no update() came for kStillAfter
+  // seconds of wall time, shows "still working" with the probe's text. A
+  // watch(..., wall) without a thread: set_probe.
+  void set_probe(Probe probe, Clock wall = {});
+  void tick();
+
  private:
   double now() const;
+  double wall() const;
+  void stop_watch();
   // "4096/16384 tokens (25.0%), 812.3 tok/s, ETA 15s"; final: "... (100.0%) in 20s, 812.3 tok/s"
   std::string status(bool final) const;
-  void draw_bar(bool final);
+  void draw_bar(bool final);                              // with the status now
+  void draw_line(const std::string& text, bool final);  // with this text
 
   size_t total_;
   std::string label_;
@@ -56,6 +80,14 @@ class Progress {
   size_t last_decile_ = 0;  // of the last plain line
   size_t bar_len_ = 0;      // length of the line on screen, to blank leftovers
   bool finished_ = false;
+
+  std::mutex mutex_;  // update/finish against tick
+  Probe probe_;
+  Clock wall_;
+  double last_update_wall_ = 0, last_still_ = -1;
+  std::thread watcher_;
+  std::condition_variable wake_;
+  bool stop_ = false;
 };
 
 // "15s", "2m05s", "1h02m": compact durations for ETAs.

@@ -30,7 +30,9 @@
 //   "documents": [ run object + { "name": str, "buckets": [bucket, ...] } (+ compare fields) ],
 //   "buckets":   [ bucket, ... ]   over all documents, only buckets holding tokens
 //   "partial":   bool: the run was interrupted and the figures cover only what was scored,
-//   "planned":   { "documents": int, "tokens": int }  what the whole run would have scored (partial only)
+//   "planned":   { "documents": int, "tokens": int, what the whole run would have scored (partial only),
+//                  "modes": [str, ...], "modes_scored": [str, ...] }  the modes it was to score and those
+//                  whose figures this report holds (an interrupted --compare: "compare" is false when one alone)
 // }
 // A bucket is a stats object plus { "lo": first position, "hi": one past the
 // last, "label": "0-1K" } (+ compare fields without timing). Position i is the
@@ -186,7 +188,11 @@ nlohmann::json report_json(const ReportInput& in) {
     for (const auto& m : in.modes) names.push_back(m.first);
     out["settings"]["modes"] = std::move(names);
   }
-  if (in.partial) out["planned"] = {{"documents", in.documents_planned}, {"tokens", in.tokens_planned}};
+  if (in.partial)
+    out["planned"] = {{"documents", in.documents_planned},
+                      {"tokens", in.tokens_planned},
+                      {"modes", in.modes_planned},
+                      {"modes_scored", in.modes_scored}};
   if (in.kld) {
     const KldSummary& k = *in.kld;
     auto pct = [](const std::vector<std::pair<std::string, double>>& v) {

@@ -4,6 +4,7 @@
 // second panel of the difference. The legend sits above the plot areas, so it
 // hides no data. Standalone: no scripts, no external fonts, valid XML.
 #include "ttt/report.hpp"
+#include "lib/report/svg.hpp"
 
 #include <fmt/format.h>
 
@@ -13,9 +14,8 @@
 #include <optional>
 
 namespace ttt {
-namespace {
 
-std::string esc(const std::string& raw) {
+std::string svg_escape(const std::string& raw) {
   std::string out;
   for (char c : clean_text(raw)) {
     switch (c) {
@@ -29,6 +29,10 @@ std::string esc(const std::string& raw) {
   }
   return out;
 }
+
+namespace {
+
+std::string esc(const std::string& raw) { return svg_escape(raw); }
 
 // Per-position values over all documents as prefix sums, so the mean over
 // any position range costs O(1). Position i is plotted at x = i + 1 (tokens

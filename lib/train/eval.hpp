@@ -29,4 +29,17 @@ EvalResult evaluate_heldout(const Model& m, const std::vector<std::vector<int32_
                             const std::function<bool()>& stop = [] { return false; },
                             const std::function<void(size_t)>& progress = {});
 
+// What an evaluation will take before one has run (an ETA from the first
+// steps): one mini-batch of the first document scored both ways, timed...
+struct HeldoutSample {
+  double seconds = 0;     // for both passes of the sample
+  size_t minibatches = 0;  // in the sample (1; 0 when there is no document to time)
+};
+HeldoutSample time_heldout_sample(const Model& m, const std::vector<std::vector<int32_t>>& docs);
+// ... then every document's mini-batches at the sample's rate, handed to
+// `threads` threads as evaluate_heldout hands them (each document, in order,
+// to the first thread free): the seconds until the last one ends.
+double heldout_seconds(const HeldoutSample& sample, const std::vector<std::vector<int32_t>>& docs, int mini_batch,
+                       int threads);
+
 }  // namespace ttt::train
