@@ -4,6 +4,7 @@
 #include "apps/app.hpp"
 #include "bench/kernels.hpp"
 #include "bench/decode.hpp"
+#include "bench/gemm_copies.hpp"
 #include "bench/peak.hpp"
 #include "bench/roofline.hpp"
 #include "bench/train.hpp"
@@ -316,6 +317,7 @@ int body(int argc, char** argv) {
                  "  decode    per-token decode latency against context: ttt, swa, full attention (JSON, SVG)\n"
                  "  tune      tune CLBlast's SGEMM on the model's shapes, write the tuning file (JSON)\n"
                  "  peak      the device's float32 FMA peak, GFLOP/s (JSON)\n"
+                 "  copies    what CLBlast's pad/transpose copies cost on the model's GEMMs (JSON)\n"
                  "  compare   ttt-cl against the PyTorch reference: tokens/s and NLL difference (JSON)\n"
                  "  roofline  FLOPs and bytes of every kernel per mini-batch, time at a GPU's peak (JSON)\n"
                  "  train     the training gradient (every parameter) on the device against the CPU reference (JSON)\n\n"
@@ -338,6 +340,7 @@ int body(int argc, char** argv) {
   if (cmd == "decode") return sub(ttt::bench::decode);
   if (cmd == "tune") return sub(ttt::bench::tune);
   if (cmd == "peak") return sub(ttt::bench::peak);
+  if (cmd == "copies") return sub(ttt::bench::gemm_copies);
   if (cmd == "compare") return sub(ttt::bench::compare);
   if (cmd == "roofline") return sub(ttt::bench::roofline_table);
   if (cmd == "train") return sub(ttt::bench::train);
