@@ -151,6 +151,51 @@ void timed_call(Context& ctx, const char* label, const std::string& where, Call 
   }
 }
 
+// An operand as handed to CLBlast: the buffer and element offset as given,
+// or (plan.views, offset > 0 and aligned) a sub-buffer starting at the offset,
+// so that CLBlast sees offset 0 and copies nothing on that account. A view of
+// a view is made from its parent (OpenCL has no sub-buffers of sub-buffers).
+class Operand {
+ public:
+  Operand(const Buffer& b, size_t off, bool views, size_t align) : mem_(b.get()), off_(off) {
+    if (!views || off == 0) return;
+    cl_mem parent = nullptr;
+    size_t origin = 0;
+    check(clGetMemObjectInfo(b.get(), CL_MEM_ASSOCIATED_MEMOBJECT, sizeof parent, &parent, nullptr),
+          "clGetMemObjectInfo", "CL_MEM_ASSOCIATED_MEMOBJECT");
+    if (parent) check(clGetMemObjectInfo(b.get(), CL_MEM_OFFSET, sizeof origin, &origin, nullptr),
+                      "clGetMemObjectInfo", "CL_MEM_OFFSET");
+    const size_t at = origin + off * sizeof(float), end = origin + b.bytes();
+    if (at % align || at >= end) return;  // CLBlast copies this one, as it always did
+    cl_buffer_region region{at, end - at};
+    cl_int err = CL_SUCCESS;
+    cl_mem v = clCreateSubBuffer(parent ? parent : b.get(), CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &region,
+                                 &err);
+    check(err, "clCreateSubBuffer", fmt::format("GEMM operand view at byte {} of a buffer of {} bytes", at, b.bytes()));
+    view_ = mem_ = v;
+    off_ = 0;
+  }
+  ~Operand() {
+    if (view_) clReleaseMemObject(view_);  // CLBlast's enqueued kernels hold their own references
+  }
+  Operand(const Operand&) = delete;
+  Operand& operator=(const Operand&) = delete;
+  cl_mem mem() const { return mem_; }
+  size_t off() const { return off_; }
+
+ private:
+  cl_mem mem_;
+  size_t off_;
+  cl_mem view_ = nullptr;
+};
+
+size_t base_align(Context& ctx) {
+  struct Align {
+    size_t bytes;
+  };
+  return ctx.memo<Align>("gemm-view-align", [&] { return Align{Buffer::view_align(ctx)}; }).bytes;
+}
+
 }  // namespace
 
 namespace {
@@ -177,7 +222,12 @@ struct PlanSlot {
 // Created from the tuning file's record (so that the file is read first and a
 // plan set by hand before the first GEMM is never overwritten by it).
 const PlanSlot& plan_slot(Context& ctx) {
-  return ctx.memo<PlanSlot>("gemm-plan", [&] { return PlanSlot{tuning_state(ctx).plan}; });
+  return ctx.memo<PlanSlot>("gemm-plan", [&] {
+    PlanSlot s{tuning_state(ctx).plan};
+    const char* v = std::getenv("TTT_GEMM_VIEWS");  // "off": CLBlast copies offset operands, as before views (A/B)
+    if (v && std::string(v) == "off") s.plan.views = false;
+    return s;
+  });
 }
 }  // namespace
 
@@ -200,19 +250,21 @@ void gemm(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, size_t K, float 
   // plans: CLBlast refuses it (kInvalidDimension), and the error names the GEMM.
   const size_t kb = std::max<size_t>(1, plan.k_block && K > plan.k_block ? plan.k_block : K);
   const size_t nb = plan.n_block && N > plan.n_block ? plan.n_block : N;
+  const size_t align = plan.views ? base_align(ctx) : 1;
   timed_call(ctx, label, where, [&] {
     for (size_t n0 = 0; n0 < N; n0 += nb)
       for (size_t k0 = 0; k0 == 0 || k0 < K; k0 += kb) {
         const size_t n = std::min(nb, N - n0), k = std::min(kb, K - k0);
-        const size_t ao = a_off + (ta == Trans::N ? k0 : k0 * lda);
-        const size_t bo = b_off + (tb == Trans::N ? k0 * ldb + n0 : n0 * ldb + k0);
+        const Operand a(A, a_off + (ta == Trans::N ? k0 : k0 * lda), plan.views, align);
+        const Operand bm(B, b_off + (tb == Trans::N ? k0 * ldb + n0 : n0 * ldb + k0), plan.views, align);
+        const Operand c(C, c_off + n0, plan.views, align);
         const float b = k0 == 0 ? beta : 1.f;
         const clblast::StatusCode st =
             plan.col_major  // C^T = B^T A^T, column-major: the same numbers, other copies inside CLBlast
-                ? clblast::Gemm<float>(clblast::Layout::kColMajor, tr(tb), tr(ta), n, M, k, alpha, B.get(), bo, ldb,
-                                       A.get(), ao, lda, b, C.get(), c_off + n0, ldc, &q)
-                : clblast::Gemm<float>(clblast::Layout::kRowMajor, tr(ta), tr(tb), M, n, k, alpha, A.get(), ao, lda,
-                                       B.get(), bo, ldb, b, C.get(), c_off + n0, ldc, &q);
+                ? clblast::Gemm<float>(clblast::Layout::kColMajor, tr(tb), tr(ta), n, M, k, alpha, bm.mem(),
+                                       bm.off(), ldb, a.mem(), a.off(), lda, b, c.mem(), c.off(), ldc, &q)
+                : clblast::Gemm<float>(clblast::Layout::kRowMajor, tr(ta), tr(tb), M, n, k, alpha, a.mem(), a.off(),
+                                       lda, bm.mem(), bm.off(), ldb, b, c.mem(), c.off(), ldc, &q);
         if (st != clblast::StatusCode::kSuccess) return st;
       }
     return clblast::StatusCode::kSuccess;

@@ -44,10 +44,19 @@ void gemv(Context& ctx, Trans ta, size_t M, size_t N, float alpha, const Buffer&
 //   along K and N, the K panels summed into C (beta = 1 after the first).
 //   CLBlast's kernels keep no cache blocking along K, so on a CPU a long K
 //   streams each work-group's panels from memory; short panels stay in cache.
-// The tuning file's record sets it (pseudo-kernel "TttGemm"); default: row, whole.
+// - views: an operand (or panel) that starts at a non-zero element offset is
+//   handed over as an OpenCL sub-buffer that starts there, when the offset is
+//   a multiple of the device's base address alignment. CLBlast's indirect
+//   Xgemm copies every operand with a non-zero offset into a temporary buffer
+//   (NoTempBuffer), even one already in its kernel's layout: a K panel after
+//   the first, a vocabulary tile of the embedding. Not part of the record
+//   (on unless $TTT_GEMM_VIEWS is "off", a switch to measure the copies;
+//   `ttt-bench copies` turns it off and on).
+// The tuning file's record sets the rest (pseudo-kernel "TttGemm"); default: row, whole.
 struct GemmPlan {
   bool col_major = false;
   size_t k_block = 0, n_block = 0;
+  bool views = true;
   bool operator==(const GemmPlan&) const = default;
 };
 // The plan for ctx's GEMMs from here on; gemm_plan reads it.

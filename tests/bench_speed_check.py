@@ -40,6 +40,13 @@ check(p["fma_peak_items"] > 0 and p["fma_peak_iters"] >= 64, "the probe's size")
 check(p["tuning"]["record"] in ("none", "built-in", "file") and p["tuning"]["name"], f"prefill's tuning {p['tuning']}")
 k = run("peak", "--repeat", "1")
 check(k["bench"] == "peak" and k["fma_peak_gflops"] > 0 and k["compute_units"] > 0, "ttt-bench peak")
+check(p["ttt_cpu_seconds"] > 0 and p["no_ttt_cpu_seconds"] > 0, "prefill reports the process CPU seconds")
+# The copies probe: every GEMM of a mini-batch timed four ways, the copies named.
+g = run("copies", "--preset", "tiny", "--repeat", "1", "--rounds", "1")
+check(g["bench"] == "copies" and len(g["shapes"]) > 0, "ttt-bench copies lists the shapes")
+for s in g["shapes"]:
+    check(all(s[v + "_ms"] > 0 and s[v + "_cpu_ms"] >= 0 for v in ("passed", "views", "weight_laid", "laid")),
+          f"copies times {s['shape']} four ways")
 env = dict(os.environ, TTT_TUNING_FILE="off")
 proc = subprocess.run([bench, "prefill", "--preset", "tiny", "--tokens", "40", "--no-ceiling", "--no-peak"],
                       check=True, capture_output=True, text=True, env=env)

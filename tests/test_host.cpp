@@ -220,6 +220,38 @@ TEST_F(Host, GemmMatchesReferenceWithOffsetsAndTransposes) {
   host::set_gemm_plan(dev(), {});
 }
 
+// Operands at aligned offsets, in K panels whose starts are aligned too: with
+// views (the default) host::gemm hands each over as a sub-buffer starting
+// there, so CLBlast copies none of them for its offset; the numbers are the
+// same bits as without views (CLBlast's copy is exact), and right. One operand
+// is itself a sub-buffer, so its views are made from its parent.
+TEST_F(Host, GemmViewsOfAlignedPanelsGiveTheSameBits) {
+  const size_t al = host::Buffer::view_align(dev()) / sizeof(float);  // floats per base address alignment
+  const int M = 512, N = 512, K = 768;  // panels of 512x512x256: past any XGEMM_MIN_INDIRECT_SIZE default (indirect Xgemm)
+  const size_t off = 3 * al;
+  auto A = random_vec(off + size_t(M) * K, 7), B = random_vec(off + size_t(K) * N, 8), C0 = random_vec(off + size_t(M) * N, 9);
+  std::vector<float> pa(A.begin() + off, A.end()), pb(B.begin() + off, B.end()), want(size_t(M) * N);
+  for (size_t i = 0; i < want.size(); ++i) want[i] = 0.5f * C0[off + i];
+  ref::matmul(want.data(), pa.data(), pb.data(), M, N, K, false, false, true);
+  Canaried dA(dev(), A), dB(dev(), B);
+  // B seen through a view of its buffer that starts one alignment in: the operand offset shrinks by as much.
+  const host::Buffer Bv = dB.buf.view(al * sizeof(float), (B.size() - al) * sizeof(float), "test view of B");
+  std::vector<float> got[2];
+  for (const bool views : {false, true}) {
+    host::set_gemm_plan(dev(), {true, 256, 0, views});  // K panels: every panel start aligned
+    Canaried dC(dev(), C0);
+    host::gemm(dev(), host::Trans::N, host::Trans::N, M, N, K, 1.f, dA.buf, off, K, Bv, off - al, N, 0.5f, dC.buf, off,
+               N);
+    got[views] = dC.get();
+    EXPECT_TRUE(dC.canary_intact()) << "views " << views;
+    EXPECT_TRUE(all_close(std::vector<float>(got[views].begin() + off, got[views].end()), want, 1e-4, 1e-4))
+        << "views " << views;
+    EXPECT_TRUE(std::equal(got[views].begin(), got[views].begin() + off, C0.begin())) << "C before the offset kept";
+  }
+  EXPECT_EQ(got[0], got[1]) << "a view changed the numbers";
+  host::set_gemm_plan(dev(), {});
+}
+
 TEST_F(Host, GemmStridedBatchedAndOperandChecks) {
   const int M = 5, N = 3, K = 4, batch = 3;
   auto A = random_vec(size_t(batch) * M * K, 4), B = random_vec(size_t(batch) * K * N, 5);

@@ -46,6 +46,18 @@ TEST_P(Xent, NllAndGradientMatchReference) {
   EXPECT_TRUE(all_close(dnll2.get(), nll, 1e-5, 1e-5)) << "forward-only sweep";
   EXPECT_TRUE(all_close(ddh.get(), dh, 1e-6, 1e-4));
   for (auto* b : {&dhid, &dW, &dnll, &ddh, &dnll2}) EXPECT_TRUE(b->canary_intact());
+  {
+    // The head laid out for the logits GEMMs (Engine's head_tiles): the same bits, tile by tile.
+    std::vector<float> lay(W.size());
+    for (int v0 = 0; v0 < c.V; v0 += c.tile)
+      ops::logits_tile_layout(lay.data() + size_t(v0) * c.D, W.data(), c.tied, c.V, c.D, v0, std::min(c.tile, c.V - v0));
+    Canaried dlay(dev(), lay), dnll3(dev(), size_t(c.T)), ddh3(dev(), h.size());
+    ops::xent(dev(), scratch, dnll3.buf, &ddh3.buf, dhid.buf, dW.buf, c.tied, dtargets, c.T, c.D, c.V, bos, inv,
+              DType::F32, &dlay.buf);
+    EXPECT_EQ(dnll3.get(), dnll.get()) << "logits from the laid-out tiles";
+    EXPECT_EQ(ddh3.get(), ddh.get()) << "dh from the laid-out tiles";
+    EXPECT_TRUE(all_close(dnll3.get(), nll, 1e-5, 1e-5));
+  }
 
   // The second sweep for training: dh again, and the output embedding's gradient,
   // (V, D) = dl^T h tied, (D, V) = h^T dl as lm_head; both buffers overwritten.

@@ -179,7 +179,7 @@ void BatchSession::Impl::step() {
   }
   const float inv = ref >= 0 ? 1.f / float(count[size_t(ref)]) : 0.f;
   ops::xent(e.ctx, xent, nll, keep ? &dhf : nullptr, hf, e.weights[size_t(e.head)], c.tie_word_embeddings, targets, T, D,
-            c.vocab_size, c.bos_token_id, inv, e.dtype(e.head));
+            c.vocab_size, c.bos_token_id, inv, e.dtype(e.head), e.head_tiles ? &e.head_tiles : nullptr);
   block::mark(p, "loss");
   h_nll.resize(size_t(T));
   nll.read(h_nll.data(), h_nll.size() * sizeof(float), 0, false);

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 
 namespace ttt {
 
@@ -30,6 +31,15 @@ Buffer Engine::Impl::alloc_bytes(size_t n, const char* what) {
 void Engine::Impl::upload_tensor(size_t i, const Model& m) {
   const std::vector<uint8_t> data = table.pack_stored(int(i), m);
   weights[i].write(data.data(), data.size());
+  if (int(i) != head || !head_tiles) return;
+  // head_tiles: tile by tile, (D, nv) = the tile's rows of wte (V, D) transposed, or its columns of lm_head (D, V).
+  const int V = c.vocab_size, D = c.hidden_size, tile = std::min(opts.vocab_tile, c.vocab_size);
+  std::vector<float> t(size_t(tile) * D);
+  for (int v0 = 0; v0 < V; v0 += tile) {
+    const int nv = std::min(tile, V - v0);
+    ops::logits_tile_layout(t.data(), reinterpret_cast<const float*>(data.data()), c.tie_word_embeddings, V, D, v0, nv);
+    head_tiles.write(t.data(), size_t(nv) * D * sizeof(float), size_t(v0) * D * sizeof(float));
+  }
 }
 
 void Engine::Impl::upload(const Model& m) {
@@ -38,6 +48,9 @@ void Engine::Impl::upload(const Model& m) {
   ln_f = table.device_index("ln_f");
   head = c.tie_word_embeddings ? wte : table.device_index("lm_head");
   size_t widest = 0;  // floats of the largest 16-bit weight a block's GEMM reads
+  const char* tiles_env = std::getenv("TTT_HEAD_TILES");  // "on": keep them (V x D floats more, for speed)
+  if (dtype(head) == DType::F32 && host::gemm_plan(ctx).col_major && tiles_env && std::string(tiles_env) == "on")
+    head_tiles = alloc(size_t(c.vocab_size) * c.hidden_size, "output embedding in logits tiles");
   for (size_t i = 0; i < table.device.size(); ++i) {
     const DeviceTensor& d = table.device[i];
     weights.push_back(alloc_bytes(d.bytes(), d.name.c_str()));

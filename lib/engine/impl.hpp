@@ -101,6 +101,16 @@ struct Engine::Impl {
   // A 16-bit weight of the blocks widened to f32 for a GEMM (block::linear):
   // as large as the largest such tensor; empty when every weight is f32.
   mutable Buffer wide;
+  // The output embedding laid out for the logits GEMMs (ops::xent's `tiles`):
+  // for each vocabulary tile of opts.vocab_tile rows, its (D, nv) transpose,
+  // row stride nv, at element v0 * D. Kept when the head is stored in f32 and
+  // the GEMM plan hands CLBlast column-major products (the CPU records): its
+  // kernel then reads each tile as laid out here, where from wte (tb = T) it
+  // transposed the tile into a temporary on every call (docs/performance.md,
+  // "CLBlast's copies"). Written with the head (upload_tensor). Opt-in, with
+  // $TTT_HEAD_TILES=on: they cost V x D floats (376 MB for 125m, a fifth of its
+  // device memory) for 6-8% less CPU time per prefill; empty otherwise.
+  Buffer head_tiles;
   std::vector<BlockIdx> blocks;
   int wte = -1, ln_f = -1, head = -1;  // head: lm_head, or wte when tied
   size_t bytes = 0, per_session = 0;

@@ -151,8 +151,16 @@ struct XentScratch {
   XentScratch(Context& ctx, int T, int D, int tile);
 };
 // W stored as wt: each tile of a 16-bit W is widened into w.wide for its GEMMs.
+// tiles (optional, f32 W only): the same W laid out for the logits GEMMs, tile
+// by tile of w.tile rows its (D, nv) transpose with row stride nv at element
+// v0 * D (Engine's head_tiles); the logits then read it as op(B) = B, the
+// orientation CLBlast's kernel wants, and come out the same.
 void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h, const Buffer& W, bool tied,
-          const Buffer& targets, int T, int D, int V, int bos, float inv_count, DType wt = DType::F32);
+          const Buffer& targets, int T, int D, int V, int bos, float inv_count, DType wt = DType::F32,
+          const Buffer* tiles = nullptr);
+// One tile of that layout on the host: out (D, nv) = rows [v0, v0 + nv) of a
+// tied W (V, D) transposed, or columns [v0, v0 + nv) of lm_head (D, V).
+void logits_tile_layout(float* out, const float* W, bool tied, int V, int D, int v0, int nv);
 // After xent (its m and s): a second vocabulary sweep that forms each tile's
 // logits gradient and from it dh (T, D) and the output embedding's gradient dW
 // (tied: (V, D); lm_head: (D, V)), both overwritten. For training every weight;

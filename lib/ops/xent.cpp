@@ -7,6 +7,8 @@
 
 #include "host/gemm.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <limits>
 
@@ -67,8 +69,11 @@ XentScratch::XentScratch(Context& ctx, int T_, int D_, int tile_)
       D(D_) {}
 
 void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h, const Buffer& W, bool tied,
-          const Buffer& targets, int T, int D, int V, int bos, float inv_count, DType wt) {
+          const Buffer& targets, int T, int D, int V, int bos, float inv_count, DType wt, const Buffer* tiles) {
   if (T == 0) return;
+  if (tiles && (wt != DType::F32 || tiles->bytes() < size_t(V) * D * sizeof(float)))
+    throw Error(fmt::format("xent: logits tiles of {} bytes for a {} output embedding of {}x{}", tiles->bytes(),
+                            dtype_name(wt), V, D));
   // m = -inf, s = 0, U = 0.
   const float neg_inf = -std::numeric_limits<float>::infinity();
   w.m.fill(neg_inf, size_t(T));
@@ -80,7 +85,10 @@ void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h
     const int nv = std::min(w.tile, V - v0);
     const Tile Wt = tile_of(ctx, w, W, wt, tied, D, V, v0, nv);
     // w.logits (T, nv) = h (T, D) @ W[v0:v0+nv]^T
-    if (tied)
+    if (tiles)  // the tile's (D, nv) transpose, laid out at upload
+      host::gemm(ctx, Trans::N, Trans::N, T, nv, D, 1.f, h, 0, D, *tiles, size_t(v0) * D, size_t(nv), 0.f, w.logits,
+                 0, w.tile, "gemm_logits");
+    else if (tied)
       host::gemm(ctx, Trans::N, Trans::T, T, nv, D, 1.f, h, 0, D, *Wt.buf, Wt.off, Wt.ld, 0.f, w.logits, 0, w.tile,
                  "gemm_logits");
     else
@@ -108,6 +116,12 @@ void xent(Context& ctx, XentScratch& w, Buffer& nll, Buffer* dh, const Buffer& h
     bwd.args(*dh, w.U, w.s, targets, W, vstride, dstride, T, D, bos, inv_count);
     bwd.launch({round_up(size_t(D), bwd.fit(64)), size_t(T)}, {bwd.fit(64), 1});
   }
+}
+
+void logits_tile_layout(float* out, const float* W, bool tied, int V, int D, int v0, int nv) {
+  for (size_t d = 0; d < size_t(D); ++d)
+    for (size_t j = 0; j < size_t(nv); ++j)
+      out[d * nv + j] = tied ? W[(size_t(v0) + j) * D + d] : W[d * V + size_t(v0) + j];
 }
 
 void xent_bwd_weights(Context& ctx, XentScratch& w, Buffer& dh, Buffer& dW, const Buffer& h, const Buffer& W, bool tied,
