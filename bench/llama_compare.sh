@@ -13,11 +13,14 @@
 #  3. GGUFs with exactly the 125m shapes and random weights, f32 and f16
 #     (bench/make_gguf.py: 12 layers, D 768, 12 heads, I 1664, V 128256, tied embedding);
 #  4. --runs rounds, each alternating: llama-bench decode (-p 0 -n 32) at
-#     depths 1K and 8K for f32 and f16, ttt-bench decode --no-step at 1K and 8K,
+#     depths 1K and 8K for f32 and f16, ttt-bench decode --no-step at 1K and 8K
+#     (weights f32 with keys/values f32 and f16, f16 and bf16 weights with f16 keys/values),
 #     llama-bench prompt processing of 2048 tokens (-p 2048 -n 0), ttt-bench
 #     prefill --only no-ttt of 2049 tokens. Every run's JSON lands in the work
 #     directory, with the load average before it; a summary table ends the output.
-# A quiet machine matters more than the number of runs: compare ratios within one round.
+# A quiet machine matters more than the number of runs: compare ratios within one round. On a
+# machine shared with other work, `chrt -f 10 bench/llama_compare.sh ...` (root) gives every run
+# the cores first; memory bandwidth stays shared.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,7 +37,7 @@ while [ $# -gt 0 ]; do
     --work) work=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --only-build) steps=build; shift ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "llama_compare.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -99,7 +102,15 @@ for round in $(seq 1 "$runs"); do
       run llama-decode-$dt "$lb" -m "125m-$dt.gguf" -p 0 -n 32 -t "$threads" -r 3 -o json
     fi
   done
-  run ttt-decode "$bench" decode --preset 125m --no-step --contexts 1024,8192 --modes ttt,swa --tokens 16
+  # ttt-cl in each storage llama.cpp is run in: f32 and f16 weights, keys and values in f32 and, as
+  # llama.cpp keeps them by default, in f16; and bf16 weights (the official checkpoints' type).
+  for w in f32 f16 bf16; do
+    for kv in f32 f16; do
+      [ "$w" != f32 ] && [ "$kv" = f32 ] && continue
+      run "ttt-decode-$w-kv$kv" "$bench" decode --preset 125m --no-step --contexts 1024,8192 --modes ttt,swa \
+        --tokens 16 --no-bandwidth --weight-dtype "$w" --kv-dtype "$kv"
+    done
+  done
   run llama-pp-f32 "$lb" -m 125m-f32.gguf -p 2048 -n 0 -t "$threads" -r 2 -o json
   run ttt-prefill "$bench" prefill --preset 125m --tokens 2049 --only no-ttt --no-ceiling
 done
@@ -125,12 +136,13 @@ for dt in ("f32", "f16"):
             rows.setdefault(r.get("n_depth", 0), []).append(1e3 / r["avg_ts"])
     for depth, ms in sorted(rows.items()):
         print(f"| llama.cpp {dt} | decode ms/token at depth {depth} | {med(ms):.1f} |")
-pts = {}
-for doc in load("ttt-decode.r*.json"):
-    for r in doc.get("results", []):
-        pts.setdefault((r["mode"], r["context"]), []).append(r["latency_ms_median"])
-for (mode, ctx), ms in sorted(pts.items()):
-    print(f"| ttt-cl f32 ({mode}) | decode ms/token at context {ctx} | {med(ms):.1f} |")
+for w, kv in (("f32", "f32"), ("f32", "f16"), ("f16", "f16"), ("bf16", "f16")):
+    pts = {}
+    for doc in load(f"ttt-decode-{w}-kv{kv}.r*.json"):
+        for r in doc.get("results", []):
+            pts.setdefault((r["mode"], r["context"]), []).append(r["latency_ms_median"])
+    for (mode, ctx), ms in sorted(pts.items()):
+        print(f"| ttt-cl {w}, keys/values {kv} ({mode}) | decode ms/token at context {ctx} | {med(ms):.1f} |")
 pp = [r["avg_ts"] for doc in load("llama-pp-f32.r*.json") for r in doc]
 if pp:
     # FLOPs per token counted as ttt-bench prefill counts them (bench/model_flops.cpp): the 125m body's

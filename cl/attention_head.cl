@@ -30,6 +30,7 @@ typedef float2 floatv;
 #ifdef KV_F16
 #define kv_t half
 #define KVLOAD(i, p) vload_half((i), (p))  // one element, as float
+#define KVLOAD16(p) vload_half16(0, (p))   // 16 elements from p, as float16
 #if VW == 4
 #define KVLOADV(p) vload_half4(0, (p))  // VW elements from p, as floatv
 #else
@@ -38,5 +39,6 @@ typedef float2 floatv;
 #else
 #define kv_t float
 #define KVLOAD(i, p) (p)[i]     // one element
+#define KVLOAD16(p) vload16(0, p)
 #define KVLOADV(p) vloadv(0, p)  // VW elements from p
 #endif
