@@ -192,13 +192,9 @@ void Session::score(std::span<const int32_t> targets) {
   for (int32_t t : targets) count += t != e.c.bos_token_id;
   const float inv_count = count ? 1.f / float(count) : 0.f;
   ops::xent(e.ctx, e.xent, e.nll, s.fwd_keep ? &e.dhf : nullptr, e.hf, s.w(e.head), e.c.tie_word_embeddings, e.targets,
-<<<<<<< HEAD
-            n, e.c.hidden_size, e.c.vocab_size, e.c.bos_token_id, inv_count, e.dtype(e.head));
-  block::mark(s.pass(), "loss");
-=======
             n, e.c.hidden_size, e.c.vocab_size, e.c.bos_token_id, inv_count, e.dtype(e.head),
             e.head_tiles && !s.live[size_t(e.head)] ? &e.head_tiles : nullptr);  // a trained head has no tiles
->>>>>>> gemm
+  block::mark(s.pass(), "loss");
   s.h_nll.resize(size_t(n));
   e.nll.read(s.h_nll.data(), size_t(n) * sizeof(float), 0, false);
   s.scored = true;
