@@ -15,6 +15,7 @@
 #include "ttt/output.hpp"
 #include "host/program.hpp"
 #include "host/tuning.hpp"
+#include "lib/engine/options.hpp"
 #include "lib/ops/ops.hpp"
 #include "bench/parallel.hpp"
 
@@ -208,6 +209,9 @@ int prefill(int argc, char** argv) {
     j["weight_dtype"] = ttt::app::dtype_flag(e.weight_dtype());
     j["kv_dtype"] = ttt::app::dtype_flag(e.kv_dtype());
     j["session_mb"] = double(e.session_bytes()) / 1048576.0;  // what one more document costs
+    json parts = json::object();  // device_bytes by part (engine, then its own session)
+    for (const auto& [part, n] : ttt::device_parts(e)) parts[part] = n;
+    j["device_parts"] = parts;
   }
   j["peak_rss_mb"] = peak_rss_mb();
   const std::string out = j.dump(2);

@@ -5,6 +5,7 @@
 // are bit-identical, a reset document reproduces itself, and the device
 // matches the CPU reference model step by step on other shapes.
 #include "ttt/engine.hpp"
+#include "ttt/params.hpp"
 #include "lib/reference/model.hpp"
 #include "tests/common.hpp"
 #include "tests/model_fixtures.hpp"
@@ -93,6 +94,17 @@ TEST_F(SixteenBitWeights, Bf16StorageMatchesTheF32Widening) {
     EXPECT_EQ(half.weight_dtype(), DType::BF16);
     EXPECT_EQ(wide.weight_dtype(), DType::F32);
     EXPECT_LT(double(half.weight_bytes()), 0.6 * double(wide.weight_bytes()));
+    // Every matrix in bf16, the prime MLPs' included (norm gains f32) ...
+    const ParamTable t = param_table(m.config);
+    size_t want = 0;
+    for (const DeviceTensor& d : t.device)
+      want += size_t(d.size()) * (d.parts.empty() || t.params[size_t(d.parts.front())].role == ParamRole::Norm ? 4 : 2);
+    EXPECT_EQ(half.weight_bytes(), want);
+    // ... and a session starts from the stored prime weights widened exactly: the f32 widening's, bit for bit.
+    const SessionState sh = half.session().state(), sw = wide.session().state();
+    ASSERT_EQ(sh.prime.size(), sw.prime.size());
+    for (size_t k = 0; k < sh.prime.size(); ++k)
+      EXPECT_EQ(0, std::memcmp(sh.prime[k].data(), sw.prime[k].data(), sh.prime[k].size() * sizeof(float))) << k;
     a = half.session().evaluate(tokens);
     b = wide.session().evaluate(tokens);
   }

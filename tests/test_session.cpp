@@ -8,6 +8,7 @@
 #include "ttt/error.hpp"
 #include "ttt/params.hpp"
 #include "ttt/safetensors.hpp"
+#include "lib/engine/options.hpp"
 #include "lib/ops/ops.hpp"
 #include "tests/common.hpp"
 #include "tests/model_fixtures.hpp"
@@ -330,13 +331,91 @@ TEST_F(SessionTest, EachSessionCostsOnlyItsOwnState) {
   Session s(e), off(e, {.ttt = false, .inner_lr = std::nullopt});
   // + the norm partials and the gradient and weight statistics (3 floats each)
   EXPECT_EQ(s.device_bytes(), (rings + 2 * prime + size_t(ops::sgd_partials(trainable)) + 6) * sizeof(float));
-  EXPECT_EQ(off.device_bytes(), (rings + prime) * sizeof(float));
+  // A session without test-time training reads the engine's prime weights: no copies, no gradients.
+  EXPECT_EQ(off.device_bytes(), rings * sizeof(float));
   EXPECT_EQ(e.session_bytes(), s.device_bytes());
+  Engine plain(rt(), m, {.ttt = false, .inner_lr = std::nullopt});
+  EXPECT_EQ(plain.session_bytes(), rings * sizeof(float));
+  size_t sum = 0;
+  for (const auto& [part, n] : device_parts(plain)) {
+    sum += n;
+    EXPECT_TRUE(part.find("prime") == std::string::npos || n == 0) << part << ": " << n << " bytes";
+  }
+  EXPECT_EQ(sum, plain.device_bytes());
   const size_t before = e.device_bytes();
   {
     Session extra(e);
     EXPECT_EQ(e.device_bytes(), before);  // the engine's own bytes do not grow
   }
+}
+
+// A session without test-time training holds its own prime weights only while
+// a restored state gives it weights other than the engine's; it continues a
+// document as a no-TTT engine holding those weights does.
+TEST_F(SessionTest, NoTttSessionCopiesPrimeWeightsOnlyWhenRestoredWithOthers) {
+  Model m = Model::random(tiny_config(), 26, 0.3f);
+  const Config& c = m.config;
+  const size_t B = size_t(c.mini_batch_size);
+  const auto doc = pattern_tokens(int(4 * B + 3), 23, 7, 3);
+  const std::span<const int32_t> d(doc);
+  const size_t rings = 2 * size_t(c.num_hidden_layers) * size_t(c.sliding_window_size + B - 1) * size_t(c.hidden_size);
+  size_t prime = 0;
+  for (const DeviceTensor& t : param_table(c).device)
+    if (t.trainable) prime += size_t(t.size());
+  Engine e(rt(), m);
+  Session a(e), fresh(e), off(e, {.ttt = false, .inner_lr = std::nullopt});
+  std::vector<float> got(doc.size() - 1), want(doc.size() - 1);
+  for (size_t s = 0; s < 2 * B; s += B) a.step(d.subspan(s, B), d.subspan(s + 1, B), std::span<float>(got).subspan(s, B));
+  const SessionState adapted = a.state(), own = off.state();
+  ASSERT_EQ(own.prime.size(), fresh.state().prime.size());
+  for (size_t k = 0; k < own.prime.size(); ++k)
+    EXPECT_TRUE(same_bits(own.prime[k], fresh.state().prime[k])) << "the engine's weights, as a session starts from them";
+  off.restore(own);
+  EXPECT_EQ(off.device_bytes(), rings * sizeof(float)) << "its own state: still the engine's weights";
+  off.restore(adapted);
+  EXPECT_EQ(off.device_bytes(), (rings + prime) * sizeof(float));
+  for (size_t k = 0; k < adapted.prime.size(); ++k) EXPECT_TRUE(same_bits(off.state().prime[k], adapted.prime[k]));
+  // The same continuation from a no-TTT engine whose weights are the adapted ones (then no copy either).
+  a.download_prime(m);
+  Engine plain(rt(), m, {.ttt = false, .inner_lr = std::nullopt});
+  Session& p = plain.session();
+  p.restore(adapted);
+  EXPECT_EQ(p.device_bytes(), rings * sizeof(float));
+  for (size_t s = 2 * B; s < got.size(); s += B) {
+    const size_t n = std::min(B, got.size() - s);
+    off.step(d.subspan(s, n), d.subspan(s + 1, n), std::span<float>(got).subspan(s, n));
+    p.step(d.subspan(s, n), d.subspan(s + 1, n), std::span<float>(want).subspan(s, n));
+  }
+  EXPECT_TRUE(same_bits(std::vector<float>(got.begin() + 2 * B, got.end()),
+                        std::vector<float>(want.begin() + 2 * B, want.end())));
+  off.reset();
+  EXPECT_EQ(off.device_bytes(), rings * sizeof(float)) << "reset goes back to the engine's weights";
+}
+
+// The engine's scratch of one mini-batch: blocks whose activations are not kept
+// share the first kept set (no set of their own), no set keeps the normed
+// inputs and gates (ForwardOnly), and the test-time backward's scratch lives in
+// memory dead while it runs, all but dL/d(final norm). Numbers stay the same:
+// the golden, paths and interleaving tests.
+TEST_F(SessionTest, EngineScratchSharesWhatLifetimesAllow) {
+  const Model m = Model::random(tiny_config(), 27, 0.3f);
+  const Config& c = m.config;
+  const size_t B = size_t(c.mini_batch_size), D = size_t(c.hidden_size), H = size_t(c.num_attention_heads),
+               I = size_t(c.intermediate_size), S = size_t(c.num_prime_blocks());
+  ASSERT_GT(S, size_t(0));
+  auto part = [](const Engine& e, const std::string& name) {
+    for (const auto& [p, n] : device_parts(e))
+      if (p == name) return n;
+    return size_t(0);
+  };
+  const size_t attn = 7 * D + 3 * H + 2, mlp = D + 2 * I + 2, fwd_only = D + I;  // floats per row, kept
+  Engine e(rt(), m), plain(rt(), m, {.ttt = false, .inner_lr = std::nullopt});
+  EXPECT_EQ(part(e, "activations"), B * (S * (attn + 2 * mlp) + fwd_only) * sizeof(float));
+  EXPECT_EQ(part(plain, "activations"), B * (attn + mlp + fwd_only) * sizeof(float));
+  const size_t all = B * (9 * D + 3 * I + H) * sizeof(float);  // dx, dhf, dm, dg, dh13, dhn, dqkv, dq, dk, dsum
+  EXPECT_GE(part(e, "backward scratch"), B * D * sizeof(float));
+  EXPECT_LT(part(e, "backward scratch"), all / 2);
+  EXPECT_EQ(part(plain, "backward scratch"), size_t(0));
 }
 
 // Forwards with no sync() in between (one token at a time, two sessions on two

@@ -34,9 +34,10 @@ struct EngineOptions {
   // at least as long as every document is full attention (the key/value rings
   // then hold window + B - 1 rows: they grow with the context, not the model).
   int window = 0;
-  // Storage type of the weight matrices on the device (not the test-time
-  // trained ones, nor norm gains: f32 always). Kernels widen as they read and
-  // accumulate in f32. Unset (auto): the file's (Model::dtype), so an f32 file
+  // Storage type of the weight matrices on the device (not norm gains: f32
+  // always; the prime MLPs are stored as t too, and a session that trains
+  // holds its live copy of them, widened exactly, and their gradients in f32).
+  // Kernels widen as they read and accumulate in f32. Unset (auto): the file's (Model::dtype), so an f32 file
   // stays f32 and a bf16 checkpoint stays bf16 (half the bytes).
   std::optional<DType> weight_dtype = std::nullopt;
   // Storage type of the key/value rings on the device: f32, or f16 (half the

@@ -48,8 +48,8 @@ struct DeviceTensor {
   bool trainable = false;  // every part is trainable (parts never mix)
   std::vector<int> parts;  // ParamTable::params indices, left to right; empty: ones (qk-norm off)
   // Storage type on the device. f32 unless store_weights() narrows it: kernels
-  // that read it widen to f32 as they read (trainable tensors, their gradients
-  // and norm gains stay f32).
+  // that read it widen to f32 as they read (norm gains stay f32, and so do a
+  // training session's live copies of the trainable tensors and their gradients).
   DType dtype = DType::F32;
   int64_t size() const { return rows * cols; }
   size_t bytes() const { return size_t(size()) * dtype_size(dtype); }
@@ -69,8 +69,10 @@ struct ParamTable {
   // The inverse: scatters a device tensor's contents into the model's tensors.
   void unpack(int device, const std::vector<float>& data, Model& m) const;
   size_t num_parameters() const;
-  // Stores every weight matrix that is not trained at test time (embedding,
-  // head, attention and MLP projections) as t; the rest stays f32.
+  // Stores every weight matrix (embedding, head, attention, MLP and prime MLP
+  // projections) as t; norm gains stay f32. The prime MLPs' stored values
+  // are where test-time training starts: a session that trains keeps its
+  // own f32 copy (widened exactly) and f32 gradients.
   void store_weights(DType t);
   size_t device_bytes() const;  // every device tensor in its storage type
 };

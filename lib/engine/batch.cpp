@@ -22,7 +22,7 @@ Buffer BatchSession::Impl::alloc(size_t floats, const char* what) {
 }
 
 void BatchSession::Impl::alloc_acts(BlockActs& a, bool prime) {
-  alloc_block_acts(a, size_t(T), e.c, prime, [this](size_t n, const char* what) { return alloc(n, what); });
+  alloc_block_acts(a, size_t(T), e.c, prime, [this](size_t n, const char* what) { return alloc(n, what); }, &fwd_only);
 }
 
 BatchSession::Impl::Impl(Engine::Impl& eng, int slots, SessionOptions o) : e(eng) {
@@ -68,10 +68,11 @@ BatchSession::Impl::Impl(Engine::Impl& eng, int slots, SessionOptions o) : e(eng
       sl.wstats = alloc(3, "weight stats");
     }
   }
-  alloc_acts(shared, c.num_prime_blocks() > 0);
   const int S = trains() ? c.num_prime_blocks() : 0;
   suffix.resize(size_t(S));
+  alloc_forward_only(fwd_only, R, c, [this](size_t n, const char* what) { return alloc(n, what); });
   for (auto& a : suffix) alloc_acts(a, true);
+  alloc_shared_acts(shared, suffix, R, c, [this](size_t n, const char* what) { return alloc(n, what); }, &fwd_only);
   for (int i = 0; i < 1 + 3 * S; ++i) stream.b.push_back(alloc(R * D, "residual stream"));
   ids = alloc(R, "input ids");
   targets = alloc(R, "target ids");
@@ -83,7 +84,17 @@ BatchSession::Impl::Impl(Engine::Impl& eng, int slots, SessionOptions o) : e(eng
   const int tile = std::min(e.opts.vocab_tile, c.vocab_size);
   xent = ops::XentScratch(e.ctx, T, int(D), tile);
   bytes += (R * size_t(tile) + 3 * R + R * D) * sizeof(float);
-  if (S > 0) alloc_backward_scratch(*this, R, e.c, [this](size_t n, const char* what) { return alloc(n, what); });
+  if (e.dtype(e.head) != DType::F32)  // the engine's widening scratch: nothing else widens while the sweep runs
+    xent.wide = e.wide.view(0, size_t(tile) * D * sizeof(float), "xent widened head tile");
+  if (S > 0) {  // the backward's scratch where it fits in memory dead while the backward runs (engine.cpp)
+    auto fresh = [this](size_t n, const char* what) { return alloc(n, what); };
+    Carver dead(dead_during_backward(xent, suffix.front()), Buffer::view_align(e.ctx), fresh);
+    alloc_backward_scratch(*this, R, e.c, fresh, [&dead](size_t n, const char* what) {
+      Buffer b = dead.take(n, what);
+      b.zero();
+      return b;
+    });
+  }
   e.ctx.finish();
 }
 
@@ -103,10 +114,16 @@ void BatchSession::Impl::reset_slot(int s) {
   const size_t ring = size_t(e.C) * size_t(e.c.hidden_size) * e.kv_size();
   for (auto& b : kc) b.zero(ring, size_t(s) * ring);
   for (auto& b : vc) b.zero(ring, size_t(s) * ring);
-  for (size_t i = 0; i < live.size(); ++i)
-    if (live[i])
-      live[i].copy_from(e.weights[i], size_t(e.table.device[i].size()) * sizeof(float), 0,
-                        size_t(s) * stride[i] * sizeof(float));
+  for (size_t i = 0, k = 0; i < live.size(); ++i) {
+    if (!live[i]) continue;
+    const DeviceTensor& d = e.table.device[i];
+    if (d.dtype == DType::F32)
+      live[i].copy_from(e.weights[i], size_t(d.size()) * sizeof(float), 0, size_t(s) * stride[i] * sizeof(float));
+    else  // exact: every 16-bit value is a float
+      ops::convert_widen(e.ctx, slot[size_t(s)].live_v[k], int(d.cols), e.weights[i], d.dtype, 0, int(d.cols),
+                         int(d.rows), int(d.cols));
+    ++k;
+  }
 }
 
 block::Pass BatchSession::Impl::pass(bool keep) {

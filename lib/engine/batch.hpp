@@ -36,9 +36,10 @@ struct BatchSession::Impl {
   };
   std::vector<Slot> slot;
 
-  // Scratch of one step (N * B rows), laid out like the engine's.
-  BlockActs shared;
+  // Scratch of one step (N * B rows), laid out like the engine's (views after their buffers).
+  ForwardOnly fwd_only;
   std::vector<BlockActs> suffix;
+  BlockActs shared;
   Residual stream;
   Buffer ids, targets, cs, nll, hf, rsf, seg;
   ops::XentScratch xent;

@@ -129,9 +129,15 @@ void mlp_bwd(const Pass& p, const MlpIdx& wi, int pre, int post, MlpActs& a, Buf
   norm_wgrad(p, post, mat(dxio, D), mat(a.m, D), a.rs_post, 1, D, c.post_norm);
   ops::rmsnorm_bwd(p.ctx, mat(s.dm, D), false, mat(dxio, D), mat(a.m, D), p.weight(post), a.rs_post, T, 1, D,
                    c.post_norm);
+  // A set that does not keep g and hn has them computed again here (the forward's kernels on the
+  // kept h13, xin and gain: the same numbers), only where a weight gradient reads them.
+  if (a.recompute && p.wants_grad(wi.w2)) ops::swiglu_fwd(p.ctx, a.g, a.h13, T, I);
   linear_dw(p, wi.w2, a.g, s.dm, I, D, "gemm_dw2");  // dW2 (I, D) = g^T dm
   linear_dx(p, s.dg, s.dm, wi.w2, I, D, "gemm_dg");
   ops::swiglu_bwd(p.ctx, s.dh13, s.dg, a.h13, T, I);
+  if (a.recompute && p.wants_grad(wi.w13))
+    ops::rmsnorm_fwd(p.ctx, mat(a.hn, D), a.rs_pre, mat(xin, D), p.weight(pre), nullptr, T, 1, D, c.rms_norm_eps,
+                     c.pre_norm);
   linear_dw(p, wi.w13, a.hn, s.dh13, D, 2 * I, "gemm_dw13");  // dW13 (D, 2I) = hn^T dh13
   if (!need_dx) return;
   linear_dx(p, s.dhn, s.dh13, wi.w13, D, 2 * I, "gemm_dhn");
@@ -224,6 +230,9 @@ void attn_bwd(const Pass& p, int l, BlockActs& a, Buffer& x0, Buffer& d, const S
                    T, H, E, c.qk_norm);
   ops::rmsnorm_bwd(p.ctx, mat(s.dqkv, 3 * D, D), false, mat(s.dkr, D), mat(a.qkv, 3 * D, D), p.weight(b.k_norm), a.rk,
                    T, H, E, c.qk_norm);
+  if (a.recompute && p.wants_grad(b.wqkv))  // hn1 not kept: computed again, as in mlp_bwd
+    ops::rmsnorm_fwd(p.ctx, mat(a.hn1, D), a.rs1, mat(x0, D), p.weight(b.seq_norm), nullptr, T, 1, D, c.rms_norm_eps,
+                     c.pre_norm);
   linear_dw(p, b.wqkv, a.hn1, s.dqkv, D, 3 * D, "gemm_dwqkv");
   linear_dx(p, dhn, s.dqkv, b.wqkv, D, 3 * D, "gemm_dhn");
   norm_wgrad(p, b.seq_norm, mat(dhn, D), mat(x0, D), a.rs1, 1, D, c.pre_norm);
@@ -235,12 +244,14 @@ void attn_bwd(const Pass& p, int l, BlockActs& a, Buffer& x0, Buffer& d, const S
 
 std::function<BlockIO(int)> stream_io(Residual& x, BlockActs& shared, std::vector<BlockActs>& suffix, int first,
                                       bool keep) {
-  return [&x, &shared, &suffix, first, keep](int l) -> BlockIO {
+  // With kept sets the shared set is the first of them (alloc_shared_acts says why that is safe).
+  BlockActs& common = suffix.empty() ? shared : suffix.front();
+  return [&x, &common, &suffix, first, keep](int l) -> BlockIO {
     if (keep && l >= first) {
       const size_t j = size_t(l - first);
       return {&suffix[j], {&x.in(j), &x.after_attn(j), &x.after_prime(j), &x.out(j)}};
     }
-    return {&shared, {&x.shared(), &x.shared(), &x.shared(), &x.shared()}};
+    return {&common, {&x.shared(), &x.shared(), &x.shared(), &x.shared()}};
   };
 }
 
@@ -249,8 +260,8 @@ void block_fwd(const Pass& p, int l, const BlockIO& io) {
   BlockActs& a = *io.acts;
   Buffer &x0 = *io.x[0], &x1 = *io.x[1], &x2 = *io.x[2], &x3 = *io.x[3];
   attn_fwd(p, l, a, x0, x1);
-  if (b.has_prime)
-    mlp_fwd(p, b.prime, b.prime_norm, b.prime_post_norm, a.prime, x1, x2);
+  if (b.has_prime)  // a set with no prime MLP activations (a shared one, not kept) lends the MLP's
+    mlp_fwd(p, b.prime, b.prime_norm, b.prime_post_norm, a.prime.hn ? a.prime : a.ffn, x1, x2);
   else if (&x2 != &x1)
     x2.copy_from(x1, size_t(p.T) * size_t(p.e.c.hidden_size) * sizeof(float));
   mlp_fwd(p, b.mlp, b.ffn_norm, b.ffn_post_norm, a.ffn, x2, x3);

@@ -51,7 +51,7 @@ FullGradient::Impl::Impl(Runtime& rt, const Config& cfg, int n, int vocab_tile)
   acts.resize(size_t(c.num_hidden_layers));
   for (int l = 0; l < c.num_hidden_layers; ++l) alloc_block_acts(acts[size_t(l)], R, c, c.has_prime(l), alloc);
   for (int i = 0; i < 3 * c.num_hidden_layers + 1; ++i) x.push_back(alloc(R * D, "residual stream"));
-  if (!e.dm) alloc_backward_scratch(e, R, c, alloc);  // an engine without test-time training has none
+  if (!e.dm) alloc_backward_scratch(e, R, c, alloc, alloc);  // an engine without test-time training has none
   for (const DeviceTensor& d : e.table.device) grads.push_back(alloc(size_t(d.size()), "weight gradient"));
 }
 

@@ -9,6 +9,8 @@
 #include "ttt/engine.hpp"
 #include "ttt/params.hpp"
 
+#include <map>
+#include <string>
 
 namespace ttt {
 
@@ -40,6 +42,10 @@ struct MlpActs {
   Buffer hn, rs_pre;   // (T, D), (T)
   Buffer h13, g;       // (T, 2I), (T, I)
   Buffer m, rs_post;   // (T, D), (T)
+  // hn and g are views of buffers every set of the owner shares (ForwardOnly):
+  // the backward computes them again (exactly: the same kernel on the same
+  // kept inputs) where a weight gradient needs them.
+  bool recompute = false;
 };
 
 // Activations of one block; suffix blocks keep their own for the backward,
@@ -52,30 +58,76 @@ struct BlockActs {
   Buffer o, lse;       // (T, D), (T, H): attention output and log-sum-exp
   Buffer a, rs2;       // (T, D), (T): o @ Wo and its post-norm rstd
   MlpActs prime, ffn;
+  bool recompute = false;  // hn1 is a view of a shared buffer, as MlpActs::recompute
 };
 
+// The activations that every set of an engine or batched session shares: the
+// normed inputs of the projections and the gates. A forward reads each just
+// after writing it (the next GEMM), and the backward computes again what a
+// weight gradient needs, so no set keeps them: (R, D) and (R, I).
+struct ForwardOnly {
+  Buffer hn, g;
+};
+
+using Alloc = std::function<Buffer(size_t, const char*)>;  // (floats, what)
+
 // Allocates a block's activations for R rows through alloc(floats, what);
-// the prime MLP's only when `prime`. Engine and BatchSession share it.
-void alloc_block_acts(BlockActs& a, size_t R, const Config& c, bool prime,
-                      const std::function<Buffer(size_t, const char*)>& alloc);
-void alloc_mlp_acts(MlpActs& m, size_t R, const Config& c, const std::function<Buffer(size_t, const char*)>& alloc);
+// the prime MLP's only when `prime`; with `f`, the normed inputs and gates are
+// views of f's (and recomputed by the backward). Engine and BatchSession share it.
+void alloc_block_acts(BlockActs& a, size_t R, const Config& c, bool prime, const Alloc& alloc,
+                      const ForwardOnly* f = nullptr);
+void alloc_mlp_acts(MlpActs& m, size_t R, const Config& c, const Alloc& alloc, const ForwardOnly* f = nullptr);
+void alloc_forward_only(ForwardOnly& f, size_t R, const Config& c, const Alloc& alloc);
+
+// The activation set of the blocks whose activations are not kept (Engine and
+// BatchSession, R rows), given the kept sets `suffix` (one per prime block,
+// empty when sessions do not train): none with kept sets (the first kept set
+// serves), else one without prime MLP activations. See engine.cpp for why
+// each sharing is safe.
+void alloc_shared_acts(BlockActs& shared, std::vector<BlockActs>& suffix, size_t R, const Config& c,
+                       const Alloc& alloc, const ForwardOnly* f);
+
+// Views carved from buffers whose contents are dead for a while (each region
+// once, first fit, offsets aligned for sub-buffers); what does not fit is
+// allocated. The views must not outlive the regions.
+class Carver {
+ public:
+  Carver(std::vector<const Buffer*> regions, size_t align, Alloc alloc);
+  Buffer take(size_t floats, const char* what);
+
+ private:
+  std::vector<const Buffer*> regions_;
+  std::vector<size_t> used_;  // bytes taken from each region
+  size_t align_;
+  Alloc alloc_;
+};
 
 // The backward scratch of R rows (dx, dhf, dm, dg, dh13, dhn, dqkv, dqr, dkr,
-// dsum), for any owner with those members: Engine and BatchSession.
-template <typename Owner, typename Alloc>
-void alloc_backward_scratch(Owner& s, size_t R, const Config& c, Alloc alloc) {
+// dsum), for any owner with those members: Engine, BatchSession and
+// FullGradient. dhf (written by the loss, read by the backward) comes from
+// `alloc`, the rest (alive during the backward only) from `during`.
+template <typename Owner, typename Alloc1, typename Alloc2>
+void alloc_backward_scratch(Owner& s, size_t R, const Config& c, Alloc1 alloc, Alloc2 during) {
   const size_t D = size_t(c.hidden_size), H = size_t(c.num_attention_heads), I = size_t(c.intermediate_size);
-  s.dx = alloc(R * D, "dx");
   s.dhf = alloc(R * D, "dhf");
-  s.dm = alloc(R * D, "dm");
-  s.dg = alloc(R * I, "dg");
-  s.dh13 = alloc(R * 2 * I, "dh13");
-  s.dhn = alloc(R * D, "dhn");
-  s.dqkv = alloc(R * 3 * D, "dqkv");
-  s.dqr = alloc(R * D, "dq");
-  s.dkr = alloc(R * D, "dk");
-  s.dsum = alloc(R * H, "attention dsum");
+  s.dx = during(R * D, "dx");
+  s.dm = during(R * D, "dm");
+  s.dg = during(R * I, "dg");
+  s.dh13 = during(R * 2 * I, "dh13");
+  s.dhn = during(R * D, "dhn");
+  s.dqkv = during(R * 3 * D, "dqkv");
+  s.dqr = during(R * D, "dq");
+  s.dkr = during(R * D, "dk");
+  s.dsum = during(R * H, "attention dsum");
 }
+
+// The regions of a step-taking engine or batched session that are dead while
+// its test-time backward runs: the loss's scratch (its logits tile and U,
+// read and written only by the vocabulary sweep, which runs before the
+// backward) and the first kept set's attention activations (the backward
+// stops at the first prime block's prime MLP, before its attention; hn1, a
+// view, is left out).
+std::vector<const Buffer*> dead_during_backward(const ops::XentScratch& xent, const BlockActs& first);
 
 // The residual stream of one mini-batch, (T, D) per buffer. Blocks whose
 // activations are not kept run in place in shared(); suffix block j reads
@@ -97,9 +149,11 @@ struct Engine::Impl {
   float lr = 0;
   int B = 0, C = 0, W = 0;  // mini-batch, ring rows, attention window
   ParamTable table;             // each device tensor's storage type set (store_weights)
-  std::vector<Buffer> weights;  // one per device tensor; trainable ones hold the values as loaded
-  // A 16-bit weight of the blocks widened to f32 for a GEMM (block::linear):
-  // as large as the largest such tensor; empty when every weight is f32.
+  std::vector<Buffer> weights;  // one per device tensor in its storage type; trainable ones hold the values as loaded
+  // A 16-bit weight of the blocks widened to f32 for a GEMM (block::linear),
+  // and a tile of a 16-bit head widened for the loss's sweep (xent.wide, a
+  // view of it: the sweep and the blocks' GEMMs never run at once): as large
+  // as the largest such tensor; empty when every weight is f32.
   mutable Buffer wide;
   // The output embedding laid out for the logits GEMMs (ops::xent's `tiles`):
   // for each vocabulary tile of opts.vocab_tile rows, its (D, nv) transpose,
@@ -114,10 +168,14 @@ struct Engine::Impl {
   std::vector<BlockIdx> blocks;
   int wte = -1, ln_f = -1, head = -1;  // head: lm_head, or wte when tied
   size_t bytes = 0, per_session = 0;
+  std::map<std::string, size_t> parts;  // bytes by part (device_parts)
+  const char* part = "other";           // the part alloc() counts into
 
-  // Scratch of one mini-batch, shared by the sessions.
-  BlockActs shared;               // prefix blocks (and all blocks of sessions that do not train)
+  // Scratch of one mini-batch, shared by the sessions. Members that hold views
+  // of others are declared after them (a view must not outlive its buffer).
+  ForwardOnly fwd_only;
   std::vector<BlockActs> suffix;  // one per prime block, kept for the backward
+  BlockActs shared;               // prefix blocks (and all blocks of sessions that do not train)
   Residual stream;
   Buffer ids, targets, cs, nll, hf, rsf, logits;
   ops::XentScratch xent;
@@ -162,9 +220,14 @@ struct Session::Impl {
   int64_t pos = 0;
   StepInfo info;
   size_t bytes = 0;
+  std::map<std::string, size_t> parts;  // bytes by part (device_parts)
 
   std::vector<Buffer> kc, vc;      // per block: key/value ring (C, D) of kv_dtype, position p at row p % C
-  std::vector<Buffer> live, grad;  // per device tensor: trainable ones only (others empty)
+  // Per device tensor, trainable ones only (others empty): the live f32 prime
+  // weights of a session that trains, and their gradients. A session without
+  // test-time training reads the engine's (live stays empty) unless restore()
+  // gave it weights of its own.
+  std::vector<Buffer> live, grad;
   Buffer partial, gstats, wstats;
 
   // The last forward and what followed it.
@@ -193,8 +256,14 @@ struct Session::Impl {
 
   Impl(Engine::Impl& e, SessionOptions o);
   ~Impl();  // drains the queue: enqueued transfers still point into the staging above
-  Buffer alloc(size_t floats, const char* what);
-  Buffer alloc_bytes(size_t n, const char* what);
+  Buffer alloc(size_t floats, const char* what, const char* part);
+  Buffer alloc_bytes(size_t n, const char* what, const char* part);
+  // The live copies of the trainable tensors, widened from the engine's (reset); allocated when absent.
+  void init_live();
+  void drop_live();  // back to the engine's weights (a session without test-time training)
+  // Trainable tensor i as the session's forward reads it, in f32: its live copy or the engine's, widened.
+  std::vector<float> prime_values(size_t i) const;
+  std::vector<float> engine_values(size_t i) const;  // the engine's, widened
   bool trains() const { return ttt && e.c.num_prime_blocks() > 0; }
   // The buffer of a device tensor: this session's live copy if trainable, else the engine's.
   Buffer& w(int idx) { return live[size_t(idx)] ? live[size_t(idx)] : e.weights[size_t(idx)]; }

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace ttt {
 
@@ -20,24 +21,23 @@ Session::Impl::Impl(Engine::Impl& eng, SessionOptions o) : e(eng) {
   lr = set.lr;
   const size_t D = size_t(e.c.hidden_size);
   for (int l = 0; l < e.c.num_hidden_layers; ++l) {
-    kc.push_back(alloc_bytes(size_t(e.C) * D * e.kv_size(), "key ring"));
-    vc.push_back(alloc_bytes(size_t(e.C) * D * e.kv_size(), "value ring"));
+    kc.push_back(alloc_bytes(size_t(e.C) * D * e.kv_size(), "key ring", "key/value rings"));
+    vc.push_back(alloc_bytes(size_t(e.C) * D * e.kv_size(), "value ring", "key/value rings"));
   }
   live.resize(e.table.device.size());
   grad.resize(e.table.device.size());
+  if (!trains()) return;  // reads the engine's weights: no copies, no gradients
   int trainable = 0;
   for (size_t i = 0; i < e.table.device.size(); ++i) {
     const DeviceTensor& d = e.table.device[i];
     if (!d.trainable) continue;
     ++trainable;
-    live[i] = alloc(size_t(d.size()), d.name.c_str());
-    if (trains()) grad[i] = alloc(size_t(d.size()), "gradient");
+    live[i] = alloc(size_t(d.size()), d.name.c_str(), "prime weights");
+    grad[i] = alloc(size_t(d.size()), "gradient", "prime gradients");
   }
-  if (trains()) {
-    partial = alloc(size_t(ops::sgd_partials(trainable)), "norm partials");
-    gstats = alloc(3, "grad stats");
-    wstats = alloc(3, "weight stats");
-  }
+  partial = alloc(size_t(ops::sgd_partials(trainable)), "norm partials", "step statistics");
+  gstats = alloc(3, "grad stats", "step statistics");
+  wstats = alloc(3, "weight stats", "step statistics");
 }
 
 Session::Impl::~Impl() {
@@ -48,11 +48,51 @@ Session::Impl::~Impl() {
   }
 }
 
-Buffer Session::Impl::alloc(size_t floats, const char* what) { return alloc_bytes(floats * sizeof(float), what); }
+Buffer Session::Impl::alloc(size_t floats, const char* what, const char* part) {
+  return alloc_bytes(floats * sizeof(float), what, part);
+}
 
-Buffer Session::Impl::alloc_bytes(size_t n, const char* what) {
+Buffer Session::Impl::alloc_bytes(size_t n, const char* what, const char* part) {
   bytes += n;
+  parts[part] += n;
   return Buffer(e.ctx, std::max<size_t>(n, 1), what);
+}
+
+void Session::Impl::init_live() {
+  for (size_t i = 0; i < live.size(); ++i) {
+    const DeviceTensor& d = e.table.device[i];
+    if (!d.trainable) continue;
+    if (!live[i]) live[i] = alloc(size_t(d.size()), d.name.c_str(), "prime weights");
+    if (d.dtype == DType::F32)
+      live[i].copy_from(e.weights[i], live[i].bytes());
+    else  // exact: every 16-bit value is a float
+      ops::convert_widen(e.ctx, live[i], int(d.cols), e.weights[i], d.dtype, 0, int(d.cols), int(d.rows), int(d.cols));
+  }
+}
+
+std::vector<float> Session::Impl::prime_values(size_t i) const {
+  return live[i] ? live[i].download<float>(size_t(e.table.device[i].size())) : engine_values(i);
+}
+
+std::vector<float> Session::Impl::engine_values(size_t i) const {
+  const DeviceTensor& d = e.table.device[i];
+  const size_t n = size_t(d.size());
+  if (d.dtype == DType::F32) return e.weights[i].download<float>(n);
+  const std::vector<uint16_t> h = e.weights[i].download<uint16_t>(n);
+  std::vector<float> out(n);
+  for (size_t k = 0; k < n; ++k) out[k] = d.dtype == DType::BF16 ? bf16_to_f32(h[k]) : f16_to_f32(h[k]);
+  return out;
+}
+
+// Frees the live copies a session without test-time training got from restore():
+// it reads the engine's weights again.
+void Session::Impl::drop_live() {
+  for (size_t i = 0; i < live.size(); ++i)
+    if (live[i]) {
+      bytes -= live[i].bytes();
+      parts["prime weights"] -= live[i].bytes();
+      live[i] = Buffer();
+    }
 }
 
 namespace {
@@ -105,8 +145,10 @@ void Session::reset() {
   // just keeps stale numbers of an earlier document out of reach.
   for (auto& b : s.kc) b.zero();
   for (auto& b : s.vc) b.zero();
-  for (size_t i = 0; i < s.live.size(); ++i)
-    if (s.live[i]) s.live[i].copy_from(s.e.weights[i], s.live[i].bytes());
+  if (s.trains())
+    s.init_live();
+  else
+    s.drop_live();
   s.drained();
 }
 
@@ -207,7 +249,7 @@ std::vector<float> Session::logits(int row) {
   if (row < 0 || row >= s.fwd_n)
     throw Error(fmt::format("Session::logits: row {} outside the last forward's 0..{}", row, s.fwd_n - 1));
   const int D = e.c.hidden_size, V = e.c.vocab_size;
-  if (!e.logits) e.logits = e.alloc(size_t(V), "logits row");
+  if (!e.logits) e.logits = e.alloc_bytes(size_t(V) * sizeof(float), "logits row");
   // (1, V) = hf[row] (1, D) @ W^T: wte is (V, D); an untied lm_head is (D, V).
   // A 16-bit head is read as stored by the kernels whatever the option (widening it would need V x D floats).
   const bool tied = e.c.tie_word_embeddings;
@@ -339,8 +381,8 @@ SessionState Session::state() const {
     st.keys.push_back(read_ring(s.kc[l], s.e.kv(), ring));
     st.values.push_back(read_ring(s.vc[l], s.e.kv(), ring));
   }
-  for (const Buffer& b : s.live)
-    if (b) st.prime.push_back(b.download<float>(b.bytes() / sizeof(float)));
+  for (size_t i = 0; i < s.live.size(); ++i)
+    if (s.e.table.device[i].trainable) st.prime.push_back(s.prime_values(i));
   return st;
 }
 
@@ -348,7 +390,7 @@ void Session::restore(const SessionState& st) {
   Impl& s = *impl_;
   const size_t ring = size_t(s.e.C) * size_t(s.e.c.hidden_size);
   size_t trainable = 0;
-  for (const Buffer& b : s.live) trainable += bool(b);
+  for (const DeviceTensor& d : s.e.table.device) trainable += d.trainable;
   if (st.position < 0 || st.keys.size() != s.kc.size() || st.values.size() != s.vc.size() ||
       st.prime.size() != trainable)
     throw Error(fmt::format("Session::restore: a state of {} key rings, {} value rings and {} trainable tensors at "
@@ -359,17 +401,34 @@ void Session::restore(const SessionState& st) {
       throw Error(fmt::format("Session::restore: block {} ring of {} / {} floats, this session's holds {} (another "
                               "window or mini-batch)",
                               l, st.keys[l].size(), st.values[l].size(), ring));
-  for (size_t i = 0, k = 0; i < s.live.size(); ++i)
-    if (s.live[i] && st.prime[k++].size() * sizeof(float) != s.live[i].bytes())
+  for (size_t i = 0, k = 0; i < s.live.size(); ++i) {
+    const DeviceTensor& d = s.e.table.device[i];
+    if (d.trainable && st.prime[k++].size() != size_t(d.size()))
       throw Error(fmt::format("Session::restore: trainable tensor {} ({}) of {} floats, this session's has {}", k - 1,
-                              s.e.table.device[i].name, st.prime[k - 1].size(), s.live[i].bytes() / sizeof(float)));
+                              d.name, st.prime[k - 1].size(), d.size()));
+  }
   s.drained();
+  // A session without test-time training keeps reading the engine's weights when the state holds
+  // them (a state it took itself); other weights it holds in copies of its own.
+  bool own = s.trains();
+  for (size_t i = 0, k = 0; i < s.live.size() && !own; ++i)
+    if (s.e.table.device[i].trainable) {
+      const std::vector<float> mine = s.engine_values(i);
+      own = std::memcmp(mine.data(), st.prime[k++].data(), mine.size() * sizeof(float)) != 0;  // bit for bit
+    }
+  if (!own) s.drop_live();
+  for (size_t i = 0; i < s.live.size() && own; ++i)
+    if (s.e.table.device[i].trainable && !s.live[i])
+      s.live[i] = s.alloc(size_t(s.e.table.device[i].size()), s.e.table.device[i].name.c_str(), "prime weights");
   for (size_t l = 0; l < s.kc.size(); ++l) {
     write_ring(s.kc[l], s.e.kv(), st.keys[l].data(), ring, 0);
     write_ring(s.vc[l], s.e.kv(), st.values[l].data(), ring, 0);
   }
   for (size_t i = 0, k = 0; i < s.live.size(); ++i)
-    if (s.live[i]) s.live[i].write(st.prime[k].data(), st.prime[k].size() * sizeof(float)), ++k;
+    if (s.e.table.device[i].trainable) {
+      if (s.live[i]) s.live[i].write(st.prime[k].data(), st.prime[k].size() * sizeof(float));
+      ++k;
+    }
   s.pos = st.position;
   s.info = {};
   s.fwd_n = 0;
@@ -379,9 +438,9 @@ void Session::restore(const SessionState& st) {
 void Session::download_prime(Model& m) const {
   const Impl& s = *impl_;
   for (size_t i = 0; i < s.live.size(); ++i) {
-    if (!s.live[i]) continue;
     const DeviceTensor& d = s.e.table.device[i];
-    const auto data = s.live[i].download<float>(size_t(d.size()));
+    if (!d.trainable) continue;
+    const auto data = s.prime_values(i);
     for (float x : data)
       if (!std::isfinite(x)) throw Error(fmt::format("{}: adapted weights hold a non-finite value", d.name));
     s.e.table.unpack(int(i), data, m);

@@ -167,7 +167,7 @@ std::vector<uint8_t> ParamTable::pack_stored(int di, const Model& m) const {
 
 void ParamTable::store_weights(DType t) {
   for (DeviceTensor& d : device) {
-    if (d.trainable || d.parts.empty()) continue;
+    if (d.parts.empty()) continue;
     const ParamRole r = params[size_t(d.parts.front())].role;
     d.dtype = r == ParamRole::Norm ? DType::F32 : t;
   }
