@@ -807,6 +807,37 @@ def interrupts(c):
 
 
 @case
+def interrupt_parallel(c):
+    """Ctrl-C with --parallel stops after the current step of the batch: every document in flight is cut there and
+    reported partial (exit 130), not scored to its end (the interrupt used to wait for the longest document, and
+    with fewer documents than --parallel slots it was ignored: exit 0 after the whole run)."""
+    made, long_doc = c.made(), c.long_doc()
+    docs, texts = c.docs()
+    a_only = os.path.join(docs, "a.txt")
+    jp, npth = (os.path.join(c.tmp, f"int-par.{e}") for e in ("json", "nll"))
+    for parallel in ("2", "3"):
+        for f in (jp, npth):
+            if os.path.exists(f):
+                os.remove(f)
+        p = subprocess.Popen([exe("ttt-perplexity"), "-m", made, "-f", long_doc, "-f", a_only, "--parallel", parallel,
+                              "--json", jp, "--nll-out", npth], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        head = p.stderr.readline()  # printed once the documents are loaded, before any scoring
+        p.send_signal(signal.SIGINT)
+        so, se = p.communicate(timeout=600)
+        se = head + se
+        j = json.load(open(jp)) if os.path.exists(jp) else {}
+        lines = open(npth).read().splitlines() if os.path.exists(npth) else [""]
+        long_scored = next((d["tokens"] for d in j.get("documents", []) if d["name"].endswith("long.txt")), None)
+        n_scored = j.get("total", {}).get("tokens", 0)
+        ok = p.returncode == 130 and "INTERRUPTED" in so and j.get("partial") is True
+        ok = ok and long_scored is not None and 0 < long_scored < 20250 - 1 and long_scored % 64 == 0
+        ok = ok and 0 < n_scored < j["planned"]["tokens"] and lines[-1].startswith("# partial: ")
+        check(f"--parallel {parallel}: Ctrl-C cuts the documents in flight (long document: {long_scored} of 20249 "
+              f"tokens), partial results, exit 130", ok, f"exit {p.returncode}; {(so + se)[-600:]}")
+
+
+@case
 def interrupt_keeps_complete(c):
     """An interrupted re-run replaces no complete output: its partial results go to PATH.partial."""
     tmp = c.tmp

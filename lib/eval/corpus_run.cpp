@@ -108,8 +108,8 @@ bool CorpusRun::pass(Engine& engine, size_t mode) {
   total_ = seconds();
   since_.reset();
   workers_.barrier();
-  // The scored prefix of the document the stop came in: reported, never journaled.
-  if (end.doc) store(mode, *end.doc, std::move(end.nll), end.seconds);
+  // The scored prefixes of the documents the stop came in: reported, never journaled.
+  for (PassEnd::Cut& c : end.cut) store(mode, c.doc, std::move(c.nll), c.seconds);
   return !end.interrupted;
 }
 
