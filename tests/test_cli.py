@@ -838,6 +838,28 @@ def interrupt_parallel(c):
 
 
 @case
+def generate_interrupt_prefill(c):
+    """Ctrl-C during ttt-generate's prefill: the summary and the JSON count the prompt tokens read, not the whole
+    prompt (the rate was the whole prompt's over the time of a part), and --save-session writes no session of part
+    of the prompt (it used to, silently: loading it continued a document the user never gave)."""
+    made, long_doc = c.made(), c.long_doc()
+    jp, ses = os.path.join(c.tmp, "gen-int.json"), os.path.join(c.tmp, "gen-int.ses")
+    p = subprocess.Popen([exe("ttt-generate"), "-m", made, "-f", long_doc, "-n", "5", "--json", jp, "--save-session",
+                          ses], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    head = p.stderr.readline()  # the header line, printed before the prefill
+    p.send_signal(signal.SIGINT)
+    _, se = p.communicate(timeout=600)
+    se = head + se
+    j = json.load(open(jp)) if os.path.exists(jp) else {}
+    read, whole = j.get("prompt_tokens_read", -1), j.get("prompt_tokens", 0)
+    ok = p.returncode == 130 and j.get("stopped") == "interrupt" and whole == 20250 and 0 <= read < whole
+    ok = ok and f"prompt {read} of {whole} tokens" in se
+    ok = ok and not os.path.exists(ses) and "--save-session not written" in se
+    check(f"ttt-generate: Ctrl-C in the prefill ({read} of {whole} prompt tokens read): counted as read, no session",
+          ok, f"exit {p.returncode}, session written: {os.path.exists(ses)}; {se[-600:]}")
+
+
+@case
 def interrupt_keeps_complete(c):
     """An interrupted re-run replaces no complete output: its partial results go to PATH.partial."""
     tmp = c.tmp
