@@ -257,6 +257,8 @@ int body(int argc, char** argv) {
               {"mode", full ? "full" : no_ttt ? "swa" : "ttt"},
               {"window", engine.window()},
               {"mini_batch", cfg.mini_batch_size},
+              {"weight_dtype", ttt::app::dtype_flag(engine.weight_dtype())},
+              {"kv_dtype", ttt::app::dtype_flag(engine.kv_dtype())},
               {"prompt", prompt},
               {"prompt_tokens", ids.size()},
               {"prompt_tokens_read", read},  // fewer when Ctrl-C came during the prefill

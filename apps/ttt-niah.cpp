@@ -323,6 +323,8 @@ int body(int argc, char** argv) {
               {"seed", seed},
               {"mini_batch", cfg.mini_batch_size},
               {"sliding_window", cfg.sliding_window_size},
+              {"weight_dtype", ttt::app::dtype_flag(eo.weight_dtype.value_or(model.dtype))},
+              {"kv_dtype", ttt::app::dtype_flag(eo.kv_dtype)},
               {"partial", interrupted()},
               {"seconds", seconds},
               {"results", results}};

@@ -2181,6 +2181,45 @@ def kv_dtype(c):
           and j.get("parallel_ttt", {}).get("runs", [{}])[0].get("max_abs_nll_diff", 1) <= 1e-5, se[-400:])
 
 
+@case
+def storage_on_record(c):
+    """The storage types a run used are on record: ttt-perplexity's report ('storage') and JSON settings, ttt-generate's
+    and ttt-niah's JSON (weight_dtype, kv_dtype); a --journal of other storage types is refused on --resume (its
+    numbers would be reported as this run's)."""
+    made, med, toks = c.made(), c.med, c.mtoks
+    for w, kv in (("auto", "f32"), ("bf16", "f16")):
+        want_w = "f32" if w == "auto" else w
+        jp = os.path.join(c.tmp, f"storage-{w}.json")
+        rc, so, se = run("ttt-perplexity", "-m", med, "--tokens", toks, "--weight-dtype", w, "--kv-dtype", kv, "--json",
+                         jp, "-q")
+        st = json.load(open(jp))["settings"] if rc == 0 else {}
+        check(f"ttt-perplexity --weight-dtype {w} --kv-dtype {kv}: report and JSON say {want_w} weights, {kv} kv",
+              rc == 0 and re.search(rf"storage +{want_w} weights, {kv} kv", so) is not None
+              and st.get("weight_dtype") == want_w and st.get("kv_dtype") == kv, (so + se)[-400:])
+        jp = os.path.join(c.tmp, f"storage-gen-{w}.json")
+        rc, _, se = run("ttt-generate", "-m", made, "-p", "abc", "-n", "2", "-q", "--weight-dtype", w, "--kv-dtype", kv,
+                        "--json", jp)
+        j = json.load(open(jp)) if rc == 0 else {}
+        check(f"ttt-generate --weight-dtype {w} --kv-dtype {kv}: the JSON says so",
+              j.get("weight_dtype") == want_w and j.get("kv_dtype") == kv, se[-300:])
+        jp = os.path.join(c.tmp, f"storage-niah-{w}.json")
+        rc, _, se = run("ttt-niah", "-m", made, "--contexts", "200", "--depths", "0", "--trials", "1", "--needle", "1",
+                        "-q", "--weight-dtype", w, "--kv-dtype", kv, "--json", jp)
+        j = json.load(open(jp)) if rc == 0 else {}
+        check(f"ttt-niah --weight-dtype {w} --kv-dtype {kv}: the JSON says so",
+              j.get("weight_dtype") == want_w and j.get("kv_dtype") == kv, se[-300:])
+    journal = os.path.join(c.tmp, "storage.journal")
+    rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", toks, "--journal", journal, "-q")
+    check("storage: an f32 run writes its journal", rc == 0, se[-300:])
+    for flags in (["--weight-dtype", "bf16"], ["--kv-dtype", "f16"]):
+        rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", toks, "--journal", journal, "--resume", *flags)
+        check(f"--resume {' '.join(flags)} of an f32 run's journal is refused", rc == 1 and re.search(
+            r"error: .*storage.journal: journal written for another model or other options", se), se[-400:])
+    rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", toks, "--journal", journal, "--resume", "--weight-dtype",
+                    "f32", "-q")
+    check("--resume --weight-dtype f32 (what auto gave) continues the f32 journal", rc == 0, se[-300:])
+
+
 def main():
     """test_cli.py BIN_DIR DATA_DIR [--list | CASE...]: the named cases (ctest runs
     each as its own entry), or all of them."""
