@@ -93,7 +93,8 @@ int body(int argc, char** argv) {
   if (full && (load || vm.count("save-session")))
     throw Usage("--full-attention sizes its key/value cache for one run's context; sessions (--save-session, "
                 "--load-session) keep the sliding window's");
-  const ttt::DType kv_dtype = ttt::app::kv_dtype(vm);  // a usage error before the model loads
+  const std::optional<ttt::DType> weight_dtype = ttt::app::weight_dtype(vm);  // usage errors before the model loads
+  const ttt::DType kv_dtype = ttt::app::kv_dtype(vm);
   const int n_predict = vm["n-predict"].as<int>();
   if (n_predict < 0) throw Usage(fmt::format("-n {}: must be >= 0", n_predict));
   if (vm.count("stop"))
@@ -153,7 +154,7 @@ int body(int argc, char** argv) {
   ttt::app::announce_compiles(rt, "ttt-generate");
   ttt::EngineOptions eo;
   eo.ttt = !no_ttt;
-  eo.weight_dtype = ttt::app::weight_dtype(vm);
+  eo.weight_dtype = weight_dtype;
   eo.kv_dtype = kv_dtype;
   if (vm.count("inner-lr")) eo.inner_lr = vm["inner-lr"].as<float>();
   if (full) {

@@ -2220,6 +2220,33 @@ def storage_on_record(c):
     check("--resume --weight-dtype f32 (what auto gave) continues the f32 journal", rc == 0, se[-300:])
 
 
+@case
+def usage_before_model(c):
+    """A bad option value is a usage error (exit 2, naming the flag) found before the model loads: the storage flags
+    of every tool that runs a model (with a model directory that does not exist, whose error would come first
+    otherwise), and ttt-bench's options (checked after the model loaded, some after minutes of timing, and exit 1)."""
+    missing = os.path.join(c.tmp, "no-such-model")
+    tools = [("ttt-perplexity", ["--tokens", c.tokens]), ("ttt-generate", ["-p", "x"]), ("ttt-niah", []),
+             ("ttt-bench", ["prefill"]), ("ttt-bench", ["decode"])]
+    for tool, args in tools:
+        for flag in ("--weight-dtype", "--kv-dtype"):
+            sub = args[:1] if tool == "ttt-bench" else []
+            rest = args[1:] if tool == "ttt-bench" else args
+            expect_error(f"{tool} {' '.join(sub)} {flag} f8 before the model loads", tool,
+                         [*sub, "-m", missing, *rest, flag, "f8"], flag, "f8", code=2)
+    for args, flag in ((["decode", "--preset", "tiny", "--fill", "x"], "--fill"),
+                       (["decode", "--preset", "tiny", "--matvec", "x"], "--matvec"),
+                       (["decode", "--preset", "tiny", "--modes", "ttt,x"], "--modes"),
+                       (["decode", "--preset", "tiny", "--contexts", "0"], "--contexts"),
+                       (["decode", "--preset", "tiny", "-m", missing], "--preset"),
+                       (["prefill", "--preset", "tiny", "--repeat", "0"], "--repeat"),
+                       (["prefill", "--preset", "tiny", "--parallel", "x"], "--parallel"),
+                       (["prefill", "--preset", "tiny", "--parallel", "2", "--docs", "0"], "--docs")):
+        rc, _, se = run("ttt-bench", *args)
+        check(f"ttt-bench {' '.join(args)}: a usage error before the model loads", rc == 2 and flag in se
+              and "loading" not in se and se.startswith("ttt-bench: error: "), f"exit {rc}: {se[-300:]}")
+
+
 def main():
     """test_cli.py BIN_DIR DATA_DIR [--list | CASE...]: the named cases (ctest runs
     each as its own entry), or all of them."""
