@@ -115,14 +115,12 @@ int body(int argc, char** argv) {
   const bool quiet = vm["quiet"].as<bool>();
 
   const std::string model_dir = vm["model"].as<std::string>();
-  ttt::app::Paths()
-      .model("-m", model_dir)
-      .input(vm, "tokenizer")
-      .input(vm, "file")
-      .input(vm, "load-session")
-      .report(vm, "json")
-      .output(vm, "save-session")
-      .check();
+  ttt::app::Paths paths;
+  paths.model("-m", model_dir).input(vm, "tokenizer").input(vm, "file").input(vm, "load-session").report(vm, "json");
+  if (vm.count("save-session"))
+    paths.own_output("--save-session", vm["save-session"].as<std::string>(),
+                     std::string_view(ttt::kSessionMagic, sizeof ttt::kSessionMagic), "a session file");
+  paths.check();
   const ttt::Model model = ttt::Model::load(model_dir, ttt::Weights::deferred);  // read as the engine uploads
   for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-generate: warning: %s\n", w.c_str());
   const ttt::Config& cfg = model.config;

@@ -221,12 +221,16 @@ void check_outputs(const Args& a, const po::variables_map& vm) {
       std::fprintf(stderr, "ttt-perplexity: %s: skipped %s (tool outputs, not documents)\n", flag,
                    fmt::format("{}", fmt::join(skipped, ", ")).c_str());
   }
-  paths.report(vm, "nll-out").report(vm, "json").report(vm, "plot").output(vm, "journal").output(vm, "save-session");
+  paths.report(vm, "nll-out").report(vm, "json").report(vm, "plot").output(vm, "journal");
+  if (a.save_session)
+    paths.own_output("--save-session", *a.save_session,
+                     std::string_view(ttt::kSessionMagic, sizeof ttt::kSessionMagic), "a session file");
   if (a.kld_base) {
     if (a.kld)
       paths.input("--kl-divergence-base", *a.kld_base);
     else
-      paths.output("--kl-divergence-base", *a.kld_base);
+      paths.own_output("--kl-divergence-base", *a.kld_base, std::string_view(ttt::kKldMagic, sizeof ttt::kKldMagic),
+                       "a KL-divergence base");
   }
   if (a.save_weights)
     paths.output_dir("--save-weights", *a.save_weights,

@@ -2247,6 +2247,33 @@ def usage_before_model(c):
               and "loading" not in se and se.startswith("ttt-bench: error: "), f"exit {rc}: {se[-300:]}")
 
 
+@case
+def own_formats_only(c):
+    """--save-session and --kl-divergence-base (written) replace an existing file only when it is one of theirs (the
+    TTT-SES / TTT-KLD header): a user's file of that name is refused before any work and left as it was; a file the
+    tool wrote is replaced, and so is an empty one."""
+    made, doc = c.made(), c.long_doc()
+    notes = c.token_file("notes.txt", "my notes, not a session")
+    for tool, args in (("ttt-generate", ["-p", "abc", "-n", "2", "--save-session", notes]),
+                       ("ttt-perplexity", ["-f", doc, "--max-tokens", "100", "--save-session", notes]),
+                       ("ttt-perplexity", ["-f", doc, "--max-tokens", "100", "--kl-divergence-base", notes])):
+        flag = args[-2]
+        rc, so, se = run(tool, "-m", made, "-q", *args)
+        check(f"{tool} {flag} onto a user's file is refused, the file untouched",
+              rc == 1 and se.startswith(f"{tool}: error: {flag} {notes}: the file exists and is not") and so == ""
+              and untouched(notes, "my notes, not a session"), se[-300:])
+    for flag, name in (("--save-session", "own.ses"), ("--kl-divergence-base", "own.kld")):
+        path = os.path.join(c.tmp, name)
+        open(path, "w").close()  # empty: nothing to lose
+        tool_args = ["-f", doc, "--max-tokens", "100", flag, path]
+        rc1, _, se1 = run("ttt-perplexity", "-m", made, "-q", *tool_args)
+        first = open(path, "rb").read() if rc1 == 0 else b""
+        rc2, _, se2 = run("ttt-perplexity", "-m", made, "-q", "-f", doc, "--max-tokens", "90", flag, path)
+        again = open(path, "rb").read() if rc2 == 0 else b""
+        check(f"ttt-perplexity {flag}: an empty file, then the tool's own, are replaced",
+              rc1 == rc2 == 0 and first[:4] == b"TTT-" and again[:4] == b"TTT-" and first != again, (se1 + se2)[-300:])
+
+
 def main():
     """test_cli.py BIN_DIR DATA_DIR [--list | CASE...]: the named cases (ctest runs
     each as its own entry), or all of them."""
