@@ -13,6 +13,7 @@
 #include "ttt/error.hpp"
 #include "ttt/engine.hpp"
 #include "ttt/output.hpp"
+#include "host/gemm.hpp"
 #include "host/program.hpp"
 #include "host/tuning.hpp"
 #include "lib/engine/options.hpp"
@@ -99,6 +100,7 @@ int prefill(int argc, char** argv) {
   ttt::app::add_device_option(opts);
   ttt::app::add_weight_dtype_option(opts);
   ttt::app::add_kv_dtype_option(opts);
+  ttt::app::add_head_tiles_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench prefill (-m DIR | --preset NAME) [--tokens N] [--json FILE]",
                        "Prefill throughput with and without test-time training on the same model and the same\n"
@@ -111,6 +113,7 @@ int prefill(int argc, char** argv) {
   ttt::EngineOptions wt;
   wt.weight_dtype = ttt::app::weight_dtype(vm);
   wt.kv_dtype = ttt::app::kv_dtype(vm);
+  wt.head_tiles = ttt::app::head_tiles(vm);
   if (only != "both" && only != "ttt" && only != "no-ttt") throw ttt::app::UsageError("--only takes ttt, no-ttt or both");
   {
     ttt::app::Paths paths;
@@ -203,6 +206,12 @@ int prefill(int argc, char** argv) {
     ttt::EngineOptions o = wt;
     o.ttt = only != "no-ttt";
     ttt::Engine e(rt, m, o);
+    // The plan the engine's GEMMs ran with (views as the engine set them) and whether head tiles were
+    // asked for; device_parts["head tiles"] says whether they were taken (f32 head, column-major plan).
+    const ttt::host::GemmPlan plan = ttt::host::gemm_plan(ctx);
+    j["gemm_plan"] = {{"col_major", plan.col_major}, {"k_block", plan.k_block}, {"n_block", plan.n_block},
+                      {"views", plan.views}};
+    j["head_tiles"] = o.head_tiles;
     j["device_mb"] = double(e.device_bytes()) / 1048576.0;
     j["device_bytes"] = e.device_bytes();  // everything the engine and its own session allocate
     j["weight_bytes"] = e.weight_bytes();

@@ -224,8 +224,7 @@ struct PlanSlot {
 const PlanSlot& plan_slot(Context& ctx) {
   return ctx.memo<PlanSlot>("gemm-plan", [&] {
     PlanSlot s{tuning_state(ctx).plan};
-    const char* v = std::getenv("TTT_GEMM_VIEWS");  // "off": CLBlast copies offset operands, as before views (A/B)
-    if (v && std::string(v) == "off") s.plan.views = false;
+    s.plan.views = env_switch("TTT_GEMM_VIEWS").value_or(s.plan.views);  // off: CLBlast copies offset operands (A/B)
     return s;
   });
 }
@@ -233,6 +232,7 @@ const PlanSlot& plan_slot(Context& ctx) {
 
 void set_gemm_plan(Context& ctx, const GemmPlan& plan) { plan_slot(ctx).plan = plan; }
 GemmPlan gemm_plan(Context& ctx) { return plan_slot(ctx).plan; }
+void set_gemm_views(Context& ctx, bool on) { plan_slot(ctx).plan.views = env_switch("TTT_GEMM_VIEWS").value_or(on); }
 
 void gemm(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, size_t K, float alpha, const Buffer& A,
           size_t a_off, size_t lda, const Buffer& B, size_t b_off, size_t ldb, float beta, Buffer& C, size_t c_off,

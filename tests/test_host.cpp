@@ -26,24 +26,6 @@ std::string error_of(const std::function<void()>& f) {
   return "";
 }
 
-// Sets an environment variable for the scope of one test.
-struct ScopedEnv {
-  std::string name, old;
-  bool had;
-  ScopedEnv(const char* n, const std::string& v) : name(n) {
-    const char* o = std::getenv(n);
-    had = o != nullptr;
-    if (had) old = o;
-    ::setenv(n, v.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (had)
-      ::setenv(name.c_str(), old.c_str(), 1);
-    else
-      ::unsetenv(name.c_str());
-  }
-};
-
 class Host : public DeviceTest {};
 
 TEST_F(Host, DeviceSelectionBySpecSubstringAndEnvironment) {
