@@ -62,6 +62,15 @@ void clblast_override(Context& ctx, const std::string& kernel, const std::map<st
                                        ctx.device().name));
 }
 
+std::map<std::string, size_t> clblast_parameters(Context& ctx, const std::string& kernel) {
+  std::unordered_map<std::string, size_t> p;
+  const clblast::StatusCode st = clblast::RetrieveParameters(ctx.device().id, kernel, clblast::Precision::kSingle, p);
+  if (st != clblast::StatusCode::kSuccess)
+    throw ClError(int(st), fmt::format("{} ({}) in clblast::RetrieveParameters: kernel '{}' on '{}'",
+                                       clblast_status_name(int(st)), int(st), kernel, ctx.device().name));
+  return {p.begin(), p.end()};
+}
+
 namespace {
 
 clblast::Transpose tr(Trans t) { return t == Trans::N ? clblast::Transpose::kNo : clblast::Transpose::kYes; }

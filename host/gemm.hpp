@@ -81,5 +81,7 @@ std::string clblast_version();
 // "GemmRoutine", ...) of single precision on ctx's device: every parameter of
 // the kernel by name. Process-wide for that device. Throws naming the kernel.
 void clblast_override(Context& ctx, const std::string& kernel, const std::map<std::string, size_t>& params);
+// The parameters CLBlast uses now for that kernel on ctx's device (its database's, or an override's).
+std::map<std::string, size_t> clblast_parameters(Context& ctx, const std::string& kernel);
 
 }  // namespace ttt::host
