@@ -3,6 +3,7 @@
 // per-kernel device time from profiling events.
 #include "apps/app.hpp"
 #include "bench/kernels.hpp"
+#include "bench/model_options.hpp"
 #include "bench/decode.hpp"
 #include "bench/gemm_copies.hpp"
 #include "bench/peak.hpp"
@@ -83,9 +84,8 @@ Run time_prefill(ttt::Runtime& rt, const ttt::Model& m, const std::vector<int32_
 int prefill(int argc, char** argv) {
   namespace po = ttt::app::po;
   po::options_description opts("Options");
+  ttt::bench::add_model_options(opts, "built in memory (tiny, 125m, ...)");
   opts.add_options()
-      ("model,m", po::value<std::string>(), "model directory")
-      ("preset", po::value<std::string>(), "or: a randomly initialised preset (tiny, 125m, ...), built in memory")
       ("tokens", po::value<int64_t>()->default_value(4096), "length of the synthetic document (>= 2)")
       ("seed", po::value<int64_t>()->default_value(0), "seed of the synthetic tokens and of a preset's weights (>= 0)")
       ("json", po::value<std::string>(), "also write the JSON to this file")
@@ -106,7 +106,7 @@ int prefill(int argc, char** argv) {
                        "Prefill throughput with and without test-time training on the same model and the same\n"
                        "synthetic tokens, per-kernel device time, device memory and peak host RSS, as JSON."))
     return 0;
-  if (vm.count("model") == vm.count("preset")) throw ttt::Error("give exactly one of --model and --preset");
+  const std::string name = ttt::bench::model_name(vm);
   const uint64_t seed = uint64_t(ttt::app::int_option(vm, "seed", 0));
   const size_t n = size_t(ttt::app::int_option(vm, "tokens", 2));
   const std::string only = vm["only"].as<std::string>();
@@ -120,7 +120,6 @@ int prefill(int argc, char** argv) {
     if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
     paths.output(vm, "json").check();
   }
-  const std::string name = vm.count("model") ? vm["model"].as<std::string>() : "preset:" + vm["preset"].as<std::string>();
   std::fprintf(stderr, "loading %s\n", name.c_str());
   // Every engine reads the weights from the file (or the preset's seed) as it uploads them: the
   // host holds no copy of its own beside the device's, so peak RSS is the device's plus the driver's.

@@ -219,6 +219,16 @@ TEST_F(PathsTest, EveryOptionGivesTheSameNumbersOnEveryPath) {
   EXPECT_LT(max_diff(ref("head_tiles_vocab_tile_7"), ref("vocab_tile_7"), 0), same);
 }
 
+// The context's GEMM plan as it was, put back when the test ends (engines and tests change it).
+struct PlanGuard {
+  host::Context& ctx;
+  const host::GemmPlan plan;
+  explicit PlanGuard(host::Context& c) : ctx(c), plan(host::gemm_plan(c)) {}
+  PlanGuard(const PlanGuard&) = delete;
+  PlanGuard& operator=(const PlanGuard&) = delete;
+  ~PlanGuard() { host::set_gemm_plan(ctx, plan); }
+};
+
 size_t head_tile_bytes(const Engine& e) {
   for (const auto& [part, n] : device_parts(e))
     if (part == "head tiles") return n;
@@ -235,13 +245,8 @@ size_t head_tile_bytes(const Engine& e) {
 TEST_F(PathsTest, HeadTilesAreKeptWhereTheyApplyAndChangeNoNumber) {
   ScopedEnv unset("TTT_HEAD_TILES", nullptr);
   host::Context& ctx = host::context(rt());
-  const host::GemmPlan saved = host::gemm_plan(ctx);
-  struct Restore {
-    host::Context& ctx;
-    host::GemmPlan plan;
-    ~Restore() { host::set_gemm_plan(ctx, plan); }
-  } restore{ctx, saved};
-  host::GemmPlan plan = saved;
+  const PlanGuard saved(ctx);
+  host::GemmPlan plan = saved.plan;
   plan.col_major = true;
   host::set_gemm_plan(ctx, plan);
 
@@ -290,12 +295,7 @@ TEST_F(PathsTest, HeadTilesAreKeptWhereTheyApplyAndChangeNoNumber) {
 TEST_F(PathsTest, EnginesSetGemmViewsOnTheirContext) {
   ScopedEnv unset("TTT_GEMM_VIEWS", nullptr);
   host::Context& ctx = host::context(rt());
-  const host::GemmPlan saved = host::gemm_plan(ctx);
-  struct Restore {
-    host::Context& ctx;
-    host::GemmPlan plan;
-    ~Restore() { host::set_gemm_plan(ctx, plan); }
-  } restore{ctx, saved};
+  const PlanGuard saved(ctx);
   const Model m = Model::random(paths_config(), 31, 0.3f);
   EngineOptions off;
   off.gemm_views = false;
