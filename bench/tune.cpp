@@ -16,6 +16,7 @@
 //     candidate that has a plan (the file's record, the built-in one) under the others.
 #include "bench/gemm_timing.hpp"
 #include "bench/model_flops.hpp"
+#include "bench/model_options.hpp"
 #include "bench/tune.hpp"
 #include "apps/app.hpp"
 #include "host/gemm.hpp"
@@ -186,9 +187,8 @@ void apply(host::Context& ctx, const Candidate& c) {
 int tune(int argc, char** argv) {
   namespace po = ttt::app::po;
   po::options_description opts("Options");
+  add_shape_options(opts, "tuned");
   opts.add_options()
-      ("preset", po::value<std::string>()->default_value("125m"), "model preset whose GEMM shapes are tuned")
-      ("model,m", po::value<std::string>(), "or: a model directory (its config.json)")
       ("budget-min", po::value<double>()->default_value(20), "wall-clock budget of the tuner runs, minutes")
       ("tuner-shapes", po::value<int>()->default_value(2), "clblast_tuner_xgemm runs on this many heaviest shapes")
       ("tuner-size-cap", po::value<int>()->default_value(512), "tuners run on the shape with each size capped to this")
@@ -213,8 +213,7 @@ int tune(int argc, char** argv) {
                        "engine applies at its first GEMM; default / tuned / OpenBLAS GFLOP/s per shape print as JSON.\n"
                        "--no-tuners (seeds and plans only) takes a few minutes on a 2-core CPU and is usually enough."))
     return 0;
-  const Config cfg = vm.count("model") ? Config::load(vm["model"].as<std::string>() + "/config.json")
-                                       : preset(vm["preset"].as<std::string>());
+  const Config cfg = shape_config(vm);
   const double budget = vm["budget-min"].as<double>() * 60.0;
   const int reps = std::max(1, vm["reps"].as<int>()), top = std::max(1, vm["top"].as<int>());
   if (budget < 0 || vm["fraction"].as<double>() < 1) throw Error("--budget-min must be >= 0 and --fraction >= 1");

@@ -25,10 +25,17 @@ using json = nlohmann::json;
 namespace {
 constexpr const char* kFormat = "ttt-cl clblast tuning";
 constexpr int kVersion = 1;
+
+// $TTT_TUNING_FILE as set ("" when not): "off" is no file and no built-in record, "none" no file.
+std::string tuning_env() {
+  const char* f = std::getenv("TTT_TUNING_FILE");
+  return f ? f : "";
+}
+bool tuning_off() { return tuning_env() == "off"; }
 }  // namespace
 
 std::string tuning_file_path() {
-  if (const char* f = std::getenv("TTT_TUNING_FILE"); f && *f) return std::string(f) == "off" ? std::string() : f;
+  if (const std::string f = tuning_env(); !f.empty()) return f == "off" || f == "none" ? std::string() : f;
   const std::string dir = program_cache_dir();
   return dir.empty() ? std::string() : (fs::path(dir) / "clblast-tuning.json").string();
 }
@@ -108,6 +115,7 @@ const char* TuningState::name() const {
     case Stale: return "stale";
     case Applied: return "applied";
     case Invalid: return "invalid";
+    case NoFile: return "none";
   }
   return "?";
 }
@@ -150,7 +158,7 @@ bool parse_tuning(const std::string& text, const TuningKey& key, ClblastKernels&
 
 void save_tuning(const std::string& path, const TuningKey& key, const ClblastKernels& kernels,
                  const std::string& extra_json) {
-  if (path.empty()) throw Error("no tuning file path (TTT_TUNING_FILE=off and no cache directory)");
+  if (path.empty()) throw Error("no tuning file path (TTT_TUNING_FILE is off or none, or no cache directory)");
   json j = {{"format", kFormat}, {"version", kVersion}, {"devices", json::array()}};
   if (std::ifstream in(path); in) {  // keep other devices' records of a readable file
     try {
@@ -237,7 +245,22 @@ void apply_builtin(Context& ctx, TuningState& st) {
 TuningState load_and_apply(Context& ctx) {
   TuningState st;
   st.path = tuning_file_path();
-  if (st.path.empty()) return st;  // Off: no file and no built-in record
+  if (st.path.empty() && tuning_off()) {  // Off: no file and no built-in record
+    // Said once per context (a tool has one): "off" reads as "no file" and yet costs the built-in record.
+    const char* b = std::getenv("TTT_TUNING_BUILTIN");
+    if (const BuiltinRecord* rec = builtin_record(DeviceClass::of(ctx.device())); rec && !(b && std::string(b) == "off"))
+      std::fprintf(stderr,
+                   "ttt-cl: note: TTT_TUNING_FILE=off: GEMMs run with CLBlast's defaults, without the built-in "
+                   "record '%s' either (several times slower here); TTT_TUNING_FILE=none reads no file and keeps "
+                   "it\n",
+                   rec->name);
+    return st;
+  }
+  if (st.path.empty()) {  // NoFile: no file by choice or for want of a cache directory
+    st.kind = TuningState::NoFile;
+    apply_builtin(ctx, st);
+    return st;
+  }
   std::ifstream in(st.path, std::ios::binary);
   if (!in) {
     st.kind = TuningState::Missing;
@@ -284,9 +307,16 @@ TuningState load_and_apply(Context& ctx) {
 
 std::string describe_tuning(const DeviceInfo& d) {
   const std::string path = tuning_file_path();
-  if (path.empty()) return "none (TTT_TUNING_FILE=off: CLBlast's defaults)";
-  std::string why = fmt::format("no file '{}'", path);
-  if (std::ifstream in(path, std::ios::binary); in) {
+  const BuiltinRecord* builtin = builtin_record(DeviceClass::of(d));
+  if (path.empty() && tuning_off())
+    return builtin ? fmt::format("none (TTT_TUNING_FILE=off: CLBlast's defaults, without the built-in record '{}'; "
+                                 "TTT_TUNING_FILE=none keeps it)",
+                                 builtin->name)
+                   : "none (TTT_TUNING_FILE=off: CLBlast's defaults)";
+  std::string why = !path.empty()              ? fmt::format("no file '{}'", path)
+                    : tuning_env() == "none" ? std::string("TTT_TUNING_FILE=none")
+                                             : std::string("no cache directory");
+  if (std::ifstream in(path, std::ios::binary); !path.empty() && in) {
     std::ostringstream ss;
     ss << in.rdbuf();
     ClblastKernels kernels;
@@ -298,8 +328,8 @@ std::string describe_tuning(const DeviceInfo& d) {
     }
   }
   const char* off = std::getenv("TTT_TUNING_BUILTIN");
-  if (const BuiltinRecord* rec = builtin_record(DeviceClass::of(d)); rec && !(off && std::string(off) == "off"))
-    return fmt::format("built-in '{}' ({}; 'ttt-bench tune --no-tuners' refines it)", rec->name, why);
+  if (builtin && !(off && std::string(off) == "off"))
+    return fmt::format("built-in '{}' ({}; 'ttt-bench tune --no-tuners' refines it)", builtin->name, why);
   return fmt::format("none ({}: CLBlast's defaults; 'ttt-bench tune --no-tuners' writes one)", why);
 }
 

@@ -58,6 +58,8 @@ class Tuning : public DeviceTest {
   }
   // Whether the test device is one the built-in record is for.
   bool builtin_device() { return host::builtin_record(host::DeviceClass::of(dev().device())) != nullptr; }
+  // Its name ("pocl-cpu-vec16" on AVX-512); call only where builtin_device().
+  std::string builtin_name() { return host::builtin_record(host::DeviceClass::of(dev().device()))->name; }
   host::TuningState gemm_state_on_fresh_context(std::string* stderr_text = nullptr) {
     host::Context c(host::select_device());
     const int M = 93, N = 144, K = 7;
@@ -146,7 +148,7 @@ TEST_F(Tuning, MissingFileMeansTheBuiltinRecordWhereOneFits) {
   EXPECT_EQ(err, "");
   if (builtin_device()) {
     EXPECT_EQ(st.source, host::TuningState::Builtin);
-    EXPECT_EQ(st.record(), fmt::format("built-in '{}'", host::builtin_record(host::DeviceClass::of(dev().device()))->name));
+    EXPECT_EQ(st.record(), "built-in '" + builtin_name() + "'");
     EXPECT_EQ(st.plan, (host::GemmPlan{true, 512, 0}));
   } else {
     EXPECT_EQ(st.source, host::TuningState::None);
@@ -220,10 +222,65 @@ TEST_F(Tuning, MissingRecordOnACpuIsOneNoteAtTheFirstLargeGemm) {
   EXPECT_EQ(large_gemm(), "");
 }
 
+// "off" reads as "no file" and yet drops the built-in record too, so where
+// there is one to drop it says so on stderr, and ttt-info's line says so too.
 TEST_F(Tuning, OffDisablesTheFileAndTheBuiltinRecord) {
   ::setenv("TTT_TUNING_FILE", "off", 1);
   EXPECT_EQ(host::tuning_file_path(), "");
-  EXPECT_EQ(gemm_on_fresh_context(), host::TuningState::Off);
+  std::string err;
+  const host::TuningState st = gemm_state_on_fresh_context(&err);
+  EXPECT_EQ(st.kind, host::TuningState::Off);
+  EXPECT_EQ(st.source, host::TuningState::None);
+  const std::string line = host::describe_tuning(dev().device());
+  if (builtin_device()) {
+    EXPECT_EQ(err.rfind("ttt-cl: note: TTT_TUNING_FILE=off: GEMMs run with CLBlast's defaults, without the built-in "
+                        "record '" + builtin_name() + "' either",
+                        0),
+              0u)
+        << err;
+    EXPECT_NE(err.find("TTT_TUNING_FILE=none"), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    EXPECT_NE(line.find("without the built-in record '" + builtin_name() + "'"), std::string::npos) << line;
+  } else {
+    EXPECT_EQ(err, "");
+    EXPECT_EQ(line, "none (TTT_TUNING_FILE=off: CLBlast's defaults)");
+  }
+  ::setenv("TTT_TUNING_BUILTIN", "off", 1);  // both asked off: nothing to say
+  EXPECT_EQ(gemm_on_fresh_context(&err), host::TuningState::Off);
+  EXPECT_EQ(err, "");
+}
+
+// "none": no file read, none written by default, and the built-in record
+// where one fits, as out of the box; TTT_TUNING_BUILTIN=off still drops it.
+TEST_F(Tuning, NoneReadsNoFileAndKeepsTheBuiltinRecord) {
+  write("{ not read: not json");  // were it read, a warning
+  ::setenv("TTT_TUNING_FILE", "none", 1);
+  EXPECT_EQ(host::tuning_file_path(), "");
+  std::string err;
+  const host::TuningState st = gemm_state_on_fresh_context(&err);
+  EXPECT_EQ(err, "");
+  EXPECT_EQ(st.kind, host::TuningState::NoFile);
+  EXPECT_STREQ(st.name(), "none");
+  const std::string line = host::describe_tuning(dev().device());
+  if (builtin_device()) {
+    EXPECT_EQ(st.source, host::TuningState::Builtin);
+    EXPECT_EQ(st.plan, (host::GemmPlan{true, 512, 0}));
+    EXPECT_EQ(line, "built-in '" + builtin_name() + "' (TTT_TUNING_FILE=none; 'ttt-bench tune --no-tuners' refines it)");
+  } else {
+    EXPECT_EQ(st.source, host::TuningState::None);
+    EXPECT_EQ(line.rfind("none (TTT_TUNING_FILE=none: CLBlast's defaults", 0), 0u) << line;
+  }
+  try {
+    host::save_tuning(host::tuning_file_path(), host::TuningKey::of(dev().device()), {}, "");
+    ADD_FAILURE() << "saved a tuning file with TTT_TUNING_FILE=none";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("off or none"), std::string::npos) << e.what();
+  }
+  ::setenv("TTT_TUNING_BUILTIN", "off", 1);
+  const host::TuningState plain = gemm_state_on_fresh_context(&err);
+  EXPECT_EQ(plain.kind, host::TuningState::NoFile);
+  EXPECT_EQ(plain.source, host::TuningState::None);
+  EXPECT_EQ(plain.plan, host::GemmPlan{});
 }
 
 TEST_F(Tuning, StaleRecordForAnotherDeviceOrDriverIsIgnoredQuietly) {
