@@ -71,6 +71,9 @@ void add_kv_dtype_option(po::options_description& opts);
 DType kv_dtype(const po::variables_map& vm);
 // "f16 kv": the rings' storage, for header lines.
 std::string kv_label(DType t);
+// "--head-tiles": the same switch in every tool that prefills (EngineOptions::head_tiles).
+void add_head_tiles_option(po::options_description& opts);
+bool head_tiles(const po::variables_map& vm);
 
 // The text of a file, or of standard input for "-"; errors name `flag` and the path.
 std::string read_text(const std::string& path, const std::string& flag);

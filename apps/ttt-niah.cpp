@@ -130,6 +130,7 @@ int body(int argc, char** argv) {
   ttt::app::add_device_option(opts);
   ttt::app::add_weight_dtype_option(opts);
   ttt::app::add_kv_dtype_option(opts);
+  ttt::app::add_head_tiles_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm,
                        "ttt-niah -m MODEL_DIR [--contexts 1024,2048] [--depths 0,0.5,1] [--trials 4] [--needle all] "
@@ -155,6 +156,7 @@ int body(int argc, char** argv) {
   ttt::EngineOptions eo;  // usage errors in the storage flags before the model loads
   eo.weight_dtype = ttt::app::weight_dtype(vm);
   eo.kv_dtype = ttt::app::kv_dtype(vm);
+  eo.head_tiles = ttt::app::head_tiles(vm);
   const uint64_t seed = vm["seed"].as<uint64_t>();
   const bool quiet = vm["quiet"].as<bool>();
   if (vm.count("inner-lr") && std::find(modes.begin(), modes.end(), ttt::Mode::ttt) == modes.end())

@@ -89,6 +89,7 @@ po::options_description options() {
   ttt::app::add_device_option(opts);
   ttt::app::add_weight_dtype_option(opts);
   ttt::app::add_kv_dtype_option(opts);
+  ttt::app::add_head_tiles_option(opts);
   return opts;
 }
 
@@ -111,6 +112,7 @@ struct Args {
   std::optional<float> inner_lr;
   std::optional<ttt::DType> weight_dtype;  // nullopt: the file's
   ttt::DType kv_dtype = ttt::DType::F32;
+  bool head_tiles = false;
   int parallel = 1;
   std::optional<std::string> journal, nll_out, json, plot, save_weights;
   std::optional<std::string> kld_base, save_session;  // --kl-divergence-base: written, or read with --kl-divergence
@@ -135,6 +137,7 @@ Args read_args(const po::variables_map& vm) {
   a.full = vm["full-attention"].as<bool>();
   a.weight_dtype = ttt::app::weight_dtype(vm);
   a.kv_dtype = ttt::app::kv_dtype(vm);
+  a.head_tiles = ttt::app::head_tiles(vm);
   a.no_ttt = vm["no-ttt"].as<bool>();
   a.ttt = !a.no_ttt && !a.full;
   a.compare = given(vm, "compare");
@@ -253,6 +256,7 @@ ttt::EngineOptions engine_options(const Args& a) {
   eo.inner_lr = a.inner_lr;
   eo.weight_dtype = a.weight_dtype;
   eo.kv_dtype = a.kv_dtype;
+  eo.head_tiles = a.head_tiles;
   return eo;
 }
 

@@ -2,6 +2,7 @@
 // PyTorch on the host CPU) on the same model directory and the same tokens in
 // one run: tokens/s of each, their ratio and the largest per-token NLL difference.
 #include "bench/gemm_timing.hpp"
+#include "bench/model_options.hpp"
 #include "bench/tune.hpp"
 #include "apps/app.hpp"
 #include "ttt/output.hpp"
@@ -47,9 +48,8 @@ std::string quote(const std::string& s) {
 int compare(int argc, char** argv) {
   namespace po = ttt::app::po;
   po::options_description opts("Options");
+  add_model_options(opts, "saved to a temporary directory");
   opts.add_options()
-      ("model,m", po::value<std::string>(), "model directory")
-      ("preset", po::value<std::string>(), "or: a randomly initialised preset, saved to a temporary directory")
       ("tokens", po::value<size_t>()->default_value(2049), "length of the synthetic document")
       ("seed", po::value<uint64_t>()->default_value(0), "seed of the tokens and of a preset's weights")
       ("no-ttt", po::bool_switch(), "both sides without test-time training")
@@ -66,7 +66,7 @@ int compare(int argc, char** argv) {
                        "(bench/pytorch_reference.py, float32 eager, CPU or --torch-device cuda): tokens/s of each and the largest\n"
                        "NLL difference, as JSON. Needs python3-torch; ttt-cl itself does not."))
     return 0;
-  if (vm.count("model") == vm.count("preset")) throw Error("give exactly one of --model and --preset");
+  const std::string name = model_name(vm);
   const size_t n = vm["tokens"].as<size_t>();
   if (n < 2 || n > 10'000'000) throw Error("--tokens must be in 2..10000000");
   const uint64_t seed = vm["seed"].as<uint64_t>();
@@ -111,7 +111,7 @@ int compare(int argc, char** argv) {
     for (auto t : tokens) f << t << "\n";
   }
 
-  json j = {{"bench", "compare"}, {"model", vm.count("model") ? dir : "preset:" + vm["preset"].as<std::string>()},
+  json j = {{"bench", "compare"}, {"model", name},
             {"tokens", n}, {"ttt", ttt}, {"load_before", load_average()}};
 
   // ttt-cl: a two-token warm-up builds the forward's kernels (from the disk caches when warm).

@@ -1,4 +1,7 @@
+// `ttt-bench decode --plot`: the SVG of decode latency against context, one line per mode
+// (bench/decode_plot.hpp); text escaped by lib/report's svg_escape.
 #include "bench/decode_plot.hpp"
+#include "lib/report/svg.hpp"
 
 #include <fmt/format.h>
 
@@ -9,20 +12,6 @@
 
 namespace ttt::bench {
 namespace {
-
-std::string xml_escape(const std::string& raw) {
-  std::string out;
-  for (char ch : raw) {
-    switch (ch) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += ch;
-    }
-  }
-  return out;
-}
 
 // At most `width` pixels of text at font size `px` (an average glyph is about 0.6 em wide): a longer
 // one keeps its head and tail around an ellipsis, so a long model path or device name is never cut off.
@@ -58,10 +47,10 @@ std::string svg_plot(const std::vector<Point>& pts, const std::string& title, co
   s << fmt::format(R"s(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="12">)s", W, H)
     << "\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     << fmt::format(R"s(<text x="{}" y="20" font-size="14" text-anchor="middle">{}</text>)s", W / 2,
-                   xml_escape(fit_text(title, W - 20, 14)))
+                   svg_escape(fit_text(title, W - 20, 14)))
     << "\n"
     << fmt::format(R"s(<text x="{}" y="38" font-size="11" text-anchor="middle" fill="#555">{}</text>)s", W / 2,
-                   xml_escape(fit_text(subtitle, W - 20, 11)))
+                   svg_escape(fit_text(subtitle, W - 20, 11)))
     << "\n";
   for (double v = 0; v <= ytop + step / 2; v += step)
     s << fmt::format(R"s(<line x1="{}" x2="{}" y1="{:.1f}" y2="{:.1f}" stroke="#ddd"/><text x="{}" y="{:.1f}" text-anchor="end">{:g}</text>)s",

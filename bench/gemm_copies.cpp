@@ -3,6 +3,7 @@
 #include "bench/gemm_copies.hpp"
 #include "bench/gemm_timing.hpp"
 #include "bench/model_flops.hpp"
+#include "bench/model_options.hpp"
 #include "apps/app.hpp"
 #include "host/gemm.hpp"
 #include "host/runtime.hpp"
@@ -132,9 +133,8 @@ host::Buffer random_buffer(host::Context& ctx, size_t n, const char* what, uint3
 int gemm_copies(int argc, char** argv) {
   namespace po = ttt::app::po;
   po::options_description opts("Options");
-  opts.add_options()                                                                                      //
-      ("preset", po::value<std::string>()->default_value("125m"), "model preset whose GEMM shapes are timed")  //
-      ("model,m", po::value<std::string>(), "or: a model directory (its config.json)")                     //
+  add_shape_options(opts, "timed");
+  opts.add_options()                                                                                  //
       ("repeat", po::value<int>()->default_value(3), "timed calls per variant and shape (best of)")          //
       ("rounds", po::value<int>()->default_value(2), "rounds over every variant, alternated (best of)")      //
       ("only", po::value<std::string>(), "time only the shapes whose label contains this");
@@ -151,8 +151,7 @@ int gemm_copies(int argc, char** argv) {
     return 0;
   const int reps = vm["repeat"].as<int>(), rounds = vm["rounds"].as<int>();
   if (reps < 1 || reps > 100 || rounds < 1 || rounds > 20) throw Error("--repeat must be in 1..100, --rounds in 1..20");
-  const Config cfg = vm.count("model") ? Config::load(vm["model"].as<std::string>() + "/config.json")
-                                       : preset(vm["preset"].as<std::string>());
+  const Config cfg = shape_config(vm);
   ttt::Runtime rt(ttt::app::device_spec(vm));
   host::Context& ctx = host::context(rt);
   const host::TuningState& ts = host::tuning_state(ctx);

@@ -6,6 +6,7 @@
 #include "bench/train.hpp"
 
 #include "apps/app.hpp"
+#include "bench/model_options.hpp"
 #include "bench/roofline.hpp"
 #include "lib/engine/full_gradient.hpp"
 #include "lib/reference/meta.hpp"
@@ -38,9 +39,8 @@ double since(std::chrono::steady_clock::time_point t0) {
 int train(int argc, char** argv) {
   namespace po = app::po;
   po::options_description opts("Options");
+  add_model_options(opts, "built in memory (tiny-bytes, tiny, ...)");
   opts.add_options()
-      ("model,m", po::value<std::string>(), "model directory")
-      ("preset", po::value<std::string>(), "or: a randomly initialised preset (tiny-bytes, tiny, ...), built in memory")
       ("mode", po::value<std::string>()->default_value("pretrain"), "objective: pretrain, meta (one prime block) or meta-fo")
       ("inner-lr", po::value<double>(), "meta, meta-fo: the test-time learning rate (default: the config's inner_lr)")
       ("seq-len", po::value<int64_t>()->default_value(1024), "tokens per document (each document has one more, the last target)")
@@ -55,7 +55,7 @@ int train(int argc, char** argv) {
                   "Throughput of the training gradient (pretrain, meta or meta-fo, every parameter) on the device and on\n"
                   "the CPU reference, the device's GEMM share, and the largest difference between the two, as JSON."))
     return 0;
-  if (vm.count("model") == vm.count("preset")) throw app::UsageError("give exactly one of --model and --preset");
+  const std::string name = model_name(vm);
   const int T = int(app::int_option(vm, "seq-len", 1, 1 << 20));
   const int64_t docs = app::int_option(vm, "docs", 1, 10000);
   const int64_t ref_docs = app::int_option(vm, "reference-docs", 0, docs);
@@ -65,7 +65,6 @@ int train(int argc, char** argv) {
     if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
     paths.output(vm, "json").check();
   }
-  const std::string name = vm.count("model") ? vm["model"].as<std::string>() : "preset:" + vm["preset"].as<std::string>();
   ref::Objective mode;
   try {
     mode = ref::parse_objective(vm["mode"].as<std::string>());

@@ -3,6 +3,7 @@
 // per-kernel device time from profiling events.
 #include "apps/app.hpp"
 #include "bench/kernels.hpp"
+#include "bench/model_options.hpp"
 #include "bench/decode.hpp"
 #include "bench/gemm_copies.hpp"
 #include "bench/peak.hpp"
@@ -13,6 +14,7 @@
 #include "ttt/error.hpp"
 #include "ttt/engine.hpp"
 #include "ttt/output.hpp"
+#include "host/gemm.hpp"
 #include "host/program.hpp"
 #include "host/tuning.hpp"
 #include "lib/engine/options.hpp"
@@ -82,9 +84,8 @@ Run time_prefill(ttt::Runtime& rt, const ttt::Model& m, const std::vector<int32_
 int prefill(int argc, char** argv) {
   namespace po = ttt::app::po;
   po::options_description opts("Options");
+  ttt::bench::add_model_options(opts, "built in memory (tiny, 125m, ...)");
   opts.add_options()
-      ("model,m", po::value<std::string>(), "model directory")
-      ("preset", po::value<std::string>(), "or: a randomly initialised preset (tiny, 125m, ...), built in memory")
       ("tokens", po::value<int64_t>()->default_value(4096), "length of the synthetic document (>= 2)")
       ("seed", po::value<int64_t>()->default_value(0), "seed of the synthetic tokens and of a preset's weights (>= 0)")
       ("json", po::value<std::string>(), "also write the JSON to this file")
@@ -99,18 +100,20 @@ int prefill(int argc, char** argv) {
   ttt::app::add_device_option(opts);
   ttt::app::add_weight_dtype_option(opts);
   ttt::app::add_kv_dtype_option(opts);
+  ttt::app::add_head_tiles_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench prefill (-m DIR | --preset NAME) [--tokens N] [--json FILE]",
                        "Prefill throughput with and without test-time training on the same model and the same\n"
                        "synthetic tokens, per-kernel device time, device memory and peak host RSS, as JSON."))
     return 0;
-  if (vm.count("model") == vm.count("preset")) throw ttt::app::UsageError("give exactly one of --model and --preset");
+  const std::string name = ttt::bench::model_name(vm);
   const uint64_t seed = uint64_t(ttt::app::int_option(vm, "seed", 0));
   const size_t n = size_t(ttt::app::int_option(vm, "tokens", 2));
   const std::string only = vm["only"].as<std::string>();
   ttt::EngineOptions wt;
   wt.weight_dtype = ttt::app::weight_dtype(vm);
   wt.kv_dtype = ttt::app::kv_dtype(vm);
+  wt.head_tiles = ttt::app::head_tiles(vm);
   if (only != "both" && only != "ttt" && only != "no-ttt") throw ttt::app::UsageError("--only takes ttt, no-ttt or both");
   // Every option is checked before the model loads: a usage error is never found after minutes of timing.
   const int repeat = vm["repeat"].as<int>();
@@ -128,7 +131,6 @@ int prefill(int argc, char** argv) {
     if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
     paths.output(vm, "json").check();
   }
-  const std::string name = vm.count("model") ? vm["model"].as<std::string>() : "preset:" + vm["preset"].as<std::string>();
   std::fprintf(stderr, "loading %s\n", name.c_str());
   // Every engine reads the weights from the file (or the preset's seed) as it uploads them: the
   // host holds no copy of its own beside the device's, so peak RSS is the device's plus the driver's.
@@ -209,6 +211,12 @@ int prefill(int argc, char** argv) {
     ttt::EngineOptions o = wt;
     o.ttt = only != "no-ttt";
     ttt::Engine e(rt, m, o);
+    // The plan the engine's GEMMs ran with (views as the engine set them) and whether head tiles were
+    // asked for; device_parts["head tiles"] says whether they were taken (f32 head, column-major plan).
+    const ttt::host::GemmPlan plan = ttt::host::gemm_plan(ctx);
+    j["gemm_plan"] = {{"col_major", plan.col_major}, {"k_block", plan.k_block}, {"n_block", plan.n_block},
+                      {"views", plan.views}};
+    j["head_tiles"] = o.head_tiles;
     j["device_mb"] = double(e.device_bytes()) / 1048576.0;
     j["device_bytes"] = e.device_bytes();  // everything the engine and its own session allocate
     j["weight_bytes"] = e.weight_bytes();

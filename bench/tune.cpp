@@ -16,6 +16,7 @@
 //     candidate that has a plan (the file's record, the built-in one) under the others.
 #include "bench/gemm_timing.hpp"
 #include "bench/model_flops.hpp"
+#include "bench/model_options.hpp"
 #include "bench/tune.hpp"
 #include "apps/app.hpp"
 #include "host/gemm.hpp"
@@ -125,7 +126,11 @@ std::vector<Candidate> run_tuner(const std::string& tuner, const std::string& ke
 // - the hand search: 8x8 results per work-item, 8- or 4-wide vectors;
 // - the best kernel of the quiet-machine search on this CI-class machine
 //   (docs/performance.md, 2026-11-24: 106 GFLOP/s in the tuner at 1024x1024x768);
-// - a GEMMK = 1 kernel (every operand rotated: no copy for row-major NN).
+// - a GEMMK = 1 kernel (every operand rotated: no copy for row-major NN);
+// - register blocks for AVX-512: each work-item keeps a 64 x 4 block of C in 16
+//   vector registers (the built-in 'pocl-cpu-vec16') or a 48 x 8 one in 24 (the
+//   fastest on shapes 48 divides, slower where it pads), shapes CLBlast's own
+//   tuners never try (their work-groups are 8 x 8 items or more on each side).
 // Parameters in the order GEMMK KREG KWG KWI MDIMA MDIMC MWG NDIMB NDIMC NWG STRM STRN VWM VWN.
 std::vector<Candidate> seeds() {
   const char* names[] = {"GEMMK", "KREG",  "KWG", "KWI",  "MDIMA", "MDIMC", "MWG",
@@ -135,7 +140,11 @@ std::vector<Candidate> seeds() {
       {"seed: Xgemm no local memory, 8x8 per work-item, vectors 4", {0, 1, 32, 2, 8, 8, 64, 8, 8, 64, 0, 0, 4, 4}},
       {"seed: best Xgemm of the 2026-11-24 quiet search (PoCL, AVX-512 EPYC)",
        {0, 1, 16, 2, 8, 8, 128, 16, 8, 128, 1, 1, 8, 8}},
-      {"seed: Xgemm GEMMK 1, 8x8 per work-item, KREG 4", {1, 4, 16, 1, 8, 8, 64, 8, 8, 64, 0, 0, 8, 4}}};
+      {"seed: Xgemm GEMMK 1, 8x8 per work-item, KREG 4", {1, 4, 16, 1, 8, 8, 64, 8, 8, 64, 0, 0, 8, 4}},
+      {"seed: Xgemm register blocks, 64x4 per work-item, 16-wide vectors (AVX-512)",
+       {0, 1, 16, 1, 1, 1, 64, 16, 16, 64, 0, 0, 16, 1}},
+      {"seed: Xgemm register blocks, 48x8 per work-item, 16-wide vectors (AVX-512)",
+       {0, 1, 16, 1, 1, 1, 48, 8, 8, 64, 0, 0, 16, 1}}};
   std::vector<Candidate> out;
   for (const auto& [origin, values] : table) {
     Candidate c;
@@ -178,9 +187,8 @@ void apply(host::Context& ctx, const Candidate& c) {
 int tune(int argc, char** argv) {
   namespace po = ttt::app::po;
   po::options_description opts("Options");
+  add_shape_options(opts, "tuned");
   opts.add_options()
-      ("preset", po::value<std::string>()->default_value("125m"), "model preset whose GEMM shapes are tuned")
-      ("model,m", po::value<std::string>(), "or: a model directory (its config.json)")
       ("budget-min", po::value<double>()->default_value(20), "wall-clock budget of the tuner runs, minutes")
       ("tuner-shapes", po::value<int>()->default_value(2), "clblast_tuner_xgemm runs on this many heaviest shapes")
       ("tuner-size-cap", po::value<int>()->default_value(512), "tuners run on the shape with each size capped to this")
@@ -199,14 +207,13 @@ int tune(int argc, char** argv) {
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench tune [--preset NAME | -m DIR] [--budget-min M]",
                        "Tunes CLBlast's SGEMM for this device on the model's GEMM shapes: CLBlast's own tuners\n"
-                       "(clblast-utils) propose kernels; those, four hand-made seeds and the file's record are checked\n"
+                       "(clblast-utils) propose kernels; those, six hand-made seeds and the file's record are checked\n"
                        "against CLBlast's defaults and timed through the real routine, the best again under GEMM plans\n"
                        "(row- or column-major hand-over, K and N panels). The winner goes into the tuning file the\n"
                        "engine applies at its first GEMM; default / tuned / OpenBLAS GFLOP/s per shape print as JSON.\n"
                        "--no-tuners (seeds and plans only) takes a few minutes on a 2-core CPU and is usually enough."))
     return 0;
-  const Config cfg = vm.count("model") ? Config::load(vm["model"].as<std::string>() + "/config.json")
-                                       : preset(vm["preset"].as<std::string>());
+  const Config cfg = shape_config(vm);
   const double budget = vm["budget-min"].as<double>() * 60.0;
   const int reps = std::max(1, vm["reps"].as<int>()), top = std::max(1, vm["top"].as<int>());
   if (budget < 0 || vm["fraction"].as<double>() < 1) throw Error("--budget-min must be >= 0 and --fraction >= 1");
@@ -356,7 +363,7 @@ int tune(int argc, char** argv) {
     }
     std::fprintf(stderr, "  %s: %.2f s per mini-batch\n", c.origin.c_str(), c.objective);
     tried.push_back({{"origin", c.origin}, {"kernels", c.kernels}, {"tuner_gflops", c.tuner_gflops},
-                     {"gemm_seconds_per_mini_batch", c.objective}});
+                     {"gemm_seconds_per_mini_batch", c.objective}, {"seconds_per_shape", c.seconds}});
     done.push_back(std::move(c));
   };
   for (auto& c : cands) evaluate(c);

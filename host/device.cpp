@@ -276,4 +276,12 @@ std::string Context::passed() {
 }
 void Context::flush() { check(clFlush(queue_), "clFlush", fmt::format("on '{}'", device_.name)); }
 
+std::optional<bool> env_switch(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return std::nullopt;
+  const std::string s(v);
+  if (s == "on" || s == "off") return s == "on";
+  throw Error(fmt::format("${}='{}': give on or off (or leave it unset)", name, s));
+}
+
 }  // namespace ttt::host

@@ -18,10 +18,16 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace ttt::host {
+
+// An on/off switch read from the environment: nullopt when $name is unset or
+// empty, true for "on", false for "off"; any other value is an Error naming
+// the variable (a misspelt switch must not silently measure the other path).
+std::optional<bool> env_switch(const char* name);
 
 // A device as the public API describes it (ttt::Device: names, type, limits),
 // and what only the host layer needs: its OpenCL handles, its type bits and

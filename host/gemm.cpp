@@ -62,6 +62,15 @@ void clblast_override(Context& ctx, const std::string& kernel, const std::map<st
                                        ctx.device().name));
 }
 
+std::map<std::string, size_t> clblast_parameters(Context& ctx, const std::string& kernel) {
+  std::unordered_map<std::string, size_t> p;
+  const clblast::StatusCode st = clblast::RetrieveParameters(ctx.device().id, kernel, clblast::Precision::kSingle, p);
+  if (st != clblast::StatusCode::kSuccess)
+    throw ClError(int(st), fmt::format("{} ({}) in clblast::RetrieveParameters: kernel '{}' on '{}'",
+                                       clblast_status_name(int(st)), int(st), kernel, ctx.device().name));
+  return {p.begin(), p.end()};
+}
+
 namespace {
 
 clblast::Transpose tr(Trans t) { return t == Trans::N ? clblast::Transpose::kNo : clblast::Transpose::kYes; }
@@ -224,8 +233,7 @@ struct PlanSlot {
 const PlanSlot& plan_slot(Context& ctx) {
   return ctx.memo<PlanSlot>("gemm-plan", [&] {
     PlanSlot s{tuning_state(ctx).plan};
-    const char* v = std::getenv("TTT_GEMM_VIEWS");  // "off": CLBlast copies offset operands, as before views (A/B)
-    if (v && std::string(v) == "off") s.plan.views = false;
+    s.plan.views = env_switch("TTT_GEMM_VIEWS").value_or(s.plan.views);  // off: CLBlast copies offset operands (A/B)
     return s;
   });
 }
@@ -233,6 +241,7 @@ const PlanSlot& plan_slot(Context& ctx) {
 
 void set_gemm_plan(Context& ctx, const GemmPlan& plan) { plan_slot(ctx).plan = plan; }
 GemmPlan gemm_plan(Context& ctx) { return plan_slot(ctx).plan; }
+void set_gemm_views(Context& ctx, bool on) { plan_slot(ctx).plan.views = env_switch("TTT_GEMM_VIEWS").value_or(on); }
 
 void gemm(Context& ctx, Trans ta, Trans tb, size_t M, size_t N, size_t K, float alpha, const Buffer& A,
           size_t a_off, size_t lda, const Buffer& B, size_t b_off, size_t ldb, float beta, Buffer& C, size_t c_off,

@@ -49,9 +49,10 @@ void gemv(Context& ctx, Trans ta, size_t M, size_t N, float alpha, const Buffer&
 //   a multiple of the device's base address alignment. CLBlast's indirect
 //   Xgemm copies every operand with a non-zero offset into a temporary buffer
 //   (NoTempBuffer), even one already in its kernel's layout: a K panel after
-//   the first, a vocabulary tile of the embedding. Not part of the record
-//   (on unless $TTT_GEMM_VIEWS is "off", a switch to measure the copies;
-//   `ttt-bench copies` turns it off and on).
+//   the first, a vocabulary tile of the embedding. Not part of the record:
+//   on unless set_gemm_views turns it off (an engine does, from
+//   EngineOptions::gemm_views); $TTT_GEMM_VIEWS=on|off overrides both, the
+//   switch to measure the copies. `ttt-bench copies` sets whole plans.
 // The tuning file's record sets the rest (pseudo-kernel "TttGemm"); default: row, whole.
 struct GemmPlan {
   bool col_major = false;
@@ -62,6 +63,8 @@ struct GemmPlan {
 // The plan for ctx's GEMMs from here on; gemm_plan reads it.
 void set_gemm_plan(Context& ctx, const GemmPlan& plan);
 GemmPlan gemm_plan(Context& ctx);
+// The plan's `views` from here on: `on`, unless $TTT_GEMM_VIEWS says otherwise.
+void set_gemm_views(Context& ctx, bool on);
 
 // Releases CLBlast's cached programs and kernels (every context's). Context's
 // destructor calls it so that no OpenCL object outlives its context or is
@@ -78,5 +81,7 @@ std::string clblast_version();
 // "GemmRoutine", ...) of single precision on ctx's device: every parameter of
 // the kernel by name. Process-wide for that device. Throws naming the kernel.
 void clblast_override(Context& ctx, const std::string& kernel, const std::map<std::string, size_t>& params);
+// The parameters CLBlast uses now for that kernel on ctx's device (its database's, or an override's).
+std::map<std::string, size_t> clblast_parameters(Context& ctx, const std::string& kernel);
 
 }  // namespace ttt::host

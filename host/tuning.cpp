@@ -25,10 +25,17 @@ using json = nlohmann::json;
 namespace {
 constexpr const char* kFormat = "ttt-cl clblast tuning";
 constexpr int kVersion = 1;
+
+// $TTT_TUNING_FILE as set ("" when not): "off" is no file and no built-in record, "none" no file.
+std::string tuning_env() {
+  const char* f = std::getenv("TTT_TUNING_FILE");
+  return f ? f : "";
+}
+bool tuning_off() { return tuning_env() == "off"; }
 }  // namespace
 
 std::string tuning_file_path() {
-  if (const char* f = std::getenv("TTT_TUNING_FILE"); f && *f) return std::string(f) == "off" ? std::string() : f;
+  if (const std::string f = tuning_env(); !f.empty()) return f == "off" || f == "none" ? std::string() : f;
   const std::string dir = program_cache_dir();
   return dir.empty() ? std::string() : (fs::path(dir) / "clblast-tuning.json").string();
 }
@@ -48,14 +55,33 @@ DeviceClass DeviceClass::of(const DeviceInfo& d) {
 }
 
 const BuiltinRecord* builtin_record(const DeviceClass& c) {
-  // PoCL on a CPU with 8-wide float vectors or wider (AVX2, AVX-512): an
-  // indirect Xgemm without local memory (PoCL's local memory is ordinary
-  // memory, its tiles only copy), 128x128 work-group tiles, 8-wide vectors
-  // (one AVX2 register, half an AVX-512 one), handed over column-major in K
-  // panels of 512. It is the seed `ttt-bench tune --no-tuners` picks on the
-  // 125m shapes (docs/performance.md), and valid on any CLBlast 1.5: only the
-  // speed depends on the device.
-  static const BuiltinRecord pocl_cpu{
+  // PoCL on a CPU with 16-wide float vectors (AVX-512, 32 vector registers):
+  // an indirect Xgemm whose work-items each keep a 64 x 4 block of C in 16
+  // registers (four 16-wide vectors of A times four broadcast values of B per
+  // k: a register-blocked inner loop that LLVM compiles as written, with no
+  // local memory and no barrier), sixteen such work-items a work-group (PoCL
+  // runs them one after the other on one core, so the panel of A they share
+  // stays in its cache), handed over column-major in K panels of 512. 64
+  // divides every 125m and 1b dimension, so no weight is padded. On the 125m
+  // shapes it took 2.55 s per mini-batch of GEMMs where the 8-wide record
+  // below took 3.8-4.2, in one series (docs/performance.md). Valid on any
+  // CLBlast 1.5: only the speed depends on the device.
+  static const BuiltinRecord pocl_cpu_vec16{
+      "pocl-cpu-vec16",
+      "one-item-block seed timed by ttt-bench tune --no-tuners --preset 125m on PoCL 3.1 (LLVM 15), AVX-512 EPYC, "
+      "2 cores (docs/performance.md)",
+      {{"Xgemm", {{"GEMMK", 0}, {"KREG", 1}, {"KWG", 16}, {"KWI", 1}, {"MDIMA", 1}, {"MDIMC", 1}, {"MWG", 64},
+                  {"NDIMB", 16}, {"NDIMC", 16}, {"NWG", 64}, {"SA", 0}, {"SB", 0}, {"STRM", 0}, {"STRN", 0},
+                  {"VWM", 16}, {"VWN", 1}}},
+       {"GemmRoutine", {{"XGEMM_MIN_INDIRECT_SIZE", 64}}},
+       {kGemmPlanKernel, {{"COL_MAJOR", 1}, {"K_BLOCK", 512}, {"N_BLOCK", 0}}}}};
+  // PoCL on a CPU with 8-wide float vectors (AVX2: 16 registers, too few for
+  // the block above): an indirect Xgemm without local memory (PoCL's local
+  // memory is ordinary memory, its tiles only copy), 128x128 work-group tiles,
+  // 8-wide vectors, handed over column-major in K panels of 512. It is the
+  // seed `ttt-bench tune --no-tuners` picked on the 125m shapes before the
+  // record above existed, and valid on any CLBlast 1.5.
+  static const BuiltinRecord pocl_cpu_vec8{
       "pocl-cpu-vec8",
       "ttt-bench tune --no-tuners --preset 125m on PoCL 3.1, AVX-512 EPYC, 2 cores (docs/performance.md)",
       {{"Xgemm", {{"GEMMK", 0}, {"KREG", 1}, {"KWG", 16}, {"KWI", 2}, {"MDIMA", 8}, {"MDIMC", 8}, {"MWG", 128},
@@ -63,7 +89,9 @@ const BuiltinRecord* builtin_record(const DeviceClass& c) {
                   {"VWM", 8}, {"VWN", 8}}},
        {"GemmRoutine", {{"XGEMM_MIN_INDIRECT_SIZE", 64}}},
        {kGemmPlanKernel, {{"COL_MAJOR", 1}, {"K_BLOCK", 512}, {"N_BLOCK", 0}}}}};
-  if (c.cpu && c.pocl && c.vector_width >= 8) return &pocl_cpu;
+  if (!c.cpu || !c.pocl) return nullptr;
+  if (c.vector_width >= 16) return &pocl_cpu_vec16;
+  if (c.vector_width >= 8) return &pocl_cpu_vec8;
   return nullptr;
 }
 
@@ -87,6 +115,7 @@ const char* TuningState::name() const {
     case Stale: return "stale";
     case Applied: return "applied";
     case Invalid: return "invalid";
+    case NoFile: return "none";
   }
   return "?";
 }
@@ -129,7 +158,7 @@ bool parse_tuning(const std::string& text, const TuningKey& key, ClblastKernels&
 
 void save_tuning(const std::string& path, const TuningKey& key, const ClblastKernels& kernels,
                  const std::string& extra_json) {
-  if (path.empty()) throw Error("no tuning file path (TTT_TUNING_FILE=off and no cache directory)");
+  if (path.empty()) throw Error("no tuning file path (TTT_TUNING_FILE is off or none, or no cache directory)");
   json j = {{"format", kFormat}, {"version", kVersion}, {"devices", json::array()}};
   if (std::ifstream in(path); in) {  // keep other devices' records of a readable file
     try {
@@ -216,7 +245,22 @@ void apply_builtin(Context& ctx, TuningState& st) {
 TuningState load_and_apply(Context& ctx) {
   TuningState st;
   st.path = tuning_file_path();
-  if (st.path.empty()) return st;  // Off: no file and no built-in record
+  if (st.path.empty() && tuning_off()) {  // Off: no file and no built-in record
+    // Said once per context (a tool has one): "off" reads as "no file" and yet costs the built-in record.
+    const char* b = std::getenv("TTT_TUNING_BUILTIN");
+    if (const BuiltinRecord* rec = builtin_record(DeviceClass::of(ctx.device())); rec && !(b && std::string(b) == "off"))
+      std::fprintf(stderr,
+                   "ttt-cl: note: TTT_TUNING_FILE=off: GEMMs run with CLBlast's defaults, without the built-in "
+                   "record '%s' either (several times slower here); TTT_TUNING_FILE=none reads no file and keeps "
+                   "it\n",
+                   rec->name);
+    return st;
+  }
+  if (st.path.empty()) {  // NoFile: no file by choice or for want of a cache directory
+    st.kind = TuningState::NoFile;
+    apply_builtin(ctx, st);
+    return st;
+  }
   std::ifstream in(st.path, std::ios::binary);
   if (!in) {
     st.kind = TuningState::Missing;
@@ -263,9 +307,16 @@ TuningState load_and_apply(Context& ctx) {
 
 std::string describe_tuning(const DeviceInfo& d) {
   const std::string path = tuning_file_path();
-  if (path.empty()) return "none (TTT_TUNING_FILE=off: CLBlast's defaults)";
-  std::string why = fmt::format("no file '{}'", path);
-  if (std::ifstream in(path, std::ios::binary); in) {
+  const BuiltinRecord* builtin = builtin_record(DeviceClass::of(d));
+  if (path.empty() && tuning_off())
+    return builtin ? fmt::format("none (TTT_TUNING_FILE=off: CLBlast's defaults, without the built-in record '{}'; "
+                                 "TTT_TUNING_FILE=none keeps it)",
+                                 builtin->name)
+                   : "none (TTT_TUNING_FILE=off: CLBlast's defaults)";
+  std::string why = !path.empty()              ? fmt::format("no file '{}'", path)
+                    : tuning_env() == "none" ? std::string("TTT_TUNING_FILE=none")
+                                             : std::string("no cache directory");
+  if (std::ifstream in(path, std::ios::binary); !path.empty() && in) {
     std::ostringstream ss;
     ss << in.rdbuf();
     ClblastKernels kernels;
@@ -277,8 +328,8 @@ std::string describe_tuning(const DeviceInfo& d) {
     }
   }
   const char* off = std::getenv("TTT_TUNING_BUILTIN");
-  if (const BuiltinRecord* rec = builtin_record(DeviceClass::of(d)); rec && !(off && std::string(off) == "off"))
-    return fmt::format("built-in '{}' ({}; 'ttt-bench tune --no-tuners' refines it)", rec->name, why);
+  if (builtin && !(off && std::string(off) == "off"))
+    return fmt::format("built-in '{}' ({}; 'ttt-bench tune --no-tuners' refines it)", builtin->name, why);
   return fmt::format("none ({}: CLBlast's defaults; 'ttt-bench tune --no-tuners' writes one)", why);
 }
 

@@ -26,8 +26,11 @@ inline constexpr const char* kGemmPlanKernel = "TttGemm";
 GemmPlan gemm_plan_from_params(const ClblastParams& params);  // throws Error naming the bad parameter
 ClblastParams gemm_plan_params(const GemmPlan& plan);
 
-// $TTT_TUNING_FILE when set ("off" disables tuning), else
-// <program_cache_dir()>/clblast-tuning.json; empty when there is none.
+// $TTT_TUNING_FILE when set, else <program_cache_dir()>/clblast-tuning.json;
+// empty when there is none. Two values name no file: "none" (no file; the
+// built-in record still applies, as out of the box) and "off" (no file and no
+// built-in record either: CLBlast's defaults, several times slower on a CPU
+// that has one, which a note on stderr says).
 std::string tuning_file_path();
 
 // What a device's record is matched on: name, platform version, driver
@@ -59,8 +62,9 @@ const BuiltinRecord* builtin_record(const DeviceClass& c);
 
 struct TuningState {
   // The file's state: Off ($TTT_TUNING_FILE=off: no file and no built-in),
-  // Missing, Stale (no record for this device), Applied, Invalid.
-  enum Kind { Off, Missing, Stale, Applied, Invalid };
+  // NoFile ($TTT_TUNING_FILE=none, or no cache directory: the built-in still
+  // applies), Missing, Stale (no record for this device), Applied, Invalid.
+  enum Kind { Off, Missing, Stale, Applied, Invalid, NoFile };
   // Whose parameters the GEMMs run with: none (CLBlast's defaults), the
   // built-in record (when the file has none for this device), the user's file.
   enum Source { None, Builtin, File };

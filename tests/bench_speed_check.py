@@ -73,7 +73,7 @@ check(proc.returncode == 2 and "suffix_len 2" in proc.stderr and "see ttt-bench 
       and not proc.stdout,
       f"train --mode meta with two prime blocks is a usage error: {proc.returncode} {proc.stderr[-400:]}")
 
-# No tuners, no file: the four seeds, then the best under the six plans, each
+# No tuners, no file: the six seeds, then the best under the six plans, each
 # checked against the defaults' C before it is timed (a wrong one is "rejected").
 # A model whose GEMMs have K and N past the plans' panels (I 1100 and a
 # vocabulary tile of 2100: K panels of 256 and 512, N panels of 1024 and 2048
@@ -88,7 +88,7 @@ with tempfile.TemporaryDirectory() as d:
                           capture_output=True, text=True, env=env)
 u = json.loads(proc.stdout)
 check("rejected" not in proc.stderr, f"tune rejected a candidate: {proc.stderr[-800:]}")
-check(len(u["candidates"]) == 4 + 6, f"tune timed {len(u['candidates'])} candidates, wanted 4 seeds + 6 plans")
+check(len(u["candidates"]) == 6 + 6, f"tune timed {len(u['candidates'])} candidates, wanted 6 seeds + 6 plans")
 check(sum("column-major" in c["origin"] for c in u["candidates"]) == 5, "tune tried the five column-major plans")
 check(u["mini_batch"]["tuned_gflops"] > 0 and "tuning_file" not in u, "tune --dry-run measures and writes nothing")
 check(any(max(int(x) for x in r["shape"].split()[-1].split("x")[2:]) > 512 for r in u["shapes"]),

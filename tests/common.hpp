@@ -23,6 +23,30 @@
 
 namespace ttt::test {
 
+// An environment variable set (or, with nullptr, unset) for a scope, then restored.
+struct ScopedEnv {
+  std::string name, old;
+  bool had;
+  ScopedEnv(const char* n, const char* v) : name(n) {
+    const char* o = std::getenv(n);
+    had = o != nullptr;
+    if (had) old = o;
+    if (v)
+      ::setenv(n, v, 1);
+    else
+      ::unsetenv(n);
+  }
+  ScopedEnv(const char* n, const std::string& v) : ScopedEnv(n, v.c_str()) {}
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+  ~ScopedEnv() {
+    if (had)
+      ::setenv(name.c_str(), old.c_str(), 1);
+    else
+      ::unsetenv(name.c_str());
+  }
+};
+
 inline std::string data_dir() { return TTT_TEST_DATA_DIR; }
 inline std::string golden_dir(const std::string& name) { return data_dir() + "/golden/" + name; }
 inline const std::vector<std::string>& golden_cases() {

@@ -2274,6 +2274,56 @@ def own_formats_only(c):
               rc1 == rc2 == 0 and first[:4] == b"TTT-" and again[:4] == b"TTT-" and first != again, (se1 + se2)[-300:])
 
 
+@case
+def head_tiles(c):
+    """--head-tiles in every tool that prefills: listed by --help; it reaches the engine (ttt-bench prefill: V x D
+    floats more under a column-major GEMM plan, none under a row-major one) and changes no number; $TTT_HEAD_TILES
+    overrides it, and a value other than on/off is an error naming the variable."""
+    for tool, args in [("ttt-perplexity", []), ("ttt-niah", []), ("ttt-bench", ["prefill"])]:
+        opts = help_options(run(tool, *args, "--help")[1])
+        check(f"{tool} {' '.join(args)} --help explains --head-tiles",
+              "device memory" in opts.get("--head-tiles", ""), str(opts.get("--head-tiles")))
+    model = os.path.join(c.tmp, "head-tiles-tiny")
+    rc, _, err = run("ttt-make-model", "--preset", "tiny", "--out", model)
+    check("ttt-make-model --preset tiny for --head-tiles", rc == 0, err[-300:])
+    cfg = json.load(open(os.path.join(model, "config.json"))) if rc == 0 else {}
+    tiles = cfg.get("vocab_size", 0) * cfg.get("hidden_size", 0) * 4
+    bench = {}
+    for name, flags, env in [("off", [], None), ("on", ["--head-tiles"], None),
+                             ("env off", ["--head-tiles"], {"TTT_HEAD_TILES": "off"}),
+                             ("env on", [], {"TTT_HEAD_TILES": "on"})]:
+        rc, so, se = run("ttt-bench", "prefill", "-m", model, "--tokens", "40", "--only", "no-ttt", "--no-ceiling",
+                         "--no-peak", "--no-profile", "--no-warmup", *flags, env=env)
+        bench[name] = json.loads(so) if rc == 0 else {}
+        check(f"ttt-bench prefill --head-tiles ({name}) runs", rc == 0, se[-400:])
+    col = bench["on"].get("gemm_plan", {}).get("col_major")
+    want = tiles if col else 0
+    for name, taken in [("off", False), ("on", True), ("env off", False), ("env on", True)]:
+        got = bench[name].get("device_parts", {}).get("head tiles", 0) if bench[name] else -1  # no part: none
+        check(f"ttt-bench prefill ({name}, col_major {col}): head tiles take {got} bytes, want "
+              f"{want if taken else 0}", got == (want if taken else 0) and tiles > 0)
+    check("ttt-bench prefill reports head_tiles as asked",
+          bench["on"].get("head_tiles") is True and bench["off"].get("head_tiles") is False)
+    check("ttt-bench prefill --head-tiles: device_bytes grow by the tiles alone",
+          bench["on"].get("device_bytes", 0) - bench["off"].get("device_bytes", 0) == want)
+    check("ttt-bench prefill --head-tiles: the same mean NLL",
+          abs(bench["on"].get("no_ttt_mean_nll", 1) - bench["off"].get("no_ttt_mean_nll", 0)) <= 1e-6)
+    med = os.path.join(GOLDEN, "medium")
+    toks = os.path.join(med, "tokens.txt")
+    got = {}
+    for name, flags in [("off", []), ("on", ["--head-tiles"])]:
+        out = os.path.join(c.tmp, f"head-tiles-{name}.txt")
+        rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", toks, "--nll-out", out, *flags)
+        got[name] = floats(out) if rc == 0 else []
+        check(f"ttt-perplexity golden medium, head tiles {name}", rc == 0, se[-400:])
+    diff = max((abs(a - b) for a, b in zip(got["on"], got["off"])), default=1e9)
+    check(f"ttt-perplexity --head-tiles: the same NLLs (max diff {diff:.2e})",
+          len(got["on"]) == len(got["off"]) > 0 and diff <= 1e-5)
+    rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", toks, env={"TTT_HEAD_TILES": "yes"})
+    check("$TTT_HEAD_TILES=yes is refused, naming it", rc == 1 and "ttt-perplexity: error: $TTT_HEAD_TILES='yes'" in se,
+          se[-400:])
+
+
 def main():
     """test_cli.py BIN_DIR DATA_DIR [--list | CASE...]: the named cases (ctest runs
     each as its own entry), or all of them."""

@@ -8,8 +8,11 @@
 #include "tests/cases.hpp"
 #include "tests/common.hpp"
 
+#include <fmt/format.h>
+
 #include <chrono>
 #include <cstdlib>
+#include <future>
 #include <thread>
 
 namespace ttt::test {
@@ -25,24 +28,6 @@ std::string error_of(const std::function<void()>& f) {
   }
   return "";
 }
-
-// Sets an environment variable for the scope of one test.
-struct ScopedEnv {
-  std::string name, old;
-  bool had;
-  ScopedEnv(const char* n, const std::string& v) : name(n) {
-    const char* o = std::getenv(n);
-    had = o != nullptr;
-    if (had) old = o;
-    ::setenv(n, v.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (had)
-      ::setenv(name.c_str(), old.c_str(), 1);
-    else
-      ::unsetenv(name.c_str());
-  }
-};
 
 class Host : public DeviceTest {};
 
@@ -78,6 +63,16 @@ TEST(HostErrors, SymbolicNames) {
 // work that cannot run yet (a user event holds the queue) is not passed; once
 // the work runs it is, seen from the host while nothing waits; finish() starts
 // the count again; marking off enqueues nothing.
+//
+// mark() flushes, and a driver whose clFlush waits for the queue to finish
+// blocks there until the gate opens: Oclgrind's does (its clFlush calls
+// clFinish, which spins on the user event). So the marks are enqueued on
+// another thread and waited for with a deadline; past it the gate is opened
+// anyway, so the queue drains and the rest of the test still runs. On Oclgrind
+// that is a skip naming the behaviour: nothing of ours is wrong, but "not yet
+// passed" cannot be observed through a flush that waits. On any other driver
+// it is a failure: a progress display marks a slow run precisely so that it
+// can report while the device works, which a waiting flush would stall.
 TEST_F(Host, MarksShowHowFarTheQueueGotWithoutWaiting) {
   host::Context& ctx = dev();
   ctx.finish();
@@ -89,12 +84,28 @@ TEST_F(Host, MarksShowHowFarTheQueueGotWithoutWaiting) {
   cl_event gate = clCreateUserEvent(ctx.context(), &err);
   ASSERT_EQ(err, CL_SUCCESS);
   ASSERT_EQ(clEnqueueBarrierWithWaitList(ctx.queue(), 1, &gate, nullptr), CL_SUCCESS);
-  ctx.mark("first");
-  ctx.mark("second");
-  ctx.flush();
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  EXPECT_EQ(ctx.passed(), "") << "a marker behind a closed gate was passed";
-  ASSERT_EQ(clSetUserEventStatus(gate, CL_COMPLETE), CL_SUCCESS);
+  // The queue's thread for now: this one only calls passed() and opens the gate until it is joined.
+  std::promise<void> marked;
+  std::future<void> returned = marked.get_future();
+  std::thread marker([&] {
+    try {
+      ctx.mark("first");
+      ctx.mark("second");
+      ctx.flush();
+      marked.set_value();
+    } catch (...) {
+      marked.set_exception(std::current_exception());
+    }
+  });
+  const auto deadline = std::chrono::seconds(5);
+  const bool without_waiting = returned.wait_for(deadline) == std::future_status::ready;
+  if (without_waiting) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_EQ(ctx.passed(), "") << "a marker behind a closed gate was passed";
+  }
+  EXPECT_EQ(clSetUserEventStatus(gate, CL_COMPLETE), CL_SUCCESS);  // either way: the queue drains
+  marker.join();
+  returned.get();  // an error of mark() or flush(), if any
   std::string seen;
   for (int i = 0; i < 200 && seen != "second"; ++i) {
     seen = ctx.passed();
@@ -109,6 +120,14 @@ TEST_F(Host, MarksShowHowFarTheQueueGotWithoutWaiting) {
   ctx.finish();
   EXPECT_EQ(ctx.passed(), "");
   clReleaseEvent(gate);
+  if (without_waiting) return;
+  const std::string what = fmt::format(
+      "mark() and flush() did not return within {} s while a user event held the queue on '{}' ({}): its "
+      "clFlush waits for the queue to finish, so a marker cannot be seen unpassed",
+      deadline.count(), ctx.device().name, ctx.device().platform_name);
+  if (ctx.device().platform_name.find("Oclgrind") != std::string::npos)
+    GTEST_SKIP() << what << " (Oclgrind's clFlush calls clFinish)";
+  ADD_FAILURE() << what << "; progress marks would stall a slow run";
 }
 
 TEST_F(Host, LaunchChecksNameKernelSizesAndDevice) {
@@ -224,10 +243,30 @@ TEST_F(Host, GemmMatchesReferenceWithOffsetsAndTransposes) {
 // views (the default) host::gemm hands each over as a sub-buffer starting
 // there, so CLBlast copies none of them for its offset; the numbers are the
 // same bits as without views (CLBlast's copy is exact), and right. One operand
-// is itself a sub-buffer, so its views are made from its parent.
+// is itself a sub-buffer, so its views are made from its parent. Under
+// Oclgrind, which interprets every work-item, the 512x512x768 product takes
+// minutes: there a 64x48 one in K panels of an alignment or so, kept on
+// CLBlast's indirect Xgemm (the one that copies offset operands) by lowering
+// XGEMM_MIN_INDIRECT_SIZE for the test.
 TEST_F(Host, GemmViewsOfAlignedPanelsGiveTheSameBits) {
   const size_t al = host::Buffer::view_align(dev()) / sizeof(float);  // floats per base address alignment
-  const int M = 512, N = 512, K = 768;  // panels of 512x512x256: past any XGEMM_MIN_INDIRECT_SIZE default (indirect Xgemm)
+  const bool simulator = dev().device().platform_name.find("Oclgrind") != std::string::npos;
+  // Panels of 512x512x256: past any XGEMM_MIN_INDIRECT_SIZE default (indirect Xgemm).
+  const size_t kb = simulator ? al * ((32 + al - 1) / al) : 256;  // a multiple of al: every panel start aligned
+  const int M = simulator ? 64 : 512, N = simulator ? 64 : 512, K = int(3 * kb);
+  struct Restore {  // CLBlast's parameters are process-wide: the next tests get them back as they were
+    host::Context& ctx;
+    std::map<std::string, size_t> params;
+    ~Restore() {
+      if (!params.empty()) host::clblast_override(ctx, "GemmRoutine", params);
+    }
+  } restore{dev(), {}};
+  if (simulator) {
+    restore.params = host::clblast_parameters(dev(), "GemmRoutine");
+    auto small = restore.params;
+    small["XGEMM_MIN_INDIRECT_SIZE"] = 8;
+    host::clblast_override(dev(), "GemmRoutine", small);
+  }
   const size_t off = 3 * al;
   auto A = random_vec(off + size_t(M) * K, 7), B = random_vec(off + size_t(K) * N, 8), C0 = random_vec(off + size_t(M) * N, 9);
   std::vector<float> pa(A.begin() + off, A.end()), pb(B.begin() + off, B.end()), want(size_t(M) * N);
@@ -238,7 +277,7 @@ TEST_F(Host, GemmViewsOfAlignedPanelsGiveTheSameBits) {
   const host::Buffer Bv = dB.buf.view(al * sizeof(float), (B.size() - al) * sizeof(float), "test view of B");
   std::vector<float> got[2];
   for (const bool views : {false, true}) {
-    host::set_gemm_plan(dev(), {true, 256, 0, views});  // K panels: every panel start aligned
+    host::set_gemm_plan(dev(), {true, kb, 0, views});  // K panels: every panel start aligned
     Canaried dC(dev(), C0);
     host::gemm(dev(), host::Trans::N, host::Trans::N, M, N, K, 1.f, dA.buf, off, K, Bv, off - al, N, 0.5f, dC.buf, off,
                N);

@@ -7,10 +7,14 @@
 // the window, the vocabulary tile and the one-row product nowhere; 16-bit
 // weights and f16 keys and values round the numbers a little, the same way on every path. The
 // documents are shorter than B, between B and W, and longer than W. (Two MPI
-// ranks cross the same options in tests/test_scale.py.)
+// ranks cross the same options in tests/test_scale.py.) The speed options
+// (head tiles, GEMM views) also take the path they name, and their switches
+// in the environment override them.
 #include "ttt/batch.hpp"
 #include "ttt/decode.hpp"
 #include "ttt/engine.hpp"
+#include "ttt/error.hpp"
+#include "host/gemm.hpp"
 #include "lib/engine/options.hpp"
 #include "tests/common.hpp"
 #include "tests/model_fixtures.hpp"
@@ -76,6 +80,9 @@ const std::vector<Option>& options() {
        MatVec::Kernels, 2e-4},
       {"matvec_gemv", [](EngineOptions&, SessionOptions&) {}, MatVec::ClblastGemv},
       {"matvec_gemm", [](EngineOptions&, SessionOptions&) {}, MatVec::Gemm},
+      {"head_tiles", [](EngineOptions& e, SessionOptions&) { e.head_tiles = true; }},
+      {"head_tiles_vocab_tile_7", [](EngineOptions& e, SessionOptions&) { e.head_tiles = true, e.vocab_tile = 7; }},
+      {"no_gemm_views", [](EngineOptions& e, SessionOptions&) { e.gemm_views = false; }},
   };
   return o;
 }
@@ -206,9 +213,106 @@ TEST_F(PathsTest, EveryOptionGivesTheSameNumbersOnEveryPath) {
     std::printf("[ kv f16   ] %s vs %s: max |NLL diff| %.3g\n", o, f32, max_diff(ref(o), ref(f32), 0));
   }
 
-  // The vocabulary tile and the one-row product are speed choices: the same numbers.
-  for (const char* o : {"vocab_tile_7", "matvec_gemv", "matvec_gemm"})
+  // The vocabulary tile, the one-row product, head tiles and GEMM views are speed choices: the same numbers.
+  for (const char* o : {"vocab_tile_7", "matvec_gemv", "matvec_gemm", "head_tiles", "no_gemm_views"})
     EXPECT_LT(max_diff(ref(o), base.reference, 0), same) << o;
+  EXPECT_LT(max_diff(ref("head_tiles_vocab_tile_7"), ref("vocab_tile_7"), 0), same);
+}
+
+// The context's GEMM plan as it was, put back when the test ends (engines and tests change it).
+struct PlanGuard {
+  host::Context& ctx;
+  const host::GemmPlan plan;
+  explicit PlanGuard(host::Context& c) : ctx(c), plan(host::gemm_plan(c)) {}
+  PlanGuard(const PlanGuard&) = delete;
+  PlanGuard& operator=(const PlanGuard&) = delete;
+  ~PlanGuard() { host::set_gemm_plan(ctx, plan); }
+};
+
+size_t head_tile_bytes(const Engine& e) {
+  for (const auto& [part, n] : device_parts(e))
+    if (part == "head tiles") return n;
+  return 0;
+}
+
+// Head tiles are kept where CLBlast would otherwise transpose each tile of an
+// f32 head (a column-major plan, set here whatever the device's record says):
+// V x D floats more, none under a row-major plan or for a 16-bit head, and the
+// NLLs of every path as without them. $TTT_HEAD_TILES=on|off overrides the
+// option; any other value is an error naming it. (The paths test above runs
+// them under the device's own plan; the ctest entries head_tiles.* run whole
+// suites with $TTT_HEAD_TILES=on.)
+TEST_F(PathsTest, HeadTilesAreKeptWhereTheyApplyAndChangeNoNumber) {
+  ScopedEnv unset("TTT_HEAD_TILES", nullptr);
+  host::Context& ctx = host::context(rt());
+  const PlanGuard saved(ctx);
+  host::GemmPlan plan = saved.plan;
+  plan.col_major = true;
+  host::set_gemm_plan(ctx, plan);
+
+  const Model m = Model::random(paths_config(), 31, 0.3f);
+  const auto docs = documents(m.config.vocab_size);
+  const size_t tiles = size_t(m.config.vocab_size) * size_t(m.config.hidden_size) * sizeof(float);
+  EngineOptions on;
+  on.head_tiles = true;
+  Engine plain(rt(), m), tiled(rt(), m, on);
+  EXPECT_EQ(head_tile_bytes(plain), size_t(0));
+  EXPECT_EQ(head_tile_bytes(tiled), tiles);
+  EXPECT_EQ(tiled.device_bytes(), plain.device_bytes() + tiles);
+  const Nlls want = one_at_a_time(plain, {}, docs);
+  EXPECT_LT(max_diff(one_at_a_time(tiled, {}, docs), want, 0), 1e-5);
+  EXPECT_TRUE(all_close(flatten(batched(tiled, {}, docs, 2)), flatten(want), 1e-5, 0)) << "BatchSession with tiles";
+  EXPECT_TRUE(all_close(flatten(decoded(tiled, {}, docs)), flatten(want), 1e-5, 0)) << "Decoder with tiles";
+
+  EngineOptions bf16 = on;
+  bf16.weight_dtype = DType::BF16;
+  EXPECT_EQ(head_tile_bytes(Engine(rt(), m, bf16)), size_t(0)) << "a 16-bit head is widened per tile, not tiled";
+  {
+    ScopedEnv off("TTT_HEAD_TILES", "off");
+    EXPECT_EQ(head_tile_bytes(Engine(rt(), m, on)), size_t(0)) << "$TTT_HEAD_TILES=off overrides the option";
+  }
+  {
+    ScopedEnv env_on("TTT_HEAD_TILES", "on");
+    EXPECT_EQ(head_tile_bytes(Engine(rt(), m)), tiles) << "$TTT_HEAD_TILES=on overrides the option";
+  }
+  {
+    ScopedEnv typo("TTT_HEAD_TILES", "yes");
+    try {
+      Engine e(rt(), m);
+      ADD_FAILURE() << "$TTT_HEAD_TILES=yes was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("TTT_HEAD_TILES"), std::string::npos) << e.what();
+    }
+  }
+  plan.col_major = false;
+  host::set_gemm_plan(ctx, plan);
+  EXPECT_EQ(head_tile_bytes(Engine(rt(), m, on)), size_t(0)) << "a row-major plan transposes no tile";
+}
+
+// GEMM views are a setting of the context that each engine sets as it is
+// built (EngineOptions::gemm_views); $TTT_GEMM_VIEWS=on|off overrides it.
+// (The paths test above checks that the numbers stay the same without them.)
+TEST_F(PathsTest, EnginesSetGemmViewsOnTheirContext) {
+  ScopedEnv unset("TTT_GEMM_VIEWS", nullptr);
+  host::Context& ctx = host::context(rt());
+  const PlanGuard saved(ctx);
+  const Model m = Model::random(paths_config(), 31, 0.3f);
+  EngineOptions off;
+  off.gemm_views = false;
+  { Engine e(rt(), m, off); }
+  EXPECT_FALSE(host::gemm_plan(ctx).views);
+  { Engine e(rt(), m); }
+  EXPECT_TRUE(host::gemm_plan(ctx).views);
+  {
+    ScopedEnv env("TTT_GEMM_VIEWS", "off");
+    Engine e(rt(), m);
+    EXPECT_FALSE(host::gemm_plan(ctx).views) << "$TTT_GEMM_VIEWS=off overrides the option";
+  }
+  {
+    ScopedEnv env("TTT_GEMM_VIEWS", "on");
+    Engine e(rt(), m, off);
+    EXPECT_TRUE(host::gemm_plan(ctx).views) << "$TTT_GEMM_VIEWS=on overrides the option";
+  }
 }
 
 }  // namespace

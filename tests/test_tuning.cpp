@@ -9,6 +9,7 @@
 #include "lib/reference/ops.hpp"
 #include "tests/common.hpp"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -30,8 +31,12 @@ class Tuning : public DeviceTest {
     path = fs::temp_directory_path() /
            fmt_path(::testing::UnitTest::GetInstance()->current_test_info()->name());
     ::setenv("TTT_TUNING_FILE", path.c_str(), 1);
+    // These tests read what tuning prints on stderr; a cold kernel cache on a loaded machine would
+    // add host::gemm's "compiling CLBlast kernels ... N s so far" notice (after 5 s) to it.
+    ::setenv("TTT_SLOW_NOTICE_S", "1e9", 1);
   }
   void TearDown() override {
+    ::unsetenv("TTT_SLOW_NOTICE_S");
     ::unsetenv("TTT_TUNING_FILE");
     ::unsetenv("TTT_TUNING_BUILTIN");
     if (!path.empty()) fs::remove(path);
@@ -53,6 +58,8 @@ class Tuning : public DeviceTest {
   }
   // Whether the test device is one the built-in record is for.
   bool builtin_device() { return host::builtin_record(host::DeviceClass::of(dev().device())) != nullptr; }
+  // Its name ("pocl-cpu-vec16" on AVX-512); call only where builtin_device().
+  std::string builtin_name() { return host::builtin_record(host::DeviceClass::of(dev().device()))->name; }
   host::TuningState gemm_state_on_fresh_context(std::string* stderr_text = nullptr) {
     host::Context c(host::select_device());
     const int M = 93, N = 144, K = 7;
@@ -70,22 +77,31 @@ class Tuning : public DeviceTest {
   }
 };
 
-// Which devices the built-in record is for: PoCL on a CPU with 8-wide float
-// vectors or wider; never a GPU, another CPU driver or narrower vectors.
+// Which devices the built-in records are for: PoCL on a CPU with 16-wide
+// float vectors (AVX-512) or 8-wide ones (AVX2), each its own; never a GPU,
+// another CPU driver or narrower vectors.
 TEST(TuningBuiltin, IsForPoclCpusWithWideVectorsOnly) {
   using host::DeviceClass;
   const host::BuiltinRecord* avx512 = host::builtin_record(DeviceClass{true, true, 16});
+  const host::BuiltinRecord* avx2 = host::builtin_record(DeviceClass{true, true, 8});
   ASSERT_NE(avx512, nullptr);
-  EXPECT_EQ(std::string(avx512->name), "pocl-cpu-vec8");
-  EXPECT_EQ(host::builtin_record(DeviceClass{true, true, 8}), avx512);  // AVX2
+  ASSERT_NE(avx2, nullptr);
+  EXPECT_EQ(std::string(avx512->name), "pocl-cpu-vec16");
+  EXPECT_EQ(std::string(avx2->name), "pocl-cpu-vec8");
+  EXPECT_EQ(host::builtin_record(DeviceClass{true, true, 32}), avx512);
   EXPECT_EQ(host::builtin_record(DeviceClass{true, true, 4}), nullptr);  // SSE: 8-wide vectors would split
   EXPECT_EQ(host::builtin_record(DeviceClass{false, true, 16}), nullptr);  // a PoCL GPU (or any non-CPU device)
   EXPECT_EQ(host::builtin_record(DeviceClass{false, false, 16}), nullptr);
   EXPECT_EQ(host::builtin_record(DeviceClass{true, false, 16}), nullptr);  // another CPU driver
-  // Its plan is one gemm_plan_from_params accepts, and it keeps the kernels a record needs.
-  EXPECT_EQ(host::gemm_plan_from_params(avx512->kernels.at(host::kGemmPlanKernel)), (host::GemmPlan{true, 512, 0}));
-  EXPECT_EQ(avx512->kernels.count("Xgemm"), 1u);
-  EXPECT_EQ(avx512->kernels.count("GemmRoutine"), 1u);
+  for (const host::BuiltinRecord* rec : {avx512, avx2}) {
+    // Its plan is one gemm_plan_from_params accepts, and it keeps the kernels a record needs.
+    EXPECT_EQ(host::gemm_plan_from_params(rec->kernels.at(host::kGemmPlanKernel)), (host::GemmPlan{true, 512, 0}));
+    EXPECT_EQ(rec->kernels.count("Xgemm"), 1u);
+    EXPECT_EQ(rec->kernels.count("GemmRoutine"), 1u);
+  }
+  // The 16-wide record keeps 16 vectors of C per work-item: all of AVX2's registers, half of AVX-512's.
+  const auto& x = avx512->kernels.at("Xgemm");
+  EXPECT_EQ(x.at("MWG") / x.at("MDIMC") / x.at("VWM") * (x.at("NWG") / x.at("NDIMC")), 16u);
 }
 
 // The class is read from the device: type, platform and vector width.
@@ -99,20 +115,28 @@ TEST_F(Tuning, DeviceClassIsReadFromTheDevice) {
 // The built-in record's parameters are ones CLBlast takes, and GEMMs stay
 // exact with them, on whatever device the tests run (applied by hand here).
 TEST_F(Tuning, BuiltinRecordKeepsGemmsExact) {
-  host::Context c(host::select_device());
-  host::skip_tuning_file(c);
-  const host::BuiltinRecord* rec = host::builtin_record(host::DeviceClass{true, true, 16});
-  for (const auto& [kernel, params] : rec->kernels)
-    if (kernel != host::kGemmPlanKernel) host::clblast_override(c, kernel, params);
-  host::set_gemm_plan(c, host::gemm_plan_from_params(rec->kernels.at(host::kGemmPlanKernel)));
-  const int M = 93, N = 144, K = 1025;  // three K panels of 512
-  auto A = random_vec(size_t(M) * K, 21), B = random_vec(size_t(K) * N, 22);
-  std::vector<float> want(size_t(M) * N);
-  ref::matmul(want.data(), A.data(), B.data(), M, N, K, false, false, false);
-  Canaried dA(c, A), dB(c, B), dC(c, size_t(M) * N);
-  host::gemm(c, host::Trans::N, host::Trans::N, M, N, K, 1.f, dA.buf, 0, K, dB.buf, 0, N, 0.f, dC.buf, 0, N);
-  EXPECT_TRUE(all_close(dC.get(), want, 1e-4, 1e-4));
-  EXPECT_TRUE(dC.canary_intact());
+  for (const unsigned width : {16u, 8u}) {
+    SCOPED_TRACE(fmt::format("the record for {}-wide vectors", width));
+    host::Context c(host::select_device());
+    host::skip_tuning_file(c);
+    const host::BuiltinRecord* rec = host::builtin_record(host::DeviceClass{true, true, width});
+    for (const auto& [kernel, params] : rec->kernels)
+      if (kernel != host::kGemmPlanKernel) host::clblast_override(c, kernel, params);
+    host::set_gemm_plan(c, host::gemm_plan_from_params(rec->kernels.at(host::kGemmPlanKernel)));
+    // Sizes that are multiples of no tile: three K panels of 512, every operand padded. Both
+    // orientations of B (the weights' NN and the head's NT).
+    const int M = 93, N = 145, K = 1025;
+    auto A = random_vec(size_t(M) * K, 21), B = random_vec(size_t(K) * N, 22);
+    for (const bool bt : {false, true}) {
+      std::vector<float> want(size_t(M) * N);
+      ref::matmul(want.data(), A.data(), B.data(), M, N, K, false, bt, false);
+      Canaried dA(c, A), dB(c, B), dC(c, size_t(M) * N);
+      host::gemm(c, host::Trans::N, bt ? host::Trans::T : host::Trans::N, M, N, K, 1.f, dA.buf, 0, K, dB.buf, 0,
+                 bt ? K : N, 0.f, dC.buf, 0, N);
+      EXPECT_TRUE(all_close(dC.get(), want, 1e-4, 1e-4)) << (bt ? "NT" : "NN");
+      EXPECT_TRUE(dC.canary_intact());
+    }
+  }
 }
 
 // No file: the built-in record on the devices it is for, CLBlast's defaults
@@ -124,7 +148,7 @@ TEST_F(Tuning, MissingFileMeansTheBuiltinRecordWhereOneFits) {
   EXPECT_EQ(err, "");
   if (builtin_device()) {
     EXPECT_EQ(st.source, host::TuningState::Builtin);
-    EXPECT_EQ(st.record(), "built-in 'pocl-cpu-vec8'");
+    EXPECT_EQ(st.record(), "built-in '" + builtin_name() + "'");
     EXPECT_EQ(st.plan, (host::GemmPlan{true, 512, 0}));
   } else {
     EXPECT_EQ(st.source, host::TuningState::None);
@@ -198,10 +222,65 @@ TEST_F(Tuning, MissingRecordOnACpuIsOneNoteAtTheFirstLargeGemm) {
   EXPECT_EQ(large_gemm(), "");
 }
 
+// "off" reads as "no file" and yet drops the built-in record too, so where
+// there is one to drop it says so on stderr, and ttt-info's line says so too.
 TEST_F(Tuning, OffDisablesTheFileAndTheBuiltinRecord) {
   ::setenv("TTT_TUNING_FILE", "off", 1);
   EXPECT_EQ(host::tuning_file_path(), "");
-  EXPECT_EQ(gemm_on_fresh_context(), host::TuningState::Off);
+  std::string err;
+  const host::TuningState st = gemm_state_on_fresh_context(&err);
+  EXPECT_EQ(st.kind, host::TuningState::Off);
+  EXPECT_EQ(st.source, host::TuningState::None);
+  const std::string line = host::describe_tuning(dev().device());
+  if (builtin_device()) {
+    EXPECT_EQ(err.rfind("ttt-cl: note: TTT_TUNING_FILE=off: GEMMs run with CLBlast's defaults, without the built-in "
+                        "record '" + builtin_name() + "' either",
+                        0),
+              0u)
+        << err;
+    EXPECT_NE(err.find("TTT_TUNING_FILE=none"), std::string::npos) << err;
+    EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+    EXPECT_NE(line.find("without the built-in record '" + builtin_name() + "'"), std::string::npos) << line;
+  } else {
+    EXPECT_EQ(err, "");
+    EXPECT_EQ(line, "none (TTT_TUNING_FILE=off: CLBlast's defaults)");
+  }
+  ::setenv("TTT_TUNING_BUILTIN", "off", 1);  // both asked off: nothing to say
+  EXPECT_EQ(gemm_on_fresh_context(&err), host::TuningState::Off);
+  EXPECT_EQ(err, "");
+}
+
+// "none": no file read, none written by default, and the built-in record
+// where one fits, as out of the box; TTT_TUNING_BUILTIN=off still drops it.
+TEST_F(Tuning, NoneReadsNoFileAndKeepsTheBuiltinRecord) {
+  write("{ not read: not json");  // were it read, a warning
+  ::setenv("TTT_TUNING_FILE", "none", 1);
+  EXPECT_EQ(host::tuning_file_path(), "");
+  std::string err;
+  const host::TuningState st = gemm_state_on_fresh_context(&err);
+  EXPECT_EQ(err, "");
+  EXPECT_EQ(st.kind, host::TuningState::NoFile);
+  EXPECT_STREQ(st.name(), "none");
+  const std::string line = host::describe_tuning(dev().device());
+  if (builtin_device()) {
+    EXPECT_EQ(st.source, host::TuningState::Builtin);
+    EXPECT_EQ(st.plan, (host::GemmPlan{true, 512, 0}));
+    EXPECT_EQ(line, "built-in '" + builtin_name() + "' (TTT_TUNING_FILE=none; 'ttt-bench tune --no-tuners' refines it)");
+  } else {
+    EXPECT_EQ(st.source, host::TuningState::None);
+    EXPECT_EQ(line.rfind("none (TTT_TUNING_FILE=none: CLBlast's defaults", 0), 0u) << line;
+  }
+  try {
+    host::save_tuning(host::tuning_file_path(), host::TuningKey::of(dev().device()), {}, "");
+    ADD_FAILURE() << "saved a tuning file with TTT_TUNING_FILE=none";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("off or none"), std::string::npos) << e.what();
+  }
+  ::setenv("TTT_TUNING_BUILTIN", "off", 1);
+  const host::TuningState plain = gemm_state_on_fresh_context(&err);
+  EXPECT_EQ(plain.kind, host::TuningState::NoFile);
+  EXPECT_EQ(plain.source, host::TuningState::None);
+  EXPECT_EQ(plain.plan, host::GemmPlan{});
 }
 
 TEST_F(Tuning, StaleRecordForAnotherDeviceOrDriverIsIgnoredQuietly) {

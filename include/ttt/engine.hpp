@@ -46,6 +46,20 @@ struct EngineOptions {
   // accumulates in f32, and the test-time step's gradients are taken at the
   // stored (rounded) keys and values. bf16 is refused. SessionState stays f32.
   DType kv_dtype = DType::F32;
+  // Speed knobs that never change the numbers (docs/performance.md, "CLBlast's copies").
+  // head_tiles: keep a second copy of an f32 output embedding laid out per
+  // logits tile, so that CLBlast reads each tile as it is instead of
+  // transposing it on every call. Taken only where that transposition would
+  // happen (an f32 head and a column-major GEMM plan: the CPU tuning records);
+  // costs V x D floats of device memory (376 MB for 125m) for 6-8% less CPU
+  // time per prefill there. $TTT_HEAD_TILES=on|off, when set, overrides it.
+  bool head_tiles = false;
+  // gemm_views: a GEMM operand at an aligned non-zero offset is handed to
+  // CLBlast as a sub-buffer instead of copied by it (the GEMM plan's views).
+  // A setting of the runtime's context: the engine sets it when it is built,
+  // for every GEMM there from then on. $TTT_GEMM_VIEWS=on|off, when set,
+  // overrides it (the switch the measurements used).
+  bool gemm_views = true;
 };
 
 struct SessionOptions {

@@ -50,8 +50,8 @@ void Engine::Impl::upload(const Model& m) {
   head = c.tie_word_embeddings ? wte : table.device_index("lm_head");
   size_t widest = 0;  // floats of the largest 16-bit weight a block's GEMM reads
   part = "head tiles";
-  const char* tiles_env = std::getenv("TTT_HEAD_TILES");  // "on": keep them (V x D floats more, for speed)
-  if (dtype(head) == DType::F32 && host::gemm_plan(ctx).col_major && tiles_env && std::string(tiles_env) == "on")
+  const bool tiles = host::env_switch("TTT_HEAD_TILES").value_or(opts.head_tiles);  // V x D floats more, for speed
+  if (tiles && dtype(head) == DType::F32 && host::gemm_plan(ctx).col_major)
     head_tiles = alloc(size_t(c.vocab_size) * c.hidden_size, "output embedding in logits tiles");
   part = "weights";
   for (size_t i = 0; i < table.device.size(); ++i) {
@@ -175,6 +175,7 @@ Engine::Impl::Impl(host::Context& ctx_, const Model& m, EngineOptions o)
   if (int64_t(W) + B - 1 > INT32_MAX) throw Error(fmt::format("attention window {} is too long", W));
   C = W + B - 1;
   const size_t D = size_t(c.hidden_size), E = size_t(c.head_dim());
+  host::set_gemm_views(ctx, opts.gemm_views);  // the context's, for every GEMM on it from here on
   upload(m);
   const int S = can_train() ? c.num_prime_blocks() : 0;
   suffix.resize(size_t(S));

@@ -161,9 +161,10 @@ struct Engine::Impl {
   // the GEMM plan hands CLBlast column-major products (the CPU records): its
   // kernel then reads each tile as laid out here, where from wte (tb = T) it
   // transposed the tile into a temporary on every call (docs/performance.md,
-  // "CLBlast's copies"). Written with the head (upload_tensor). Opt-in, with
-  // $TTT_HEAD_TILES=on: they cost V x D floats (376 MB for 125m, a fifth of its
-  // device memory) for 6-8% less CPU time per prefill; empty otherwise.
+  // "CLBlast's copies"). Written with the head (upload_tensor). Opt-in
+  // (EngineOptions::head_tiles, $TTT_HEAD_TILES): they cost V x D floats (376 MB
+  // for 125m, a fifth of its device memory) for 6-8% less CPU time per prefill;
+  // empty otherwise.
   Buffer head_tiles;
   std::vector<BlockIdx> blocks;
   int wte = -1, ln_f = -1, head = -1;  // head: lm_head, or wte when tied
