@@ -267,6 +267,13 @@ Paths& Paths::output(const std::string& flag, const std::string& path) {
   return *this;
 }
 
+Paths& Paths::own_output(const std::string& flag, const std::string& path, std::string_view magic, const char* what) {
+  output(flag, path);
+  out_.back().magic = std::string(magic);
+  out_.back().what = what;
+  return *this;
+}
+
 Paths& Paths::report(const std::string& flag, const std::string& path) {
   output(flag, path);
   if (!path.empty()) out_.push_back({fmt::format("{} (partial results)", flag), partial_path(path)});
@@ -321,6 +328,18 @@ void Paths::check() const {
     if (o.kind != Entry::file) continue;
     if (o.path.empty()) throw UsageError(fmt::format("{}: empty file name", o.flag));
     check_output_file(o.path, o.flag);
+    std::error_code ec;
+    if (o.magic.empty() || !fs::is_regular_file(o.path, ec) || fs::file_size(o.path, ec) == 0) continue;
+    std::string head(o.magic.size(), '\0');
+    std::ifstream f(o.path, std::ios::binary);
+    f.read(head.data(), std::streamsize(head.size()));
+    if (head != o.magic) {
+      std::string shown;  // "TTT-SES\n" as "TTT-SES"
+      for (char ch : o.magic) if (std::isprint(static_cast<unsigned char>(ch))) shown += ch;
+      throw Error(fmt::format("{} {}: the file exists and is not {} (no {} header), so this tool did not write it; "
+                              "left untouched: name a new file, or remove it first",
+                              o.flag, o.path, o.what, shown));
+    }
   }
 }
 

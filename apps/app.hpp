@@ -95,6 +95,10 @@ class Paths {
   // A model directory: the files a tool reads from it.
   Paths& model(const std::string& flag, const std::string& dir);
   Paths& output(const std::string& flag, const std::string& path);
+  // An output in a binary format of ours whose files start with `magic` (a session file, a KL-divergence
+  // base): an existing file is replaced only when it starts so, as a file this tool wrote; any other is a
+  // ttt::Error naming the flag, the path and `what` it is not, and is left untouched.
+  Paths& own_output(const std::string& flag, const std::string& path, std::string_view magic, const char* what);
   // An output written with write_output that an interrupt can leave partial: PATH and PATH.partial.
   Paths& report(const std::string& flag, const std::string& path);
   // A directory the tool creates or fills, and the names of the files it writes
@@ -113,6 +117,7 @@ class Paths {
     std::string flag, path;
     // in_dir: a file of an output directory, which is checked as a whole; dir_force: one that may hold files
     enum Kind { file, dir, dir_force, in_dir } kind = file;
+    std::string magic = {}, what = {};  // own_output: what an existing file must start with, and what it then is
   };
   std::vector<Entry> in_, out_;
   std::vector<std::string> models_;  // model() directories: never an output directory

@@ -6,6 +6,7 @@
 #include "apps/app.hpp"
 #include "lib/eval/journal.hpp"
 #include "lib/generate/session_file.hpp"
+#include "lib/report/progress.hpp"
 #include "ttt/decode.hpp"
 #include "ttt/device.hpp"
 #include "ttt/engine.hpp"
@@ -23,7 +24,6 @@
 #include <fstream>
 #include <optional>
 #include <sstream>
-#include <unistd.h>
 
 namespace {
 
@@ -93,7 +93,8 @@ int body(int argc, char** argv) {
   if (full && (load || vm.count("save-session")))
     throw Usage("--full-attention sizes its key/value cache for one run's context; sessions (--save-session, "
                 "--load-session) keep the sliding window's");
-  const ttt::DType kv_dtype = ttt::app::kv_dtype(vm);  // a usage error before the model loads
+  const std::optional<ttt::DType> weight_dtype = ttt::app::weight_dtype(vm);  // usage errors before the model loads
+  const ttt::DType kv_dtype = ttt::app::kv_dtype(vm);
   const int n_predict = vm["n-predict"].as<int>();
   if (n_predict < 0) throw Usage(fmt::format("-n {}: must be >= 0", n_predict));
   if (vm.count("stop"))
@@ -114,14 +115,12 @@ int body(int argc, char** argv) {
   const bool quiet = vm["quiet"].as<bool>();
 
   const std::string model_dir = vm["model"].as<std::string>();
-  ttt::app::Paths()
-      .model("-m", model_dir)
-      .input(vm, "tokenizer")
-      .input(vm, "file")
-      .input(vm, "load-session")
-      .report(vm, "json")
-      .output(vm, "save-session")
-      .check();
+  ttt::app::Paths paths;
+  paths.model("-m", model_dir).input(vm, "tokenizer").input(vm, "file").input(vm, "load-session").report(vm, "json");
+  if (vm.count("save-session"))
+    paths.own_output("--save-session", vm["save-session"].as<std::string>(),
+                     std::string_view(ttt::kSessionMagic, sizeof ttt::kSessionMagic), "a session file");
+  paths.check();
   const ttt::Model model = ttt::Model::load(model_dir, ttt::Weights::deferred);  // read as the engine uploads
   for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-generate: warning: %s\n", w.c_str());
   const ttt::Config& cfg = model.config;
@@ -153,7 +152,7 @@ int body(int argc, char** argv) {
   ttt::app::announce_compiles(rt, "ttt-generate");
   ttt::EngineOptions eo;
   eo.ttt = !no_ttt;
-  eo.weight_dtype = ttt::app::weight_dtype(vm);
+  eo.weight_dtype = weight_dtype;
   eo.kv_dtype = kv_dtype;
   if (vm.count("inner-lr")) eo.inner_lr = vm["inner-lr"].as<float>();
   if (full) {
@@ -172,7 +171,6 @@ int body(int argc, char** argv) {
   // The first Ctrl-C stops generation after the current token; a second one ends the process at once.
   ttt::app::catch_interrupts("ttt-generate", "stopping after the current token");
   auto interrupted = [] { return ttt::app::interrupted() != 0; };
-  const bool tty = isatty(fileno(stderr)) && !quiet;
   std::optional<ttt::Decoder> dec_;
   if (saved)
     dec_.emplace(engine.session(), *saved);
@@ -184,14 +182,21 @@ int body(int argc, char** argv) {
   ttt::TextStream text(vm.count("stop") ? vm["stop"].as<std::vector<std::string>>() : std::vector<std::string>{});
   std::string stopped = "length";
 
-  // Prefill in mini-batches, so that Ctrl-C is heard during a long prompt.
+  // Prefill in mini-batches, so that Ctrl-C is heard during a long prompt; a long one shows its
+  // progress (a bar on a terminal, a line each 10% after the first 2 s in a log).
   const auto t0 = Clock::now();
   const size_t B = size_t(cfg.mini_batch_size);
-  for (size_t i = 0; i < ids.size() && !interrupted(); i += B) {
-    dec.append({ids.data() + i, std::min(B, ids.size() - i)});
-    if (tty) std::fprintf(stderr, "\rprefill: %zu/%zu tokens", std::min(ids.size(), i + B), ids.size());
+  size_t read = 0;  // prompt tokens appended: fewer than ids.size() when Ctrl-C came during the prefill
+  {
+    ttt::Progress progress(ids.size(), "prefill", quiet ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto,
+                           stderr);
+    for (; read < ids.size() && !interrupted(); read += std::min(B, ids.size() - read)) {
+      dec.append({ids.data() + read, std::min(B, ids.size() - read)});
+      progress.update(read + std::min(B, ids.size() - read));
+    }
+    if (progress.mode() == ttt::Progress::Mode::Tty && read == ids.size()) progress.finish();
   }
-  if (tty) std::fprintf(stderr, "\n");
+  const bool prompt_read = read == ids.size();
   const int64_t prefill_steps = dec.steps();
   std::vector<int32_t> generated;
   const size_t document_start = dec.tokens().size();  // generated tokens are appended after these
@@ -218,22 +223,30 @@ int body(int argc, char** argv) {
     }
   }
   if (interrupted()) stopped = "interrupt";
-  if (vm.count("save-session")) {
+  if (vm.count("save-session") && !prompt_read) {
+    // A session of part of the prompt would continue a document the user never gave: as ttt-perplexity, none.
+    std::fprintf(stderr, "ttt-generate: --save-session not written: interrupted after %zu of the prompt's %zu tokens\n",
+                 read, ids.size());
+  } else if (vm.count("save-session")) {
     // The last generated token is part of the document too (it was sampled, not yet appended).
     const size_t appended = dec.tokens().size() - document_start;
     if (generated.size() > appended) dec.append({generated.data() + appended, generated.size() - appended});
     ttt::save_session_file(vm["save-session"].as<std::string>(), key, dec.save());
+    if (!quiet)
+      std::fprintf(stderr, "ttt-generate: session of %zu tokens written to %s\n", dec.tokens().size(),
+                   vm["save-session"].as<std::string>().c_str());
   }
   write_out(text.finish(!interrupted()));  // an interrupt leaves whole characters only
   const double decode_s = seconds_since(t1);
   const int64_t steps = dec.steps();
-  const double prefill_tps = double(ids.size()) / std::max(prefill_s, 1e-9);
+  const double prefill_tps = double(read) / std::max(prefill_s, 1e-9);
   const double decode_tps = double(generated.size()) / std::max(decode_s, 1e-9);
   if (!quiet)
     std::fprintf(stderr,
-                 "\nttt-generate: prompt %zu token%s in %.2f s (%.1f tok/s); generated %zu token%s in %.2f s (%.2f tok/s); "
+                 "\nttt-generate: prompt %s token%s in %.2f s (%.1f tok/s); generated %zu token%s in %.2f s (%.2f tok/s); "
                  "test-time steps %lld (%lld in the prefill, %lld while generating); stopped: %s\n",
-                 ids.size(), ids.size() == 1 ? "" : "s", prefill_s, prefill_tps, generated.size(),
+                 prompt_read ? fmt::format("{}", ids.size()).c_str() : fmt::format("{} of {}", read, ids.size()).c_str(),
+                 ids.size() == 1 ? "" : "s", prefill_s, prefill_tps, generated.size(),
                  generated.size() == 1 ? "" : "s", decode_s, decode_tps, (long long)steps,
                  (long long)prefill_steps, (long long)(steps - prefill_steps), stopped.c_str());
   if (vm.count("json")) {
@@ -243,8 +256,11 @@ int body(int argc, char** argv) {
               {"mode", full ? "full" : no_ttt ? "swa" : "ttt"},
               {"window", engine.window()},
               {"mini_batch", cfg.mini_batch_size},
+              {"weight_dtype", ttt::app::dtype_flag(engine.weight_dtype())},
+              {"kv_dtype", ttt::app::dtype_flag(engine.kv_dtype())},
               {"prompt", prompt},
               {"prompt_tokens", ids.size()},
+              {"prompt_tokens_read", read},  // fewer when Ctrl-C came during the prefill
               {"text", text.text()},
               {"ids", generated},
               {"generated_tokens", generated.size()},

@@ -153,6 +153,10 @@ int body(int argc, char** argv) {
     throw Usage(e.what());
   }
   const int trials = int(ttt::app::int_option(vm, "trials", 1, 1 << 20));
+  ttt::EngineOptions eo;  // usage errors in the storage flags before the model loads
+  eo.weight_dtype = ttt::app::weight_dtype(vm);
+  eo.kv_dtype = ttt::app::kv_dtype(vm);
+  eo.head_tiles = ttt::app::head_tiles(vm);
   const uint64_t seed = vm["seed"].as<uint64_t>();
   const bool quiet = vm["quiet"].as<bool>();
   if (vm.count("inner-lr") && std::find(modes.begin(), modes.end(), ttt::Mode::ttt) == modes.end())
@@ -211,10 +215,6 @@ int body(int argc, char** argv) {
   ttt::Runtime rt(ttt::app::device_spec(vm));
   const ttt::Device& device = rt.device();
   ttt::app::announce_compiles(rt, "ttt-niah");
-  ttt::EngineOptions eo;
-  eo.weight_dtype = ttt::app::weight_dtype(vm);
-  eo.kv_dtype = ttt::app::kv_dtype(vm);
-  eo.head_tiles = ttt::app::head_tiles(vm);
   if (vm.count("inner-lr")) eo.inner_lr = vm["inner-lr"].as<float>();
   // Full attention's window: the longest prompt and its answer.
   ttt::Corpus longest;
@@ -325,6 +325,8 @@ int body(int argc, char** argv) {
               {"seed", seed},
               {"mini_batch", cfg.mini_batch_size},
               {"sliding_window", cfg.sliding_window_size},
+              {"weight_dtype", ttt::app::dtype_flag(eo.weight_dtype.value_or(model.dtype))},
+              {"kv_dtype", ttt::app::dtype_flag(eo.kv_dtype)},
               {"partial", interrupted()},
               {"seconds", seconds},
               {"results", results}};

@@ -224,12 +224,16 @@ void check_outputs(const Args& a, const po::variables_map& vm) {
       std::fprintf(stderr, "ttt-perplexity: %s: skipped %s (tool outputs, not documents)\n", flag,
                    fmt::format("{}", fmt::join(skipped, ", ")).c_str());
   }
-  paths.report(vm, "nll-out").report(vm, "json").report(vm, "plot").output(vm, "journal").output(vm, "save-session");
+  paths.report(vm, "nll-out").report(vm, "json").report(vm, "plot").output(vm, "journal");
+  if (a.save_session)
+    paths.own_output("--save-session", *a.save_session,
+                     std::string_view(ttt::kSessionMagic, sizeof ttt::kSessionMagic), "a session file");
   if (a.kld_base) {
     if (a.kld)
       paths.input("--kl-divergence-base", *a.kld_base);
     else
-      paths.output("--kl-divergence-base", *a.kld_base);
+      paths.own_output("--kl-divergence-base", *a.kld_base, std::string_view(ttt::kKldMagic, sizeof ttt::kKldMagic),
+                       "a KL-divergence base");
   }
   if (a.save_weights)
     paths.output_dir("--save-weights", *a.save_weights,
@@ -257,12 +261,17 @@ ttt::EngineOptions engine_options(const Args& a) {
 }
 
 // Rank 0's journal: what it already holds is reported from it and not evaluated again.
-std::unique_ptr<ttt::Journal> open_journal(const Args& a, const ttt::Config& cfg) {
+std::unique_ptr<ttt::Journal> open_journal(const Args& a, const ttt::Model& model) {
   const std::string cut = a.corpus.window_tokens
                               ? fmt::format("ctx={} chunks={}", a.corpus.window_tokens, a.corpus.max_windows)
                               : std::string();
-  const std::string fp = ttt::journal_fingerprint(a.model_dir, a.ttt, a.inner_lr.value_or(cfg.inner_lr),
-                                                  ttt::modes_text(a.modes), cut);
+  // Another storage type gives other numbers: a journal of bf16 weights or f16 keys and values is its own.
+  const ttt::DType weights = a.weight_dtype.value_or(model.dtype);
+  const std::string storage = weights == ttt::DType::F32 && a.kv_dtype == ttt::DType::F32
+                                  ? std::string()
+                                  : fmt::format("weights={} kv={}", ttt::dtype_flag(weights), ttt::dtype_flag(a.kv_dtype));
+  const std::string fp = ttt::journal_fingerprint(a.model_dir, a.ttt, a.inner_lr.value_or(model.config.inner_lr),
+                                                  ttt::modes_text(a.modes), cut, storage);
   auto journal = std::make_unique<ttt::Journal>(*a.journal, fp, a.resume);
   if (journal->had_torn_line())
     std::fprintf(stderr, "ttt-perplexity: %s: ignored a torn last line (a run was interrupted while writing it)\n",
@@ -360,7 +369,7 @@ std::optional<ttt::CorpusResults> evaluate(const Args& a, const ttt::Corpus& cor
                          a.quiet || !lead ? ttt::Progress::Mode::Quiet : ttt::Progress::Mode::Auto, stderr,
                          [&] { return run.seconds(); });
   run.stop_when([] { return ttt::app::interrupted() != 0; });
-  const auto journal = lead && a.journal ? open_journal(a, model.config) : nullptr;
+  const auto journal = lead && a.journal ? open_journal(a, model) : nullptr;
   run.set_journal(journal.get());
   if (journal && a.resume)
     for (const std::string& r : run.renamed())

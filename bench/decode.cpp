@@ -258,10 +258,11 @@ std::vector<int64_t> parse_list(const std::string& text) {
     } catch (const std::exception&) {
       used = 0;
     }
-    if (used != item.size() || x < 1) throw Error(fmt::format("--contexts: '{}' is not a positive integer", item));
+    if (used != item.size() || x < 1)
+      throw app::UsageError(fmt::format("--contexts: '{}' is not a positive integer", item));
     v.push_back(x);
   }
-  if (v.empty()) throw Error("--contexts: give at least one context length");
+  if (v.empty()) throw app::UsageError("--contexts: give at least one context length");
   std::sort(v.begin(), v.end());
   return v;
 }
@@ -304,10 +305,11 @@ int decode(int argc, char** argv) {
                        "bandwidth (host memcpy, STREAM copy convention; and a device buffer copy) and the time to\n"
                        "stream the weights once at that bandwidth, against which decode is compared."))
     return 0;
-  if (vm.count("model") == vm.count("preset")) throw Error("give exactly one of --model and --preset");
+  // Every option is checked before the model loads: a usage error (exit 2) is never found after it.
+  if (vm.count("model") == vm.count("preset")) throw app::UsageError("give exactly one of --model and --preset");
   const auto contexts = parse_list(vm["contexts"].as<std::string>());
   const std::string fill = vm["fill"].as<std::string>();
-  if (fill != "random" && fill != "prefill") throw Error("--fill takes random or prefill");
+  if (fill != "random" && fill != "prefill") throw app::UsageError("--fill takes random or prefill");
   std::vector<std::string> modes;
   {
     std::stringstream ss(vm["modes"].as<std::string>());
@@ -316,10 +318,15 @@ int decode(int argc, char** argv) {
       if (m == "ttt" || m == "swa" || m == "full")
         modes.push_back(m);
       else
-        throw Error(fmt::format("--modes: unknown mode '{}' (ttt, swa, full)", m));
+        throw app::UsageError(fmt::format("--modes: unknown mode '{}' (ttt, swa, full)", m));
   }
   const int tokens = vm["tokens"].as<int>();
-  if (tokens < 1) throw Error("--tokens must be at least 1");
+  if (tokens < 1) throw app::UsageError("--tokens must be at least 1");
+  const std::optional<DType> weight_dtype = app::weight_dtype(vm);
+  const DType kv_dtype = app::kv_dtype(vm);
+  const std::string matvec = vm["matvec"].as<std::string>();
+  if (matvec != "kernels" && matvec != "gemv" && matvec != "gemm")
+    throw app::UsageError("--matvec takes kernels, gemv or gemm");
   const uint64_t seed = vm["seed"].as<uint64_t>();
   {  // Outputs first: a bad one fails now, not after the whole sweep.
     app::Paths paths;
@@ -335,13 +342,11 @@ int decode(int argc, char** argv) {
   ttt::Runtime rt(ttt::app::device_spec(vm));
   ttt::host::Context& ctx = ttt::host::context(rt);
   const ttt::host::DeviceInfo& device = ctx.device();
-  const std::string matvec = vm["matvec"].as<std::string>();
-  if (matvec != "kernels" && matvec != "gemv" && matvec != "gemm") throw Error("--matvec takes kernels, gemv or gemm");
 
   if (vm["matvec-only"].as<bool>()) {
     // The read bandwidth just before and after, for the kernels' share of it on a shared machine.
     const double before = host_read_gbs();
-    json products = time_matvec(ctx, c, app::weight_dtype(vm).value_or(DType::F32), vm["matvec-clblast"].as<bool>());
+    json products = time_matvec(ctx, c, weight_dtype.value_or(m.dtype), vm["matvec-clblast"].as<bool>());
     const double after = host_read_gbs();
     std::fprintf(stderr, "  read bandwidth (host probe): %.1f GB/s before, %.1f GB/s after\n", before, after);
     json j = {{"bench", "decode-matvec"}, {"device", device.name}, {"model", name}, {"products", products},
@@ -357,8 +362,8 @@ int decode(int argc, char** argv) {
   for (const std::string& mode : modes) {
     EngineOptions o;
     o.ttt = mode == "ttt";
-    o.weight_dtype = app::weight_dtype(vm);
-    o.kv_dtype = app::kv_dtype(vm);
+    o.weight_dtype = weight_dtype;
+    o.kv_dtype = kv_dtype;
     if (mode == "full") o.window = int(std::max<int64_t>(contexts.back() + tokens + 2, c.sliding_window_size));
     Engine e(rt, m, o);
     set_matvec(e, matvec == "kernels" ? MatVec::Kernels : matvec == "gemv" ? MatVec::ClblastGemv : MatVec::Gemm);

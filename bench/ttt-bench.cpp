@@ -115,6 +115,17 @@ int prefill(int argc, char** argv) {
   wt.kv_dtype = ttt::app::kv_dtype(vm);
   wt.head_tiles = ttt::app::head_tiles(vm);
   if (only != "both" && only != "ttt" && only != "no-ttt") throw ttt::app::UsageError("--only takes ttt, no-ttt or both");
+  // Every option is checked before the model loads: a usage error is never found after minutes of timing.
+  const int repeat = vm["repeat"].as<int>();
+  if (repeat < 1 || repeat > 100) throw ttt::app::UsageError("--repeat must be in 1..100");
+  std::vector<int> parallel;
+  try {
+    if (vm.count("parallel")) parallel = ttt::bench::parse_list(vm["parallel"].as<std::string>());
+  } catch (const ttt::Error& e) {
+    throw ttt::app::UsageError(e.what());
+  }
+  const size_t docs = vm["docs"].as<size_t>();
+  if (docs < 1) throw ttt::app::UsageError("--docs must be at least 1");
   {
     ttt::app::Paths paths;
     if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
@@ -146,8 +157,6 @@ int prefill(int argc, char** argv) {
             {"mini_batch", m.config.mini_batch_size},
             {"window", m.config.sliding_window_size},
             {"tuning", {{"record", tuning.source_name()}, {"name", tuning.record()}, {"file_state", tuning.name()}}}};
-  const int repeat = vm["repeat"].as<int>();
-  if (repeat < 1 || repeat > 100) throw ttt::Error("--repeat must be in 1..100");
   if (!vm["no-warmup"].as<bool>()) {  // the engine builds every kernel; a GEMM makes CLBlast compile its program
     const std::vector<int32_t> head(tokens.begin(), tokens.begin() + 2);
     time_prefill(rt, m, head, only != "no-ttt", false, wt);
@@ -181,14 +190,11 @@ int prefill(int argc, char** argv) {
     if (profile) j["kernel_ms"] = yes.kernel_ms;
   }
   if (only == "both") j["ttt_over_no_ttt"] = no.seconds / yes.seconds;
-  if (vm.count("parallel")) {
-    const auto list = ttt::bench::parse_list(vm["parallel"].as<std::string>());
-    const size_t docs = vm["docs"].as<size_t>();
-    if (docs < 1) throw ttt::Error("--docs must be at least 1");
+  if (!parallel.empty()) {
     if (only != "ttt")
-      j["parallel_no_ttt"] = ttt::bench::prefill_parallel(rt, m, n, docs, list, false, seed, profile, wt);
+      j["parallel_no_ttt"] = ttt::bench::prefill_parallel(rt, m, n, docs, parallel, false, seed, profile, wt);
     if (only != "no-ttt")
-      j["parallel_ttt"] = ttt::bench::prefill_parallel(rt, m, n, docs, list, true, seed, profile, wt);
+      j["parallel_ttt"] = ttt::bench::prefill_parallel(rt, m, n, docs, parallel, true, seed, profile, wt);
   }
   ttt::bench::add_roofline(j, ctx, m.config, int64_t(n - 1), only != "ttt" ? &no_runs : nullptr,
                            only != "no-ttt" ? &yes_runs : nullptr, !vm["no-ceiling"].as<bool>());

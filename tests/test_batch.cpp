@@ -9,6 +9,8 @@
 #include "tests/common.hpp"
 #include "tests/model_fixtures.hpp"
 
+#include <map>
+
 namespace ttt::test {
 namespace {
 
@@ -78,6 +80,38 @@ TEST_F(BatchTest, FinishedSlotsTakeTheNextDocumentAndEachIsReportedOnce) {
   EXPECT_EQ(scored, total);
   for (int s : seen) EXPECT_EQ(s, 1);
   EXPECT_EQ(order[0], 1u) << "the 2-token document finishes first, while the 23-token one is still running";
+}
+
+TEST_F(BatchTest, StopCutsEveryDocumentInFlightAfterTheStep) {
+  // B = 5: documents of 23 and 17 tokens in two slots, stopped after the second step. Both are cut
+  // there with their first 10 NLLs (the whole run's prefix), none is reported done, and the batch
+  // takes no further document; the same session then scores a whole run as before.
+  const Model m = Model::random(tiny_config(), 24, 0.3f);
+  Engine e(rt(), m);
+  const auto docs = documents(m.config.vocab_size);
+  const std::vector<std::span<const int32_t>> two = {docs[0], docs[2], docs[4]};
+  BatchSession b(e, 2);
+  const auto whole = b.evaluate(two);
+  size_t next = 0, steps = 0, done = 0;
+  std::map<size_t, std::vector<float>> cut;
+  b.run([&]() -> std::optional<BatchDocument> {
+          if (next == two.size()) return std::nullopt;
+          ++next;
+          return BatchDocument{next - 1, two[next - 1]};
+        },
+        [&](size_t, std::vector<float>) { ++done; }, [&](size_t) { ++steps; }, [&] { return steps == 2; },
+        [&](size_t i, std::vector<float> nll) { cut[i] = std::move(nll); });
+  EXPECT_EQ(steps, 2u);
+  EXPECT_EQ(done, 0u);
+  EXPECT_EQ(next, 2u) << "no document taken after the stop";
+  ASSERT_EQ(cut.size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    ASSERT_EQ(cut[i].size(), 10u) << "document " << i;
+    const std::vector<double> want(whole[i].begin(), whole[i].begin() + 10);
+    EXPECT_TRUE(all_close(cut[i], want, 1e-6, 0)) << "document " << i;
+  }
+  const auto again = b.evaluate(two);
+  for (size_t i = 0; i < two.size(); ++i) EXPECT_EQ(again[i], whole[i]) << "document " << i << " after a stopped run";
 }
 
 TEST_F(BatchTest, RejectsBadDocumentsAndSlotCounts) {

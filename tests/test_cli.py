@@ -807,6 +807,59 @@ def interrupts(c):
 
 
 @case
+def interrupt_parallel(c):
+    """Ctrl-C with --parallel stops after the current step of the batch: every document in flight is cut there and
+    reported partial (exit 130), not scored to its end (the interrupt used to wait for the longest document, and
+    with fewer documents than --parallel slots it was ignored: exit 0 after the whole run)."""
+    made, long_doc = c.made(), c.long_doc()
+    docs, texts = c.docs()
+    a_only = os.path.join(docs, "a.txt")
+    jp, npth = (os.path.join(c.tmp, f"int-par.{e}") for e in ("json", "nll"))
+    for parallel in ("2", "3"):
+        for f in (jp, npth):
+            if os.path.exists(f):
+                os.remove(f)
+        p = subprocess.Popen([exe("ttt-perplexity"), "-m", made, "-f", long_doc, "-f", a_only, "--parallel", parallel,
+                              "--json", jp, "--nll-out", npth], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        head = p.stderr.readline()  # printed once the documents are loaded, before any scoring
+        p.send_signal(signal.SIGINT)
+        so, se = p.communicate(timeout=600)
+        se = head + se
+        j = json.load(open(jp)) if os.path.exists(jp) else {}
+        lines = open(npth).read().splitlines() if os.path.exists(npth) else [""]
+        long_scored = next((d["tokens"] for d in j.get("documents", []) if d["name"].endswith("long.txt")), None)
+        n_scored = j.get("total", {}).get("tokens", 0)
+        ok = p.returncode == 130 and "INTERRUPTED" in so and j.get("partial") is True
+        ok = ok and long_scored is not None and 0 < long_scored < 20250 - 1 and long_scored % 64 == 0
+        ok = ok and 0 < n_scored < j["planned"]["tokens"] and lines[-1].startswith("# partial: ")
+        check(f"--parallel {parallel}: Ctrl-C cuts the documents in flight (long document: {long_scored} of 20249 "
+              f"tokens), partial results, exit 130", ok, f"exit {p.returncode}; {(so + se)[-600:]}")
+
+
+@case
+def generate_interrupt_prefill(c):
+    """Ctrl-C during ttt-generate's prefill: the summary and the JSON count the prompt tokens read, not the whole
+    prompt (the rate was the whole prompt's over the time of a part), and --save-session writes no session of part
+    of the prompt (it used to, silently: loading it continued a document the user never gave)."""
+    made, long_doc = c.made(), c.long_doc()
+    jp, ses = os.path.join(c.tmp, "gen-int.json"), os.path.join(c.tmp, "gen-int.ses")
+    p = subprocess.Popen([exe("ttt-generate"), "-m", made, "-f", long_doc, "-n", "5", "--json", jp, "--save-session",
+                          ses], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    head = p.stderr.readline()  # the header line, printed before the prefill
+    p.send_signal(signal.SIGINT)
+    _, se = p.communicate(timeout=600)
+    se = head + se
+    j = json.load(open(jp)) if os.path.exists(jp) else {}
+    read, whole = j.get("prompt_tokens_read", -1), j.get("prompt_tokens", 0)
+    ok = p.returncode == 130 and j.get("stopped") == "interrupt" and whole == 20250 and 0 <= read < whole
+    ok = ok and f"prompt {read} of {whole} tokens" in se
+    ok = ok and not os.path.exists(ses) and "--save-session not written" in se
+    check(f"ttt-generate: Ctrl-C in the prefill ({read} of {whole} prompt tokens read): counted as read, no session",
+          ok, f"exit {p.returncode}, session written: {os.path.exists(ses)}; {se[-600:]}")
+
+
+@case
 def interrupt_keeps_complete(c):
     """An interrupted re-run replaces no complete output: its partial results go to PATH.partial."""
     tmp = c.tmp
@@ -2126,6 +2179,99 @@ def kv_dtype(c):
     check("ttt-bench prefill --kv-dtype f16 --weight-dtype bf16 reports both, and --parallel takes them too",
           j.get("kv_dtype") == "f16" and j.get("weight_dtype") == "bf16"
           and j.get("parallel_ttt", {}).get("runs", [{}])[0].get("max_abs_nll_diff", 1) <= 1e-5, se[-400:])
+
+
+@case
+def storage_on_record(c):
+    """The storage types a run used are on record: ttt-perplexity's report ('storage') and JSON settings, ttt-generate's
+    and ttt-niah's JSON (weight_dtype, kv_dtype); a --journal of other storage types is refused on --resume (its
+    numbers would be reported as this run's)."""
+    made, med, toks = c.made(), c.med, c.mtoks
+    for w, kv in (("auto", "f32"), ("bf16", "f16")):
+        want_w = "f32" if w == "auto" else w
+        jp = os.path.join(c.tmp, f"storage-{w}.json")
+        rc, so, se = run("ttt-perplexity", "-m", med, "--tokens", toks, "--weight-dtype", w, "--kv-dtype", kv, "--json",
+                         jp, "-q")
+        st = json.load(open(jp))["settings"] if rc == 0 else {}
+        check(f"ttt-perplexity --weight-dtype {w} --kv-dtype {kv}: report and JSON say {want_w} weights, {kv} kv",
+              rc == 0 and re.search(rf"storage +{want_w} weights, {kv} kv", so) is not None
+              and st.get("weight_dtype") == want_w and st.get("kv_dtype") == kv, (so + se)[-400:])
+        jp = os.path.join(c.tmp, f"storage-gen-{w}.json")
+        rc, _, se = run("ttt-generate", "-m", made, "-p", "abc", "-n", "2", "-q", "--weight-dtype", w, "--kv-dtype", kv,
+                        "--json", jp)
+        j = json.load(open(jp)) if rc == 0 else {}
+        check(f"ttt-generate --weight-dtype {w} --kv-dtype {kv}: the JSON says so",
+              j.get("weight_dtype") == want_w and j.get("kv_dtype") == kv, se[-300:])
+        jp = os.path.join(c.tmp, f"storage-niah-{w}.json")
+        rc, _, se = run("ttt-niah", "-m", made, "--contexts", "200", "--depths", "0", "--trials", "1", "--needle", "1",
+                        "-q", "--weight-dtype", w, "--kv-dtype", kv, "--json", jp)
+        j = json.load(open(jp)) if rc == 0 else {}
+        check(f"ttt-niah --weight-dtype {w} --kv-dtype {kv}: the JSON says so",
+              j.get("weight_dtype") == want_w and j.get("kv_dtype") == kv, se[-300:])
+    journal = os.path.join(c.tmp, "storage.journal")
+    rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", toks, "--journal", journal, "-q")
+    check("storage: an f32 run writes its journal", rc == 0, se[-300:])
+    for flags in (["--weight-dtype", "bf16"], ["--kv-dtype", "f16"]):
+        rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", toks, "--journal", journal, "--resume", *flags)
+        check(f"--resume {' '.join(flags)} of an f32 run's journal is refused", rc == 1 and re.search(
+            r"error: .*storage.journal: journal written for another model or other options", se), se[-400:])
+    rc, _, se = run("ttt-perplexity", "-m", med, "--tokens", toks, "--journal", journal, "--resume", "--weight-dtype",
+                    "f32", "-q")
+    check("--resume --weight-dtype f32 (what auto gave) continues the f32 journal", rc == 0, se[-300:])
+
+
+@case
+def usage_before_model(c):
+    """A bad option value is a usage error (exit 2, naming the flag) found before the model loads: the storage flags
+    of every tool that runs a model (with a model directory that does not exist, whose error would come first
+    otherwise), and ttt-bench's options (checked after the model loaded, some after minutes of timing, and exit 1)."""
+    missing = os.path.join(c.tmp, "no-such-model")
+    tools = [("ttt-perplexity", ["--tokens", c.tokens]), ("ttt-generate", ["-p", "x"]), ("ttt-niah", []),
+             ("ttt-bench", ["prefill"]), ("ttt-bench", ["decode"])]
+    for tool, args in tools:
+        for flag in ("--weight-dtype", "--kv-dtype"):
+            sub = args[:1] if tool == "ttt-bench" else []
+            rest = args[1:] if tool == "ttt-bench" else args
+            expect_error(f"{tool} {' '.join(sub)} {flag} f8 before the model loads", tool,
+                         [*sub, "-m", missing, *rest, flag, "f8"], flag, "f8", code=2)
+    for args, flag in ((["decode", "--preset", "tiny", "--fill", "x"], "--fill"),
+                       (["decode", "--preset", "tiny", "--matvec", "x"], "--matvec"),
+                       (["decode", "--preset", "tiny", "--modes", "ttt,x"], "--modes"),
+                       (["decode", "--preset", "tiny", "--contexts", "0"], "--contexts"),
+                       (["decode", "--preset", "tiny", "-m", missing], "--preset"),
+                       (["prefill", "--preset", "tiny", "--repeat", "0"], "--repeat"),
+                       (["prefill", "--preset", "tiny", "--parallel", "x"], "--parallel"),
+                       (["prefill", "--preset", "tiny", "--parallel", "2", "--docs", "0"], "--docs")):
+        rc, _, se = run("ttt-bench", *args)
+        check(f"ttt-bench {' '.join(args)}: a usage error before the model loads", rc == 2 and flag in se
+              and "loading" not in se and se.startswith("ttt-bench: error: "), f"exit {rc}: {se[-300:]}")
+
+
+@case
+def own_formats_only(c):
+    """--save-session and --kl-divergence-base (written) replace an existing file only when it is one of theirs (the
+    TTT-SES / TTT-KLD header): a user's file of that name is refused before any work and left as it was; a file the
+    tool wrote is replaced, and so is an empty one."""
+    made, doc = c.made(), c.long_doc()
+    notes = c.token_file("notes.txt", "my notes, not a session")
+    for tool, args in (("ttt-generate", ["-p", "abc", "-n", "2", "--save-session", notes]),
+                       ("ttt-perplexity", ["-f", doc, "--max-tokens", "100", "--save-session", notes]),
+                       ("ttt-perplexity", ["-f", doc, "--max-tokens", "100", "--kl-divergence-base", notes])):
+        flag = args[-2]
+        rc, so, se = run(tool, "-m", made, "-q", *args)
+        check(f"{tool} {flag} onto a user's file is refused, the file untouched",
+              rc == 1 and se.startswith(f"{tool}: error: {flag} {notes}: the file exists and is not") and so == ""
+              and untouched(notes, "my notes, not a session"), se[-300:])
+    for flag, name in (("--save-session", "own.ses"), ("--kl-divergence-base", "own.kld")):
+        path = os.path.join(c.tmp, name)
+        open(path, "w").close()  # empty: nothing to lose
+        tool_args = ["-f", doc, "--max-tokens", "100", flag, path]
+        rc1, _, se1 = run("ttt-perplexity", "-m", made, "-q", *tool_args)
+        first = open(path, "rb").read() if rc1 == 0 else b""
+        rc2, _, se2 = run("ttt-perplexity", "-m", made, "-q", "-f", doc, "--max-tokens", "90", flag, path)
+        again = open(path, "rb").read() if rc2 == 0 else b""
+        check(f"ttt-perplexity {flag}: an empty file, then the tool's own, are replaced",
+              rc1 == rc2 == 0 and first[:4] == b"TTT-" and again[:4] == b"TTT-" and first != again, (se1 + se2)[-300:])
 
 
 @case

@@ -7,6 +7,7 @@
 #include "ttt/token_io.hpp"
 #include "tests/common.hpp"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -290,6 +291,37 @@ TEST_F(FormatTest, DeferredNonFiniteValueIsReportedWhenRead) {
   }();
   EXPECT_NE(err.find("blocks.1.attn.wo"), std::string::npos) << err;
   EXPECT_NE(err.find("non-finite"), std::string::npos) << err;
+}
+
+// A value that f16 cannot hold (a bf16 or f32 file stored as f16 on the device) is refused, named as
+// the file names it: the file's tensor and its index there, not the device tensor it shares with others.
+TEST_F(FormatTest, F16OverflowNamesTheFileTensor) {
+  Model m = Model::load(dir_.string());
+  const ParamTable table = param_table(m.config);
+  int di = -1;
+  for (size_t i = 0; i < table.device.size(); ++i)
+    if (table.device[i].parts.size() > 1) di = int(i);  // a fused tensor (wq|wk|wv, w1|w3)
+  ASSERT_GE(di, 0);
+  ParamTable t16 = table;
+  t16.store_weights(DType::F16);
+  const DeviceTensor& d = t16.device[size_t(di)];
+  const ParamSpec& second = t16.params[size_t(d.parts[1])];
+  const int64_t w = second.size() / d.rows;
+  second.host(m)[size_t(w + 2)] = 70000.f;  // row 1, column 2 of the second part
+  const std::string err = [&] {
+    try {
+      t16.pack_stored(di, m);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  }();
+  EXPECT_NE(err.find(fmt::format("tensor '{}' at index {}", second.name, w + 2)), std::string::npos) << err;
+  EXPECT_NE(err.find(d.name), std::string::npos) << err;
+  EXPECT_NE(err.find("f16 storage"), std::string::npos) << err;
+  EXPECT_NE(err.find("bf16 or f32"), std::string::npos) << err;
+  t16.store_weights(DType::BF16);
+  EXPECT_NO_THROW(t16.pack_stored(di, m)) << "bf16 holds 70000";
 }
 
 TEST(Dtype, HalfConversionsRoundTripEveryValue) {

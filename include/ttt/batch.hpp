@@ -39,10 +39,15 @@ class BatchSession {
   // each free slot takes next()'s document; done(index, nll) is called once per
   // document as soon as its last mini-batch is scored (T tokens give T-1 NLLs),
   // in the order documents finish; progress(n) after each step with the tokens
-  // it scored, before that step's done() calls.
+  // it scored, before that step's done() calls. stop, when given, is asked
+  // after each step's done() calls while a document is in a slot: true ends
+  // the run there, each document still in a slot handed to cut(index, nll of
+  // its scored prefix), so an interrupt waits for one step, not for the
+  // longest document in flight.
   void run(const std::function<std::optional<BatchDocument>()>& next,
            const std::function<void(size_t, std::vector<float>)>& done,
-           const std::function<void(size_t)>& progress = {});
+           const std::function<void(size_t)>& progress = {}, const std::function<bool()>& stop = {},
+           const std::function<void(size_t, std::vector<float>)>& cut = {});
   // Every document of docs; the NLLs in docs' order.
   std::vector<std::vector<float>> evaluate(const std::vector<std::span<const int32_t>>& docs);
 

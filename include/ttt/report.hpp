@@ -75,6 +75,8 @@ struct ReportSettings {
   float inner_lr = 0;
   int mini_batch = 0;  // B
   int window = 0;      // W (sliding window)
+  // Storage on the device as the tools' flags spell it ("f32", "f16", "bf16"); empty: not recorded.
+  std::string weight_dtype, kv_dtype;
   // Anything else the app wants on record (e.g. {"dtype", "f32"}), in order.
   std::vector<std::pair<std::string, std::string>> extra;
 };

@@ -262,7 +262,8 @@ size_t BatchSession::device_bytes() const { return impl_->bytes; }
 
 void BatchSession::run(const std::function<std::optional<BatchDocument>()>& next,
                        const std::function<void(size_t, std::vector<float>)>& done,
-                       const std::function<void(size_t)>& progress) {
+                       const std::function<void(size_t)>& progress, const std::function<bool()>& stop,
+                       const std::function<void(size_t, std::vector<float>)>& cut) {
   Impl& b = *impl_;
   bool more = true;
   for (;;) {
@@ -296,6 +297,16 @@ void BatchSession::run(const std::function<std::optional<BatchDocument>()>& next
         done(sl.doc.index, std::move(sl.nll));
         sl.nll.clear();
       }
+    const bool in_flight = std::any_of(b.slot.begin(), b.slot.end(), [](const Impl::Slot& sl) { return sl.busy; });
+    if (in_flight && stop && stop()) {
+      for (auto& sl : b.slot)
+        if (sl.busy) {
+          sl.busy = false;
+          if (cut) cut(sl.doc.index, std::move(sl.nll));
+          sl.nll.clear();
+        }
+      return;
+    }
   }
 }
 

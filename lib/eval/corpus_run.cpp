@@ -9,15 +9,31 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 namespace ttt {
 
+std::string dtype_flag(DType t) {
+  std::string s = dtype_name(t);  // "BF16" -> "bf16", as the tools' flags spell it
+  for (char& ch : s) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
 ReportSettings report_settings(const Engine& engine, const std::string& model_dir, const std::string& tokenizer) {
-  return {model_dir,       engine.runtime().device().name, tokenizer, engine.ttt(), engine.inner_lr(),
-          engine.config().mini_batch_size, engine.window(), {}};
+  ReportSettings st;
+  st.model_dir = model_dir;
+  st.device = engine.runtime().device().name;
+  st.tokenizer = tokenizer;
+  st.ttt = engine.ttt();
+  st.inner_lr = engine.inner_lr();
+  st.mini_batch = engine.config().mini_batch_size;
+  st.window = engine.window();
+  st.weight_dtype = dtype_flag(engine.weight_dtype());
+  st.kv_dtype = dtype_flag(engine.kv_dtype());
+  return st;
 }
 
 CorpusRun::CorpusRun(const Corpus& corpus, CorpusOptions opts, const Workers& workers)
@@ -108,8 +124,8 @@ bool CorpusRun::pass(Engine& engine, size_t mode) {
   total_ = seconds();
   since_.reset();
   workers_.barrier();
-  // The scored prefix of the document the stop came in: reported, never journaled.
-  if (end.doc) store(mode, *end.doc, std::move(end.nll), end.seconds);
+  // The scored prefixes of the documents the stop came in: reported, never journaled.
+  for (PassEnd::Cut& c : end.cut) store(mode, c.doc, std::move(c.nll), c.seconds);
   return !end.interrupted;
 }
 

@@ -63,7 +63,8 @@ PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Doc
         sched.poll();
         if (s + n < n_pred && stop()) {
           nll.resize(s + n);
-          end = {true, *i, std::move(nll), std::chrono::duration<double>(Clock::now() - t0).count()};
+          end.interrupted = true;
+          end.cut.push_back({*i, std::move(nll), std::chrono::duration<double>(Clock::now() - t0).count()});
           break;
         }
       }
@@ -83,9 +84,10 @@ PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Doc
     std::map<size_t, InFlight> live;
     const size_t B = size_t(engine.config().mini_batch_size);
     auto t_step = Clock::now();
+    bool stepped = false;  // as one at a time, the first step is scored whenever the stop came
     batch.run(
         [&]() -> std::optional<BatchDocument> {
-          if (stop()) {
+          if (stepped && stop()) {
             end.interrupted = true;
             return std::nullopt;
           }
@@ -111,6 +113,12 @@ PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Doc
           progress(n);
           sched.poll();
           t_step = Clock::now();
+          stepped = true;
+        },
+        [&] { return end.interrupted = end.interrupted || stop(); },
+        [&](size_t i, std::vector<float> nll) {
+          end.cut.push_back({i, std::move(nll), live[i].seconds});
+          live.erase(i);
         });
   }
   sched.drain();

@@ -70,9 +70,12 @@ class Workers {
 // ones in flight finish.
 struct PassEnd {
   bool interrupted = false;
-  std::optional<size_t> doc;  // the document cut short, if any
-  std::vector<float> nll;     // its scored prefix
-  double seconds = 0;
+  struct Cut {
+    size_t doc = 0;          // a document cut short
+    std::vector<float> nll;  // its scored prefix
+    double seconds = 0;
+  };
+  std::vector<Cut> cut;  // one at a time: the one being scored; in parallel: every one in flight
 };
 
 // Every predicted token's logits over the whole vocabulary: (document,
@@ -90,7 +93,8 @@ struct PassHooks {
 
 // Scores the documents sched hands out with a session of `opts` on engine
 // (the engine's own session when opts are its defaults). progress(n): n more
-// tokens scored here; stop() is asked after every mini-batch; hooks, when
+// tokens scored here; stop() is asked after every mini-batch (in parallel:
+// every step of the batch, which cuts every document in flight); hooks, when
 // set, take every token's logits and each document's final session (one
 // document at a time only: parallel 1).
 PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Document>& docs, int parallel,

@@ -78,9 +78,10 @@ uint64_t model_fingerprint(const std::string& model_dir) {
 }
 
 std::string journal_fingerprint(const std::string& model_dir, bool ttt, float inner_lr, const std::string& modes,
-                                const std::string& cut) {
+                                const std::string& cut, const std::string& storage) {
   std::string options = fmt::format("ttt={} inner_lr={} modes={}", ttt, inner_lr, modes);
   if (!cut.empty()) options += " " + cut;
+  if (!storage.empty()) options += " " + storage;
   return hex64(model_fingerprint(model_dir)) + "-" + hex64(fnv1a(options.data(), options.size()));
 }
 

@@ -24,9 +24,11 @@ std::string hex64(uint64_t v);
 uint64_t model_fingerprint(const std::string& model_dir);
 // What a journal's first line must match: the model and every option that
 // changes the numbers (test-time training, its step size, the modes scored
-// as "ttt,swa,full", the windows as "ctx=N chunks=K").
+// as "ttt,swa,full", the windows as "ctx=N chunks=K", the storage types on
+// the device as "weights=bf16 kv=f16": empty for f32 and f32, so that the
+// journals of f32 runs written before storage types keep their fingerprint).
 std::string journal_fingerprint(const std::string& model_dir, bool ttt, float inner_lr, const std::string& modes,
-                                const std::string& cut = "");
+                                const std::string& cut = "", const std::string& storage = "");
 
 struct JournalRecord {
   size_t doc = 0;

@@ -25,7 +25,6 @@
 namespace ttt {
 namespace {
 
-constexpr char kMagic[8] = {'T', 'T', 'T', '-', 'K', 'L', 'D', '\n'};
 constexpr uint32_t kVersion = 1;
 constexpr size_t kRowHead = 16;
 
@@ -104,7 +103,7 @@ KldRow quantize_logits(std::span<const float> logits) {
 
 KldWriter::KldWriter(const std::string& path, KldHeader header)
     : path_(path), header_(std::move(header)), file_(path) {
-  std::string head(kMagic, sizeof kMagic);
+  std::string head(kKldMagic, sizeof kKldMagic);
   put(head, kVersion);
   put(head, header_.vocab);
   put(head, header_.model);
@@ -151,9 +150,9 @@ KldComparer::KldComparer(const std::string& path, const KldHeader& expect) : pat
                  "kl-divergence-base");
   };
   char fixed[40];
-  if (!in_.read(fixed, sizeof fixed) || std::memcmp(fixed, kMagic, sizeof kMagic) != 0)
+  if (!in_.read(fixed, sizeof fixed) || std::memcmp(fixed, kKldMagic, sizeof kKldMagic) != 0)
     throw fail("not a KL-divergence base (no TTT-KLD header)");
-  const char* p = fixed + sizeof kMagic;
+  const char* p = fixed + sizeof kKldMagic;
   const auto version = take<uint32_t>(p);
   const auto vocab = take<uint32_t>(p);
   const auto model = take<uint64_t>(p);

@@ -158,9 +158,21 @@ std::vector<uint8_t> ParamTable::pack_stored(int di, const Model& m) const {
   const uint16_t exp_mask = bf ? 0x7f80 : 0x7c00;  // all ones: inf or NaN
   for (size_t i = 0; i < f.size(); ++i) {
     h[i] = bf ? f32_to_bf16(f[i]) : f32_to_f16(f[i]);
-    if ((h[i] & exp_mask) == exp_mask)
-      throw Error(fmt::format("device tensor '{}': value {} at flat index {} does not fit in {} storage", d.name, f[i],
-                              i, dtype_name(d.dtype)));
+    if ((h[i] & exp_mask) == exp_mask) {
+      // Named as the file names it: the file's tensor and its index there, not the device tensor they share.
+      const int64_t r = int64_t(i) / d.cols, col = int64_t(i) % d.cols;
+      std::string where = fmt::format("device tensor '{}' at flat index {}", d.name, i);
+      for (int pi : d.parts) {
+        const ParamSpec& ps = params[size_t(pi)];
+        const int64_t w = ps.size() / d.rows;
+        if (col < ps.col || col >= ps.col + w) continue;
+        where = fmt::format("tensor '{}' at index {}", ps.name, r * w + col - ps.col);
+        if (d.parts.size() > 1) where += fmt::format(" (stored in device tensor '{}')", d.name);
+      }
+      throw Error(fmt::format("{}: value {} does not fit in {} storage (largest finite {}); store the weights as {}",
+                              where, f[i], bf ? "bf16" : "f16", bf ? "3.39e38" : "65504",
+                              bf ? "f32" : "bf16 or f32"));
+    }
   }
   return out;
 }

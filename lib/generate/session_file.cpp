@@ -20,7 +20,6 @@
 namespace ttt {
 namespace {
 
-constexpr char kMagic[8] = {'T', 'T', 'T', '-', 'S', 'E', 'S', '\n'};
 constexpr uint32_t kVersion = 1;
 
 uint64_t fnv(const char* p, size_t n) {
@@ -68,7 +67,7 @@ struct Reader {
 }  // namespace
 
 void save_session_file(const std::string& path, const SessionKey& key, const Decoder::Saved& s) {
-  std::string out(kMagic, sizeof kMagic);
+  std::string out(kSessionMagic, sizeof kSessionMagic);
   put(out, kVersion);
   put(out, key.model);
   put(out, uint32_t(key.ttt));
@@ -91,13 +90,13 @@ void save_session_file(const std::string& path, const SessionKey& key, const Dec
 }
 
 Decoder::Saved parse_session(const std::string& bytes, const std::string& origin, const SessionKey& expect) {
-  if (bytes.size() < sizeof kMagic + 8 || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0)
+  if (bytes.size() < sizeof kSessionMagic + 8 || std::memcmp(bytes.data(), kSessionMagic, sizeof kSessionMagic) != 0)
     throw Error(fmt::format("{}: not a session file (no TTT-SES header)", origin));
   const size_t body = bytes.size() - 8;
   uint64_t sum;
   std::memcpy(&sum, bytes.data() + body, sizeof sum);
   if (sum != fnv(bytes.data(), body)) throw Error(fmt::format("{}: session file corrupt (checksum mismatch)", origin));
-  Reader r{bytes, origin, sizeof kMagic, body};
+  Reader r{bytes, origin, sizeof kSessionMagic, body};
   const auto version = r.get<uint32_t>("the header");
   if (version != kVersion)
     throw Error(fmt::format("{}: session file version {}, this build reads {}", origin, version, kVersion));

@@ -12,6 +12,9 @@
 
 namespace ttt {
 
+// The first bytes of every session file: an existing file is replaced only when it starts with them.
+inline constexpr char kSessionMagic[8] = {'T', 'T', 'T', '-', 'S', 'E', 'S', '\n'};
+
 // What a session must match to be continued.
 struct SessionKey {
   uint64_t model = 0;  // fingerprint of the model's files

@@ -402,6 +402,9 @@ std::string settings_text(const ReportInput& in, const Summary& total, const Lab
   if (!st.tokenizer.empty()) kv.emplace_back("tokenizer", st.tokenizer);
   kv.emplace_back("TTT", st.ttt ? fmt::format("on (inner_lr {}, mini-batch B {})", st.inner_lr, st.mini_batch) : "off");
   if (st.window > 0) kv.emplace_back("window", fmt::format("W {}", st.window));
+  if (!st.weight_dtype.empty() || !st.kv_dtype.empty())
+    kv.emplace_back("storage", fmt::format("{} weights, {} kv", st.weight_dtype.empty() ? "?" : st.weight_dtype,
+                                           st.kv_dtype.empty() ? "?" : st.kv_dtype));
   if (in.modes.size() >= 2) {
     std::string all;
     for (const auto& m : in.modes) all += (all.empty() ? "" : " vs ") + m.second;

@@ -23,6 +23,7 @@
 //   "format": "ttt-perplexity-report", "version": 1,
 //   "settings": { "model": str, "device": str, "tokenizer": str, "ttt": bool,
 //                 "inner_lr": num, "mini_batch": int (B), "window": int (W),
+//                 "weight_dtype": str|null, "kv_dtype": str|null (storage on the device: "f32", "f16", "bf16"),
 //                 "compare": bool, "extra": { str: str, ... } },
 //   "timing":   { "seconds": wall time of the evaluation, "tokens_per_s": main run,
 //                 "tokens_per_s_base": run without TTT (compare only) },
@@ -155,6 +156,8 @@ nlohmann::json report_json(const ReportInput& in) {
                    {"inner_lr", setting(st.inner_lr)},
                    {"mini_batch", st.mini_batch},
                    {"window", st.window},
+                   {"weight_dtype", st.weight_dtype.empty() ? json(nullptr) : json(st.weight_dtype)},
+                   {"kv_dtype", st.kv_dtype.empty() ? json(nullptr) : json(st.kv_dtype)},
                    {"compare", cmp},
                    {"extra", std::move(extra)}};
 

@@ -476,6 +476,18 @@ def test_keyboard_interrupt_leaves_model_usable(kjv, genesis):
     assert seen[-1] < 65535
     assert np.array_equal(kjv.perplexity(text[:1000]).nll, want)
 
+    # In a batch: a SIGINT raises, and the model's batched sessions work as before after it.
+    started.clear()
+    t = threading.Thread(target=lambda: started.wait(60) and signal.raise_signal(signal.SIGINT))
+    t.start()
+    seen.clear()
+    with pytest.raises(KeyboardInterrupt):
+        kjv.perplexity_many([genesis[:65536], genesis[:32768]], parallel=2,
+                            progress=lambda d, n: (seen.append(d), started.set()))
+    t.join()
+    both = kjv.perplexity_many([text[:1000], text[:1000]], parallel=2)
+    assert all(np.allclose(r.nll, want, atol=1e-5, rtol=0) for r in both)
+
     # During a session's feed: what was scored before the interrupt comes with the next call.
     s = kjv.session()
     toks = kjv.tokenizer.encode(genesis[:16384])

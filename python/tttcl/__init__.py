@@ -282,7 +282,8 @@ class Model:
         """Scores every document, each from a fresh state; parallel=N scores N at
         a time in a batched session (ttt-perplexity --parallel N; the same NLLs
         to rounding). Results in the order of docs. With parallel > 1, Ctrl-C
-        lets the documents in flight finish before it raises."""
+        stops after the batch's current step, as one at a time after the
+        current mini-batch, and raises."""
         arrays = [self._document(d, f"document {i}") for i, d in enumerate(docs)]
         nll = self._core.score(arrays, ttt, inner_lr, full_attention, parallel, progress)
         return [PerplexityResult(v) for v in nll]
