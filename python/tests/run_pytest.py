@@ -17,5 +17,17 @@ if probe.returncode != 0:
           f"(`{py} -m pip install . pytest numpy` from the repository root):\n{probe.stderr.strip()[-400:]}")
     sys.exit(77)
 here = os.path.dirname(os.path.abspath(__file__))
+# An install older than this tree would test old code under new tests: its
+# Python files must be this tree's (the compiled part is rebuilt with them).
+src = os.path.join(os.path.dirname(os.path.dirname(here)), "python", "tttcl")
+where = subprocess.run([py, "-c", "import os, tttcl; print(os.path.dirname(tttcl.__file__))"], capture_output=True,
+                       text=True).stdout.strip()
+stale = sorted(f for f in os.listdir(src) if f.endswith(".py") and (
+    not os.path.exists(os.path.join(where, f)) or open(os.path.join(src, f), "rb").read() != open(
+        os.path.join(where, f), "rb").read()))
+if stale:
+    print(f"python_module: the tttcl installed in {venv} ({where}) is not this tree's: {', '.join(stale)} differ; "
+          f"reinstall it (`{py} -m pip install .` from the repository root, or tools/setup.sh test)")
+    sys.exit(1)
 env = dict(os.environ, TTT_APPS_DIR=apps)
 sys.exit(subprocess.run([py, "-m", "pytest", "-q", "-p", "no:cacheprovider", here], env=env).returncode)
