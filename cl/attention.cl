@@ -7,7 +7,8 @@
 // O(T) beyond the ring: the forward saves only lse (T, H); the backward
 // recomputes the probabilities from it. One work-item per (query, head) in the
 // forward and dq kernels, per (key, head) in the dk/dv kernel; a work-group of
-// ATT_BQ items shares every tile it loads.
+// ATT_BQ items shares every tile it loads. The CPU forward (ATT_CPU) differs:
+// a work-group of one work-item owns a block of queries of one head.
 
 // ttt-include: attention_head
 
@@ -60,7 +61,7 @@ inline float dotv(const floatv* a, __local const floatv* b) {
 }
 
 #if ATT_CPU
-// The forward for CPU devices (PoCL runs a work-group as a loop over its
+// The backward for CPU devices (PoCL runs a work-group as a loop over its
 // work-items, and LLVM vectorises only innermost loops): every inner loop is a
 // fixed-length, contiguous, reduction-free sweep. The key tile is stored
 // transposed (E, BK) so that a query's BK scores accumulate as one axpy per head
@@ -120,57 +121,197 @@ inline void row_axpy(float* acc, float w, __local const float* r) {
   for (int e = 0; e < ATT_E; ++e) acc[e] = mad(w, r[e], acc[e]);
 }
 
-inline void attention_fwd_body(__global float* out, __global float* lse, __global const float* q,
-                               __global const kv_t* kc, __global const kv_t* vc, int T, int H, int C, long pos0,
-                               int W, float scale, __local floatv* ks4, __local floatv* vs4) {
-  __local float* kt = (__local float*)ks4;  // (ATT_E, ATT_BK)
-  __local float* vs = (__local float*)vs4;  // (ATT_BK, ATT_E)
-  const int D = H * ATT_E, h = get_group_id(1), lid = get_local_id(0);
-  const int t0 = get_group_id(0) * ATT_BQ, t = t0 + lid;
-  const bool active = t < T;
-  const long p = pos0 + t;
-  float qf[ATT_E], acc[ATT_E], sc[ATT_BK];
-  for (int e = 0; e < ATT_E; ++e) {
-    qf[e] = active ? q[(long)t * D + h * ATT_E + e] * scale : 0.0f;
-    acc[e] = 0.0f;
+// The forward for CPU devices: one work-item per work-group (no barrier, so
+// PoCL keeps a work-item's arrays in place instead of spilling them at every
+// barrier), each owning ATT_CQ vectors of 16 queries (CQB queries) of one head
+// and streaming the keys in tiles of ATT_CK. The two products are small GEMMs
+// written as register blocks LLVM keeps in vector registers: scores S^T (CK,
+// CQB) += four keys' elements (broadcast) times the query vectors, and
+// O^T (E, CQB) += four head elements of a value row (broadcast) times the
+// probability vectors. The softmax runs along the query lanes; keys a query
+// does not see are masked by position (in the tiles at the diagonal and the
+// window's edge only), never by value, so a NaN score stays NaN.
+#ifndef ATT_CQ
+#define ATT_CQ 4  // vectors of 16 queries a work-item owns
+#endif
+#ifndef ATT_CK
+#define ATT_CK 32  // keys per tile (a multiple of 4)
+#endif
+#ifndef ATT_FMA
+#define ATT_FMA 0
+#endif
+#define CQB (16 * ATT_CQ)  // queries a work-item owns
+// One instruction, not a multiply and an add, where the device has fused
+// multiply-adds in hardware (ATT_FMA: the host's reading of CL_DEVICE_SINGLE_FP_CONFIG;
+// PoCL defines no FP_FAST_FMAF, and its mad is a multiply and an add).
+#if defined(FP_FAST_FMAF) || ATT_FMA
+#define CPU_FMA(a, b, c) fma((a), (b), (c))
+#else
+#define CPU_FMA(a, b, c) mad((a), (b), (c))
+#endif
+// Inlined whatever the call count, so that the register blocks' loops unroll with their sizes known.
+#define CPU_INLINE inline __attribute__((always_inline))
+
+// Rows kb..kb+nk-1 of head h of a ring (C rows) into t (CK, E), widened; rows
+// nk.. are zeroed (a zero value times a masked weight adds nothing).
+CPU_INLINE void cpu_tile(float* t, __global const kv_t* src, long kb, int nk, int C, int D, int h) {
+  for (int j = 0; j < ATT_CK; ++j) {
+    float* r = t + j * ATT_E;
+    if (j < nk) {
+      __global const kv_t* g = src + ((kb + j) % C) * D + h * ATT_E;
+      int e = 0;
+      for (; e + 16 <= ATT_E; e += 16) vstore16(KVLOAD16(g + e), 0, r + e);
+      for (; e < ATT_E; ++e) r[e] = KVLOAD(e, g);
+    } else {
+      for (int e = 0; e < ATT_E; ++e) r[e] = 0.0f;
+    }
   }
-  float m = -INFINITY, l = 0.0f;
-  long k_lo, k_hi;
-  group_keys(pos0, t0, T, W, &k_lo, &k_hi);
-  for (long kb = k_lo; kb <= k_hi; kb += ATT_BK) {
-    const int nk = (int)min((long)ATT_BK, k_hi - kb + 1);
-    load_rows_kv(kt, kc, kb, nk, C, D, h, true);
-    load_rows_kv(vs, vc, kb, nk, C, D, h, false);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (active) {
-      int j_lo, j_hi;
-      visible_keys(p, kb, nk, W, &j_lo, &j_hi);
-      tile_dots(sc, qf, kt);
-      float mt = -INFINITY;
-      for (int j = 0; j < ATT_BK; ++j) {
-        sc[j] = j >= j_lo && j < j_hi ? sc[j] : -INFINITY;  // beyond nk: last tile's rows, or never written
-        mt = fmax(mt, sc[j]);
-      }
-      // Guarded by position: a tile whose visible scores are all NaN leaves mt at -inf
-      // (fmax skips NaN) and must still pass the NaN on (c or the weights below are NaN).
-      if (j_lo < j_hi) {
-        const float m_new = fmax(m, mt), c = exp(m - m_new);
-        l *= c;
-        for (int e = 0; e < ATT_E; ++e) acc[e] *= c;
-        for (int j = 0; j < ATT_BK; ++j)  // by position, not by value: a NaN score must stay NaN
-          sc[j] = j >= j_lo && j < j_hi ? exp_nonpos(sc[j] - m_new) : 0.0f;
-        for (int j = 0; j < ATT_BK; ++j) l += sc[j];
-        for (int j = j_lo; j < j_hi; ++j) row_axpy(acc, sc[j], vs + j * ATT_E);
-        m = m_new;
+}
+
+// S^T (CK, CQB) = K (CK, E) . Q^T (E, CQB): four keys at a time, 4 x ATT_CQ
+// accumulators; per head element, ATT_CQ query vectors and four broadcasts.
+CPU_INLINE void cpu_scores(float* s, const float* kt, const float* qt) {
+  for (int j0 = 0; j0 < ATT_CK; j0 += 4) {
+    float16 a[4][ATT_CQ];
+    #pragma unroll
+    for (int i = 0; i < 4; ++i)
+      #pragma unroll
+      for (int v = 0; v < ATT_CQ; ++v) a[i][v] = 0.0f;
+    for (int e = 0; e < ATT_E; ++e) {
+      float16 qe[ATT_CQ];
+      #pragma unroll
+      for (int v = 0; v < ATT_CQ; ++v) qe[v] = vload16(0, qt + e * CQB + 16 * v);
+      #pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float16 k = (float16)(kt[(j0 + i) * ATT_E + e]);
+        #pragma unroll
+        for (int v = 0; v < ATT_CQ; ++v) a[i][v] = CPU_FMA(k, qe[v], a[i][v]);
       }
     }
-    barrier(CLK_LOCAL_MEM_FENCE);
+    #pragma unroll
+    for (int i = 0; i < 4; ++i)
+      #pragma unroll
+      for (int v = 0; v < ATT_CQ; ++v) vstore16(a[i][v], 0, s + (j0 + i) * CQB + 16 * v);
   }
-  if (active) {
-    const float inv = 1.0f / l;
-    for (int e = 0; e < ATT_E; ++e) out[(long)t * D + h * ATT_E + e] = acc[e] * inv;
-    lse[(long)t * H + h] = m + log(l);
+}
+
+// O^T rows e0..e0+n-1 (n <= 4) = c * O^T + V^T . P: n value elements
+// (broadcast) times ATT_CQ probability vectors per key.
+CPU_INLINE void cpu_pv(float* ot, const float* p, const float* vt, const float16* c, int e0, int n) {
+  float16 a[4][ATT_CQ];
+  #pragma unroll
+  for (int i = 0; i < n; ++i)
+    #pragma unroll
+    for (int v = 0; v < ATT_CQ; ++v) a[i][v] = vload16(0, ot + (e0 + i) * CQB + 16 * v) * c[v];
+  for (int j = 0; j < ATT_CK; ++j) {
+    float16 pj[ATT_CQ];
+    #pragma unroll
+    for (int v = 0; v < ATT_CQ; ++v) pj[v] = vload16(0, p + j * CQB + 16 * v);
+    #pragma unroll
+    for (int i = 0; i < n; ++i) {
+      const float16 x = (float16)(vt[j * ATT_E + e0 + i]);
+      #pragma unroll
+      for (int v = 0; v < ATT_CQ; ++v) a[i][v] = CPU_FMA(x, pj[v], a[i][v]);
+    }
   }
+  #pragma unroll
+  for (int i = 0; i < n; ++i)
+    #pragma unroll
+    for (int v = 0; v < ATT_CQ; ++v) vstore16(a[i][v], 0, ot + (e0 + i) * CQB + 16 * v);
+}
+
+// Queries t0..t0+CQB-1 (those below T) of head h.
+inline void attention_fwd_cpu(__global float* out, __global float* lse, __global const float* q,
+                              __global const kv_t* kc, __global const kv_t* vc, int T, int H, int C, long pos0,
+                              int W, float scale, int t0, int h) {
+  if (t0 >= T) return;
+  const int D = H * ATT_E, nq = min(CQB, T - t0);
+  const long p0 = pos0 + t0;  // the first query's position; query t sits at p0 + t
+  float qt[ATT_E * CQB], ot[ATT_E * CQB], s[ATT_CK * CQB], kv[ATT_CK * ATT_E];
+  for (int t = 0; t < CQB; ++t)
+    for (int e = 0; e < ATT_E; ++e) {
+      qt[e * CQB + t] = t < nq ? q[(long)(t0 + t) * D + h * ATT_E + e] * scale : 0.0f;
+      ot[e * CQB + t] = 0.0f;
+    }
+  float16 m[ATT_CQ], l[ATT_CQ];
+  int16 tq[ATT_CQ];  // query index of each lane
+  #pragma unroll
+  for (int v = 0; v < ATT_CQ; ++v) {
+    m[v] = -INFINITY;
+    l[v] = 0.0f;
+    tq[v] = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) + 16 * v;
+  }
+  const long k_lo = max(0L, p0 - W + 1), k_hi = p0 + nq - 1;
+  for (long kb = k_lo; kb <= k_hi; kb += ATT_CK) {
+    const int nk = (int)min((long)ATT_CK, k_hi - kb + 1);
+    // Every query sees every key of the tile (none masked) when the tile is
+    // full, ends at or before the first query and starts inside the last one's window.
+    const bool edge = nk < ATT_CK || kb + ATT_CK - 1 > p0 || kb < p0 + nq - W;
+    const int rel = (int)(kb - p0);  // key j of the tile is seen by the queries t with 0 <= t - rel - j < W
+    cpu_tile(kv, kc, kb, nk, C, D, h);
+    cpu_scores(s, kv, qt);
+    float16 mt[ATT_CQ];
+    int16 seen[ATT_CQ];  // lanes that see a key of the tile
+    #pragma unroll
+    for (int v = 0; v < ATT_CQ; ++v) {
+      mt[v] = -INFINITY;
+      seen[v] = edge ? 0 : -1;
+    }
+    for (int j = 0; j < ATT_CK; ++j)
+      #pragma unroll
+      for (int v = 0; v < ATT_CQ; ++v) {
+        float16 x = vload16(0, s + j * CQB + 16 * v);
+        if (edge) {
+          const int16 d = tq[v] - (rel + j), vis = (d >= 0) & (d < W) & (int16)(j < nk ? -1 : 0);
+          seen[v] |= vis;
+          x = select((float16)(-INFINITY), x, vis);
+        }
+        mt[v] = fmax(mt[v], x);  // skips NaN: a NaN score passes on through its weight below
+      }
+    float16 mn[ATT_CQ], c[ATT_CQ], ls[ATT_CQ];
+    #pragma unroll
+    for (int v = 0; v < ATT_CQ; ++v) {
+      mn[v] = fmax(m[v], mt[v]);
+      // A lane that sees no key keeps its state (m - m_new would be -inf - -inf there).
+      c[v] = select((float16)(1.0f), exp_nonpos16(m[v] - mn[v]), seen[v]);
+      m[v] = mn[v];
+      ls[v] = 0.0f;
+    }
+    for (int j = 0; j < ATT_CK; ++j)
+      #pragma unroll
+      for (int v = 0; v < ATT_CQ; ++v) {
+        float16 x = exp_nonpos16(vload16(0, s + j * CQB + 16 * v) - mn[v]);
+        if (edge) {  // by position: the weight of a key a query does not see is exactly 0
+          const int16 d = tq[v] - (rel + j), vis = (d >= 0) & (d < W) & (int16)(j < nk ? -1 : 0);
+          x = select((float16)(0.0f), x, vis);
+        }
+        ls[v] += x;
+        vstore16(x, 0, s + j * CQB + 16 * v);
+      }
+    #pragma unroll
+    for (int v = 0; v < ATT_CQ; ++v) l[v] = mad(l[v], c[v], ls[v]);
+    cpu_tile(kv, vc, kb, nk, C, D, h);
+    int e0 = 0;
+    for (; e0 + 4 <= ATT_E; e0 += 4) cpu_pv(ot, s, kv, c, e0, 4);
+    for (; e0 < ATT_E; ++e0) cpu_pv(ot, s, kv, c, e0, 1);
+  }
+  float mf[CQB], lf[CQB];
+  #pragma unroll
+  for (int v = 0; v < ATT_CQ; ++v) {
+    vstore16(m[v], 0, mf + 16 * v);
+    vstore16(l[v], 0, lf + 16 * v);
+  }
+  for (int t = 0; t < nq; ++t) {
+    const float inv = 1.0f / lf[t];
+    for (int e = 0; e < ATT_E; ++e) out[(long)(t0 + t) * D + h * ATT_E + e] = ot[e * CQB + t] * inv;
+    lse[(long)(t0 + t) * H + h] = mf[t] + log(lf[t]);
+  }
+}
+
+__kernel void attention_fwd(__global float* out, __global float* lse, __global const float* q,
+                            __global const kv_t* kc, __global const kv_t* vc,
+                            int T, int H, int C, long pos0, int W, float scale) {
+  attention_fwd_cpu(out, lse, q, kc, vc, T, H, C, pos0, W, scale, get_group_id(0) * CQB, get_group_id(1));
 }
 #else
 inline void attention_fwd_body(__global float* out, __global float* lse, __global const float* q,
@@ -223,7 +364,6 @@ inline void attention_fwd_body(__global float* out, __global float* lse, __globa
   }
 }
 
-#endif
 
 __kernel void attention_fwd(__global float* out, __global float* lse, __global const float* q,
                             __global const kv_t* kc, __global const kv_t* vc,
@@ -231,11 +371,12 @@ __kernel void attention_fwd(__global float* out, __global float* lse, __global c
   __local floatv ks[ATT_BK * EV], vs[ATT_BK * EV];
   attention_fwd_body(out, lse, q, kc, vc, T, H, C, pos0, W, scale, ks, vs);
 }
+#endif
 
 // dq = scale * sum_j P_tj (dout_t . v_j - Dt) k_j with Dt = dout_t . out_t;
 // Dt is saved in dsum (T, H) for attention_bwd_dkv.
 #if ATT_CPU
-// The CPU form (see the forward's): ks holds the key tile twice, transposed
+// The CPU form (see load_rows): ks holds the key tile twice, transposed
 // (E, BK) for the scores and as rows (BK, E) for dq; vs the value tile transposed.
 inline void attention_bwd_dq_body(__global float* dq, __global float* dsum, __global const float* dout,
                                   __global const float* out, __global const float* q, __global const float* lse,
@@ -463,20 +604,26 @@ __kernel void attention_bwd_dkv(__global float* dk, int dk_off, int dk_ld, __glo
 // in its own ring of C rows at kc/vc + s*C*D. seg holds {pos_s, n_s} per
 // segment; the segment is the third dimension of the launch. A group past its
 // segment's n_s returns at once (uniform across the group, so no barrier is split).
-#define SEGMENT_SETUP                                            \
+#define SEGMENT_SETUP(rows)                                      \
   const int s = get_group_id(2), D = H * ATT_E;                  \
   const long pos0 = seg[2 * s], row0 = (long)s * R;              \
   const int T = (int)seg[2 * s + 1];                             \
   const long ring = (long)s * C * D;                             \
-  if ((int)get_group_id(0) * ATT_BQ >= T) return;
+  if ((int)get_group_id(0) * (rows) >= T) return;
 
 __kernel void attention_fwd_batched(__global float* out, __global float* lse, __global const float* q,
                                     __global const kv_t* kc, __global const kv_t* vc, __global const long* seg,
                                     int R, int H, int C, int W, float scale) {
+#if ATT_CPU
+  SEGMENT_SETUP(CQB)
+  attention_fwd_cpu(out + row0 * D, lse + row0 * H, q + row0 * D, kc + ring, vc + ring, T, H, C, pos0, W, scale,
+                    get_group_id(0) * CQB, get_group_id(1));
+#else
   __local floatv ks[ATT_BK * EV], vs[ATT_BK * EV];
-  SEGMENT_SETUP
+  SEGMENT_SETUP(ATT_BQ)
   attention_fwd_body(out + row0 * D, lse + row0 * H, q + row0 * D, kc + ring, vc + ring, T, H, C, pos0, W, scale, ks,
                      vs);
+#endif
 }
 
 __kernel void attention_bwd_dq_batched(__global float* dq, __global float* dsum, __global const float* dout,
@@ -484,7 +631,7 @@ __kernel void attention_bwd_dq_batched(__global float* dq, __global float* dsum,
                                        __global const kv_t* kc, __global const kv_t* vc, __global const long* seg,
                                        int R, int H, int C, int W, float scale) {
   __local floatv ks[ATT_BK * EV * (1 + ATT_CPU)], vs[ATT_BK * EV];
-  SEGMENT_SETUP
+  SEGMENT_SETUP(ATT_BQ)
   attention_bwd_dq_body(dq + row0 * D, dsum + row0 * H, dout + row0 * D, out + row0 * D, q + row0 * D, lse + row0 * H,
                         kc + ring, vc + ring, T, H, C, pos0, W, scale, ks, vs);
 }
@@ -496,7 +643,7 @@ __kernel void attention_bwd_dkv_batched(__global float* dk, int dk_off, int dk_l
                                         int R, int H, int C, int W, float scale) {
   __local floatv qs[ATT_BK * EV * (1 + ATT_CPU)], dos[ATT_BK * EV * (1 + ATT_CPU)];
   __local float ls[ATT_BK], dss[ATT_BK];
-  SEGMENT_SETUP
+  SEGMENT_SETUP(ATT_BQ)
   attention_bwd_dkv_body(dk, dk_off + row0 * dk_ld, dk_ld, dv, dv_off + row0 * dv_ld, dv_ld, dout + row0 * D,
                          q + row0 * D, lse + row0 * H, dsum + row0 * H, kc + ring, vc + ring, T, H, C, pos0, W, scale,
                          qs, dos, ls, dss);

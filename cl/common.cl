@@ -55,6 +55,20 @@ inline float8 exp_nonpos8(float8 x) {
   return p * as_float8((convert_int8(fmin(fmax(n, (float8)(-126.0f)), (float8)(127.0f))) + 127) << 23);
 }
 
+// The same, sixteen lanes at a time (attention's CPU forward: a lane per query).
+inline float16 exp_nonpos16(float16 x) {
+  const float16 y0 = x * 1.44269504089f, y = y0 < (float16)(-126.0f) ? (float16)(-126.0f) : y0, n = floor(y),
+                f = y - n;
+  float16 p = (float16)(2.170165826100856e-4f);
+  p = mad(p, f, (float16)(1.2439633719623089e-3f));
+  p = mad(p, f, (float16)(9.678876958787441e-3f));
+  p = mad(p, f, (float16)(5.548330396413803e-2f));
+  p = mad(p, f, (float16)(2.4022984504699707e-1f));
+  p = mad(p, f, (float16)(6.931470036506653e-1f));
+  p = mad(p, f, (float16)(1.0f));
+  return p * as_float16((convert_int16(fmin(fmax(n, (float16)(-126.0f)), (float16)(127.0f))) + 127) << 23);
+}
+
 // Sum of v over the work-group (1-D, power-of-two local size). Every
 // work-item must call it; all receive the total. scratch holds local_size floats.
 inline float wg_sum(float v, __local float* scratch) {

@@ -24,6 +24,9 @@ inline const std::vector<Attention>& attention() {
       {1, 1, 1, 16, 0, 0},     {7, 16, 2, 16, 0, 0},      {16, 16, 2, 64, 21, 0}, {93, 32, 1, 64, 50, 3},
       {33, 40, 2, 80, 100, 0}, {130, 64, 2, 64, 1000, 7}, {9, 12, 1, 256, 5, 0},  {17, 5, 3, 16, 3, 0},
       {20, 24, 2, 16, 1000003, 1}, {64, 1024, 1, 64, 64, 0}, {11, 9, 2, 6, 3, 0}, {5, 4, 3, 2, 7, 2},
+      // Two blocks of 64 queries (the CPU forward's), the second of 6; key tiles of 32 that every query
+      // of the first block sees whole, one of them across the ring's wrap (C = 280).
+      {70, 100, 2, 16, 300, 111},
       // T = 1 (decode): keys split across work-groups, wrapped rings, partly filled windows.
       {1, 2048, 1, 64, 5000, 0}, {1, 1000, 2, 80, 999, 3}, {1, 600, 1, 16, 100, 0}, {1, 1500, 1, 256, 4096, 1},
       {1, 7, 3, 6, 1000003, 2},

@@ -23,6 +23,13 @@ struct AttnConfig {
   int bq, bk;
   std::string options;  // without -DATT_CPU
   bool cpu;             // the CPU forms (host::cpu_forms): attention.cl's sweeps, else attention_flash.cl
+  int cq;               // the CPU forward's query vectors (16 queries each) per work-item
+  bool fma;             // fused multiply-adds in hardware (the CPU forward's products use fma, else mad)
+  // The options of the CPU forms' program (attention.cl with -DATT_CPU=1).
+  std::string cpu_options() const {
+    return fmt::format("{} -DATT_CPU=1 -DATT_CQ={}{}", options, cq, fma ? " -DATT_FMA=1" : "");
+  }
+  int cpu_queries() const { return 16 * cq; }
 };
 
 // Work-items per group: 64, halved until every compiled kernel of the family
@@ -36,15 +43,23 @@ AttnConfig attn_config(Context& ctx, int E) {
   // tiles: 64 keys ran the 125m forward 1.4x faster than 32 on PoCL.
   // A device with a loop budget takes the flash forms, the only ones that split long windows.
   const bool cpu = host::cpu_forms(ctx.device()) && host::loop_budget(ctx.device()) == 0;
+  // The CPU forward keeps a work-item's queries and outputs transposed, (E, 16 cq) each, in private
+  // memory: 64 queries up to head_dim 64, fewer for wider heads (16 KB each at most).
+  const int cq = E <= 64 ? 4 : E <= 128 ? 2 : 1;
+  // PoCL defines no FP_FAST_FMAF on a CPU with FMA, and compiles mad as a multiply and an add.
+  cl_device_fp_config fp = 0;
+  clGetDeviceInfo(ctx.device().id, CL_DEVICE_SINGLE_FP_CONFIG, sizeof fp, &fp, nullptr);
+  const bool fma = (fp & CL_FP_FMA) && !(fp & CL_FP_SOFT_FLOAT);
   auto make = [&](int bq, int bk) {
-    return AttnConfig{bq, bk, fmt::format("-DATT_E={} -DATT_BQ={} -DATT_BK={}", E, bq, bk), cpu};
+    return AttnConfig{bq, bk, fmt::format("-DATT_E={} -DATT_BQ={} -DATT_BK={}", E, bq, bk), cpu, cq, fma};
   };
   return host::fit_shape(
-      ctx, "attention", {"attention_fwd", "attention_bwd_dq", "attention_bwd_dkv"},
+      ctx, "attention", {"attention_bwd_dq", "attention_bwd_dkv"},
       make(64, E <= 64 ? (cpu ? 64 : 32) : E <= 128 ? 16 : 8),
       // The CPU form's program: its backward holds the most local memory and private state, so what
-      // fits it fits the tiles form too, and either may be asked for (tests, ttt-bench).
-      [](const AttnConfig& c) { return c.options + " -DATT_CPU=1"; },
+      // fits it fits the tiles form too, and either may be asked for (tests, ttt-bench). Its forward
+      // runs one work-item per group, with no local memory: nothing to fit.
+      [](const AttnConfig& c) { return c.cpu_options(); },
       [](const AttnConfig& c) { return c.bq; },
       [&](AttnConfig& c, const host::Probe& p) {
         if (p.local_mem > ctx.device().local_mem && c.bk > 1)
@@ -181,10 +196,10 @@ BackwardKernel resolve(const AttnConfig& c, BackwardKernel kind) {
 
 // The options of attention.cl's forms: the CPU form is a compile-time switch of the same kernels.
 std::string fwd_options(const AttnConfig& c, ForwardKernel kind) {
-  return resolve(c, kind) == ForwardKernel::sweeps ? c.options + " -DATT_CPU=1" : c.options;
+  return resolve(c, kind) == ForwardKernel::sweeps ? c.cpu_options() : c.options;
 }
 std::string bwd_options(const AttnConfig& c, BackwardKernel kind) {
-  return resolve(c, kind) == BackwardKernel::sweeps ? c.options + " -DATT_CPU=1" : c.options;
+  return resolve(c, kind) == BackwardKernel::sweeps ? c.cpu_options() : c.options;
 }
 
 void check_ring(const AttnShape& s) {
@@ -314,11 +329,16 @@ void attention_fwd(Context& ctx, Buffer& out, Buffer& lse, const Buffer& q, cons
     return flash_launch(ctx, "attention_fwd_flash", Flash::fwd, s.E, s.W, s.kv, size_t(s.T), size_t(s.H), 0, scale,
                         out, lse, q, kc, vc, s.T, s.H, s.C, int64_t(s.pos0));
   }
-  check_loop_budget(ctx, "attention_fwd", s.E, std::min<int64_t>(s.W + c.bq - 1, s.pos0 + s.T),
-                    resolve(c, kind) == ForwardKernel::sweeps);
+  const bool sweeps = resolve(c, kind) == ForwardKernel::sweeps;
+  const int rows = sweeps ? c.cpu_queries() : c.bq;  // queries a work-group owns
+  check_loop_budget(ctx, "attention_fwd", s.E, std::min<int64_t>(s.W + rows - 1, s.pos0 + s.T), sweeps);
   host::Kernel k(ctx, "attention", "attention_fwd", fwd_options(c, kind) + kv_option(s.kv));
   k.args(out, lse, q, kc, vc, s.T, s.H, s.C, int64_t(s.pos0), s.W, scale);
-  k.launch({host::round_up(size_t(s.T), size_t(c.bq)), size_t(s.H)}, {size_t(c.bq), 1});
+  const size_t groups = (size_t(s.T) + size_t(rows) - 1) / size_t(rows);
+  if (sweeps)  // one work-item per group
+    k.launch({groups, size_t(s.H)}, {1, 1});
+  else
+    k.launch({groups * size_t(c.bq), size_t(s.H)}, {size_t(c.bq), 1});
 }
 
 void attention_bwd(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const Buffer& dout, const Buffer& out,
@@ -357,11 +377,16 @@ void attention_fwd_batched(Context& ctx, Buffer& out, Buffer& lse, const Buffer&
     return flash_launch(ctx, "attention_fwd_flash_batched", Flash::fwd, b.E, b.W, b.kv, size_t(b.R), size_t(b.H),
                         size_t(b.S), scale, out, lse, q, kc, vc, seg, b.R, b.H, b.C);
   }
-  check_loop_budget(ctx, "attention_fwd_batched", b.E, int64_t(b.W) + c.bq - 1,
-                    resolve(c, kind) == ForwardKernel::sweeps);
+  const bool sweeps = resolve(c, kind) == ForwardKernel::sweeps;
+  const int rows = sweeps ? c.cpu_queries() : c.bq;
+  check_loop_budget(ctx, "attention_fwd_batched", b.E, int64_t(b.W) + rows - 1, sweeps);
   host::Kernel k(ctx, "attention", "attention_fwd_batched", fwd_options(c, kind) + kv_option(b.kv));
   k.args(out, lse, q, kc, vc, seg, b.R, b.H, b.C, b.W, scale);
-  k.launch({host::round_up(size_t(b.R), size_t(c.bq)), size_t(b.H), size_t(b.S)}, {size_t(c.bq), 1, 1});
+  const size_t groups = (size_t(b.R) + size_t(rows) - 1) / size_t(rows);
+  if (sweeps)
+    k.launch({groups, size_t(b.H), size_t(b.S)}, {1, 1, 1});
+  else
+    k.launch({groups * size_t(c.bq), size_t(b.H), size_t(b.S)}, {size_t(c.bq), 1, 1});
 }
 
 void attention_bwd_batched(Context& ctx, Buffer& dq, Mat dk, Mat dv, Buffer& dsum, const Buffer& dout,
