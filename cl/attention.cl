@@ -198,26 +198,30 @@ CPU_INLINE void cpu_scores(float* s, const float* kt, const float* qt) {
 // O^T rows e0..e0+n-1 (n <= 4) = c * O^T + V^T . P: n value elements
 // (broadcast) times ATT_CQ probability vectors per key.
 CPU_INLINE void cpu_pv(float* ot, const float* p, const float* vt, const float16* c, int e0, int n) {
+  // Loops over i run to 4 and test i < n: a constant trip count unrolls even in the copy of this
+  // function that is not inlined (where n is not known: "loop not unrolled" warnings otherwise), and
+  // inlined with n = 4 or 1 the tests fold away.
   float16 a[4][ATT_CQ];
   #pragma unroll
-  for (int i = 0; i < n; ++i)
+  for (int i = 0; i < 4; ++i)
     #pragma unroll
-    for (int v = 0; v < ATT_CQ; ++v) a[i][v] = vload16(0, ot + (e0 + i) * CQB + 16 * v) * c[v];
+    for (int v = 0; v < ATT_CQ; ++v) a[i][v] = i < n ? vload16(0, ot + (e0 + i) * CQB + 16 * v) * c[v] : 0.0f;
   for (int j = 0; j < ATT_CK; ++j) {
     float16 pj[ATT_CQ];
     #pragma unroll
     for (int v = 0; v < ATT_CQ; ++v) pj[v] = vload16(0, p + j * CQB + 16 * v);
     #pragma unroll
-    for (int i = 0; i < n; ++i) {
-      const float16 x = (float16)(vt[j * ATT_E + e0 + i]);
+    for (int i = 0; i < 4; ++i) {
+      const float16 x = (float16)(i < n ? vt[j * ATT_E + e0 + i] : 0.0f);
       #pragma unroll
       for (int v = 0; v < ATT_CQ; ++v) a[i][v] = CPU_FMA(x, pj[v], a[i][v]);
     }
   }
   #pragma unroll
-  for (int i = 0; i < n; ++i)
+  for (int i = 0; i < 4; ++i)
     #pragma unroll
-    for (int v = 0; v < ATT_CQ; ++v) vstore16(a[i][v], 0, ot + (e0 + i) * CQB + 16 * v);
+    for (int v = 0; v < ATT_CQ; ++v)
+      if (i < n) vstore16(a[i][v], 0, ot + (e0 + i) * CQB + 16 * v);
 }
 
 // Queries t0..t0+CQB-1 (those below T) of head h.
