@@ -58,8 +58,12 @@ AttnConfig attn_config(Context& ctx, int E) {
       make(64, E <= 64 ? (cpu ? 64 : 32) : E <= 128 ? 16 : 8),
       // The CPU form's program: its backward holds the most local memory and private state, so what
       // fits it fits the tiles form too, and either may be asked for (tests, ttt-bench). Its forward
-      // runs one work-item per group, with no local memory: nothing to fit.
-      [](const AttnConfig& c) { return c.cpu_options(); },
+      // runs one work-item per group, with no local memory: nothing to fit. A device with a loop
+      // budget (llvmpipe) never takes the CPU forms, and its compiler spends minutes on their
+      // register blocks: there the tiles form's program is the one fitted.
+      [budget = host::loop_budget(ctx.device()) > 0](const AttnConfig& c) {
+        return budget ? c.options : c.cpu_options();
+      },
       [](const AttnConfig& c) { return c.bq; },
       [&](AttnConfig& c, const host::Probe& p) {
         if (p.local_mem > ctx.device().local_mem && c.bk > 1)
