@@ -18,6 +18,7 @@
 #include "host/program.hpp"
 #include "host/tuning.hpp"
 #include "lib/engine/options.hpp"
+#include "lib/eval/evaluate.hpp"
 #include "lib/ops/ops.hpp"
 #include "bench/parallel.hpp"
 
@@ -56,10 +57,7 @@ Run time_prefill(ttt::Runtime& rt, const ttt::Model& m, const std::vector<int32_
   ttt::EngineOptions o = storage;
   o.ttt = ttt;
   ttt::Engine e(rt, m, o);
-  // After a cold kernel cache some drivers (PoCL) still compile at first
-  // launch: one short untimed document keeps that out of the figures.
-  if (ctx.programs().built_from_source() > 0)
-    e.session().evaluate(std::span(tokens).first(std::min(tokens.size(), size_t(2 * m.config.mini_batch_size + 2))));
+  if (ctx.programs().built_from_source() > 0) ttt::warm_up(e);  // keeps PoCL's first-launch compiles out of the figures
   ctx.profiler().reset();
   ctx.profiler().enable(profile);
   const auto t0 = std::chrono::steady_clock::now();

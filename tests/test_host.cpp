@@ -185,6 +185,53 @@ TEST_F(Host, ProgramCacheStoresAndReloadsBinaries) {
   fs::remove_all(dir);
 }
 
+// PoCL keeps its own kernel cache, and asking it for a binary makes it compile
+// every kernel once more (a generic form): there ours keeps a stamp, unless
+// PoCL's cache is off (POCL_KERNEL_CACHE=0), when it keeps the binary.
+TEST_F(Host, ProgramCacheKeepsAStampWherePoclCaches) {
+  if (dev().device().platform_name != "Portable Computing Language") GTEST_SKIP() << "PoCL only";
+  const fs::path dir = fs::temp_directory_path() / ("ttt_stamp_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  ScopedEnv env("TTT_CACHE_DIR", dir.string());
+  ScopedEnv pocl("POCL_KERNEL_CACHE", nullptr);  // on, as by default
+  auto entries = [&] {
+    std::vector<std::string> out;
+    for (const auto& f : fs::directory_iterator(dir)) {
+      std::ifstream in(f.path(), std::ios::binary);
+      out.emplace_back((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    }
+    return out;
+  };
+  {
+    host::Context c(dev().device());
+    host::Kernel(c, "swiglu", "swiglu_fwd", "-DTEST_STAMP=1");
+    EXPECT_EQ(c.programs().built_from_source(), 1);
+  }
+  auto kept = entries();
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].rfind("ttt-cl program stamp 1:", 0), 0u) << kept[0].substr(0, 64);
+  {
+    host::Context c(dev().device());
+    std::vector<std::string> compiled;
+    c.on_compile([&](const std::string& family) { compiled.push_back(family); });
+    host::Kernel k(c, "swiglu", "swiglu_fwd", "-DTEST_STAMP=1");
+    EXPECT_EQ(c.programs().built_from_source(), 0);
+    EXPECT_EQ(c.programs().loaded_from_cache(), 1);
+    EXPECT_TRUE(compiled.empty()) << "a stamped program is not announced as compiled";
+  }
+  fs::remove_all(dir);
+  {
+    ScopedEnv off("POCL_KERNEL_CACHE", "0");
+    host::Context c(dev().device());
+    host::Kernel(c, "swiglu", "swiglu_fwd", "-DTEST_STAMP=2");
+  }
+  kept = entries();
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_NE(kept[0].rfind("ttt-cl program stamp", 0), 0u) << "POCL_KERNEL_CACHE=0: the binary itself";
+  EXPECT_GT(kept[0].size(), 1000u);
+  fs::remove_all(dir);
+}
+
 TEST_F(Host, ClDirOverridesEmbeddedSourcesAndBuildErrorsCarryTheLog) {
   const fs::path dir = fs::temp_directory_path() / ("ttt_cl_" + std::to_string(::getpid()));
   fs::create_directories(dir);

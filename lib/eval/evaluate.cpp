@@ -127,7 +127,7 @@ PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Doc
 
 void warm_up(Engine& engine) {
   const Config& cfg = engine.config();
-  std::vector<int32_t> t(size_t(2 * cfg.mini_batch_size + 2));
+  std::vector<int32_t> t(size_t(cfg.mini_batch_size + 2));
   for (size_t i = 0; i < t.size(); ++i) t[i] = int32_t(i % size_t(cfg.vocab_size));
   engine.session().evaluate(t);
 }

@@ -101,9 +101,11 @@ PassEnd evaluate_pass(Engine& engine, SessionOptions opts, const std::vector<Doc
                       Scheduler& sched, const std::function<void(size_t)>& progress,
                       const std::function<bool()>& stop = [] { return false; }, const PassHooks& hooks = {});
 
-// One short untimed document. After a cold kernel cache some drivers (PoCL)
-// finish compiling each kernel at its first launch, which would otherwise be
-// counted in the throughput of the first real document.
+// One short untimed document: a mini-batch and two tokens, enough for every
+// kernel of a document's path (the test-time step included) to launch once.
+// After a cold kernel cache some drivers (PoCL) finish compiling each kernel
+// at its first launch, which would otherwise be counted in the throughput of
+// the first real document; the first-run cost is what it scores on top.
 void warm_up(Engine& engine);
 
 }  // namespace ttt
