@@ -172,7 +172,6 @@ std::optional<DType> weight_dtype(const po::variables_map& vm) {
   throw UsageError(fmt::format("--weight-dtype '{}': give auto, f32, f16 or bf16", s));
 }
 
-const char* dtype_flag(DType t) { return t == DType::F32 ? "f32" : t == DType::F16 ? "f16" : "bf16"; }
 
 std::string weight_label(const std::optional<DType>& choice, DType file) {
   return fmt::format("{} weights", dtype_flag(choice.value_or(file)));

@@ -62,8 +62,7 @@ void add_weight_dtype_option(po::options_description& opts);
 // Its choice: nullopt for auto (the model file's type); a bad value is a UsageError naming the flag.
 std::optional<DType> weight_dtype(const po::variables_map& vm);
 // "bf16 weights": the storage an engine with that choice gives a model of file type `file`, for header lines.
-// A storage type as the --weight-dtype and --kv-dtype flags spell it: "f32", "f16" or "bf16".
-const char* dtype_flag(DType t);
+using ttt::dtype_flag;  // a storage type as the --weight-dtype and --kv-dtype flags spell it (ttt/safetensors.hpp)
 std::string weight_label(const std::optional<DType>& choice, DType file);
 // "--kv-dtype f32|f16": the same flag in every tool that runs a model (EngineOptions::kv_dtype).
 void add_kv_dtype_option(po::options_description& opts);

@@ -143,7 +143,7 @@ int body(int argc, char** argv) {
   // before any work.
   const ttt::SessionKey key{ttt::model_fingerprint(model_dir), !no_ttt && cfg.num_prime_blocks() > 0,
                             vm.count("inner-lr") ? vm["inner-lr"].as<float>() : cfg.inner_lr, cfg.sliding_window_size,
-                            cfg.mini_batch_size, cfg.vocab_size};
+                            cfg.mini_batch_size, cfg.vocab_size, weight_dtype.value_or(model.dtype), kv_dtype};
   std::optional<ttt::Decoder::Saved> saved;
   if (load) saved = ttt::load_session_file(vm["load-session"].as<std::string>(), key);
 

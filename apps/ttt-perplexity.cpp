@@ -437,7 +437,7 @@ int body(int argc, char** argv) {
   KeptSession kept;
   kept.key = {ttt::model_fingerprint(a.model_dir), a.ttt && model.config.num_prime_blocks() > 0,
               a.inner_lr.value_or(model.config.inner_lr), model.config.sliding_window_size,
-              model.config.mini_batch_size, model.config.vocab_size};
+              model.config.mini_batch_size, model.config.vocab_size, a.weight_dtype.value_or(model.dtype), a.kv_dtype};
   std::optional<ttt::CorpusResults> results = evaluate(a, corpus, rt, eo, model, world, kld, kept);
   if (!results) return 0;
   if (kld.comparer) results->report.kld = kld.comparer->summary();

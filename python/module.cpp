@@ -301,8 +301,10 @@ struct PySession {
   // What a session file must match: ttt-generate's key for the same model and options.
   SessionKey key() {
     const Config& c = core->model.config;
-    return SessionKey{core->fingerprint(), s.ttt(), s.session().inner_lr(), c.sliding_window_size, c.mini_batch_size,
-                      c.vocab_size};
+    return SessionKey{core->fingerprint(),  s.ttt(),
+                      s.session().inner_lr(), c.sliding_window_size,
+                      c.mini_batch_size,      c.vocab_size,
+                      core->sliding.weight_dtype(), core->sliding.kv_dtype()};
   }
   void save(const std::string& path) {
     locked([&] { save_session_file(path, key(), s.save()); });

@@ -1620,6 +1620,32 @@ def session_files(c):
                  "short.ses", "corrupt")
     expect_error("--load-session of a non-session", "ttt-generate",
                  ["-m", made, "--load-session", os.path.join(made, "config.json")], "not a session file")
+    # The storage is part of a session (format version 2): a bf16/f16 session is refused by an f32 run, and continued
+    # by a run in its own storage exactly as one run in that storage; a version 1 file (no storage) is still read.
+    low = ["--weight-dtype", "bf16", "--kv-dtype", "f16"]
+    rc, whole, se = gen("-p", prompt, "-n", "30", *low)
+    rc1, _, se1 = gen("-p", prompt, "-n", "0", "--save-session", ses("low.ses"), *low)
+    expect_error("a bf16/f16 session is refused by an f32 run", "ttt-generate",
+                 ["-m", made, "--load-session", ses("low.ses"), "-n", "5"], "low.ses",
+                 "bf16 weights and f16 keys/values", "f32 weights and f32 keys/values")
+    expect_error("... and by a run with f16 keys/values but f32 weights", "ttt-generate",
+                 ["-m", made, "--load-session", ses("low.ses"), "-n", "5", "--kv-dtype", "f16"], "low.ses",
+                 "bf16 weights")
+    rc2, part, se2 = gen("--load-session", ses("low.ses"), "-n", "30", *low)
+    check("a bf16/f16 session continues in bf16/f16 as one run", rc == rc1 == rc2 == 0 and part == whole,
+          (se + se1 + se2)[-400:])
+    v2 = open(ses("ttt.ses"), "rb").read()[:-8]
+    assert struct.unpack_from("<I", v2, 8)[0] == 2
+    v1 = bytearray(v2[:40] + v2[48:])  # without the two storage codes after the vocabulary
+    struct.pack_into("<I", v1, 8, 1)
+    h = 1469598103934665603
+    for b in v1:
+        h = ((h ^ b) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    open(ses("v1.ses"), "wb").write(bytes(v1) + struct.pack("<Q", h))
+    rc1, part1, se1 = gen("--load-session", ses("v1.ses"), "-n", "20")
+    rc2, part2, se2 = gen("--load-session", ses("ttt.ses"), "-n", "20")
+    check("a version 1 session file (no storage recorded) is still read, as its version 2 twin",
+          rc1 == rc2 == 0 and len(part1) == 20 and part1 == part2, (se1 + se2)[-300:])
     expect_error("no prompt and no session", "ttt-generate", ["-m", made], "--load-session", code=2)
     expect_error("--save-session over the model", "ttt-generate",
                  ["-m", made, "-p", "x", "--save-session", os.path.join(made, "model.safetensors")], "--save-session",

@@ -11,7 +11,8 @@
 namespace ttt {
 
 enum class DType { F32, F16, BF16 };
-const char* dtype_name(DType t);
+const char* dtype_name(DType t);  // "F32", "F16", "BF16", as safetensors headers spell it
+const char* dtype_flag(DType t);  // "f32", "f16", "bf16", as the tools' flags spell it
 size_t dtype_size(DType t);
 DType parse_dtype(const std::string& s, const std::string& what);  // "f32"/"F32"/... ; throws naming `what`
 

@@ -16,12 +16,6 @@
 
 namespace ttt {
 
-std::string dtype_flag(DType t) {
-  std::string s = dtype_name(t);  // "BF16" -> "bf16", as the tools' flags spell it
-  for (char& ch : s) ch = char(std::tolower(static_cast<unsigned char>(ch)));
-  return s;
-}
-
 ReportSettings report_settings(const Engine& engine, const std::string& model_dir, const std::string& tokenizer) {
   ReportSettings st;
   st.model_dir = model_dir;

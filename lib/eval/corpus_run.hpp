@@ -46,9 +46,6 @@ struct CorpusResults {
   bool complete = true;
 };
 
-// A storage type as the tools' flags spell it: "f32", "f16" or "bf16".
-std::string dtype_flag(DType t);
-
 // The report's settings for a run on engine (device, B, W, test-time training and its step size, storage types).
 ReportSettings report_settings(const Engine& engine, const std::string& model_dir, const std::string& tokenizer);
 

@@ -29,6 +29,8 @@ const char* dtype_name(DType t) {
   return "?";
 }
 
+const char* dtype_flag(DType t) { return t == DType::F32 ? "f32" : t == DType::F16 ? "f16" : "bf16"; }
+
 size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
 
 DType parse_dtype(const std::string& s, const std::string& what) {

@@ -1,6 +1,7 @@
 // A session file, little-endian as the host writes it:
-//   char[8] "TTT-SES\n", uint32 version (1),
+//   char[8] "TTT-SES\n", uint32 version (2; 1 is still read),
 //   uint64 model fingerprint, uint32 ttt, float inner_lr, int32 window, int32 mini_batch, int32 vocab,
+//   uint32 weight storage, uint32 key/value storage (0 f32, 1 f16, 2 bf16; version 2 only),
 //   int64 mini-batches stepped, int64 test-time steps, int64 position,
 //   uint64 n, int32 tokens[n],
 //   uint64 blocks L, uint64 ring floats R, L x (float keys[R], float values[R]),
@@ -20,7 +21,10 @@
 namespace ttt {
 namespace {
 
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
+
+// Storage types as the file numbers them (fixed, whatever the enum's order).
+uint32_t storage_code(DType t) { return t == DType::F16 ? 1 : t == DType::BF16 ? 2 : 0; }
 
 uint64_t fnv(const char* p, size_t n) {
   uint64_t h = 1469598103934665603ull;
@@ -75,6 +79,8 @@ void save_session_file(const std::string& path, const SessionKey& key, const Dec
   put(out, key.window);
   put(out, key.mini_batch);
   put(out, key.vocab);
+  put(out, storage_code(key.weights));
+  put(out, storage_code(key.kv));
   put(out, s.done);
   put(out, s.steps);
   put(out, s.session.position);
@@ -98,8 +104,8 @@ Decoder::Saved parse_session(const std::string& bytes, const std::string& origin
   if (sum != fnv(bytes.data(), body)) throw Error(fmt::format("{}: session file corrupt (checksum mismatch)", origin));
   Reader r{bytes, origin, sizeof kSessionMagic, body};
   const auto version = r.get<uint32_t>("the header");
-  if (version != kVersion)
-    throw Error(fmt::format("{}: session file version {}, this build reads {}", origin, version, kVersion));
+  if (version != 1 && version != kVersion)
+    throw Error(fmt::format("{}: session file version {}, this build reads 1 to {}", origin, version, kVersion));
   SessionKey k;
   k.model = r.get<uint64_t>("the header");
   k.ttt = r.get<uint32_t>("the header") != 0;
@@ -107,6 +113,14 @@ Decoder::Saved parse_session(const std::string& bytes, const std::string& origin
   k.window = r.get<int32_t>("the header");
   k.mini_batch = r.get<int32_t>("the header");
   k.vocab = r.get<int32_t>("the header");
+  k.weights = expect.weights, k.kv = expect.kv;  // not recorded before version 2
+  if (version >= 2) {
+    const uint32_t w = r.get<uint32_t>("the header"), kv = r.get<uint32_t>("the header");
+    if (w > 2 || kv > 2) throw Error(fmt::format("{}: session file corrupt (storage codes {} and {})", origin, w, kv));
+    constexpr DType types[] = {DType::F32, DType::F16, DType::BF16};
+    k.weights = types[w];
+    k.kv = types[kv];
+  }
   if (k.model != expect.model)
     throw Error(fmt::format("{}: a session of another model (its files differ from this model's)", origin));
   auto onoff = [](bool b) { return b ? "on" : "off"; };
@@ -116,6 +130,11 @@ Decoder::Saved parse_session(const std::string& bytes, const std::string& origin
                             "mini-batch {}); this run has test-time training {}, inner_lr {}, window {}, mini-batch {}",
                             origin, onoff(k.ttt), k.inner_lr, k.window, k.mini_batch, onoff(expect.ttt),
                             expect.inner_lr, expect.window, expect.mini_batch));
+  if (k.weights != expect.weights || k.kv != expect.kv)
+    throw Error(fmt::format("{}: a session run with {} weights and {} keys/values; this run has {} weights and {} "
+                            "keys/values (--weight-dtype, --kv-dtype): continuing it would mix two storages' numbers",
+                            origin, dtype_flag(k.weights), dtype_flag(k.kv), dtype_flag(expect.weights),
+                            dtype_flag(expect.kv)));
   Decoder::Saved s;
   s.done = r.get<int64_t>("the header");
   s.steps = r.get<int64_t>("the header");

@@ -6,6 +6,7 @@
 #pragma once
 
 #include "ttt/decode.hpp"
+#include "ttt/safetensors.hpp"
 
 #include <cstdint>
 #include <string>
@@ -21,11 +22,16 @@ struct SessionKey {
   bool ttt = true;
   float inner_lr = 0;
   int32_t window = 0, mini_batch = 0, vocab = 0;
+  // The storage the session ran in (the engine's, resolved: never "auto"): a
+  // session continued in another storage would mix two runs' numbers.
+  DType weights = DType::F32, kv = DType::F32;
 };
 
 void save_session_file(const std::string& path, const SessionKey& key, const Decoder::Saved& saved);
 // Throws ttt::Error naming path on a file that is not a session, is corrupt
-// (checksum, sizes), or is of another model or other options than `expect`.
+// (checksum, sizes), or is of another model, other options or another storage
+// than `expect` (a version 1 file, written before the storage was recorded,
+// is taken in any storage).
 Decoder::Saved load_session_file(const std::string& path, const SessionKey& expect);
 // The same from the file's bytes (the fuzz target's entry point).
 Decoder::Saved parse_session(const std::string& bytes, const std::string& origin, const SessionKey& expect);
