@@ -305,6 +305,7 @@ struct PySession {
                       c.vocab_size};
   }
   void save(const std::string& path) {
+    check_own_file(path, "Session.save", session_file_format());  // the rule of the tools' --save-session
     locked([&] { save_session_file(path, key(), s.save()); });
   }
   void load(const std::string& path) {
