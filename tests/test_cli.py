@@ -797,7 +797,8 @@ def interrupts(c):
         n_scored = j.get("total", {}).get("tokens", 0)
         ok = ok and j.get("partial") is True and j["planned"]["tokens"] == 20250 - 1 + len(texts["a.txt"]) - 1
         ok = ok and 0 < n_scored < j["planned"]["tokens"] and n_scored % 64 == 0  # whole mini-batches of B = 64
-        ok = ok and lines[-1].startswith("# partial: ") and len(lines) - 1 == n_scored
+        ok = ok and lines[0].startswith("# written by ttt-perplexity ") and lines[-1].startswith("# partial: ")
+        ok = ok and len(lines) - 2 == n_scored  # one NLL a line between the two comments
         # Interrupted during the run with TTT: the report says that the comparison is missing.
         ok = ok and re.search(r"comparison +MISSING", so) and "MISSING" in j.get("settings", {}).get("extra", {}).get(
             "comparison", "")
