@@ -266,16 +266,15 @@ Paths& Paths::output(const std::string& flag, const std::string& path) {
   return *this;
 }
 
-Paths& Paths::own_output(const std::string& flag, const std::string& path, std::string_view magic, const char* what) {
+Paths& Paths::output(const std::string& flag, const std::string& path, OwnFormat format) {
   output(flag, path);
-  out_.back().magic = std::string(magic);
-  out_.back().what = what;
+  out_.back().format = std::move(format);
   return *this;
 }
 
-Paths& Paths::report(const std::string& flag, const std::string& path) {
-  output(flag, path);
-  if (!path.empty()) out_.push_back({fmt::format("{} (partial results)", flag), partial_path(path)});
+Paths& Paths::report(const std::string& flag, const std::string& path, const OwnFormat& format) {
+  output(flag, path, format);
+  if (!path.empty()) output(fmt::format("{} (partial results)", flag), partial_path(path), format);
   return *this;
 }
 
@@ -294,8 +293,12 @@ Paths& Paths::output(const po::variables_map& vm, const char* name) {
   return vm.count(name) ? output(fmt::format("--{}", name), vm[name].as<std::string>()) : *this;
 }
 
-Paths& Paths::report(const po::variables_map& vm, const char* name) {
-  return vm.count(name) ? report(fmt::format("--{}", name), vm[name].as<std::string>()) : *this;
+Paths& Paths::output(const po::variables_map& vm, const char* name, const OwnFormat& format) {
+  return vm.count(name) ? output(fmt::format("--{}", name), vm[name].as<std::string>(), format) : *this;
+}
+
+Paths& Paths::report(const po::variables_map& vm, const char* name, const OwnFormat& format) {
+  return vm.count(name) ? report(fmt::format("--{}", name), vm[name].as<std::string>(), format) : *this;
 }
 
 void Paths::check() const {
@@ -327,20 +330,31 @@ void Paths::check() const {
     if (o.kind != Entry::file) continue;
     if (o.path.empty()) throw UsageError(fmt::format("{}: empty file name", o.flag));
     check_output_file(o.path, o.flag);
-    std::error_code ec;
-    if (o.magic.empty() || !fs::is_regular_file(o.path, ec) || fs::file_size(o.path, ec) == 0) continue;
-    std::string head(o.magic.size(), '\0');
-    std::ifstream f(o.path, std::ios::binary);
-    f.read(head.data(), std::streamsize(head.size()));
-    if (head != o.magic) {
-      std::string shown;  // "TTT-SES\n" as "TTT-SES"
-      for (char ch : o.magic) if (std::isprint(static_cast<unsigned char>(ch))) shown += ch;
-      throw Error(fmt::format("{} {}: the file exists and is not {} (no {} header), so this tool did not write it; "
-                              "left untouched: name a new file, or remove it first",
-                              o.flag, o.path, o.what, shown));
-    }
+    if (o.format) check_own_file(o.path, o.flag, *o.format);
   }
 }
+
+std::string written_by() { return fmt::format("{} {} (ttt-cl)", g_tool, TTT_VERSION); }
+
+OwnFormat json_format(const char* what) {
+  return {OwnFormat::json_key, g_tool + " ", "written_by", what};
+}
+
+OwnFormat svg_format() {
+  return {OwnFormat::line, fmt::format("<!-- written by {} ", g_tool), {}, fmt::format("an SVG plot of {}", g_tool)};
+}
+
+std::string svg_signed(std::string_view svg) {
+  // After the XML declaration, which must come first; a comment may stand anywhere before the root element.
+  const size_t at = svg.rfind("<?xml", 0) == 0 && svg.find('\n') != std::string_view::npos ? svg.find('\n') + 1 : 0;
+  return fmt::format("{}<!-- written by {} -->\n{}", svg.substr(0, at), written_by(), svg.substr(at));
+}
+
+OwnFormat commented_format(const char* what) {
+  return {OwnFormat::line, fmt::format("# written by {} ", g_tool), {}, what};
+}
+
+std::string comment_header(std::string_view about) { return fmt::format("# written by {}: {}\n", written_by(), about); }
 
 void announce_compiles(Runtime& rt, const char* tool) {
   std::string dir = host::program_cache_dir();

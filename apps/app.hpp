@@ -5,6 +5,7 @@
 // replaces an input or another output. The library never exits; only these do.
 #pragma once
 
+#include "ttt/output.hpp"       // OwnFormat
 #include "ttt/safetensors.hpp"  // DType
 
 #include <boost/program_options.hpp>
@@ -85,21 +86,23 @@ Tokenizer tokenizer_for(const std::string& path, const Config& cfg);
 // resolving links and "..", the same file by inode where both exist) is a
 // UsageError naming both flags; then every output must be writable, by the
 // library's one check (ttt::check_output_file, ttt::check_output_dir: a
-// ttt::Error naming the user's path and the reason). "-" (standard input) is never compared;
-// "-" as an output is a UsageError (stdout carries the report).
+// ttt::Error naming the user's path and the reason), and an existing output
+// file is replaced only when it is empty or shows its format's signature, as a
+// file this tool wrote (ttt::check_own_file: else a ttt::Error naming the flag,
+// the path and what is missing; the file is left untouched). "-" (standard
+// input) is never compared; "-" as an output is a UsageError (stdout carries the report).
 class Paths {
  public:
   Paths& input(const std::string& flag, const std::string& path);
   Paths& inputs(const std::string& flag, const std::vector<std::string>& paths);
   // A model directory: the files a tool reads from it.
   Paths& model(const std::string& flag, const std::string& dir);
+  // An output file in `format` (json_format(), svg_format(), a binary format's magic ...).
+  Paths& output(const std::string& flag, const std::string& path, OwnFormat format);
+  // An output whose writer judges an existing file itself (the --journal, which it appends to or refuses).
   Paths& output(const std::string& flag, const std::string& path);
-  // An output in a binary format of ours whose files start with `magic` (a session file, a KL-divergence
-  // base): an existing file is replaced only when it starts so, as a file this tool wrote; any other is a
-  // ttt::Error naming the flag, the path and `what` it is not, and is left untouched.
-  Paths& own_output(const std::string& flag, const std::string& path, std::string_view magic, const char* what);
   // An output written with write_output that an interrupt can leave partial: PATH and PATH.partial.
-  Paths& report(const std::string& flag, const std::string& path);
+  Paths& report(const std::string& flag, const std::string& path, const OwnFormat& format);
   // A directory the tool creates or fills, and the names of the files it writes
   // there: compared with the rest; the directory itself must be creatable or
   // writable, never a model() directory, and empty unless force.
@@ -107,8 +110,9 @@ class Paths {
                     bool force = true);
   // Optional flags: added only when given (flag is "--name").
   Paths& input(const po::variables_map& vm, const char* name);
+  Paths& output(const po::variables_map& vm, const char* name, const OwnFormat& format);
   Paths& output(const po::variables_map& vm, const char* name);
-  Paths& report(const po::variables_map& vm, const char* name);
+  Paths& report(const po::variables_map& vm, const char* name, const OwnFormat& format);
   void check() const;
 
  private:
@@ -116,11 +120,22 @@ class Paths {
     std::string flag, path;
     // in_dir: a file of an output directory, which is checked as a whole; dir_force: one that may hold files
     enum Kind { file, dir, dir_force, in_dir } kind = file;
-    std::string magic = {}, what = {};  // own_output: what an existing file must start with, and what it then is
+    std::optional<OwnFormat> format = {};  // what an existing file must show to be replaced; none: its writer judges
   };
   std::vector<Entry> in_, out_;
   std::vector<std::string> models_;  // model() directories: never an output directory
 };
+
+// The signatures of the tools' text outputs, each naming the tool that runs (written_by(): "ttt-niah 0.9.0 (ttt-cl)"):
+// a writer puts it in, Paths knows the file by it. A JSON object carries "written_by": written_by(); an SVG the
+// comment "<!-- written by ... -->" (svg_signed() puts it after the XML declaration); a text file a first line
+// "# written by ..." (comment_header()). An existing file is the tool's own when it names the same tool.
+std::string written_by();
+OwnFormat json_format(const char* what);                       // what: "a ttt-perplexity JSON report"
+OwnFormat svg_format();
+std::string svg_signed(std::string_view svg);
+OwnFormat commented_format(const char* what);                  // a "# written by TOOL " first line
+std::string comment_header(std::string_view about);            // "# written by TOOL VERSION (ttt-cl): ABOUT\n"
 
 // Prints "TOOL: compiling kernels for DEVICE (first run only, cached in DIR)"
 // on stderr before rt builds its first kernel program from source, then a

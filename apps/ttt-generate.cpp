@@ -64,7 +64,7 @@ int body(int argc, char** argv) {
       ("load-session", po::value<std::string>(),
        "continue a session saved with --save-session (same model and options): the prompt (-p/-f, may be empty or "
        "left out) is appended to its document, then generation goes on exactly as one uninterrupted run")
-      ("json", po::value<std::string>(), "write prompt, generated text and ids, timing and settings as JSON (also on Ctrl-C)")
+      ("json", po::value<std::string>(), "write prompt, generated text and ids, timing and settings as JSON (also on Ctrl-C); an existing FILE is replaced only if this tool wrote it (or it is empty)")
       ("quiet,q", po::bool_switch(), "no progress and timing on stderr");
   ttt::app::add_device_option(opts);
   ttt::app::add_weight_dtype_option(opts);
@@ -116,10 +116,10 @@ int body(int argc, char** argv) {
 
   const std::string model_dir = vm["model"].as<std::string>();
   ttt::app::Paths paths;
-  paths.model("-m", model_dir).input(vm, "tokenizer").input(vm, "file").input(vm, "load-session").report(vm, "json");
+  paths.model("-m", model_dir).input(vm, "tokenizer").input(vm, "file").input(vm, "load-session");
+  paths.report(vm, "json", ttt::app::json_format("a JSON record of ttt-generate"));
   if (vm.count("save-session"))
-    paths.own_output("--save-session", vm["save-session"].as<std::string>(),
-                     std::string_view(ttt::kSessionMagic, sizeof ttt::kSessionMagic), "a session file");
+    paths.output("--save-session", vm["save-session"].as<std::string>(), ttt::session_file_format());
   paths.check();
   const ttt::Model model = ttt::Model::load(model_dir, ttt::Weights::deferred);  // read as the engine uploads
   for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-generate: warning: %s\n", w.c_str());
@@ -251,7 +251,8 @@ int body(int argc, char** argv) {
                  (long long)prefill_steps, (long long)(steps - prefill_steps), stopped.c_str());
   if (vm.count("json")) {
     using json = nlohmann::json;
-    json j = {{"model", model_dir},
+    json j = {{"written_by", ttt::app::written_by()},
+              {"model", model_dir},
               {"device", device.name},
               {"mode", full ? "full" : no_ttt ? "swa" : "ttt"},
               {"window", engine.window()},

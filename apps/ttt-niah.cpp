@@ -123,8 +123,8 @@ int body(int argc, char** argv) {
        "tokenizer.json or tokenizer.model, instead of the one in the model directory")
       ("seed", po::value<uint64_t>()->default_value(0), "seed of the needle values and haystack offsets: the same seed gives the same prompts")
       ("inner-lr", po::value<float>(), "test-time SGD step size, overriding the model's inner_lr")
-      ("json", po::value<std::string>(), "write the settings and the accuracy of every mode, needle, context and depth as JSON")
-      ("plot", po::value<std::string>(), "draw the accuracy as an SVG heat map of context against depth, one panel per mode")
+      ("json", po::value<std::string>(), "write the settings and the accuracy of every mode, needle, context and depth as JSON; an existing FILE is replaced only if this tool wrote it (or it is empty)")
+      ("plot", po::value<std::string>(), "draw the accuracy as an SVG heat map of context against depth, one panel per mode; an existing FILE is replaced only if this tool wrote it (or it is empty)")
       ("verbose,v", po::bool_switch(), "print every prompt (as text, the haystack abridged), its answer and the reply on stderr")
       ("quiet,q", po::bool_switch(), "no progress on stderr");
   ttt::app::add_device_option(opts);
@@ -166,8 +166,8 @@ int body(int argc, char** argv) {
       .model("-m", model_dir)
       .input(vm, "haystack")
       .input(vm, "tokenizer")
-      .report(vm, "json")
-      .report(vm, "plot")
+      .report(vm, "json", ttt::app::json_format("a JSON record of ttt-niah"))
+      .report(vm, "plot", ttt::app::svg_format())
       .check();
 
   const ttt::Model model = ttt::Model::load(model_dir, ttt::Weights::deferred);  // read as each engine uploads
@@ -313,7 +313,8 @@ int body(int argc, char** argv) {
   if (vm.count("json")) {
     std::vector<int> needle_ids;
     for (const Needle& n : needles) needle_ids.push_back(n.id);
-    json j = {{"model", model_dir},
+    json j = {{"written_by", ttt::app::written_by()},
+              {"model", model_dir},
               {"device", device.name},
               {"tokenizer", tok.name()},
               {"haystack", haystack_name},
@@ -334,9 +335,10 @@ int body(int argc, char** argv) {
   }
   if (vm.count("plot"))
     ttt::app::write_output(vm["plot"].as<std::string>(),
-                           ttt::niah::heat_map_svg(cells, modes, contexts, depths,
-                                      fmt::format("S-NIAH accuracy: {} (needle {}, {} trials)", model_dir,
-                                                  vm["needle"].as<std::string>(), trials)));
+                           ttt::app::svg_signed(ttt::niah::heat_map_svg(
+                               cells, modes, contexts, depths,
+                               fmt::format("S-NIAH accuracy: {} (needle {}, {} trials)", model_dir,
+                                           vm["needle"].as<std::string>(), trials))));
   return interrupted() ? 130 : 0;
 }
 

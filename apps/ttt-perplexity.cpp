@@ -38,6 +38,9 @@ namespace po = ttt::app::po;
 
 ttt::mpi::World* g_world = nullptr;  // set by main
 
+// The --nll-out file's first line says what it holds, after the signature that lets a later run replace it.
+constexpr const char* kNllAbout = "one natural-log NLL per predicted token, one per line, documents in order";
+
 po::options_description options() {
   po::options_description opts("Options");
   opts.add_options()
@@ -62,9 +65,9 @@ po::options_description options() {
       ("max-tokens", po::value<int64_t>(), "use only the first N tokens of each document (N >= 2)")
       ("tokenizer", po::value<std::string>(), "tokenizer.json or tokenizer.model for -f, instead of the one in the model directory")
       ("parse-special", po::bool_switch(), "turn special-token strings in text (e.g. <|eot_id|>) into their ids; by default they are plain text")
-      ("nll-out", po::value<std::string>(), "write one natural-log NLL per predicted token, one per line, documents in order (T-1 lines for T tokens)")
-      ("json", po::value<std::string>(), "write the whole report as JSON: settings, device, timing, per document, per position bucket")
-      ("plot", po::value<std::string>(), "draw mean loss against token position as an SVG (both curves with --compare)")
+      ("nll-out", po::value<std::string>(), "write one natural-log NLL per predicted token, one per line, documents in order (T-1 lines for T tokens), after a first line \"# written by ttt-perplexity VERSION ...\" (np.loadtxt skips it); an existing FILE is replaced only if this tool wrote it (or it is empty)")
+      ("json", po::value<std::string>(), "write the whole report as JSON: settings, device, timing, per document, per position bucket; an existing FILE is replaced only if this tool wrote it (or it is empty)")
+      ("plot", po::value<std::string>(), "draw mean loss against token position as an SVG (both curves with --compare); an existing FILE is replaced only if this tool wrote it (or it is empty)")
       ("save-weights", po::value<std::string>(), "write a model directory whose prime MLP weights are those adapted at the end of the (last) document; never the input model's directory, nor a non-empty one without --force")
       ("save-session", po::value<std::string>(),
        "write the session at the end of the (last) document to FILE: its tokens, position, key/value rings and "
@@ -224,16 +227,16 @@ void check_outputs(const Args& a, const po::variables_map& vm) {
       std::fprintf(stderr, "ttt-perplexity: %s: skipped %s (tool outputs, not documents)\n", flag,
                    fmt::format("{}", fmt::join(skipped, ", ")).c_str());
   }
-  paths.report(vm, "nll-out").report(vm, "json").report(vm, "plot").output(vm, "journal");
-  if (a.save_session)
-    paths.own_output("--save-session", *a.save_session,
-                     std::string_view(ttt::kSessionMagic, sizeof ttt::kSessionMagic), "a session file");
+  paths.report(vm, "nll-out", ttt::app::commented_format("an NLL file of ttt-perplexity"))
+      .report(vm, "json", ttt::app::json_format("a JSON report of ttt-perplexity"))
+      .report(vm, "plot", ttt::app::svg_format())
+      .output(vm, "journal");  // the journal refuses any file but its own, or appends to it (--resume)
+  if (a.save_session) paths.output("--save-session", *a.save_session, ttt::session_file_format());
   if (a.kld_base) {
     if (a.kld)
       paths.input("--kl-divergence-base", *a.kld_base);
     else
-      paths.own_output("--kl-divergence-base", *a.kld_base, std::string_view(ttt::kKldMagic, sizeof ttt::kKldMagic),
-                       "a KL-divergence base");
+      paths.output("--kl-divergence-base", *a.kld_base, ttt::kld_format());
   }
   if (a.save_weights)
     paths.output_dir("--save-weights", *a.save_weights,
@@ -315,9 +318,13 @@ struct KeptSession {
 void write_outputs(const Args& a, const ttt::CorpusResults& r) {
   std::fputs(ttt::format_report(r.report).c_str(), stdout);
   std::fflush(stdout);
-  if (a.nll_out) ttt::app::write_output(*a.nll_out, r.nll_text);
-  if (a.json) ttt::app::write_output(*a.json, ttt::report_json(r.report).dump(2) + "\n");
-  if (a.plot) ttt::app::write_output(*a.plot, ttt::render_svg(r.report));
+  if (a.nll_out) ttt::app::write_output(*a.nll_out, ttt::app::comment_header(kNllAbout) + r.nll_text);
+  if (a.json) {
+    nlohmann::json j = ttt::report_json(r.report);
+    j["written_by"] = ttt::app::written_by();
+    ttt::app::write_output(*a.json, j.dump(2) + "\n");
+  }
+  if (a.plot) ttt::app::write_output(*a.plot, ttt::app::svg_signed(ttt::render_svg(r.report)));
 }
 
 // The last words on stderr and the exit code; a whole run saves the adapted weights.

@@ -65,7 +65,8 @@ int body(int argc, char** argv) {
        "read the input from this file (- for standard input, the default); also given as the one positional "
        "argument")  //
       ("output,o", po::value<std::string>()->value_name("FILE")->default_value("-"),
-       "write the result to this file (- for standard output, the default)")  //
+       "write the result to this file (- for standard output, the default); an existing file is never replaced "
+       "(neither ids nor text can show that this tool wrote it), unless it is empty")  //
       ("decode", po::bool_switch(), "read token ids (integers separated by white space) and write their text")  //
       ("parse-special", po::bool_switch(),
        "turn special-token strings in the text, such as <|begin_of_text|>, into their ids; without it they "
@@ -91,7 +92,8 @@ int body(int argc, char** argv) {
   ttt::app::Paths paths;
   if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
   paths.input(vm, "tokenizer").input("-f", in_path);
-  if (out_path != "-") paths.output("-o", out_path);  // "-": standard output
+  if (out_path != "-")  // "-": standard output. Neither ids nor text can carry a mark of this tool: no file is replaced.
+    paths.output("-o", out_path, {ttt::OwnFormat::none, {}, {}, "ttt-tokenize's output (token ids or text)"});
   paths.check();
 
   const ttt::Tokenizer tok = open_tokenizer(vm);

@@ -58,7 +58,7 @@ int compare(int argc, char** argv) {
       ("script", po::value<std::string>()->default_value(TTT_PYTORCH_REFERENCE), "the PyTorch reference script that --python runs (bench/pytorch_reference.py)")
       ("torch-device", po::value<std::string>()->default_value("cpu"),
        "where PyTorch runs: cpu, or cuda (an NVIDIA GPU, float32 with TF32 off) to set ttt-cl on a GPU beside it")
-      ("json", po::value<std::string>(), "also write the JSON to this file");
+      ("json", po::value<std::string>(), "also write the JSON to this file; an existing FILE is replaced only if this tool wrote it (or it is empty)");
   ttt::app::add_device_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench compare (-m DIR | --preset NAME) [--tokens N]",
@@ -79,7 +79,7 @@ int compare(int argc, char** argv) {
   {  // Outputs first: a bad one fails now, not after both runs.
     app::Paths paths;
     if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
-    paths.input(vm, "script").output(vm, "json").check();
+    paths.input(vm, "script").output(vm, "json", json_file_format()).check();
   }
   // The model, on disk for PyTorch; a preset goes to a temporary directory.
   char tmpl[] = "/tmp/ttt-compare-XXXXXX";
@@ -176,9 +176,7 @@ int compare(int argc, char** argv) {
   j["max_abs_nll_diff"] = max_diff;
   j["max_abs_nll_diff_at"] = at;
   j["load_after"] = load_average();
-  const std::string s = j.dump(2);
-  std::cout << s << "\n";
-  if (vm.count("json")) write_file_atomic(vm["json"].as<std::string>(), s + "\n");
+  emit_json(vm, std::move(j));
   return 0;
 }
 

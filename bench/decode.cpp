@@ -10,6 +10,7 @@
 #include "bench/decode_plot.hpp"
 
 #include "apps/app.hpp"
+#include "bench/model_options.hpp"
 #include "ttt/output.hpp"
 #include "ttt/decode.hpp"
 #include "host/runtime.hpp"
@@ -289,8 +290,8 @@ int decode(int argc, char** argv) {
       ("matvec-only", po::bool_switch(), "only time the one-row products of the model's shapes (kernels; GB/s)")
       ("matvec-clblast", po::bool_switch(), "with --matvec-only, also CLBlast's 1-row GEMM and GEMV (f32, slow)")
       ("seed", po::value<uint64_t>()->default_value(0), "seed of the tokens, keys/values and a preset's weights")
-      ("json", po::value<std::string>(), "also write the JSON to this file")
-      ("plot", po::value<std::string>(), "write an SVG of latency against context, one line per mode");
+      ("json", po::value<std::string>(), "also write the JSON to this file; an existing FILE is replaced only if this tool wrote it (or it is empty)")
+      ("plot", po::value<std::string>(), "write an SVG of latency against context, one line per mode; an existing FILE is replaced only if this tool wrote it (or it is empty)");
   ttt::app::add_device_option(opts);
   ttt::app::add_weight_dtype_option(opts);
   ttt::app::add_kv_dtype_option(opts);
@@ -331,7 +332,7 @@ int decode(int argc, char** argv) {
   {  // Outputs first: a bad one fails now, not after the whole sweep.
     app::Paths paths;
     if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
-    paths.output(vm, "json").output(vm, "plot").check();
+    paths.output(vm, "json", json_file_format()).output(vm, "plot", app::svg_format()).check();
   }
   const std::string name =
       vm.count("model") ? vm["model"].as<std::string>() : "preset:" + vm["preset"].as<std::string>();
@@ -531,11 +532,10 @@ int decode(int argc, char** argv) {
       if (const Point* p = at(mode, x)) std::fprintf(stderr, " %7.1f/%6.1f/%6.1f", p->median, p->p90, p->min);
     std::fprintf(stderr, "\n");
   }
-  const std::string out = j.dump(2);
-  std::cout << out << "\n";
-  if (vm.count("json")) write_file_atomic(vm["json"].as<std::string>(), out + "\n");
+  emit_json(vm, std::move(j));
   if (vm.count("plot"))
-    write_file_atomic(vm["plot"].as<std::string>(), svg_plot(pts, fmt::format("decode latency, {}", name), device.name));
+    write_file_atomic(vm["plot"].as<std::string>(),
+                      app::svg_signed(svg_plot(pts, fmt::format("decode latency, {}", name), device.name)));
   return 0;
 }
 

@@ -1,7 +1,11 @@
 // The model options of ttt-bench's commands (bench/model_options.hpp).
 #include "bench/model_options.hpp"
 
+#include "ttt/output.hpp"
+
 #include <fmt/format.h>
+
+#include <iostream>
 
 namespace ttt::bench {
 
@@ -26,6 +30,16 @@ void add_shape_options(po::options_description& opts, const char* verb) {
 Config shape_config(const po::variables_map& vm) {
   return vm.count("model") ? Config::load(vm["model"].as<std::string>() + "/config.json")
                            : preset(vm["preset"].as<std::string>());
+}
+
+OwnFormat json_file_format() { return app::json_format("a JSON record of ttt-bench"); }
+
+void emit_json(const po::variables_map& vm, nlohmann::json j) {
+  j["written_by"] = app::written_by();
+  const std::string out = j.dump(2) + "\n";
+  std::cout << out;
+  std::cout.flush();
+  if (vm.count("json")) write_file_atomic(vm["json"].as<std::string>(), out);
 }
 
 }  // namespace ttt::bench

@@ -47,7 +47,7 @@ int train(int argc, char** argv) {
       ("docs", po::value<int64_t>()->default_value(4), "documents timed on the device (after one untimed warm-up)")
       ("reference-docs", po::value<int64_t>()->default_value(1), "of those, timed on the CPU reference too (0: none)")
       ("seed", po::value<int64_t>()->default_value(0), "seed of the synthetic tokens and of a preset's weights")
-      ("json", po::value<std::string>(), "also write the JSON to this file");
+      ("json", po::value<std::string>(), "also write the JSON to this file; an existing FILE is replaced only if this tool wrote it (or it is empty)");
   ttt::app::add_device_option(opts);
   po::variables_map vm;
   if (!app::parse(argc, argv, opts, vm, "ttt-bench train (-m DIR | --preset NAME) [--mode pretrain|meta|meta-fo] [--inner-lr X] [--seq-len N]\n"
@@ -63,7 +63,7 @@ int train(int argc, char** argv) {
   {
     app::Paths paths;
     if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
-    paths.output(vm, "json").check();
+    paths.output(vm, "json", json_file_format()).check();
   }
   ref::Objective mode;
   try {
@@ -134,8 +134,7 @@ int train(int argc, char** argv) {
     j["device_over_reference"] = tokens / dev_s / ref_tps;
     j["max_relative_gradient_difference"] = worst;
   }
-  std::cout << j.dump(2) << "\n";
-  if (vm.count("json")) write_file_atomic(vm["json"].as<std::string>(), j.dump(2) + "\n");
+  emit_json(vm, std::move(j));
   return 0;
 }
 

@@ -86,7 +86,7 @@ int prefill(int argc, char** argv) {
   opts.add_options()
       ("tokens", po::value<int64_t>()->default_value(4096), "length of the synthetic document (>= 2)")
       ("seed", po::value<int64_t>()->default_value(0), "seed of the synthetic tokens and of a preset's weights (>= 0)")
-      ("json", po::value<std::string>(), "also write the JSON to this file")
+      ("json", po::value<std::string>(), "also write the JSON to this file; an existing FILE is replaced only if this tool wrote it (or it is empty)")
       ("no-profile", po::bool_switch(), "do not collect per-kernel times (profiling events cost a little)")
       ("only", po::value<std::string>()->default_value("both"), "ttt, no-ttt or both")
       ("parallel", po::value<std::string>(), "N or N,N,...: also score --docs documents N at a time (batched sessions) against one at a time")
@@ -127,7 +127,7 @@ int prefill(int argc, char** argv) {
   {
     ttt::app::Paths paths;
     if (vm.count("model")) paths.model("-m", vm["model"].as<std::string>());
-    paths.output(vm, "json").check();
+    paths.output(vm, "json", ttt::bench::json_file_format()).check();
   }
   std::fprintf(stderr, "loading %s\n", name.c_str());
   // Every engine reads the weights from the file (or the preset's seed) as it uploads them: the
@@ -226,9 +226,7 @@ int prefill(int argc, char** argv) {
     j["device_parts"] = parts;
   }
   j["peak_rss_mb"] = peak_rss_mb();
-  const std::string out = j.dump(2);
-  std::cout << out << "\n";
-  if (vm.count("json")) ttt::write_file_atomic(vm["json"].as<std::string>(), out + "\n");
+  ttt::bench::emit_json(vm, std::move(j));
   return 0;
 }
 

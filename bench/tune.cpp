@@ -202,7 +202,7 @@ int tune(int argc, char** argv) {
       ("out", po::value<std::string>(), "tuning file to write (default: the one the engine reads)")
       ("dry-run", po::bool_switch(), "measure and print, write nothing")
       ("verbose", po::bool_switch(), "echo the tuners' output")
-      ("json", po::value<std::string>(), "also write the JSON report to this file");
+      ("json", po::value<std::string>(), "also write the JSON report to this file; an existing FILE is replaced only if this tool wrote it (or it is empty)");
   ttt::app::add_device_option(opts);
   po::variables_map vm;
   if (!ttt::app::parse(argc, argv, opts, vm, "ttt-bench tune [--preset NAME | -m DIR] [--budget-min M]",
@@ -221,23 +221,16 @@ int tune(int argc, char** argv) {
   {  // Outputs first: a bad one fails now, not after minutes of tuning.
     app::Paths paths;
     if (vm.count("model")) paths.input("-m", vm["model"].as<std::string>() + "/config.json");
-    if (!vm["dry-run"].as<bool>()) paths.output(vm, "out");  // the default file's directory is created if need be
-    paths.output(vm, "json").check();
-  }
-  if (!vm["dry-run"].as<bool>()) {
     // The file keeps other devices' records: it is rewritten, so it must be a tuning file already, or none.
-    std::error_code ec;
-    if (std::filesystem::exists(path, ec) && std::filesystem::file_size(path, ec) > 0) {
-      std::ifstream in(path, std::ios::binary);
-      std::ostringstream text;
-      text << in.rdbuf();
-      // Its signature is the "format" key that host/tuning.cpp writes (any version: an old file is ours too).
-      const json j = json::parse(text.str(), nullptr, false);
-      if (j.is_discarded() || !j.is_object() || !j.contains("format") || j["format"] != "ttt-cl clblast tuning")
-        throw app::UsageError(fmt::format("{} {}: not a ttt-cl tuning file, and tuning would replace it: name a new "
-                                          "file or an existing tuning file",
-                                          vm.count("out") ? "--out" : "the tuning file", path));
+    // Its signature is the "format" key that host/tuning.cpp writes (any version: an old file is ours too).
+    const OwnFormat tuning{OwnFormat::json_key, host::kTuningFormat, "format", "a ttt-cl tuning file"};
+    if (!vm["dry-run"].as<bool>()) {
+      if (vm.count("out"))
+        paths.output("--out", path, tuning);
+      else  // the default file's directory is created if need be
+        check_own_file(path, "the tuning file", tuning);
     }
+    paths.output(vm, "json", json_file_format()).check();
   }
   ttt::Runtime rt(ttt::app::device_spec(vm));
   ttt::host::Context& ctx = ttt::host::context(rt);
@@ -444,9 +437,7 @@ int tune(int argc, char** argv) {
     host::save_tuning(path, host::TuningKey::of(dev), keep, extra.dump());
     j["tuning_file"] = path;
   }
-  const std::string out = j.dump(2);
-  std::cout << out << "\n";
-  if (vm.count("json")) write_file_atomic(vm["json"].as<std::string>(), out + "\n");
+  emit_json(vm, std::move(j));
   return 0;
 }
 

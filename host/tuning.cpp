@@ -23,7 +23,7 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
-constexpr const char* kFormat = "ttt-cl clblast tuning";
+constexpr const char* kFormat = kTuningFormat;
 constexpr int kVersion = 1;
 
 // $TTT_TUNING_FILE as set ("" when not): "off" is no file and no built-in record, "none" no file.

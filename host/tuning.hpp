@@ -32,6 +32,8 @@ ClblastParams gemm_plan_params(const GemmPlan& plan);
 // built-in record either: CLBlast's defaults, several times slower on a CPU
 // that has one, which a note on stderr says).
 std::string tuning_file_path();
+// The "format" a tuning file's JSON object names: how ttt-bench tune knows a file it may rewrite.
+inline constexpr const char* kTuningFormat = "ttt-cl clblast tuning";
 
 // What a device's record is matched on: name, platform version, driver
 // version and CLBlast version. Another value of any of them makes the record stale.

@@ -84,8 +84,9 @@ def tensor(header, data, name):
 
 
 def floats(path):
+    """The numbers of a --nll-out file (after its "# written by ttt-perplexity ..." line) or a golden NLL file."""
     with open(path) as f:
-        return [float(x) for x in f.read().split()]
+        return [float(x) for line in f if not line.startswith("#") for x in line.split()]
 
 
 def png_pixels(path):
@@ -796,7 +797,8 @@ def interrupts(c):
         n_scored = j.get("total", {}).get("tokens", 0)
         ok = ok and j.get("partial") is True and j["planned"]["tokens"] == 20250 - 1 + len(texts["a.txt"]) - 1
         ok = ok and 0 < n_scored < j["planned"]["tokens"] and n_scored % 64 == 0  # whole mini-batches of B = 64
-        ok = ok and lines[-1].startswith("# partial: ") and len(lines) - 1 == n_scored
+        ok = ok and lines[0].startswith("# written by ttt-perplexity ") and lines[-1].startswith("# partial: ")
+        ok = ok and len(lines) - 2 == n_scored  # one NLL a line between the two comments
         # Interrupted during the run with TTT: the report says that the comparison is missing.
         ok = ok and re.search(r"comparison +MISSING", so) and "MISSING" in j.get("settings", {}).get("extra", {}).get(
             "comparison", "")
@@ -1328,7 +1330,7 @@ def outputs_never_replace_inputs(c):
     notes = c.token_file("tune-notes.txt", "my notes\n")
     rc, so, se = run("ttt-bench", "tune", "--preset", "tiny", "--no-tuners", "--out", notes)
     check("ttt-bench tune --out onto a file that is not a tuning file is refused, untouched",
-          rc == 2 and "not a ttt-cl tuning file" in se and untouched(notes, "my notes\n") and so == "", se[-300:])
+          rc == 1 and "not a ttt-cl tuning file" in se and untouched(notes, "my notes\n") and so == "", se[-300:])
     m2 = copy_model(c.tiny, os.path.join(tmp, "bench-model"))
     cfg2 = os.path.join(m2, "config.json")
     before = open(cfg2).read()
@@ -2311,6 +2313,105 @@ def own_formats_only(c):
         again = open(path, "rb").read() if rc2 == 0 else b""
         check(f"ttt-perplexity {flag}: an empty file, then the tool's own, are replaced",
               rc1 == rc2 == 0 and first[:4] == b"TTT-" and again[:4] == b"TTT-" and first != again, (se1 + se2)[-300:])
+
+
+def stale_copy(path):
+    """Marks a file a tool wrote, keeping its signature (JSON: one more key; text: one more line at the end), so a
+    later run that replaces it can be told from one that left it alone."""
+    with open(path) as f:
+        text = f.read()
+    if text.lstrip().startswith("{"):
+        j = json.loads(text)
+        j["stale"] = True
+        text = json.dumps(j)
+    else:
+        text += "stale\n"
+    with open(path, "w") as f:
+        f.write(text)
+    return text
+
+
+@case
+def own_outputs_only(c):
+    """Every output file of every tool is replaced only when it is empty or this tool wrote it: JSON with
+    "written_by": "TOOL ...", an SVG with its "<!-- written by TOOL" comment, --nll-out with its "# written by
+    ttt-perplexity" first line (ttt-bench tune --out: a tuning file, --save-session and --kl-divergence-base: their
+    headers, own_formats_only). A user's file of that name, a JSON document that is not the tool's, and a user's file
+    named as an output's .partial are refused before any work (exit 1, naming the flag, the path and what is
+    missing) and left byte for byte; ttt-tokenize -o, whose ids and text cannot carry a mark, replaces no file."""
+    made, doc, tmp = c.made(), c.long_doc(), c.tmp
+    kjv = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(DATA))), "models", "kjv-bytes")
+    mine = "my notes, not an output\n"
+    perplexity = ["-m", made, "-q", "-f", doc, "--max-tokens", "100"]
+    niah = ["-m", kjv, "-q", "--contexts", "256", "--depths", "0.5", "--trials", "1", "--needle", "1", "--modes", "swa"]
+    prefill = ["prefill", "--preset", "tiny", "--tokens", "40", "--only", "no-ttt", "--no-ceiling", "--no-peak",
+               "--no-profile", "--no-warmup"]
+    decode = ["decode", "--preset", "tiny", "--contexts", "64", "--tokens", "2", "--modes", "swa", "--no-bandwidth"]
+    train = ["train", "--preset", "tiny", "--seq-len", "32", "--docs", "1", "--reference-docs", "0"]
+    outputs = [("ttt-perplexity", perplexity, "--json", '"written_by": "ttt-perplexity '),
+               ("ttt-perplexity", perplexity, "--nll-out", "# written by ttt-perplexity "),
+               ("ttt-perplexity", perplexity, "--plot", "<!-- written by ttt-perplexity "),
+               ("ttt-generate", ["-m", made, "-q", "-p", "abc", "-n", "2"], "--json", '"written_by": "ttt-generate '),
+               ("ttt-niah", niah, "--json", '"written_by": "ttt-niah '),
+               ("ttt-niah", niah, "--plot", "<!-- written by ttt-niah "),
+               ("ttt-bench", prefill, "--json", '"written_by": "ttt-bench '),
+               ("ttt-bench", decode, "--json", '"written_by": "ttt-bench '),
+               ("ttt-bench", decode, "--plot", "<!-- written by ttt-bench "),
+               ("ttt-bench", train, "--json", '"written_by": "ttt-bench ')]
+    for i, (tool, args, flag, mark) in enumerate(outputs):
+        what = f"{tool}{' ' + args[0] if tool == 'ttt-bench' else ''} {flag}"
+        user = c.token_file(f"own-{i}.user", mine)
+        rc, so, se = run(tool, *args, flag, user)
+        check(f"{what} onto a user's file is refused before any work, the file untouched",
+              rc == 1 and se.startswith(f"{tool}: error: {flag} {user}: the file exists and is not")
+              and "so this tool did not write it" in se and so == "" and untouched(user, mine), se[-400:])
+        path = os.path.join(tmp, f"own-{i}.out")
+        open(path, "w").close()  # empty: nothing to lose
+        rc1, _, se1 = run(tool, *args, flag, path)
+        first = open(path).read()
+        stale = stale_copy(path) if rc1 == 0 else ""
+        rc2, _, se2 = run(tool, *args, flag, path)
+        again = open(path).read()
+        check(f"{what}: an empty file, then the tool's own, are replaced (signature {mark!r})",
+              rc1 == rc2 == 0 and mark in first and mark in again and "stale" in stale and "stale" not in again,
+              (se1 + se2)[-400:])
+
+    for args in (["tune", "--preset", "tiny", "--no-tuners", "--dry-run"], ["compare", "--preset", "tiny"]):
+        user = c.token_file(f"own-{args[0]}.user", mine)
+        rc, so, se = run("ttt-bench", *args, "--json", user)
+        check(f"ttt-bench {args[0]} --json onto a user's file is refused before any work, the file untouched",
+              rc == 1 and se.startswith(f"ttt-bench: error: --json {user}: the file exists and is not") and so == ""
+              and untouched(user, mine), se[-400:])
+
+    # JSON that is not the tool's: valid JSON without the field, and another tool's record.
+    plain = c.token_file("own-plain.json", '{"results": [1, 2, 3]}\n')
+    rc, so, se = run("ttt-perplexity", *perplexity, "--json", plain)
+    check("ttt-perplexity --json onto JSON without \"written_by\" is refused, untouched",
+          rc == 1 and '"written_by"' in se and so == "" and untouched(plain, '{"results": [1, 2, 3]}\n'), se[-300:])
+    generated = os.path.join(tmp, "own-3.out")  # ttt-generate's JSON, above
+    before = open(generated).read()
+    rc, so, se = run("ttt-perplexity", *perplexity, "--json", generated)
+    check("ttt-perplexity --json onto ttt-generate's JSON is refused, untouched",
+          rc == 1 and "ttt-perplexity" in se and so == "" and untouched(generated, before), se[-300:])
+    # The partial results of an interrupted run go to PATH.partial: a user's file of that name is never replaced.
+    report = os.path.join(tmp, "own-partial.json")
+    user = c.token_file("own-partial.json.partial", mine)
+    rc, so, se = run("ttt-perplexity", *perplexity, "--json", report)
+    check("ttt-perplexity --json X with a user's X.partial is refused, untouched",
+          rc == 1 and "--json (partial results)" in se and user in se and untouched(user, mine)
+          and not os.path.exists(report), se[-300:])
+
+    # ttt-tokenize -o: an empty file is replaced; any other, its own output included, is not.
+    ids = os.path.join(tmp, "own-ids.txt")
+    open(ids, "w").close()
+    rc, _, se = run("ttt-tokenize", "-m", made, "-f", doc, "-o", ids)
+    written = open(ids).read()
+    check("ttt-tokenize -o onto an empty file writes it", rc == 0 and len(written.split()) > 100, se[-300:])
+    for name, path, text in (("a user's file", c.token_file("own-tok.user", mine), mine), ("its own output", ids, written)):
+        rc, so, se = run("ttt-tokenize", "-m", made, "-f", doc, "-o", path)
+        check(f"ttt-tokenize -o onto {name} is refused, untouched",
+              rc == 1 and se.startswith(f"ttt-tokenize: error: -o {path}: the file exists") and so == ""
+              and untouched(path, text), se[-300:])
 
 
 @case

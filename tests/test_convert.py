@@ -263,7 +263,7 @@ def body(tmp):
         if rc != 0:
             check(f"ttt-perplexity ttt={int(ttt)}", False, err[-500:])
             continue
-        got = np.array([float(v) for v in open(nll_file).read().split()])
+        got = np.loadtxt(nll_file, ndmin=1)  # its first line, "# written by ttt-perplexity ...", a comment
         ref = ttt_numpy.Model(cfg, w).evaluate(ids, ttt)
         diff = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
         check(f"ttt-perplexity {'with' if ttt else 'without'} TTT vs numpy: max |NLL diff| {diff:.3g}", diff < 2e-3,

@@ -102,6 +102,51 @@ TEST_F(OutputTest, CheckOutputFile) {
 
 // access() answers yes to root for any directory that is not on a read-only
 // file system: /proc then looks writable. Making a file there is the true test.
+TEST_F(OutputTest, CheckOwnFileReplacesOnlyEmptyOrSignedFiles) {
+  const OwnFormat magic{OwnFormat::magic, std::string("TTT-SES\n", 8), {}, "a session file"};
+  const OwnFormat line{OwnFormat::line, "<!-- written by ttt-niah ", {}, "an SVG plot of ttt-niah"};
+  const OwnFormat json{OwnFormat::json_key, "ttt-niah ", "written_by", "a JSON record of ttt-niah"};
+  const OwnFormat none{OwnFormat::none, {}, {}, "ttt-tokenize's output"};
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(path(name), std::ios::binary) << text;
+    return path(name);
+  };
+  const std::string notes = write("notes.txt", "my notes\n"), empty = write("empty", "");
+  for (const OwnFormat* f : {&magic, &line, &json, &none}) {
+    EXPECT_NO_THROW(check_own_file(path("missing"), "--out", *f));
+    EXPECT_NO_THROW(check_own_file(empty, "--out", *f));
+    EXPECT_NO_THROW(check_own_file(dir_.string(), "--out", *f));  // a directory: check_output_file's to judge
+    const std::string e = error_of([&] { check_own_file(notes, "--out", *f); });
+    EXPECT_EQ(e.rfind("--out " + notes + ": the file exists", 0), 0u) << e;
+    EXPECT_NE(e.find("left untouched"), std::string::npos) << e;
+    EXPECT_EQ(read(notes), "my notes\n");
+  }
+  EXPECT_NE(error_of([&] { check_own_file(notes, "--out", magic); }).find("is not a session file (no TTT-SES header)"),
+            std::string::npos);
+  EXPECT_NO_THROW(check_own_file(write("a.ses", std::string("TTT-SES\n", 8) + "body"), "--out", magic));
+  EXPECT_THROW(check_own_file(write("short.ses", "TTT-S"), "--out", magic), Error);
+  // A comment line: the first line, or a later one within the first 512 bytes, never inside a line.
+  EXPECT_NO_THROW(check_own_file(write("a.svg", "<?xml version=\"1.0\"?>\n<!-- written by ttt-niah 1 -->\n<svg/>"),
+                                 "--plot", line));
+  EXPECT_NO_THROW(check_own_file(write("b.svg", "<!-- written by ttt-niah 1 -->\n<svg/>"), "--plot", line));
+  EXPECT_THROW(check_own_file(write("c.svg", "<svg><!-- written by ttt-niah 1 --></svg>"), "--plot", line), Error);
+  EXPECT_THROW(check_own_file(write("d.svg", std::string(600, '\n') + "<!-- written by ttt-niah 1 -->"), "--plot", line),
+               Error);
+  EXPECT_THROW(check_own_file(write("e.svg", "<!-- written by ttt-perplexity 1 -->\n"), "--plot", line), Error);
+  // JSON: an object whose key is a string naming the tool.
+  EXPECT_NO_THROW(check_own_file(write("a.json", "\n {\"a\": 1, \"written_by\": \"ttt-niah 0.1.0 (ttt-cl)\"}\n"),
+                                 "--json", json));
+  const std::string other = write("b.json", "{\"written_by\": \"ttt-generate 0.1.0 (ttt-cl)\"}");
+  EXPECT_NE(error_of([&] { check_own_file(other, "--json", json); })
+                .find("is not a JSON record of ttt-niah (no \"written_by\": \"ttt-niah ...\" field)"),
+            std::string::npos);
+  for (const char* text : {"{\"written_by\": 1}", "[{\"written_by\": \"ttt-niah 1\"}]", "{\"written_by\": \"ttt-niah 1\"",
+                           "{\"results\": []}"})
+    EXPECT_THROW(check_own_file(write("c.json", text), "--json", json), Error) << text;
+  // No signature at all: only an empty file is replaced, and the message says why.
+  EXPECT_NE(error_of([&] { check_own_file(notes, "-o", none); }).find("carries no signature"), std::string::npos);
+}
+
 TEST_F(OutputTest, ADirectoryThatTakesNoNewFileIsRefusedEvenForRoot) {
   if (!fs::is_directory("/proc/self")) GTEST_SKIP() << "no /proc";
   std::string err = error_of([&] { check_output_file("/proc/ttt-output-test.nll", "--nll-out"); });

@@ -77,6 +77,9 @@ case "$mode" in
     model=$root/models/kjv-bytes
     echo "== ttt-perplexity: the bundled kjv-bytes model (byte-level, meta-trained by ttt-train on KJV Exodus-Revelation)"
     echo "   on the held-out Book of Genesis (data/genesis-kjv.txt), with and without test-time training"
+    # The demo's own two files: a build from before the tools signed their outputs wrote them unsigned, and
+    # ttt-perplexity replaces no file it cannot tell for its own.
+    rm -f "$build/demo.json" "$build/demo.svg"
     "$build/apps/ttt-perplexity" -m "$model" -f "$root/data/genesis-kjv.txt" --compare \
         --json "$build/demo.json" --plot "$build/demo.svg" --force
     echo "== report: $build/demo.json, plot: $build/demo.svg (models/kjv-bytes/README.md explains the model)"

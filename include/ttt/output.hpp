@@ -20,6 +20,25 @@ namespace ttt {
 // and root, whom access() never refuses, all answer truly).
 void check_output_file(const std::string& path, const std::string& flag);
 
+// How a tool knows an existing file for one it wrote, and so may replace it
+// (a tool never overwrites a file it did not write): `magic`, the file starts
+// with `text` (a binary format's header); `line`, one of its lines within the
+// first 512 bytes does (a text format's comment: "# written by ttt-perplexity",
+// "<!-- written by ttt-niah"); `json_key`, it is a JSON object whose top-level
+// `key` is a string starting with `text`; `none`, the tool cannot tell its
+// output from another file. `what` says what such a file is ("a session file").
+struct OwnFormat {
+  enum Kind { magic, line, json_key, none } kind = none;
+  std::string text, key, what;
+};
+
+// The one check before a tool replaces `path` (the tools' Paths and the Python
+// module use it): throws ttt::Error "FLAG PATH: the file exists and is not WHAT
+// (no ... header), so this tool did not write it; left untouched: ..." when
+// `path` is a non-empty regular file without the format's signature. A missing
+// or empty file passes; so does anything else, which check_output_file judges.
+void check_own_file(const std::string& path, const std::string& flag, const OwnFormat& format);
+
 // A path with links resolved, "." and ".." folded and no trailing separator
 // (the file need not exist): two spellings of one file or directory are equal.
 std::string canonical_path(const std::string& path);

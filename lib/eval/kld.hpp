@@ -21,6 +21,10 @@ namespace ttt {
 
 // The first bytes of every KL-divergence base: an existing file is replaced only when it starts with them.
 inline constexpr char kKldMagic[8] = {'T', 'T', 'T', '-', 'K', 'L', 'D', '\n'};
+// The same as a check_own_file format (ttt-perplexity --kl-divergence-base).
+inline OwnFormat kld_format() {
+  return {OwnFormat::magic, std::string(kKldMagic, sizeof kKldMagic), {}, "a KL-divergence base"};
+}
 
 // What a base file is of: its vocabulary, the model it came from, and each
 // document's token hash and predicted tokens (T - 1 for T tokens).

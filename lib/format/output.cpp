@@ -5,11 +5,15 @@
 #include "ttt/error.hpp"
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -76,6 +80,68 @@ void check_output_file(const std::string& path, const std::string& flag) {
     if (::access(path.c_str(), W_OK) != 0) throw Error(fmt::format("{}: cannot write: {}", what, std::strerror(errno)));
   }
   check_dir_takes_files(parent_of(path), what);
+}
+
+namespace {
+
+// Whether the text of an existing file shows `f`'s signature.
+bool has_signature(const std::string& path, const OwnFormat& f) {
+  std::ifstream in(path, std::ios::binary);
+  std::string head(f.kind == OwnFormat::magic ? f.text.size() : 512, '\0');
+  in.read(head.data(), std::streamsize(head.size()));
+  head.resize(size_t(in.gcount()));
+  switch (f.kind) {
+    case OwnFormat::magic:
+      return head == f.text;
+    case OwnFormat::line:
+      for (size_t at = 0; at < head.size(); at = head.find('\n', at) + 1) {
+        if (head.compare(at, f.text.size(), f.text) == 0) return true;
+        if (head.find('\n', at) == std::string::npos) break;
+      }
+      return false;
+    case OwnFormat::json_key: {
+      const size_t first = head.find_first_not_of(" \t\r\n");
+      if (first == std::string::npos || head[first] != '{') return false;  // not an object: not read further
+      in.clear();
+      in.seekg(0);
+      const auto j = nlohmann::json::parse(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>(),
+                                           nullptr, false);
+      if (j.is_discarded() || !j.is_object() || !j.contains(f.key) || !j[f.key].is_string()) return false;
+      return j[f.key].get<std::string>().rfind(f.text, 0) == 0;
+    }
+    case OwnFormat::none:
+      return false;
+  }
+  return false;
+}
+
+// "(no TTT-SES header)": the signature the file lacks, as the message shows it.
+std::string missing(const OwnFormat& f) {
+  std::string shown;  // "TTT-SES\n" as "TTT-SES"
+  for (char ch : f.text)
+    if (std::isprint(static_cast<unsigned char>(ch))) shown += ch;
+  switch (f.kind) {
+    case OwnFormat::magic: return fmt::format("no {} header", shown);
+    case OwnFormat::line: return fmt::format("no line \"{}...\"", shown);
+    case OwnFormat::json_key: return fmt::format("no \"{}\": \"{}...\" field", f.key, shown);
+    case OwnFormat::none: break;
+  }
+  return {};
+}
+
+}  // namespace
+
+void check_own_file(const std::string& path, const std::string& flag, const OwnFormat& format) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec) || fs::file_size(path, ec) == 0 || has_signature(path, format)) return;
+  const std::string where = flag.empty() ? path : fmt::format("{} {}", flag, path);
+  if (format.kind == OwnFormat::none)
+    throw Error(fmt::format("{}: the file exists, and {} carries no signature that would tell this tool's own file "
+                            "from another; left untouched: name a new file, or remove it first",
+                            where, format.what));
+  throw Error(fmt::format("{}: the file exists and is not {} ({}), so this tool did not write it; left untouched: "
+                          "name a new file, or remove it first",
+                          where, format.what, missing(format)));
 }
 
 void check_output_dir(const std::string& dir, const std::string& flag, bool force,

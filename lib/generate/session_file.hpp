@@ -6,6 +6,7 @@
 #pragma once
 
 #include "ttt/decode.hpp"
+#include "ttt/output.hpp"
 #include "ttt/safetensors.hpp"
 
 #include <cstdint>
@@ -15,6 +16,10 @@ namespace ttt {
 
 // The first bytes of every session file: an existing file is replaced only when it starts with them.
 inline constexpr char kSessionMagic[8] = {'T', 'T', 'T', '-', 'S', 'E', 'S', '\n'};
+// The same as a check_own_file format (the tools' --save-session, the Python module's Session.save).
+inline OwnFormat session_file_format() {
+  return {OwnFormat::magic, std::string(kSessionMagic, sizeof kSessionMagic), {}, "a session file"};
+}
 
 // What a session must match to be continued.
 struct SessionKey {

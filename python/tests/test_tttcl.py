@@ -231,6 +231,25 @@ def test_session_file_errors(models, tmp_path):
         s.save(path)
 
 
+def test_session_save_replaces_only_sessions(models, tmp_path):
+    """Session.save follows the tools' --save-session: an existing file is replaced only when it is a session file
+    (TTT-SES header) or empty; any other is refused, naming it, and left byte for byte."""
+    s = models["tiny"].session()
+    s.feed(golden_tokens("tiny")[:20])
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"my notes, not a session\n")
+    with pytest.raises(tttcl.Error, match="notes.txt: the file exists and is not a session file .*TTT-SES"):
+        s.save(notes)
+    assert notes.read_bytes() == b"my notes, not a session\n"
+    path = tmp_path / "own.ses"
+    path.write_bytes(b"")  # empty: nothing to lose
+    s.save(path)
+    first = path.read_bytes()
+    s.feed(golden_tokens("tiny")[20:40])
+    s.save(path)  # its own: replaced
+    assert first[:8] == path.read_bytes()[:8] == b"TTT-SES\n" and path.read_bytes() != first
+
+
 def test_session_file_with_ttt_generate(kjv, tmp_path):
     exe = tool("ttt-generate")
     prompt = "In the beginning God created"

@@ -171,7 +171,9 @@ class Session:
         an uninterrupted session would, so the NLLs returned before save()
         followed by those returned after load() equal feeding the document
         whole, and logits() is the same. NLLs held back by an interrupted
-        feed() are not saved. Raises Error after flush().
+        feed() are not saved. Raises Error after flush(), and when path is a
+        non-empty file that is not a session file (it is left untouched: only
+        a session file, or an empty one, is ever replaced).
 
         The file continues in `ttt-generate --load-session FILE` (same model,
         --no-ttt and --inner-lr as this session's ttt and inner_lr)."""
