@@ -174,5 +174,7 @@ int interrupted();
 void write_output(const std::string& path, std::string_view data);
 // "PATH.partial": where write_output puts the partial results of an interrupted run when PATH exists.
 std::string partial_path(const std::string& path);
+// A device, FIFO or socket (/dev/null, /dev/stdout): written through, never replaced, and no .partial beside it.
+bool special_file(const std::string& path);
 
 }  // namespace ttt::app

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -60,7 +61,8 @@ int body(int argc, char** argv) {
       ("parse-special", po::bool_switch(), "turn special-token strings in the prompt (e.g. <|eot_id|>) into their ids")
       ("save-session", po::value<std::string>(),
        "write the whole session at the end to FILE (the tokens, position, key/value rings and adapted prime weights, "
-       "with the model's fingerprint and options; checksummed, written atomically), to continue it with --load-session")
+       "with the model's fingerprint and options; checksummed, written atomically), to continue it with --load-session. An existing FILE is replaced only if it "
+       "is a session file (or empty); an interrupted run's session goes to FILE.partial when FILE exists")
       ("load-session", po::value<std::string>(),
        "continue a session saved with --save-session (same model and options): the prompt (-p/-f, may be empty or "
        "left out) is appended to its document, then generation goes on exactly as one uninterrupted run")
@@ -119,7 +121,7 @@ int body(int argc, char** argv) {
   paths.model("-m", model_dir).input(vm, "tokenizer").input(vm, "file").input(vm, "load-session");
   paths.report(vm, "json", ttt::app::json_format("a JSON record of ttt-generate"));
   if (vm.count("save-session"))
-    paths.output("--save-session", vm["save-session"].as<std::string>(), ttt::session_file_format());
+    paths.report("--save-session", vm["save-session"].as<std::string>(), ttt::session_file_format());
   paths.check();
   const ttt::Model model = ttt::Model::load(model_dir, ttt::Weights::deferred);  // read as the engine uploads
   for (const auto& w : model.warnings) std::fprintf(stderr, "ttt-generate: warning: %s\n", w.c_str());
@@ -231,10 +233,16 @@ int body(int argc, char** argv) {
     // The last generated token is part of the document too (it was sampled, not yet appended).
     const size_t appended = dec.tokens().size() - document_start;
     if (generated.size() > appended) dec.append({generated.data() + appended, generated.size() - appended});
-    ttt::save_session_file(vm["save-session"].as<std::string>(), key, dec.save());
-    if (!quiet)
-      std::fprintf(stderr, "ttt-generate: session of %zu tokens written to %s\n", dec.tokens().size(),
-                   vm["save-session"].as<std::string>().c_str());
+    // An interrupted run's session replaces no existing one (as write_output's partial results): FILE.partial.
+    std::string path = vm["save-session"].as<std::string>();
+    std::error_code ec;
+    if (interrupted() && std::filesystem::exists(path, ec) && !ttt::app::special_file(path)) {
+      std::fprintf(stderr, "ttt-generate: --save-session %s kept (the run was interrupted)\n", path.c_str());
+      path = ttt::app::partial_path(path);
+    }
+    ttt::save_session_file(path, key, dec.save());
+    if (!quiet || path != vm["save-session"].as<std::string>())
+      std::fprintf(stderr, "ttt-generate: session of %zu tokens written to %s\n", dec.tokens().size(), path.c_str());
   }
   write_out(text.finish(!interrupted()));  // an interrupt leaves whole characters only
   const double decode_s = seconds_since(t1);

@@ -48,7 +48,7 @@ po::options_description options() {
       ("file,f", po::value<std::vector<std::string>>()->composing(),
        "text document to tokenise with the model's tokenizer (BOS prepended when the model has one), - for standard "
        "input; repeat it, or name a directory (its files, except hidden ones and tool outputs: .nll, .json, .jsonl, "
-       ".svg, .journal, .partial), for several documents, each evaluated from a fresh state")
+       ".svg, .journal, .partial, and files whose first line is '# written by ttt-...'), for several documents, each evaluated from a fresh state")
       ("tokens", po::value<std::vector<std::string>>()->composing(),
        "token-id document instead of text: whitespace-separated decimal ids, or a .npy array of int32, uint32, int64 "
        "or uint16; repeatable")
@@ -71,8 +71,8 @@ po::options_description options() {
       ("save-weights", po::value<std::string>(), "write a model directory whose prime MLP weights are those adapted at the end of the (last) document; never the input model's directory, nor a non-empty one without --force")
       ("save-session", po::value<std::string>(),
        "write the session at the end of the (last) document to FILE: its tokens, position, key/value rings and "
-       "adapted prime weights, so that ttt-generate --load-session FILE continues the document (same model and "
-       "options)")
+       "adapted prime weights, so that ttt-generate --load-session FILE continues the document (same model, "
+       "options and storage); an existing FILE is replaced only if it is a session file (or empty)")
       ("force", po::bool_switch(),
        "let --save-weights write into a directory that is not empty: its config.json, model.safetensors and "
        "tokenizer file are replaced, other files are left as they are; the input model's directory is refused even so")
@@ -81,12 +81,14 @@ po::options_description options() {
       ("parallel", po::value<int>()->default_value(1), "documents evaluated at once on the device (a batched session; each keeps its own state)")
       ("kl-divergence-base", po::value<std::string>(),
        "write every predicted token's log-probabilities over the whole vocabulary to FILE (16 + 2V bytes a token, "
-       "as llama.cpp's llama-perplexity stores them), a base for --kl-divergence; with --kl-divergence, the base to read")
+       "as llama.cpp's llama-perplexity stores them), a base for --kl-divergence; with --kl-divergence, the base to read. "
+       "An existing FILE is replaced only if it is such a base (or empty)")
       ("kl-divergence", po::bool_switch(),
        "compare this run with the --kl-divergence-base FILE of the same documents: mean KL divergence with its error "
        "and percentiles, the change of the target token's probability (mean and RMS dp, percentiles) and how often "
        "the most likely token is the same (e.g. --no-ttt against a base made with test-time training)")
-      ("journal", po::value<std::string>(), "append each finished document's NLLs to this file as soon as it is scored (fsync'ed)")
+      ("journal", po::value<std::string>(), "append each finished document's NLLs to this file as soon as it is scored (fsync'ed); an existing journal is "
+       "only ever appended to, with --resume, and any other existing file refused")
       ("resume", po::bool_switch(), "continue the --journal: skip the documents already in it and report them from it")
       ("quiet,q", po::bool_switch(), "no progress display");
   ttt::app::add_device_option(opts);

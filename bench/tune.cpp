@@ -199,7 +199,8 @@ int tune(int argc, char** argv) {
       ("no-tuners", po::bool_switch(), "skip CLBlast's tuners: time the defaults, the seeds and the file's record")
       ("no-direct", po::bool_switch(), "skip clblast_tuner_xgemm_direct")
       ("reps", po::value<int>()->default_value(1), "timed calls per shape and candidate (best of)")
-      ("out", po::value<std::string>(), "tuning file to write (default: the one the engine reads)")
+      ("out", po::value<std::string>(), "tuning file to write (default: the one the engine reads); an existing FILE is replaced only if it is a "
+       "tuning file (or empty)")
       ("dry-run", po::bool_switch(), "measure and print, write nothing")
       ("verbose", po::bool_switch(), "echo the tuners' output")
       ("json", po::value<std::string>(), "also write the JSON report to this file; an existing FILE is replaced only if this tool wrote it (or it is empty)");

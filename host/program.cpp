@@ -74,6 +74,16 @@ bool driver_caches(const DeviceInfo& dev) {
   const char* c = std::getenv("POCL_KERNEL_CACHE");
   return !(c && std::string_view(c) == "0");
 }
+// Whether PoCL's cache directory (POCL_CACHE_DIR, else $XDG_CACHE_HOME/pocl/kcache or ~/.cache/pocl/kcache)
+// holds anything: a stamp is trusted only then, so that an emptied PoCL cache is announced as a compile.
+bool driver_cache_present() {
+  fs::path dir;
+  if (const char* d = std::getenv("POCL_CACHE_DIR"); d && *d) dir = d;
+  else if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) dir = fs::path(x) / "pocl" / "kcache";
+  else if (const char* h = std::getenv("HOME"); h && *h) dir = fs::path(h) / ".cache" / "pocl" / "kcache";
+  std::error_code ec;
+  return !dir.empty() && fs::is_directory(dir, ec) && !fs::is_empty(dir, ec);
+}
 constexpr std::string_view kStamp = "ttt-cl program stamp 1: built from source, the driver's cache holds the binary\n";
 // A stamped program that takes longer than this to build was compiled again
 // (the driver's cache was emptied): counted as built, so that tools warm up.
@@ -211,7 +221,8 @@ cl_program ProgramCache::build(const std::string& family, const std::string& opt
     std::ifstream f(file, std::ios::binary);
     if (f) {
       std::vector<unsigned char> bin((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-      if (stamp && std::string_view(reinterpret_cast<const char*>(bin.data()), bin.size()) == kStamp) {
+      if (stamp && driver_cache_present() &&
+          std::string_view(reinterpret_cast<const char*>(bin.data()), bin.size()) == kStamp) {
         const char* s = src.c_str();
         const size_t n = src.size();
         const auto t0 = std::chrono::steady_clock::now();

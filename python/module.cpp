@@ -307,6 +307,7 @@ struct PySession {
                       core->sliding.weight_dtype(), core->sliding.kv_dtype()};
   }
   void save(const std::string& path) {
+    check_output_file(path, "Session.save");  // a directory, an empty name, an unwritable place: said first
     check_own_file(path, "Session.save", session_file_format());  // the rule of the tools' --save-session
     locked([&] { save_session_file(path, key(), s.save()); });
   }

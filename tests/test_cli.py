@@ -2332,6 +2332,77 @@ def stale_copy(path):
 
 
 @case
+def own_outputs_edges(c):
+    """The own-file rule's edges: a FIFO or device named as an output is written through, never replaced by a regular
+    file (as root, --json /dev/null used to replace /dev/null); a replaced own file keeps its mode (a private 0600 one
+    stays private); the signature is the first line (the second after an SVG's XML declaration), and a JSON
+    "written_by" is "TOOL VERSION (ttt-cl)", not any string starting with the tool's name; a folder of documents
+    skips a tool's signed text output whatever its name (it used to score a --nll-out nll.txt as a document); an
+    interrupted ttt-generate replaces no existing --save-session (its session goes to FILE.partial)."""
+    import stat
+    import threading
+    made, doc, tmp = c.made(), c.long_doc(), c.tmp
+    base = ["-m", made, "-q", "-f", doc, "--max-tokens", "100"]
+    fifo = os.path.join(tmp, "edges.fifo")
+    if os.path.exists(fifo):
+        os.remove(fifo)
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(open(fifo).read()), daemon=True)
+    reader.start()
+    rc, _, se = run("ttt-perplexity", *base, "--nll-out", fifo)
+    reader.join(timeout=60)
+    check("--nll-out onto a FIFO writes through it and leaves it a FIFO",
+          rc == 0 and stat.S_ISFIFO(os.stat(fifo).st_mode) and got and got[0].startswith("# written by ttt-perplexity")
+          and len(got[0].splitlines()) == 100, se[-300:])
+    priv = os.path.join(tmp, "edges-priv.json")
+    if os.path.exists(priv):
+        os.remove(priv)
+    run("ttt-perplexity", *base, "--json", priv)
+    os.chmod(priv, 0o600)
+    rc, _, se = run("ttt-perplexity", *base, "--json", priv)
+    check("a replaced own file keeps its mode (0600 stays 0600)",
+          rc == 0 and stat.S_IMODE(os.stat(priv).st_mode) == 0o600, f"{oct(os.stat(priv).st_mode)} {se[-300:]}")
+    quoted = "my notes\n# written by ttt-perplexity 0.1.0 (ttt-cl): quoted on line two\n"
+    loose = '{"written_by": "ttt-perplexity is what I ran, by hand"}\n'
+    for name, text, flag in (("edges-quoted.txt", quoted, "--nll-out"), ("edges-loose.json", loose, "--json")):
+        user = c.token_file(name, text)
+        rc, _, se = run("ttt-perplexity", *base, flag, user)
+        check(f"{flag}: a user's file that merely quotes the signature ({name}) is refused and left as it was",
+              rc == 1 and "so this tool did not write it" in se and untouched(user, text), se[-300:])
+    folder = os.path.join(tmp, "edges-docs")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder)
+    shutil.copy(doc, os.path.join(folder, "a.txt"))
+    nll = os.path.join(folder, "nll.txt")
+    rc1, so1, se1 = run("ttt-perplexity", "-m", made, "-f", folder, "--max-tokens", "100", "--nll-out", nll)
+    rc2, so2, se2 = run("ttt-perplexity", "-m", made, "-f", folder, "--max-tokens", "100", "--nll-out", nll)
+    ppl = lambda so: [l for l in so.splitlines() if "PPL" in l]
+    check("a folder's signed --nll-out (nll.txt) is skipped, not scored: the re-run scores the same one document",
+          rc1 == rc2 == 0 and ppl(so1) and ppl(so1) == ppl(so2) and "1 document," in se2 and "skipped" in se2
+          and nll in se2, (so2 + se1 + se2)[-600:])
+    ses = os.path.join(tmp, "edges.ses")
+    for f in (ses, ses + ".partial"):
+        if os.path.exists(f):
+            os.remove(f)
+    rc, _, se = run("ttt-generate", "-m", made, "-q", "-p", "abc", "-n", "3", "--save-session", ses)
+    before = open(ses, "rb").read() if rc == 0 else b""
+    for delay in (0.5, 1.5, 4):  # after the header, until the interrupt lands in the generation (not the set-up)
+        p = subprocess.Popen([exe("ttt-generate"), "-m", made, "-p", "abc", "-n", "1000000", "--save-session", ses],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        head = p.stderr.readline()
+        time.sleep(delay)
+        p.send_signal(signal.SIGINT)
+        err = head + p.communicate(timeout=600)[1]
+        if os.path.exists(ses + ".partial"):
+            break
+    check("an interrupted ttt-generate keeps the existing --save-session and writes FILE.partial",
+          rc == 0 and p.returncode == 130 and open(ses, "rb").read() == before and os.path.exists(ses + ".partial")
+          and open(ses + ".partial", "rb").read(8) == b"TTT-SES\n" and "kept (the run was interrupted)" in err,
+          err[-400:])
+
+
+@case
 def own_outputs_only(c):
     """Every output file of every tool is replaced only when it is empty or this tool wrote it: JSON with
     "written_by": "TOOL ...", an SVG with its "<!-- written by TOOL" comment, --nll-out with its "# written by

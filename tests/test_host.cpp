@@ -219,6 +219,18 @@ TEST_F(Host, ProgramCacheKeepsAStampWherePoclCaches) {
     EXPECT_EQ(c.programs().loaded_from_cache(), 1);
     EXPECT_TRUE(compiled.empty()) << "a stamped program is not announced as compiled";
   }
+  {  // PoCL's cache emptied: the stamp is not trusted, and the build is announced and counted as one.
+    const fs::path empty = dir / "empty-pocl-cache";
+    fs::create_directories(empty);
+    ScopedEnv gone("POCL_CACHE_DIR", empty.string());
+    host::Context c(dev().device());
+    std::vector<std::string> compiled;
+    c.on_compile([&](const std::string& family) { compiled.push_back(family); });
+    host::Kernel k(c, "swiglu", "swiglu_fwd", "-DTEST_STAMP=1");
+    EXPECT_EQ(c.programs().built_from_source(), 1);
+    EXPECT_EQ(compiled, std::vector<std::string>{"swiglu"});
+    fs::remove_all(empty);
+  }
   fs::remove_all(dir);
   {
     ScopedEnv off("POCL_KERNEL_CACHE", "0");

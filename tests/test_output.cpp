@@ -125,7 +125,7 @@ TEST_F(OutputTest, CheckOwnFileReplacesOnlyEmptyOrSignedFiles) {
             std::string::npos);
   EXPECT_NO_THROW(check_own_file(write("a.ses", std::string("TTT-SES\n", 8) + "body"), "--out", magic));
   EXPECT_THROW(check_own_file(write("short.ses", "TTT-S"), "--out", magic), Error);
-  // A comment line: the first line, or a later one within the first 512 bytes, never inside a line.
+  // A comment line: the first line, or the second after an XML declaration; never a later one, nor inside a line.
   EXPECT_NO_THROW(check_own_file(write("a.svg", "<?xml version=\"1.0\"?>\n<!-- written by ttt-niah 1 -->\n<svg/>"),
                                  "--plot", line));
   EXPECT_NO_THROW(check_own_file(write("b.svg", "<!-- written by ttt-niah 1 -->\n<svg/>"), "--plot", line));
@@ -133,15 +133,20 @@ TEST_F(OutputTest, CheckOwnFileReplacesOnlyEmptyOrSignedFiles) {
   EXPECT_THROW(check_own_file(write("d.svg", std::string(600, '\n') + "<!-- written by ttt-niah 1 -->"), "--plot", line),
                Error);
   EXPECT_THROW(check_own_file(write("e.svg", "<!-- written by ttt-perplexity 1 -->\n"), "--plot", line), Error);
-  // JSON: an object whose key is a string naming the tool.
+  EXPECT_THROW(check_own_file(write("f.txt", "my notes\n<!-- written by ttt-niah 1 -->\n"), "--plot", line), Error);
+  // JSON: an object whose key is the tool's "TOOL VERSION (ttt-cl)"; another tool's is named in the message.
   EXPECT_NO_THROW(check_own_file(write("a.json", "\n {\"a\": 1, \"written_by\": \"ttt-niah 0.1.0 (ttt-cl)\"}\n"),
                                  "--json", json));
   const std::string other = write("b.json", "{\"written_by\": \"ttt-generate 0.1.0 (ttt-cl)\"}");
   EXPECT_NE(error_of([&] { check_own_file(other, "--json", json); })
+                .find("is not a JSON record of ttt-niah (its \"written_by\" is \"ttt-generate 0.1.0 (ttt-cl)\", not "
+                      "\"ttt-niah ...\")"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { check_own_file(notes, "--json", json); })
                 .find("is not a JSON record of ttt-niah (no \"written_by\": \"ttt-niah ...\" field)"),
             std::string::npos);
   for (const char* text : {"{\"written_by\": 1}", "[{\"written_by\": \"ttt-niah 1\"}]", "{\"written_by\": \"ttt-niah 1\"",
-                           "{\"results\": []}"})
+                           "{\"results\": []}", "{\"written_by\": \"ttt-niah 1\"}", "{\"written_by\": \"ttt-niah is mine\"}"})
     EXPECT_THROW(check_own_file(write("c.json", text), "--json", json), Error) << text;
   // No signature at all: only an empty file is replaced, and the message says why.
   EXPECT_NE(error_of([&] { check_own_file(notes, "-o", none); }).find("carries no signature"), std::string::npos);

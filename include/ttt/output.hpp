@@ -22,10 +22,11 @@ void check_output_file(const std::string& path, const std::string& flag);
 
 // How a tool knows an existing file for one it wrote, and so may replace it
 // (a tool never overwrites a file it did not write): `magic`, the file starts
-// with `text` (a binary format's header); `line`, one of its lines within the
-// first 512 bytes does (a text format's comment: "# written by ttt-perplexity",
-// "<!-- written by ttt-niah"); `json_key`, it is a JSON object whose top-level
-// `key` is a string starting with `text`; `none`, the tool cannot tell its
+// with `text` (a binary format's header); `line`, its first line does, or its
+// second after an XML declaration (a text format's comment: "# written by
+// ttt-perplexity", "<!-- written by ttt-niah"); `json_key`, it is a JSON object
+// whose top-level `key` is the string `text`, or, for `text` "TOOL ", a string
+// "TOOL VERSION (ttt-cl)"; `none`, the tool cannot tell its
 // output from another file. `what` says what such a file is ("a session file").
 struct OwnFormat {
   enum Kind { magic, line, json_key, none } kind = none;
@@ -59,7 +60,9 @@ void check_output_dir(const std::string& dir, const std::string& flag, bool forc
                       const std::vector<std::string>& protect = {});
 
 // A file written in pieces and published atomically by commit(); the
-// destructor of an uncommitted one removes its temporary. Every write is
+// destructor of an uncommitted one removes its temporary. The new file keeps
+// the mode of the one it replaces. An existing device, FIFO or socket
+// (/dev/null, /dev/stdout) is written through instead, never replaced. Every write is
 // checked: errors throw ttt::Error naming the target path and the reason.
 class AtomicFile {
  public:

@@ -23,6 +23,17 @@ bool is_tool_output(const std::string& filename) {
   return false;
 }
 
+namespace {
+// A text output of a ttt-cl tool under any name (ttt-perplexity --nll-out nll.txt): its first line says so.
+bool signed_by_a_tool(const fs::path& file) {
+  constexpr std::string_view mark = "# written by ttt-";
+  std::ifstream in(file, std::ios::binary);
+  std::string head(mark.size(), '\0');
+  in.read(head.data(), std::streamsize(head.size()));
+  return in.gcount() == std::streamsize(mark.size()) && head == mark;
+}
+}  // namespace
+
 std::vector<std::string> expand_paths(const std::vector<std::string>& paths, std::vector<std::string>* skipped) {
   std::vector<std::string> out;
   for (const auto& p : paths) {
@@ -35,14 +46,15 @@ std::vector<std::string> expand_paths(const std::vector<std::string>& paths, std
       for (const auto& e : fs::directory_iterator(p, ec)) {
         const std::string name = e.path().filename().string();
         if (!e.is_regular_file() || name[0] == '.') continue;
-        (is_tool_output(name) ? outputs : files).push_back(e.path().string());
+        (is_tool_output(name) || signed_by_a_tool(e.path()) ? outputs : files).push_back(e.path().string());
       }
       std::sort(outputs.begin(), outputs.end());
       if (skipped) skipped->insert(skipped->end(), outputs.begin(), outputs.end());
       if (files.empty())
         throw Error(fmt::format("{}: directory holds no files to evaluate{}", p,
                                 outputs.empty() ? "" : " (only tool outputs: .nll, .json, .jsonl, .svg, .journal, "
-                                                       ".partial files are skipped)"));
+                                                       ".partial files and files whose first line is '# written by "
+                                                       "ttt-...' are skipped)"));
       std::sort(files.begin(), files.end());
       out.insert(out.end(), files.begin(), files.end());
     } else if (fs::exists(p, ec)) {

@@ -78,6 +78,7 @@ void check_output_file(const std::string& path, const std::string& flag) {
   if (::stat(path.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) throw Error(fmt::format("{}: is a directory, expected a file name", what));
     if (::access(path.c_str(), W_OK) != 0) throw Error(fmt::format("{}: cannot write: {}", what, std::strerror(errno)));
+    if (!S_ISREG(st.st_mode)) return;  // a device, FIFO or socket (/dev/null, /dev/stdout): written through, not replaced
   }
   check_dir_takes_files(parent_of(path), what);
 }
@@ -93,12 +94,11 @@ bool has_signature(const std::string& path, const OwnFormat& f) {
   switch (f.kind) {
     case OwnFormat::magic:
       return head == f.text;
-    case OwnFormat::line:
-      for (size_t at = 0; at < head.size(); at = head.find('\n', at) + 1) {
-        if (head.compare(at, f.text.size(), f.text) == 0) return true;
-        if (head.find('\n', at) == std::string::npos) break;
-      }
-      return false;
+    case OwnFormat::line: {  // the first line, or the second after an XML declaration (an SVG's)
+      if (head.compare(0, f.text.size(), f.text) == 0) return true;
+      const size_t second = head.find('\n') + 1;
+      return head.rfind("<?xml", 0) == 0 && second > 0 && head.compare(second, f.text.size(), f.text) == 0;
+    }
     case OwnFormat::json_key: {
       const size_t first = head.find_first_not_of(" \t\r\n");
       if (first == std::string::npos || head[first] != '{') return false;  // not an object: not read further
@@ -107,7 +107,11 @@ bool has_signature(const std::string& path, const OwnFormat& f) {
       const auto j = nlohmann::json::parse(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>(),
                                            nullptr, false);
       if (j.is_discarded() || !j.is_object() || !j.contains(f.key) || !j[f.key].is_string()) return false;
-      return j[f.key].get<std::string>().rfind(f.text, 0) == 0;
+      // The text itself (a format's name), or a tool's "TOOL VERSION (ttt-cl)" when the text is "TOOL ".
+      const std::string v = j[f.key].get<std::string>();
+      const std::string_view tail = " (ttt-cl)";
+      return v == f.text || (v.rfind(f.text, 0) == 0 && v.size() > f.text.size() + tail.size() &&
+                             v.compare(v.size() - tail.size(), tail.size(), tail) == 0);
     }
     case OwnFormat::none:
       return false;
@@ -115,15 +119,26 @@ bool has_signature(const std::string& path, const OwnFormat& f) {
   return false;
 }
 
+// A JSON file's `key`, when it is a string: "ttt-bench 0.1.0 (ttt-cl)" for a record of another tool.
+std::string json_string(const std::string& path, const std::string& key) {
+  std::ifstream in(path, std::ios::binary);
+  const auto j = nlohmann::json::parse(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>(), nullptr,
+                                       false);
+  return !j.is_discarded() && j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : "";
+}
+
 // "(no TTT-SES header)": the signature the file lacks, as the message shows it.
-std::string missing(const OwnFormat& f) {
+std::string missing(const std::string& path, const OwnFormat& f) {
   std::string shown;  // "TTT-SES\n" as "TTT-SES"
   for (char ch : f.text)
     if (std::isprint(static_cast<unsigned char>(ch))) shown += ch;
   switch (f.kind) {
     case OwnFormat::magic: return fmt::format("no {} header", shown);
     case OwnFormat::line: return fmt::format("no line \"{}...\"", shown);
-    case OwnFormat::json_key: return fmt::format("no \"{}\": \"{}...\" field", f.key, shown);
+    case OwnFormat::json_key:
+      if (const std::string by = json_string(path, f.key); !by.empty())
+        return fmt::format("its \"{}\" is \"{}\", not \"{}...\"", f.key, by, shown);
+      return fmt::format("no \"{}\": \"{}...\" field", f.key, shown);
     case OwnFormat::none: break;
   }
   return {};
@@ -141,7 +156,7 @@ void check_own_file(const std::string& path, const std::string& flag, const OwnF
                             where, format.what));
   throw Error(fmt::format("{}: the file exists and is not {} ({}), so this tool did not write it; left untouched: "
                           "name a new file, or remove it first",
-                          where, format.what, missing(format)));
+                          where, format.what, missing(path, format)));
 }
 
 void check_output_dir(const std::string& dir, const std::string& flag, bool force,
@@ -165,20 +180,30 @@ void check_output_dir(const std::string& dir, const std::string& flag, bool forc
 }
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
+  struct stat st {};
+  const bool exists = ::stat(path_.c_str(), &st) == 0;
+  if (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    // A device, FIFO or socket (/dev/null, /dev/stdout, a pipe a reader waits on): written through, as a shell's
+    // redirection would, never replaced by a regular file.
+    fd_ = ::open(path_.c_str(), O_WRONLY);
+    if (fd_ < 0) throw Error(fmt::format("{}: cannot open for writing: {}", path_, std::strerror(errno)));
+    return;
+  }
   const fs::path target(path_);
   tmp_ = (parent_of(path_) / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
   fd_ = ::mkstemp(tmp_.data());
   if (fd_ < 0) throw Error(fmt::format("{}: cannot create a temporary file beside it: {}", path_, std::strerror(errno)));
-  // mkstemp makes 0600; give the file the mode an ordinary open() would.
+  // mkstemp makes 0600; give the file the mode of the one it replaces (a private file stays private), else the
+  // mode an ordinary open() would.
   const mode_t mask = ::umask(0);
   ::umask(mask);
-  ::fchmod(fd_, 0666 & ~mask);
+  ::fchmod(fd_, exists ? (st.st_mode & 07777) : (0666 & ~mask));
 }
 
 AtomicFile::~AtomicFile() {
   if (fd_ >= 0) {
     ::close(fd_);
-    ::unlink(tmp_.c_str());
+    if (!tmp_.empty()) ::unlink(tmp_.c_str());
   }
 }
 
@@ -198,6 +223,10 @@ void AtomicFile::commit() {
   if (fd_ < 0) throw Error(fmt::format("{}: committed twice", path_));
   const int fd = fd_;
   fd_ = -1;
+  if (tmp_.empty()) {  // written through (a device, FIFO or socket): nothing to sync or rename
+    if (::close(fd) != 0) throw Error(fmt::format("{}: close failed: {}", path_, std::strerror(errno)));
+    return;
+  }
   auto fail = [&](const char* what) {
     const int e = errno;
     ::unlink(tmp_.c_str());

@@ -132,7 +132,8 @@ Decoder::Saved parse_session(const std::string& bytes, const std::string& origin
                             expect.inner_lr, expect.window, expect.mini_batch));
   if (k.weights != expect.weights || k.kv != expect.kv)
     throw Error(fmt::format("{}: a session run with {} weights and {} keys/values; this run has {} weights and {} "
-                            "keys/values (--weight-dtype, --kv-dtype): continuing it would mix two storages' numbers",
+                            "keys/values (the tools' --weight-dtype and --kv-dtype, Python's weight_dtype and kv_dtype): continuing "
+                            "it would mix two storages' numbers",
                             origin, dtype_flag(k.weights), dtype_flag(k.kv), dtype_flag(expect.weights),
                             dtype_flag(expect.kv)));
   Decoder::Saved s;

@@ -248,6 +248,10 @@ def test_session_save_replaces_only_sessions(models, tmp_path):
     s.feed(golden_tokens("tiny")[20:40])
     s.save(path)  # its own: replaced
     assert first[:8] == path.read_bytes()[:8] == b"TTT-SES\n" and path.read_bytes() != first
+    with pytest.raises(tttcl.Error, match="Session.save .*: is a directory"):
+        s.save(tmp_path)  # said before anything is written, naming Session.save
+    with pytest.raises(tttcl.Error, match="Session.save: empty file name"):
+        s.save("")
 
 
 def test_session_file_with_ttt_generate(kjv, tmp_path):
