@@ -2377,7 +2377,7 @@ def own_outputs_edges(c):
     nll = os.path.join(folder, "nll.txt")
     rc1, so1, se1 = run("ttt-perplexity", "-m", made, "-f", folder, "--max-tokens", "100", "--nll-out", nll)
     rc2, so2, se2 = run("ttt-perplexity", "-m", made, "-f", folder, "--max-tokens", "100", "--nll-out", nll)
-    ppl = lambda so: [l for l in so.splitlines() if "PPL" in l]
+    ppl = lambda so: [l for l in so.splitlines() if l.startswith("PPL = ")]  # (the table's widths follow its tok/s)
     check("a folder's signed --nll-out (nll.txt) is skipped, not scored: the re-run scores the same one document",
           rc1 == rc2 == 0 and ppl(so1) and ppl(so1) == ppl(so2) and "1 document," in se2 and "skipped" in se2
           and nll in se2, (so2 + se1 + se2)[-600:])
