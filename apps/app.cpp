@@ -274,7 +274,7 @@ Paths& Paths::output(const std::string& flag, const std::string& path, OwnFormat
 
 Paths& Paths::report(const std::string& flag, const std::string& path, const OwnFormat& format) {
   output(flag, path, format);
-  if (!path.empty() && !special_file(path)) output(fmt::format("{} (partial results)", flag), partial_path(path), format);
+  if (!path.empty() && !written_through(path)) output(fmt::format("{} (partial results)", flag), partial_path(path), format);
   return *this;
 }
 
@@ -445,22 +445,15 @@ int interrupted() { return g_signal.load(); }
 
 std::string partial_path(const std::string& path) { return path + ".partial"; }
 
-bool special_file(const std::string& path) {
+std::string output_target(const std::string& path) {
   std::error_code ec;
-  const auto st = std::filesystem::status(path, ec);
-  return std::filesystem::exists(st) && !std::filesystem::is_regular_file(st) && !std::filesystem::is_directory(st);
+  if (!interrupted() || !std::filesystem::exists(path, ec) || written_through(path)) return path;
+  const std::string partial = partial_path(path);
+  std::fprintf(stderr, "%s: %s kept (the run was interrupted); partial results written to %s\n", g_tool.c_str(),
+               path.c_str(), partial.c_str());
+  return partial;
 }
 
-void write_output(const std::string& path, std::string_view data) {
-  std::error_code ec;
-  if (interrupted() && std::filesystem::exists(path, ec) && !special_file(path)) {
-    const std::string partial = partial_path(path);
-    write_file_atomic(partial, data);
-    std::fprintf(stderr, "%s: %s kept (the run was interrupted); partial results written to %s\n", g_tool.c_str(),
-                 path.c_str(), partial.c_str());
-    return;
-  }
-  write_file_atomic(path, data);
-}
+void write_output(const std::string& path, std::string_view data) { write_file_atomic(output_target(path), data); }
 
 }  // namespace ttt::app

@@ -174,7 +174,8 @@ int interrupted();
 void write_output(const std::string& path, std::string_view data);
 // "PATH.partial": where write_output puts the partial results of an interrupted run when PATH exists.
 std::string partial_path(const std::string& path);
-// A device, FIFO or socket (/dev/null, /dev/stdout): written through, never replaced, and no .partial beside it.
-bool special_file(const std::string& path);
+// Where an output file goes now: PATH, or, after an interrupt, PATH.partial where PATH exists (said on stderr);
+// a device, FIFO or socket (ttt::written_through) is always PATH. write_output writes there.
+std::string output_target(const std::string& path);
 
 }  // namespace ttt::app

@@ -21,7 +21,6 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -234,12 +233,7 @@ int body(int argc, char** argv) {
     const size_t appended = dec.tokens().size() - document_start;
     if (generated.size() > appended) dec.append({generated.data() + appended, generated.size() - appended});
     // An interrupted run's session replaces no existing one (as write_output's partial results): FILE.partial.
-    std::string path = vm["save-session"].as<std::string>();
-    std::error_code ec;
-    if (interrupted() && std::filesystem::exists(path, ec) && !ttt::app::special_file(path)) {
-      std::fprintf(stderr, "ttt-generate: --save-session %s kept (the run was interrupted)\n", path.c_str());
-      path = ttt::app::partial_path(path);
-    }
+    const std::string path = ttt::app::output_target(vm["save-session"].as<std::string>());
     ttt::save_session_file(path, key, dec.save());
     if (!quiet || path != vm["save-session"].as<std::string>())
       std::fprintf(stderr, "ttt-generate: session of %zu tokens written to %s\n", dec.tokens().size(), path.c_str());

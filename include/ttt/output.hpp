@@ -20,6 +20,11 @@ namespace ttt {
 // and root, whom access() never refuses, all answer truly).
 void check_output_file(const std::string& path, const std::string& flag);
 
+// Whether `path` is an existing device, FIFO or socket (/dev/null, /dev/stdout, a pipe): an output there is
+// written through, as a shell's redirection would, never replaced by a regular file (AtomicFile), and needs no
+// directory that takes new files.
+bool written_through(const std::string& path);
+
 // How a tool knows an existing file for one it wrote, and so may replace it
 // (a tool never overwrites a file it did not write): `magic`, the file starts
 // with `text` (a binary format's header); `line`, its first line does, or its

@@ -71,6 +71,11 @@ void check_not_protected(const std::string& dir, const std::string& flag, const 
                               p));
 }
 
+bool written_through(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
+}
+
 void check_output_file(const std::string& path, const std::string& flag) {
   if (path.empty()) throw Error(fmt::format("{}: empty file name", flag));
   const std::string what = fmt::format("{} {}", flag, path);
@@ -78,8 +83,8 @@ void check_output_file(const std::string& path, const std::string& flag) {
   if (::stat(path.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) throw Error(fmt::format("{}: is a directory, expected a file name", what));
     if (::access(path.c_str(), W_OK) != 0) throw Error(fmt::format("{}: cannot write: {}", what, std::strerror(errno)));
-    if (!S_ISREG(st.st_mode)) return;  // a device, FIFO or socket (/dev/null, /dev/stdout): written through, not replaced
   }
+  if (written_through(path)) return;
   check_dir_takes_files(parent_of(path), what);
 }
 
@@ -180,15 +185,13 @@ void check_output_dir(const std::string& dir, const std::string& flag, bool forc
 }
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
-  struct stat st {};
-  const bool exists = ::stat(path_.c_str(), &st) == 0;
-  if (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
-    // A device, FIFO or socket (/dev/null, /dev/stdout, a pipe a reader waits on): written through, as a shell's
-    // redirection would, never replaced by a regular file.
+  if (written_through(path_)) {  // opened as it is; commit() only closes it
     fd_ = ::open(path_.c_str(), O_WRONLY);
     if (fd_ < 0) throw Error(fmt::format("{}: cannot open for writing: {}", path_, std::strerror(errno)));
     return;
   }
+  struct stat st {};
+  const bool exists = ::stat(path_.c_str(), &st) == 0;
   const fs::path target(path_);
   tmp_ = (parent_of(path_) / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
   fd_ = ::mkstemp(tmp_.data());
